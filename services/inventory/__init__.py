@@ -1,0 +1,1 @@
+"""inventory: stock per SKU and warehouse, reservations per order, and the low-stock detector."""

@@ -1,0 +1,40 @@
+"""Engine consumers of the inventory service."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from orderguard.services.inventory.handlers import Inventory
+from orderguard.shared.engine import Event
+from orderguard.shared.events.orders import OrderCancelled, OrderPlaced
+from orderguard.shared.uow import UnitOfWork
+
+
+class ReserveStockForOrders:
+    """Reserves stock for placed orders and releases it for cancelled ones, exactly once."""
+
+    group = "inventory.reservations"
+    event_types = frozenset({"order.placed.v1", "order.cancelled.v1"})
+
+    def __init__(self, orders_topic: str, inventory_topic: str) -> None:
+        self.topics = [orders_topic]
+        self._inventory_topic = inventory_topic
+
+    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
+        inventory = Inventory(uow, self._inventory_topic)
+        keys = {
+            (line.sku, event.data.warehouse)
+            for event in events
+            if isinstance(event.data, OrderPlaced)
+            for line in event.data.lines
+        }
+        await inventory.load(keys, {event.data.order_id for event in events})  # type: ignore[attr-defined]
+        for event in events:
+            if isinstance(event.data, OrderPlaced):
+                inventory.reserve_for(event.data, event.envelope)
+            elif isinstance(event.data, OrderCancelled):
+                inventory.release_for(event.data, event.envelope)
+        await inventory.save()
+
+    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        """Nothing cached: every batch reads (and locks) what it touches."""

@@ -1,0 +1,1 @@
+"""What every orderguard service shares: settings, envelope, outbox, engine, HTTP app factory."""

@@ -1,0 +1,5 @@
+"""The batched, transactional consumer engine that runs service consumers and detectors."""
+
+from orderguard.shared.engine.consumer import BatchHandler, Engine, Event, RejectEvent
+
+__all__ = ["BatchHandler", "Engine", "Event", "RejectEvent"]

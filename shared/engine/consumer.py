@@ -1,0 +1,378 @@
+"""One batched, transactional consumer loop.
+
+Per batch from `getmany`: decode, drop what this group already applied, hand the fresh
+events to the handler, and commit in ONE PostgreSQL transaction the handler's state
+changes, its outbox messages, dead letters, applied event ids and the consumed offsets.
+On assignment the engine resumes from the offsets in the database; it commits them to
+Kafka afterwards only so that lag tools see progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel, ValidationError
+
+from orderguard.shared import metrics
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events import REGISTRY, UnknownEventType
+from orderguard.shared.logging import get_logger
+from orderguard.shared.outbox import OutboxMessage
+from orderguard.shared.topics import Topics
+from orderguard.shared.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+
+class RejectEvent(Exception):
+    """Raised by a handler for an event that can never be applied: dead-lettered at once."""
+
+
+@dataclass(slots=True)
+class Event:
+    """A decoded record: the envelope, its typed data, and where it came from."""
+
+    envelope: Envelope
+    data: BaseModel
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+
+class BatchHandler(Protocol):
+    """A consumer of the engine: one consumer group, its topics, the event types it applies."""
+
+    group: str
+    topics: Sequence[str]
+    event_types: frozenset[str]
+
+    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
+        """Apply fresh events, in partition order, inside the batch's transaction."""
+
+    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        """Forget cached state of these partitions (None: all) after a revoke or a rollback."""
+
+
+@dataclass(slots=True)
+class _DeadLetter:
+    record: ConsumerRecord
+    reason: str
+    error: str
+
+
+def _header(record: ConsumerRecord, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value
+    return None
+
+
+class Engine:
+    def __init__(
+        self,
+        handler: BatchHandler,
+        consumer: AIOKafkaConsumer,
+        pool: asyncpg.Pool,
+        schema: str,
+        batch_max: int = 2000,
+        max_retries: int = 3,
+        retry_backoff_s: float = 0.2,
+    ) -> None:
+        self.handler = handler
+        self.group = handler.group
+        self._consumer = consumer
+        self._pool = pool
+        self._schema = schema
+        self._batch_max = batch_max
+        self._max_retries = max_retries
+        self._retry_backoff_s = retry_backoff_s
+        self.assigned: set[TopicPartition] = set()
+        self.started = asyncio.Event()
+        self.last_progress = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._consumer.subscribe(list(self.handler.topics), listener=_ResumeFromDatabase(self))
+        await self._consumer.start()
+        self.started.set()
+        log.info("engine started", group=self.group, topics=list(self.handler.topics))
+        try:
+            while not stop.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                self.last_progress = time.monotonic()
+                records = [record for partition in batches.values() for record in partition]
+                if not records:
+                    continue
+                next_offsets = await self._apply_with_retries(records)
+                if next_offsets:
+                    await self._commit_to_kafka(next_offsets)
+                self._observe_lag(batches)
+        finally:
+            await self._consumer.stop()
+            log.info("engine stopped", group=self.group)
+
+    async def _commit_to_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
+        owned = {tp: offset for tp, offset in next_offsets.items() if tp in self.assigned}
+        if not owned:
+            return
+        try:
+            await self._consumer.commit(owned)
+        except Exception as exc:  # the database holds the truth; Kafka's copy is for lag tools
+            log.warning("kafka offset commit failed", group=self.group, error=str(exc))
+
+    def _observe_lag(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        now_ms = time.time() * 1000
+        for tp, records in batches.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and records:
+                labels = (tp.topic, self.group, str(tp.partition))
+                metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - records[-1].offset - 1))
+                metrics.CONSUMER_TIME_LAG.labels(*labels).set(max(0.0, (now_ms - records[-1].timestamp) / 1000))
+
+    # -- one batch -------------------------------------------------------------------------
+
+    async def _apply_with_retries(self, records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+        last_error = ""
+        for attempt in range(self._max_retries + 1):
+            try:
+                return await self._apply(records)
+            except (asyncpg.InterfaceError, OSError):
+                self.handler.drop_cached_state(None)
+                raise  # the database is gone: let the process restart rather than dead-letter
+            except Exception as exc:
+                # The handler's cache may hold state the rollback just undid.
+                self.handler.drop_cached_state(None)
+                last_error = repr(exc)
+                metrics.EVENTS_CONSUMED.labels(records[0].topic, self.group, "retry").inc(len(records))
+                log.warning(
+                    "batch failed; retrying",
+                    group=self.group,
+                    records=len(records),
+                    attempt=attempt + 1,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(self._retry_backoff_s * 2**attempt)
+        if len(records) == 1:
+            return await self._apply(records, failure=last_error)
+        # Isolate the poison: apply one record at a time, dead-lettering the ones that still fail.
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            offsets.update(await self._apply_with_retries([record]))
+        return offsets
+
+    async def _apply(self, records: list[ConsumerRecord], failure: str | None = None) -> dict[TopicPartition, int]:
+        """Apply a batch in one transaction; with `failure`, dead-letter its events instead."""
+        started = time.perf_counter()
+        async with UnitOfWork(self._pool, self._schema) as uow:
+            conn = uow.conn
+            stored = await self._lock_offsets(conn, records)
+            # Records below the stored offset were applied by an earlier owner of the partition.
+            records = [
+                r for r in records if r.offset >= stored.get(TopicPartition(r.topic, r.partition), -1)
+            ]
+            events, dead, skipped = self._decode(records)
+            if failure is not None:
+                dead += [_DeadLetter(_record_of(e, records), "failed", failure) for e in events]
+                events = []
+            events, duplicates = await self._drop_applied(conn, events)
+            if events:
+                try:
+                    await self.handler.handle(uow, events)
+                except RejectEvent as exc:
+                    if len(events) > 1:
+                        raise  # isolate it through the one-by-one path
+                    dead.append(_DeadLetter(_record_of(events[0], records), "invalid", str(exc)))
+                    events = []
+            uow.outbox.extend(self._dead_letter_message(letter) for letter in dead)
+            next_offsets = self._next_offsets(records)
+            await conn.executemany(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+                " SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                [(self.group, tp.topic, tp.partition, offset) for tp, offset in next_offsets.items()],
+            )
+            await uow.commit()
+        self._count(records, events, duplicates, skipped, dead)
+        metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(self.group).observe(len(records))
+        return next_offsets
+
+    async def _lock_offsets(self, conn: asyncpg.Connection, records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+        """Lock this batch's offset rows so a zombie owner of the same partitions waits, then skips."""
+        partitions = {(r.topic, r.partition) for r in records}
+        rows = await conn.fetch(
+            "SELECT topic, partition, next_offset FROM consumer_offsets"
+            " WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))"
+            " FOR UPDATE",
+            self.group,
+            [t for t, _ in partitions],
+            [p for _, p in partitions],
+        )
+        return {TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+
+    def _decode(self, records: list[ConsumerRecord]) -> tuple[list[Event], list[_DeadLetter], int]:
+        events: list[Event] = []
+        dead: list[_DeadLetter] = []
+        skipped = 0
+        wanted = self.handler.event_types
+        for record in records:
+            # The ce_type header lets us skip types this group ignores without parsing the body.
+            header_type = _header(record, "ce_type")
+            if header_type is not None and header_type.decode(errors="replace") not in wanted:
+                skipped += 1
+                continue
+            if record.value is None:
+                dead.append(_DeadLetter(record, "malformed", "record has no value"))
+                continue
+            try:
+                envelope = Envelope.from_json(record.value)
+            except ValidationError as exc:
+                dead.append(_DeadLetter(record, "malformed", _first_errors(exc)))
+                continue
+            if envelope.type not in wanted:
+                skipped += 1
+                continue
+            try:
+                data = REGISTRY.parse(envelope)
+            except UnknownEventType as exc:
+                dead.append(_DeadLetter(record, "unknown_type", str(exc)))
+                continue
+            except ValidationError as exc:
+                dead.append(_DeadLetter(record, "invalid", _first_errors(exc)))
+                continue
+            events.append(Event(envelope, data, record.topic, record.partition, record.offset))
+        return events, dead, skipped
+
+    async def _drop_applied(self, conn: asyncpg.Connection, events: list[Event]) -> tuple[list[Event], int]:
+        """Record event ids as applied; keep only the events not applied before (first copy wins)."""
+        if not events:
+            return events, 0
+        unique: dict[str, Event] = {}
+        for event in events:
+            unique.setdefault(event.id, event)
+        fresh_ids = {
+            row["event_id"]
+            for row in await conn.fetch(
+                "INSERT INTO applied_events (group_id, event_id) SELECT $1, unnest($2::text[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id",
+                self.group,
+                list(unique),
+            )
+        }
+        fresh = [event for event_id, event in unique.items() if event_id in fresh_ids]
+        return fresh, len(events) - len(fresh)
+
+    def _dead_letter_message(self, letter: _DeadLetter) -> OutboxMessage:
+        record = letter.record
+        headers = [(name, value.decode(errors="replace")) for name, value in record.headers or ()]
+        headers += [
+            ("dlq_reason", letter.reason),
+            ("dlq_error", letter.error[:2000]),
+            ("dlq_group", self.group),
+            ("dlq_topic", record.topic),
+            ("dlq_partition", str(record.partition)),
+            ("dlq_offset", str(record.offset)),
+        ]
+        metrics.DEAD_LETTERS.labels(record.topic, self.group, letter.reason).inc()
+        log.warning(
+            "record dead-lettered",
+            group=self.group,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=letter.reason,
+            error=letter.error[:500],
+        )
+        return OutboxMessage(
+            topic=Topics.dead_letter(record.topic, self.group),
+            key=record.key,
+            value=record.value or b"",
+            headers=headers,
+        )
+
+    @staticmethod
+    def _next_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        return offsets
+
+    def _count(
+        self, records: list[ConsumerRecord], events: list[Event], duplicates: int, skipped: int, dead: list[_DeadLetter]
+    ) -> None:
+        if not records:
+            return
+        topic = records[0].topic
+        outcomes: Counter[str] = Counter(
+            {"applied": len(events), "duplicate": duplicates, "skipped": skipped, "dlq": len(dead)}
+        )
+        for outcome, count in outcomes.items():
+            if count:
+                metrics.EVENTS_CONSUMED.labels(topic, self.group, outcome).inc(count)
+
+    # -- rebalance -------------------------------------------------------------------------
+
+    async def resume_from_database(self, assigned: set[TopicPartition]) -> None:
+        metrics.REBALANCES.labels(self.group).inc()
+        self.assigned = set(assigned)
+        if not assigned:
+            return
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", self.group
+            )
+        stored = {TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        for tp in assigned:
+            if tp in stored:
+                self._consumer.seek(tp, stored[tp])
+        log.info(
+            "partitions assigned",
+            group=self.group,
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+            resumed=len(assigned & stored.keys()),
+        )
+
+    def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.assigned -= revoked
+        self.handler.drop_cached_state(revoked)
+
+
+class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._engine.partitions_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._engine.resume_from_database(set(assigned))
+
+
+def _record_of(event: Event, records: list[ConsumerRecord]) -> ConsumerRecord:
+    for record in records:
+        if record.topic == event.topic and record.partition == event.partition and record.offset == event.offset:
+            return record
+    raise LookupError("event without its record")
+
+
+def _first_errors(exc: ValidationError, limit: int = 5) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:limit]
+    )

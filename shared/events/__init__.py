@@ -1,0 +1,9 @@
+"""Typed event models: the contract between our services and with outside publishers.
+
+Importing this package registers every event type.
+"""
+
+from orderguard.shared.events import anomalies, inventory, orders  # noqa: F401  (registration)
+from orderguard.shared.events.registry import REGISTRY, EventRegistry, UnknownEventType, event_type
+
+__all__ = ["REGISTRY", "EventRegistry", "UnknownEventType", "event_type"]

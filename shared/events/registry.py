@@ -1,0 +1,61 @@
+"""Event type -> pydantic model, and the JSON Schemas generated from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from orderguard.shared.envelope import Envelope
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+class EventRegistry:
+    def __init__(self) -> None:
+        self._models: dict[str, type[BaseModel]] = {}
+        self._types: dict[type[BaseModel], str] = {}
+
+    def register(self, type_name: str, model: type[BaseModel]) -> None:
+        if type_name in self._models and self._models[type_name] is not model:
+            raise ValueError(f"event type {type_name} registered twice")
+        self._models[type_name] = model
+        self._types[model] = type_name
+
+    def model_for(self, type_name: str) -> type[BaseModel]:
+        try:
+            return self._models[type_name]
+        except KeyError:
+            raise UnknownEventType(f"unknown event type {type_name!r}") from None
+
+    def type_of(self, model: type[BaseModel]) -> str:
+        return self._types[model]
+
+    def parse(self, envelope: Envelope) -> BaseModel:
+        """Validate an envelope's data against its registered model."""
+        return self.model_for(envelope.type).model_validate(envelope.data)
+
+    def json_schemas(self) -> dict[str, dict[str, Any]]:
+        return {name: model.model_json_schema() for name, model in sorted(self._models.items())}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(sorted(self._models))
+
+
+REGISTRY = EventRegistry()
+
+
+def event_type(type_name: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator: register a pydantic model as the data of `type_name`."""
+
+    def register(model: type[M]) -> type[M]:
+        REGISTRY.register(type_name, model)
+        model.event_type = type_name  # type: ignore[attr-defined]
+        return model
+
+    return register

@@ -1,0 +1,69 @@
+"""The FastAPI app factory: health, readiness, metrics, problem+json, RED metrics per route."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from orderguard.shared import metrics
+from orderguard.shared.http.problems import install_problem_handlers
+from orderguard.shared.settings import Settings
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def create_app(
+    service: str,
+    settings: Settings,
+    readiness: ReadinessCheck,
+    routers: Sequence[APIRouter] = (),
+    version: str = "0.1.0",
+) -> FastAPI:
+    app = FastAPI(
+        title=f"orderguard {service}",
+        version=version,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            # The route template keeps the label bounded; unknown paths share one value.
+            template = getattr(route, "path", "<unmatched>")
+            metrics.HTTP_REQUESTS.labels(service, template, request.method, str(status)).inc()
+            metrics.HTTP_DURATION.labels(service, template, request.method).observe(time.perf_counter() - started)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Depends on nothing else."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the database and the broker answer, and the workers have started."""
+        checks = await readiness()
+        ready = all(checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,84 @@
+"""Kafka clients configured once: the producer for the outbox relay, consumers for the engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from orderguard.shared.settings import Settings
+from orderguard.shared.topics import Topics
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        # Tansu rejects InitProducerId; on real Kafka idempotence guards retries against duplicates.
+        enable_idempotence=not settings.kafka_embedded_compat,
+        linger_ms=settings.outbox_linger_ms,
+        max_batch_size=256 * 1024,
+        compression_type=None,
+    )
+
+
+def make_consumer(settings: Settings, group_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        isolation_level="read_uncommitted",
+    )
+
+
+async def create_topics(settings: Settings, extra: list[str] | None = None) -> list[str]:
+    """Create every topic we own (and `extra`); existing ones are left as they are."""
+    names = Topics(settings.topic_prefix).all() + list(extra or [])
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=settings.topic_partitions,
+                            replication_factor=settings.topic_replication_factor,
+                            # Explicit, so describe_configs shows them on Tansu too.
+                            topic_configs={"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.policy": "delete"},
+                        )
+                        for name in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Block until the broker answers metadata requests (start-up ordering in compose and k8s)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()

@@ -1,0 +1,87 @@
+"""Every Prometheus metric orderguard exports, defined once. Base units, bounded labels."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+BUILD_INFO = Info("orderguard_build", "Version and role of this orderguard process")
+
+HTTP_REQUESTS = Counter(
+    "orderguard_http_requests_total",
+    "HTTP requests handled, by route template, method and status code",
+    ["service", "route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "orderguard_http_request_duration_seconds",
+    "HTTP request duration by route template",
+    ["service", "route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+
+EVENTS_CONSUMED = Counter(
+    "orderguard_events_consumed_total",
+    "Kafka records taken by the engine, by topic, consumer group and outcome",
+    ["topic", "group", "outcome"],  # outcome: applied, duplicate, skipped, retry, dlq
+)
+BATCH_DURATION = Histogram(
+    "orderguard_engine_batch_duration_seconds",
+    "Time to apply one batch in one database transaction",
+    ["group"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "orderguard_engine_batch_records",
+    "Records per engine batch",
+    ["group"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+CONSUMER_LAG = Gauge(
+    "orderguard_consumer_lag_records",
+    "Records between the consumer position and the partition high watermark",
+    ["topic", "group", "partition"],
+)
+CONSUMER_TIME_LAG = Gauge(
+    "orderguard_consumer_time_lag_seconds",
+    "Age of the last record applied, per partition",
+    ["topic", "group", "partition"],
+)
+REBALANCES = Counter(
+    "orderguard_consumer_rebalances_total", "Partition assignments received", ["group"]
+)
+DEAD_LETTERS = Counter(
+    "orderguard_dead_letters_total",
+    "Records sent to a dead-letter topic, by reason",
+    ["topic", "group", "reason"],  # reason: malformed, invalid, unknown_type, failed
+)
+
+OUTBOX_BACKLOG = Gauge(
+    "orderguard_outbox_backlog_messages",
+    "Unsent outbox rows seen by the relay on its last pass (capped at one batch)",
+    ["schema"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "orderguard_outbox_published_total", "Outbox messages published to Kafka", ["topic"]
+)
+OUTBOX_RELAY_LATENCY = Histogram(
+    "orderguard_outbox_relay_latency_seconds",
+    "Time from outbox write to acknowledged publish",
+    buckets=LATENCY_BUCKETS,
+)
+
+ANOMALIES_DETECTED = Counter(
+    "orderguard_anomalies_detected_total", "Anomalies raised by detector rules", ["rule", "severity"]
+)
+DETECTION_LATENCY = Histogram(
+    "orderguard_detection_latency_seconds",
+    "From the time of the event that made a rule fire to the anomaly being written",
+    ["rule"],
+    buckets=LATENCY_BUCKETS,
+)
+ANOMALIES_ROUTED = Counter(
+    "orderguard_anomalies_routed_total", "Anomalies routed to a team queue", ["queue", "outcome"]
+)  # outcome: routed, duplicate, unrouted
+NOTIFICATIONS = Counter(
+    "orderguard_notifications_total", "Notifications recorded, by channel and outcome", ["channel", "outcome"]
+)

@@ -1,0 +1,169 @@
+"""The transactional outbox: messages written with the state change, published by one relay per schema."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from orderguard.shared import metrics
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, topic: str, envelope: Envelope, key: str | None = None) -> OutboxMessage:
+        """An event for `topic`, keyed by its subject (the aggregate id) unless told otherwise."""
+        return cls(
+            topic=topic,
+            key=(key if key is not None else envelope.subject).encode(),
+            value=envelope.to_json(),
+            headers=[(name, value.decode()) for name, value in envelope.kafka_headers()],
+        )
+
+
+def notify_channel(schema: str) -> str:
+    return f"orderguard_outbox_{schema}"
+
+
+async def write_outbox(conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]) -> int:
+    """Insert messages inside the caller's transaction; the relay is woken when it commits."""
+    rows = [(m.topic, m.key, m.value, [list(h) for h in m.headers]) for m in messages]
+    if not rows:
+        return 0
+    await conn.executemany(
+        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4)", rows
+    )
+    # NOTIFY is delivered on commit and collapsed per transaction.
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+    return len(rows)
+
+
+def _lock_id(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"outbox:{schema}".encode()).digest()[:8], "big", signed=True)
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order with acks=all, then marks them sent.
+
+    Only one relay per schema publishes at a time (a PostgreSQL advisory lock), so rows of
+    one key reach Kafka in the order they were written however many replicas run.
+    A crash between publish and mark re-publishes: consumers dedup by event id.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        schema: str,
+        batch_max: int = 2000,
+        poll_interval_s: float = 1.0,
+        keep_sent_s: float = 3600.0,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._schema = schema
+        self._batch_max = batch_max
+        self._poll_interval_s = poll_interval_s
+        self._keep_sent_s = keep_sent_s
+        self._wake = asyncio.Event()
+        self.is_leader = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._run_as_leader(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox relay lost its connection; retrying", schema=self._schema, error=str(exc))
+                self.is_leader = False
+                await _wait(stop, self._poll_interval_s)
+
+    async def _run_as_leader(self, stop: asyncio.Event) -> None:
+        async with self._pool.acquire() as conn:
+            # Wait for leadership; the lock goes with the session if this process dies.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _lock_id(self._schema)):
+                if await _wait(stop, self._poll_interval_s):
+                    return
+            self.is_leader = True
+            listener = lambda *_: self._wake.set()  # noqa: E731
+            await conn.add_listener(notify_channel(self._schema), listener)
+            try:
+                last_cleanup = 0.0
+                while not stop.is_set():
+                    sent = await self._publish_batch(conn)
+                    now = asyncio.get_running_loop().time()
+                    if now - last_cleanup > 60:
+                        await conn.execute(
+                            "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+                            self._keep_sent_s,
+                        )
+                        last_cleanup = now
+                    if sent < self._batch_max:
+                        self._wake.clear()
+                        stop_task = asyncio.ensure_future(stop.wait())
+                        wake_task = asyncio.ensure_future(self._wake.wait())
+                        await asyncio.wait(
+                            {stop_task, wake_task},
+                            timeout=self._poll_interval_s,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                        stop_task.cancel()
+                        wake_task.cancel()
+            finally:
+                self.is_leader = False
+                await conn.remove_listener(notify_channel(self._schema), listener)
+                await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, value, headers, created_at FROM outbox"
+            " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            self._batch_max,
+        )
+        metrics.OUTBOX_BACKLOG.labels(self._schema).set(len(rows))
+        if not rows:
+            return 0
+        futures = [
+            await self._producer.send(
+                row["topic"],
+                value=row["value"],
+                key=row["key"],
+                headers=[(name, value.encode()) for name, value in row["headers"]],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        await conn.execute(
+            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+        )
+        now = datetime.now(UTC)
+        for row in rows:
+            metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+            metrics.OUTBOX_RELAY_LATENCY.observe((now - row["created_at"]).total_seconds())
+        return len(rows)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when stop was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+        return True
+    except TimeoutError:
+        return False

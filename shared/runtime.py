@@ -1,0 +1,199 @@
+"""Runs one service: migrations, pool, outbox relay, engine consumers and the HTTP server.
+
+`serve` runs the API (with the relay that publishes what the API writes); `worker` runs the
+engine consumers and detectors (with the relay too); embedded mode runs both in one process.
+Every role serves /healthz, /readyz and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import asyncpg
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import APIRouter, FastAPI
+
+from orderguard.shared import metrics
+from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.engine import BatchHandler, Engine
+from orderguard.shared.http import create_app
+from orderguard.shared.kafka import make_consumer, make_producer, wait_for_broker
+from orderguard.shared.logging import configure_logging, get_logger
+from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
+from orderguard.shared.topics import Topics
+
+log = get_logger(__name__)
+
+Role = Literal["api", "workers"]
+# A partition that has not been polled for this long means the consumer loop is stuck.
+STALLED_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What a service contributes; `bootstrap.py` of each service builds one."""
+
+    name: ServiceName
+    migrations: Path
+    routers: Callable[[Runtime], Sequence[APIRouter]] = lambda runtime: ()
+    handlers: Callable[[Runtime], Sequence[BatchHandler]] = lambda runtime: ()
+
+
+@dataclass
+class Runtime:
+    definition: ServiceDefinition
+    settings: Settings
+    roles: frozenset[Role]
+    pool: asyncpg.Pool = field(init=False)
+    producer: AIOKafkaProducer = field(init=False)
+    relay: OutboxRelay = field(init=False)
+    engines: list[Engine] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def schema(self) -> str:
+        return SCHEMAS[self.definition.name]
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_prefix)
+
+    async def start(self) -> None:
+        applied = await apply_migrations(self.settings.database_url, self.schema, self.definition.migrations)
+        if applied:
+            log.info("migrations applied", schema=self.schema, migrations=applied)
+        self.pool = await create_pool(self.settings.database_url, self.schema)
+        await wait_for_broker(self.settings)
+        self.producer = make_producer(self.settings)
+        await self.producer.start()
+        self.relay = OutboxRelay(
+            self.pool,
+            self.producer,
+            self.schema,
+            batch_max=self.settings.outbox_batch_max,
+            poll_interval_s=self.settings.outbox_poll_interval_s,
+        )
+        self._spawn(self.relay.run(self._stop), "outbox-relay")
+        if "workers" in self.roles:
+            for handler in self.definition.handlers(self):
+                engine = Engine(
+                    handler,
+                    make_consumer(self.settings, handler.group),
+                    self.pool,
+                    self.schema,
+                    batch_max=self.settings.consumer_batch_max,
+                    max_retries=self.settings.consumer_max_retries,
+                    retry_backoff_s=self.settings.consumer_retry_backoff_s,
+                )
+                self.engines.append(engine)
+                self._spawn(engine.run(self._stop), f"engine:{handler.group}")
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stop.is_set():
+            return
+        exc = task.exception()
+        # A dead relay or consumer must not leave a process that looks alive: stop and let the
+        # supervisor (embedded `up`, compose, Kubernetes) restart it.
+        log.error("background task died; stopping", task=task.get_name(), error=repr(exc))
+        self.failed = True
+        self._stop.set()
+
+    failed: bool = False
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {"database": False, "broker": False}
+        try:
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["database"] = True
+        except Exception:
+            pass
+        try:
+            async with asyncio.timeout(2):
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
+                await admin.start()
+                try:
+                    await admin.list_topics()
+                finally:
+                    await admin.close()
+            checks["broker"] = True
+        except Exception:
+            pass
+        if self.engines:
+            now = time.monotonic()
+            checks["consumers"] = all(
+                engine.started.is_set() and now - engine.last_progress < STALLED_AFTER_S for engine in self.engines
+            )
+        return checks
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        # Engines finish their batch and leave their group; the relay drains what it holds.
+        done, pending = await asyncio.wait(self._tasks, timeout=20) if self._tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        with contextlib.suppress(Exception):
+            await self.pool.close()
+
+
+def build_app(runtime: Runtime) -> FastAPI:
+    """The HTTP app of a started runtime: ops endpoints always, API routes in the api role."""
+    routers = runtime.definition.routers(runtime) if "api" in runtime.roles else ()
+    app = create_app(runtime.definition.name, runtime.settings, runtime.readiness, routers)
+    app.state.runtime = runtime
+    return app
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The runtime owns SIGINT/SIGTERM so it can stop consumers after the server.
+        yield
+
+
+async def run_service(definition: ServiceDefinition, roles: frozenset[Role], settings: Settings) -> int:
+    configure_logging(settings.log_level, settings.log_format, service=definition.name)
+    role_label = "+".join(sorted(roles))
+    metrics.BUILD_INFO.info({"version": "0.1.0", "service": definition.name, "role": role_label})
+    runtime = Runtime(definition, settings, roles)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runtime.request_stop)
+    await runtime.start()
+    server = _Server(
+        uvicorn.Config(
+            build_app(runtime), host=settings.http_host, port=settings.http_port, log_config=None, lifespan="off", access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    log.info("service started", service=definition.name, roles=role_label, port=settings.http_port)
+    await asyncio.wait({serving, asyncio.create_task(runtime.wait_stopped())}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serving
+    await runtime.stop()
+    log.info("service stopped", service=definition.name)
+    return 1 if runtime.failed else 0

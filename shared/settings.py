@@ -1,0 +1,70 @@
+"""The one settings object. Every value comes from ORDERGUARD_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("order", "inventory", "logistics", "aftersales", "notifier")
+ServiceName = Literal["order", "inventory", "logistics", "aftersales", "notifier"]
+
+# "order" is an SQL keyword, so every service's schema is named for what it keeps.
+SCHEMAS: dict[str, str] = {
+    "order": "orders",
+    "inventory": "inventory",
+    "logistics": "logistics",
+    "aftersales": "aftersales",
+    "notifier": "notifier",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERGUARD_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@localhost:5432/orderguard"
+    kafka_bootstrap: str = "localhost:9092"
+    # True on the embedded Tansu broker: it rejects InitProducerId, so no idempotent producer.
+    kafka_embedded_compat: bool = False
+    # Lets several deployments (or test runs) share one cluster without sharing topics.
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+
+    # API key -> scopes. "*" grants every scope.
+    api_keys: dict[SecretStr, list[str]] = Field(default_factory=dict)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # Engine tuning (batch size and fetch wait bound both throughput and latency).
+    consumer_batch_max: int = Field(default=2000, ge=1)
+    # Tansu's fetch does not wake on new data: latency follows this wait.
+    consumer_fetch_max_wait_ms: int = Field(default=10, ge=0)
+    consumer_session_timeout_ms: int = Field(default=6000, ge=1000)
+    consumer_heartbeat_interval_ms: int = Field(default=500, ge=100)
+    consumer_max_retries: int = Field(default=3, ge=0)
+    consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+    outbox_batch_max: int = Field(default=2000, ge=1)
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_linger_ms: int = Field(default=2, ge=0)
+
+    routing_file: str | None = None
+    # stock.low fires below this when a SKU sets no threshold of its own.
+    default_low_stock_threshold: int = Field(default=10, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("ORDERGUARD_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @cached_property
+    def scope_by_key(self) -> dict[str, frozenset[str]]:
+        return {key.get_secret_value(): frozenset(scopes) for key, scopes in self.api_keys.items()}

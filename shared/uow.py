@@ -1,0 +1,53 @@
+"""The unit of work: one transaction holding a state change and the events it causes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import TracebackType
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.outbox import OutboxMessage, write_outbox
+
+
+class UnitOfWork:
+    """`async with UnitOfWork(pool, schema) as uow: ...; await uow.commit()`.
+
+    Events given to `publish` are written to the outbox in the same transaction, so a
+    state change and its events are stored together or not at all. Leaving the block
+    without `commit()` rolls everything back.
+    """
+
+    conn: asyncpg.Connection | PoolConnectionProxy
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self._pool = pool
+        self.schema = schema
+        self.outbox: list[OutboxMessage] = []
+        self.now = datetime.now(UTC)
+        self._committed = False
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.conn = await self._pool.acquire()
+        self._tx = self.conn.transaction()
+        await self._tx.start()
+        return self
+
+    def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
+        self.outbox.append(OutboxMessage.of(topic, envelope, key))
+
+    async def commit(self) -> None:
+        await write_outbox(self.conn, self.schema, self.outbox)
+        await self._tx.commit()
+        self._committed = True
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if not self._committed:
+                await self._tx.rollback()
+        finally:
+            await self._pool.release(self.conn)

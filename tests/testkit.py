@@ -1,0 +1,115 @@
+"""Helpers for integration and end-to-end tests: waiting on conditions and reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.runtime import Runtime
+from orderguard.shared.settings import Settings
+
+T = TypeVar("T")
+
+
+async def wait_until(check: Callable[[], Awaitable[T]], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+    @property
+    def envelope(self) -> Envelope:
+        return Envelope.from_json(self.value)
+
+
+async def read_topic(settings: Settings, topic: str) -> list[Record]:
+    """Every record on `topic` right now, read without a consumer group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic
+            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Record] = []
+        # Read until every partition reports no more data (its position reached the high watermark).
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp_records in batch.values():
+                records += [
+                    Record(r.topic, r.partition, r.offset, r.key, r.value or b"", dict(r.headers or ())) for r in tp_records
+                ]
+            if not batch and await _caught_up(consumer, partitions):
+                return records
+    finally:
+        await consumer.stop()
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
+async def events_of_type(settings: Settings, topic: str, event_type: str) -> list[Envelope]:
+    return [r.envelope for r in await read_topic(settings, topic) if r.headers.get("ce_type") == event_type.encode()]
+
+
+async def publish(settings: Settings, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Publish like an outside producer would."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
+
+
+async def publish_event(settings: Settings, topic: str, envelope: Envelope, key: str | None = None) -> None:
+    await publish(settings, topic, envelope.to_json(), (key or envelope.subject).encode(), envelope.kafka_headers())
+
+
+@dataclass
+class RunningService:
+    runtime: Runtime
+    client: httpx.AsyncClient
+
+    async def wait_assigned(self, timeout: float = 20.0) -> None:
+        """Wait until every consumer of the service owns its partitions."""
+
+        async def all_assigned() -> bool:
+            return all(engine.assigned for engine in self.runtime.engines)
+
+        await wait_until(all_assigned, timeout, what=f"{self.runtime.definition.name} consumers assigned")
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        await self.runtime.stop()
