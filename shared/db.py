@@ -52,11 +52,10 @@ def _apply_migrations_sync(database_url: str, schema: str, sources: list[Path]) 
     return [migration.id for migration in pending]
 
 
-async def apply_migrations(database_url: str, schema: str, service_migrations: Path) -> list[str]:
+async def apply_migrations(database_url: str, schema: str, service_migrations: Path | None) -> list[str]:
     """Apply the engine's tables, then the service's own, into the service's schema.
 
     Returns the ids of the migrations applied now (empty when already current).
     """
-    return await asyncio.to_thread(
-        _apply_migrations_sync, database_url, schema, [SHARED_MIGRATIONS, service_migrations]
-    )
+    sources = [SHARED_MIGRATIONS] + ([service_migrations] if service_migrations else [])
+    return await asyncio.to_thread(_apply_migrations_sync, database_url, schema, sources)

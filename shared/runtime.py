@@ -19,7 +19,6 @@ from typing import Literal
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics
@@ -44,7 +43,7 @@ class ServiceDefinition:
     """What a service contributes; `bootstrap.py` of each service builds one."""
 
     name: ServiceName
-    migrations: Path
+    migrations: Path | None
     routers: Callable[[Runtime], Sequence[APIRouter]] = lambda runtime: ()
     handlers: Callable[[Runtime], Sequence[BatchHandler]] = lambda runtime: ()
 
@@ -126,12 +125,8 @@ class Runtime:
             pass
         try:
             async with asyncio.timeout(2):
-                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, request_timeout_ms=2000)
-                await admin.start()
-                try:
-                    await admin.list_topics()
-                finally:
-                    await admin.close()
+                # A metadata round trip on the producer's own connection: cheap, and what we publish with.
+                await self.producer.client.fetch_all_metadata()
             checks["broker"] = True
         except Exception:
             pass

@@ -129,3 +129,29 @@ async def _read(settings: Settings, topic: str):  # type: ignore[no-untyped-def]
     from testkit import read_topic
 
     return await read_topic(settings, topic)
+
+
+async def test_restart_mid_stream_loses_nothing_and_applies_nothing_twice(settings: Settings, start_service) -> None:  # type: ignore[no-untyped-def]
+    inventory = await start_service(INVENTORY)
+    await inventory.client.put("/stock/SKU-4/main", json={"on_hand": 1000, "low_stock_threshold": 0})
+    await inventory.wait_assigned()
+    orders = settings.topic_prefix + "orders.events"
+    for n in range(60):
+        await publish_event(settings, orders, placed(f"r-{n}", "SKU-4", 1))
+
+    async def some_reserved() -> int:
+        return (await stock_of(inventory.client, "SKU-4"))["reserved"]
+
+    await wait_until(some_reserved, what="the first reservations")
+    await inventory.stop()  # mid-stream: more orders arrive while it is down
+    for n in range(60, 120):
+        await publish_event(settings, orders, placed(f"r-{n}", "SKU-4", 1))
+
+    restarted = await start_service(INVENTORY)
+
+    async def all_reserved() -> bool:
+        return (await stock_of(restarted.client, "SKU-4"))["reserved"] == 120
+
+    await wait_until(all_reserved, timeout=30, what="all 120 reservations after the restart")
+    reserved = await events_of_type(settings, settings.topic_prefix + "inventory.events", "inventory.reserved.v1")
+    assert sorted(e.subject for e in reserved) == sorted(f"r-{n}" for n in range(120)), "each order reserved once"

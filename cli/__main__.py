@@ -1,0 +1,3 @@
+from orderguard.commands import main
+
+main()

@@ -1,0 +1,130 @@
+"""The `orderguard` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orderguard.shared.settings import SERVICES, Settings
+
+app = typer.Typer(help="orderguard: catch and run the abnormal side of e-commerce orders.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
+DATA_DIR = Annotated[Path, typer.Option(help="Where embedded mode keeps its database, logs and state.")]
+
+
+def _run_roles(service: str, roles: frozenset[str]) -> None:
+    from orderguard.services_registry import definition_of
+    from orderguard.shared.runtime import run_service
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    code = asyncio.run(run_service(definition_of(service), roles, Settings()))  # type: ignore[arg-type]
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(service: Service) -> None:  # type: ignore[valid-type]
+    """Run a service's HTTP API (with the outbox relay that publishes what it writes)."""
+    _run_roles(service.value, frozenset({"api"}))
+
+
+@app.command()
+def worker(service: Service) -> None:  # type: ignore[valid-type]
+    """Run a service's stream consumers and detectors (with its outbox relay)."""
+    _run_roles(service.value, frozenset({"workers"}))
+
+
+@app.command()
+def run(service: Service) -> None:  # type: ignore[valid-type]
+    """Run a service's API and workers in one process (what `up` starts)."""
+    _run_roles(service.value, frozenset({"api", "workers"}))
+
+
+@app.command()
+def migrate(service: Service) -> None:  # type: ignore[valid-type]
+    """Apply a service's database migrations and exit."""
+    from orderguard.services_registry import definition_of
+    from orderguard.shared.db import apply_migrations
+    from orderguard.shared.settings import SCHEMAS
+
+    settings = Settings()
+    definition = definition_of(service.value)
+    applied = asyncio.run(apply_migrations(settings.database_url, SCHEMAS[service.value], definition.migrations))
+    typer.echo(f"{service.value}: {len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else ""))
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic orderguard owns (existing ones are left alone)."""
+    from orderguard.shared.kafka import create_topics, wait_for_broker
+
+    settings = Settings()
+
+    async def create() -> list[str]:
+        await wait_for_broker(settings, timeout_s=120)
+        return await create_topics(settings)
+
+    created = asyncio.run(create())
+    typer.echo(f"{len(created)} topic(s) created" + (f": {', '.join(created)}" if created else ""))
+
+
+@app.command()
+def schemas(out: Annotated[Path | None, typer.Option(help="Write one JSON Schema file per event type here.")] = None) -> None:
+    """Print (or write) the JSON Schema of every event type, generated from the models."""
+    from orderguard.shared.events import REGISTRY
+
+    generated = REGISTRY.json_schemas()
+    if out is None:
+        typer.echo(json.dumps(generated, indent=2, sort_keys=True))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in generated.items():
+        (out / f"{name}.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    typer.echo(f"{len(generated)} schema(s) written to {out}")
+
+
+@app.command()
+def up(data_dir: DATA_DIR = Path(".orderguard")) -> None:
+    """Start the whole system on embedded defaults: broker, PostgreSQL and the five services."""
+    from orderguard.supervisor import Supervisor
+
+    raise typer.Exit(Supervisor(data_dir.resolve()).run())
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable endpoints.")] = False,
+    data_dir: DATA_DIR = Path(".orderguard"),
+) -> None:
+    """Where everything of a running `orderguard up` is, and whether it answers."""
+    from orderguard.supervisor import read_status
+
+    current = read_status(data_dir.resolve())
+    if current is None:
+        typer.echo("orderguard is not running here (no state file); start it with `orderguard up`.", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(current, indent=2))
+        return
+    typer.echo(f"broker    {current['broker']['bootstrap']}")
+    typer.echo(f"database  {current['database']['url']}")
+    typer.echo(f"api key   {current['api_key']}")
+    for name, service in current["services"].items():
+        typer.echo(f"{name:<10}{service['url']}  {'ready' if service['ready'] else 'NOT READY'}")
+
+
+def main() -> None:
+    app(prog_name="orderguard", args=sys.argv[1:])

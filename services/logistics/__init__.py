@@ -1,0 +1,1 @@
+"""logistics: shipments, carrier tracking and their anomalies (stalled, overdue, carrier exceptions)."""

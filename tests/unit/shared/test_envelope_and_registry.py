@@ -1,0 +1,61 @@
+"""The envelope and the event registry: the contract other services publish against."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from orderguard.shared.detection import fingerprint
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events import REGISTRY, UnknownEventType
+
+
+def test_envelope_round_trips_and_carries_routing_headers() -> None:
+    envelope = Envelope(type="order.cancelled.v1", source="/t", subject="o-1", data={"x": 1}, traceparent="00-ab-cd-01")
+    again = Envelope.from_json(envelope.to_json())
+    assert again == envelope
+    headers = dict(envelope.kafka_headers())
+    assert headers["ce_type"] == b"order.cancelled.v1"
+    assert headers["ce_id"] == envelope.id.encode()
+    assert headers["traceparent"] == b"00-ab-cd-01"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b'{"specversion": "1.0", "type": "x", "source": "/s", "subject": "k"}',  # no data
+        b'{"specversion": "0.3", "type": "x", "source": "/s", "subject": "k", "data": {}}',
+        b'{"specversion": "1.0", "type": "", "source": "/s", "subject": "k", "data": {}}',
+    ],
+)
+def test_malformed_envelopes_are_rejected(raw: bytes) -> None:
+    with pytest.raises(ValidationError):
+        Envelope.from_json(raw)
+
+
+def test_registry_parses_known_types_and_names_unknown_ones() -> None:
+    envelope = Envelope(
+        type="order.cancelled.v1",
+        source="/t",
+        subject="o-1",
+        data={"order_id": "o-1", "reason": "r", "cancelled_by": "c", "cancelled_at": "2026-11-22T08:00:00Z"},
+    )
+    assert REGISTRY.parse(envelope).order_id == "o-1"  # type: ignore[attr-defined]
+    with pytest.raises(UnknownEventType, match="order.exploded.v1"):
+        REGISTRY.parse(envelope.model_copy(update={"type": "order.exploded.v1"}))
+
+
+def test_every_event_type_is_versioned_and_has_a_json_schema() -> None:
+    schemas = REGISTRY.json_schemas()
+    assert {"order.placed.v1", "order.cancelled.v1", "inventory.stock_changed.v1", "anomaly.detected.v1"} <= set(schemas)
+    for name, schema in schemas.items():
+        assert name.rsplit(".", 1)[-1].startswith("v"), name
+        assert schema["type"] == "object" and schema["properties"], name
+
+
+def test_fingerprint_is_deterministic_and_order_independent() -> None:
+    a = fingerprint("stock.low", {"sku": "A", "warehouse": "main"}, 1)
+    assert a == fingerprint("stock.low", {"warehouse": "main", "sku": "A"}, 1)
+    assert a != fingerprint("stock.low", {"sku": "A", "warehouse": "main"}, 2)
+    assert a != fingerprint("stock.low", {"sku": "B", "warehouse": "main"}, 1)
