@@ -217,10 +217,11 @@ class Supervisor:
             "supervisor_pid": os.getpid(),
             "data_dir": str(self.data_dir),
             "api_key": api_key,
-            "broker": {"bootstrap": broker.bootstrap, "kind": "tansu (embedded, in memory)"},
+            "broker": {"bootstrap": broker.bootstrap, "kind": "tansu (embedded, in memory)", "pid": broker.pid},
             "database": {"url": database_url, "kind": "postgresql (embedded)"},
             "services": {
-                s.name: {"url": s.url, "metrics": f"{s.url}/metrics", "ready": False} for s in services
+                s.name: {"url": s.url, "metrics": f"{s.url}/metrics", "pid": s.process.pid if s.process else None, "ready": False}
+                for s in services
             },
         }
         (self.data_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")

@@ -25,7 +25,7 @@ from orderguard.shared import metrics
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import BatchHandler, Engine
 from orderguard.shared.http import create_app
-from orderguard.shared.kafka import make_consumer, make_producer, wait_for_broker
+from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
@@ -69,11 +69,17 @@ class Runtime:
         return Topics(self.settings.topic_prefix)
 
     async def start(self) -> None:
+        # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
+        handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
         applied = await apply_migrations(self.settings.database_url, self.schema, self.definition.migrations)
         if applied:
             log.info("migrations applied", schema=self.schema, migrations=applied)
         self.pool = await create_pool(self.settings.database_url, self.schema)
         await wait_for_broker(self.settings)
+        # Dead letters go out through the outbox; their topics must exist where auto-create is off.
+        await create_topics(
+            self.settings, [Topics.dead_letter(topic, h.group) for h in handlers for topic in h.topics]
+        )
         self.producer = make_producer(self.settings)
         await self.producer.start()
         self.relay = OutboxRelay(
@@ -85,7 +91,8 @@ class Runtime:
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
-            for handler in self.definition.handlers(self):
+            self._spawn(self._prune_applied_events(), "prune-applied-events")
+            for handler in handlers:
                 engine = Engine(
                     handler,
                     make_consumer(self.settings, handler.group),
@@ -97,6 +104,20 @@ class Runtime:
                 )
                 self.engines.append(engine)
                 self._spawn(engine.run(self._stop), f"engine:{handler.group}")
+
+    async def _prune_applied_events(self, every_s: float = 600.0) -> None:
+        """Keep the dedup table bounded; offsets, not this table, stop ordinary redelivery."""
+        while not self._stop.is_set():
+            try:
+                deleted = await self.pool.execute(
+                    "DELETE FROM applied_events WHERE applied_at < now() - make_interval(secs => $1)",
+                    self.settings.dedup_retention_s,
+                )
+                log.debug("applied events pruned", result=deleted)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("pruning applied events failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=every_s)
 
     def _spawn(self, coro: object, name: str) -> None:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]

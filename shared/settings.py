@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     outbox_batch_max: int = Field(default=2000, ge=1)
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_linger_ms: int = Field(default=2, ge=0)
+    # Applied event ids are kept this long: a producer's duplicate older than that is applied again.
+    dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
 
     routing_file: str | None = None
     # stock.low fires below this when a SKU sets no threshold of its own.

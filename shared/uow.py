@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -28,6 +29,7 @@ class UnitOfWork:
         self.outbox: list[OutboxMessage] = []
         self.now = datetime.now(UTC)
         self._committed = False
+        self._after_commit: list[Callable[[], None]] = []
 
     async def __aenter__(self) -> UnitOfWork:
         self.conn = await self._pool.acquire()
@@ -38,10 +40,16 @@ class UnitOfWork:
     def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         self.outbox.append(OutboxMessage.of(topic, envelope, key))
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (metrics, caches): never for a rollback."""
+        self._after_commit.append(callback)
+
     async def commit(self) -> None:
         await write_outbox(self.conn, self.schema, self.outbox)
         await self._tx.commit()
         self._committed = True
+        for callback in self._after_commit:
+            callback()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

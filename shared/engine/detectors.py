@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import TopicPartition
 
 from orderguard.shared import metrics
 from orderguard.shared.detection import Rule, State, anomaly_envelope
 from orderguard.shared.engine.consumer import Event
+from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.uow import UnitOfWork
+
+
+def _counter(rule: str, anomaly: AnomalyDetected) -> Callable[[], None]:
+    def count() -> None:
+        metrics.ANOMALIES_DETECTED.labels(rule, anomaly.severity).inc()
+        metrics.DETECTION_LATENCY.labels(rule).observe(
+            max(0.0, (anomaly.detected_at - anomaly.event_time).total_seconds())
+        )
+
+    return count
 
 
 class DetectorHandler:
@@ -38,10 +49,7 @@ class DetectorHandler:
                 self._cache[key] = changed[key] = new_state
             for anomaly in anomalies:
                 uow.publish(self._anomalies_topic, anomaly_envelope(anomaly, self._source, event.envelope))
-                metrics.ANOMALIES_DETECTED.labels(rule.name, anomaly.severity).inc()
-                metrics.DETECTION_LATENCY.labels(rule.name).observe(
-                    max(0.0, (anomaly.detected_at - anomaly.event_time).total_seconds())
-                )
+                uow.after_commit(_counter(rule.name, anomaly))
         if changed:
             await uow.conn.executemany(
                 "INSERT INTO detector_state (rule, key, state) VALUES ($1, $2, $3)"

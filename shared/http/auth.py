@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -23,22 +25,40 @@ def _scopes_of(request: Request, presented: str) -> frozenset[str] | None:
     return None
 
 
-def require_scope(scope: str) -> Callable[..., str]:
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: the scope used and a short id of the key that reveals nothing of it."""
+
+    scope: str
+    key_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope}#{self.key_id}"
+
+
+def require_scope(scope: str) -> Callable[..., Caller]:
     """A dependency: the request must carry an API key (X-API-Key or Bearer) granting `scope`."""
 
     def check(
         request: Request,
         api_key: str | None = Depends(_api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    ) -> str:
+    ) -> Caller:
         presented = api_key or (bearer.credentials if bearer else None)
         if not presented:
-            raise Problem(401, "unauthenticated", "API key required", "Send X-API-Key or Authorization: Bearer.")
+            raise Problem(
+                401,
+                "unauthenticated",
+                "API key required",
+                "Send X-API-Key or Authorization: Bearer.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         scopes = _scopes_of(request, presented)
         if scopes is None:
             raise Problem(401, "unauthenticated", "API key not recognised")
         if "*" not in scopes and scope not in scopes:
             raise Problem(403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}.")
-        return scope
+        return Caller(scope, hashlib.sha256(presented.encode()).hexdigest()[:8])
 
     return check

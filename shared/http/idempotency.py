@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import Header
 
@@ -51,3 +53,34 @@ async def remember_response(
         status_code,
         response,
     )
+
+
+Operation = Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]
+
+
+async def run_once_per_key(
+    pool: asyncpg.Pool, schema: str, key: str | None, route: str, body: Any, operation: Operation
+) -> tuple[int, Any, bool]:
+    """Run `operation` in a unit of work; with an Idempotency-Key, at most once per key and route.
+
+    Returns (status, response, replayed). A twin request racing on the same key loses on the
+    key's primary key when it stores its response; it rolls back and answers what the winner stored.
+    """
+    fingerprint = request_fingerprint(body)
+    try:
+        async with UnitOfWork(pool, schema) as uow:
+            if key is not None and (stored := await stored_response(uow, key, route, fingerprint)):
+                return stored[0], stored[1], True
+            status, response = await operation(uow)
+            if key is not None:
+                await remember_response(uow, key, route, fingerprint, status, response)
+            await uow.commit()
+            return status, response, False
+    except asyncpg.UniqueViolationError as exc:
+        if key is None or exc.table_name != "idempotency_keys":
+            raise
+    async with UnitOfWork(pool, schema) as uow:
+        stored = await stored_response(uow, key, route, fingerprint)
+    if stored is None:  # the winner's row is committed before our insert fails
+        raise RuntimeError("idempotency key conflict without a stored response")
+    return stored[0], stored[1], True

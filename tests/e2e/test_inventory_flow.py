@@ -58,7 +58,9 @@ async def test_orders_reserve_stock_and_low_stock_fires_once(settings: Settings,
         lambda: events_of_type(settings, settings.topic_prefix + "inventory.events", "inventory.reservation_failed.v1"),
         what="reservation failure",
     )
-    assert [f.subject for f in failures] == ["o-3"]
+    # Orders are keyed by order id, so they may be applied in any order across partitions:
+    # whichever came fourth found one unit left.
+    assert len(failures) == 1 and failures[0].subject in {f"o-{n}" for n in range(4)}
     assert failures[0].data["shortages"] == [
         {"sku": "SKU-1", "warehouse": "main", "requested": 3, "available": 1}
     ]
@@ -96,7 +98,14 @@ async def test_redelivered_order_events_reserve_and_release_once(settings: Setti
     rows = (await inventory.client.get("/reservations/o-a")).json()
     assert [(r["quantity"], r["state"]) for r in rows] == [(5, "released")]
     inventory_topic = settings.topic_prefix + "inventory.events"
-    assert len(await events_of_type(settings, inventory_topic, "inventory.reserved.v1")) == 2  # o-a, o-b
+
+    async def reserved_events() -> list[Envelope]:
+        found = await events_of_type(settings, inventory_topic, "inventory.reserved.v1")
+        return found if len(found) >= 2 else []
+
+    # The marker's event is published by the relay after its commit: wait for it, then count.
+    reserved = await wait_until(reserved_events, what="the marker's reserved event")
+    assert sorted(e.subject for e in reserved) == ["o-a", "o-b"]
     assert len(await events_of_type(settings, inventory_topic, "inventory.released.v1")) == 1
 
 

@@ -1,0 +1,76 @@
+"""HTTP API of the notifier: the notifications recorded, and the routing tree in force."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from orderguard.services.notifier import repository
+from orderguard.services.notifier.routing import RoutingTree
+from orderguard.shared.events.anomalies import Team
+from orderguard.shared.http import Problem, require_scope
+from orderguard.shared.runtime import Runtime
+
+MAX_LIMIT = 500
+
+
+class NotificationView(BaseModel):
+    id: uuid.UUID
+    channel: str
+    queue: str
+    route: str
+    rule: str
+    fingerprint: str
+    severity: str
+    summary: str
+    labels: dict[str, str]
+    status: str
+    created_at: datetime
+
+
+def build_router(runtime: Runtime, tree: RoutingTree) -> APIRouter:
+    router = APIRouter(
+        tags=["notifier"], dependencies=[Depends(require_scope("notifications:read"))]
+    )
+
+    @router.get("/notifications", response_model=list[NotificationView])
+    async def list_notifications(
+        queue: Team | None = None,
+        rule: Annotated[str | None, Query(max_length=100)] = None,
+        fingerprint: Annotated[str | None, Query(max_length=100)] = None,
+        since: Annotated[
+            datetime | None,
+            Query(
+                description="Only notifications created at or after this time (UTC when no offset)"
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    ) -> list[dict[str, Any]]:
+        """Notifications recorded, newest first."""
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        async with runtime.pool.acquire() as conn:
+            return await repository.find_notifications(
+                conn, queue=queue, rule=rule, fingerprint=fingerprint, since=since, limit=limit
+            )
+
+    @router.get("/notifications/{notification_id}", response_model=NotificationView)
+    async def get_notification(notification_id: uuid.UUID) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            found = await repository.notification(conn, notification_id)
+        if found is None:
+            raise Problem(
+                404, "not-found", "Unknown notification", f"No notification {notification_id}."
+            )
+        return found
+
+    @router.get("/routing")
+    async def routing() -> dict[str, Any]:
+        """The routing tree this process loaded: where each anomaly goes, and on which channels."""
+        return tree.as_json()
+
+    return router

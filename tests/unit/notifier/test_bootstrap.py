@@ -1,0 +1,41 @@
+"""Start-up wiring: the routing file is loaded and checked before the notifier consumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from orderguard.services.notifier.bootstrap import DEFINITION, handlers
+from orderguard.services.notifier.consumers import RecordNotifications, RouteAnomalies
+from orderguard.services.notifier.routing import RoutingFileError
+from orderguard.shared.settings import Settings
+from orderguard.shared.topics import Topics
+
+
+def runtime(routing_file: str | None) -> SimpleNamespace:
+    return SimpleNamespace(settings=Settings(routing_file=routing_file), topics=Topics("p."))
+
+
+def test_consumers_use_the_shipped_routing_file_by_default() -> None:
+    router, recorder = handlers(runtime(None))  # type: ignore[arg-type]
+    assert isinstance(router, RouteAnomalies) and isinstance(recorder, RecordNotifications)
+    assert (router.group, router.topics) == ("notifier.router", ["p.anomalies.detected"])
+    assert router.tree.source.endswith("notifier/routing.yaml")
+    assert recorder.group == "notifier.notifications"
+    assert recorder.topics == [
+        "p.queues.warehouse",
+        "p.queues.logistics",
+        "p.queues.finance",
+        "p.queues.customer_service",
+        "p.queues.risk",
+    ]
+
+
+@pytest.mark.parametrize("build", [handlers, DEFINITION.routers], ids=["workers", "api"])
+def test_an_invalid_routing_file_stops_start_up_naming_the_problem(tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
+    file = tmp_path / "routing.yaml"
+    file.write_text("route:\n  queue: warehose\n")
+    with pytest.raises(RoutingFileError, match=r"route\.queue: unknown queue 'warehose'"):
+        build(runtime(str(file)))
