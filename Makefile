@@ -21,6 +21,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
+# Offline checks of Dockerfile, compose and deploy/k8s (installs its own pinned tools).
+check-deploy: install
+	bash deploy/check.sh
+
 bench: install
 	$(BIN)/python bench/pipeline.py
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -12,6 +14,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlaced, ShippingAddress
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
@@ -113,3 +116,28 @@ class RunningService:
     async def stop(self) -> None:
         await self.client.aclose()
         await self.runtime.stop()
+
+
+# Events as the order service would publish them, for tests of its consumers.
+
+
+def placed(order_id: str, sku: str, quantity: int) -> Envelope:
+    data = OrderPlaced(
+        order_id=order_id,
+        customer_id="c-1",
+        channel="web",
+        warehouse="main",
+        lines=[OrderLine(sku=sku, quantity=quantity, unit_price=Decimal("9.90"))],
+        total_amount=Decimal("9.90") * quantity,
+        phone="13800138000",
+        shipping_address=ShippingAddress(
+            province="Zhejiang", city="Hangzhou", district="Xihu", street="1 Wensan Rd", recipient="Li Lei"
+        ),
+        placed_at=datetime.now(UTC),
+    )
+    return Envelope(type="order.placed.v1", source="/test", subject=order_id, data=data.model_dump(mode="json"))
+
+
+def cancelled(order_id: str) -> Envelope:
+    data = OrderCancelled(order_id=order_id, reason="changed mind", cancelled_by="customer", cancelled_at=datetime.now(UTC))
+    return Envelope(type="order.cancelled.v1", source="/test", subject=order_id, data=data.model_dump(mode="json"))

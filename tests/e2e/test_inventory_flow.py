@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlaced, ShippingAddress
 from orderguard.shared.settings import Settings
-from testkit import events_of_type, publish, publish_event, wait_until
-
-
-def placed(order_id: str, sku: str, quantity: int) -> Envelope:
-    data = OrderPlaced(
-        order_id=order_id,
-        customer_id="c-1",
-        channel="web",
-        warehouse="main",
-        lines=[OrderLine(sku=sku, quantity=quantity, unit_price=Decimal("9.90"))],
-        total_amount=Decimal("9.90") * quantity,
-        phone="13800138000",
-        shipping_address=ShippingAddress(
-            province="Zhejiang", city="Hangzhou", district="Xihu", street="1 Wensan Rd", recipient="Li Lei"
-        ),
-        placed_at=datetime.now(UTC),
-    )
-    return Envelope(type="order.placed.v1", source="/test", subject=order_id, data=data.model_dump(mode="json"))
-
-
-def cancelled(order_id: str) -> Envelope:
-    data = OrderCancelled(order_id=order_id, reason="changed mind", cancelled_by="customer", cancelled_at=datetime.now(UTC))
-    return Envelope(type="order.cancelled.v1", source="/test", subject=order_id, data=data.model_dump(mode="json"))
+from testkit import cancelled, events_of_type, placed, publish, publish_event, wait_until
 
 
 async def stock_of(client, sku: str) -> dict:  # type: ignore[no-untyped-def]
