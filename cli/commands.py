@@ -119,11 +119,11 @@ def status(
     if as_json:
         typer.echo(json.dumps(current, indent=2))
         return
-    typer.echo(f"broker    {current['broker']['bootstrap']}")
-    typer.echo(f"database  {current['database']['url']}")
-    typer.echo(f"api key   {current['api_key']}")
+    typer.echo(f"broker     {current['broker']['bootstrap']}")
+    typer.echo(f"database   {current['database']['url']}")
+    typer.echo(f"api key    {current['api_key']}")
     for name, service in current["services"].items():
-        typer.echo(f"{name:<10}{service['url']}  {'ready' if service['ready'] else 'NOT READY'}")
+        typer.echo(f"{name:<11}{service['url']}  {'ready' if service['ready'] else 'NOT READY'}")
 
 
 def main() -> None:

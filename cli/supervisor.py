@@ -107,7 +107,9 @@ class Supervisor:
         self._stopping = False
 
     def _say(self, message: str) -> None:
-        print(f"orderguard | {message}", flush=True)
+        # A closed terminal or pipe (`make run | tee` on Ctrl-C) must not stop the shutdown.
+        with contextlib.suppress(OSError):
+            print(f"orderguard | {message}", flush=True)
 
     def _api_key(self) -> str:
         path = self.data_dir / "api-key"

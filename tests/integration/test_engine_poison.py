@@ -1,0 +1,98 @@
+"""The engine on the real broker and database: a handler that keeps failing on one event gets
+that event dead-lettered after bounded retries, and everything around it is applied once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+from aiokafka import TopicPartition
+
+from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.engine import Engine, Event
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.orders import OrderCancelled
+from orderguard.shared.kafka import create_topics, make_consumer, make_producer
+from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.settings import Settings
+from orderguard.shared.topics import Topics
+from orderguard.shared.uow import UnitOfWork
+from testkit import publish_event, read_topic, wait_until
+
+SCHEMA = "enginetest"
+
+
+class FailsOnPoison:
+    group = "test.poison"
+    event_types = frozenset({"order.cancelled.v1"})
+
+    def __init__(self, topic: str) -> None:
+        self.topics = [topic]
+        self.attempts_on_poison = 0
+
+    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
+        for event in events:
+            assert isinstance(event.data, OrderCancelled)
+            if event.data.reason == "poison":
+                self.attempts_on_poison += 1
+                raise RuntimeError("cannot apply poison")
+            await uow.conn.execute("INSERT INTO applied (order_id) VALUES ($1)", event.data.order_id)
+
+    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        pass
+
+
+def cancellation(order_id: str, reason: str) -> Envelope:
+    data = OrderCancelled(order_id=order_id, reason=reason, cancelled_by="test", cancelled_at=datetime.now(UTC))
+    return Envelope(type="order.cancelled.v1", source="/test", subject="same-key", data=data.model_dump(mode="json"))
+
+
+async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_once(settings: Settings) -> None:
+    topic = settings.topic_prefix + "orders.events"
+    dlq = Topics.dead_letter(topic, FailsOnPoison.group)
+    await create_topics(settings, [dlq])
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    await pool.execute("CREATE TABLE applied (order_id text PRIMARY KEY)")  # a duplicate would fail loudly
+    producer = make_producer(settings)
+    await producer.start()
+    handler = FailsOnPoison(topic)
+    engine = Engine(handler, make_consumer(settings, handler.group), pool, SCHEMA, max_retries=2, retry_backoff_s=0.01)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(engine.run(stop)),
+        asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
+    ]
+    try:
+        # One key, so one partition and one batch: the poison sits between good events.
+        for order_id, reason in [("a", "ok"), ("b", "ok"), ("p", "poison"), ("c", "ok"), ("d", "ok")]:
+            await publish_event(settings, topic, cancellation(order_id, reason))
+
+        async def letters() -> list:  # type: ignore[type-arg]
+            return await read_topic(settings, dlq)
+
+        dead = await wait_until(letters, timeout=30, what="the poison event in the dead-letter topic")
+        applied = await wait_until(
+            lambda: pool.fetch("SELECT order_id FROM applied ORDER BY order_id"), what="good events applied"
+        )
+        assert [row["order_id"] for row in applied] == ["a", "b", "c", "d"]
+        assert len(dead) == 1
+        letter = dead[0]
+        assert letter.envelope.data["order_id"] == "p"
+        assert letter.headers["dlq_reason"] == b"failed"
+        assert b"cannot apply poison" in letter.headers["dlq_error"]
+        assert letter.headers["ce_type"] == b"order.cancelled.v1"  # original headers kept
+        # Bounded: the batch was tried 1 + 2 times, then the poison alone 1 + 2 times.
+        assert handler.attempts_on_poison == 6
+        offsets = await pool.fetch("SELECT next_offset FROM consumer_offsets WHERE group_id = $1", handler.group)
+        assert sum(row["next_offset"] for row in offsets) == 5
+    finally:
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await producer.stop()
+        await pool.close()
