@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test bench check-deploy clean
+.PHONY: install run test lint bench check-deploy clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,9 @@ run: install
 # pytest exits 5 when it collects no tests: that is not a failure of the suite.
 test: install
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+lint: install
+	$(BIN)/ruff check cli shared services tests bench
 
 # Offline checks of Dockerfile, compose and deploy/k8s (installs its own pinned tools).
 check-deploy: install

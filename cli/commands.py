@@ -13,12 +13,16 @@ import typer
 
 from orderguard.shared.settings import SERVICES, Settings
 
-app = typer.Typer(help="orderguard: catch and run the abnormal side of e-commerce orders.", no_args_is_help=True)
+app = typer.Typer(
+    help="orderguard: catch and run the abnormal side of e-commerce orders.", no_args_is_help=True
+)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 
 Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
-DATA_DIR = Annotated[Path, typer.Option(help="Where embedded mode keeps its database, logs and state.")]
+DATA_DIR = Annotated[
+    Path, typer.Option(help="Where embedded mode keeps its database, logs and state.")
+]
 
 
 def _run_roles(service: str, roles: frozenset[str]) -> None:
@@ -62,8 +66,13 @@ def migrate(service: Service) -> None:  # type: ignore[valid-type]
 
     settings = Settings()
     definition = definition_of(service.value)
-    applied = asyncio.run(apply_migrations(settings.database_url, SCHEMAS[service.value], definition.migrations))
-    typer.echo(f"{service.value}: {len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else ""))
+    applied = asyncio.run(
+        apply_migrations(settings.database_url, SCHEMAS[service.value], definition.migrations)
+    )
+    typer.echo(
+        f"{service.value}: {len(applied)} migration(s) applied"
+        + (f": {', '.join(applied)}" if applied else "")
+    )
 
 
 @topics_app.command("create")
@@ -82,7 +91,11 @@ def topics_create() -> None:
 
 
 @app.command()
-def schemas(out: Annotated[Path | None, typer.Option(help="Write one JSON Schema file per event type here.")] = None) -> None:
+def schemas(
+    out: Annotated[
+        Path | None, typer.Option(help="Write one JSON Schema file per event type here.")
+    ] = None,
+) -> None:
     """Print (or write) the JSON Schema of every event type, generated from the models."""
     from orderguard.shared.events import REGISTRY
 
@@ -114,7 +127,10 @@ def status(
 
     current = read_status(data_dir.resolve())
     if current is None:
-        typer.echo("orderguard is not running here (no state file); start it with `orderguard up`.", err=True)
+        typer.echo(
+            "orderguard is not running here (no state file); start it with `orderguard up`.",
+            err=True,
+        )
         raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps(current, indent=2))

@@ -68,7 +68,7 @@ class ServiceProcess:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
                 return bool(response.status == 200)
         except Exception:
             return False
@@ -83,7 +83,7 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
         return None
     for service in current["services"].values():
         try:
-            with urllib.request.urlopen(f"{service['url']}/readyz", timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{service['url']}/readyz", timeout=1) as response:
                 service["ready"] = response.status == 200
         except Exception:
             service["ready"] = False
@@ -136,7 +136,9 @@ class Supervisor:
             database_url = postgres.ensure_database(DATABASE)
             self._say(f"PostgreSQL ready: {database_url} (data kept in {postgres.datadir})")
             broker.start()
-            self._say(f"broker (Tansu, in memory: nothing is kept across restarts) on {broker.bootstrap}")
+            self._say(
+                f"broker (Tansu, in memory: nothing is kept across restarts) on {broker.bootstrap}"
+            )
             api_key = self._api_key()
             base_env = {
                 **os.environ,
@@ -147,7 +149,9 @@ class Supervisor:
                 "ORDERGUARD_HTTP_HOST": "127.0.0.1",
             }
             settings = Settings(
-                database_url=database_url, kafka_bootstrap=broker.bootstrap, kafka_embedded_compat=True
+                database_url=database_url,
+                kafka_bootstrap=broker.bootstrap,
+                kafka_embedded_compat=True,
             )
             asyncio.run(create_topics(settings))
             port = FIRST_SERVICE_PORT
@@ -155,7 +159,10 @@ class Supervisor:
                 port = _port(port)
                 services.append(
                     ServiceProcess(
-                        name, port, {**base_env, "ORDERGUARD_HTTP_PORT": str(port)}, self.logs / f"{name}.log"
+                        name,
+                        port,
+                        {**base_env, "ORDERGUARD_HTTP_PORT": str(port)},
+                        self.logs / f"{name}.log",
                     )
                 )
                 port += 1
@@ -167,8 +174,12 @@ class Supervisor:
                 return 0
             self._say(f"all services ready in {time.monotonic() - started:.1f}s")
             for service in services:
-                self._say(f"  {service.name:<10} {service.url}  (docs {service.url}/docs, log {service.log_path})")
-            self._say(f"API key: {api_key}   (also in {self.data_dir / 'api-key'}; `orderguard status --json`)")
+                self._say(
+                    f"  {service.name:<10} {service.url}  (docs {service.url}/docs, log {service.log_path})"
+                )
+            self._say(
+                f"API key: {api_key}   (also in {self.data_dir / 'api-key'}; `orderguard status --json`)"
+            )
             self._say("Ctrl-C stops everything.")
             self._watch(services)
             return 0
@@ -190,7 +201,9 @@ class Supervisor:
                 if service.ready():
                     pending.remove(service)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready after {timeout_s}s: {', '.join(s.name for s in pending)}")
+                raise RuntimeError(
+                    f"not ready after {timeout_s}s: {', '.join(s.name for s in pending)}"
+                )
             time.sleep(0.2)
 
     def _watch(self, services: list[ServiceProcess]) -> None:
@@ -205,7 +218,9 @@ class Supervisor:
                 if service.next_start == 0.0:
                     delay = RESTART_BACKOFF_S[min(service.restarts, len(RESTART_BACKOFF_S) - 1)]
                     service.next_start = now + delay
-                    self._say(f"{service.name} exited with {code}; restarting in {delay}s (log {service.log_path})")
+                    self._say(
+                        f"{service.name} exited with {code}; restarting in {delay}s (log {service.log_path})"
+                    )
                 elif now >= service.next_start:
                     service.restarts += 1
                     service.next_start = 0.0
@@ -213,22 +228,37 @@ class Supervisor:
             time.sleep(0.2)
 
     def _write_status(
-        self, broker: EmbeddedBroker, database_url: str, api_key: str, services: list[ServiceProcess]
+        self,
+        broker: EmbeddedBroker,
+        database_url: str,
+        api_key: str,
+        services: list[ServiceProcess],
     ) -> None:
         status = {
             "supervisor_pid": os.getpid(),
             "data_dir": str(self.data_dir),
             "api_key": api_key,
-            "broker": {"bootstrap": broker.bootstrap, "kind": "tansu (embedded, in memory)", "pid": broker.pid},
+            "broker": {
+                "bootstrap": broker.bootstrap,
+                "kind": "tansu (embedded, in memory)",
+                "pid": broker.pid,
+            },
             "database": {"url": database_url, "kind": "postgresql (embedded)"},
             "services": {
-                s.name: {"url": s.url, "metrics": f"{s.url}/metrics", "pid": s.process.pid if s.process else None, "ready": False}
+                s.name: {
+                    "url": s.url,
+                    "metrics": f"{s.url}/metrics",
+                    "pid": s.process.pid if s.process else None,
+                    "ready": False,
+                }
                 for s in services
             },
         }
         (self.data_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
 
-    def _stop_all(self, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres) -> None:
+    def _stop_all(
+        self, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres
+    ) -> None:
         self._say("stopping services")
         running = [s for s in services if s.process and s.process.poll() is None]
         for service in running:

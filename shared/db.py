@@ -15,7 +15,10 @@ SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for json_type in ("json", "jsonb"):
         await conn.set_type_codec(
-            json_type, encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+            json_type,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
         )
 
 
@@ -41,7 +44,9 @@ def _apply_migrations_sync(database_url: str, schema: str, sources: list[Path]) 
     import psycopg
     from yoyo import get_backend, read_migrations
 
-    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+    with psycopg.connect(
+        database_url.replace("postgres://", "postgresql://", 1), autocommit=True
+    ) as conn:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     backend = get_backend(_yoyo_url(database_url, schema))
     migrations = read_migrations(*(str(source) for source in sources))
@@ -52,7 +57,9 @@ def _apply_migrations_sync(database_url: str, schema: str, sources: list[Path]) 
     return [migration.id for migration in pending]
 
 
-async def apply_migrations(database_url: str, schema: str, service_migrations: Path | None) -> list[str]:
+async def apply_migrations(
+    database_url: str, schema: str, service_migrations: Path | None
+) -> list[str]:
     """Apply the engine's tables, then the service's own, into the service's schema.
 
     Returns the ids of the migrations applied now (empty when already current).

@@ -33,7 +33,9 @@ class Rule(Protocol):
 
     def initial_state(self) -> State: ...
 
-    def apply(self, state: State, event: Event, now: datetime) -> tuple[State, list[AnomalyDetected]]:
+    def apply(
+        self, state: State, event: Event, now: datetime
+    ) -> tuple[State, list[AnomalyDetected]]:
         """Return the new state (a new dict when changed) and the anomalies raised."""
 
 

@@ -28,7 +28,9 @@ class Envelope(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=new_event_id, min_length=1)
     type: str = Field(min_length=1, description="Versioned event type, e.g. order.placed.v1")
-    source: str = Field(min_length=1, description="URI reference of the producer, e.g. /orderguard/order")
+    source: str = Field(
+        min_length=1, description="URI reference of the producer, e.g. /orderguard/order"
+    )
     subject: str = Field(min_length=1)
     time: datetime = Field(default_factory=utcnow)
     datacontenttype: Literal["application/json"] = "application/json"

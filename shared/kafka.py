@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -47,7 +48,8 @@ async def create_topics(settings: Settings, extra: list[str] | None = None) -> l
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if missing:
-            try:
+            # Another process may create them between our list and create: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -55,13 +57,14 @@ async def create_topics(settings: Settings, extra: list[str] | None = None) -> l
                             num_partitions=settings.topic_partitions,
                             replication_factor=settings.topic_replication_factor,
                             # Explicit, so describe_configs shows them on Tansu too.
-                            topic_configs={"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.policy": "delete"},
+                            topic_configs={
+                                "retention.ms": str(7 * 24 * 3600 * 1000),
+                                "cleanup.policy": "delete",
+                            },
                         )
                         for name in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         await admin.close()
@@ -71,7 +74,9 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     """Block until the broker answers metadata requests (start-up ordering in compose and k8s)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
+        )
         try:
             await admin.start()
             await admin.list_topics()

@@ -71,7 +71,9 @@ OUTBOX_RELAY_LATENCY = Histogram(
 )
 
 ANOMALIES_DETECTED = Counter(
-    "orderguard_anomalies_detected_total", "Anomalies raised by detector rules", ["rule", "severity"]
+    "orderguard_anomalies_detected_total",
+    "Anomalies raised by detector rules",
+    ["rule", "severity"],
 )
 DETECTION_LATENCY = Histogram(
     "orderguard_detection_latency_seconds",
@@ -83,5 +85,7 @@ ANOMALIES_ROUTED = Counter(
     "orderguard_anomalies_routed_total", "Anomalies routed to a team queue", ["queue", "outcome"]
 )  # outcome: routed, duplicate, unrouted
 NOTIFICATIONS = Counter(
-    "orderguard_notifications_total", "Notifications recorded, by channel and outcome", ["channel", "outcome"]
+    "orderguard_notifications_total",
+    "Notifications recorded, by channel and outcome",
+    ["channel", "outcome"],
 )

@@ -40,7 +40,9 @@ def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
 
-async def write_outbox(conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]) -> int:
+async def write_outbox(
+    conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]
+) -> int:
     """Insert messages inside the caller's transaction; the relay is woken when it commits."""
     rows = [(m.topic, m.key, m.value, [list(h) for h in m.headers]) for m in messages]
     if not rows:
@@ -54,7 +56,9 @@ async def write_outbox(conn: asyncpg.Connection, schema: str, messages: Iterable
 
 
 def _lock_id(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"outbox:{schema}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"outbox:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 class OutboxRelay:
@@ -91,14 +95,20 @@ class OutboxRelay:
             try:
                 await self._run_as_leader(stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox relay lost its connection; retrying", schema=self._schema, error=str(exc))
+                log.warning(
+                    "outbox relay lost its connection; retrying",
+                    schema=self._schema,
+                    error=str(exc),
+                )
                 self.is_leader = False
                 await _wait(stop, self._poll_interval_s)
 
     async def _run_as_leader(self, stop: asyncio.Event) -> None:
         async with self._pool.acquire() as conn:
             # Wait for leadership; the lock goes with the session if this process dies.
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _lock_id(self._schema)):
+            while not await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", _lock_id(self._schema)
+            ):
                 if await _wait(stop, self._poll_interval_s):
                     return
             self.is_leader = True
@@ -151,7 +161,8 @@ class OutboxRelay:
         ]
         await asyncio.gather(*futures)
         await conn.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+            [row["id"] for row in rows],
         )
         now = datetime.now(UTC)
         for row in rows:

@@ -71,14 +71,17 @@ class Runtime:
     async def start(self) -> None:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
-        applied = await apply_migrations(self.settings.database_url, self.schema, self.definition.migrations)
+        applied = await apply_migrations(
+            self.settings.database_url, self.schema, self.definition.migrations
+        )
         if applied:
             log.info("migrations applied", schema=self.schema, migrations=applied)
         self.pool = await create_pool(self.settings.database_url, self.schema)
         await wait_for_broker(self.settings)
         # Dead letters go out through the outbox; their topics must exist where auto-create is off.
         await create_topics(
-            self.settings, [Topics.dead_letter(topic, h.group) for h in handlers for topic in h.topics]
+            self.settings,
+            [Topics.dead_letter(topic, h.group) for h in handlers for topic in h.topics],
         )
         self.producer = make_producer(self.settings)
         await self.producer.start()
@@ -154,7 +157,8 @@ class Runtime:
         if self.engines:
             now = time.monotonic()
             checks["consumers"] = all(
-                engine.started.is_set() and now - engine.last_progress < STALLED_AFTER_S for engine in self.engines
+                engine.started.is_set() and now - engine.last_progress < STALLED_AFTER_S
+                for engine in self.engines
             )
         return checks
 
@@ -167,7 +171,7 @@ class Runtime:
     async def stop(self) -> None:
         self._stop.set()
         # Engines finish their batch and leave their group; the relay drains what it holds.
-        done, pending = await asyncio.wait(self._tasks, timeout=20) if self._tasks else (set(), set())
+        _, pending = await asyncio.wait(self._tasks, timeout=20) if self._tasks else (set(), set())
         for task in pending:
             task.cancel()
         with contextlib.suppress(Exception):
@@ -191,7 +195,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run_service(definition: ServiceDefinition, roles: frozenset[Role], settings: Settings) -> int:
+async def run_service(
+    definition: ServiceDefinition, roles: frozenset[Role], settings: Settings
+) -> int:
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
     role_label = "+".join(sorted(roles))
     metrics.BUILD_INFO.info({"version": "0.1.0", "service": definition.name, "role": role_label})
@@ -202,12 +208,19 @@ async def run_service(definition: ServiceDefinition, roles: frozenset[Role], set
     await runtime.start()
     server = _Server(
         uvicorn.Config(
-            build_app(runtime), host=settings.http_host, port=settings.http_port, log_config=None, lifespan="off", access_log=False
+            build_app(runtime),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
         )
     )
     serving = asyncio.create_task(server.serve())
     log.info("service started", service=definition.name, roles=role_label, port=settings.http_port)
-    await asyncio.wait({serving, asyncio.create_task(runtime.wait_stopped())}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(
+        {serving, asyncio.create_task(runtime.wait_stopped())}, return_when=asyncio.FIRST_COMPLETED
+    )
     server.should_exit = True
     await serving
     await runtime.stop()

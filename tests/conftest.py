@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from testkit import RunningService
 
 from orderguard.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.logging import configure_logging
 from orderguard.shared.runtime import Role, Runtime, ServiceDefinition, build_app
 from orderguard.shared.settings import Settings
-from testkit import RunningService
 
 TEST_API_KEY = "test-key"
 

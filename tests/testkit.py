@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
-from decimal import Decimal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -21,7 +21,12 @@ from orderguard.shared.settings import Settings
 T = TypeVar("T")
 
 
-async def wait_until(check: Callable[[], Awaitable[T]], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> T:
+async def wait_until(
+    check: Callable[[], Awaitable[T]],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -49,13 +54,19 @@ class Record:
 
 async def read_topic(settings: Settings, topic: str) -> list[Record]:
     """Every record on `topic` right now, read without a consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        partitions = [
+            TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())
+        ]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic
-            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())
+            ]
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -66,7 +77,10 @@ async def read_topic(settings: Settings, topic: str) -> list[Record]:
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp_records in batch.values():
                 records += [
-                    Record(r.topic, r.partition, r.offset, r.key, r.value or b"", dict(r.headers or ())) for r in tp_records
+                    Record(
+                        r.topic, r.partition, r.offset, r.key, r.value or b"", dict(r.headers or ())
+                    )
+                    for r in tp_records
                 ]
             if not batch and await _caught_up(consumer, partitions):
                 return records
@@ -83,12 +97,24 @@ async def _caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition
 
 
 async def events_of_type(settings: Settings, topic: str, event_type: str) -> list[Envelope]:
-    return [r.envelope for r in await read_topic(settings, topic) if r.headers.get("ce_type") == event_type.encode()]
+    return [
+        r.envelope
+        for r in await read_topic(settings, topic)
+        if r.headers.get("ce_type") == event_type.encode()
+    ]
 
 
-async def publish(settings: Settings, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+async def publish(
+    settings: Settings,
+    topic: str,
+    value: bytes,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     """Publish like an outside producer would."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False
+    )
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key, headers=headers or [])
@@ -96,8 +122,16 @@ async def publish(settings: Settings, topic: str, value: bytes, key: bytes | Non
         await producer.stop()
 
 
-async def publish_event(settings: Settings, topic: str, envelope: Envelope, key: str | None = None) -> None:
-    await publish(settings, topic, envelope.to_json(), (key or envelope.subject).encode(), envelope.kafka_headers())
+async def publish_event(
+    settings: Settings, topic: str, envelope: Envelope, key: str | None = None
+) -> None:
+    await publish(
+        settings,
+        topic,
+        envelope.to_json(),
+        (key or envelope.subject).encode(),
+        envelope.kafka_headers(),
+    )
 
 
 @dataclass
@@ -111,7 +145,9 @@ class RunningService:
         async def all_assigned() -> bool:
             return all(engine.assigned for engine in self.runtime.engines)
 
-        await wait_until(all_assigned, timeout, what=f"{self.runtime.definition.name} consumers assigned")
+        await wait_until(
+            all_assigned, timeout, what=f"{self.runtime.definition.name} consumers assigned"
+        )
 
     async def stop(self) -> None:
         await self.client.aclose()
@@ -131,13 +167,29 @@ def placed(order_id: str, sku: str, quantity: int) -> Envelope:
         total_amount=Decimal("9.90") * quantity,
         phone="13800138000",
         shipping_address=ShippingAddress(
-            province="Zhejiang", city="Hangzhou", district="Xihu", street="1 Wensan Rd", recipient="Li Lei"
+            province="Zhejiang",
+            city="Hangzhou",
+            district="Xihu",
+            street="1 Wensan Rd",
+            recipient="Li Lei",
         ),
         placed_at=datetime.now(UTC),
     )
-    return Envelope(type="order.placed.v1", source="/test", subject=order_id, data=data.model_dump(mode="json"))
+    return Envelope(
+        type="order.placed.v1", source="/test", subject=order_id, data=data.model_dump(mode="json")
+    )
 
 
 def cancelled(order_id: str) -> Envelope:
-    data = OrderCancelled(order_id=order_id, reason="changed mind", cancelled_by="customer", cancelled_at=datetime.now(UTC))
-    return Envelope(type="order.cancelled.v1", source="/test", subject=order_id, data=data.model_dump(mode="json"))
+    data = OrderCancelled(
+        order_id=order_id,
+        reason="changed mind",
+        cancelled_by="customer",
+        cancelled_at=datetime.now(UTC),
+    )
+    return Envelope(
+        type="order.cancelled.v1",
+        source="/test",
+        subject=order_id,
+        data=data.model_dump(mode="json"),
+    )

@@ -19,7 +19,9 @@ WAREHOUSE = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 class StockUpdate(BaseModel):
     on_hand: int = Field(ge=0, description="Units physically in the warehouse")
     low_stock_threshold: int | None = Field(
-        default=None, ge=0, description="stock.low fires when available falls below this; omit for the default"
+        default=None,
+        ge=0,
+        description="stock.low fires when available falls below this; omit for the default",
     )
 
 
@@ -42,7 +44,9 @@ class StockView(BaseModel):
             available=level.available,
             low_stock_threshold=level.low_stock_threshold,
             effective_threshold=(
-                level.low_stock_threshold if level.low_stock_threshold is not None else default_threshold
+                level.low_stock_threshold
+                if level.low_stock_threshold is not None
+                else default_threshold
             ),
         )
 
@@ -64,7 +68,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         dependencies=[Depends(require_scope("inventory:write"))],
         response_model=StockView,
     )
-    async def set_stock(update: StockUpdate, sku: str = SKU, warehouse: str = WAREHOUSE) -> StockView:
+    async def set_stock(
+        update: StockUpdate, sku: str = SKU, warehouse: str = WAREHOUSE
+    ) -> StockView:
         """Set on-hand stock (a count) and the SKU's low-stock threshold in one warehouse."""
         async with UnitOfWork(runtime.pool, runtime.schema) as uow:
             inventory = Inventory(uow, runtime.topics.inventory)
@@ -75,7 +81,9 @@ def build_router(runtime: Runtime) -> APIRouter:
         return StockView.of(level, default_threshold)
 
     @router.get(
-        "/stock/{sku}", dependencies=[Depends(require_scope("inventory:read"))], response_model=list[StockView]
+        "/stock/{sku}",
+        dependencies=[Depends(require_scope("inventory:read"))],
+        response_model=list[StockView],
     )
     async def stock_of_sku(sku: str = SKU) -> list[StockView]:
         async with runtime.pool.acquire() as conn:
@@ -93,7 +101,8 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with runtime.pool.acquire() as conn:
             rows = (await repository.reservations_of(conn, [order_id])).get(order_id, [])
         return [
-            ReservationView(order_id=o, sku=s, warehouse=w, quantity=q, state=st) for o, s, w, q, st in rows
+            ReservationView(order_id=o, sku=s, warehouse=w, quantity=q, state=st)
+            for o, s, w, q, st in rows
         ]
 
     return router

@@ -51,5 +51,7 @@ def shortages(levels: dict[StockKey, StockLevel], wanted: dict[StockKey, int]) -
         level = levels.get((sku, warehouse))
         available = level.available if level else 0
         if quantity > available:
-            missing.append(Shortage(sku=sku, warehouse=warehouse, requested=quantity, available=available))
+            missing.append(
+                Shortage(sku=sku, warehouse=warehouse, requested=quantity, available=available)
+            )
     return missing

@@ -36,10 +36,18 @@ class Inventory:
         self.levels.update(await repository.lock_levels(self._uow.conn, keys))
 
     async def save(self) -> None:
-        await repository.save_levels(self._uow.conn, [self.levels[key] for key in sorted(self._changed)])
+        await repository.save_levels(
+            self._uow.conn, [self.levels[key] for key in sorted(self._changed)]
+        )
         await repository.save_reservations(self._uow.conn, self._changed_reservations)
 
-    def _publish(self, event_type: str, subject: str, data: StockChanged | StockReserved | ReservationFailed | ReservationReleased, cause: Envelope | None) -> None:
+    def _publish(
+        self,
+        event_type: str,
+        subject: str,
+        data: StockChanged | StockReserved | ReservationFailed | ReservationReleased,
+        cause: Envelope | None,
+    ) -> None:
         self._uow.publish(
             self._topic,
             Envelope(
@@ -51,7 +59,9 @@ class Inventory:
             ),
         )
 
-    def _change(self, level: StockLevel, cause: str, order_id: str | None, envelope: Envelope | None) -> None:
+    def _change(
+        self, level: StockLevel, cause: str, order_id: str | None, envelope: Envelope | None
+    ) -> None:
         key = (level.sku, level.warehouse)
         self.levels[key] = level
         self._changed.add(key)
@@ -71,7 +81,9 @@ class Inventory:
             envelope,
         )
 
-    def set_stock(self, sku: str, warehouse: str, on_hand: int, low_stock_threshold: int | None) -> StockLevel:
+    def set_stock(
+        self, sku: str, warehouse: str, on_hand: int, low_stock_threshold: int | None
+    ) -> StockLevel:
         current = self.levels.get((sku, warehouse)) or StockLevel(sku, warehouse, on_hand=0)
         level = current.with_on_hand(on_hand, low_stock_threshold)
         self._change(level, "stock_set", None, None)
@@ -82,7 +94,8 @@ class Inventory:
         if placed.order_id in self.reservations:
             return
         wanted = lines_by_stock(
-            ReservedLine(sku=line.sku, warehouse=placed.warehouse, quantity=line.quantity) for line in placed.lines
+            ReservedLine(sku=line.sku, warehouse=placed.warehouse, quantity=line.quantity)
+            for line in placed.lines
         )
         missing = shortages(self.levels, wanted)
         if missing:
@@ -96,7 +109,12 @@ class Inventory:
             return
         rows = []
         for (sku, warehouse), quantity in sorted(wanted.items()):
-            self._change(self.levels[(sku, warehouse)].reserve(quantity), "reserved", placed.order_id, envelope)
+            self._change(
+                self.levels[(sku, warehouse)].reserve(quantity),
+                "reserved",
+                placed.order_id,
+                envelope,
+            )
             rows.append((placed.order_id, sku, warehouse, quantity, "held"))
         self.reservations[placed.order_id] = rows
         self._changed_reservations += rows
@@ -105,7 +123,9 @@ class Inventory:
             placed.order_id,
             StockReserved(
                 order_id=placed.order_id,
-                lines=[ReservedLine(sku=sku, warehouse=wh, quantity=qty) for _, sku, wh, qty, _ in rows],
+                lines=[
+                    ReservedLine(sku=sku, warehouse=wh, quantity=qty) for _, sku, wh, qty, _ in rows
+                ],
             ),
             envelope,
         )
@@ -128,7 +148,10 @@ class Inventory:
             cancelled.order_id,
             ReservationReleased(
                 order_id=cancelled.order_id,
-                lines=[ReservedLine(sku=sku, warehouse=wh, quantity=qty) for _, sku, wh, qty, _ in released],
+                lines=[
+                    ReservedLine(sku=sku, warehouse=wh, quantity=qty)
+                    for _, sku, wh, qty, _ in released
+                ],
                 reason=cancelled.reason,
             ),
             envelope,

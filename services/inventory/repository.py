@@ -49,14 +49,16 @@ async def save_levels(conn: Connection, levels: Iterable[StockLevel]) -> None:
         "INSERT INTO stock (sku, warehouse, on_hand, reserved, low_stock_threshold) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
         " low_stock_threshold = EXCLUDED.low_stock_threshold, updated_at = now()",
-        [(l.sku, l.warehouse, l.on_hand, l.reserved, l.low_stock_threshold) for l in levels],
+        [(s.sku, s.warehouse, s.on_hand, s.reserved, s.low_stock_threshold) for s in levels],
     )
 
 
 ReservationRow = tuple[str, str, str, int, str]  # order_id, sku, warehouse, quantity, state
 
 
-async def reservations_of(conn: Connection, order_ids: Iterable[str]) -> dict[str, list[ReservationRow]]:
+async def reservations_of(
+    conn: Connection, order_ids: Iterable[str]
+) -> dict[str, list[ReservationRow]]:
     rows = await conn.fetch(
         "SELECT order_id, sku, warehouse, quantity, state FROM reservations"
         " WHERE order_id = ANY($1::text[]) ORDER BY order_id, sku, warehouse FOR UPDATE",

@@ -32,17 +32,30 @@ class LowStock:
     def initial_state(self) -> State:
         return {"low": False, "episode": 0}
 
-    def apply(self, state: State, event: Event, now: datetime) -> tuple[State, list[AnomalyDetected]]:
+    def apply(
+        self, state: State, event: Event, now: datetime
+    ) -> tuple[State, list[AnomalyDetected]]:
         data = event.data
         assert isinstance(data, StockChanged)
-        threshold = data.low_stock_threshold if data.low_stock_threshold is not None else self.default_threshold
+        threshold = (
+            data.low_stock_threshold
+            if data.low_stock_threshold is not None
+            else self.default_threshold
+        )
         if not state["low"] and data.available < threshold:
             episode = state["episode"] + 1
             severity = "P2" if data.available <= 0 else "P3"
-            labels = {"sku": data.sku, "warehouse": data.warehouse, "severity": severity, "team": "warehouse"}
+            labels = {
+                "sku": data.sku,
+                "warehouse": data.warehouse,
+                "severity": severity,
+                "team": "warehouse",
+            }
             anomaly = AnomalyDetected(
                 rule=self.name,
-                fingerprint=fingerprint(self.name, {"sku": data.sku, "warehouse": data.warehouse}, episode),
+                fingerprint=fingerprint(
+                    self.name, {"sku": data.sku, "warehouse": data.warehouse}, episode
+                ),
                 severity=severity,
                 team="warehouse",
                 labels=labels,

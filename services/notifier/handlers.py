@@ -66,7 +66,9 @@ async def route_anomalies(
                 uow, queue_topic(match.queue), routed(anomaly, match, uow.now), event.envelope
             )
             uow.after_commit(
-                metrics.ANOMALIES_ROUTED.labels(match.queue, "unrouted" if match.is_default else "routed").inc
+                metrics.ANOMALIES_ROUTED.labels(
+                    match.queue, "unrouted" if match.is_default else "routed"
+                ).inc
             )
         _log_routed(anomaly, matches, event.id)
 

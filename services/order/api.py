@@ -268,7 +268,12 @@ def build_router(runtime: Runtime) -> APIRouter:
 
         return _answer(
             *await run_once_per_key(
-                runtime.pool, runtime.schema, idempotency_key, "POST /orders", request.model_dump(mode="json"), place
+                runtime.pool,
+                runtime.schema,
+                idempotency_key,
+                "POST /orders",
+                request.model_dump(mode="json"),
+                place,
             )
         )
 
@@ -312,7 +317,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         route = f"POST /orders/{order_id}/cancel"
         return _answer(
             *await run_once_per_key(
-                runtime.pool, runtime.schema, idempotency_key, route, request.model_dump(mode="json"), cancel
+                runtime.pool,
+                runtime.schema,
+                idempotency_key,
+                route,
+                request.model_dump(mode="json"),
+                cancel,
             )
         )
 

@@ -144,7 +144,9 @@ class Engine:
             if highwater is not None and records:
                 labels = (tp.topic, self.group, str(tp.partition))
                 metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - records[-1].offset - 1))
-                metrics.CONSUMER_TIME_LAG.labels(*labels).set(max(0.0, (now_ms - records[-1].timestamp) / 1000))
+                metrics.CONSUMER_TIME_LAG.labels(*labels).set(
+                    max(0.0, (now_ms - records[-1].timestamp) / 1000)
+                )
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -160,7 +162,9 @@ class Engine:
                 # The handler's cache may hold state the rollback just undid.
                 self.handler.drop_cached_state(None)
                 last_error = repr(exc)
-                metrics.EVENTS_CONSUMED.labels(records[0].topic, self.group, "retry").inc(len(records))
+                metrics.EVENTS_CONSUMED.labels(records[0].topic, self.group, "retry").inc(
+                    len(records)
+                )
                 log.warning(
                     "batch failed; retrying",
                     group=self.group,
@@ -177,7 +181,9 @@ class Engine:
             offsets.update(await self._apply_with_retries([record]))
         return offsets
 
-    async def _apply(self, records: list[ConsumerRecord], failure: str | None = None) -> dict[TopicPartition, int]:
+    async def _apply(
+        self, records: list[ConsumerRecord], failure: str | None = None
+    ) -> dict[TopicPartition, int]:
         """Apply a batch in one transaction; with `failure`, dead-letter its events instead."""
         started = time.perf_counter()
         async with UnitOfWork(self._pool, self._schema) as uow:
@@ -185,7 +191,9 @@ class Engine:
             stored = await self._lock_offsets(conn, records)
             # Records below the stored offset were applied by an earlier owner of the partition.
             records = [
-                r for r in records if r.offset >= stored.get(TopicPartition(r.topic, r.partition), -1)
+                r
+                for r in records
+                if r.offset >= stored.get(TopicPartition(r.topic, r.partition), -1)
             ]
             events, dead, skipped = self._decode(records)
             if failure is not None:
@@ -206,7 +214,10 @@ class Engine:
                 "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (group_id, topic, partition) DO UPDATE"
                 " SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                [(self.group, tp.topic, tp.partition, offset) for tp, offset in next_offsets.items()],
+                [
+                    (self.group, tp.topic, tp.partition, offset)
+                    for tp, offset in next_offsets.items()
+                ],
             )
             await uow.commit()
         self._count(records, events, duplicates, skipped, dead)
@@ -214,7 +225,9 @@ class Engine:
         metrics.BATCH_SIZE.labels(self.group).observe(len(records))
         return next_offsets
 
-    async def _lock_offsets(self, conn: asyncpg.Connection, records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+    async def _lock_offsets(
+        self, conn: asyncpg.Connection, records: list[ConsumerRecord]
+    ) -> dict[TopicPartition, int]:
         """Lock this batch's offset rows so a zombie owner of the same partitions waits, then skips."""
         partitions = {(r.topic, r.partition) for r in records}
         rows = await conn.fetch(
@@ -260,7 +273,9 @@ class Engine:
             events.append(Event(envelope, data, record.topic, record.partition, record.offset))
         return events, dead, skipped
 
-    async def _drop_applied(self, conn: asyncpg.Connection, events: list[Event]) -> tuple[list[Event], int]:
+    async def _drop_applied(
+        self, conn: asyncpg.Connection, events: list[Event]
+    ) -> tuple[list[Event], int]:
         """Record event ids as applied; keep only the events not applied before (first copy wins)."""
         if not events:
             return events, 0
@@ -315,7 +330,12 @@ class Engine:
         return offsets
 
     def _count(
-        self, records: list[ConsumerRecord], events: list[Event], duplicates: int, skipped: int, dead: list[_DeadLetter]
+        self,
+        records: list[ConsumerRecord],
+        events: list[Event],
+        duplicates: int,
+        skipped: int,
+        dead: list[_DeadLetter],
     ) -> None:
         if not records:
             return
@@ -336,9 +356,12 @@ class Engine:
             return
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1", self.group
+                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1",
+                self.group,
             )
-        stored = {TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        stored = {
+            TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows
+        }
         for tp in assigned:
             if tp in stored:
                 self._consumer.seek(tp, stored[tp])
@@ -367,12 +390,17 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _record_of(event: Event, records: list[ConsumerRecord]) -> ConsumerRecord:
     for record in records:
-        if record.topic == event.topic and record.partition == event.partition and record.offset == event.offset:
+        if (
+            record.topic == event.topic
+            and record.partition == event.partition
+            and record.offset == event.offset
+        ):
             return record
     raise LookupError("event without its record")
 
 
 def _first_errors(exc: ValidationError, limit: int = 5) -> str:
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:limit]
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+        for err in exc.errors()[:limit]
     )

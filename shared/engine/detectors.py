@@ -24,7 +24,9 @@ def _counter(rule: str, anomaly: AnomalyDetected) -> Callable[[], None]:
 
 
 class DetectorHandler:
-    def __init__(self, rule: Rule, topics: Sequence[str], anomalies_topic: str, service: str) -> None:
+    def __init__(
+        self, rule: Rule, topics: Sequence[str], anomalies_topic: str, service: str
+    ) -> None:
         self.rule = rule
         self.group = f"{service}.detector.{rule.name}"
         self.topics = list(topics)
@@ -37,18 +39,24 @@ class DetectorHandler:
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         rule = self.rule
         keyed = [(rule.key(event), event) for event in events]
-        await self._load(uow, {key for key, _ in keyed if key is not None and key not in self._cache})
+        await self._load(
+            uow, {key for key, _ in keyed if key is not None and key not in self._cache}
+        )
         changed: dict[str, State] = {}
         for key, event in keyed:
             if key is None:
                 continue
-            self._keys_by_partition.setdefault(TopicPartition(event.topic, event.partition), set()).add(key)
+            self._keys_by_partition.setdefault(
+                TopicPartition(event.topic, event.partition), set()
+            ).add(key)
             state = self._cache[key]
             new_state, anomalies = rule.apply(state, event, uow.now)
             if new_state is not state:
                 self._cache[key] = changed[key] = new_state
             for anomaly in anomalies:
-                uow.publish(self._anomalies_topic, anomaly_envelope(anomaly, self._source, event.envelope))
+                uow.publish(
+                    self._anomalies_topic, anomaly_envelope(anomaly, self._source, event.envelope)
+                )
                 uow.after_commit(_counter(rule.name, anomaly))
         if changed:
             await uow.conn.executemany(

@@ -34,7 +34,9 @@ def create_app(
     install_problem_handlers(app)
 
     @app.middleware("http")
-    async def red_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def red_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         status = 500
         try:
@@ -46,7 +48,9 @@ def create_app(
             # The route template keeps the label bounded; unknown paths share one value.
             template = getattr(route, "path", "<unmatched>")
             metrics.HTTP_REQUESTS.labels(service, template, request.method, str(status)).inc()
-            metrics.HTTP_DURATION.labels(service, template, request.method).observe(time.perf_counter() - started)
+            metrics.HTTP_DURATION.labels(service, template, request.method).observe(
+                time.perf_counter() - started
+            )
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -58,7 +62,10 @@ def create_app(
         """Readiness: the database and the broker answer, and the workers have started."""
         checks = await readiness()
         ready = all(checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
 
     @app.get("/metrics", tags=["ops"])
     async def metrics_endpoint() -> Response:

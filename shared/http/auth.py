@@ -58,7 +58,9 @@ def require_scope(scope: str) -> Callable[..., Caller]:
         if scopes is None:
             raise Problem(401, "unauthenticated", "API key not recognised")
         if "*" not in scopes and scope not in scopes:
-            raise Problem(403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}.")
+            raise Problem(
+                403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}."
+            )
         return Caller(scope, hashlib.sha256(presented.encode()).hexdigest()[:8])
 
     return check

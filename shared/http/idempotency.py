@@ -20,7 +20,9 @@ def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def stored_response(uow: UnitOfWork, key: str, route: str, request_hash: str) -> tuple[int, Any] | None:
+async def stored_response(
+    uow: UnitOfWork, key: str, route: str, request_hash: str
+) -> tuple[int, Any] | None:
     """The response remembered for this key, or None. The same key with another body is an error."""
     row = await uow.conn.fetchrow(
         "SELECT request_hash, status_code, response FROM idempotency_keys"

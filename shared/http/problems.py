@@ -67,19 +67,28 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        response = problem_response(request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+        response = problem_response(
+            request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra
+        )
         response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem_response(
-            request, 422, "validation", "Request is invalid", "See errors for each field.", errors=_field_errors(exc)
+            request,
+            422,
+            "validation",
+            "Request is invalid",
+            "See errors for each field.",
+            errors=_field_errors(exc),
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = problem_response(request, exc.status_code, f"http-{exc.status_code}", str(exc.detail))
+        response = problem_response(
+            request, exc.status_code, f"http-{exc.status_code}", str(exc.detail)
+        )
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from testkit import cancelled, events_of_type, placed, publish, publish_event, wait_until
+
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.settings import Settings
-from testkit import cancelled, events_of_type, placed, publish, publish_event, wait_until
 
 
 async def stock_of(client, sku: str) -> dict:  # type: ignore[no-untyped-def]
@@ -14,22 +15,30 @@ async def stock_of(client, sku: str) -> dict:  # type: ignore[no-untyped-def]
     return response.json()[0]
 
 
-async def test_orders_reserve_stock_and_low_stock_fires_once(settings: Settings, start_service) -> None:  # type: ignore[no-untyped-def]
+async def test_orders_reserve_stock_and_low_stock_fires_once(
+    settings: Settings, start_service
+) -> None:  # type: ignore[no-untyped-def]
     inventory = await start_service(INVENTORY)
-    response = await inventory.client.put("/stock/SKU-1/main", json={"on_hand": 10, "low_stock_threshold": 5})
+    response = await inventory.client.put(
+        "/stock/SKU-1/main", json={"on_hand": 10, "low_stock_threshold": 5}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["available"] == 10
     await inventory.wait_assigned()
 
     for n in range(4):  # 10 -> 7 -> 4 -> 1 -> fails: below threshold 5 from the second order on
-        await publish_event(settings, settings.topic_prefix + "orders.events", placed(f"o-{n}", "SKU-1", 3))
+        await publish_event(
+            settings, settings.topic_prefix + "orders.events", placed(f"o-{n}", "SKU-1", 3)
+        )
 
     async def reserved_nine() -> bool:
         return (await stock_of(inventory.client, "SKU-1"))["reserved"] == 9
 
     await wait_until(reserved_nine, what="three reservations")
     failures = await wait_until(
-        lambda: events_of_type(settings, settings.topic_prefix + "inventory.events", "inventory.reservation_failed.v1"),
+        lambda: events_of_type(
+            settings, settings.topic_prefix + "inventory.events", "inventory.reservation_failed.v1"
+        ),
         what="reservation failure",
     )
     # Orders are keyed by order id, so they may be applied in any order across partitions:
@@ -39,16 +48,25 @@ async def test_orders_reserve_stock_and_low_stock_fires_once(settings: Settings,
         {"sku": "SKU-1", "warehouse": "main", "requested": 3, "available": 1}
     ]
     anomalies = await wait_until(
-        lambda: events_of_type(settings, settings.topic_prefix + "anomalies.detected", "anomaly.detected.v1"),
+        lambda: events_of_type(
+            settings, settings.topic_prefix + "anomalies.detected", "anomaly.detected.v1"
+        ),
         what="stock.low anomaly",
     )
     assert len(anomalies) == 1
     anomaly = anomalies[0].data
     assert anomaly["rule"] == "stock.low"
-    assert anomaly["labels"] == {"sku": "SKU-1", "warehouse": "main", "severity": "P3", "team": "warehouse"}
+    assert anomaly["labels"] == {
+        "sku": "SKU-1",
+        "warehouse": "main",
+        "severity": "P3",
+        "team": "warehouse",
+    }
 
 
-async def test_redelivered_order_events_reserve_and_release_once(settings: Settings, start_service) -> None:  # type: ignore[no-untyped-def]
+async def test_redelivered_order_events_reserve_and_release_once(
+    settings: Settings, start_service
+) -> None:  # type: ignore[no-untyped-def]
     inventory = await start_service(INVENTORY)
     await inventory.client.put("/stock/SKU-2/main", json={"on_hand": 100, "low_stock_threshold": 1})
     await inventory.wait_assigned()
@@ -56,11 +74,15 @@ async def test_redelivered_order_events_reserve_and_release_once(settings: Setti
     event = placed("o-a", "SKU-2", 5)
     await publish_event(settings, orders, event)
     await publish_event(settings, orders, event)  # the same event id again
-    await publish_event(settings, orders, placed("o-a", "SKU-2", 5))  # a producer's duplicate with a new id
+    await publish_event(
+        settings, orders, placed("o-a", "SKU-2", 5)
+    )  # a producer's duplicate with a new id
     cancel = cancelled("o-a")
     await publish_event(settings, orders, cancel)
     await publish_event(settings, orders, cancel)
-    await publish_event(settings, orders, placed("o-b", "SKU-2", 1))  # a marker: everything before it is applied
+    await publish_event(
+        settings, orders, placed("o-b", "SKU-2", 1)
+    )  # a marker: everything before it is applied
 
     async def marker_reserved() -> bool:
         response = await inventory.client.get("/reservations/o-b")
@@ -83,7 +105,9 @@ async def test_redelivered_order_events_reserve_and_release_once(settings: Setti
     assert len(await events_of_type(settings, inventory_topic, "inventory.released.v1")) == 1
 
 
-async def test_malformed_record_goes_to_dead_letter_and_consumer_goes_on(settings: Settings, start_service) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_record_goes_to_dead_letter_and_consumer_goes_on(
+    settings: Settings, start_service
+) -> None:  # type: ignore[no-untyped-def]
     inventory = await start_service(INVENTORY)
     await inventory.client.put("/stock/SKU-3/main", json={"on_hand": 10})
     await inventory.wait_assigned()
@@ -91,7 +115,13 @@ async def test_malformed_record_goes_to_dead_letter_and_consumer_goes_on(setting
     await publish(settings, orders, b"{not json", key=b"o-x", headers=[("trace", b"keep-me")])
     bad = placed("o-y", "SKU-3", 1).model_dump(mode="json")
     bad["data"]["lines"] = []  # valid envelope, invalid order.placed.v1
-    await publish(settings, orders, Envelope(**bad).to_json(), key=b"o-y", headers=[("ce_type", b"order.placed.v1")])
+    await publish(
+        settings,
+        orders,
+        Envelope(**bad).to_json(),
+        key=b"o-y",
+        headers=[("ce_type", b"order.placed.v1")],
+    )
     await publish_event(settings, orders, placed("o-z", "SKU-3", 2))
 
     async def good_one_applied() -> bool:
@@ -114,9 +144,13 @@ async def _read(settings: Settings, topic: str):  # type: ignore[no-untyped-def]
     return await read_topic(settings, topic)
 
 
-async def test_restart_mid_stream_loses_nothing_and_applies_nothing_twice(settings: Settings, start_service) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_mid_stream_loses_nothing_and_applies_nothing_twice(
+    settings: Settings, start_service
+) -> None:  # type: ignore[no-untyped-def]
     inventory = await start_service(INVENTORY)
-    await inventory.client.put("/stock/SKU-4/main", json={"on_hand": 1000, "low_stock_threshold": 0})
+    await inventory.client.put(
+        "/stock/SKU-4/main", json={"on_hand": 1000, "low_stock_threshold": 0}
+    )
     await inventory.wait_assigned()
     orders = settings.topic_prefix + "orders.events"
     for n in range(60):
@@ -136,5 +170,9 @@ async def test_restart_mid_stream_loses_nothing_and_applies_nothing_twice(settin
         return (await stock_of(restarted.client, "SKU-4"))["reserved"] == 120
 
     await wait_until(all_reserved, timeout=30, what="all 120 reservations after the restart")
-    reserved = await events_of_type(settings, settings.topic_prefix + "inventory.events", "inventory.reserved.v1")
-    assert sorted(e.subject for e in reserved) == sorted(f"r-{n}" for n in range(120)), "each order reserved once"
+    reserved = await events_of_type(
+        settings, settings.topic_prefix + "inventory.events", "inventory.reserved.v1"
+    )
+    assert sorted(e.subject for e in reserved) == sorted(f"r-{n}" for n in range(120)), (
+        "each order reserved once"
+    )

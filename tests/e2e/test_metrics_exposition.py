@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 
 import pytest
+from testkit import placed, publish_event, wait_until
 
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.shared.settings import Settings
-from testkit import placed, publish_event, wait_until
 
 
 def _promtool() -> str:
@@ -23,7 +24,9 @@ def _promtool() -> str:
     return found
 
 
-async def test_metrics_pass_promtool_after_the_whole_loop_ran(settings: Settings, start_service) -> None:  # type: ignore[no-untyped-def]
+async def test_metrics_pass_promtool_after_the_whole_loop_ran(
+    settings: Settings, start_service
+) -> None:  # type: ignore[no-untyped-def]
     promtool = _promtool()
     inventory = await start_service(INVENTORY)
     notifier = await start_service(NOTIFIER)
@@ -31,7 +34,9 @@ async def test_metrics_pass_promtool_after_the_whole_loop_ran(settings: Settings
     await inventory.client.get("/stock/unknown-sku")  # a 404 gets its own series
     await inventory.wait_assigned()
     await notifier.wait_assigned()
-    await publish_event(settings, settings.topic_prefix + "orders.events", placed("o-m", "SKU-M", 1))
+    await publish_event(
+        settings, settings.topic_prefix + "orders.events", placed("o-m", "SKU-M", 1)
+    )
 
     async def notified() -> bool:
         return bool((await notifier.client.get("/notifications")).json())
@@ -48,6 +53,12 @@ async def test_metrics_pass_promtool_after_the_whole_loop_ran(settings: Settings
             "orderguard_build_info",
         ):
             assert name in exposition, name
-        result = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True)
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [promtool, "check", "metrics"],
+            input=exposition,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert not (result.stdout + result.stderr).strip(), result.stdout + result.stderr

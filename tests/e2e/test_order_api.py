@@ -7,11 +7,11 @@ import hashlib
 from typing import Any
 
 import pytest
+from testkit import RunningService, events_of_type, wait_until
 
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.settings import Settings
-from testkit import RunningService, events_of_type, wait_until
 
 TEST_KEY_ID = hashlib.sha256(b"test-key").hexdigest()[:8]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from testkit import RunningService, events_of_type, publish_event, wait_until
+
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.services.order.consumers import RecordInventoryOutcomes
@@ -16,7 +18,6 @@ from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import ReservationFailed, Shortage, StockReserved
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
-from testkit import RunningService, events_of_type, publish_event, wait_until
 
 
 def order_body(sku: str, quantity: int) -> dict[str, Any]:

@@ -4,11 +4,12 @@ and database, each service with its own schema."""
 
 from __future__ import annotations
 
+from testkit import events_of_type, wait_until
+
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.settings import Settings
-from testkit import events_of_type, wait_until
 
 ORDER_BODY = {
     "customer_id": "c-42",
@@ -26,12 +27,15 @@ ORDER_BODY = {
 
 
 async def test_orders_drive_stock_low_to_the_warehouse_queue_and_one_notification(
-    settings: Settings, start_service  # type: ignore[no-untyped-def]
+    settings: Settings,
+    start_service,  # type: ignore[no-untyped-def]
 ) -> None:
     order = await start_service(ORDER)
     inventory = await start_service(INVENTORY)
     notifier = await start_service(NOTIFIER)
-    put = await inventory.client.put("/stock/SKU-E2E/main", json={"on_hand": 10, "low_stock_threshold": 5})
+    put = await inventory.client.put(
+        "/stock/SKU-E2E/main", json={"on_hand": 10, "low_stock_threshold": 5}
+    )
     assert put.status_code == 200, put.text
     for service in (order, inventory, notifier):
         await service.wait_assigned()
@@ -48,27 +52,36 @@ async def test_orders_drive_stock_low_to_the_warehouse_queue_and_one_notificatio
 
     notifications = await wait_until(one_notification, what="a stock.low notification")
     routed = await wait_until(
-        lambda: events_of_type(settings, settings.topic_prefix + "queues.warehouse", "anomaly.routed.v1"),
+        lambda: events_of_type(
+            settings, settings.topic_prefix + "queues.warehouse", "anomaly.routed.v1"
+        ),
         what="stock.low on queues.warehouse",
     )
+
     async def reserved_nine() -> bool:
         return (await inventory.client.get("/stock/SKU-E2E")).json()[0]["reserved"] == 9
 
     await wait_until(reserved_nine, what="all three orders reserved")
     # Everything has settled: the third order's stock change went through the detector too.
-    detected = await events_of_type(settings, settings.topic_prefix + "anomalies.detected", "anomaly.detected.v1")
+    detected = await events_of_type(
+        settings, settings.topic_prefix + "anomalies.detected", "anomaly.detected.v1"
+    )
     assert len(detected) == 1
     assert len(routed) == 1
     anomaly = routed[0].data["anomaly"]
     assert anomaly["rule"] == "stock.low"
     assert anomaly["labels"]["sku"] == "SKU-E2E" and anomaly["labels"]["team"] == "warehouse"
-    notifications = (await notifier.client.get("/notifications", params={"rule": "stock.low"})).json()
+    notifications = (
+        await notifier.client.get("/notifications", params={"rule": "stock.low"})
+    ).json()
     assert len(notifications) == 1
     assert notifications[0]["queue"] == "warehouse"
     assert notifications[0]["fingerprint"] == anomaly["fingerprint"]
 
     # Cancel one order: its reservation is released exactly once, even when asked twice.
-    cancelled = await order.client.post(f"/orders/{order_ids[0]}/cancel", json={"reason": "customer changed mind"})
+    cancelled = await order.client.post(
+        f"/orders/{order_ids[0]}/cancel", json={"reason": "customer changed mind"}
+    )
     assert cancelled.status_code == 200, cancelled.text
     again = await order.client.post(f"/orders/{order_ids[0]}/cancel", json={"reason": "again"})
     assert again.status_code == 409
@@ -80,7 +93,9 @@ async def test_orders_drive_stock_low_to_the_warehouse_queue_and_one_notificatio
     await wait_until(released, what="the cancelled order's reservation released")
     level = (await inventory.client.get("/stock/SKU-E2E")).json()[0]
     assert (level["on_hand"], level["reserved"], level["available"]) == (10, 6, 4)
-    releases = await events_of_type(settings, settings.topic_prefix + "inventory.events", "inventory.released.v1")
+    releases = await events_of_type(
+        settings, settings.topic_prefix + "inventory.events", "inventory.released.v1"
+    )
     assert [e.subject for e in releases] == [order_ids[0]]
 
     async def timeline_shows_release() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,9 @@ from orderguard.shared.settings import SERVICES
 def _status(data_dir: Path) -> dict | None:  # type: ignore[type-arg]
     result = subprocess.run(
         [sys.executable, "-m", "orderguard", "status", "--json", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return json.loads(result.stdout) if result.returncode == 0 else None
 
@@ -29,7 +30,9 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> Non
     data_dir = tmp_path / "og"
     up = subprocess.Popen(
         [sys.executable, "-m", "orderguard", "up", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -54,7 +57,9 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> Non
         pids = [s["pid"] for s in status["services"].values()] + [status["broker"]["pid"]]
         assert all(psutil.pid_exists(pid) for pid in pids)
         postgres_pids = [
-            p.pid for p in psutil.process_iter(["cmdline"]) if str(data_dir / "pgdata") in " ".join(p.info["cmdline"] or [])
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if str(data_dir / "pgdata") in " ".join(p.info["cmdline"] or [])
         ]
         assert postgres_pids, "an embedded PostgreSQL runs on the data dir"
     finally:

@@ -8,6 +8,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
+from testkit import publish_event, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine, Event
@@ -18,7 +19,6 @@ from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
-from testkit import publish_event, read_topic, wait_until
 
 SCHEMA = "enginetest"
 
@@ -37,28 +37,48 @@ class FailsOnPoison:
             if event.data.reason == "poison":
                 self.attempts_on_poison += 1
                 raise RuntimeError("cannot apply poison")
-            await uow.conn.execute("INSERT INTO applied (order_id) VALUES ($1)", event.data.order_id)
+            await uow.conn.execute(
+                "INSERT INTO applied (order_id) VALUES ($1)", event.data.order_id
+            )
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         pass
 
 
 def cancellation(order_id: str, reason: str) -> Envelope:
-    data = OrderCancelled(order_id=order_id, reason=reason, cancelled_by="test", cancelled_at=datetime.now(UTC))
-    return Envelope(type="order.cancelled.v1", source="/test", subject="same-key", data=data.model_dump(mode="json"))
+    data = OrderCancelled(
+        order_id=order_id, reason=reason, cancelled_by="test", cancelled_at=datetime.now(UTC)
+    )
+    return Envelope(
+        type="order.cancelled.v1",
+        source="/test",
+        subject="same-key",
+        data=data.model_dump(mode="json"),
+    )
 
 
-async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_once(settings: Settings) -> None:
+async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_once(
+    settings: Settings,
+) -> None:
     topic = settings.topic_prefix + "orders.events"
     dlq = Topics.dead_letter(topic, FailsOnPoison.group)
     await create_topics(settings, [dlq])
     await apply_migrations(settings.database_url, SCHEMA, None)
     pool = await create_pool(settings.database_url, SCHEMA)
-    await pool.execute("CREATE TABLE applied (order_id text PRIMARY KEY)")  # a duplicate would fail loudly
+    await pool.execute(
+        "CREATE TABLE applied (order_id text PRIMARY KEY)"
+    )  # a duplicate would fail loudly
     producer = make_producer(settings)
     await producer.start()
     handler = FailsOnPoison(topic)
-    engine = Engine(handler, make_consumer(settings, handler.group), pool, SCHEMA, max_retries=2, retry_backoff_s=0.01)
+    engine = Engine(
+        handler,
+        make_consumer(settings, handler.group),
+        pool,
+        SCHEMA,
+        max_retries=2,
+        retry_backoff_s=0.01,
+    )
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(engine.run(stop)),
@@ -66,15 +86,24 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
     ]
     try:
         # One key, so one partition and one batch: the poison sits between good events.
-        for order_id, reason in [("a", "ok"), ("b", "ok"), ("p", "poison"), ("c", "ok"), ("d", "ok")]:
+        for order_id, reason in [
+            ("a", "ok"),
+            ("b", "ok"),
+            ("p", "poison"),
+            ("c", "ok"),
+            ("d", "ok"),
+        ]:
             await publish_event(settings, topic, cancellation(order_id, reason))
 
         async def letters() -> list:  # type: ignore[type-arg]
             return await read_topic(settings, dlq)
 
-        dead = await wait_until(letters, timeout=30, what="the poison event in the dead-letter topic")
+        dead = await wait_until(
+            letters, timeout=30, what="the poison event in the dead-letter topic"
+        )
         applied = await wait_until(
-            lambda: pool.fetch("SELECT order_id FROM applied ORDER BY order_id"), what="good events applied"
+            lambda: pool.fetch("SELECT order_id FROM applied ORDER BY order_id"),
+            what="good events applied",
         )
         assert [row["order_id"] for row in applied] == ["a", "b", "c", "d"]
         assert len(dead) == 1
@@ -85,7 +114,9 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
         assert letter.headers["ce_type"] == b"order.cancelled.v1"  # original headers kept
         # Bounded: the batch was tried 1 + 2 times, then the poison alone 1 + 2 times.
         assert handler.attempts_on_poison == 6
-        offsets = await pool.fetch("SELECT next_offset FROM consumer_offsets WHERE group_id = $1", handler.group)
+        offsets = await pool.fetch(
+            "SELECT next_offset FROM consumer_offsets WHERE group_id = $1", handler.group
+        )
         assert sum(row["next_offset"] for row in offsets) == 5
     finally:
         stop.set()

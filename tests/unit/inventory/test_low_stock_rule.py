@@ -12,14 +12,29 @@ from orderguard.shared.events.inventory import StockChanged
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
-def stock_event(available: int, threshold: int | None = 5, sku: str = "SKU-1", warehouse: str = "main", n: int = 0) -> Event:
+def stock_event(
+    available: int,
+    threshold: int | None = 5,
+    sku: str = "SKU-1",
+    warehouse: str = "main",
+    n: int = 0,
+) -> Event:
     data = StockChanged(
-        sku=sku, warehouse=warehouse, on_hand=available, reserved=0, available=available,
-        low_stock_threshold=threshold, cause="reserved",
+        sku=sku,
+        warehouse=warehouse,
+        on_hand=available,
+        reserved=0,
+        available=available,
+        low_stock_threshold=threshold,
+        cause="reserved",
     )
     envelope = Envelope(
-        id=f"e-{sku}-{n}", type="inventory.stock_changed.v1", source="/test", subject=sku,
-        time=T0 + timedelta(seconds=n), data=data.model_dump(mode="json"),
+        id=f"e-{sku}-{n}",
+        type="inventory.stock_changed.v1",
+        source="/test",
+        subject=sku,
+        time=T0 + timedelta(seconds=n),
+        data=data.model_dump(mode="json"),
     )
     return Event(envelope, data, "inventory.events", 0, n)
 
@@ -28,7 +43,9 @@ def run(rule: LowStock, availabilities: list[int], threshold: int | None = 5) ->
     state = rule.initial_state()
     fired = []
     for n, available in enumerate(availabilities):
-        state, anomalies = rule.apply(state, stock_event(available, threshold, n=n), T0 + timedelta(seconds=n, milliseconds=5))
+        state, anomalies = rule.apply(
+            state, stock_event(available, threshold, n=n), T0 + timedelta(seconds=n, milliseconds=5)
+        )
         fired.append([a.fingerprint for a in anomalies])
     return fired
 
@@ -61,16 +78,27 @@ def test_default_threshold_applies_when_the_sku_sets_none() -> None:
 def test_anomaly_is_labelled_and_deterministic() -> None:
     rule = LowStock(default_threshold=10)
     _, first = rule.apply(rule.initial_state(), stock_event(0, threshold=5), T0)
-    _, again = rule.apply(rule.initial_state(), stock_event(0, threshold=5), T0 + timedelta(hours=1))
+    _, again = rule.apply(
+        rule.initial_state(), stock_event(0, threshold=5), T0 + timedelta(hours=1)
+    )
     anomaly = first[0]
     assert anomaly.rule == "stock.low"
-    assert anomaly.labels == {"sku": "SKU-1", "warehouse": "main", "severity": "P2", "team": "warehouse"}
+    assert anomaly.labels == {
+        "sku": "SKU-1",
+        "warehouse": "main",
+        "severity": "P2",
+        "team": "warehouse",
+    }
     assert anomaly.team == "warehouse"
     assert anomaly.event_time == T0
-    assert first[0].fingerprint == again[0].fingerprint, "same episode of the same SKU, same fingerprint"
+    assert first[0].fingerprint == again[0].fingerprint, (
+        "same episode of the same SKU, same fingerprint"
+    )
 
 
 def test_warehouses_and_skus_are_separate_keys() -> None:
     rule = LowStock(default_threshold=10)
-    keys = {rule.key(stock_event(1, sku=s, warehouse=w)) for s in ("A", "B") for w in ("main", "north")}
+    keys = {
+        rule.key(stock_event(1, sku=s, warehouse=w)) for s in ("A", "B") for w in ("main", "north")
+    }
     assert len(keys) == 4

@@ -9,7 +9,10 @@ from orderguard.shared.events.inventory import ReservedLine
 
 
 def test_lines_of_the_same_sku_are_summed() -> None:
-    lines = [ReservedLine(sku="A", warehouse="main", quantity=2), ReservedLine(sku="A", warehouse="main", quantity=3)]
+    lines = [
+        ReservedLine(sku="A", warehouse="main", quantity=2),
+        ReservedLine(sku="A", warehouse="main", quantity=3),
+    ]
     assert lines_by_stock(lines) == {("A", "main"): 5}
 
 
