@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+dlq_app = typer.Typer(help="Dead-letter topics.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
 DATA_DIR = Annotated[
@@ -88,6 +90,17 @@ def topics_create() -> None:
 
     created = asyncio.run(create())
     typer.echo(f"{len(created)} topic(s) created" + (f": {', '.join(created)}" if created else ""))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    topic: Annotated[str, typer.Argument(help="A dead-letter topic, <topic>.dlq.<group>")],
+) -> None:
+    """Publish a dead-letter topic's records back to where they came from (once the cause is fixed)."""
+    from orderguard.shared.dead_letters import redrive
+
+    count = asyncio.run(redrive(Settings(), topic))
+    typer.echo(f"{count} record(s) re-driven from {topic}")
 
 
 @app.command()

@@ -151,17 +151,23 @@ class Engine:
     # -- one batch -------------------------------------------------------------------------
 
     async def _apply_with_retries(self, records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
-        last_error = ""
+        """Apply a batch; retry transient failures with backoff, then isolate and dead-letter."""
+        failure = ("failed", "")
         for attempt in range(self._max_retries + 1):
             try:
                 return await self._apply(records)
             except (asyncpg.InterfaceError, OSError):
                 self.handler.drop_cached_state(None)
                 raise  # the database is gone: let the process restart rather than dead-letter
+            except RejectEvent as exc:
+                # Permanent: no retry. The rollback undid the handler's writes and cache.
+                self.handler.drop_cached_state(None)
+                failure = ("invalid", str(exc))
+                break
             except Exception as exc:
                 # The handler's cache may hold state the rollback just undid.
                 self.handler.drop_cached_state(None)
-                last_error = repr(exc)
+                failure = ("failed", repr(exc))
                 metrics.EVENTS_CONSUMED.labels(records[0].topic, self.group, "retry").inc(
                     len(records)
                 )
@@ -174,7 +180,7 @@ class Engine:
                 )
                 await asyncio.sleep(self._retry_backoff_s * 2**attempt)
         if len(records) == 1:
-            return await self._apply(records, failure=last_error)
+            return await self._apply(records, failure=failure)
         # Isolate the poison: apply one record at a time, dead-lettering the ones that still fail.
         offsets: dict[TopicPartition, int] = {}
         for record in records:
@@ -182,9 +188,10 @@ class Engine:
         return offsets
 
     async def _apply(
-        self, records: list[ConsumerRecord], failure: str | None = None
+        self, records: list[ConsumerRecord], failure: tuple[str, str] | None = None
     ) -> dict[TopicPartition, int]:
-        """Apply a batch in one transaction; with `failure`, dead-letter its events instead."""
+        """Apply a batch in one transaction; with `failure` (reason, error), dead-letter its events
+        instead. Dead-lettered events are not recorded as applied, so a re-drive applies them."""
         started = time.perf_counter()
         async with UnitOfWork(self._pool, self._schema) as uow:
             conn = uow.conn
@@ -197,17 +204,11 @@ class Engine:
             ]
             events, dead, skipped = self._decode(records)
             if failure is not None:
-                dead += [_DeadLetter(_record_of(e, records), "failed", failure) for e in events]
+                dead += [_DeadLetter(_record_of(e, records), *failure) for e in events]
                 events = []
             events, duplicates = await self._drop_applied(conn, events)
             if events:
-                try:
-                    await self.handler.handle(uow, events)
-                except RejectEvent as exc:
-                    if len(events) > 1:
-                        raise  # isolate it through the one-by-one path
-                    dead.append(_DeadLetter(_record_of(events[0], records), "invalid", str(exc)))
-                    events = []
+                await self.handler.handle(uow, events)
             uow.outbox.extend(self._dead_letter_message(letter) for letter in dead)
             next_offsets = self._next_offsets(records)
             await conn.executemany(

@@ -11,6 +11,7 @@ from aiokafka import TopicPartition
 from testkit import publish_event, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.dead_letters import redrive
 from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
@@ -30,11 +31,15 @@ class FailsOnPoison:
     def __init__(self, topic: str) -> None:
         self.topics = [topic]
         self.attempts_on_poison = 0
+        self._healed = False
+
+    def heal(self) -> None:
+        self._healed = True
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         for event in events:
             assert isinstance(event.data, OrderCancelled)
-            if event.data.reason == "poison":
+            if event.data.reason == "poison" and not self._healed:
                 self.attempts_on_poison += 1
                 raise RuntimeError("cannot apply poison")
             await uow.conn.execute(
@@ -125,5 +130,45 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        await producer.stop()
+        await pool.close()
+
+
+async def test_redriven_dead_letter_is_applied_once_the_cause_is_fixed(settings: Settings) -> None:
+    topic = settings.topic_prefix + "orders.events"
+    dlq = Topics.dead_letter(topic, FailsOnPoison.group)
+    await create_topics(settings, [dlq])
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    await pool.execute("CREATE TABLE applied (order_id text PRIMARY KEY)")
+    producer = make_producer(settings)
+    await producer.start()
+    handler = FailsOnPoison(topic)
+    engine = Engine(
+        handler,
+        make_consumer(settings, handler.group),
+        pool,
+        SCHEMA,
+        max_retries=0,
+        retry_backoff_s=0,
+    )
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(engine.run(stop)),
+        asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
+    ]
+    try:
+        await publish_event(settings, topic, cancellation("p", "poison"))
+        await wait_until(lambda: read_topic(settings, dlq), what="the dead letter")
+        handler.heal()
+        assert await redrive(settings, dlq) == 1
+        applied = await wait_until(
+            lambda: pool.fetch("SELECT order_id FROM applied"), what="the re-driven event applied"
+        )
+        assert [row["order_id"] for row in applied] == ["p"]
+        assert await redrive(settings, dlq) == 0, "a second run re-drives nothing new"
+    finally:
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
         await producer.stop()
         await pool.close()
