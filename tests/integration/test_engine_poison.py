@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 from aiokafka import TopicPartition
 from testkit import publish_event, read_topic, wait_until
 
@@ -62,17 +65,25 @@ def cancellation(order_id: str, reason: str) -> Envelope:
     )
 
 
-async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_once(
-    settings: Settings,
-) -> None:
+@dataclass
+class Harness:
+    topic: str
+    dead_letters: str
+    pool: asyncpg.Pool
+    handler: FailsOnPoison
+
+
+@contextlib.asynccontextmanager
+async def engine_with_relay(settings: Settings, max_retries: int) -> AsyncIterator[Harness]:
+    """A FailsOnPoison handler under the real engine, with the outbox relay publishing its DLQ."""
     topic = settings.topic_prefix + "orders.events"
-    dlq = Topics.dead_letter(topic, FailsOnPoison.group)
-    await create_topics(settings, [dlq])
+    dead_letters = Topics.dead_letter(topic, FailsOnPoison.group)
+    await create_topics(settings, [dead_letters])
     await apply_migrations(settings.database_url, SCHEMA, None)
     pool = await create_pool(settings.database_url, SCHEMA)
     await pool.execute(
         "CREATE TABLE applied (order_id text PRIMARY KEY)"
-    )  # a duplicate would fail loudly
+    )  # a duplicate fails loudly
     producer = make_producer(settings)
     await producer.start()
     handler = FailsOnPoison(topic)
@@ -81,7 +92,7 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
         make_consumer(settings, handler.group),
         pool,
         SCHEMA,
-        max_retries=2,
+        max_retries=max_retries,
         retry_backoff_s=0.01,
     )
     stop = asyncio.Event()
@@ -90,39 +101,7 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
         asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
     ]
     try:
-        # One key, so one partition and one batch: the poison sits between good events.
-        for order_id, reason in [
-            ("a", "ok"),
-            ("b", "ok"),
-            ("p", "poison"),
-            ("c", "ok"),
-            ("d", "ok"),
-        ]:
-            await publish_event(settings, topic, cancellation(order_id, reason))
-
-        async def letters() -> list:  # type: ignore[type-arg]
-            return await read_topic(settings, dlq)
-
-        dead = await wait_until(
-            letters, timeout=30, what="the poison event in the dead-letter topic"
-        )
-        applied = await wait_until(
-            lambda: pool.fetch("SELECT order_id FROM applied ORDER BY order_id"),
-            what="good events applied",
-        )
-        assert [row["order_id"] for row in applied] == ["a", "b", "c", "d"]
-        assert len(dead) == 1
-        letter = dead[0]
-        assert letter.envelope.data["order_id"] == "p"
-        assert letter.headers["dlq_reason"] == b"failed"
-        assert b"cannot apply poison" in letter.headers["dlq_error"]
-        assert letter.headers["ce_type"] == b"order.cancelled.v1"  # original headers kept
-        # Bounded: the batch was tried 1 + 2 times, then the poison alone 1 + 2 times.
-        assert handler.attempts_on_poison == 6
-        offsets = await pool.fetch(
-            "SELECT next_offset FROM consumer_offsets WHERE group_id = $1", handler.group
-        )
-        assert sum(row["next_offset"] for row in offsets) == 5
+        yield Harness(topic, dead_letters, pool, handler)
     finally:
         stop.set()
         await asyncio.wait(tasks, timeout=15)
@@ -134,41 +113,55 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
         await pool.close()
 
 
-async def test_redriven_dead_letter_is_applied_once_the_cause_is_fixed(settings: Settings) -> None:
-    topic = settings.topic_prefix + "orders.events"
-    dlq = Topics.dead_letter(topic, FailsOnPoison.group)
-    await create_topics(settings, [dlq])
-    await apply_migrations(settings.database_url, SCHEMA, None)
-    pool = await create_pool(settings.database_url, SCHEMA)
-    await pool.execute("CREATE TABLE applied (order_id text PRIMARY KEY)")
-    producer = make_producer(settings)
-    await producer.start()
-    handler = FailsOnPoison(topic)
-    engine = Engine(
-        handler,
-        make_consumer(settings, handler.group),
-        pool,
-        SCHEMA,
-        max_retries=0,
-        retry_backoff_s=0,
-    )
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(engine.run(stop)),
-        asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
-    ]
-    try:
-        await publish_event(settings, topic, cancellation("p", "poison"))
-        await wait_until(lambda: read_topic(settings, dlq), what="the dead letter")
-        handler.heal()
-        assert await redrive(settings, dlq) == 1
+async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_once(
+    settings: Settings,
+) -> None:
+    async with engine_with_relay(settings, max_retries=2) as harness:
+        # One key, so one partition and one batch: the poison sits between good events.
+        for order_id, reason in [
+            ("a", "ok"),
+            ("b", "ok"),
+            ("p", "poison"),
+            ("c", "ok"),
+            ("d", "ok"),
+        ]:
+            await publish_event(settings, harness.topic, cancellation(order_id, reason))
+
+        dead = await wait_until(
+            lambda: read_topic(settings, harness.dead_letters),
+            timeout=30,
+            what="the poison event in the dead-letter topic",
+        )
         applied = await wait_until(
-            lambda: pool.fetch("SELECT order_id FROM applied"), what="the re-driven event applied"
+            lambda: harness.pool.fetch("SELECT order_id FROM applied ORDER BY order_id"),
+            what="good events applied",
+        )
+        assert [row["order_id"] for row in applied] == ["a", "b", "c", "d"]
+        assert len(dead) == 1
+        letter = dead[0]
+        assert letter.envelope.data["order_id"] == "p"
+        assert letter.headers["dlq_reason"] == b"failed"
+        assert b"cannot apply poison" in letter.headers["dlq_error"]
+        assert letter.headers["ce_type"] == b"order.cancelled.v1"  # original headers kept
+        # Bounded: the batch was tried 1 + 2 times, then the poison alone 1 + 2 times.
+        assert harness.handler.attempts_on_poison == 6
+        offsets = await harness.pool.fetch(
+            "SELECT next_offset FROM consumer_offsets WHERE group_id = $1", FailsOnPoison.group
+        )
+        assert sum(row["next_offset"] for row in offsets) == 5
+
+
+async def test_redriven_dead_letter_is_applied_once_the_cause_is_fixed(settings: Settings) -> None:
+    async with engine_with_relay(settings, max_retries=0) as harness:
+        await publish_event(settings, harness.topic, cancellation("p", "poison"))
+        await wait_until(lambda: read_topic(settings, harness.dead_letters), what="the dead letter")
+        harness.handler.heal()
+        assert await redrive(settings, harness.dead_letters) == 1
+        applied = await wait_until(
+            lambda: harness.pool.fetch("SELECT order_id FROM applied"),
+            what="the re-driven event applied",
         )
         assert [row["order_id"] for row in applied] == ["p"]
-        assert await redrive(settings, dlq) == 0, "a second run re-drives nothing new"
-    finally:
-        stop.set()
-        await asyncio.wait(tasks, timeout=15)
-        await producer.stop()
-        await pool.close()
+        assert await redrive(settings, harness.dead_letters) == 0, (
+            "a second run re-drives nothing new"
+        )
