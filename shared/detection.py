@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from orderguard.shared.engine.consumer import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.tracing import child_of
 
 State = dict[str, Any]
 
@@ -46,5 +47,5 @@ def anomaly_envelope(anomaly: AnomalyDetected, source: str, cause: Envelope) -> 
         subject=anomaly.fingerprint,
         time=anomaly.detected_at,
         data=anomaly.model_dump(mode="json"),
-        traceparent=cause.traceparent,
+        traceparent=child_of(cause.traceparent),
     )

@@ -9,6 +9,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from orderguard.shared.tracing import current_traceparent
+
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 
@@ -35,8 +37,9 @@ class Envelope(BaseModel):
     time: datetime = Field(default_factory=utcnow)
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
-    # W3C trace context, carried as the CloudEvents distributed-tracing extension.
-    traceparent: str | None = None
+    # W3C trace context, carried as the CloudEvents distributed-tracing extension; an event
+    # created while handling a request or another event joins that trace.
+    traceparent: str | None = Field(default_factory=current_traceparent)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))

@@ -193,3 +193,19 @@ def cancelled(order_id: str) -> Envelope:
         subject=order_id,
         data=data.model_dump(mode="json"),
     )
+
+
+# A valid POST /orders body.
+ORDER_BODY = {
+    "customer_id": "c-42",
+    "phone": "13800138000",
+    "channel": "web",
+    "shipping_address": {
+        "province": "Zhejiang",
+        "city": "Hangzhou",
+        "district": "Xihu",
+        "street": "1 Wensan Rd",
+        "recipient": "Li Lei",
+    },
+    "lines": [{"sku": "SKU-E2E", "quantity": 3, "unit_price": "19.90"}],
+}

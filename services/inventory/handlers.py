@@ -13,6 +13,7 @@ from orderguard.shared.events.inventory import (
     StockReserved,
 )
 from orderguard.shared.events.orders import OrderCancelled, OrderPlaced
+from orderguard.shared.tracing import child_of, current_traceparent
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/inventory"
@@ -55,7 +56,7 @@ class Inventory:
                 source=SOURCE,
                 subject=subject,
                 data=data.model_dump(mode="json"),
-                traceparent=cause.traceparent if cause else None,
+                traceparent=child_of(cause.traceparent) if cause else current_traceparent(),
             ),
         )
 

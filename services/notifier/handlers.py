@@ -17,6 +17,7 @@ from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.logging import get_logger
+from orderguard.shared.tracing import child_of
 from orderguard.shared.uow import UnitOfWork
 
 ROUTER_SOURCE = "/orderguard/notifier/router"
@@ -82,7 +83,7 @@ def _publish_routed(uow: UnitOfWork, topic: str, data: AnomalyRouted, cause: Env
             source=ROUTER_SOURCE,
             subject=fingerprint,
             data=data.model_dump(mode="json"),
-            traceparent=cause.traceparent,
+            traceparent=child_of(cause.traceparent),
         ),
         key=fingerprint,
     )

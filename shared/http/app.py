@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from orderguard.shared import metrics
 from orderguard.shared.http.problems import install_problem_handlers
 from orderguard.shared.settings import Settings
+from orderguard.shared.tracing import child_of, traced
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -32,6 +33,16 @@ def create_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def trace_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        traceparent = child_of(request.headers.get("traceparent"))
+        with traced(traceparent):
+            response = await call_next(request)
+        response.headers["traceparent"] = traceparent
+        return response
 
     @app.middleware("http")
     async def red_metrics(

@@ -4,26 +4,12 @@ and database, each service with its own schema."""
 
 from __future__ import annotations
 
-from testkit import events_of_type, wait_until
+from testkit import ORDER_BODY, events_of_type, wait_until
 
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.settings import Settings
-
-ORDER_BODY = {
-    "customer_id": "c-42",
-    "phone": "13800138000",
-    "channel": "web",
-    "shipping_address": {
-        "province": "Zhejiang",
-        "city": "Hangzhou",
-        "district": "Xihu",
-        "street": "1 Wensan Rd",
-        "recipient": "Li Lei",
-    },
-    "lines": [{"sku": "SKU-E2E", "quantity": 3, "unit_price": "19.90"}],
-}
 
 
 async def test_orders_drive_stock_low_to_the_warehouse_queue_and_one_notification(

@@ -1,0 +1,47 @@
+"""W3C trace context, carried from an HTTP request into the events it causes and on across services."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import structlog
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_current: ContextVar[str | None] = ContextVar("traceparent", default=None)
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    match = _TRACEPARENT.match(traceparent or "")
+    return match.group(1) if match and match.group(1) != "0" * 32 else None
+
+
+def child_of(traceparent: str | None) -> str:
+    """The traceparent of a new span in the same trace (a new trace if `traceparent` is unusable)."""
+    match = _TRACEPARENT.match(traceparent or "")
+    if match is None or trace_id(traceparent) is None:
+        return new_traceparent()
+    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
+
+
+def current_traceparent() -> str | None:
+    """The trace context of the work in progress: envelopes created now carry it."""
+    return _current.get()
+
+
+@contextmanager
+def traced(traceparent: str) -> Iterator[None]:
+    """Run a block in a trace context; its log lines carry the trace id."""
+    token = _current.set(traceparent)
+    with structlog.contextvars.bound_contextvars(trace_id=trace_id(traceparent)):
+        try:
+            yield
+        finally:
+            _current.reset(token)
