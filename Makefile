@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench check-deploy clean
+.PHONY: install run test lint bench check-deploy dashboards contract check-contract clean
 
 install: $(VENV)/.installed
 
@@ -24,9 +24,22 @@ test: install
 lint: install
 	$(BIN)/ruff check cli shared services tests bench
 
+# Regenerate the committed contract (AsyncAPI, JSON Schemas) from the event models.
+contract: install
+	$(BIN)/orderguard contract asyncapi --out docs/contract/asyncapi.yaml
+	$(BIN)/orderguard contract schemas --out docs/contract/schemas
+
+# Fails when docs/contract is stale or a change would break a published event version.
+check-contract: install
+	$(BIN)/orderguard contract check
+
 # Offline checks of Dockerfile, compose and deploy/k8s (installs its own pinned tools).
 check-deploy: install
 	bash deploy/check.sh
+
+# Regenerates the dashboards, their Kubernetes copies and the PrometheusRule from deploy/monitoring/.
+dashboards:
+	$(PYTHON) deploy/monitoring/dashboards.py
 
 bench: install
 	$(BIN)/python bench/pipeline.py

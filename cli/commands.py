@@ -20,6 +20,11 @@ topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 dlq_app = typer.Typer(help="Dead-letter topics.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+contract_app = typer.Typer(
+    help="The event contract: AsyncAPI document, JSON Schemas and their checks.",
+    no_args_is_help=True,
+)
+app.add_typer(contract_app, name="contract")
 
 Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
 DATA_DIR = Annotated[
@@ -103,23 +108,72 @@ def dlq_redrive(
     typer.echo(f"{count} record(s) re-driven from {topic}")
 
 
-@app.command()
-def schemas(
+@contract_app.command("asyncapi")
+def contract_asyncapi(
+    out: Annotated[Path | None, typer.Option(help="Write the document to this file.")] = None,
+) -> None:
+    """Print (or write) the AsyncAPI 3.0 document of our topics, generated from the models."""
+    from orderguard.shared.contract.asyncapi import asyncapi_yaml
+
+    document = asyncapi_yaml()
+    if out is None:
+        typer.echo(document, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document)
+    typer.echo(f"AsyncAPI document written to {out}")
+
+
+@contract_app.command("schemas")
+def contract_schemas(
     out: Annotated[
-        Path | None, typer.Option(help="Write one JSON Schema file per event type here.")
+        Path | None, typer.Option(help="Write one <type>.json per event type and version here.")
     ] = None,
 ) -> None:
-    """Print (or write) the JSON Schema of every event type, generated from the models."""
-    from orderguard.shared.events import REGISTRY
+    """Print (or write) the JSON Schema of every event type and version, generated from the models."""
+    from orderguard.shared.contract.schemas import event_schemas, render_schema, schema_file_name
 
-    generated = REGISTRY.json_schemas()
+    generated = event_schemas()
     if out is None:
         typer.echo(json.dumps(generated, indent=2, sort_keys=True))
         return
     out.mkdir(parents=True, exist_ok=True)
     for name, schema in generated.items():
-        (out / f"{name}.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        (out / schema_file_name(name)).write_text(render_schema(schema))
     typer.echo(f"{len(generated)} schema(s) written to {out}")
+
+
+@contract_app.command("check")
+def contract_check(
+    docs: Annotated[
+        Path, typer.Option(help="The committed contract: asyncapi.yaml and schemas/.")
+    ] = Path("docs/contract"),
+    history: Annotated[
+        bool,
+        typer.Option(help="Also compare with every past version of each schema in git history."),
+    ] = True,
+) -> None:
+    """Fail when the committed contract is stale or a published event version would break."""
+    from orderguard.shared.contract.check import check_contract
+
+    report = check_contract(docs, history=history)
+    for line in report.stale:
+        typer.echo(f"stale     {line}", err=True)
+    for line in report.breaking:
+        typer.echo(f"breaking  {line}", err=True)
+    for line in report.notes:
+        typer.echo(f"note      {line}", err=True)
+    if not report.ok:
+        typer.echo(
+            f"contract check failed: {len(report.stale)} stale document(s),"
+            f" {len(report.breaking)} breaking change(s)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"contract current: {report.documents} document(s) match the models;"
+        f" {report.published_versions} published schema version(s) compared, no breaking change"
+    )
 
 
 @app.command()

@@ -14,6 +14,7 @@ RENDERED="$TOOLS/rendered"
 K8S_VERSION="1.31.0"
 OVERLAYS=(base overlays/dev overlays/prod)
 KUBECTL="${KUBECTL:-kubectl}"
+PROMTOOL="${PROMTOOL:-promtool}"
 
 current=""
 step() { current="$*"; printf '\n==> %s\n' "$*"; }
@@ -59,12 +60,32 @@ step "checkov --framework dockerfile Dockerfile"
 checkov --framework dockerfile --skip-download --compact --quiet -f Dockerfile
 ok
 
+# ---- monitoring (deploy/monitoring) ---------------------------------------------
+step "dashboards.py --check (dashboards, PrometheusRule and the Kubernetes copies up to date)"
+python deploy/monitoring/dashboards.py --check
+ok
+
+if ! command -v "$PROMTOOL" >/dev/null 2>&1; then
+  step "SKIPPED: promtool not found, so the alert rules were neither checked nor unit-tested"
+  echo "    install it with the Debian package prometheus (CI does: .ci/run) to run"
+  echo "    promtool check rules and promtool test rules (tests/deploy skips its own, except in CI)."
+  skipped=$((skipped + 2))
+else
+  step "promtool check rules deploy/monitoring/alerts.yaml"
+  "$PROMTOOL" check rules deploy/monitoring/alerts.yaml
+  ok
+
+  step "promtool test rules deploy/monitoring/alerts.test.yaml"
+  "$PROMTOOL" test rules deploy/monitoring/alerts.test.yaml
+  ok
+fi
+
 # ---- Kubernetes -----------------------------------------------------------------
 if ! command -v "$KUBECTL" >/dev/null 2>&1; then
   step "SKIPPED: kubectl not found, so nothing under deploy/k8s was rendered or checked"
   echo "    install kubectl (it embeds kustomize) to run: kustomize build, kubernetes-validate,"
   echo "    custom-resource validation, checkov and the Secret dry run (tests/deploy skips its own)."
-  skipped=$((${#OVERLAYS[@]} * 4 + 1))
+  skipped=$((skipped + ${#OVERLAYS[@]} * 4 + 1))
 else
   mkdir -p "$RENDERED"
   for overlay in "${OVERLAYS[@]}"; do

@@ -28,7 +28,8 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 def make_consumer(settings: Settings, group_id: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group_id,
+        # Installations sharing a cluster (a topic prefix each) must not share consumer groups.
+        group_id=f"{settings.topic_prefix}{group_id}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Measured from an event's own time or a row's write: minutes happen (a backlog, a late publisher).
+DELAY_BUCKETS = (*LATENCY_BUCKETS, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 BUILD_INFO = Info("orderguard_build", "Version and role of this orderguard process")
 
@@ -58,7 +60,12 @@ DEAD_LETTERS = Counter(
 
 OUTBOX_BACKLOG = Gauge(
     "orderguard_outbox_backlog_messages",
-    "Unsent outbox rows seen by the relay on its last pass (capped at one batch)",
+    "Unsent outbox rows, counted by the publishing relay when it has caught up or every pass",
+    ["schema"],
+)
+OUTBOX_OLDEST_UNSENT_AGE = Gauge(
+    "orderguard_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unsent outbox row (0 when none)",
     ["schema"],
 )
 OUTBOX_PUBLISHED = Counter(
@@ -67,7 +74,8 @@ OUTBOX_PUBLISHED = Counter(
 OUTBOX_RELAY_LATENCY = Histogram(
     "orderguard_outbox_relay_latency_seconds",
     "Time from outbox write to acknowledged publish",
-    buckets=LATENCY_BUCKETS,
+    ["schema"],
+    buckets=DELAY_BUCKETS,
 )
 
 ANOMALIES_DETECTED = Counter(
@@ -79,8 +87,9 @@ DETECTION_LATENCY = Histogram(
     "orderguard_detection_latency_seconds",
     "From the time of the event that made a rule fire to the anomaly being written",
     ["rule"],
-    buckets=LATENCY_BUCKETS,
+    buckets=DELAY_BUCKETS,
 )
+# No rule label: anyone may publish to anomalies.detected, so rule names are not a bounded set.
 ANOMALIES_ROUTED = Counter(
     "orderguard_anomalies_routed_total", "Anomalies routed to a team queue", ["queue", "outcome"]
 )  # outcome: routed, duplicate, unrouted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,10 +116,13 @@ class OutboxRelay:
             listener = lambda *_: self._wake.set()  # noqa: E731
             await conn.add_listener(notify_channel(self._schema), listener)
             try:
-                last_cleanup = 0.0
+                last_cleanup = last_measured = 0.0
                 while not stop.is_set():
                     sent = await self._publish_batch(conn)
                     now = asyncio.get_running_loop().time()
+                    if now - last_measured >= 1.0:
+                        await self._measure_backlog(conn)
+                        last_measured = now
                     if now - last_cleanup > 60:
                         await conn.execute(
                             "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
@@ -147,7 +151,6 @@ class OutboxRelay:
             " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
             self._batch_max,
         )
-        metrics.OUTBOX_BACKLOG.labels(self._schema).set(len(rows))
         if not rows:
             return 0
         futures = [
@@ -165,10 +168,20 @@ class OutboxRelay:
             [row["id"] for row in rows],
         )
         now = datetime.now(UTC)
+        for topic, count in Counter(row["topic"] for row in rows).items():
+            metrics.OUTBOX_PUBLISHED.labels(topic).inc(count)
+        latency = metrics.OUTBOX_RELAY_LATENCY.labels(self._schema)
         for row in rows:
-            metrics.OUTBOX_PUBLISHED.labels(row["topic"]).inc()
-            metrics.OUTBOX_RELAY_LATENCY.observe((now - row["created_at"]).total_seconds())
+            latency.observe((now - row["created_at"]).total_seconds())
         return len(rows)
+
+    async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
+        count, oldest_age = await conn.fetchrow(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
+            " FROM outbox WHERE sent_at IS NULL"
+        )
+        metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
+        metrics.OUTBOX_OLDEST_UNSENT_AGE.labels(self._schema).set(float(max(oldest_age, 0)))
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

@@ -10,6 +10,7 @@ Kafka afterwards only so that lag tools see progress.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -168,9 +169,8 @@ class Engine:
                 # The handler's cache may hold state the rollback just undid.
                 self.handler.drop_cached_state(None)
                 failure = ("failed", repr(exc))
-                metrics.EVENTS_CONSUMED.labels(records[0].topic, self.group, "retry").inc(
-                    len(records)
-                )
+                for topic, count in Counter(r.topic for r in records).items():
+                    metrics.EVENTS_CONSUMED.labels(topic, self.group, "retry").inc(count)
                 log.warning(
                     "batch failed; retrying",
                     group=self.group,
@@ -221,7 +221,7 @@ class Engine:
                 ],
             )
             await uow.commit()
-        self._count(records, events, duplicates, skipped, dead)
+        self._count(events, duplicates, skipped, dead)
         metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.group).observe(len(records))
         return next_offsets
@@ -241,16 +241,19 @@ class Engine:
         )
         return {TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows}
 
-    def _decode(self, records: list[ConsumerRecord]) -> tuple[list[Event], list[_DeadLetter], int]:
+    def _decode(
+        self, records: list[ConsumerRecord]
+    ) -> tuple[list[Event], list[_DeadLetter], Counter[str]]:
+        """Events to apply, dead letters, and records skipped (per topic) as not ours."""
         events: list[Event] = []
         dead: list[_DeadLetter] = []
-        skipped = 0
+        skipped: Counter[str] = Counter()
         wanted = self.handler.event_types
         for record in records:
             # The ce_type header lets us skip types this group ignores without parsing the body.
             header_type = _header(record, "ce_type")
             if header_type is not None and header_type.decode(errors="replace") not in wanted:
-                skipped += 1
+                skipped[record.topic] += 1
                 continue
             if record.value is None:
                 dead.append(_DeadLetter(record, "malformed", "record has no value"))
@@ -261,7 +264,7 @@ class Engine:
                 dead.append(_DeadLetter(record, "malformed", _first_errors(exc)))
                 continue
             if envelope.type not in wanted:
-                skipped += 1
+                skipped[record.topic] += 1
                 continue
             try:
                 data = REGISTRY.parse(envelope)
@@ -276,10 +279,10 @@ class Engine:
 
     async def _drop_applied(
         self, conn: asyncpg.Connection, events: list[Event]
-    ) -> tuple[list[Event], int]:
+    ) -> tuple[list[Event], list[Event]]:
         """Record event ids as applied; keep only the events not applied before (first copy wins)."""
         if not events:
-            return events, 0
+            return events, []
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
@@ -293,7 +296,8 @@ class Engine:
             )
         }
         fresh = [event for event_id, event in unique.items() if event_id in fresh_ids]
-        return fresh, len(events) - len(fresh)
+        fresh_events = {id(event) for event in fresh}
+        return fresh, [event for event in events if id(event) not in fresh_events]
 
     def _dead_letter_message(self, letter: _DeadLetter) -> OutboxMessage:
         record = letter.record
@@ -332,21 +336,19 @@ class Engine:
 
     def _count(
         self,
-        records: list[ConsumerRecord],
         events: list[Event],
-        duplicates: int,
-        skipped: int,
+        duplicates: list[Event],
+        skipped: Counter[str],
         dead: list[_DeadLetter],
     ) -> None:
-        if not records:
-            return
-        topic = records[0].topic
-        outcomes: Counter[str] = Counter(
-            {"applied": len(events), "duplicate": duplicates, "skipped": skipped, "dlq": len(dead)}
-        )
-        for outcome, count in outcomes.items():
-            if count:
-                metrics.EVENTS_CONSUMED.labels(topic, self.group, outcome).inc(count)
+        outcomes: Counter[tuple[str, str]] = Counter()
+        outcomes.update((event.topic, "applied") for event in events)
+        outcomes.update((event.topic, "duplicate") for event in duplicates)
+        outcomes.update((letter.record.topic, "dlq") for letter in dead)
+        for topic, count in skipped.items():
+            outcomes[(topic, "skipped")] += count
+        for (topic, outcome), count in outcomes.items():
+            metrics.EVENTS_CONSUMED.labels(topic, self.group, outcome).inc(count)
 
     # -- rebalance -------------------------------------------------------------------------
 
@@ -376,6 +378,12 @@ class Engine:
     def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.assigned -= revoked
         self.handler.drop_cached_state(revoked)
+        # Another worker reports these partitions now; stale gauges here would fake a stall.
+        for tp in revoked:
+            labels = (tp.topic, self.group, str(tp.partition))
+            for gauge in (metrics.CONSUMER_LAG, metrics.CONSUMER_TIME_LAG):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
 
 
 class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -5,42 +5,90 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.shared.events.registry import event_type
 
 
 class OrderLine(BaseModel):
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0)
-    unit_price: Decimal = Field(ge=0, decimal_places=2)
+    """One line of an order: a SKU, how many, at what unit price."""
+
+    sku: str = Field(min_length=1, max_length=64, description="The product's stock-keeping unit")
+    quantity: int = Field(gt=0, description="Units ordered")
+    unit_price: Decimal = Field(
+        ge=0, decimal_places=2, description="Price of one unit in yuan, at most 2 decimals"
+    )
 
 
 class ShippingAddress(BaseModel):
+    """Where the order ships to (a mainland China address)."""
+
     province: str
     city: str
     district: str
     street: str
-    recipient: str
-    postal_code: str | None = None
+    recipient: str = Field(description="Who receives the parcel")
+    postal_code: str | None = Field(default=None, description="Six digits; absent when unknown")
+
+
+ORDER_PLACED_EXAMPLE = {
+    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+    "customer_id": "cust-1042",
+    "channel": "web",
+    "warehouse": "main",
+    "lines": [
+        {"sku": "MUG-RED-350", "quantity": 2, "unit_price": "39.90"},
+        {"sku": "TEA-OOLONG-100G", "quantity": 1, "unit_price": "58.00"},
+    ],
+    "total_amount": "137.80",
+    "phone": "13800138000",
+    "shipping_address": {
+        "province": "Zhejiang",
+        "city": "Hangzhou",
+        "district": "Xihu",
+        "street": "18 Wensan Road",
+        "recipient": "Li Lei",
+        "postal_code": "310012",
+    },
+    "placed_at": "2026-11-22T08:00:00Z",
+}
 
 
 @event_type("order.placed.v1")
 class OrderPlaced(BaseModel):
-    order_id: str
+    """An order was placed. Inventory reserves its lines in `warehouse`, all or nothing."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [ORDER_PLACED_EXAMPLE]})
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
     customer_id: str
-    channel: str
+    channel: str = Field(description="Where the order came from, e.g. web, app, marketplace")
     warehouse: str = Field(description="Warehouse the order ships from; stock is reserved there")
     lines: list[OrderLine] = Field(min_length=1)
-    total_amount: Decimal
-    phone: str
+    total_amount: Decimal = Field(description="Sum of the lines in yuan, as a decimal string")
+    phone: str = Field(description="The customer's mobile number, normalised (11 digits)")
     shipping_address: ShippingAddress
     placed_at: datetime
 
 
 @event_type("order.cancelled.v1")
 class OrderCancelled(BaseModel):
-    order_id: str
+    """An order was cancelled before it shipped. Inventory releases what it held for it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "reason": "customer changed their mind",
+                    "cancelled_by": "api:orders:write#3f2a9c1d",
+                    "cancelled_at": "2026-11-22T08:05:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
     reason: str
-    cancelled_by: str
+    cancelled_by: str = Field(description="Who cancelled it, as kind:id (api, operator, rule)")
     cancelled_at: datetime

@@ -1,4 +1,4 @@
-"""The FastAPI app factory: health, readiness, metrics, problem+json, RED metrics per route."""
+"""The FastAPI app factory: health, readiness, metrics, event schemas, problem+json, RED metrics."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ def create_app(
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # The public contract: every service serves the schema of every event type.
+    # Imported here, not at the top: the contract's routes import shared.http, which imports us.
+    from orderguard.shared.contract.routes import build_schema_router
+
+    app.include_router(build_schema_router())
     for router in routers:
         app.include_router(router)
     return app

@@ -1,0 +1,255 @@
+"""The topic catalogue: every topic we own or accept, its key, its event types, who writes and reads it.
+
+Pure data, in one place. Event types are the registered models (their names come from the
+registry) and topic names come from `shared/topics.py`; `tests/unit/contract` checks the
+consumers listed here against the services' own consumer groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from orderguard.shared.events import REGISTRY
+from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
+from orderguard.shared.events.inventory import (
+    ReservationFailed,
+    ReservationReleased,
+    StockChanged,
+    StockReserved,
+)
+from orderguard.shared.events.orders import OrderCancelled, OrderPlaced
+from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
+
+_BASE = Topics()
+
+
+def _declared(name: str) -> str:
+    """A topic name as `shared/topics.py` declares it; fails at import for a name it does not."""
+    if name not in BASE_TOPICS:
+        raise ValueError(f"topic {name!r} is not declared in shared/topics.py")
+    return name
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer group reading a topic: the service it belongs to and the group id."""
+
+    service: str
+    group: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """An event type flowing on a topic."""
+
+    model: type[BaseModel]
+    key: str  # dotted path into `data` whose value is the subject and the Kafka key
+    producers: tuple[str, ...]
+    consumers: tuple[Consumer, ...] = ()
+
+    @property
+    def event_type(self) -> str:
+        return REGISTRY.type_of(self.model)
+
+    def key_of(self, data: Mapping[str, Any]) -> Any:
+        """The value at `key` in an event's data (None when a step is missing)."""
+        value: Any = data
+        for step in self.key.split("."):
+            value = value.get(step) if isinstance(value, Mapping) else None
+        return value
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic, or one family of topics when `address` has {parameters} (queues.{team})."""
+
+    address: str
+    title: str
+    description: str
+    key: str  # what the Kafka key is, in words
+    owner: str
+    messages: tuple[Message, ...] = ()
+    parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """The concrete topic names (without a deployment's prefix)."""
+        names = [self.address]
+        for parameter, values in self.parameters.items():
+            names = [
+                name.replace("{" + parameter + "}", value) for name in names for value in values
+            ]
+        return names
+
+    @property
+    def event_types(self) -> list[str]:
+        return [message.event_type for message in self.messages]
+
+
+ORDER_ID = "order_id"
+
+CATALOGUE: tuple[Topic, ...] = (
+    Topic(
+        address=_BASE.orders,
+        title="Orders",
+        description=(
+            "What happens to orders: placed and cancelled. Published by the order service"
+            " through its outbox; an existing shop can publish its own orders here in the"
+            " same envelope to have them watched."
+        ),
+        key="order id",
+        owner="order",
+        messages=(
+            Message(
+                OrderPlaced,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("inventory", "inventory.reservations"),),
+            ),
+            Message(
+                OrderCancelled,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("inventory", "inventory.reservations"),),
+            ),
+        ),
+    ),
+    Topic(
+        address=_BASE.inventory,
+        title="Inventory",
+        description=(
+            "Stock levels and reservations. Stock changes are keyed by SKU (all warehouses of"
+            " a SKU on one partition); reservation outcomes are keyed by order id."
+        ),
+        key="SKU for stock changes, order id for reservations",
+        owner="inventory",
+        messages=(
+            Message(
+                StockChanged,
+                key="sku",
+                producers=("inventory",),
+                consumers=(Consumer("inventory", "inventory.detector.stock.low"),),
+            ),
+            Message(
+                StockReserved,
+                key=ORDER_ID,
+                producers=("inventory",),
+                consumers=(Consumer("order", "order.inventory-outcomes"),),
+            ),
+            Message(
+                ReservationFailed,
+                key=ORDER_ID,
+                producers=("inventory",),
+                consumers=(Consumer("order", "order.inventory-outcomes"),),
+            ),
+            Message(
+                ReservationReleased,
+                key=ORDER_ID,
+                producers=("inventory",),
+                consumers=(Consumer("order", "order.inventory-outcomes"),),
+            ),
+        ),
+    ),
+    Topic(
+        address=_declared("logistics.events"),
+        title="Logistics",
+        description="Shipments and tracking scans. No event types are registered yet.",
+        key="shipment id",
+        owner="logistics",
+    ),
+    Topic(
+        address=_declared("aftersales.events"),
+        title="After-sales",
+        description="After-sales cases and work items. No event types are registered yet.",
+        key="case id",
+        owner="aftersales",
+    ),
+    Topic(
+        address=_declared("payments.events"),
+        title="Payments",
+        description=(
+            "Published by payment services outside orderguard (or POSTed to an ingest"
+            " endpoint). No event types are registered yet."
+        ),
+        key="order id",
+        owner="payment services (outside orderguard)",
+    ),
+    Topic(
+        address=_declared("notifications.requests"),
+        title="Notification requests",
+        description="Requests to notify people. No event types are registered yet.",
+        key="notification id",
+        owner="notifier",
+    ),
+    Topic(
+        address=_BASE.anomalies,
+        title="Detected anomalies",
+        description=(
+            "What the detectors found, before routing. Duplicates share a fingerprint and"
+            " collapse downstream."
+        ),
+        key="anomaly fingerprint",
+        owner="the detectors",
+        messages=(
+            Message(
+                AnomalyDetected,
+                key="fingerprint",
+                producers=("inventory",),
+                consumers=(Consumer("notifier", "notifier.router"),),
+            ),
+        ),
+    ),
+    Topic(
+        address=_BASE.queue("{team}"),
+        title="Team queues",
+        description=(
+            "One topic per team: the anomalies routed to it, for machines. People see them as"
+            " work items."
+        ),
+        key="anomaly fingerprint",
+        owner="notifier",
+        parameters={"team": TEAMS},
+        messages=(
+            Message(
+                AnomalyRouted,
+                key="anomaly.fingerprint",
+                producers=("notifier",),
+                consumers=(Consumer("notifier", "notifier.notifications"),),
+            ),
+        ),
+    ),
+)
+
+
+class NotCatalogued(LookupError):
+    pass
+
+
+def messages_of(event_type: str) -> list[tuple[Topic, Message]]:
+    """Every (topic, message) an event type flows as."""
+    return [
+        (topic, message)
+        for topic in CATALOGUE
+        for message in topic.messages
+        if message.event_type == event_type
+    ]
+
+
+def message_of(event_type: str) -> tuple[Topic, Message]:
+    """The one topic an event type flows on; NotCatalogued when none (or several)."""
+    found = messages_of(event_type)
+    if len(found) != 1:
+        raise NotCatalogued(
+            f"event type {event_type!r} is on {len(found)} catalogued topics, not exactly one"
+        )
+    return found[0]
+
+
+def uncatalogued_event_types() -> list[str]:
+    """Registered event types no topic lists: each must be catalogued before it is published."""
+    listed = {message.event_type for topic in CATALOGUE for message in topic.messages}
+    return [name for name in REGISTRY if name not in listed]
