@@ -118,6 +118,9 @@ class OutboxRelay:
             try:
                 last_cleanup = last_measured = 0.0
                 while not stop.is_set():
+                    # Clear before reading, not after: a NOTIFY for a row committed after the
+                    # SELECT keeps the event set, so the wait below returns at once.
+                    self._wake.clear()
                     sent = await self._publish_batch(conn)
                     now = asyncio.get_running_loop().time()
                     if now - last_measured >= 1.0:
@@ -130,7 +133,6 @@ class OutboxRelay:
                         )
                         last_cleanup = now
                     if sent < self._batch_max:
-                        self._wake.clear()
                         stop_task = asyncio.ensure_future(stop.wait())
                         wake_task = asyncio.ensure_future(self._wake.wait())
                         await asyncio.wait(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from orderguard.shared.envelope import Envelope
 
@@ -20,6 +20,7 @@ class EventRegistry:
     def __init__(self) -> None:
         self._models: dict[str, type[BaseModel]] = {}
         self._types: dict[type[BaseModel], str] = {}
+        self._envelopes: dict[str, type[Envelope]] = {}
 
     def register(self, type_name: str, model: type[BaseModel]) -> None:
         if type_name in self._models and self._models[type_name] is not model:
@@ -39,6 +40,24 @@ class EventRegistry:
     def parse(self, envelope: Envelope) -> BaseModel:
         """Validate an envelope's data against its registered model."""
         return self.model_for(envelope.type).model_validate(envelope.data)
+
+    def envelope_model(self, type_name: str) -> type[Envelope]:
+        """An Envelope of exactly `type_name` whose `data` is its model: one validation per record.
+
+        Its `data` attribute is the typed model, not a dict (the engine's fast path).
+        """
+        try:
+            return self._envelopes[type_name]
+        except KeyError:
+            model = self.model_for(type_name)
+            typed: type[Envelope] = create_model(  # type: ignore[call-overload]
+                f"{model.__name__}Envelope",
+                __base__=Envelope,
+                type=(Literal[type_name], ...),  # type: ignore[valid-type]
+                data=(model, ...),
+            )
+            self._envelopes[type_name] = typed
+            return typed
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         return {name: model.model_json_schema() for name, model in sorted(self._models.items())}
