@@ -2,6 +2,9 @@
 
 The same rule runs under the engine (`engine/detectors.py`), backtests, unit tests and the
 faust driver; the fingerprint makes its anomalies collapse downstream whichever ran it.
+
+A rule that finds absences (no scan for N hours, an SLA about to lapse) is a `TimedRule`: its
+state may carry a deadline, and `tick` runs when the detector clock (event time) reaches it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from orderguard.shared.engine.consumer import Event
 from orderguard.shared.envelope import Envelope
@@ -37,15 +40,33 @@ class Rule(Protocol):
     def apply(
         self, state: State, event: Event, now: datetime
     ) -> tuple[State, list[AnomalyDetected]]:
-        """Return the new state (a new dict when changed) and the anomalies raised."""
+        """Return the new state (a new dict when changed) and the anomalies raised.
+
+        `now` is when the event is processed; its event time is `event.envelope.time`.
+        """
 
 
-def anomaly_envelope(anomaly: AnomalyDetected, source: str, cause: Envelope) -> Envelope:
+@runtime_checkable
+class TimedRule(Rule, Protocol):
+    """A rule that also acts when nothing happens: its state says when, `tick` says what."""
+
+    def deadline(self, state: State) -> datetime | None:
+        """When `tick` is due for this state (event time, with a UTC offset); None for never."""
+
+    def tick(self, state: State, key: str, now: datetime) -> tuple[State, list[AnomalyDetected]]:
+        """The detector clock `now` reached `deadline(state)` with no event changing the state:
+        return the new state and the anomalies. The new state's deadline must be None or later
+        than `now` (to fire again later, e.g. a reminder, push it forward)."""
+
+
+def anomaly_envelope(anomaly: AnomalyDetected, source: str, cause: Envelope | None) -> Envelope:
+    """The anomaly as an event; it continues the trace of the event that caused it (a deadline
+    that passed starts a new trace)."""
     return Envelope(
         type="anomaly.detected.v1",
         source=source,
         subject=anomaly.fingerprint,
         time=anomaly.detected_at,
         data=anomaly.model_dump(mode="json"),
-        traceparent=child_of(cause.traceparent),
+        traceparent=child_of(cause.traceparent if cause is not None else None),
     )

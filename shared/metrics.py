@@ -83,6 +83,12 @@ ANOMALIES_DETECTED = Counter(
     "Anomalies raised by detector rules",
     ["rule", "severity"],
 )
+LATE_EVENTS = Counter(
+    "orderguard_late_events_total",
+    "Events a detector applied although their event time was behind its partition's clock"
+    " (never dropped; a deadline may have fired before they arrived)",
+    ["group"],
+)
 DETECTION_LATENCY = Histogram(
     "orderguard_detection_latency_seconds",
     "From the time of the event that made a rule fire to the anomaly being written",

@@ -57,8 +57,15 @@ class Settings(BaseSettings):
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
 
     routing_file: str | None = None
-    # stock.low fires below this when a SKU sets no threshold of its own.
+    # Detector params and their overrides per label (shared/detector_config.py); None: built in.
+    detectors_file: str | None = None
+    # The built-in default of stock.low's `threshold` (the detectors file and a SKU's own win).
     default_low_stock_threshold: int = Field(default=10, ge=0)
+    # Detector clocks (event time): an event this far behind its partition's latest is still on
+    # time; deadlines fire this much after they are due.
+    detector_allowed_lateness_s: float = Field(default=30.0, ge=0)
+    # A partition without records for this long follows the wall clock, so silence is detected.
+    detector_idle_after_s: float = Field(default=10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from orderguard.services.inventory import repository
 from orderguard.services.inventory.domain import StockLevel
 from orderguard.services.inventory.handlers import Inventory
+from orderguard.services.inventory.rules import LowStock
+from orderguard.shared.detector_config import RuleConfig, load_for
 from orderguard.shared.http import Problem, require_scope
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
@@ -35,7 +39,9 @@ class StockView(BaseModel):
     effective_threshold: int
 
     @classmethod
-    def of(cls, level: StockLevel, default_threshold: int) -> StockView:
+    def of(cls, level: StockLevel, configured: RuleConfig[Any]) -> StockView:
+        """`configured` is stock.low's configuration: the file's threshold for this SKU and
+        warehouse applies unless the SKU set its own."""
         return cls(
             sku=level.sku,
             warehouse=level.warehouse,
@@ -46,7 +52,9 @@ class StockView(BaseModel):
             effective_threshold=(
                 level.low_stock_threshold
                 if level.low_stock_threshold is not None
-                else default_threshold
+                else configured.params_for(
+                    {"sku": level.sku, "warehouse": level.warehouse}
+                ).threshold
             ),
         )
 
@@ -61,7 +69,7 @@ class ReservationView(BaseModel):
 
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["inventory"])
-    default_threshold = runtime.settings.default_low_stock_threshold
+    configured = load_for(runtime.settings).rule(LowStock.name)
 
     @router.put(
         "/stock/{sku}/{warehouse}",
@@ -78,7 +86,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             level = inventory.set_stock(sku, warehouse, update.on_hand, update.low_stock_threshold)
             await inventory.save()
             await uow.commit()
-        return StockView.of(level, default_threshold)
+        return StockView.of(level, configured)
 
     @router.get(
         "/stock/{sku}",
@@ -90,7 +98,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             levels = await repository.levels_of_sku(conn, sku)
         if not levels:
             raise Problem(404, "not-found", "Unknown SKU", f"No stock recorded for SKU {sku}.")
-        return [StockView.of(level, default_threshold) for level in levels]
+        return [StockView.of(level, configured) for level in levels]
 
     @router.get(
         "/reservations/{order_id}",

@@ -7,21 +7,39 @@ from pathlib import Path
 from orderguard.services.inventory.api import build_router
 from orderguard.services.inventory.consumers import ReserveStockForOrders
 from orderguard.services.inventory.rules import LowStock
+from orderguard.shared import detector_config
+from orderguard.shared.detector_config import DetectorConfig
+from orderguard.shared.engine.deadlines import PartitionClocks
 from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime, ServiceDefinition
+
+log = get_logger(__name__)
+
+
+def detectors(runtime: Runtime) -> DetectorConfig:
+    """The detectors configuration in force; an invalid file stops start-up, naming every problem."""
+    config = detector_config.load_for(runtime.settings)
+    log.info("detectors configured", source=config.source)
+    return config
 
 
 def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
-    return [
-        ReserveStockForOrders(topics.orders, topics.inventory),
-        DetectorHandler(
-            LowStock(default_threshold=runtime.settings.default_low_stock_threshold),
-            topics=[topics.inventory],
-            anomalies_topic=topics.anomalies,
-            service="inventory",
-        ),
-    ]
+    config = detectors(runtime)
+    found: list[object] = [ReserveStockForOrders(topics.orders, topics.inventory)]
+    low_stock = config.rule(LowStock.name)
+    if low_stock.enabled:
+        found.append(
+            DetectorHandler(
+                LowStock(low_stock),
+                topics=[topics.inventory],
+                anomalies_topic=topics.anomalies,
+                service="inventory",
+                clocks=PartitionClocks.from_settings(runtime.settings),
+            )
+        )
+    return found
 
 
 DEFINITION = ServiceDefinition(

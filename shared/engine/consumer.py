@@ -5,6 +5,9 @@ events to the handler, and commit in ONE PostgreSQL transaction the handler's st
 changes, its outbox messages, dead letters, applied event ids and the consumed offsets.
 On assignment the engine resumes from the offsets in the database; it commits them to
 Kafka afterwards only so that lag tools see progress.
+
+A handler whose work also comes due with time (a `DeadlineSweeper`: detector deadlines) is
+swept after every batch and every empty poll, in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -70,6 +73,20 @@ class BatchHandler(Protocol):
         """Forget cached state of these partitions (None: all) after a revoke or a rollback."""
 
 
+@runtime_checkable
+class DeadlineSweeper(Protocol):
+    """What a handler adds to be swept: work that comes due while no record arrives."""
+
+    def deadlines_due(
+        self, owned: set[TopicPartition], polled: set[TopicPartition]
+    ) -> set[TopicPartition]:
+        """The owned partitions with something due now, without I/O; `polled`: the partitions
+        that just delivered records (of any type)."""
+
+    async def sweep(self, uow: UnitOfWork, partitions: set[TopicPartition]) -> None:
+        """Do what is due on these partitions inside the sweep's transaction."""
+
+
 @dataclass(slots=True)
 class _DeadLetter:
     record: ConsumerRecord
@@ -106,6 +123,9 @@ class Engine:
         self.assigned: set[TopicPartition] = set()
         self.started = asyncio.Event()
         self.last_progress = time.monotonic()
+        self._sweeper = handler if isinstance(handler, DeadlineSweeper) else None
+        self._sweep_failures = 0
+        self._sweep_not_before = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -119,12 +139,13 @@ class Engine:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                 self.last_progress = time.monotonic()
                 records = [record for partition in batches.values() for record in partition]
-                if not records:
-                    continue
-                next_offsets = await self._apply_with_retries(records)
-                if next_offsets:
-                    await self._commit_to_kafka(next_offsets)
-                self._observe_lag(batches)
+                if records:
+                    next_offsets = await self._apply_with_retries(records)
+                    if next_offsets:
+                        await self._commit_to_kafka(next_offsets)
+                    self._observe_lag(batches)
+                if self._sweeper is not None:
+                    await self._sweep(self._sweeper, set(batches))
         finally:
             await self._consumer.stop()
             log.info("engine stopped", group=self.group)
@@ -148,6 +169,35 @@ class Engine:
                 metrics.CONSUMER_TIME_LAG.labels(*labels).set(
                     max(0.0, (now_ms - records[-1].timestamp) / 1000)
                 )
+
+    async def _sweep(self, sweeper: DeadlineSweeper, polled: set[TopicPartition]) -> None:
+        """Let the handler do what is due on the partitions this worker owns, in one transaction
+        that holds their offset rows (like a batch) so a zombie owner of them waits."""
+        due = sweeper.deadlines_due(set(self.assigned), polled)
+        if not due or time.monotonic() < self._sweep_not_before:
+            return
+        try:
+            async with UnitOfWork(self._pool, self._schema) as uow:
+                await self._lock_partitions(uow.conn, due)
+                await sweeper.sweep(uow, due)
+                await uow.commit()
+            self._sweep_failures = 0
+        except (asyncpg.InterfaceError, OSError):
+            self.handler.drop_cached_state(None)
+            raise  # the database is gone: let the process restart
+        except Exception as exc:
+            # Nothing was written; what is due stays due. Back off so a failing rule cannot spin.
+            self.handler.drop_cached_state(None)
+            self._sweep_failures += 1
+            delay = min(30.0, self._retry_backoff_s * 2**self._sweep_failures)
+            self._sweep_not_before = time.monotonic() + delay
+            log.warning(
+                "deadline sweep failed; retrying",
+                group=self.group,
+                attempt=self._sweep_failures,
+                retry_in_s=delay,
+                error=repr(exc),
+            )
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -230,14 +280,20 @@ class Engine:
         self, conn: asyncpg.Connection, records: list[ConsumerRecord]
     ) -> dict[TopicPartition, int]:
         """Lock this batch's offset rows so a zombie owner of the same partitions waits, then skips."""
-        partitions = {(r.topic, r.partition) for r in records}
+        return await self._lock_partitions(
+            conn, {TopicPartition(r.topic, r.partition) for r in records}
+        )
+
+    async def _lock_partitions(
+        self, conn: asyncpg.Connection, partitions: set[TopicPartition]
+    ) -> dict[TopicPartition, int]:
         rows = await conn.fetch(
             "SELECT topic, partition, next_offset FROM consumer_offsets"
             " WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))"
             " FOR UPDATE",
             self.group,
-            [t for t, _ in partitions],
-            [p for _, p in partitions],
+            [tp.topic for tp in partitions],
+            [tp.partition for tp in partitions],
         )
         return {TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows}
 
@@ -252,9 +308,23 @@ class Engine:
         for record in records:
             # The ce_type header lets us skip types this group ignores without parsing the body.
             header_type = _header(record, "ce_type")
-            if header_type is not None and header_type.decode(errors="replace") not in wanted:
+            type_name = header_type.decode(errors="replace") if header_type is not None else None
+            if type_name is not None and type_name not in wanted:
                 skipped[record.topic] += 1
                 continue
+            if type_name is not None and record.value is not None:
+                # Fast path: envelope and data validated in one pass by the type's own envelope
+                # model (its `data` is then the typed model). Any failure takes the general path
+                # below, which says why with the usual dead-letter reason.
+                try:
+                    typed = REGISTRY.envelope_model(type_name).model_validate_json(record.value)
+                except (UnknownEventType, ValidationError):
+                    pass
+                else:
+                    events.append(
+                        Event(typed, typed.data, record.topic, record.partition, record.offset)
+                    )
+                    continue
             if record.value is None:
                 dead.append(_DeadLetter(record, "malformed", "record has no value"))
                 continue
@@ -286,13 +356,24 @@ class Engine:
         unique: dict[str, Event] = {}
         for event in events:
             unique.setdefault(event.id, event)
+        ids = list(unique)
+        status = await conn.execute(
+            "INSERT INTO applied_events (group_id, event_id) SELECT $1, unnest($2::text[])"
+            " ON CONFLICT DO NOTHING",
+            self.group,
+            ids,
+        )
+        if int(status.rsplit(" ", 1)[1]) == len(events):
+            # "INSERT 0 <rows>": every event fresh and unique, the usual case; no rows sent back.
+            return events, []
+        # Some were applied before: the fresh ones are the rows this transaction just inserted.
         fresh_ids = {
             row["event_id"]
             for row in await conn.fetch(
-                "INSERT INTO applied_events (group_id, event_id) SELECT $1, unnest($2::text[])"
-                " ON CONFLICT DO NOTHING RETURNING event_id",
+                "SELECT event_id FROM applied_events WHERE group_id = $1"
+                " AND event_id = ANY($2::text[]) AND xmin = pg_current_xact_id()::xid",
                 self.group,
-                list(unique),
+                ids,
             )
         }
         fresh = [event for event_id, event in unique.items() if event_id in fresh_ids]

@@ -1,16 +1,34 @@
-"""Runs a pure detector rule under the engine: state cached per partition, stored per batch."""
+"""Runs a pure detector rule under the engine: state cached per partition, stored per batch.
+
+For a timed rule (`detection.TimedRule`) the handler also keeps the rule's deadlines in
+`detector_deadlines`, written in the same transaction as the state, and sweeps the ones due on
+the clocks of the partitions this worker owns when the engine asks (`deadlines_due`, `sweep`).
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from aiokafka import TopicPartition
 
 from orderguard.shared import metrics
-from orderguard.shared.detection import Rule, State, anomaly_envelope
+from orderguard.shared.detection import Rule, State, TimedRule, anomaly_envelope
 from orderguard.shared.engine.consumer import Event
+from orderguard.shared.engine.deadlines import (
+    PartitionClocks,
+    as_utc,
+    lock_due_deadlines,
+    next_due,
+    save_deadlines,
+)
+from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.uow import UnitOfWork
+
+# Deadlines ticked per sweep transaction; more due go to the next sweep, right after.
+SWEEP_MAX = 1000
 
 
 def _counter(rule: str, anomaly: AnomalyDetected) -> Callable[[], None]:
@@ -25,16 +43,26 @@ def _counter(rule: str, anomaly: AnomalyDetected) -> Callable[[], None]:
 
 class DetectorHandler:
     def __init__(
-        self, rule: Rule, topics: Sequence[str], anomalies_topic: str, service: str
+        self,
+        rule: Rule,
+        topics: Sequence[str],
+        anomalies_topic: str,
+        service: str,
+        clocks: PartitionClocks,
     ) -> None:
         self.rule = rule
         self.group = f"{service}.detector.{rule.name}"
         self.topics = list(topics)
         self.event_types = rule.event_types
+        self.clocks = clocks
+        self._timed = rule if isinstance(rule, TimedRule) else None
         self._anomalies_topic = anomalies_topic
         self._source = f"/orderguard/{service}/detector/{rule.name}"
         self._cache: dict[str, State] = {}
         self._keys_by_partition: dict[TopicPartition, set[str]] = {}
+        # Per partition, no deadline of it is earlier than this (None: it has none). A partition
+        # missing here (just assigned, or after a rollback) is looked up in the table.
+        self._next_due: dict[TopicPartition, datetime | None] = {}
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         rule = self.rule
@@ -42,28 +70,112 @@ class DetectorHandler:
         await self._load(
             uow, {key for key, _ in keyed if key is not None and key not in self._cache}
         )
+        times: dict[TopicPartition, list[datetime]] = defaultdict(list)
         changed: dict[str, State] = {}
+        deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
         for key, event in keyed:
+            tp = TopicPartition(event.topic, event.partition)
+            times[tp].append(event.envelope.time)
             if key is None:
                 continue
-            self._keys_by_partition.setdefault(
-                TopicPartition(event.topic, event.partition), set()
-            ).add(key)
+            self._keys_by_partition.setdefault(tp, set()).add(key)
             state = self._cache[key]
             new_state, anomalies = rule.apply(state, event, uow.now)
             if new_state is not state:
                 self._cache[key] = changed[key] = new_state
-            for anomaly in anomalies:
-                uow.publish(
-                    self._anomalies_topic, anomaly_envelope(anomaly, self._source, event.envelope)
+                if self._timed is not None:
+                    deadlines[key] = (tp, self._deadline(new_state))
+            self._publish(uow, anomalies, event.envelope)
+        await self._save(uow, changed, deadlines)
+        late = sum(self.clocks.count_late(tp, moments) for tp, moments in times.items())
+
+        def advance_clocks() -> None:
+            for tp, moments in times.items():
+                self.clocks.advance(tp, moments)
+            if late:
+                metrics.LATE_EVENTS.labels(self.group).inc(late)
+
+        uow.after_commit(advance_clocks)
+
+    # -- deadlines (the engine's sweep hook) -------------------------------------------------
+
+    def deadlines_due(
+        self, owned: set[TopicPartition], polled: set[TopicPartition]
+    ) -> set[TopicPartition]:
+        """Owned partitions whose clock may have reached a deadline (no I/O)."""
+        self.clocks.polled(polled)
+        if self._timed is None:
+            return set()
+        due: set[TopicPartition] = set()
+        for tp in owned:
+            clock = self.clocks.now(tp)
+            if clock is None:
+                continue
+            earliest = self._next_due.get(tp, clock)  # not known yet: look
+            if earliest is not None and earliest <= clock:
+                due.add(tp)
+        return due
+
+    async def sweep(self, uow: UnitOfWork, partitions: set[TopicPartition]) -> None:
+        """Tick the keys whose deadline is due on their partition's clock, exactly once: each
+        deadline row is locked, then replaced or deleted, in the sweep's transaction."""
+        rule = self._timed
+        if rule is None:
+            return
+        clocks = {tp: clock for tp in partitions if (clock := self.clocks.now(tp)) is not None}
+        due = await lock_due_deadlines(uow.conn, rule.name, clocks, SWEEP_MAX)
+        await self._load(uow, {d.key for d in due if d.key not in self._cache})
+        changed: dict[str, State] = {}
+        deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
+        for deadline in due:
+            now = clocks[deadline.tp]
+            self._keys_by_partition.setdefault(deadline.tp, set()).add(deadline.key)
+            new_state, anomalies = rule.tick(self._cache[deadline.key], deadline.key, now)
+            following = self._deadline(new_state)
+            if following is not None and following <= now:
+                raise ValueError(
+                    f"rule {rule.name} ticked {deadline.key!r} at {now.isoformat()} and asked for"
+                    f" its next tick at {following.isoformat()}, which is not later"
                 )
-                uow.after_commit(_counter(rule.name, anomaly))
+            self._cache[deadline.key] = changed[deadline.key] = new_state
+            deadlines[deadline.key] = (deadline.tp, following)
+            self._publish(uow, anomalies, None)
+        await self._save(uow, changed, deadlines)
+        # Known now for the swept partitions: until the next write, nothing is due before this.
+        self._next_due.update(await next_due(uow.conn, rule.name, clocks))
+
+    def _deadline(self, state: State) -> datetime | None:
+        assert self._timed is not None
+        due = self._timed.deadline(state)
+        return as_utc(due) if due is not None else None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _publish(
+        self, uow: UnitOfWork, anomalies: list[AnomalyDetected], cause: Envelope | None
+    ) -> None:
+        for anomaly in anomalies:
+            uow.publish(self._anomalies_topic, anomaly_envelope(anomaly, self._source, cause))
+            uow.after_commit(_counter(self.rule.name, anomaly))
+
+    async def _save(
+        self,
+        uow: UnitOfWork,
+        changed: dict[str, State],
+        deadlines: dict[str, tuple[TopicPartition, datetime | None]],
+    ) -> None:
         if changed:
             await uow.conn.executemany(
                 "INSERT INTO detector_state (rule, key, state) VALUES ($1, $2, $3)"
                 " ON CONFLICT (rule, key) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-                [(rule.name, key, state) for key, state in changed.items()],
+                [(self.rule.name, key, state) for key, state in changed.items()],
             )
+        if deadlines:
+            await save_deadlines(uow.conn, self.rule.name, deadlines)
+            for tp, due_at in deadlines.values():
+                if due_at is not None and tp in self._next_due:
+                    earliest = self._next_due[tp]
+                    self._next_due[tp] = due_at if earliest is None else min(earliest, due_at)
 
     async def _load(self, uow: UnitOfWork, keys: set[str]) -> None:
         if not keys:
@@ -79,10 +191,15 @@ class DetectorHandler:
             self._cache[key] = self.rule.initial_state()
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        """After a rollback (None) or a revoke: forget state and what is known of deadlines;
+        a revoked partition's clock goes too (its next owner keeps its own)."""
         if partitions is None:
             self._cache.clear()
             self._keys_by_partition.clear()
+            self._next_due.clear()
             return
+        self.clocks.forget(partitions)
         for tp in partitions:
+            self._next_due.pop(tp, None)
             for key in self._keys_by_partition.pop(tp, set()):
                 self._cache.pop(key, None)

@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from orderguard.services.inventory.rules import LowStock
+from orderguard.shared.detector_config import RuleConfig
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import StockChanged
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def low_stock(threshold: int, hysteresis: int = 0) -> LowStock:
+    return LowStock(RuleConfig.of(LowStock, threshold=threshold, hysteresis=hysteresis))
 
 
 def stock_event(
@@ -51,32 +56,32 @@ def run(rule: LowStock, availabilities: list[int], threshold: int | None = 5) ->
 
 
 def test_fires_when_available_falls_below_threshold() -> None:
-    fired = run(LowStock(default_threshold=10), [8, 6, 4])
+    fired = run(low_stock(10), [8, 6, 4])
     assert [len(f) for f in fired] == [0, 0, 1]
 
 
 def test_does_not_fire_at_the_threshold_itself() -> None:
-    assert run(LowStock(default_threshold=10), [5, 5]) == [[], []]
+    assert run(low_stock(10), [5, 5]) == [[], []]
 
 
 def test_fires_once_until_recovered_above_threshold() -> None:
-    fired = run(LowStock(default_threshold=10), [4, 3, 5, 2, 6, 1])
+    fired = run(low_stock(10), [4, 3, 5, 2, 6, 1])
     # 4 fires; 3 is the same episode; 5 is not above 5 so still low; 6 re-arms; 1 fires again
     assert [len(f) for f in fired] == [1, 0, 0, 0, 0, 1]
     assert fired[0] != fired[5], "a new episode gets a new fingerprint"
 
 
 def test_hysteresis_keeps_a_hovering_sku_quiet() -> None:
-    fired = run(LowStock(default_threshold=10, hysteresis=3), [4, 7, 4, 9, 4])
+    fired = run(low_stock(10, hysteresis=3), [4, 7, 4, 9, 4])
     assert [len(f) for f in fired] == [1, 0, 0, 0, 1]
 
 
 def test_default_threshold_applies_when_the_sku_sets_none() -> None:
-    assert [len(f) for f in run(LowStock(default_threshold=3), [5, 2], threshold=None)] == [0, 1]
+    assert [len(f) for f in run(low_stock(3), [5, 2], threshold=None)] == [0, 1]
 
 
 def test_anomaly_is_labelled_and_deterministic() -> None:
-    rule = LowStock(default_threshold=10)
+    rule = low_stock(10)
     _, first = rule.apply(rule.initial_state(), stock_event(0, threshold=5), T0)
     _, again = rule.apply(
         rule.initial_state(), stock_event(0, threshold=5), T0 + timedelta(hours=1)
@@ -97,7 +102,7 @@ def test_anomaly_is_labelled_and_deterministic() -> None:
 
 
 def test_warehouses_and_skus_are_separate_keys() -> None:
-    rule = LowStock(default_threshold=10)
+    rule = low_stock(10)
     keys = {
         rule.key(stock_event(1, sku=s, warehouse=w)) for s in ("A", "B") for w in ("main", "north")
     }
