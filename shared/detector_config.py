@@ -40,7 +40,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 if TYPE_CHECKING:
-    from orderguard.shared.settings import Settings
+    from orderguard.shared.config_errors import readable
+from orderguard.shared.config_errors import readable
+from orderguard.shared.settings import Settings
 
 # Modules that declare detector rules, each in a `RULES` tuple. Every process checks the whole
 # detectors file against all of them, so a rule of another service is known, not a typo.
@@ -386,15 +388,7 @@ class _Problems:
         (for problems of merged params, which no single place in the file holds)."""
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            kind = error["type"]
-            if kind == "missing":
-                message = "required field is missing"
-            elif kind == "extra_forbidden":
-                message = "unknown field (a typo?)"
-            else:
-                message = str(error["msg"]).removeprefix("Value error, ")
-                if kind not in ("dict_type", "list_type", "model_type", "assertion_error"):
-                    message += f" (got {_short(error.get('input'))})"
+            message = readable(error)
             if context:
                 self.add(location, f"{context}: {field + ': ' if field else ''}{message}")
             else:
@@ -405,8 +399,3 @@ class _Problems:
 
     def __str__(self) -> str:
         return "\n".join(f"  {line}" for line in self._lines)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,7 +26,9 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
+from orderguard.shared.config_errors import readable
 from orderguard.shared.topics import TEAMS
 
 DEFAULT_ROUTING_FILE = Path(__file__).parent / "routing.yaml"
@@ -284,15 +286,7 @@ def load_routing(path: str | Path | None = None) -> RoutingTree:
     return parse_routing(text, str(file))
 
 
-def _problem(error: Mapping[str, Any]) -> str:
+def _problem(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"])
-    kind = error["type"]
-    if kind == "missing":
-        message = "required field is missing"
-    elif kind == "extra_forbidden":
-        message = "unknown field (a typo?)"
-    else:
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if kind == "literal_error":
-            message += f" (got {error.get('input')!r})"
+    message = readable(error)
     return f"{location}: {message}" if location else message
