@@ -6,14 +6,16 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.inventory import StockChanged
 from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlaced, ShippingAddress
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
@@ -209,3 +211,35 @@ ORDER_BODY = {
     },
     "lines": [{"sku": "SKU-E2E", "quantity": 3, "unit_price": "19.90"}],
 }
+
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def stock_event(
+    available: int,
+    threshold: int | None = 5,
+    sku: str = "SKU-1",
+    warehouse: str = "main",
+    n: int = 0,
+    at: datetime = T0,
+) -> Event:
+    """The n-th stock change of a SKU, as the inventory service publishes it, `n` seconds after `at`."""
+    data = StockChanged(
+        sku=sku,
+        warehouse=warehouse,
+        on_hand=available,
+        reserved=0,
+        available=available,
+        low_stock_threshold=threshold,
+        cause="reserved",
+    )
+    envelope = Envelope(
+        id=f"e-{sku}-{n}",
+        type="inventory.stock_changed.v1",
+        source="/test",
+        subject=sku,
+        time=at + timedelta(seconds=n),
+        data=data.model_dump(mode="json"),
+    )
+    return Event(envelope, data, "inventory.events", 0, n)

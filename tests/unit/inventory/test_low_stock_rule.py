@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+
+from testkit import T0, stock_event
 
 from orderguard.services.inventory.rules import LowStock
 from orderguard.shared.detector_config import RuleConfig
-from orderguard.shared.engine import Event
-from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.inventory import StockChanged
-
-T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def low_stock(threshold: int, hysteresis: int = 0) -> LowStock:
     return LowStock(RuleConfig.of(LowStock, threshold=threshold, hysteresis=hysteresis))
-
-
-def stock_event(
-    available: int,
-    threshold: int | None = 5,
-    sku: str = "SKU-1",
-    warehouse: str = "main",
-    n: int = 0,
-) -> Event:
-    data = StockChanged(
-        sku=sku,
-        warehouse=warehouse,
-        on_hand=available,
-        reserved=0,
-        available=available,
-        low_stock_threshold=threshold,
-        cause="reserved",
-    )
-    envelope = Envelope(
-        id=f"e-{sku}-{n}",
-        type="inventory.stock_changed.v1",
-        source="/test",
-        subject=sku,
-        time=T0 + timedelta(seconds=n),
-        data=data.model_dump(mode="json"),
-    )
-    return Event(envelope, data, "inventory.events", 0, n)
 
 
 def run(rule: LowStock, availabilities: list[int], threshold: int | None = 5) -> list[list[str]]:

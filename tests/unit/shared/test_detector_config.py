@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field, model_validator
+from testkit import stock_event
 
 from orderguard.services.inventory import bootstrap
 from orderguard.services.inventory.rules import LowStock
@@ -22,10 +23,7 @@ from orderguard.shared.detector_config import (
     load_for,
     parse_detector_config,
 )
-from orderguard.shared.engine import Event
 from orderguard.shared.engine.detectors import DetectorHandler
-from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.inventory import StockChanged
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 
@@ -145,31 +143,16 @@ def test_the_file_wins_over_the_setting_it_replaces(tmp_path: Path) -> None:
     assert load_for(settings).rule("stock.low").base.threshold == 7, "only what the file names"
 
 
-def stock_changed(sku: str, warehouse: str, available: int, own: int | None) -> Event:
-    data = StockChanged(
-        sku=sku,
-        warehouse=warehouse,
-        on_hand=available,
-        reserved=0,
-        available=available,
-        low_stock_threshold=own,
-        cause="stock_set",
-    )
-    envelope = Envelope(
-        type="inventory.stock_changed.v1",
-        source="/test",
-        subject=sku,
-        data=data.model_dump(mode="json"),
-    )
-    return Event(envelope, data, "inventory.events", 0, 0)
-
-
 def test_a_threshold_the_event_carries_wins_over_the_file() -> None:
     rule = LowStock(parse(EXAMPLE).rule("stock.low"))
     now = datetime.now(UTC)
     # WH-SH's file threshold is 20: 15 available fires by the file, not with the SKU's own 12.
-    _, by_file = rule.apply(rule.initial_state(), stock_changed("S", "WH-SH", 15, None), now)
-    _, by_own = rule.apply(rule.initial_state(), stock_changed("S", "WH-SH", 15, 12), now)
+    _, by_file = rule.apply(
+        rule.initial_state(), stock_event(15, threshold=None, sku="S", warehouse="WH-SH"), now
+    )
+    _, by_own = rule.apply(
+        rule.initial_state(), stock_event(15, threshold=12, sku="S", warehouse="WH-SH"), now
+    )
     assert len(by_file) == 1 and "threshold of 20" in by_file[0].summary
     assert by_own == []
 
