@@ -34,14 +34,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-if TYPE_CHECKING:
-    from orderguard.shared.config_errors import readable
-from orderguard.shared.config_errors import readable
+from orderguard.shared.config_files import read_config_text, readable
 from orderguard.shared.settings import Settings
 
 # Modules that declare detector rules, each in a `RULES` tuple. Every process checks the whole
@@ -209,12 +207,7 @@ def load_detector_config(
     if path is None:
         return parse_detector_config("", "<built-in defaults>", rules, defaults)
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DetectorConfigError(
-            f"detectors file {file} cannot be read: {exc.strerror or exc}"
-        ) from None
+    text = read_config_text(file, "detectors file", DetectorConfigError)
     return parse_detector_config(text, str(file), rules, defaults)
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import uvicorn
@@ -35,6 +35,7 @@ from orderguard.shared.topics import Topics
 log = get_logger(__name__)
 
 Role = Literal["api", "workers"]
+T = TypeVar("T")
 # A partition that has not been polled for this long means the consumer loop is stuck.
 STALLED_AFTER_S = 60.0
 
@@ -58,8 +59,17 @@ class Runtime:
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
     engines: list[Engine] = field(default_factory=list)
+    failed: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _loaded: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, name: str, load: Callable[[], T]) -> T:
+        """Load a piece of configuration once per process, shared by the API and the workers
+        (so both act on the same routing tree or thresholds)."""
+        if name not in self._loaded:
+            self._loaded[name] = load()
+        return self._loaded[name]  # type: ignore[no-any-return]
 
     @property
     def schema(self) -> str:
@@ -137,8 +147,6 @@ class Runtime:
         log.error("background task died; stopping", task=task.get_name(), error=repr(exc))
         self.failed = True
         self._stop.set()
-
-    failed: bool = False
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"database": False, "broker": False}

@@ -10,8 +10,7 @@ from pydantic import BaseModel, Field
 from orderguard.services.inventory import repository
 from orderguard.services.inventory.domain import StockLevel
 from orderguard.services.inventory.handlers import Inventory
-from orderguard.services.inventory.rules import LowStock
-from orderguard.shared.detector_config import RuleConfig, load_for
+from orderguard.shared.detector_config import RuleConfig
 from orderguard.shared.http import Problem, require_scope
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
@@ -67,9 +66,9 @@ class ReservationView(BaseModel):
     state: str
 
 
-def build_router(runtime: Runtime) -> APIRouter:
+def build_router(runtime: Runtime, configured: RuleConfig[Any]) -> APIRouter:
+    """`configured`: stock.low's configuration, to show each SKU's effective threshold."""
     router = APIRouter(tags=["inventory"])
-    configured = load_for(runtime.settings).rule(LowStock.name)
 
     @router.put(
         "/stock/{sku}/{warehouse}",

@@ -19,9 +19,13 @@ log = get_logger(__name__)
 
 def detectors(runtime: Runtime) -> DetectorConfig:
     """The detectors configuration in force; an invalid file stops start-up, naming every problem."""
-    config = detector_config.load_for(runtime.settings)
-    log.info("detectors configured", source=config.source)
-    return config
+
+    def load() -> DetectorConfig:
+        config = detector_config.load_for(runtime.settings)
+        log.info("detectors configured", source=config.source)
+        return config
+
+    return runtime.once("detectors", load)
 
 
 def handlers(runtime: Runtime) -> list[object]:
@@ -45,6 +49,6 @@ def handlers(runtime: Runtime) -> list[object]:
 DEFINITION = ServiceDefinition(
     name="inventory",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime)],
+    routers=lambda runtime: [build_router(runtime, detectors(runtime).rule(LowStock.name))],
     handlers=handlers,  # type: ignore[arg-type]
 )

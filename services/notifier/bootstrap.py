@@ -15,9 +15,15 @@ log = get_logger(__name__)
 
 def routing_tree(runtime: Runtime) -> RoutingTree:
     """The routing file in force; an invalid one stops start-up, naming every problem."""
-    tree = load_routing(runtime.settings.routing_file)
-    log.info("routing loaded", source=tree.source, routes=sum(1 for _ in tree.config.route.walk()))
-    return tree
+
+    def load() -> RoutingTree:
+        tree = load_routing(runtime.settings.routing_file)
+        log.info(
+            "routing loaded", source=tree.source, routes=sum(1 for _ in tree.config.route.walk())
+        )
+        return tree
+
+    return runtime.once("routing", load)
 
 
 def handlers(runtime: Runtime) -> list[object]:

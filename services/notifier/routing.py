@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from orderguard.shared.config_errors import readable
+from orderguard.shared.config_files import read_config_text, readable
 from orderguard.shared.topics import TEAMS
 
 DEFAULT_ROUTING_FILE = Path(__file__).parent / "routing.yaml"
@@ -277,13 +277,7 @@ def parse_routing(text: str, source: str) -> RoutingTree:
 def load_routing(path: str | Path | None = None) -> RoutingTree:
     """Load and validate the routing file (None: the default shipped with the notifier)."""
     file = Path(path) if path is not None else DEFAULT_ROUTING_FILE
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RoutingFileError(
-            f"routing file {file} cannot be read: {exc.strerror or exc}"
-        ) from None
-    return parse_routing(text, str(file))
+    return parse_routing(read_config_text(file, "routing file", RoutingFileError), str(file))
 
 
 def _problem(error: ErrorDetails) -> str:

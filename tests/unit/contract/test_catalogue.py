@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from orderguard.services_registry import definition_of
@@ -17,6 +15,7 @@ from orderguard.shared.contract.catalogue import (
     uncatalogued_event_types,
 )
 from orderguard.shared.events import REGISTRY
+from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import SERVICES, Settings
 from orderguard.shared.topics import BASE_TOPICS, Topics
 
@@ -69,10 +68,11 @@ def test_a_parameterised_address_expands_to_one_topic_per_value() -> None:
 
 def _consumers_in_code() -> set[tuple[str, str, str, str]]:
     """(service, group, topic, event type) for every engine consumer the services start."""
-    runtime = SimpleNamespace(topics=Topics(), settings=Settings())
     found = set()
     for service in SERVICES:
-        for handler in definition_of(service).handlers(runtime):  # type: ignore[arg-type]
+        definition = definition_of(service)
+        runtime = Runtime(definition, Settings(), frozenset({"workers"}))
+        for handler in definition.handlers(runtime):
             for topic in handler.topics:
                 for event_type in handler.event_types:
                     found.add((service, handler.group, topic, event_type))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from orderguard.services.notifier.bootstrap import DEFINITION, handlers
 from orderguard.services.notifier.consumers import RecordNotifications, RouteAnomalies
 from orderguard.services.notifier.routing import RoutingFileError
+from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
-from orderguard.shared.topics import Topics
 
 
-def runtime(routing_file: str | None) -> SimpleNamespace:
-    return SimpleNamespace(settings=Settings(routing_file=routing_file), topics=Topics("p."))
+def runtime(routing_file: str | None) -> Runtime:
+    settings = Settings(routing_file=routing_file, topic_prefix="p.")
+    return Runtime(DEFINITION, settings, frozenset({"api", "workers"}))
 
 
 def test_consumers_use_the_shipped_routing_file_by_default() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,8 +23,8 @@ from orderguard.shared.detector_config import (
     parse_detector_config,
 )
 from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
-from orderguard.shared.topics import Topics
 
 
 class StallWindow:
@@ -318,8 +317,9 @@ def test_a_rule_without_overrides_returns_its_base_without_a_lookup() -> None:
 # -- wiring ----------------------------------------------------------------------------------
 
 
-def runtime(detectors_file: str | None) -> SimpleNamespace:
-    return SimpleNamespace(settings=Settings(detectors_file=detectors_file), topics=Topics("p."))
+def runtime(detectors_file: str | None) -> Runtime:
+    settings = Settings(detectors_file=detectors_file, topic_prefix="p.")
+    return Runtime(bootstrap.DEFINITION, settings, frozenset({"workers"}))
 
 
 def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> None:

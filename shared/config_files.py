@@ -1,7 +1,8 @@
-"""Pydantic validation errors worded for people editing a configuration file."""
+"""Configuration files people edit (routing, detectors): reading them, and wording their errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import ErrorDetails
@@ -26,3 +27,11 @@ def readable(error: ErrorDetails) -> str:
 def short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_config_text(file: Path, what: str, error: type[Exception]) -> str:
+    """The file's text, or `error` naming the file and why it cannot be read."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{what} {file} cannot be read: {exc.strerror or exc}") from None
