@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orderguard.shared.events import REGISTRY
+from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, RefundIssued
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.inventory import (
     ReservationFailed,
@@ -21,7 +22,8 @@ from orderguard.shared.events.inventory import (
     StockChanged,
     StockReserved,
 )
-from orderguard.shared.events.orders import OrderCancelled, OrderPlaced
+from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
 
 _BASE = Topics()
@@ -116,6 +118,8 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("order",),
                 consumers=(Consumer("inventory", "inventory.reservations"),),
             ),
+            Message(OrderPaid, key=ORDER_ID, producers=("order",)),
+            Message(OrderShipped, key=ORDER_ID, producers=("order",)),
         ),
     ),
     Topic(
@@ -157,16 +161,25 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic(
         address=_declared("logistics.events"),
         title="Logistics",
-        description="Shipments and tracking scans. No event types are registered yet.",
+        description="Shipments: dispatched, delivered.",
         key="shipment id",
         owner="logistics",
+        messages=(
+            Message(ShipmentDispatched, key="shipment_id", producers=("logistics",)),
+            Message(ShipmentDelivered, key="shipment_id", producers=("logistics",)),
+        ),
     ),
     Topic(
         address=_declared("aftersales.events"),
         title="After-sales",
-        description="After-sales cases and work items. No event types are registered yet.",
+        description="After-sales cases and refunds.",
         key="case id",
         owner="aftersales",
+        messages=(
+            Message(CaseOpened, key="case_id", producers=("aftersales",)),
+            Message(CaseClosed, key="case_id", producers=("aftersales",)),
+            Message(RefundIssued, key="case_id", producers=("aftersales",)),
+        ),
     ),
     Topic(
         address=_declared("payments.events"),

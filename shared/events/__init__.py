@@ -3,7 +3,13 @@
 Importing this package registers every event type.
 """
 
-from orderguard.shared.events import anomalies, inventory, orders  # noqa: F401  (registration)
+from orderguard.shared.events import (  # noqa: F401  (registration)
+    aftersales,
+    anomalies,
+    inventory,
+    logistics,
+    orders,
+)
 from orderguard.shared.events.registry import REGISTRY, EventRegistry, UnknownEventType, event_type
 
 __all__ = ["REGISTRY", "EventRegistry", "UnknownEventType", "event_type"]

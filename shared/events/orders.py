@@ -92,3 +92,65 @@ class OrderCancelled(BaseModel):
     reason: str
     cancelled_by: str = Field(description="Who cancelled it, as kind:id (api, operator, rule)")
     cancelled_at: datetime
+
+
+@event_type("order.paid.v1")
+class OrderPaid(BaseModel):
+    """An order was paid in full. Logistics creates its shipment; after-sales learns what was paid."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **{k: ORDER_PLACED_EXAMPLE[k] for k in ("order_id", "customer_id", "channel")},
+                    "warehouse": "main",
+                    "lines": ORDER_PLACED_EXAMPLE["lines"],
+                    "total_amount": "137.80",
+                    "paid_amount": "137.80",
+                    "payment_id": "pay-88231",
+                    "phone": "13800138000",
+                    "shipping_address": ORDER_PLACED_EXAMPLE["shipping_address"],
+                    "promised_delivery_by": "2026-11-25T18:00:00Z",
+                    "paid_at": "2026-11-22T08:01:30Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    customer_id: str
+    channel: str
+    warehouse: str
+    lines: list[OrderLine] = Field(min_length=1)
+    total_amount: Decimal
+    paid_amount: Decimal = Field(description="What the payment service captured, in yuan")
+    payment_id: str
+    phone: str = Field(description="The customer's mobile number, for the carrier")
+    shipping_address: ShippingAddress
+    promised_delivery_by: datetime = Field(description="When the shop promised delivery")
+    paid_at: datetime
+
+
+@event_type("order.shipped.v1")
+class OrderShipped(BaseModel):
+    """The order's parcel left the warehouse. Inventory commits what it reserved."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "shipment_id": "shp_01KAQ6B1C2D3E4F5G6H7J8K9M0",
+                    "carrier": "sf-express",
+                    "tracking_number": "SF1234567890123",
+                    "shipped_at": "2026-11-22T15:00:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    shipment_id: str
+    carrier: str
+    tracking_number: str
+    shipped_at: datetime
