@@ -23,6 +23,7 @@ from orderguard.shared.events.inventory import (
     StockReserved,
 )
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
 
@@ -194,9 +195,19 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic(
         address=_declared("notifications.requests"),
         title="Notification requests",
-        description="Requests to notify people. No event types are registered yet.",
-        key="notification id",
+        description=(
+            "Requests to notify people (customers, teams): a template and its parameters; the"
+            " notifier chooses channels and language."
+        ),
+        key="recipient id",
         owner="notifier",
+        messages=(
+            Message(
+                NotificationRequested,
+                key="recipient.id",
+                producers=("order", "inventory", "logistics", "aftersales"),
+            ),
+        ),
     ),
     Topic(
         address=_BASE.anomalies,

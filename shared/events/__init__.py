@@ -8,6 +8,7 @@ from orderguard.shared.events import (  # noqa: F401  (registration)
     anomalies,
     inventory,
     logistics,
+    notifications,
     orders,
 )
 from orderguard.shared.events.registry import REGISTRY, EventRegistry, UnknownEventType, event_type

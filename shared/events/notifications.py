@@ -1,0 +1,79 @@
+"""Requests to notify people, on `notifications.requests` (key: the recipient's id).
+
+Any service asks the notifier to tell someone something by publishing a request that names
+a template and its parameters; the notifier picks channels, language, quiet hours, dedup and
+rate limits. Keying by recipient keeps one person's messages in order on one partition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orderguard.shared.events.registry import event_type
+
+# The customer-facing moments, each a template (per language) in the notifier. A request
+# for a template the notifier does not have is a permanent failure (dead-lettered).
+CUSTOMER_TEMPLATES = (
+    "order.confirmed",  # params: order_id, total_amount
+    "order.held",  # params: order_id, reason, what_you_can_do
+    "order.out_of_stock",  # params: order_id, skus (comma-separated), what_you_can_do
+    "order.shipped",  # params: order_id, carrier, tracking_number
+    "shipment.delayed",  # params: order_id, carrier, reason, compensation (may be empty)
+    "refund.issued",  # params: order_id, amount
+    "case.updated",  # params: case_id, order_id, case_type, status
+)
+
+
+class Recipient(BaseModel):
+    """Who to notify and how to reach them. Contact details are personal data: never logged."""
+
+    kind: Literal["customer", "team", "person"]
+    id: str = Field(description="customer id, team name or person id; also the Kafka key")
+    email: str | None = None
+    phone: str | None = Field(default=None, description="Mobile number for SMS, 11 digits")
+    language: str | None = Field(
+        default=None, description="BCP 47 tag, e.g. zh-CN or en; None means the default"
+    )
+
+
+@event_type("notification.requested.v1")
+class NotificationRequested(BaseModel):
+    """Please tell `recipient` about something, using `template` filled with `params`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "order.held:ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9:1",
+                    "recipient": {
+                        "kind": "customer",
+                        "id": "cust-1042",
+                        "phone": "13800138000",
+                        "language": "zh-CN",
+                    },
+                    "template": "order.held",
+                    "params": {
+                        "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                        "reason": "address_incomplete",
+                        "what_you_can_do": "confirm your address",
+                    },
+                    "channels": None,
+                    "requested_at": "2026-11-22T08:00:02Z",
+                }
+            ]
+        }
+    )
+
+    request_id: str = Field(
+        description="Deterministic per moment (e.g. template:order:seq): the notifier sends once per id"
+    )
+    recipient: Recipient
+    template: str = Field(description="What to say, e.g. order.held (see CUSTOMER_TEMPLATES)")
+    params: dict[str, str] = Field(default_factory=dict)
+    channels: list[str] | None = Field(
+        default=None, description="Channels to use (sms, email, webhook, ...); None: the defaults"
+    )
+    requested_at: datetime
