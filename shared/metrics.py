@@ -104,3 +104,14 @@ NOTIFICATIONS = Counter(
     "Notifications recorded, by channel and outcome",
     ["channel", "outcome"],
 )
+
+JOB_RUNS = Counter(
+    "orderguard_scheduled_job_runs_total",
+    "Runs of a scheduled job (payment timeouts, auto-releases, escalations), by outcome",
+    ["job", "outcome"],  # outcome: ok, error
+)
+JOB_ITEMS = Counter(
+    "orderguard_scheduled_job_items_total",
+    "Due items a scheduled job handled (orders timed out, holds released, ...)",
+    ["job"],
+)

@@ -29,6 +29,7 @@ from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.scheduler import ScheduledJob, run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
 
@@ -48,6 +49,7 @@ class ServiceDefinition:
     migrations: Path | None
     routers: Callable[[Runtime], Sequence[APIRouter]] = lambda runtime: ()
     handlers: Callable[[Runtime], Sequence[BatchHandler]] = lambda runtime: ()
+    jobs: Callable[[Runtime], Sequence[ScheduledJob]] = lambda runtime: ()
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Runtime:
     async def start(self) -> None:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
+        jobs = list(self.definition.jobs(self)) if "workers" in self.roles else []
         applied = await apply_migrations(
             self.settings.database_url, self.schema, self.definition.migrations
         )
@@ -118,6 +121,11 @@ class Runtime:
                 )
                 self.engines.append(engine)
                 self._spawn(engine.run(self._stop), f"engine:{handler.group}")
+            for job in jobs:
+                self._spawn(
+                    run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
+                    f"job:{job.name}",
+                )
 
     async def _prune_applied_events(self, every_s: float = 600.0) -> None:
         """Keep the dedup table bounded; offsets, not this table, stop ordinary redelivery."""

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_linger_ms: int = Field(default=2, ge=0)
     # Applied event ids are kept this long: a producer's duplicate older than that is applied again.
+    # How often scheduled jobs (timeouts, auto-releases, escalations) look for due work.
+    job_interval_s: float = Field(default=5.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
 
     routing_file: str | None = None
