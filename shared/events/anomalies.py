@@ -69,3 +69,12 @@ class AnomalyRouted(BaseModel):
     queue: str = Field(description="The team queue, e.g. warehouse")
     channels: list[str] = Field(default_factory=list, description="Where people are notified")
     routed_at: datetime
+    group_key: str | None = Field(
+        default=None,
+        description="The route's group (its group_by label values): one work item per group;"
+        " None means the anomaly is its own group (its fingerprint)",
+    )
+    severity: Severity | None = Field(
+        default=None,
+        description="Severity after the route (a route may raise it); None: the anomaly's",
+    )
