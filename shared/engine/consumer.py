@@ -88,7 +88,7 @@ class DeadlineSweeper(Protocol):
 
 
 @dataclass(slots=True)
-class _DeadLetter:
+class DeadLetter:
     record: ConsumerRecord
     reason: str
     error: str
@@ -99,6 +99,72 @@ def _header(record: ConsumerRecord, name: str) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | DeadLetter | None:
+    """One record as an Event of a wanted type, a dead letter saying why not, or None (not ours).
+
+    Every driver of the pure rules (this engine, the faust driver) decodes with this."""
+    # The ce_type header lets us skip types this group ignores without parsing the body.
+    header_type = _header(record, "ce_type")
+    type_name = header_type.decode(errors="replace") if header_type is not None else None
+    if type_name is not None and type_name not in wanted:
+        return None
+    if type_name is not None and record.value is not None:
+        # Fast path: envelope and data validated in one pass by the type's own envelope
+        # model (its `data` is then the typed model). Any failure takes the general path
+        # below, which says why with the usual dead-letter reason.
+        try:
+            typed = REGISTRY.envelope_model(type_name).model_validate_json(record.value)
+        except (UnknownEventType, ValidationError):
+            pass
+        else:
+            return Event(typed, typed.data, record.topic, record.partition, record.offset)
+    if record.value is None:
+        return DeadLetter(record, "malformed", "record has no value")
+    try:
+        envelope = Envelope.from_json(record.value)
+    except ValidationError as exc:
+        return DeadLetter(record, "malformed", _first_errors(exc))
+    if envelope.type not in wanted:
+        return None
+    try:
+        data = REGISTRY.parse(envelope)
+    except UnknownEventType as exc:
+        return DeadLetter(record, "unknown_type", str(exc))
+    except ValidationError as exc:
+        return DeadLetter(record, "invalid", _first_errors(exc))
+    return Event(envelope, data, record.topic, record.partition, record.offset)
+
+
+def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
+    """The record as it came, to `<topic>.dlq.<group>`, with why in `dlq_*` headers."""
+    record = letter.record
+    headers = [(name, value.decode(errors="replace")) for name, value in record.headers or ()]
+    headers += [
+        ("dlq_reason", letter.reason),
+        ("dlq_error", letter.error[:2000]),
+        ("dlq_group", group),
+        ("dlq_topic", record.topic),
+        ("dlq_partition", str(record.partition)),
+        ("dlq_offset", str(record.offset)),
+    ]
+    metrics.DEAD_LETTERS.labels(record.topic, group, letter.reason).inc()
+    log.warning(
+        "record dead-lettered",
+        group=group,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason=letter.reason,
+        error=letter.error[:500],
+    )
+    return OutboxMessage(
+        topic=Topics.dead_letter(record.topic, group),
+        key=record.key,
+        value=record.value or b"",
+        headers=headers,
+    )
 
 
 class Engine:
@@ -254,7 +320,7 @@ class Engine:
             ]
             events, dead, skipped = self._decode(records)
             if failure is not None:
-                dead += [_DeadLetter(_record_of(e, records), *failure) for e in events]
+                dead += [DeadLetter(_record_of(e, records), *failure) for e in events]
                 events = []
             events, duplicates = await self._drop_applied(conn, events)
             if events:
@@ -299,52 +365,20 @@ class Engine:
 
     def _decode(
         self, records: list[ConsumerRecord]
-    ) -> tuple[list[Event], list[_DeadLetter], Counter[str]]:
+    ) -> tuple[list[Event], list[DeadLetter], Counter[str]]:
         """Events to apply, dead letters, and records skipped (per topic) as not ours."""
         events: list[Event] = []
-        dead: list[_DeadLetter] = []
+        dead: list[DeadLetter] = []
         skipped: Counter[str] = Counter()
         wanted = self.handler.event_types
         for record in records:
-            # The ce_type header lets us skip types this group ignores without parsing the body.
-            header_type = _header(record, "ce_type")
-            type_name = header_type.decode(errors="replace") if header_type is not None else None
-            if type_name is not None and type_name not in wanted:
+            decoded = decode_record(record, wanted)
+            if isinstance(decoded, Event):
+                events.append(decoded)
+            elif decoded is None:
                 skipped[record.topic] += 1
-                continue
-            if type_name is not None and record.value is not None:
-                # Fast path: envelope and data validated in one pass by the type's own envelope
-                # model (its `data` is then the typed model). Any failure takes the general path
-                # below, which says why with the usual dead-letter reason.
-                try:
-                    typed = REGISTRY.envelope_model(type_name).model_validate_json(record.value)
-                except (UnknownEventType, ValidationError):
-                    pass
-                else:
-                    events.append(
-                        Event(typed, typed.data, record.topic, record.partition, record.offset)
-                    )
-                    continue
-            if record.value is None:
-                dead.append(_DeadLetter(record, "malformed", "record has no value"))
-                continue
-            try:
-                envelope = Envelope.from_json(record.value)
-            except ValidationError as exc:
-                dead.append(_DeadLetter(record, "malformed", _first_errors(exc)))
-                continue
-            if envelope.type not in wanted:
-                skipped[record.topic] += 1
-                continue
-            try:
-                data = REGISTRY.parse(envelope)
-            except UnknownEventType as exc:
-                dead.append(_DeadLetter(record, "unknown_type", str(exc)))
-                continue
-            except ValidationError as exc:
-                dead.append(_DeadLetter(record, "invalid", _first_errors(exc)))
-                continue
-            events.append(Event(envelope, data, record.topic, record.partition, record.offset))
+            else:
+                dead.append(decoded)
         return events, dead, skipped
 
     async def _drop_applied(
@@ -380,33 +414,8 @@ class Engine:
         fresh_events = {id(event) for event in fresh}
         return fresh, [event for event in events if id(event) not in fresh_events]
 
-    def _dead_letter_message(self, letter: _DeadLetter) -> OutboxMessage:
-        record = letter.record
-        headers = [(name, value.decode(errors="replace")) for name, value in record.headers or ()]
-        headers += [
-            ("dlq_reason", letter.reason),
-            ("dlq_error", letter.error[:2000]),
-            ("dlq_group", self.group),
-            ("dlq_topic", record.topic),
-            ("dlq_partition", str(record.partition)),
-            ("dlq_offset", str(record.offset)),
-        ]
-        metrics.DEAD_LETTERS.labels(record.topic, self.group, letter.reason).inc()
-        log.warning(
-            "record dead-lettered",
-            group=self.group,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=letter.reason,
-            error=letter.error[:500],
-        )
-        return OutboxMessage(
-            topic=Topics.dead_letter(record.topic, self.group),
-            key=record.key,
-            value=record.value or b"",
-            headers=headers,
-        )
+    def _dead_letter_message(self, letter: DeadLetter) -> OutboxMessage:
+        return dead_letter_message(letter, self.group)
 
     @staticmethod
     def _next_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
@@ -420,7 +429,7 @@ class Engine:
         events: list[Event],
         duplicates: list[Event],
         skipped: Counter[str],
-        dead: list[_DeadLetter],
+        dead: list[DeadLetter],
     ) -> None:
         outcomes: Counter[tuple[str, str]] = Counter()
         outcomes.update((event.topic, "applied") for event in events)
