@@ -669,6 +669,43 @@ async def engine_from_backlog(
         await pool.close()
 
 
+async def faust_from_backlog(settings: Any, handler: Any, backlog: Backlog) -> tuple[float, int]:
+    """The same rule on the faust driver (`worker --engine faust`), from the same backlog:
+    events/s from its first event to its last, and the anomalies it sent."""
+    from orderguard.shared import metrics
+    from orderguard.shared.engine.faust_driver import FaustDetector, build_faust_app
+
+    app = build_faust_app(settings, "bench")
+    detector = FaustDetector(app, handler)
+    consumed = metrics.EVENTS_CONSUMED.labels(backlog.topic, detector.group, "applied")
+
+    def sent() -> float:  # every severity of the rule
+        return sum(
+            sample.value
+            for family in metrics.ANOMALIES_DETECTED.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels["rule"] == handler.rule.name
+        )
+
+    sent_before = sent()
+    await app.start()
+    try:
+        deadline = time.monotonic() + 600
+        while consumed._value.get() == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("faust consumed nothing in 600 s")
+            await asyncio.sleep(0.01)
+        first = time.perf_counter()
+        while consumed._value.get() < backlog.events:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"faust stopped at {consumed._value.get()} events")
+            await asyncio.sleep(0.01)
+        seconds = time.perf_counter() - first
+    finally:
+        await app.stop()
+    return backlog.events / seconds, int(sent() - sent_before)
+
+
 # --------------------------------------------------------------------------------------
 # 3. Latency: the inventory worker (and the notifier, when it exists) as real processes
 # --------------------------------------------------------------------------------------
@@ -1144,6 +1181,15 @@ async def main_async(args: argparse.Namespace) -> int:
                     f"   garbage collector: {result.gc_seconds * 1000:.0f} ms = {result.gc_seconds / result.seconds:.0%}"
                     f" of the drain, collections per generation {result.gc_collections}"
                 )
+                if not args.no_faust:
+                    faust_rate, faust_anomalies = await faust_from_backlog(
+                        settings, handler, backlog
+                    )
+                    print(
+                        f"2b. faust driver (worker --engine faust) from backlog: {faust_rate:,.0f} ev/s;"
+                        f" anomalies {faust_anomalies} / expected {backlog.expected_anomalies}"
+                        f" -> {'OK' if faust_anomalies == backlog.expected_anomalies else 'MISMATCH'}"
+                    )
                 summary["gc share"].append(result.gc_seconds / result.seconds)
                 for k, v in result.cpu.items():
                     summary[f"cpu:{k}"].append(v)
@@ -1301,6 +1347,9 @@ def main() -> int:
         "--events", type=int, default=0, help="backlog size (default 100k, --quick 20k)"
     )
     parser.add_argument("--quick", action="store_true", help="20k backlog, 6 s per latency rate")
+    parser.add_argument(
+        "--no-faust", action="store_true", help="skip the faust driver's run on the backlog"
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="whole runs (fresh DB and topics); medians printed"
     )

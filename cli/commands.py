@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -52,10 +52,29 @@ def serve(service: Service) -> None:  # type: ignore[valid-type]
     _run_roles(service.value, frozenset({"api"}))
 
 
+class StreamEngine(StrEnum):
+    engine = "engine"
+    faust = "faust"
+
+
 @app.command()
-def worker(service: Service) -> None:  # type: ignore[valid-type]
+def worker(
+    service: Service,  # type: ignore[valid-type]
+    engine: StreamEngine = typer.Option(
+        StreamEngine.engine,
+        "--engine",
+        help="engine: the batched transactional engine (default, every consumer and detector);"
+        " faust: the service's detectors as faust-streaming agents (see README)",
+    ),
+) -> None:
     """Run a service's stream consumers and detectors (with its outbox relay)."""
-    _run_roles(service.value, frozenset({"workers"}))
+    if engine is StreamEngine.engine:
+        _run_roles(service.value, frozenset({"workers"}))
+        return
+    from orderguard.services_registry import definition_of
+    from orderguard.shared.engine.faust_driver import run_faust_service
+
+    raise typer.Exit(asyncio.run(run_faust_service(definition_of(service.value), Settings())))
 
 
 @app.command()

@@ -37,7 +37,8 @@ log = get_logger(__name__)
 
 Role = Literal["api", "workers"]
 T = TypeVar("T")
-# A partition that has not been polled for this long means the consumer loop is stuck.
+# A consumer loop that has not polled for this long is stuck; a partition with records waiting
+# whose applied offset has not moved for this long is stalled. Either makes the process unready.
 STALLED_AFTER_S = 60.0
 
 
@@ -174,7 +175,9 @@ class Runtime:
         if self.engines:
             now = time.monotonic()
             checks["consumers"] = all(
-                engine.started.is_set() and now - engine.last_progress < STALLED_AFTER_S
+                engine.started.is_set()
+                and now - engine.last_progress < STALLED_AFTER_S
+                and not engine.stalled_partitions(STALLED_AFTER_S)
                 for engine in self.engines
             )
         return checks
@@ -225,6 +228,20 @@ class _Server(uvicorn.Server):
         yield
 
 
+def http_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
+    """The process's HTTP server; the caller owns the signals and the stopping."""
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+        )
+    )
+
+
 async def run_service(
     definition: ServiceDefinition, roles: frozenset[Role], settings: Settings
 ) -> int:
@@ -237,16 +254,7 @@ async def run_service(
         loop.add_signal_handler(sig, runtime.request_stop)
     await runtime.start()
     tune_garbage_collector()
-    server = _Server(
-        uvicorn.Config(
-            build_app(runtime),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            lifespan="off",
-            access_log=False,
-        )
-    )
+    server = http_server(build_app(runtime), settings)
     serving = asyncio.create_task(server.serve())
     log.info("service started", service=definition.name, roles=role_label, port=settings.http_port)
     await asyncio.wait(

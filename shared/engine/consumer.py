@@ -189,6 +189,10 @@ class Engine:
         self.assigned: set[TopicPartition] = set()
         self.started = asyncio.Event()
         self.last_progress = time.monotonic()
+        # Per owned partition: the next offset to apply, and when it last moved (or was caught up).
+        self._positions: dict[TopicPartition, int] = {}
+        self._moved_at: dict[TopicPartition, float] = {}
+        self._last_seen: dict[TopicPartition, int] = {}
         self._sweeper = handler if isinstance(handler, DeadlineSweeper) else None
         self._sweep_failures = 0
         self._sweep_not_before = 0.0
@@ -209,12 +213,35 @@ class Engine:
                     next_offsets = await self._apply_with_retries(records)
                     if next_offsets:
                         await self._commit_to_kafka(next_offsets)
+                    self._positions.update(next_offsets)
                     self._observe_lag(batches)
+                self._note_progress()
                 if self._sweeper is not None:
                     await self._sweep(self._sweeper, set(batches))
         finally:
             await self._consumer.stop()
             log.info("engine stopped", group=self.group)
+
+    def _note_progress(self) -> None:
+        now = time.monotonic()
+        for tp in self.assigned:
+            highwater = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            moved = position is not None and position != self._last_seen.get(tp)
+            caught_up = highwater is None or (position or 0) >= highwater
+            if moved or caught_up or tp not in self._moved_at:
+                self._moved_at[tp] = now
+            if position is not None:
+                self._last_seen[tp] = position
+
+    def stalled_partitions(self, after_s: float) -> list[TopicPartition]:
+        """Owned partitions with records waiting whose applied offset has not moved for
+        `after_s`: the loop may still poll, but this consumer is not doing its work."""
+        now = time.monotonic()
+        return sorted(
+            (tp for tp in self.assigned if now - self._moved_at.get(tp, now) > after_s),
+            key=lambda tp: (tp.topic, tp.partition),
+        )
 
     async def _commit_to_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
         owned = {tp: offset for tp, offset in next_offsets.items() if tp in self.assigned}
@@ -458,6 +485,7 @@ class Engine:
         for tp in assigned:
             if tp in stored:
                 self._consumer.seek(tp, stored[tp])
+                self._positions[tp] = stored[tp]
         log.info(
             "partitions assigned",
             group=self.group,
@@ -467,6 +495,9 @@ class Engine:
 
     def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.assigned -= revoked
+        for tp in revoked:
+            for progress in (self._positions, self._moved_at, self._last_seen):
+                progress.pop(tp, None)
         self.handler.drop_cached_state(revoked)
         # Another worker reports these partitions now; stale gauges here would fake a stall.
         for tp in revoked:
