@@ -22,7 +22,7 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 
-from orderguard.shared import metrics
+from orderguard.shared import metrics, telemetry
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import BatchHandler, Engine
 from orderguard.shared.http import create_app
@@ -248,6 +248,7 @@ async def run_service(
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
     role_label = "+".join(sorted(roles))
     metrics.BUILD_INFO.info({"version": "0.1.0", "service": definition.name, "role": role_label})
+    telemetry.configure(settings, definition.name, role_label)
     runtime = Runtime(definition, settings, roles)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -263,5 +264,6 @@ async def run_service(
     server.should_exit = True
     await serving
     await runtime.stop()
+    telemetry.shutdown()
     log.info("service stopped", service=definition.name)
     return 1 if runtime.failed else 0

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_linger_ms: int = Field(default=2, ge=0)
     # Applied event ids are kept this long: a producer's duplicate older than that is applied again.
+    # OpenTelemetry: export spans over OTLP/HTTP to this collector (e.g. http://otel-collector:4318);
+    # unset, nothing is exported.
+    otel_exporter_otlp_endpoint: str | None = None
     # How often scheduled jobs (timeouts, auto-releases, escalations) look for due work.
     job_interval_s: float = Field(default=5.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -12,6 +13,27 @@ import structlog
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _current: ContextVar[str | None] = ContextVar("traceparent", default=None)
+# Span id -> its parent's, for spans made by `child_of` while spans are exported
+# (shared/telemetry.py): the exporter needs the parent when it records the span later.
+_parents: OrderedDict[str, str] = OrderedDict()
+_PARENTS_MAX = 65_536
+_remember_parents = False
+
+
+def remember_parents(enabled: bool) -> None:
+    global _remember_parents
+    _remember_parents = enabled
+    _parents.clear()
+
+
+def take_parent(span_id: str) -> str | None:
+    """The parent span id `child_of` gave `span_id`, once (None when unknown or not kept)."""
+    return _parents.pop(span_id, None)
+
+
+def span_id(traceparent: str | None) -> str | None:
+    match = _TRACEPARENT.match(traceparent or "")
+    return match.group(2) if match else None
 
 
 def new_traceparent() -> str:
@@ -28,7 +50,12 @@ def child_of(traceparent: str | None) -> str:
     match = _TRACEPARENT.match(traceparent or "")
     if match is None or trace_id(traceparent) is None:
         return new_traceparent()
-    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
+    child = secrets.token_hex(8)
+    if _remember_parents:
+        _parents[child] = match.group(2)
+        if len(_parents) > _PARENTS_MAX:
+            _parents.popitem(last=False)
+    return f"00-{match.group(1)}-{child}-{match.group(3)}"
 
 
 def current_traceparent() -> str | None:

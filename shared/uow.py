@@ -9,6 +9,7 @@ from types import TracebackType
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from orderguard.shared import telemetry
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.outbox import OutboxMessage, write_outbox
 
@@ -45,9 +46,20 @@ class UnitOfWork:
         self._after_commit.append(callback)
 
     async def commit(self) -> None:
+        started = telemetry.now_ns()
         await write_outbox(self.conn, self.schema, self.outbox)
         await self._tx.commit()
         self._committed = True
+        if telemetry.enabled():
+            telemetry.record_published(
+                (
+                    (message.topic, headers.get("ce_type", ""), headers.get("ce_id", ""), tp)
+                    for message in self.outbox
+                    if (tp := (headers := dict(message.headers)).get("traceparent"))
+                ),
+                started,
+                telemetry.now_ns(),
+            )
         for callback in self._after_commit:
             callback()
 

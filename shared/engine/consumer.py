@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
-from orderguard.shared import metrics
+from orderguard.shared import metrics, telemetry
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY, UnknownEventType
 from orderguard.shared.logging import get_logger
@@ -336,6 +336,7 @@ class Engine:
         """Apply a batch in one transaction; with `failure` (reason, error), dead-letter its events
         instead. Dead-lettered events are not recorded as applied, so a re-drive applies them."""
         started = time.perf_counter()
+        started_ns = telemetry.now_ns()
         async with UnitOfWork(self._pool, self._schema) as uow:
             conn = uow.conn
             stored = await self._lock_offsets(conn, records)
@@ -364,6 +365,13 @@ class Engine:
                 ],
             )
             await uow.commit()
+        if telemetry.enabled():
+            telemetry.record_consumed(
+                ((e.topic, e.type, e.id, e.envelope.traceparent) for e in events),
+                self.group,
+                started_ns,
+                telemetry.now_ns(),
+            )
         self._count(events, duplicates, skipped, dead)
         metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.group).observe(len(records))

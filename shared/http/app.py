@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orderguard.shared import metrics
+from orderguard.shared import metrics, telemetry
 from orderguard.shared.http.problems import install_problem_handlers
 from orderguard.shared.settings import Settings
-from orderguard.shared.tracing import child_of, traced
+from orderguard.shared.tracing import child_of, span_id, take_parent, traced
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -39,9 +40,26 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         traceparent = child_of(request.headers.get("traceparent"))
+        started = telemetry.now_ns()
         with traced(traceparent):
             response = await call_next(request)
         response.headers["traceparent"] = traceparent
+        if telemetry.enabled():
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            telemetry.record(
+                f"{request.method} {route}",
+                SpanKind.SERVER,
+                traceparent,
+                take_parent(span_id(traceparent) or ""),
+                started,
+                telemetry.now_ns(),
+                {
+                    "http.request.method": request.method,
+                    "http.route": route,
+                    "http.response.status_code": response.status_code,
+                },
+                error=f"HTTP {response.status_code}" if response.status_code >= 500 else None,
+            )
         return response
 
     @app.middleware("http")
