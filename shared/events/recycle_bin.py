@@ -135,8 +135,10 @@ class OrderPurged(BaseModel):
                     **_ENTRY,
                     "purged_fields": [
                         "phone",
+                        "shipping_address.district",
                         "shipping_address.street",
                         "shipping_address.recipient",
+                        "shipping_address.postal_code",
                     ],
                     "purged_at": "2027-05-27T03:00:00Z",
                 }

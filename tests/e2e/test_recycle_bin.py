@@ -377,6 +377,17 @@ async def test_quiet_entries_are_archived_then_purged_and_still_counted(
 
     stats = (await order.client.get("/recycle-bin/stats", params={"group_by": "category"})).json()
     assert stats["groups"] == [{"key": {"category": "abnormal"}, "orders": 1, "amount": "59.70"}]
+
+    async def metrics_text() -> str:
+        text = (await order.client.get("/metrics")).text
+        # The gauge is measured by a job every interval: wait for a measure after the archive.
+        return text if 'orderguard_recycle_bin_orders{category="abnormal"} 0.0' in text else ""
+
+    exposition = await wait_until(metrics_text, what="the in-bin gauge measured")
+    for move in ("moved", "archived", "purged"):
+        assert (
+            f'orderguard_recycle_bin_moves_total{{category="abnormal",move="{move}"}}' in exposition
+        )
     purged = await wait_until(lambda: bin_events(settings, "order.purged.v1", order_id))
     assert purged[0].data["purged_fields"][0] == "phone"
     assert "13800138000" not in str(purged[0].data)
