@@ -92,7 +92,7 @@ class OrderRestored(BaseModel):
     category: RecycleCategory
     restored_by: str
     reason: str | None = None
-    order_status: str = Field(description="The order's status, as it was when it went in")
+    order_status: str = Field(description="The order's status, which the bin leaves as it is")
     restored_at: datetime
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orderguard.services.order.api import ORDER_ID, ActorView, _not_found
+from orderguard.services.order.api import ORDER_ID, ActorView
 from orderguard.services.order.domain import Actor
 from orderguard.services.order.handlers import OrderNotFound
 from orderguard.services.order.recycle_bin import handlers, repository
@@ -169,6 +169,12 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
             "Invalid cursor",
             "Pass the next_cursor of a previous page unchanged.",
         ) from None
+
+
+def _not_found(order_id: str) -> Problem:
+    return Problem(
+        404, "order-not-found", "Unknown order", f"No order {order_id}.", order_id=order_id
+    )
 
 
 def _not_in_bin(exc: NotInRecycleBin) -> Problem:

@@ -155,9 +155,11 @@ async def move_by_hand(uow: UnitOfWork, topic: str, order_id: str, cause: Cause)
 async def restore(
     uow: UnitOfWork, topic: str, order_id: str, actor: Actor, reason: str | None
 ) -> BinEntry:
-    """in_bin -> restored: the order is back where it was (its status never changed)."""
-    if order_id not in await lock_orders(uow, {order_id}):
+    """in_bin -> restored: the order is back where it was (the bin never changes its status)."""
+    locked = await lock_orders(uow, {order_id})
+    if order_id not in locked:
         raise OrderNotFound(order_id)
+    status = locked[order_id].status
     entry = await repository.open_entry(uow.conn, order_id)
     if entry is None:
         history = await repository.entries_of_order(uow.conn, order_id)
@@ -174,7 +176,7 @@ async def restore(
             category=entry.category.value,
             restored_by=str(actor),
             reason=reason,
-            order_status=entry.order_status,
+            order_status=status,
             restored_at=uow.now,
         ),
     )
@@ -183,7 +185,7 @@ async def restore(
         what="restored_from_recycle_bin",
         actor=actor,
         reason=reason,
-        details=_details(entry, order_status=entry.order_status),
+        details=_details(entry, order_status=status, order_status_when_moved=entry.order_status),
     ).told_by(envelope.type, envelope.id)
     await orders.record(uow.conn, [(order_id, timeline)])
     _count(uow, "restored", str(entry.category))
