@@ -199,3 +199,12 @@ def test_anomalies_that_do_not_move_an_order(
 def test_an_unknown_category_in_the_setting_is_a_clear_start_up_error() -> None:
     with pytest.raises(ValueError, match=r"'payment.failures' maps to unknown category 'fraud'"):
         anomaly_categories({"payment.failures": "fraud"})
+
+
+def test_the_order_worker_refuses_to_start_with_an_unknown_category() -> None:
+    from orderguard.services.order.bootstrap import DEFINITION
+    from orderguard.shared.runtime import Runtime
+
+    settings = Settings(recycle_bin_anomaly_rules={"order.duplicate": "fraud"})
+    with pytest.raises(ValueError, match="unknown category 'fraud'"):
+        DEFINITION.handlers(Runtime(DEFINITION, settings, frozenset({"workers"})))
