@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from orderguard.services.order.bootstrap import DEFINITION
 from orderguard.services.order.domain import Actor
 from orderguard.services.order.recycle_bin.domain import (
     BIN_TRANSITIONS,
@@ -26,6 +27,7 @@ from orderguard.services.order.recycle_bin.domain import (
     move_to_recycle_bin,
     refund_cause,
 )
+from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -202,9 +204,6 @@ def test_an_unknown_category_in_the_setting_is_a_clear_start_up_error() -> None:
 
 
 def test_the_order_worker_refuses_to_start_with_an_unknown_category() -> None:
-    from orderguard.services.order.bootstrap import DEFINITION
-    from orderguard.shared.runtime import Runtime
-
     settings = Settings(recycle_bin_anomaly_rules={"order.duplicate": "fraud"})
     with pytest.raises(ValueError, match="unknown category 'fraud'"):
         DEFINITION.handlers(Runtime(DEFINITION, settings, frozenset({"workers"})))
