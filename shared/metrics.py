@@ -115,3 +115,17 @@ JOB_ITEMS = Counter(
     "Due items a scheduled job handled (orders timed out, holds released, ...)",
     ["job"],
 )
+
+RECYCLE_BIN_MOVES = Counter(
+    "orderguard_recycle_bin_moves_total",
+    "Moves of orders through the recycle bin, by move and category",
+    [
+        "move",
+        "category",
+    ],  # move: moved, reason_added, restored, archived, purged; category: closed set
+)
+RECYCLE_BIN_IN_BIN = Gauge(
+    "orderguard_recycle_bin_orders",
+    "Orders in the recycle bin now, by category (counted by the workers every job interval)",
+    ["category"],
+)

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     # A partition without records for this long follows the wall clock, so silence is detected.
     detector_idle_after_s: float = Field(default=10.0, gt=0)
 
+    # Order recycle bin: anomaly rule -> bin category for anomalies whose labels name an order_id
+    # (categories checked at start-up); entries without a case are archived after the quiet
+    # period; archived entries lose their personal data after the retention.
+    recycle_bin_anomaly_rules: dict[str, str] = Field(
+        default_factory=lambda: {"order.duplicate": "abnormal"}
+    )
+    recycle_bin_quiet_period_s: float = Field(default=30 * 24 * 3600, gt=0)
+    recycle_bin_retention_s: float = Field(default=180 * 24 * 3600, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str) -> str:

@@ -25,6 +25,12 @@ from orderguard.shared.events.inventory import (
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
+from orderguard.shared.events.recycle_bin import (
+    OrderArchived,
+    OrderPurged,
+    OrderRecycled,
+    OrderRestored,
+)
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
 
 _BASE = Topics()
@@ -100,7 +106,8 @@ CATALOGUE: tuple[Topic, ...] = (
         address=_BASE.orders,
         title="Orders",
         description=(
-            "What happens to orders: placed and cancelled. Published by the order service"
+            "What happens to orders: placed, cancelled, and their moves through the recycle"
+            " bin. Published by the order service"
             " through its outbox; an existing shop can publish its own orders here in the"
             " same envelope to have them watched."
         ),
@@ -121,6 +128,11 @@ CATALOGUE: tuple[Topic, ...] = (
             ),
             Message(OrderPaid, key=ORDER_ID, producers=("order",)),
             Message(OrderShipped, key=ORDER_ID, producers=("order",)),
+            # The order recycle bin: moves of an order's bin entry.
+            Message(OrderRecycled, key=ORDER_ID, producers=("order",)),
+            Message(OrderRestored, key=ORDER_ID, producers=("order",)),
+            Message(OrderArchived, key=ORDER_ID, producers=("order",)),
+            Message(OrderPurged, key=ORDER_ID, producers=("order",)),
         ),
     ),
     Topic(
@@ -177,9 +189,24 @@ CATALOGUE: tuple[Topic, ...] = (
         key="case id",
         owner="aftersales",
         messages=(
-            Message(CaseOpened, key="case_id", producers=("aftersales",)),
-            Message(CaseClosed, key="case_id", producers=("aftersales",)),
-            Message(RefundIssued, key="case_id", producers=("aftersales",)),
+            Message(
+                CaseOpened,
+                key="case_id",
+                producers=("aftersales",),
+                consumers=(Consumer("order", "order.recycle-bin.aftersales"),),
+            ),
+            Message(
+                CaseClosed,
+                key="case_id",
+                producers=("aftersales",),
+                consumers=(Consumer("order", "order.recycle-bin.aftersales"),),
+            ),
+            Message(
+                RefundIssued,
+                key="case_id",
+                producers=("aftersales",),
+                consumers=(Consumer("order", "order.recycle-bin.aftersales"),),
+            ),
         ),
     ),
     Topic(
@@ -223,7 +250,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 AnomalyDetected,
                 key="fingerprint",
                 producers=("inventory",),
-                consumers=(Consumer("notifier", "notifier.router"),),
+                consumers=(
+                    Consumer("notifier", "notifier.router"),
+                    Consumer("order", "order.recycle-bin.anomalies"),
+                ),
             ),
         ),
     ),

@@ -1,0 +1,1 @@
+"""The order recycle bin: orders set aside, restorable, archived, purged after retention."""

@@ -1,0 +1,21 @@
+"""What the recycle bin adds to the order service: its router, its consumers, its jobs."""
+
+from __future__ import annotations
+
+from orderguard.services.order.recycle_bin.api import build_router
+from orderguard.services.order.recycle_bin.consumers import MoveOnAfterSalesEvents, MoveOnAnomalies
+from orderguard.services.order.recycle_bin.scheduled import jobs
+from orderguard.shared.engine import BatchHandler
+from orderguard.shared.runtime import Runtime
+
+__all__ = ["build_router", "handlers", "jobs"]
+
+
+def handlers(runtime: Runtime) -> list[BatchHandler]:
+    topics = runtime.topics
+    return [
+        MoveOnAfterSalesEvents(topics.name("aftersales.events"), topics.orders),
+        MoveOnAnomalies(
+            topics.anomalies, topics.orders, runtime.settings.recycle_bin_anomaly_rules
+        ),
+    ]
