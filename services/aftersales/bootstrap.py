@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orderguard.services.aftersales.api import build_router
-from orderguard.services.aftersales.consumers import LearnOrderFacts
+from orderguard.services.aftersales.consumers import LearnDeliveries, LearnOrderFacts
 from orderguard.services.aftersales.rules import CaseSlaBreached, RepeatedRefunds
 from orderguard.shared import detector_config
 from orderguard.shared.detector_config import DetectorConfig
@@ -33,7 +33,8 @@ def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
     config = detectors(runtime)
     found: list[object] = [
-        LearnOrderFacts(topics.orders, topics.name("logistics.events")),
+        LearnOrderFacts(topics.orders),
+        LearnDeliveries(topics.name("logistics.events")),
     ]
     for rule in (CaseSlaBreached, RepeatedRefunds):
         rule_config = config.rule(rule.name)

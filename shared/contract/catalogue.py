@@ -180,7 +180,7 @@ CATALOGUE: tuple[Topic, ...] = (
                 ShipmentDelivered,
                 key="shipment_id",
                 producers=("logistics",),
-                consumers=(Consumer("aftersales", "aftersales.order-facts"),),
+                consumers=(Consumer("aftersales", "aftersales.deliveries"),),
             ),
         ),
     ),
