@@ -528,16 +528,20 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
                 max_bytes=max_bytes,
             )
 
-    async def attach(attachment: Attachment) -> JSONResponse:
+    async def attach(attachment: Attachment) -> tuple[Attachment, bool]:
         async with UnitOfWork(runtime.pool, runtime.schema) as uow:
             try:
-                await handlers.attach_evidence(uow, attachment)
+                kept, added = await handlers.attach_evidence(uow, attachment)
             except CaseNotFound:
                 raise _case_not_found(attachment.case_id) from None
             await uow.commit()
+        return kept, added
+
+    def attached(attachment: Attachment, added: bool) -> JSONResponse:
+        """201 for new evidence; 200 with the attachment already there for the same content."""
         return JSONResponse(
             AttachmentView.of(attachment).model_dump(mode="json"),
-            status_code=201,
+            status_code=201 if added else 200,
             headers={"Location": f"/cases/{attachment.case_id}"},
         )
 
@@ -569,26 +573,31 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
         async for chunk in request.stream():
             body += chunk
             check_limits(content_type, len(body))  # a body longer than it said is cut short
-        attachment_id = new_id("att")
-        reference = f"{case_id}/{attachment_id}"
+        digest = hashlib.sha256(body).hexdigest()
         async with runtime.pool.acquire() as conn:
             if not await conn.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id):
                 raise _case_not_found(case_id)
+            if existing := await repository.attachment_with(conn, case_id, digest):
+                return attached(existing, added=False)  # a retried upload: stored already
+        attachment_id = new_id("att")
         await asyncio.to_thread(_store, store / case_id, attachment_id, bytes(body))
-        return await attach(
+        kept, added = await attach(
             Attachment(
                 attachment_id=attachment_id,
                 case_id=case_id,
                 filename=filename,
                 content_type=content_type,
                 size_bytes=len(body),
-                sha256=hashlib.sha256(body).hexdigest(),
+                sha256=digest,
                 storage="local",
-                reference=reference,
+                reference=f"{case_id}/{attachment_id}",
                 uploaded_by=caller.name,
                 uploaded_at=datetime.now(UTC),
             )
         )
+        if not added:  # a twin upload won the race: ours is not referenced
+            await asyncio.to_thread((store / case_id / attachment_id).unlink, True)
+        return attached(kept, added)
 
     @router.post(
         "/cases/{case_id}/attachments/references", status_code=201, response_model=AttachmentView
@@ -600,18 +609,20 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
     ) -> JSONResponse:
         """Evidence stored elsewhere: its metadata and an https URL (same type and size limits)."""
         check_limits(_media_type(request.content_type), request.size_bytes)
-        return await attach(
-            Attachment(
-                attachment_id=new_id("att"),
-                case_id=case_id,
-                filename=request.filename,
-                content_type=_media_type(request.content_type),
-                size_bytes=request.size_bytes,
-                sha256=request.sha256,
-                storage="url",
-                reference=request.url,
-                uploaded_by=caller.name,
-                uploaded_at=datetime.now(UTC),
+        return attached(
+            *await attach(
+                Attachment(
+                    attachment_id=new_id("att"),
+                    case_id=case_id,
+                    filename=request.filename,
+                    content_type=_media_type(request.content_type),
+                    size_bytes=request.size_bytes,
+                    sha256=request.sha256,
+                    storage="url",
+                    reference=request.url,
+                    uploaded_by=caller.name,
+                    uploaded_at=datetime.now(UTC),
+                )
             )
         )
 

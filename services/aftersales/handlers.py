@@ -16,7 +16,6 @@ from orderguard.services.aftersales.domain import (
     Actor,
     Case,
     CaseLine,
-    InvalidCase,
     RefundLine,
     TimelineEntry,
     check_refund,
@@ -316,10 +315,6 @@ async def act_on_case(
     satisfaction: int | None = None,
 ) -> CaseFile:
     """Move a case along its flow; IllegalTransition names its current state."""
-    if action == "refund":
-        raise InvalidCase(
-            "refund-through-refunds", "Refunds are issued with POST /cases/{id}/refunds."
-        )
     case = await _locked_case(uow, case_id)
     entry = case.apply(
         action, actor, uow.now, note, resolution=resolution, satisfaction=satisfaction
@@ -341,8 +336,13 @@ async def comment_on_case(
     return await case_file(uow.conn, case_id)
 
 
-async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> Attachment:
+async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> tuple[Attachment, bool]:
+    """Attach evidence once per case and content: the same bytes again (a retried upload)
+    return the attachment already there, and False."""
     case = await _locked_case(uow, attachment.case_id)
+    existing = await repository.attachment_with(uow.conn, case.case_id, attachment.sha256)
+    if existing is not None:
+        return existing, False
     entry = TimelineEntry(
         at=uow.now,
         what="evidence_attached",
@@ -357,7 +357,7 @@ async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> Attachment
     )
     await repository.add_attachment(uow.conn, attachment)
     await repository.record(uow.conn, case.case_id, [entry])
-    return attachment
+    return attachment, True
 
 
 # -- refunds -------------------------------------------------------------------------------

@@ -308,6 +308,17 @@ async def add_attachment(conn: Connection, attachment: Attachment) -> None:
     )
 
 
+async def attachment_with(conn: Connection, case_id: str, sha256: str) -> Attachment | None:
+    row = await conn.fetchrow(
+        "SELECT attachment_id, case_id, filename, content_type, size_bytes, sha256, storage,"
+        " reference, uploaded_by, uploaded_at FROM case_attachments"
+        " WHERE case_id = $1 AND sha256 = $2",
+        case_id,
+        sha256,
+    )
+    return Attachment(**dict(row)) if row is not None else None
+
+
 async def attachments(conn: Connection, case_id: str) -> list[Attachment]:
     rows = await conn.fetch(
         "SELECT attachment_id, case_id, filename, content_type, size_bytes, sha256, storage,"
