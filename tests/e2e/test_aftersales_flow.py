@@ -142,9 +142,11 @@ async def test_cases_and_refunds_over_http_and_kafka_exactly_once(
         shop.topic("orders.events"),
         Envelope(type=paid.type, source=paid.source, subject=paid.subject, data=paid.data),
     )
-    case = await shop.open_case(
-        {"order_id": "ord-A", "case_type": "return", "lines": [{"sku": "MUG", "quantity": 2}]}
-    )
+    body = {"order_id": "ord-A", "case_type": "return", "lines": [{"sku": "MUG", "quantity": 2}]}
+    case = await shop.open_case(body, key="open-A")
+    replayed = await shop.client.post("/cases", json=body, headers={"Idempotency-Key": "open-A"})
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json()["case_id"] == case["case_id"]
     assert case["state"] == "approved", "within the 7-day window: approved without a reason"
     assert case["customer_id"] == "cust-1" and case["channel"] == "web"
     assert [e["what"] for e in case["timeline"]] == ["opened", "approve"]
