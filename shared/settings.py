@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     )
     recycle_bin_quiet_period_s: float = Field(default=30 * 24 * 3600, gt=0)
     recycle_bin_retention_s: float = Field(default=180 * 24 * 3600, gt=0)
+    # After-sales: the "N days, no reason" return window (from delivery, else payment).
+    aftersales_return_window_days: int = Field(default=7, ge=0)
+    # Evidence uploads: bytes stored under this directory (a volume in Kubernetes), limits.
+    aftersales_attachments_dir: str = "var/aftersales/attachments"
+    aftersales_attachment_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    aftersales_attachment_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "application/pdf",
+            "video/mp4",
+            "text/plain",
+        ]
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orderguard.shared.events import REGISTRY
-from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, RefundIssued
+from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, CaseUpdated, RefundIssued
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.inventory import (
     ReservationFailed,
@@ -100,6 +100,7 @@ class Topic:
 
 
 ORDER_ID = "order_id"
+_SLA_DETECTOR = Consumer("aftersales", "aftersales.detector.case.sla_breached")
 
 CATALOGUE: tuple[Topic, ...] = (
     Topic(
@@ -118,7 +119,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 OrderPlaced,
                 key=ORDER_ID,
                 producers=("order",),
-                consumers=(Consumer("inventory", "inventory.reservations"),),
+                consumers=(
+                    Consumer("inventory", "inventory.reservations"),
+                    Consumer("aftersales", "aftersales.order-facts"),
+                ),
             ),
             Message(
                 OrderCancelled,
@@ -126,7 +130,12 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("order",),
                 consumers=(Consumer("inventory", "inventory.reservations"),),
             ),
-            Message(OrderPaid, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderPaid,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("aftersales", "aftersales.order-facts"),),
+            ),
             Message(OrderShipped, key=ORDER_ID, producers=("order",)),
             # The order recycle bin: moves of an order's bin entry.
             Message(OrderRecycled, key=ORDER_ID, producers=("order",)),
@@ -179,13 +188,18 @@ CATALOGUE: tuple[Topic, ...] = (
         owner="logistics",
         messages=(
             Message(ShipmentDispatched, key="shipment_id", producers=("logistics",)),
-            Message(ShipmentDelivered, key="shipment_id", producers=("logistics",)),
+            Message(
+                ShipmentDelivered,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(Consumer("aftersales", "aftersales.deliveries"),),
+            ),
         ),
     ),
     Topic(
         address=_declared("aftersales.events"),
         title="After-sales",
-        description="After-sales cases and refunds.",
+        description="After-sales cases (opened, updated, closed) and refunds.",
         key="case id",
         owner="aftersales",
         messages=(
@@ -193,19 +207,28 @@ CATALOGUE: tuple[Topic, ...] = (
                 CaseOpened,
                 key="case_id",
                 producers=("aftersales",),
-                consumers=(Consumer("order", "order.recycle-bin.aftersales"),),
+                consumers=(_SLA_DETECTOR, Consumer("order", "order.recycle-bin.aftersales")),
             ),
             Message(
                 CaseClosed,
                 key="case_id",
                 producers=("aftersales",),
-                consumers=(Consumer("order", "order.recycle-bin.aftersales"),),
+                consumers=(_SLA_DETECTOR, Consumer("order", "order.recycle-bin.aftersales")),
             ),
             Message(
                 RefundIssued,
                 key="case_id",
                 producers=("aftersales",),
-                consumers=(Consumer("order", "order.recycle-bin.aftersales"),),
+                consumers=(
+                    Consumer("aftersales", "aftersales.detector.refund.repeated"),
+                    Consumer("order", "order.recycle-bin.aftersales"),
+                ),
+            ),
+            Message(
+                CaseUpdated,
+                key="case_id",
+                producers=("aftersales",),
+                consumers=(_SLA_DETECTOR,),
             ),
         ),
     ),
@@ -249,7 +272,7 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(
                 AnomalyDetected,
                 key="fingerprint",
-                producers=("inventory",),
+                producers=("inventory", "aftersales"),
                 consumers=(
                     Consumer("notifier", "notifier.router"),
                     Consumer("order", "order.recycle-bin.anomalies"),

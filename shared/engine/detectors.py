@@ -49,8 +49,13 @@ class DetectorHandler:
         anomalies_topic: str,
         service: str,
         clocks: PartitionClocks,
+        keys_span_partitions: bool = False,
     ) -> None:
         self.rule = rule
+        # A rule keyed by something other than the topic's key (refunds by customer on a topic
+        # keyed by case) sees a key on several partitions, so on several workers: each batch
+        # then locks its keys and reads their state afresh instead of trusting the cache.
+        self._keys_span_partitions = keys_span_partitions
         self.group = f"{service}.detector.{rule.name}"
         self.topics = list(topics)
         self.event_types = rule.event_types
@@ -67,9 +72,12 @@ class DetectorHandler:
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         rule = self.rule
         keyed = [(rule.key(event), event) for event in events]
-        await self._load(
-            uow, {key for key, _ in keyed if key is not None and key not in self._cache}
-        )
+        keys = {key for key, _ in keyed if key is not None}
+        if self._keys_span_partitions:
+            await self._lock(uow, keys)
+            await self._load(uow, keys)
+        else:
+            await self._load(uow, {key for key in keys if key not in self._cache})
         times: dict[TopicPartition, list[datetime]] = defaultdict(list)
         changed: dict[str, State] = {}
         deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
@@ -124,7 +132,11 @@ class DetectorHandler:
             return
         clocks = {tp: clock for tp in partitions if (clock := self.clocks.now(tp)) is not None}
         due = await lock_due_deadlines(uow.conn, rule.name, clocks, SWEEP_MAX)
-        await self._load(uow, {d.key for d in due if d.key not in self._cache})
+        if self._keys_span_partitions:
+            await self._lock(uow, {d.key for d in due})
+            await self._load(uow, {d.key for d in due})
+        else:
+            await self._load(uow, {d.key for d in due if d.key not in self._cache})
         changed: dict[str, State] = {}
         deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
         for deadline in due:
@@ -176,6 +188,14 @@ class DetectorHandler:
                 if due_at is not None and tp in self._next_due:
                     earliest = self._next_due[tp]
                     self._next_due[tp] = due_at if earliest is None else min(earliest, due_at)
+
+    async def _lock(self, uow: UnitOfWork, keys: set[str]) -> None:
+        """Hold each key until commit (in one order, so two workers cannot deadlock)."""
+        for key in sorted(keys):
+            await uow.conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"{self.rule.name}\x1f{key}",
+            )
 
     async def _load(self, uow: UnitOfWork, keys: set[str]) -> None:
         if not keys:

@@ -119,3 +119,44 @@ class RefundIssued(BaseModel):
     amount: Decimal = Field(ge=0, description="Sum of the lines, in yuan")
     reason: str
     issued_at: datetime
+
+
+@event_type("case.updated.v1")
+class CaseUpdated(BaseModel):
+    """Something happened on an open case: a state change or an agent's comment.
+
+    `responded` is true when staff acted (an agent's comment or state change): the first such
+    update is the case's first response, which stops its first-response SLA clock.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_CASE,
+                    "case_type": "complaint",
+                    "action": "collect_evidence",
+                    "from_state": "intake",
+                    "to_state": "evidence",
+                    "actor": "staff:agent-17",
+                    "responded": True,
+                    "priority": "P3",
+                    "note": "asked the customer for photos",
+                    "updated_at": "2026-11-26T10:15:00Z",
+                }
+            ]
+        }
+    )
+
+    case_id: str = Field(description="The case's id; also the event's subject and Kafka key")
+    order_id: str
+    customer_id: str
+    case_type: CaseType
+    action: str = Field(description="What was done: a flow action (approve, ...) or comment")
+    from_state: str
+    to_state: str = Field(description="Equal to from_state for a comment")
+    actor: str = Field(description="Who, as kind:id (staff, policy, customer)")
+    responded: bool = Field(description="True when staff acted: counts as a response to the case")
+    priority: Literal["P1", "P2", "P3", "P4"] = "P3"
+    note: str | None = None
+    updated_at: datetime
