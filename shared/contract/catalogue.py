@@ -205,7 +205,7 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(
                 NotificationRequested,
                 key="recipient.id",
-                producers=("order", "inventory", "logistics", "aftersales"),
+                producers=("order", "inventory", "logistics", "aftersales", "notifier"),
             ),
         ),
     ),
@@ -223,7 +223,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 AnomalyDetected,
                 key="fingerprint",
                 producers=("inventory",),
-                consumers=(Consumer("notifier", "notifier.router"),),
+                consumers=(
+                    Consumer("notifier", "notifier.router"),
+                    Consumer("notifier", "notifier.work-items.clearances"),
+                ),
             ),
         ),
     ),
@@ -242,7 +245,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 AnomalyRouted,
                 key="anomaly.fingerprint",
                 producers=("notifier",),
-                consumers=(Consumer("notifier", "notifier.notifications"),),
+                consumers=(
+                    Consumer("notifier", "notifier.notifications"),
+                    Consumer("notifier", "notifier.work-items"),
+                ),
             ),
         ),
     ),
