@@ -78,6 +78,7 @@ class NotificationRequested(BaseModel):
     )
     requested_at: datetime
 
+
 # The team-facing moments (recipient kind "team", id the team name), from the work items.
 TEAM_TEMPLATES = (
     "work_item.escalated",  # params: work_item_id, team, tier, severity, missed, title, due_at
