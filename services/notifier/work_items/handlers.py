@@ -169,13 +169,7 @@ async def apply_clearance(
     """An anomaly resolved: clear it on every item where it still fires (and remember it, for a
     firing that has not landed yet). A clearance older than the firing it meets is ignored."""
     await repository.record_clearance(uow.conn, fingerprint, event_time)
-    candidates = await uow.conn.fetch(
-        "SELECT DISTINCT i.team, i.group_key FROM work_item_anomalies a"
-        " JOIN work_items i ON i.id = a.work_item_id"
-        " WHERE a.fingerprint = $1 AND a.cleared_at IS NULL",
-        fingerprint,
-    )
-    await repository.lock_groups(uow.conn, [(r["team"], r["group_key"]) for r in candidates])
+    await repository.lock_groups(uow.conn, await repository.groups_firing(uow.conn, fingerprint))
     for found in await repository.firing_anomalies(uow.conn, fingerprint):
         if found.event_time > event_time:
             continue  # fired again after this clearance

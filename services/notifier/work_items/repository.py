@@ -161,6 +161,17 @@ async def anomaly_of(conn: Connection, item_id: str, fingerprint: str) -> ItemAn
     )
 
 
+async def groups_firing(conn: Connection, fingerprint: str) -> list[tuple[str, str]]:
+    """(team, group) of the items where a fingerprint still fires: to lock before changing them."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT i.team, i.group_key FROM work_item_anomalies a"
+        " JOIN work_items i ON i.id = a.work_item_id"
+        " WHERE a.fingerprint = $1 AND a.cleared_at IS NULL",
+        fingerprint,
+    )
+    return [(row["team"], row["group_key"]) for row in rows]
+
+
 async def firing_anomalies(conn: Connection, fingerprint: str) -> list[ItemAnomaly]:
     """Where a fingerprint still fires (one item per team it was routed to), locked."""
     rows = await conn.fetch(
