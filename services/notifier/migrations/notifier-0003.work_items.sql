@@ -35,6 +35,8 @@ CREATE INDEX work_items_group ON work_items (team, group_key, created_at DESC);
 -- Queue views: a team's live items by priority then due time.
 CREATE INDEX work_items_queue ON work_items (team, state, priority, due_at, id);
 CREATE INDEX work_items_created ON work_items (created_at);
+-- The open-items gauge counts live items only, from this small index.
+CREATE INDEX work_items_live ON work_items (team, severity) WHERE state IN ('open', 'claimed');
 -- The escalation and reminder jobs read only due rows.
 CREATE INDEX work_items_escalation_due ON work_items (next_escalation_at)
     WHERE next_escalation_at IS NOT NULL;
