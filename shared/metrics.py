@@ -129,3 +129,17 @@ RECYCLE_BIN_IN_BIN = Gauge(
     "Orders in the recycle bin now, by category (counted by the workers every job interval)",
     ["category"],
 )
+
+# Work items (services/notifier/work_items). Live = open or claimed; recomputed from the table
+# by every notifier worker, so it is right after a restart (take max across replicas).
+WORK_ITEMS_OPEN = Gauge(
+    "orderguard_work_items_open",
+    "Work items open or claimed (not yet resolved or dismissed), by team and severity",
+    ["team", "severity"],
+)
+WORK_ITEM_TRANSITIONS = Counter(
+    "orderguard_work_item_transitions_total",
+    "Work item changes by team: created, attached, claimed, resolved, auto_resolved, dismissed,"
+    " reopened, escalated, reminded",
+    ["team", "transition"],
+)

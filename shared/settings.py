@@ -95,6 +95,18 @@ class Settings(BaseSettings):
             "text/plain",
         ]
     )
+    # Work items (services/notifier/work_items): seconds to claim and to resolve per severity;
+    # reminders of unclaimed urgent (P1/P2) items; how long a resolved group may fire again and
+    # reopen its item; escalation tiers.
+    work_item_claim_within_s: dict[str, float] = Field(
+        default_factory=lambda: {"P1": 1800.0, "P2": 7200.0, "P3": 28800.0, "P4": 86400.0}
+    )
+    work_item_resolve_within_s: dict[str, float] = Field(
+        default_factory=lambda: {"P1": 14400.0, "P2": 86400.0, "P3": 172800.0, "P4": 259200.0}
+    )
+    work_item_reminder_every_s: float = Field(default=900.0, gt=0)
+    work_item_reopen_window_s: float = Field(default=3600.0, ge=0)
+    work_item_max_tier: int = Field(default=3, ge=1)
 
     @field_validator("database_url")
     @classmethod

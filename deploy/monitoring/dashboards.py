@@ -315,6 +315,51 @@ def routing_panels(jobs: str) -> list[Json]:
     ]
 
 
+def work_item_panels(jobs: str) -> list[Json]:
+    selector = f"{NS}{jobs}"
+    return [
+        timeseries(
+            "Work items open by team and severity",
+            "Work items open or claimed, recomputed from the notifier's table by every notifier "
+            "worker (max across replicas), by team and severity (orderguard_work_items_open).",
+            [
+                (
+                    f"max by (team, severity) (orderguard_work_items_open{{{selector}}})",
+                    "{{team}} {{severity}}",
+                )
+            ],
+            width=8,
+            stacked=True,
+        ),
+        timeseries(
+            "Work item changes by team",
+            "Work items created, claimed, resolved, dismissed, reopened, escalated and reminded "
+            "per second (orderguard_work_item_transitions_total).",
+            [
+                (
+                    f"sum by (team, transition) (rate(orderguard_work_item_transitions_total{{{selector}}}[$__rate_interval]))",
+                    "{{team}} {{transition}}",
+                )
+            ],
+            unit="ops",
+            width=8,
+            stacked=True,
+        ),
+        timeseries(
+            "Escalations per hour by team",
+            "Work items that missed their claim or resolve time in the last hour. "
+            "Alert: OrderguardWorkItemEscalationsPilingUp.",
+            [
+                (
+                    f'sum by (team) (increase(orderguard_work_item_transitions_total{{{selector}, transition="escalated"}}[1h]))',
+                    "{{team}}",
+                )
+            ],
+            width=8,
+        ),
+    ]
+
+
 def outbox_panels(jobs: str, schema: str = "") -> list[Json]:
     selector = f"{NS}{jobs}"
     schema_selector = f'{NS}, schema="{schema}"' if schema else NS
@@ -583,6 +628,7 @@ def overview() -> Json:
             ("Stream processing", [*consumer_panels("", ""), broker_lag]),
             ("Anomalies", anomaly_panels("")),
             ("Routing and notifications", routing_panels("")),
+            ("Work items", work_item_panels("")),
             ("Errors and dead letters", error_panels("", "")),
             ("Outbox", outbox_panels("")),
         ],
@@ -710,6 +756,7 @@ def service_dashboard(service: str) -> Json:
     ]
     if service == "notifier":
         sections.append(("Routing and notifications", routing_panels(jobs)))
+        sections.append(("Work items", work_item_panels(jobs)))
     sections.append(("Outbox", outbox_panels(jobs, SCHEMAS[service])))
     return dashboard(
         f"orderguard-{service}",

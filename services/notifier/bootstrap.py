@@ -1,4 +1,4 @@
-"""Wires the notifier: the routing tree, its API and its two consumers."""
+"""Wires the notifier: the routing tree, the work items, their APIs, consumers and jobs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from pathlib import Path
 from orderguard.services.notifier.api import build_router
 from orderguard.services.notifier.consumers import RecordNotifications, RouteAnomalies
 from orderguard.services.notifier.routing import RoutingTree, load_routing
+from orderguard.services.notifier.work_items import api as work_items_api
+from orderguard.services.notifier.work_items.consumers import ClearWorkItems, OpenWorkItems
+from orderguard.services.notifier.work_items.domain import SlaPolicy
+from orderguard.services.notifier.work_items.jobs import work_item_jobs
 from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 
@@ -26,16 +30,37 @@ def routing_tree(runtime: Runtime) -> RoutingTree:
     return runtime.once("routing", load)
 
 
+def sla_policy(runtime: Runtime) -> SlaPolicy:
+    """Claim and resolve times per severity (settings work_item_*); invalid ones stop start-up."""
+    settings = runtime.settings
+    return runtime.once(
+        "work_item_sla",
+        lambda: SlaPolicy.of_seconds(
+            settings.work_item_claim_within_s,
+            settings.work_item_resolve_within_s,
+            settings.work_item_reminder_every_s,
+            settings.work_item_reopen_window_s,
+            settings.work_item_max_tier,
+        ),
+    )
+
+
 def handlers(runtime: Runtime) -> list[object]:
     return [
         RouteAnomalies(routing_tree(runtime), runtime.topics),
         RecordNotifications(runtime.topics),
+        OpenWorkItems(sla_policy(runtime), runtime.topics),
+        ClearWorkItems(sla_policy(runtime), runtime.topics),
     ]
 
 
 DEFINITION = ServiceDefinition(
     name="notifier",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime, routing_tree(runtime))],
+    routers=lambda runtime: [
+        build_router(runtime, routing_tree(runtime)),
+        work_items_api.build_router(runtime, sla_policy(runtime)),
+    ],
     handlers=handlers,  # type: ignore[arg-type]
+    jobs=lambda runtime: work_item_jobs(sla_policy(runtime), runtime.topics),
 )

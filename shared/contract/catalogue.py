@@ -255,7 +255,7 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(
                 NotificationRequested,
                 key="recipient.id",
-                producers=("order", "inventory", "logistics", "aftersales"),
+                producers=("order", "inventory", "logistics", "aftersales", "notifier"),
             ),
         ),
     ),
@@ -275,6 +275,7 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("inventory", "aftersales"),
                 consumers=(
                     Consumer("notifier", "notifier.router"),
+                    Consumer("notifier", "notifier.work-items.clearances"),
                     Consumer("order", "order.recycle-bin.anomalies"),
                 ),
             ),
@@ -295,7 +296,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 AnomalyRouted,
                 key="anomaly.fingerprint",
                 producers=("notifier",),
-                consumers=(Consumer("notifier", "notifier.notifications"),),
+                consumers=(
+                    Consumer("notifier", "notifier.notifications"),
+                    Consumer("notifier", "notifier.work-items"),
+                ),
             ),
         ),
     ),

@@ -77,3 +77,10 @@ class NotificationRequested(BaseModel):
         default=None, description="Channels to use (sms, email, webhook, ...); None: the defaults"
     )
     requested_at: datetime
+
+
+# The team-facing moments (recipient kind "team", id the team name), from the work items.
+TEAM_TEMPLATES = (
+    "work_item.escalated",  # params: work_item_id, team, tier, severity, missed, title, due_at
+    "work_item.reminder",  # params: work_item_id, team, tier, severity, title, claim_due_at
+)

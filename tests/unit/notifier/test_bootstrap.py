@@ -19,7 +19,7 @@ def runtime(routing_file: str | None) -> Runtime:
 
 
 def test_consumers_use_the_shipped_routing_file_by_default() -> None:
-    router, recorder = handlers(runtime(None))  # type: ignore[arg-type]
+    router, recorder, *_ = handlers(runtime(None))  # type: ignore[arg-type]
     assert isinstance(router, RouteAnomalies) and isinstance(recorder, RecordNotifications)
     assert (router.group, router.topics) == ("notifier.router", ["p.anomalies.detected"])
     assert router.tree.source.endswith("notifier/routing.yaml")

@@ -1,0 +1,320 @@
+"""Work item use cases, each inside the caller's unit of work: routed anomalies open or join
+items, clearances clear them, people claim/resolve/dismiss/comment, jobs escalate and remind."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from orderguard.services.notifier.work_items import domain, repository
+from orderguard.services.notifier.work_items.domain import (
+    Anomaly,
+    Entry,
+    SlaPolicy,
+    WorkItem,
+)
+from orderguard.shared import metrics
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyRouted
+from orderguard.shared.events.notifications import NotificationRequested, Recipient
+from orderguard.shared.logging import get_logger
+from orderguard.shared.uow import UnitOfWork
+
+WORK_ITEMS_SOURCE = "/orderguard/notifier/work-items"
+
+log = get_logger(__name__)
+
+
+def _count(uow: UnitOfWork, team: str, transition: str) -> None:
+    uow.after_commit(metrics.WORK_ITEM_TRANSITIONS.labels(team, transition).inc)
+
+
+def _count_entries(uow: UnitOfWork, team: str, entries: list[Entry]) -> None:
+    names = {
+        "opened": "created",
+        "anomaly attached": "attached",
+        "claimed": "claimed",
+        "dismissed": "dismissed",
+        "reopened": "reopened",
+        "escalated": "escalated",
+        "reminder sent": "reminded",
+    }
+    for entry in entries:
+        if entry.what == "resolved":
+            _count(uow, team, "auto_resolved" if entry.details.get("auto") else "resolved")
+        elif entry.what in names:
+            _count(uow, team, names[entry.what])
+
+
+async def _store(uow: UnitOfWork, item: WorkItem, entries: list[Entry]) -> None:
+    await repository.save(uow.conn, item)
+    await repository.add_timeline(uow.conn, item.id, entries)
+    _count_entries(uow, item.team, entries)
+
+
+# ---- from the queues -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A routed anomaly as a work item sees it: the team (from the queue topic) and the event."""
+
+    team: str
+    event: AnomalyRouted
+    event_id: str
+
+    @property
+    def group_key(self) -> str:
+        return self.event.group_key or self.event.anomaly.fingerprint
+
+    @property
+    def anomaly(self) -> Anomaly:
+        anomaly = self.event.anomaly
+        return Anomaly(
+            fingerprint=anomaly.fingerprint,
+            rule=anomaly.rule,
+            severity=self.event.severity or anomaly.severity,
+            summary=anomaly.summary,
+            labels=anomaly.labels,
+            event_time=anomaly.event_time,
+        )
+
+
+async def apply_routed(uow: UnitOfWork, policy: SlaPolicy, batch: list[Routed]) -> None:
+    """Each routed group becomes (or joins) one work item of its team; the same anomaly twice
+    changes nothing; a cleared anomaly that fires again (later event time) counts again."""
+    firing = [r for r in batch if r.event.anomaly.status == "firing"]
+    await repository.lock_groups(uow.conn, [(r.team, r.group_key) for r in firing])
+    for routed in batch:
+        if routed.event.anomaly.status == "resolved":
+            # A router that forwards clearances: the same as one read from anomalies.detected.
+            await apply_clearance(
+                uow, policy, routed.event.anomaly.fingerprint, routed.event.anomaly.event_time
+            )
+        else:
+            await _apply_firing(uow, policy, routed)
+
+
+async def _apply_firing(uow: UnitOfWork, policy: SlaPolicy, routed: Routed) -> None:
+    now = uow.now
+    anomaly = routed.anomaly
+    cleared_by = await repository.clearance_of(uow.conn, anomaly.fingerprint)
+    already_cleared = cleared_by is not None and cleared_by >= anomaly.event_time
+    item = await repository.latest_of_group(uow.conn, routed.team, routed.group_key)
+    if item is not None and domain.accepts_anomalies(item, now, policy):
+        known = await repository.anomaly_of(uow.conn, item.id, anomaly.fingerprint)
+        if known is None:
+            item, entries = domain.attach(item, anomaly, now, policy)
+            await _add_anomaly(uow, item, routed, now)
+        elif known.cleared_at is not None and not already_cleared:
+            item, entries = domain.refire(item, anomaly, now, policy)
+            await repository.mark_refired(
+                uow.conn, item.id, anomaly.fingerprint, anomaly.event_time
+            )
+        else:
+            log.info(
+                "routed anomaly already on its work item",
+                work_item_id=item.id,
+                fingerprint=anomaly.fingerprint,
+                event_id=routed.event_id,
+            )
+            return
+    else:
+        item, entries = domain.open_item(
+            str(uuid.uuid4()), routed.team, routed.group_key, anomaly, now, policy
+        )
+        await repository.save(uow.conn, item)  # the anomaly row references it
+        await _add_anomaly(uow, item, routed, now)
+    await repository.add_links(uow.conn, item.id, domain.links_of(anomaly.labels))
+    if already_cleared:
+        # Its clearance overtook it (they travel different topics): it arrives cleared.
+        await repository.mark_cleared(uow.conn, item.id, anomaly.fingerprint, now)
+        item, more = domain.anomaly_cleared(item, anomaly.fingerprint, now, policy)
+        entries += more
+    await _store(uow, item, entries)
+    log.info(
+        "work item updated by a routed anomaly",
+        work_item_id=item.id,
+        team=item.team,
+        state=str(item.state),
+        fingerprint=anomaly.fingerprint,
+        rule=anomaly.rule,
+        event_id=routed.event_id,
+    )
+
+
+async def _add_anomaly(uow: UnitOfWork, item: WorkItem, routed: Routed, now: datetime) -> None:
+    anomaly = routed.event.anomaly
+    await repository.add_anomaly(
+        uow.conn,
+        item.id,
+        fingerprint=anomaly.fingerprint,
+        team=routed.team,
+        rule=anomaly.rule,
+        severity=routed.event.severity or anomaly.severity,
+        summary=anomaly.summary,
+        labels=dict(anomaly.labels),
+        event_time=anomaly.event_time,
+        detected_at=anomaly.detected_at,
+        cleared_at=None,
+    )
+
+
+async def apply_clearance(
+    uow: UnitOfWork, policy: SlaPolicy, fingerprint: str, event_time: datetime
+) -> None:
+    """An anomaly resolved: clear it on every item where it still fires (and remember it, for a
+    firing that has not landed yet). A clearance older than the firing it meets is ignored."""
+    await repository.record_clearance(uow.conn, fingerprint, event_time)
+    await repository.lock_groups(uow.conn, await repository.groups_firing(uow.conn, fingerprint))
+    for found in await repository.firing_anomalies(uow.conn, fingerprint):
+        if found.event_time > event_time:
+            continue  # fired again after this clearance
+        item = await repository.get(uow.conn, found.work_item_id, for_update=True)
+        if item is None:
+            continue
+        await repository.mark_cleared(uow.conn, item.id, fingerprint, uow.now)
+        item, entries = domain.anomaly_cleared(item, fingerprint, uow.now, policy)
+        await _store(uow, item, entries)
+        log.info(
+            "anomaly cleared on its work item",
+            work_item_id=item.id,
+            fingerprint=fingerprint,
+            state=str(item.state),
+            all_cleared=item.cleared_at is not None,
+        )
+
+
+# ---- people --------------------------------------------------------------------------------
+
+
+class WorkItemNotFound(LookupError):
+    pass
+
+
+Change = Callable[[WorkItem], tuple[WorkItem, list[Entry]]]
+
+
+async def change(uow: UnitOfWork, item_id: str, apply: Change) -> WorkItem:
+    """Apply a person's action to an item, locked; raises domain errors for illegal ones."""
+    item = await repository.get(uow.conn, item_id, for_update=True)
+    if item is None:
+        raise WorkItemNotFound(item_id)
+    item, entries = apply(item)
+    if entries:
+        await _store(uow, item, entries)
+    return item
+
+
+async def comment(uow: UnitOfWork, item_id: str, author: str, body: str) -> dict[str, Any]:
+    item = await repository.get(uow.conn, item_id, for_update=True)
+    if item is None:
+        raise WorkItemNotFound(item_id)
+    created = await repository.add_comment(uow.conn, item_id, author, body, uow.now)
+    await repository.add_timeline(
+        uow.conn, item_id, [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])})]
+    )
+    return created
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+
+
+def _notify(
+    uow: UnitOfWork,
+    topic: str,
+    item: WorkItem,
+    template: str,
+    request_id: str,
+    params: dict[str, str],
+) -> None:
+    request = NotificationRequested(
+        request_id=request_id,
+        recipient=Recipient(kind="team", id=item.team),
+        template=template,
+        params={
+            "work_item_id": item.id,
+            "team": item.team,
+            "tier": str(item.tier),
+            "severity": item.severity,
+            "title": item.title,
+            **params,
+        },
+        requested_at=uow.now,
+    )
+    uow.publish(
+        topic,
+        Envelope(
+            type="notification.requested.v1",
+            source=WORK_ITEMS_SOURCE,
+            subject=item.team,
+            data=request.model_dump(mode="json"),
+        ),
+        key=item.team,
+    )
+
+
+async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int) -> int:
+    """Escalate every item past its due time, once per due time even with several workers:
+    rows are taken FOR UPDATE SKIP LOCKED and their next due time moves in the same commit."""
+    items = await repository.due_for_escalation(uow.conn, uow.now, limit)
+    for item in items:
+        item, entries, escalation = domain.escalate(item, uow.now, policy)
+        if escalation is None:
+            # Nothing left to escalate (top tier reached by a config change): stop looking.
+            await repository.save(uow.conn, replace(item, next_escalation_at=None))
+            continue
+        _notify(
+            uow,
+            topic,
+            item,
+            "work_item.escalated",
+            # One request per item and tier: a retried run cannot notify twice.
+            f"work_item.escalated:{item.id}:{escalation.tier}",
+            {
+                "missed": escalation.missed,
+                "due_at": escalation.missed_due_at.isoformat(),
+            },
+        )
+        await _store(uow, item, entries)
+        log.warning(
+            "work item escalated",
+            work_item_id=item.id,
+            team=item.team,
+            tier=escalation.tier,
+            severity=escalation.severity,
+            missed=escalation.missed,
+        )
+    return len(items)
+
+
+async def remind_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int) -> int:
+    """Remind the team of urgent items still unclaimed, every `reminder_every`."""
+    items = await repository.due_for_reminder(uow.conn, uow.now, limit)
+    for item in items:
+        due = item.next_reminder_at
+        item, entry = domain.remind(item, uow.now, policy)
+        if entry is None or due is None:
+            await repository.save(uow.conn, replace(item, next_reminder_at=None))
+            continue
+        _notify(
+            uow,
+            topic,
+            item,
+            "work_item.reminder",
+            f"work_item.reminder:{item.id}:{due.isoformat()}",
+            {"claim_due_at": item.claim_due_at.isoformat()},
+        )
+        await _store(uow, item, [entry])
+    return len(items)
+
+
+async def refresh_open_gauge(uow: UnitOfWork, teams: tuple[str, ...]) -> None:
+    """Set the open-items gauge from the table (every team and severity, zeros included)."""
+    counts = {(team, severity): n for team, severity, n in await repository.open_counts(uow.conn)}
+    for team in teams:
+        for severity in domain.SEVERITIES:
+            metrics.WORK_ITEMS_OPEN.labels(team, severity).set(counts.get((team, severity), 0))
