@@ -115,3 +115,9 @@ JOB_ITEMS = Counter(
     "Due items a scheduled job handled (orders timed out, holds released, ...)",
     ["job"],
 )
+
+STOCK_MOVEMENTS = Counter(
+    "orderguard_inventory_stock_movements_total",
+    "Rows written to the stock ledger, by movement (received, reserved, committed, ...)",
+    ["movement"],
+)

@@ -20,6 +20,8 @@ from orderguard.shared.events.inventory import (
     ReservationFailed,
     ReservationReleased,
     StockChanged,
+    StockCommitted,
+    StockCounted,
     StockReserved,
 )
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
@@ -120,7 +122,12 @@ CATALOGUE: tuple[Topic, ...] = (
                 consumers=(Consumer("inventory", "inventory.reservations"),),
             ),
             Message(OrderPaid, key=ORDER_ID, producers=("order",)),
-            Message(OrderShipped, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderShipped,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("inventory", "inventory.reservations"),),
+            ),
         ),
     ),
     Topic(
@@ -137,7 +144,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 StockChanged,
                 key="sku",
                 producers=("inventory",),
-                consumers=(Consumer("inventory", "inventory.detector.stock.low"),),
+                consumers=(
+                    Consumer("inventory", "inventory.detector.stock.low"),
+                    Consumer("inventory", "inventory.detector.inventory.negative_available"),
+                ),
             ),
             Message(
                 StockReserved,
@@ -156,6 +166,13 @@ CATALOGUE: tuple[Topic, ...] = (
                 key=ORDER_ID,
                 producers=("inventory",),
                 consumers=(Consumer("order", "order.inventory-outcomes"),),
+            ),
+            Message(StockCommitted, key=ORDER_ID, producers=("inventory",)),
+            Message(
+                StockCounted,
+                key="sku",
+                producers=("inventory",),
+                consumers=(Consumer("inventory", "inventory.detector.inventory.inconsistent"),),
             ),
         ),
     ),
