@@ -116,21 +116,23 @@ class Inventory:
     def _change(
         self,
         level: StockLevel,
-        movement: Movement,
+        movement: Movement | None,
         cause: Envelope | None,
         order_id: str | None = None,
         reference: str | None = None,
         actor: str | None = None,
         note: str | None = None,
     ) -> StockLevel:
-        """Apply a new balance: its ledger row, its stock_changed event."""
+        """Apply a new balance: its ledger row (`movement` None: nothing moved, e.g. a new
+        threshold), its stock_changed event."""
         key = (level.sku, level.warehouse)
         before = self.levels.get(key) or StockLevel(level.sku, level.warehouse, on_hand=0)
-        entry = LedgerEntry.between(before, level, movement, order_id, reference, actor, note)
         self.levels[key] = level
         self._changed.add(key)
-        if entry.on_hand_delta or entry.reserved_delta or movement == "adjusted":
-            self.ledger.append(entry)  # a count that confirms the balance is recorded too
+        if movement is not None:
+            entry = LedgerEntry.between(before, level, movement, order_id, reference, actor, note)
+            if entry.on_hand_delta or entry.reserved_delta or movement == "adjusted":
+                self.ledger.append(entry)  # a count that confirms the balance is recorded too
         self._publish(
             self._topics.inventory,
             "inventory.stock_changed.v1",
@@ -142,7 +144,7 @@ class Inventory:
                 reserved=level.reserved,
                 available=level.available,
                 low_stock_threshold=level.low_stock_threshold,
-                cause=CAUSES[movement],  # type: ignore[arg-type]
+                cause=CAUSES[movement or "stock_set"],  # type: ignore[arg-type]
                 order_id=order_id,
                 movement=movement,
             ),
@@ -173,7 +175,7 @@ class Inventory:
         """The SKU's own low-stock threshold (None: the configured one); not a movement, but
         published so the detector re-evaluates with it."""
         level = self._current(sku, warehouse).with_threshold(low_stock_threshold)
-        return self._change(level, "stock_set", None, actor=actor)
+        return self._change(level, None, None, actor=actor)
 
     def receive(
         self,

@@ -51,7 +51,8 @@ class StockChanged(BaseModel):
         default=None,
         description=(
             "The ledger movement behind the change (finer than `cause`: a receipt is"
-            " `received` with cause `stock_set`); None from publishers that keep no ledger"
+            " `received` with cause `stock_set`); None when nothing moved (a new threshold)"
+            " or from publishers that keep no ledger"
         ),
     )
 

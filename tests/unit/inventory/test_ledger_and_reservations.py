@@ -293,4 +293,5 @@ def test_a_threshold_change_is_published_but_is_no_movement() -> None:
     inventory, uow = inventory_with(10)
     level = inventory.set_threshold("SKU-1", "main", 4)
     assert level.low_stock_threshold == 4 and inventory.ledger == []
-    assert uow.of_type("inventory.stock_changed.v1")[0]["low_stock_threshold"] == 4
+    [change] = uow.of_type("inventory.stock_changed.v1")
+    assert (change["low_stock_threshold"], change["movement"]) == (4, None)
