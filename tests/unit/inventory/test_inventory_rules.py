@@ -174,3 +174,18 @@ def test_tolerance_per_warehouse_comes_from_the_detectors_file() -> None:
     assert (main.severity, bulk.severity) == ("P3", "P4")
     negative_rule = NegativeAvailable(config.rule(NegativeAvailable.name))
     assert negative_rule.apply(negative_rule.initial_state(), changed(3, 4), T0)[1] == []
+
+
+def test_a_late_count_is_judged_on_its_own_numbers_and_stamped_now() -> None:
+    rule = inconsistent()
+    late = counted(3, expected=12, count_id="cnt-old")  # its event time: T0
+    now = T0 + timedelta(days=2)
+    [anomaly] = rule.apply({}, late, now)[1]
+    assert (anomaly.event_time, anomaly.detected_at) == (T0, now)
+
+
+def test_other_event_types_and_keys_are_kept_apart() -> None:
+    rule = negative()
+    assert rule.key(changed(1, 0, warehouse="north")) != rule.key(changed(1, 0))
+    assert "inventory.counted.v1" not in rule.event_types
+    assert inconsistent().event_types == frozenset({"inventory.counted.v1"})
