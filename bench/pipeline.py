@@ -11,7 +11,7 @@ end), then measures, per repeat (fresh database and topics each time):
    `DetectorHandler(LowStock)` as the inventory service wires it (fsync on), timed from its first
    batch (group join excluded) until the offsets stored in `consumer_offsets` reach the
    end of every partition; checks the anomalies in the outbox against the threshold
-   crossings the generator planned;
+   crossings and recoveries (stock.recovered) the generator planned;
 3. event -> queue latency at paced rates: the inventory worker runs as its own process
    (`python -m orderguard worker inventory`, the production entry point, with its outbox
    relay), the send time is stamped in the envelope `time`, and a plain consumer with a
@@ -93,6 +93,7 @@ class StockStream:
             for i in range(skus)
         ]
         self.crossings = 0
+        self.recoveries = 0  # each resolves its episode: stock.recovered, also an anomaly
 
     def next(self) -> tuple[Sku, dict[str, Any], bool]:
         rng = self.rng
@@ -123,6 +124,7 @@ class StockStream:
             self.crossings += 1
         elif sku.low and available > threshold + hysteresis:
             sku.low = False
+            self.recoveries += 1
         return sku, data, crossing
 
 
@@ -294,7 +296,8 @@ async def produce_backlog(
     finally:
         await producer.stop()
     mean_bytes = statistics.fmean(len(value) for value, *_ in records)
-    return Backlog(topic, events, stream.crossings, end_offsets, mean_bytes, produce_rate)
+    expected = stream.crossings + stream.recoveries
+    return Backlog(topic, events, expected, end_offsets, mean_bytes, produce_rate)
 
 
 async def raw_consume(settings: Any, backlog: Backlog) -> float:
@@ -820,6 +823,8 @@ class LatencyReader:
                     data = orjson.loads(record.value)["data"]
                     on_queue = record.topic == self.queue_topic
                     anomaly = data["anomaly"] if on_queue else data
+                    if anomaly["rule"] != "stock.low" or anomaly.get("status") == "resolved":
+                        continue  # latency of the crossings only (not recoveries, other rules)
                     source_id = anomaly["source_event_id"]
                     stamps = self.stamps.setdefault(source_id, {})
                     where = "queue" if on_queue else "anomalies"
@@ -1151,7 +1156,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
                 print(
                     f"backlog: {events} x {backlog.mean_bytes:.0f} B envelopes on {len(backlog.end_offsets)} partitions,"
-                    f" produced at {backlog.produce_rate:,.0f}/s; {backlog.expected_anomalies} threshold crossings planned"
+                    f" produced at {backlog.produce_rate:,.0f}/s; {backlog.expected_anomalies} threshold crossings and recoveries planned"
                 )
                 raw = await raw_consume(settings, backlog)
                 print(f"1. raw aiokafka consume (getmany(1000), no work): {raw:,.0f} ev/s")

@@ -143,3 +143,9 @@ WORK_ITEM_TRANSITIONS = Counter(
     " reopened, escalated, reminded",
     ["team", "transition"],
 )
+
+STOCK_MOVEMENTS = Counter(
+    "orderguard_inventory_stock_movements_total",
+    "Rows written to the stock ledger, by movement (received, reserved, committed, ...)",
+    ["movement"],
+)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from orderguard.services.inventory import repository
@@ -12,11 +15,14 @@ from orderguard.services.inventory.domain import StockLevel
 from orderguard.services.inventory.handlers import Inventory
 from orderguard.shared.detector_config import RuleConfig
 from orderguard.shared.http import Problem, require_scope
+from orderguard.shared.http.auth import Caller
+from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
 
 SKU = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 WAREHOUSE = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+LEDGER_PAGE_MAX = 500
 
 
 class StockUpdate(BaseModel):
@@ -28,34 +34,105 @@ class StockUpdate(BaseModel):
     )
 
 
+class ThresholdUpdate(BaseModel):
+    low_stock_threshold: int | None = Field(
+        ge=0, description="The SKU's own threshold in this warehouse; null for the configured one"
+    )
+
+
+class ReceiptRequest(BaseModel):
+    quantity: int = Field(gt=0, le=1_000_000, description="Units received into the warehouse")
+    reference: str | None = Field(
+        default=None, max_length=100, description="The supplier's delivery or purchase order id"
+    )
+    note: str | None = Field(default=None, max_length=500)
+
+
+class CountRequest(BaseModel):
+    counted_on_hand: int = Field(ge=0, le=10_000_000, description="Units found on the shelf")
+    counted_by: str = Field(
+        min_length=1, max_length=100, description="Who counted, e.g. a clerk id"
+    )
+    note: str | None = Field(default=None, max_length=500)
+
+
 class StockView(BaseModel):
     sku: str
     warehouse: str
     on_hand: int
     reserved: int
     available: int
-    low_stock_threshold: int | None
-    effective_threshold: int
+    low_stock_threshold: int | None = Field(description="The SKU's own threshold, if it set one")
+    effective_threshold: int = Field(description="The threshold stock.low applies")
+    threshold_source: Literal["sku", "configuration"] = Field(
+        description="sku: its own (PUT); configuration: the detectors file (warehouse override"
+        " or global default)"
+    )
+    hysteresis: int = Field(description="stock.low re-arms above effective_threshold + this")
+    low: bool = Field(description="available is below the effective threshold")
+    updated_at: datetime | None = None
 
     @classmethod
-    def of(cls, level: StockLevel, configured: RuleConfig[Any]) -> StockView:
+    def of(
+        cls, level: StockLevel, configured: RuleConfig[Any], updated_at: datetime | None = None
+    ) -> StockView:
         """`configured` is stock.low's configuration: the file's threshold for this SKU and
         warehouse applies unless the SKU set its own."""
+        params = configured.params_for({"sku": level.sku, "warehouse": level.warehouse})
+        own = level.low_stock_threshold
+        threshold = own if own is not None else params.threshold
         return cls(
             sku=level.sku,
             warehouse=level.warehouse,
             on_hand=level.on_hand,
             reserved=level.reserved,
             available=level.available,
-            low_stock_threshold=level.low_stock_threshold,
-            effective_threshold=(
-                level.low_stock_threshold
-                if level.low_stock_threshold is not None
-                else configured.params_for(
-                    {"sku": level.sku, "warehouse": level.warehouse}
-                ).threshold
-            ),
+            low_stock_threshold=own,
+            effective_threshold=threshold,
+            threshold_source="sku" if own is not None else "configuration",
+            hysteresis=params.hysteresis,
+            low=level.available < threshold,
+            updated_at=updated_at,
         )
+
+
+class ReceiptView(BaseModel):
+    receipt_id: str
+    quantity: int
+    reference: str | None
+    stock: StockView
+
+
+class CountView(BaseModel):
+    count_id: str
+    counted_on_hand: int
+    expected_on_hand: int = Field(description="on_hand of the stock row before the count")
+    ledger_on_hand: int = Field(description="Sum of the ledger's on-hand movements before it")
+    difference: int = Field(description="counted_on_hand - expected_on_hand: the adjustment")
+    stock: StockView
+
+
+class LedgerEntryView(BaseModel):
+    id: int
+    movement: str
+    on_hand_delta: int
+    reserved_delta: int
+    on_hand_after: int
+    reserved_after: int
+    order_id: str | None
+    reference: str | None
+    actor: str | None
+    note: str | None
+    recorded_at: datetime
+
+
+class LedgerPage(BaseModel):
+    sku: str
+    warehouse: str
+    entries: list[LedgerEntryView] = Field(description="Newest first")
+    next_before: int | None = Field(
+        description="Pass as `before` for the next (older) page; null on the last page"
+    )
 
 
 class ReservationView(BaseModel):
@@ -66,26 +143,153 @@ class ReservationView(BaseModel):
     state: str
 
 
+def _created(body: dict[str, Any], location: str, replayed: bool) -> JSONResponse:
+    headers = {"Location": location}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=201, headers=headers)
+
+
 def build_router(runtime: Runtime, configured: RuleConfig[Any]) -> APIRouter:
     """`configured`: stock.low's configuration, to show each SKU's effective threshold."""
     router = APIRouter(tags=["inventory"])
+    topics = runtime.topics
 
-    @router.put(
-        "/stock/{sku}/{warehouse}",
-        dependencies=[Depends(require_scope("inventory:write"))],
-        response_model=StockView,
-    )
+    @router.put("/stock/{sku}/{warehouse}", response_model=StockView)
     async def set_stock(
-        update: StockUpdate, sku: str = SKU, warehouse: str = WAREHOUSE
+        update: StockUpdate,
+        sku: str = SKU,
+        warehouse: str = WAREHOUSE,
+        caller: Caller = Depends(require_scope("inventory:write")),
     ) -> StockView:
-        """Set on-hand stock (a count) and the SKU's low-stock threshold in one warehouse."""
+        """Set on-hand stock and the SKU's low-stock threshold in one warehouse (a
+        `stock_set` movement in the ledger). For deliveries and counts prefer receipts and
+        counts: they say what happened."""
         async with UnitOfWork(runtime.pool, runtime.schema) as uow:
-            inventory = Inventory(uow, runtime.topics.inventory)
+            inventory = Inventory(uow, topics)
             await inventory.load({(sku, warehouse)})
-            level = inventory.set_stock(sku, warehouse, update.on_hand, update.low_stock_threshold)
+            level = inventory.set_stock(
+                sku, warehouse, update.on_hand, update.low_stock_threshold, actor=caller.name
+            )
             await inventory.save()
             await uow.commit()
         return StockView.of(level, configured)
+
+    @router.put("/stock/{sku}/{warehouse}/threshold", response_model=StockView)
+    async def set_threshold(
+        update: ThresholdUpdate,
+        sku: str = SKU,
+        warehouse: str = WAREHOUSE,
+        caller: Caller = Depends(require_scope("inventory:write")),
+    ) -> StockView:
+        """Set (or with null, clear) the SKU's own low-stock threshold in one warehouse.
+        Without one, the detectors file applies: its per-warehouse override, else its default."""
+        async with UnitOfWork(runtime.pool, runtime.schema) as uow:
+            inventory = Inventory(uow, topics)
+            await inventory.load({(sku, warehouse)})
+            if (sku, warehouse) not in inventory.levels:
+                raise _unknown_stock(sku, warehouse)
+            level = inventory.set_threshold(
+                sku, warehouse, update.low_stock_threshold, actor=caller.name
+            )
+            await inventory.save()
+            await uow.commit()
+        return StockView.of(level, configured)
+
+    @router.post(
+        "/stock/{sku}/{warehouse}/receipts",
+        status_code=201,
+        response_model=ReceiptView,
+        responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    )
+    async def receive_stock(
+        request: ReceiptRequest,
+        sku: str = SKU,
+        warehouse: str = WAREHOUSE,
+        caller: Caller = Depends(require_scope("inventory:write")),
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> JSONResponse:
+        """Goods received into the warehouse: on hand grows by `quantity` (a `received`
+        movement). Retry with the same Idempotency-Key: received once."""
+
+        async def receive(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+            inventory = Inventory(uow, topics)
+            await inventory.load({(sku, warehouse)})
+            receipt_id = f"rcv_{uuid.uuid4().hex}"
+            note = " ".join(filter(None, [request.reference, request.note])) or None
+            level = inventory.receive(
+                sku, warehouse, request.quantity, receipt_id, caller.name, note
+            )
+            await inventory.save()
+            view = ReceiptView(
+                receipt_id=receipt_id,
+                quantity=request.quantity,
+                reference=request.reference,
+                stock=StockView.of(level, configured),
+            )
+            return 201, view.model_dump(mode="json")
+
+        _, body, replayed = await run_once_per_key(
+            runtime.pool,
+            runtime.schema,
+            idempotency_key,
+            f"POST /stock/{sku}/{warehouse}/receipts",
+            request.model_dump(mode="json"),
+            receive,
+        )
+        return _created(body, f"/stock/{sku}/{warehouse}/ledger", replayed)
+
+    @router.post(
+        "/stock/{sku}/{warehouse}/counts",
+        status_code=201,
+        response_model=CountView,
+        responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    )
+    async def count_stock(
+        request: CountRequest,
+        sku: str = SKU,
+        warehouse: str = WAREHOUSE,
+        caller: Caller = Depends(require_scope("inventory:write")),
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> JSONResponse:
+        """A stock count: on hand becomes what was counted (an `adjusted` movement), and the
+        count is published (inventory.counted.v1) with the balance and ledger sums it is
+        checked against by inventory.inconsistent. Retry with the same Idempotency-Key."""
+
+        async def count(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+            inventory = Inventory(uow, topics)
+            await inventory.load({(sku, warehouse)})  # locks the row: the sums below hold
+            ledger = await repository.ledger_sums(uow.conn, sku, warehouse)
+            level, counted = inventory.count(
+                sku,
+                warehouse,
+                request.counted_on_hand,
+                f"cnt_{uuid.uuid4().hex}",
+                request.counted_by,
+                ledger,
+                uow.now,
+                note=request.note,
+            )
+            await inventory.save()
+            view = CountView(
+                count_id=counted.count_id,
+                counted_on_hand=counted.counted_on_hand,
+                expected_on_hand=counted.expected_on_hand,
+                ledger_on_hand=counted.ledger_on_hand,
+                difference=counted.counted_on_hand - counted.expected_on_hand,
+                stock=StockView.of(level, configured),
+            )
+            return 201, view.model_dump(mode="json")
+
+        _, body, replayed = await run_once_per_key(
+            runtime.pool,
+            runtime.schema,
+            idempotency_key,
+            f"POST /stock/{sku}/{warehouse}/counts",
+            request.model_dump(mode="json"),
+            count,
+        )
+        return _created(body, f"/stock/{sku}/{warehouse}/ledger", replayed)
 
     @router.get(
         "/stock/{sku}",
@@ -93,11 +297,43 @@ def build_router(runtime: Runtime, configured: RuleConfig[Any]) -> APIRouter:
         response_model=list[StockView],
     )
     async def stock_of_sku(sku: str = SKU) -> list[StockView]:
+        """The SKU in every warehouse, with the threshold in force and where it comes from."""
         async with runtime.pool.acquire() as conn:
             levels = await repository.levels_of_sku(conn, sku)
         if not levels:
             raise Problem(404, "not-found", "Unknown SKU", f"No stock recorded for SKU {sku}.")
-        return [StockView.of(level, configured) for level in levels]
+        return [StockView.of(level, configured, updated_at) for level, updated_at in levels]
+
+    @router.get(
+        "/stock/{sku}/{warehouse}/ledger",
+        dependencies=[Depends(require_scope("inventory:read"))],
+        response_model=LedgerPage,
+    )
+    async def ledger_of_stock(
+        sku: str = SKU,
+        warehouse: str = WAREHOUSE,
+        limit: int = Query(default=50, ge=1, le=LEDGER_PAGE_MAX),
+        before: int | None = Query(default=None, ge=1, description="Entries older than this id"),
+    ) -> LedgerPage:
+        """Every movement of a SKU in a warehouse, newest first, a page at a time."""
+        async with runtime.pool.acquire() as conn:
+            rows = await repository.ledger_page(conn, sku, warehouse, before, limit + 1)
+            if (
+                not rows
+                and before is None
+                and not await conn.fetchval(
+                    "SELECT 1 FROM stock WHERE sku = $1 AND warehouse = $2", sku, warehouse
+                )
+            ):
+                raise _unknown_stock(sku, warehouse)
+        more = len(rows) > limit
+        entries = [LedgerEntryView(**dict(row)) for row in rows[:limit]]
+        return LedgerPage(
+            sku=sku,
+            warehouse=warehouse,
+            entries=entries,
+            next_before=entries[-1].id if more else None,
+        )
 
     @router.get(
         "/reservations/{order_id}",
@@ -105,11 +341,29 @@ def build_router(runtime: Runtime, configured: RuleConfig[Any]) -> APIRouter:
         response_model=list[ReservationView],
     )
     async def reservations_of_order(order_id: str) -> list[ReservationView]:
+        """The order's reservation lines: held, committed (shipped), released or failed."""
         async with runtime.pool.acquire() as conn:
-            rows = (await repository.reservations_of(conn, [order_id])).get(order_id, [])
+            lines = (await repository.reservations_of(conn, [order_id], lock=False)).get(
+                order_id, []
+            )
         return [
-            ReservationView(order_id=o, sku=s, warehouse=w, quantity=q, state=st)
-            for o, s, w, q, st in rows
+            ReservationView(
+                order_id=r.order_id,
+                sku=r.sku,
+                warehouse=r.warehouse,
+                quantity=r.quantity,
+                state=r.state,
+            )
+            for r in lines
         ]
 
     return router
+
+
+def _unknown_stock(sku: str, warehouse: str) -> Problem:
+    return Problem(
+        404,
+        "not-found",
+        "Unknown stock",
+        f"No stock recorded for SKU {sku} in warehouse {warehouse}.",
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from orderguard.services.inventory.api import build_router
 from orderguard.services.inventory.consumers import ReserveStockForOrders
-from orderguard.services.inventory.rules import LowStock
+from orderguard.services.inventory.rules import RULES, LowStock
 from orderguard.shared import detector_config
 from orderguard.shared.detector_config import DetectorConfig
 from orderguard.shared.engine.deadlines import PartitionClocks
@@ -31,18 +31,19 @@ def detectors(runtime: Runtime) -> DetectorConfig:
 def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
     config = detectors(runtime)
-    found: list[object] = [ReserveStockForOrders(topics.orders, topics.inventory)]
-    low_stock = config.rule(LowStock.name)
-    if low_stock.enabled:
-        found.append(
-            DetectorHandler(
-                LowStock(low_stock),
-                topics=[topics.inventory],
-                anomalies_topic=topics.anomalies,
-                service="inventory",
-                clocks=PartitionClocks.from_settings(runtime.settings),
+    found: list[object] = [ReserveStockForOrders(topics)]
+    for rule in RULES:
+        configured = config.rule(rule.name)
+        if configured.enabled:
+            found.append(
+                DetectorHandler(
+                    rule(configured),  # type: ignore[arg-type]
+                    topics=[topics.inventory],
+                    anomalies_topic=topics.anomalies,
+                    service="inventory",
+                    clocks=PartitionClocks.from_settings(runtime.settings),
+                )
             )
-        )
     return found
 
 

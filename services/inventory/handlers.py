@@ -1,56 +1,109 @@
-"""Inventory use cases: set stock, reserve for a placed order, release for a cancelled one."""
+"""Inventory use cases: set, receive and count stock; reserve for a placed order, commit for a
+shipped one, release for a cancelled one. Every stock change is a ledger row and an event."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+from typing import Literal
+
+from pydantic import BaseModel
+
 from orderguard.services.inventory import repository
-from orderguard.services.inventory.domain import StockKey, StockLevel, lines_by_stock, shortages
+from orderguard.services.inventory.domain import (
+    LedgerEntry,
+    ReservationLine,
+    StockKey,
+    StockLevel,
+    decide,
+    lines_by_stock,
+    shortages,
+)
+from orderguard.shared import metrics
+from orderguard.shared.detection import anomaly_envelope, fingerprint
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import (
+    Movement,
     ReservationFailed,
     ReservationReleased,
     ReservedLine,
     StockChanged,
+    StockCommitted,
+    StockCounted,
     StockReserved,
 )
-from orderguard.shared.events.orders import OrderCancelled, OrderPlaced
+from orderguard.shared.events.notifications import NotificationRequested, Recipient
+from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
+from orderguard.shared.logging import get_logger
+from orderguard.shared.topics import Topics
 from orderguard.shared.tracing import child_of, current_traceparent
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/inventory"
+# Anomalies found while applying an event (not by a stream rule) come from here.
+CONSUMER_SOURCE = "/orderguard/inventory/reservations"
+UNKNOWN_RESERVATION = "inventory.unknown_reservation"
+OUT_OF_STOCK_TEMPLATE = "order.out_of_stock"
+OUT_OF_STOCK_OPTIONS = "wait for a restock, choose a substitute, or ask for a refund"
+
+# Movement -> the coarser `cause` of inventory.stock_changed.v1 (its published enum).
+CAUSES: dict[Movement, str] = {
+    "stock_set": "stock_set",
+    "received": "stock_set",
+    "reserved": "reserved",
+    "released": "released",
+    "committed": "committed",
+    "adjusted": "adjusted",
+}
+
+log = get_logger(__name__)
 
 
 class Inventory:
-    """Stock levels touched by one unit of work, loaded once and written back once."""
+    """Stock levels and reservations touched by one unit of work, loaded once (locked) and
+    written back once, with the ledger rows and events their changes cause."""
 
-    def __init__(self, uow: UnitOfWork, topic: str) -> None:
+    def __init__(self, uow: UnitOfWork, topics: Topics) -> None:
         self._uow = uow
-        self._topic = topic
+        self._topics = topics
         self.levels: dict[StockKey, StockLevel] = {}
         self._changed: set[StockKey] = set()
-        self.reservations: dict[str, list[repository.ReservationRow]] = {}
-        self._changed_reservations: list[repository.ReservationRow] = []
+        self.ledger: list[LedgerEntry] = []
+        self.reservations: dict[str, list[ReservationLine]] = {}
+        self._changed_reservations: list[ReservationLine] = []
 
-    async def load(self, keys: set[StockKey], order_ids: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    async def load(self, keys: set[StockKey], order_ids: Sequence[str] = ()) -> None:
         """Lock the orders' reservations and every stock row they or `keys` touch."""
         self.reservations.update(await repository.reservations_of(self._uow.conn, order_ids))
-        keys = keys | {(row[1], row[2]) for rows in self.reservations.values() for row in rows}
+        keys = keys | {(r.sku, r.warehouse) for lines in self.reservations.values() for r in lines}
         self.levels.update(await repository.lock_levels(self._uow.conn, keys))
 
     async def save(self) -> None:
         await repository.save_levels(
             self._uow.conn, [self.levels[key] for key in sorted(self._changed)]
         )
+        await repository.append_ledger(self._uow.conn, self.ledger, self._uow.now)
         await repository.save_reservations(self._uow.conn, self._changed_reservations)
+        counts: dict[str, int] = {}
+        for entry in self.ledger:
+            counts[entry.movement] = counts.get(entry.movement, 0) + 1
+        for movement, n in counts.items():
+            self._uow.after_commit(partial(metrics.STOCK_MOVEMENTS.labels(movement).inc, n))
+
+    # -- publishing ---------------------------------------------------------------------------
 
     def _publish(
         self,
+        topic: str,
         event_type: str,
         subject: str,
-        data: StockChanged | StockReserved | ReservationFailed | ReservationReleased,
+        data: BaseModel,
         cause: Envelope | None,
     ) -> None:
         self._uow.publish(
-            self._topic,
+            topic,
             Envelope(
                 type=event_type,
                 source=SOURCE,
@@ -61,12 +114,27 @@ class Inventory:
         )
 
     def _change(
-        self, level: StockLevel, cause: str, order_id: str | None, envelope: Envelope | None
-    ) -> None:
+        self,
+        level: StockLevel,
+        movement: Movement | None,
+        cause: Envelope | None,
+        order_id: str | None = None,
+        reference: str | None = None,
+        actor: str | None = None,
+        note: str | None = None,
+    ) -> StockLevel:
+        """Apply a new balance: its ledger row (`movement` None: nothing moved, e.g. a new
+        threshold), its stock_changed event."""
         key = (level.sku, level.warehouse)
+        before = self.levels.get(key) or StockLevel(level.sku, level.warehouse, on_hand=0)
         self.levels[key] = level
         self._changed.add(key)
+        if movement is not None:
+            entry = LedgerEntry.between(before, level, movement, order_id, reference, actor, note)
+            if entry.on_hand_delta or entry.reserved_delta or movement == "adjusted":
+                self.ledger.append(entry)  # a count that confirms the balance is recorded too
         self._publish(
+            self._topics.inventory,
             "inventory.stock_changed.v1",
             level.sku,
             StockChanged(
@@ -76,22 +144,94 @@ class Inventory:
                 reserved=level.reserved,
                 available=level.available,
                 low_stock_threshold=level.low_stock_threshold,
-                cause=cause,  # type: ignore[arg-type]
+                cause=CAUSES[movement or "stock_set"],  # type: ignore[arg-type]
                 order_id=order_id,
+                movement=movement,
             ),
-            envelope,
+            cause,
         )
-
-    def set_stock(
-        self, sku: str, warehouse: str, on_hand: int, low_stock_threshold: int | None
-    ) -> StockLevel:
-        current = self.levels.get((sku, warehouse)) or StockLevel(sku, warehouse, on_hand=0)
-        level = current.with_on_hand(on_hand, low_stock_threshold)
-        self._change(level, "stock_set", None, None)
         return level
 
+    def _current(self, sku: str, warehouse: str) -> StockLevel:
+        return self.levels.get((sku, warehouse)) or StockLevel(sku, warehouse, on_hand=0)
+
+    # -- people: set, receive, count ------------------------------------------------------------
+
+    def set_stock(
+        self,
+        sku: str,
+        warehouse: str,
+        on_hand: int,
+        low_stock_threshold: int | None,
+        actor: str | None = None,
+    ) -> StockLevel:
+        current = self._current(sku, warehouse)
+        level = current.with_on_hand(on_hand, low_stock_threshold)
+        return self._change(level, "stock_set", None, actor=actor)
+
+    def set_threshold(
+        self, sku: str, warehouse: str, low_stock_threshold: int | None, actor: str | None = None
+    ) -> StockLevel:
+        """The SKU's own low-stock threshold (None: the configured one); not a movement, but
+        published so the detector re-evaluates with it."""
+        level = self._current(sku, warehouse).with_threshold(low_stock_threshold)
+        return self._change(level, None, None, actor=actor)
+
+    def receive(
+        self,
+        sku: str,
+        warehouse: str,
+        quantity: int,
+        receipt_id: str,
+        actor: str,
+        note: str | None = None,
+    ) -> StockLevel:
+        level = self._current(sku, warehouse).receive(quantity)
+        return self._change(level, "received", None, reference=receipt_id, actor=actor, note=note)
+
+    def count(
+        self,
+        sku: str,
+        warehouse: str,
+        counted_on_hand: int,
+        count_id: str,
+        counted_by: str,
+        ledger: tuple[int, int],
+        at: datetime,
+        note: str | None = None,
+    ) -> tuple[StockLevel, StockCounted]:
+        """On hand becomes what was counted (an `adjusted` movement); the count is published
+        with the balance and the ledger sums it is checked against (`ledger`: the sums read
+        before this count, with the stock row locked)."""
+        before = self._current(sku, warehouse)
+        counted = StockCounted(
+            count_id=count_id,
+            sku=sku,
+            warehouse=warehouse,
+            counted_on_hand=counted_on_hand,
+            expected_on_hand=before.on_hand,
+            ledger_on_hand=ledger[0],
+            reserved=before.reserved,
+            ledger_reserved=ledger[1],
+            counted_by=counted_by,
+            counted_at=at,
+        )
+        level = self._change(
+            before.counted(counted_on_hand),
+            "adjusted",
+            None,
+            reference=count_id,
+            actor=counted_by,
+            note=note,
+        )
+        self._publish(self._topics.inventory, "inventory.counted.v1", sku, counted, None)
+        return level, counted
+
+    # -- orders: reserve, commit, release -------------------------------------------------------
+
     def reserve_for(self, placed: OrderPlaced, envelope: Envelope) -> None:
-        """All or nothing; once per order whatever is redelivered."""
+        """All or nothing; once per order whatever is redelivered (its lines, held or failed,
+        are recorded)."""
         if placed.order_id in self.reservations:
             return
         wanted = lines_by_stock(
@@ -99,61 +239,173 @@ class Inventory:
             for line in placed.lines
         )
         missing = shortages(self.levels, wanted)
+        state: Literal["held", "failed"] = "failed" if missing else "held"
+        lines = [
+            ReservationLine(placed.order_id, sku, warehouse, quantity, state)
+            for (sku, warehouse), quantity in sorted(wanted.items())
+        ]
+        self.reservations[placed.order_id] = lines
+        self._changed_reservations += lines
         if missing:
-            self.reservations[placed.order_id] = []
             self._publish(
+                self._topics.inventory,
                 "inventory.reservation_failed.v1",
                 placed.order_id,
                 ReservationFailed(order_id=placed.order_id, shortages=missing),
                 envelope,
             )
+            self._tell_customer_out_of_stock(placed, [s.sku for s in missing], envelope)
             return
-        rows = []
-        for (sku, warehouse), quantity in sorted(wanted.items()):
+        for line in lines:
+            key = (line.sku, line.warehouse)
             self._change(
-                self.levels[(sku, warehouse)].reserve(quantity),
+                self.levels[key].reserve(line.quantity),
                 "reserved",
-                placed.order_id,
                 envelope,
+                order_id=placed.order_id,
+                actor=f"event:{envelope.id}",
             )
-            rows.append((placed.order_id, sku, warehouse, quantity, "held"))
-        self.reservations[placed.order_id] = rows
-        self._changed_reservations += rows
         self._publish(
+            self._topics.inventory,
             "inventory.reserved.v1",
             placed.order_id,
-            StockReserved(
-                order_id=placed.order_id,
-                lines=[
-                    ReservedLine(sku=sku, warehouse=wh, quantity=qty) for _, sku, wh, qty, _ in rows
-                ],
+            StockReserved(order_id=placed.order_id, lines=[line.line for line in lines]),
+            envelope,
+        )
+
+    def _tell_customer_out_of_stock(
+        self, placed: OrderPlaced, skus: list[str], envelope: Envelope
+    ) -> None:
+        request = NotificationRequested(
+            request_id=f"{OUT_OF_STOCK_TEMPLATE}:{placed.order_id}",
+            recipient=Recipient(kind="customer", id=placed.customer_id, phone=placed.phone),
+            template=OUT_OF_STOCK_TEMPLATE,
+            params={
+                "order_id": placed.order_id,
+                "skus": ",".join(sorted(set(skus))),
+                "what_you_can_do": OUT_OF_STOCK_OPTIONS,
+            },
+            requested_at=self._uow.now,
+        )
+        self._uow.publish(
+            self._topics.name("notifications.requests"),
+            Envelope(
+                type="notification.requested.v1",
+                source=SOURCE,
+                subject=placed.customer_id,
+                data=request.model_dump(mode="json"),
+                traceparent=child_of(envelope.traceparent),
+            ),
+        )
+
+    def commit_for(self, shipped: OrderShipped, envelope: Envelope) -> None:
+        """The held lines leave the warehouse: on hand and reserved drop, once per order."""
+        lines = self.reservations.get(shipped.order_id, [])
+        decision = decide(lines, "commit")
+        if decision == "unknown":
+            self._unknown_reservation("commit", shipped.order_id, lines, envelope)
+            return
+        if decision != "apply":
+            return
+        committed = []
+        for line in lines:
+            key = (line.sku, line.warehouse)
+            self._change(
+                self._current(*key).commit(line.quantity),
+                "committed",
+                envelope,
+                order_id=shipped.order_id,
+                reference=shipped.shipment_id,
+                actor=f"event:{envelope.id}",
+            )
+            committed.append(line.commit())
+        self.reservations[shipped.order_id] = committed
+        self._changed_reservations += committed
+        self._publish(
+            self._topics.inventory,
+            "inventory.committed.v1",
+            shipped.order_id,
+            StockCommitted(
+                order_id=shipped.order_id,
+                shipment_id=shipped.shipment_id,
+                lines=[line.line for line in committed],
+                committed_at=self._uow.now,
             ),
             envelope,
         )
 
     def release_for(self, cancelled: OrderCancelled, envelope: Envelope) -> None:
-        """Release what is still held for the order; a second cancel finds nothing held."""
-        held = [row for row in self.reservations.get(cancelled.order_id, []) if row[4] == "held"]
-        if not held:
+        """Release what is still held for the order (whatever the reason: by a person, a
+        payment timeout, ...); a second cancel finds nothing held."""
+        lines = self.reservations.get(cancelled.order_id, [])
+        decision = decide(lines, "release")
+        if decision == "unknown":
+            self._unknown_reservation("release", cancelled.order_id, lines, envelope)
+            return
+        if decision == "after_commit":
+            # The goods have left: nothing is held to release. If they come back, they are
+            # received again (POST /stock/{sku}/{warehouse}/receipts).
+            log.warning(
+                "order cancelled after its stock was committed; nothing released",
+                order_id=cancelled.order_id,
+                event_id=envelope.id,
+            )
+            return
+        if decision != "apply":
             return
         released = []
-        for order_id, sku, warehouse, quantity, _ in held:
-            level = self.levels.get((sku, warehouse))
-            if level is not None:
-                self._change(level.release(quantity), "released", order_id, envelope)
-            released.append((order_id, sku, warehouse, quantity, "released"))
+        for line in lines:
+            key = (line.sku, line.warehouse)
+            self._change(
+                self._current(*key).release(line.quantity),
+                "released",
+                envelope,
+                order_id=cancelled.order_id,
+                actor=f"event:{envelope.id}",
+                note=cancelled.reason[:200],
+            )
+            released.append(line.release())
         self.reservations[cancelled.order_id] = released
         self._changed_reservations += released
         self._publish(
+            self._topics.inventory,
             "inventory.released.v1",
             cancelled.order_id,
             ReservationReleased(
                 order_id=cancelled.order_id,
-                lines=[
-                    ReservedLine(sku=sku, warehouse=wh, quantity=qty)
-                    for _, sku, wh, qty, _ in released
-                ],
+                lines=[line.line for line in released],
                 reason=cancelled.reason,
             ),
             envelope,
         )
+
+    def _unknown_reservation(
+        self,
+        action: Literal["commit", "release"],
+        order_id: str,
+        lines: list[ReservationLine],
+        envelope: Envelope,
+    ) -> None:
+        """A fact found while applying: raised here, through the detectors' anomaly envelope.
+        Deterministic per order and action, so the same fact redelivered collapses downstream."""
+        found = ",".join(sorted({line.state for line in lines})) or "none"
+        identity = {"order_id": order_id, "action": action}
+        anomaly = AnomalyDetected(
+            rule=UNKNOWN_RESERVATION,
+            fingerprint=fingerprint(UNKNOWN_RESERVATION, identity, 0),
+            severity="P3",
+            team="warehouse",
+            labels={**identity, "found": found, "severity": "P3", "team": "warehouse"},
+            summary=(
+                f"order {order_id}: {envelope.type} asks to {action} its reservation,"
+                f" but there is no live reservation (found: {found})"
+            ),
+            event_time=envelope.time,
+            detected_at=self._uow.now,
+            source_event_id=envelope.id,
+        )
+        self._uow.publish(
+            self._topics.anomalies, anomaly_envelope(anomaly, CONSUMER_SOURCE, envelope)
+        )
+        self._uow.after_commit(metrics.ANOMALIES_DETECTED.labels(UNKNOWN_RESERVATION, "P3").inc)
+        log.warning("no reservation to act on", order_id=order_id, action=action, found=found)

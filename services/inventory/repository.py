@@ -1,23 +1,30 @@
-"""PostgreSQL adapter for stock levels and reservations (schema `inventory`)."""
+"""PostgreSQL adapter for stock levels, the stock ledger and reservations (schema `inventory`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from asyncpg.pool import PoolConnectionProxy
 
-from orderguard.services.inventory.domain import StockKey, StockLevel
+from orderguard.services.inventory.domain import (
+    LedgerEntry,
+    ReservationLine,
+    StockKey,
+    StockLevel,
+)
 
 Connection = PoolConnectionProxy
 
 
-def _level(row: object) -> StockLevel:
+def _level(row: Any) -> StockLevel:
     return StockLevel(
-        sku=row["sku"],  # type: ignore[index]
-        warehouse=row["warehouse"],  # type: ignore[index]
-        on_hand=row["on_hand"],  # type: ignore[index]
-        reserved=row["reserved"],  # type: ignore[index]
-        low_stock_threshold=row["low_stock_threshold"],  # type: ignore[index]
+        sku=row["sku"],
+        warehouse=row["warehouse"],
+        on_hand=row["on_hand"],
+        reserved=row["reserved"],
+        low_stock_threshold=row["low_stock_threshold"],
     )
 
 
@@ -36,12 +43,14 @@ async def lock_levels(conn: Connection, keys: Iterable[StockKey]) -> dict[StockK
     return {(row["sku"], row["warehouse"]): _level(row) for row in rows}
 
 
-async def levels_of_sku(conn: Connection, sku: str) -> list[StockLevel]:
+async def levels_of_sku(conn: Connection, sku: str) -> list[tuple[StockLevel, datetime]]:
+    """Every warehouse's level of a SKU, with when it last changed."""
     rows = await conn.fetch(
-        "SELECT sku, warehouse, on_hand, reserved, low_stock_threshold FROM stock WHERE sku = $1 ORDER BY warehouse",
+        "SELECT sku, warehouse, on_hand, reserved, low_stock_threshold, updated_at FROM stock"
+        " WHERE sku = $1 ORDER BY warehouse",
         sku,
     )
-    return [_level(row) for row in rows]
+    return [(_level(row), row["updated_at"]) for row in rows]
 
 
 async def save_levels(conn: Connection, levels: Iterable[StockLevel]) -> None:
@@ -53,28 +62,88 @@ async def save_levels(conn: Connection, levels: Iterable[StockLevel]) -> None:
     )
 
 
-ReservationRow = tuple[str, str, str, int, str]  # order_id, sku, warehouse, quantity, state
+# -- the ledger ------------------------------------------------------------------------------
+
+
+async def append_ledger(conn: Connection, entries: Iterable[LedgerEntry], at: datetime) -> None:
+    await conn.executemany(
+        "INSERT INTO stock_ledger (sku, warehouse, movement, on_hand_delta, reserved_delta,"
+        " on_hand_after, reserved_after, order_id, reference, actor, note, recorded_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        [
+            (
+                e.sku,
+                e.warehouse,
+                e.movement,
+                e.on_hand_delta,
+                e.reserved_delta,
+                e.on_hand_after,
+                e.reserved_after,
+                e.order_id,
+                e.reference,
+                e.actor,
+                e.note,
+                at,
+            )
+            for e in entries
+        ],
+    )
+
+
+async def ledger_sums(conn: Connection, sku: str, warehouse: str) -> tuple[int, int]:
+    """(on hand, reserved) as the ledger of a SKU in a warehouse sums them."""
+    row = await conn.fetchrow(
+        "SELECT coalesce(sum(on_hand_delta), 0) AS on_hand,"
+        " coalesce(sum(reserved_delta), 0) AS reserved"
+        " FROM stock_ledger WHERE sku = $1 AND warehouse = $2",
+        sku,
+        warehouse,
+    )
+    assert row is not None
+    return int(row["on_hand"]), int(row["reserved"])
+
+
+async def ledger_page(
+    conn: Connection, sku: str, warehouse: str, before: int | None, limit: int
+) -> list[Any]:
+    """Ledger rows newest first, those with an id below `before` (None: from the newest)."""
+    return await conn.fetch(
+        "SELECT id, movement, on_hand_delta, reserved_delta, on_hand_after, reserved_after,"
+        " order_id, reference, actor, note, recorded_at FROM stock_ledger"
+        " WHERE sku = $1 AND warehouse = $2 AND ($3::bigint IS NULL OR id < $3)"
+        " ORDER BY id DESC LIMIT $4",
+        sku,
+        warehouse,
+        before,
+        limit,
+    )
+
+
+# -- reservations ----------------------------------------------------------------------------
 
 
 async def reservations_of(
-    conn: Connection, order_ids: Iterable[str]
-) -> dict[str, list[ReservationRow]]:
+    conn: Connection, order_ids: Iterable[str], lock: bool = True
+) -> dict[str, list[ReservationLine]]:
     rows = await conn.fetch(
         "SELECT order_id, sku, warehouse, quantity, state FROM reservations"
-        " WHERE order_id = ANY($1::text[]) ORDER BY order_id, sku, warehouse FOR UPDATE",
+        " WHERE order_id = ANY($1::text[]) ORDER BY order_id, sku, warehouse"
+        + (" FOR UPDATE" if lock else ""),
         sorted(set(order_ids)),
     )
-    found: dict[str, list[ReservationRow]] = {}
+    found: dict[str, list[ReservationLine]] = {}
     for row in rows:
         found.setdefault(row["order_id"], []).append(
-            (row["order_id"], row["sku"], row["warehouse"], row["quantity"], row["state"])
+            ReservationLine(
+                row["order_id"], row["sku"], row["warehouse"], row["quantity"], row["state"]
+            )
         )
     return found
 
 
-async def save_reservations(conn: Connection, reservations: Iterable[ReservationRow]) -> None:
+async def save_reservations(conn: Connection, lines: Iterable[ReservationLine]) -> None:
     await conn.executemany(
         "INSERT INTO reservations (order_id, sku, warehouse, quantity, state) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (order_id, sku, warehouse) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-        list(reservations),
+        [(r.order_id, r.sku, r.warehouse, r.quantity, r.state) for r in lines],
     )

@@ -9,15 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from orderguard.shared.detection import State, fingerprint
 from orderguard.shared.detector_config import RuleConfig
 from orderguard.shared.engine import Event
-from orderguard.shared.events.anomalies import AnomalyDetected
-from orderguard.shared.events.inventory import StockChanged
+from orderguard.shared.events.anomalies import AnomalyDetected, Severity
+from orderguard.shared.events.inventory import StockChanged, StockCounted
 
 
 class LowStock:
     """`stock.low`: available stock of a SKU in a warehouse fell below its threshold.
 
     Fires once per episode: it re-arms only when available stock has recovered above
-    threshold + hysteresis, so a SKU hovering at the threshold does not flap.
+    threshold + hysteresis, so a SKU hovering at the threshold does not flap. The recovery is
+    published as `stock.recovered` with status "resolved" and the firing's fingerprint, so
+    whatever the firing opened downstream can be closed.
 
     The threshold is the SKU's own when the event carries one (`low_stock_threshold`, set over
     HTTP); otherwise, like the hysteresis, it comes from the detectors configuration for the
@@ -25,6 +27,7 @@ class LowStock:
     """
 
     name = "stock.low"
+    recovered = "stock.recovered"
     event_types = frozenset({"inventory.stock_changed.v1"})
     override_labels = ("sku", "warehouse")
 
@@ -60,34 +63,209 @@ class LowStock:
         )
         if not state["low"] and data.available < threshold:
             episode = state["episode"] + 1
-            severity = "P2" if data.available <= 0 else "P3"
-            labels = {
-                "sku": data.sku,
-                "warehouse": data.warehouse,
-                "severity": severity,
-                "team": "warehouse",
-            }
-            anomaly = AnomalyDetected(
-                rule=self.name,
-                fingerprint=fingerprint(
-                    self.name, {"sku": data.sku, "warehouse": data.warehouse}, episode
-                ),
-                severity=severity,
-                team="warehouse",
-                labels=labels,
-                summary=(
-                    f"SKU {data.sku} in {data.warehouse}: {data.available} available,"
-                    f" below its threshold of {threshold}"
-                ),
-                event_time=event.envelope.time,
-                detected_at=now,
-                source_event_id=event.id,
+            severity: Severity = "P2" if data.available <= 0 else "P3"
+            anomaly = _stock_anomaly(
+                self.name,
+                data,
+                episode,
+                severity,
+                f"SKU {data.sku} in {data.warehouse}: {data.available} available,"
+                f" below its threshold of {threshold}",
+                event,
+                now,
             )
-            return {"low": True, "episode": episode}, [anomaly]
+            return {"low": True, "episode": episode, "severity": severity}, [anomaly]
         if state["low"] and data.available > threshold + params.hysteresis:
-            return {"low": False, "episode": state["episode"]}, []
+            # Resolves the episode's anomaly: the same fingerprint, so it closes what it opened.
+            recovered = _stock_anomaly(
+                self.name,
+                data,
+                state["episode"],
+                state.get("severity", "P3"),
+                f"SKU {data.sku} in {data.warehouse} recovered: {data.available} available,"
+                f" above its threshold of {threshold} + hysteresis {params.hysteresis}",
+                event,
+                now,
+                resolved_as=self.recovered,
+            )
+            return {"low": False, "episode": state["episode"]}, [recovered]
         return state, []
 
 
+def _stock_anomaly(
+    rule: str,
+    data: StockChanged,
+    episode: int,
+    severity: Severity,
+    summary: str,
+    event: Event,
+    now: datetime,
+    resolved_as: str | None = None,
+) -> AnomalyDetected:
+    """An anomaly about one SKU in one warehouse, one per episode; `resolved_as` names the
+    resolution (status resolved, the firing's fingerprint)."""
+    identity = {"sku": data.sku, "warehouse": data.warehouse}
+    return AnomalyDetected(
+        rule=resolved_as or rule,
+        fingerprint=fingerprint(rule, identity, episode),
+        status="resolved" if resolved_as else "firing",
+        severity=severity,
+        team="warehouse",
+        labels={**identity, "severity": severity, "team": "warehouse"},
+        summary=summary,
+        event_time=event.envelope.time,
+        detected_at=now,
+        source_event_id=event.id,
+    )
+
+
+class NegativeAvailable:
+    """`inventory.negative_available`: more units are reserved than are on hand.
+
+    Reservations never overbook, so this is a data error: a count or a set that put on hand
+    below what orders hold. Fires once per episode; when available is back at or above
+    `-tolerance` it resolves (`inventory.available_restored`, the same fingerprint).
+    """
+
+    name = "inventory.negative_available"
+    recovered = "inventory.available_restored"
+    event_types = frozenset({"inventory.stock_changed.v1"})
+    override_labels = ("sku", "warehouse")
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        tolerance: int = Field(
+            default=0, ge=0, description="Fires when available falls below -tolerance"
+        )
+        severity: Severity = Field(default="P2", description="Severity of the anomaly")
+
+    def __init__(self, config: RuleConfig[NegativeAvailable.Params]) -> None:
+        self.config = config
+
+    def key(self, event: Event) -> str | None:
+        data = event.data
+        assert isinstance(data, StockChanged)
+        return f"{data.sku}@{data.warehouse}"
+
+    def initial_state(self) -> State:
+        return {"negative": False, "episode": 0}
+
+    def apply(
+        self, state: State, event: Event, now: datetime
+    ) -> tuple[State, list[AnomalyDetected]]:
+        data = event.data
+        assert isinstance(data, StockChanged)
+        params = self.config.params_for({"sku": data.sku, "warehouse": data.warehouse})
+        if not state["negative"] and data.available < -params.tolerance:
+            episode = state["episode"] + 1
+            anomaly = _stock_anomaly(
+                self.name,
+                data,
+                episode,
+                params.severity,
+                f"SKU {data.sku} in {data.warehouse}: available is {data.available}"
+                f" ({data.on_hand} on hand, {data.reserved} reserved) after {data.cause}",
+                event,
+                now,
+            )
+            return {"negative": True, "episode": episode, "severity": params.severity}, [anomaly]
+        if state["negative"] and data.available >= -params.tolerance:
+            restored = _stock_anomaly(
+                self.name,
+                data,
+                state["episode"],
+                state.get("severity", params.severity),
+                f"SKU {data.sku} in {data.warehouse}: available is {data.available} again",
+                event,
+                now,
+                resolved_as=self.recovered,
+            )
+            return {"negative": False, "episode": state["episode"]}, [restored]
+        return state, []
+
+
+class InventoryInconsistent:
+    """`inventory.inconsistent`: a stock count disagrees with what we recorded.
+
+    Two comparisons per `inventory.counted.v1`, both on numbers read before the count was
+    applied, in the count's transaction:
+    - `check=ledger`: the stock row (the running balance: on hand and reserved) against the
+      sums of the stock ledger. Exact: they can only differ if something wrote the stock row
+      without the ledger (a manual fix, a restore, a bug).
+    - `check=count`: the counted on hand against the stock row's on hand: fires when they
+      differ by more than `tolerance` units (shrinkage, misplacement, a missed receipt).
+    One anomaly per count and check: the count id is the fingerprint's window.
+    """
+
+    name = "inventory.inconsistent"
+    event_types = frozenset({"inventory.counted.v1"})
+    override_labels = ("sku", "warehouse")
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        tolerance: int = Field(
+            default=0, ge=0, description="Units a count may differ from the expected on hand"
+        )
+        severity: Severity = Field(default="P3", description="Severity of the anomaly")
+
+    def __init__(self, config: RuleConfig[InventoryInconsistent.Params]) -> None:
+        self.config = config
+
+    def key(self, event: Event) -> str | None:
+        data = event.data
+        assert isinstance(data, StockCounted)
+        return f"{data.sku}@{data.warehouse}"
+
+    def initial_state(self) -> State:
+        return {}
+
+    def apply(
+        self, state: State, event: Event, now: datetime
+    ) -> tuple[State, list[AnomalyDetected]]:
+        data = event.data
+        assert isinstance(data, StockCounted)
+        params = self.config.params_for({"sku": data.sku, "warehouse": data.warehouse})
+        found: list[tuple[str, str]] = []
+        if (data.expected_on_hand, data.reserved) != (data.ledger_on_hand, data.ledger_reserved):
+            found.append(
+                (
+                    "ledger",
+                    f"SKU {data.sku} in {data.warehouse}: the stock row says"
+                    f" {data.expected_on_hand} on hand and {data.reserved} reserved, the ledger"
+                    f" sums to {data.ledger_on_hand} on hand and {data.ledger_reserved} reserved"
+                    f" (count {data.count_id})",
+                )
+            )
+        difference = data.counted_on_hand - data.expected_on_hand
+        if abs(difference) > params.tolerance:
+            found.append(
+                (
+                    "count",
+                    f"SKU {data.sku} in {data.warehouse}: counted {data.counted_on_hand} on hand"
+                    f" by {data.counted_by}, expected {data.expected_on_hand}"
+                    f" (difference {difference:+d}, tolerance {params.tolerance})",
+                )
+            )
+        anomalies = []
+        for check, summary in found:
+            identity = {"sku": data.sku, "warehouse": data.warehouse, "check": check}
+            anomalies.append(
+                AnomalyDetected(
+                    rule=self.name,
+                    fingerprint=fingerprint(self.name, identity, data.count_id),
+                    severity=params.severity,
+                    team="warehouse",
+                    labels={**identity, "severity": params.severity, "team": "warehouse"},
+                    summary=summary,
+                    event_time=event.envelope.time,
+                    detected_at=now,
+                    source_event_id=event.id,
+                )
+            )
+        return state, anomalies
+
+
 # The rules this module declares to the detectors configuration (its RULE_MODULES lists us).
-RULES = (LowStock,)
+RULES = (LowStock, NegativeAvailable, InventoryInconsistent)

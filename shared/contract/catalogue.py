@@ -20,6 +20,8 @@ from orderguard.shared.events.inventory import (
     ReservationFailed,
     ReservationReleased,
     StockChanged,
+    StockCommitted,
+    StockCounted,
     StockReserved,
 )
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
@@ -136,7 +138,12 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("order",),
                 consumers=(Consumer("aftersales", "aftersales.order-facts"),),
             ),
-            Message(OrderShipped, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderShipped,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("inventory", "inventory.reservations"),),
+            ),
             # The order recycle bin: moves of an order's bin entry.
             Message(OrderRecycled, key=ORDER_ID, producers=("order",)),
             Message(OrderRestored, key=ORDER_ID, producers=("order",)),
@@ -158,7 +165,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 StockChanged,
                 key="sku",
                 producers=("inventory",),
-                consumers=(Consumer("inventory", "inventory.detector.stock.low"),),
+                consumers=(
+                    Consumer("inventory", "inventory.detector.stock.low"),
+                    Consumer("inventory", "inventory.detector.inventory.negative_available"),
+                ),
             ),
             Message(
                 StockReserved,
@@ -177,6 +187,13 @@ CATALOGUE: tuple[Topic, ...] = (
                 key=ORDER_ID,
                 producers=("inventory",),
                 consumers=(Consumer("order", "order.inventory-outcomes"),),
+            ),
+            Message(StockCommitted, key=ORDER_ID, producers=("inventory",)),
+            Message(
+                StockCounted,
+                key="sku",
+                producers=("inventory",),
+                consumers=(Consumer("inventory", "inventory.detector.inventory.inconsistent"),),
             ),
         ),
     ),

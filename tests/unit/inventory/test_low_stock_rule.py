@@ -8,21 +8,32 @@ from testkit import T0, stock_event
 
 from orderguard.services.inventory.rules import LowStock
 from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.events.anomalies import AnomalyDetected
 
 
 def low_stock(threshold: int, hysteresis: int = 0) -> LowStock:
     return LowStock(RuleConfig.of(LowStock, threshold=threshold, hysteresis=hysteresis))
 
 
-def run(rule: LowStock, availabilities: list[int], threshold: int | None = 5) -> list[list[str]]:
+def published(
+    rule: LowStock, availabilities: list[int], threshold: int | None = 5
+) -> list[list[AnomalyDetected]]:
     state = rule.initial_state()
-    fired = []
+    out = []
     for n, available in enumerate(availabilities):
         state, anomalies = rule.apply(
             state, stock_event(available, threshold, n=n), T0 + timedelta(seconds=n, milliseconds=5)
         )
-        fired.append([a.fingerprint for a in anomalies])
-    return fired
+        out.append(anomalies)
+    return out
+
+
+def run(rule: LowStock, availabilities: list[int], threshold: int | None = 5) -> list[list[str]]:
+    """The fingerprints of the firing anomalies, per event."""
+    return [
+        [a.fingerprint for a in anomalies if a.status == "firing"]
+        for anomalies in published(rule, availabilities, threshold)
+    ]
 
 
 def test_fires_when_available_falls_below_threshold() -> None:
@@ -77,3 +88,38 @@ def test_warehouses_and_skus_are_separate_keys() -> None:
         rule.key(stock_event(1, sku=s, warehouse=w)) for s in ("A", "B") for w in ("main", "north")
     }
     assert len(keys) == 4
+
+
+def test_recovery_resolves_the_firing_fingerprint_once() -> None:
+    out = published(low_stock(10, hysteresis=3), [4, 7, 8, 9, 20, 2])
+    # 4 fires; 7 and 8 are not above 5 + 3; 9 recovers; 20 is still fine; 2 fires again
+    assert [[a.status for a in found] for found in out] == [
+        ["firing"],
+        [],
+        [],
+        ["resolved"],
+        [],
+        ["firing"],
+    ]
+    fired, recovered, again = out[0][0], out[3][0], out[5][0]
+    assert recovered.rule == "stock.recovered"
+    assert recovered.fingerprint == fired.fingerprint, "resolves what the firing opened"
+    assert recovered.labels == fired.labels and recovered.severity == fired.severity
+    assert "9 available" in recovered.summary
+    assert again.fingerprint not in {fired.fingerprint}, "the next episode is a new anomaly"
+
+
+def test_recovery_keeps_the_severity_of_the_episode() -> None:
+    out = published(low_stock(10), [0, 30])
+    assert out[0][0].severity == "P2" and out[1][0].severity == "P2"
+
+
+def test_state_stored_before_severity_was_kept_still_recovers() -> None:
+    rule = low_stock(10)
+    state, anomalies = rule.apply({"low": True, "episode": 3}, stock_event(40, threshold=5), T0)
+    assert state == {"low": False, "episode": 3}
+    assert [(a.status, a.severity) for a in anomalies] == [("resolved", "P3")]
+
+
+def test_no_recovery_without_a_firing() -> None:
+    assert published(low_stock(10), [50, 60, 70]) == [[], [], []]

@@ -329,7 +329,11 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
         "      - {match: {warehouse: WH-SH}, params: {threshold: 20}}\n"
     )
     detector = [h for h in bootstrap.handlers(runtime(str(file))) if isinstance(h, DetectorHandler)]
-    assert [h.group for h in detector] == ["inventory.detector.stock.low"]
+    assert [h.group for h in detector] == [
+        "inventory.detector.stock.low",
+        "inventory.detector.inventory.negative_available",
+        "inventory.detector.inventory.inconsistent",
+    ]
     rule = detector[0].rule
     assert isinstance(rule, LowStock)
     assert rule.config.params_for({"sku": "A", "warehouse": "WH-SH"}).threshold == 20
@@ -339,7 +343,8 @@ def test_a_disabled_rule_runs_no_detector(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low: {enabled: false}\n")
     groups = [getattr(h, "group", None) for h in bootstrap.handlers(runtime(str(file)))]
-    assert groups == ["inventory.reservations"]
+    assert "inventory.detector.stock.low" not in groups
+    assert groups[0] == "inventory.reservations"
 
 
 def test_an_invalid_file_stops_the_worker_before_anything_starts(tmp_path: Path) -> None:
