@@ -55,7 +55,7 @@ class DetectorHandler:
         # A rule keyed by something other than the topic's key (refunds by customer on a topic
         # keyed by case) sees a key on several partitions, so on several workers: each batch
         # then locks its keys and reads their state afresh instead of trusting the cache.
-        self._keys_span_partitions = keys_span_partitions
+        self.keys_span_partitions = keys_span_partitions
         self.group = f"{service}.detector.{rule.name}"
         self.topics = list(topics)
         self.event_types = rule.event_types
@@ -73,7 +73,7 @@ class DetectorHandler:
         rule = self.rule
         keyed = [(rule.key(event), event) for event in events]
         keys = {key for key, _ in keyed if key is not None}
-        if self._keys_span_partitions:
+        if self.keys_span_partitions:
             await self._lock(uow, keys)
             await self._load(uow, keys)
         else:
@@ -132,7 +132,7 @@ class DetectorHandler:
             return
         clocks = {tp: clock for tp in partitions if (clock := self.clocks.now(tp)) is not None}
         due = await lock_due_deadlines(uow.conn, rule.name, clocks, SWEEP_MAX)
-        if self._keys_span_partitions:
+        if self.keys_span_partitions:
             await self._lock(uow, {d.key for d in due})
             await self._load(uow, {d.key for d in due})
         else:

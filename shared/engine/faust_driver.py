@@ -226,7 +226,19 @@ def _record_of(message: Any) -> ConsumerRecord:
 
 def faust_detectors(app: faust.App, handlers: Sequence[object]) -> list[FaustDetector]:
     """A faust agent for every detector among a service's engine handlers."""
-    return [FaustDetector(app, h) for h in handlers if isinstance(h, DetectorHandler)]
+    detectors = []
+    for handler in handlers:
+        if not isinstance(handler, DetectorHandler):
+            continue
+        if handler.keys_span_partitions:
+            # Its keys arrive on several partitions: a partition-local faust Table cannot hold
+            # them; the engine's workers run it (with its per-key locks).
+            log.warning(
+                "rule stays on the engine: its keys span partitions", rule=handler.rule.name
+            )
+            continue
+        detectors.append(FaustDetector(app, handler))
+    return detectors
 
 
 async def run_faust_worker(app: faust.App, stop: asyncio.Event) -> None:
