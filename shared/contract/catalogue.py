@@ -22,7 +22,16 @@ from orderguard.shared.events.inventory import (
     StockChanged,
     StockReserved,
 )
-from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.carriers import CarrierScan
+from orderguard.shared.events.logistics import (
+    ShipmentCreated,
+    ShipmentDelayCompensated,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    ShipmentExceptionReported,
+    ShipmentReassigned,
+    ShipmentScanned,
+)
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
@@ -94,6 +103,8 @@ class Topic:
 
 
 ORDER_ID = "order_id"
+_LOGISTICS_STALLED = Consumer("logistics", "logistics.detector.shipment.stalled")
+_LOGISTICS_OVERDUE = Consumer("logistics", "logistics.detector.shipment.overdue")
 
 CATALOGUE: tuple[Topic, ...] = (
     Topic(
@@ -119,7 +130,12 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("order",),
                 consumers=(Consumer("inventory", "inventory.reservations"),),
             ),
-            Message(OrderPaid, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderPaid,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("logistics", "logistics.shipments"),),
+            ),
             Message(OrderShipped, key=ORDER_ID, producers=("order",)),
         ),
     ),
@@ -162,12 +178,42 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic(
         address=_declared("logistics.events"),
         title="Logistics",
-        description="Shipments: dispatched, delivered.",
+        description=(
+            "Shipments: created for a paid order, scanned, dispatched, delivered, exceptions"
+            " reported by the carrier, reassigned to another carrier, delays compensated. The"
+            " logistics detectors read these (not raw scans): only the service knows which"
+            " shipment a tracking number is, and the order's promised date."
+        ),
         key="shipment id",
         owner="logistics",
         messages=(
+            Message(
+                ShipmentCreated,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
+            ),
+            Message(
+                ShipmentScanned,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
+            ),
             Message(ShipmentDispatched, key="shipment_id", producers=("logistics",)),
             Message(ShipmentDelivered, key="shipment_id", producers=("logistics",)),
+            Message(
+                ShipmentExceptionReported,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(Consumer("logistics", "logistics.detector.shipment.exception"),),
+            ),
+            Message(
+                ShipmentReassigned,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
+            ),
+            Message(ShipmentDelayCompensated, key="shipment_id", producers=("logistics",)),
         ),
     ),
     Topic(
@@ -222,7 +268,7 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(
                 AnomalyDetected,
                 key="fingerprint",
-                producers=("inventory",),
+                producers=("inventory", "logistics"),
                 consumers=(Consumer("notifier", "notifier.router"),),
             ),
         ),
@@ -243,6 +289,24 @@ CATALOGUE: tuple[Topic, ...] = (
                 key="anomaly.fingerprint",
                 producers=("notifier",),
                 consumers=(Consumer("notifier", "notifier.notifications"),),
+            ),
+        ),
+    ),    Topic(
+        address=_declared("carriers.scans"),
+        title="Carrier scans",
+        description=(
+            "Tracking scans published by carriers outside orderguard, and the scans the"
+            " logistics webhook (POST /carriers/{carrier}/scans, HMAC-signed) accepted. Applied"
+            " once per carrier and scan id; late scans are kept without moving a shipment back."
+        ),
+        key="tracking number",
+        owner="carriers (outside orderguard)",
+        messages=(
+            Message(
+                CarrierScan,
+                key="tracking_number",
+                producers=("carriers", "logistics"),
+                consumers=(Consumer("logistics", "logistics.scans"),),
             ),
         ),
     ),
