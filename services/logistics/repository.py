@@ -171,9 +171,9 @@ async def lock_owed_compensation(
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM shipments"
         " WHERE delivered_at IS NULL AND compensated_for IS NULL AND ("
-        "   promised_delivery_by <= $1 - make_interval(secs => $2)"
+        "   promised_delivery_by <= $1::timestamptz - make_interval(secs => $2::float8)"
         "   OR (status IN ('picked_up', 'in_transit', 'out_for_delivery')"
-        "       AND last_scan_at <= $1 - make_interval(secs => $3)))"
+        "       AND last_scan_at <= $1::timestamptz - make_interval(secs => $3::float8)))"
         " ORDER BY promised_delivery_by LIMIT $4 FOR UPDATE SKIP LOCKED",
         now,
         overdue_after_s,
