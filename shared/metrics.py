@@ -115,3 +115,8 @@ JOB_ITEMS = Counter(
     "Due items a scheduled job handled (orders timed out, holds released, ...)",
     ["job"],
 )
+CARRIER_WEBHOOK_SCANS = Counter(
+    "orderguard_carrier_webhook_scans_total",
+    "Scans carriers POSTed to the logistics webhook, by outcome",
+    ["outcome"],  # outcome: accepted, unauthenticated, replayed, invalid
+)

@@ -25,6 +25,7 @@ from orderguard.services.logistics.webhooks import (
     SignatureRejected,
     verify,
 )
+from orderguard.shared import metrics
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.logistics import ExceptionReason, ScanStatus
 from orderguard.shared.http import Caller, Problem, require_scope
@@ -213,6 +214,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             )
         except SignatureRejected as exc:
             log.info("carrier scan refused", carrier=carrier, reason=exc.slug)
+            metrics.CARRIER_WEBHOOK_SCANS.labels("unauthenticated").inc()
             raise Problem(
                 401, exc.slug, "Scan not authenticated", exc.reason, carrier=carrier
             ) from None
@@ -220,12 +222,15 @@ def build_router(runtime: Runtime) -> APIRouter:
             posted = WebhookScan.model_validate(orjson.loads(body))
             scan = CarrierScan(carrier=carrier, **posted.model_dump())
         except orjson.JSONDecodeError:
+            metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
             raise Problem(422, "validation", "Scan is invalid", "The body is not JSON.") from None
         except ValidationError as exc:
+            metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
             raise _invalid(exc) from None
         async with UnitOfWork(runtime.pool, runtime.schema) as uow:
             owner = await repository.tracking_owner(uow.conn, carrier, scan.tracking_number)
             if owner is None:
+                metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
                 raise Problem(
                     422,
                     "tracking-unknown",
@@ -237,6 +242,7 @@ def build_router(runtime: Runtime) -> APIRouter:
             try:
                 await handlers.accept_webhook_scan(uow, topics, scan, signature)
             except WebhookReplayed as exc:
+                metrics.CARRIER_WEBHOOK_SCANS.labels("replayed").inc()
                 raise Problem(
                     409,
                     "scan-replayed",
@@ -247,6 +253,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                     scan_id=scan.scan_id,
                 ) from None
             await uow.commit()
+        metrics.CARRIER_WEBHOOK_SCANS.labels("accepted").inc()
         accepted = ScanAccepted(
             carrier=carrier, scan_id=scan.scan_id, tracking_number=scan.tracking_number
         )

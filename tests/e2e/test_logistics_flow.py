@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from testkit import RunningService, events_of_type, publish_event, read_topic, wait_until
 
@@ -119,6 +120,18 @@ def logistics_settings(settings: Settings, tmp_path: Path) -> Settings:
             "job_interval_s": 0.2,
         }
     )
+
+
+def job_runs() -> float:
+    sample = REGISTRY.get_sample_value(
+        "orderguard_scheduled_job_runs_total",
+        {"job": "logistics.delay-compensation", "outcome": "ok"},
+    )
+    return sample or 0.0
+
+
+async def _async(value: Any) -> Any:
+    return value
 
 
 class Logistics:
@@ -306,7 +319,9 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
 async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it(
     logistics_settings: Settings, start_service: Start
 ) -> None:
-    s = await started(start_service, logistics_settings)
+    # Stalled past 2.5 s of wall time: the customer is compensated (points), once.
+    settings = logistics_settings.model_copy(update={"logistics_stall_compensation_after_s": 2.5})
+    s = await started(start_service, settings)
     await publish_event(logistics_settings, s.orders_topic, paid("ord-2"))
     shipment = await s.wait_shipment("ord-2")
     shipment_id, tracking = shipment["shipment_id"], shipment["tracking_number"]
@@ -319,6 +334,15 @@ async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it
         stalled["labels"]["shipment_id"] == shipment_id
         and stalled["labels"]["carrier"] == "sf-express"
     )
+    [compensated] = await s.wait_events("shipment.delay_compensated.v1")
+    assert (compensated.data["reason"], compensated.data["kind"]) == ("stalled", "points")
+    [request] = await wait_until(
+        lambda: events_of_type(
+            settings, settings.topic_prefix + "notifications.requests", "notification.requested.v1"
+        ),
+        what="the customer's delay notification",
+    )
+    assert request.data["params"]["compensation"] == "100 points"
 
     # Reassign to another carrier; the old tracking number stays in the history.
     reassigned = await s.client.post(
@@ -358,7 +382,8 @@ async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it
     assert exception["severity"] == "P3" and exception["team"] == "logistics"
     body = await s.shipment(shipment_id)
     assert body["last_exception"] == "damaged" and body["status"] == "in_transit"
-    assert [h["what"] for h in body["history"]] == ["created", "reassigned"]
+    assert [h["what"] for h in body["history"]] == ["created", "delay_compensated", "reassigned"]
+    assert len(await s.events("shipment.delay_compensated.v1")) == 1
 
 
 async def test_an_overdue_shipment_fires_and_is_compensated_once_with_a_notification(
@@ -395,11 +420,14 @@ async def test_an_overdue_shipment_fires_and_is_compensated_once_with_a_notifica
         and "coupon" in request.data["params"]["compensation"]
     )
 
-    # The job keeps running: still one compensation.
-    runs = await s.service.runtime.pool.fetchval(
+    # The job keeps running (three more runs): still one compensation.
+    runs = job_runs()
+    await wait_until(lambda: _async(job_runs() >= runs + 3), what="three more job runs")
+    compensations = await s.service.runtime.pool.fetchval(
         "SELECT count(*) FROM shipment_history WHERE what = 'delay_compensated'"
     )
-    assert runs == 1
+    assert compensations == 1
+    assert len(await s.events("shipment.delay_compensated.v1")) == 1
     tracking = shipment["tracking_number"]
     await publish_event(
         logistics_settings, s.scans_topic, topic_scan("sf-express", tracking, "delivered", "d-1")
