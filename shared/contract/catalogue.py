@@ -16,13 +16,13 @@ from pydantic import BaseModel
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, RefundIssued
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
+from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.inventory import (
     ReservationFailed,
     ReservationReleased,
     StockChanged,
     StockReserved,
 )
-from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.logistics import (
     ShipmentCreated,
     ShipmentDelayCompensated,
@@ -291,7 +291,8 @@ CATALOGUE: tuple[Topic, ...] = (
                 consumers=(Consumer("notifier", "notifier.notifications"),),
             ),
         ),
-    ),    Topic(
+    ),
+    Topic(
         address=_declared("carriers.scans"),
         title="Carrier scans",
         description=(

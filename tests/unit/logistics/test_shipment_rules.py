@@ -183,7 +183,7 @@ def test_an_out_of_order_scan_older_than_the_last_neither_moves_nor_clears() -> 
     d.apply(scanned(T0 + hours(10), "in_transit", n=1))
     d.apply(scanned(T0 + hours(2), "picked_up", shipment_status="in_transit", n=2))
     assert d.rule.deadline(d.state) == T0 + hours(34), "the deadline follows the latest scan"
-    [fired] = d.clock(T0 + hours(40))
+    assert len(d.clock(T0 + hours(40))) == 1
     assert d.apply(scanned(T0 + hours(5), "in_transit", n=3)) == [], "older: proves nothing now"
     assert d.state["stalled"] is True and d.state["status"] == "in_transit"
 
