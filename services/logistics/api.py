@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orderguard.services.logistics import handlers, repository
-from orderguard.services.logistics.domain import SameTracking, ShipmentDelivered
+from orderguard.services.logistics.domain import (
+    SCAN_CLOCK_SKEW,
+    SameTracking,
+    ShipmentDelivered,
+    scan_from_the_future,
+)
 from orderguard.services.logistics.handlers import (
     ShipmentNotFound,
     ShipmentWithHistory,
@@ -227,6 +232,17 @@ def build_router(runtime: Runtime) -> APIRouter:
         except ValidationError as exc:
             metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
             raise _invalid(exc) from None
+        if scan_from_the_future(scan.scanned_at, datetime.now(UTC)):
+            metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+            raise Problem(
+                422,
+                "scan-in-the-future",
+                "Scan dated in the future",
+                f"scanned_at {scan.scanned_at.isoformat()} is ahead of the server's clock by more"
+                f" than {SCAN_CLOCK_SKEW.total_seconds():g}s.",
+                carrier=carrier,
+                scan_id=scan.scan_id,
+            )
         async with UnitOfWork(runtime.pool, runtime.schema) as uow:
             owner = await repository.tracking_owner(uow.conn, carrier, scan.tracking_number)
             if owner is None:

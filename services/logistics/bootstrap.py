@@ -1,4 +1,4 @@
-"""Wires the logistics service: its API, its consumers, its detectors and the delay job."""
+"""Wires the logistics service: its API, its consumers, its detectors and its scheduled jobs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from orderguard.services.logistics.handlers import (
     CarrierRule,
     CompensationPolicy,
     compensate_delays,
+    purge_webhook_receipts,
 )
 from orderguard.services.logistics.rules import RULES
 from orderguard.shared import detector_config
@@ -64,7 +65,13 @@ def jobs(runtime: Runtime) -> list[ScheduledJob]:
     async def run(uow: UnitOfWork, limit: int) -> int:
         return await compensate_delays(uow, topics, policy, limit)
 
-    return [ScheduledJob("logistics.delay-compensation", run)]
+    async def purge(uow: UnitOfWork, limit: int) -> int:
+        return await purge_webhook_receipts(uow, settings.dedup_retention_s, limit)
+
+    return [
+        ScheduledJob("logistics.delay-compensation", run),
+        ScheduledJob("logistics.webhook-receipts-purge", purge, every_s=3600.0),
+    ]
 
 
 DEFINITION = ServiceDefinition(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 ShipmentStatus = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered"]
@@ -27,6 +27,8 @@ PROGRESS: dict[str, int] = {
 }
 # Statuses in which the carrier holds the parcel: silence there is a stall.
 IN_TRANSIT = frozenset({"picked_up", "in_transit", "out_for_delivery"})
+# How far ahead of our clock a carrier's scan time may be (their clocks drift a little).
+SCAN_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class ShipmentDelivered(Exception):
@@ -135,6 +137,12 @@ class Shipment:
         ):
             return "stalled"
         return None
+
+
+def scan_from_the_future(scanned_at: datetime, now: datetime) -> bool:
+    """A scan dated beyond the allowed skew cannot be true; applied, it would also move the
+    event-time clock of every shipment on its partition and fire their deadlines early."""
+    return scanned_at > now + SCAN_CLOCK_SKEW
 
 
 def shipment_id_for(order_id: str) -> str:

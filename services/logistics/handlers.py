@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel
 
 from orderguard.services.logistics import repository
@@ -20,6 +21,7 @@ from orderguard.services.logistics.domain import (
     Scan,
     Shipment,
     choose_carrier,
+    scan_from_the_future,
     shipment_id_for,
     tracking_number_for,
 )
@@ -171,7 +173,10 @@ async def accept_webhook_scan(
     seen = await repository.webhook_receipt_seen(uow.conn, scan.carrier, scan.scan_id, signature)
     if seen is not None:
         raise WebhookReplayed(seen)
-    await repository.add_webhook_receipt(uow.conn, scan.carrier, scan.scan_id, signature)
+    try:
+        await repository.add_webhook_receipt(uow.conn, scan.carrier, scan.scan_id, signature)
+    except asyncpg.UniqueViolationError:
+        raise WebhookReplayed("scan") from None  # a twin request committed first
     _publish(uow, topics.carrier_scans, "carrier.scan.v1", scan.tracking_number, scan, None)
 
 
@@ -200,6 +205,11 @@ async def apply_scans(uow: UnitOfWork, events: Sequence[Event], topics: Topics) 
         if (scan.carrier, scan.tracking_number) not in owners:
             raise RejectEvent(
                 f"no shipment has tracking number {scan.tracking_number} of carrier {scan.carrier}"
+            )
+        if scan_from_the_future(scan.scanned_at, uow.now):
+            raise RejectEvent(
+                f"scan {scan.scan_id} of {scan.carrier} is dated {scan.scanned_at.isoformat()},"
+                " in the future: a carrier clock off would move every shipment's detector clock"
             )
     shipments = await repository.lock_shipments(uow.conn, set(owners.values()))
     done = await repository.applied_scans(uow.conn, {(s.carrier, s.scan_id) for _, s in scans})
@@ -322,7 +332,8 @@ async def reassign(
     if shipment_id not in found:
         raise ShipmentNotFound(shipment_id)
     before = found[shipment_id]
-    number = tracking_number or tracking_number_for(carrier, shipment_id, attempt=1)
+    attempt = len(await repository.tracking_of(uow.conn, shipment_id))
+    number = tracking_number or tracking_number_for(carrier, shipment_id, attempt)
     owner = await repository.tracking_owner(uow.conn, carrier, number)
     if owner is not None and owner != shipment_id:
         raise TrackingTaken(f"{carrier} tracking number {number} belongs to another shipment")
@@ -451,6 +462,12 @@ def _marked(shipment: Shipment, reason: str) -> Shipment:
 
 def _describe(kind: str, amount: Decimal) -> str:
     return f"a coupon of {amount} yuan" if kind == "coupon" else f"{amount.normalize():f} points"
+
+
+async def purge_webhook_receipts(uow: UnitOfWork, retention_s: float, limit: int) -> int:
+    """Forget webhook receipts past retention: their timestamps are long stale (refused before
+    any replay check), and the scans consumer still applies a scan id once."""
+    return await repository.purge_webhook_receipts(uow.conn, uow.now, retention_s, limit)
 
 
 # -- queries ------------------------------------------------------------------------------------

@@ -22,11 +22,13 @@ from testkit import RunningService, events_of_type, publish_event, read_topic, w
 
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
 from orderguard.services.logistics.domain import shipment_id_for
+from orderguard.services.logistics.handlers import purge_webhook_receipts
 from orderguard.services.logistics.webhooks import sign
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.orders import OrderLine, OrderPaid, ShippingAddress
 from orderguard.shared.settings import Settings
+from orderguard.shared.uow import UnitOfWork
 
 SECRET = "sf-webhook-secret"
 ZTO_SECRET = "zto-webhook-secret"
@@ -272,6 +274,14 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
     assert unknown_carrier.status_code == 401
     invalid = await post_scan(s.client, "sf-express", *signed(scan_body(tracking, "teleported")))
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "body.status"
+    future = scan_body(
+        tracking, "in_transit", scanned_at=(datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    )
+    ahead = await post_scan(s.client, "sf-express", *signed(future))
+    assert (ahead.status_code, ahead.json()["type"].rsplit("/", 1)[1]) == (
+        422,
+        "scan-in-the-future",
+    )
     untracked = await post_scan(s.client, "sf-express", *signed(scan_body("SF000", "in_transit")))
     assert (untracked.status_code, untracked.json()["type"].rsplit("/", 1)[1]) == (
         422,
@@ -314,6 +324,28 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
         f"/shipments/{shipment_id}/reassign", json={"carrier": "zto", "reason": "too late"}
     )
     assert reassign.status_code == 409
+
+    # Over the topic, a scan dated in the future is dead-lettered with the reason.
+    await publish_event(
+        logistics_settings,
+        s.scans_topic,
+        topic_scan(
+            "sf-express",
+            tracking,
+            "in_transit",
+            "sf-9",
+            scanned_at=datetime.now(UTC) + timedelta(days=1),
+        ),
+    )
+    dlq = s.scans_topic + ".dlq.logistics.scans"
+    [dead] = await wait_until(lambda: read_topic(logistics_settings, dlq), what="the dead letter")
+    assert b"in the future" in dead.headers["dlq_error"]
+    assert len((await s.shipment(shipment_id))["scans"]) == 4
+
+    # Receipts past retention are purged by the scheduled job's handler.
+    async with UnitOfWork(s.service.runtime.pool, s.service.runtime.schema) as uow:
+        assert await purge_webhook_receipts(uow, retention_s=0, limit=100) == 1
+        await uow.commit()
 
 
 async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it(

@@ -12,6 +12,7 @@ from orderguard.services.logistics.domain import (
     Shipment,
     ShipmentDelivered,
     choose_carrier,
+    scan_from_the_future,
     shipment_id_for,
     tracking_number_for,
 )
@@ -118,3 +119,9 @@ def test_ids_and_tracking_numbers_are_stable_and_the_carrier_follows_the_warehou
     assert tracking_number_for("sf-express", "shp_1", attempt=1) != number
     assert choose_carrier("north", {"north": "zto"}, "sf-express") == "zto"
     assert choose_carrier("main", {"north": "zto"}, "sf-express") == "sf-express"
+
+
+def test_a_scan_dated_beyond_the_clock_skew_is_from_the_future() -> None:
+    assert not scan_from_the_future(T0 + timedelta(minutes=5), T0)
+    assert scan_from_the_future(T0 + timedelta(minutes=5, seconds=1), T0)
+    assert not scan_from_the_future(T0 - timedelta(days=3), T0), "late scans are fine"
