@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from orderguard.services.logistics import handlers, repository
 from orderguard.services.logistics.domain import (
@@ -58,7 +58,7 @@ class WebhookScan(BaseModel):
     status: ScanStatus
     location: str | None = Field(default=None, max_length=200)
     exception_reason: ExceptionReason | None = None
-    scanned_at: datetime = Field(description="With a UTC offset")
+    scanned_at: AwareDatetime = Field(description="With a UTC offset")
 
 
 class ReassignRequest(BaseModel):

@@ -453,7 +453,7 @@ async def compensate_delays(
         await repository.save_shipments(uow.conn, changed)
         await repository.add_history(uow.conn, history)
         log.info("delays compensated", shipments=len(changed))
-    return len(owed)
+    return len(changed)
 
 
 def _marked(shipment: Shipment, reason: str) -> Shipment:

@@ -7,9 +7,7 @@ consumer applies scans from both paths.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from orderguard.shared.events.logistics import ExceptionReason, ScanStatus
 from orderguard.shared.events.registry import event_type
@@ -54,7 +52,7 @@ class CarrierScan(BaseModel):
     exception_reason: ExceptionReason | None = Field(
         default=None, description="Required when status is exception, absent otherwise"
     )
-    scanned_at: datetime = Field(description="When the carrier scanned, with a UTC offset")
+    scanned_at: AwareDatetime = Field(description="When the carrier scanned, with a UTC offset")
 
     @model_validator(mode="after")
     def _reason_with_exceptions_only(self) -> CarrierScan:

@@ -282,6 +282,12 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
         422,
         "scan-in-the-future",
     )
+    naive = await post_scan(
+        s.client,
+        "sf-express",
+        *signed(scan_body(tracking, "in_transit", scanned_at="2026-11-22T08:00:00")),
+    )
+    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "body.scanned_at"
     untracked = await post_scan(s.client, "sf-express", *signed(scan_body("SF000", "in_transit")))
     assert (untracked.status_code, untracked.json()["type"].rsplit("/", 1)[1]) == (
         422,
