@@ -47,6 +47,7 @@ from orderguard.shared.settings import Settings
 RULE_MODULES = (
     "orderguard.services.inventory.rules",
     "orderguard.services.aftersales.rules",
+    "orderguard.services.logistics.rules",
 )
 
 # Distinct label tuples whose resolved params stay cached per rule (e.g. SKU x warehouse).

@@ -149,3 +149,9 @@ STOCK_MOVEMENTS = Counter(
     "Rows written to the stock ledger, by movement (received, reserved, committed, ...)",
     ["movement"],
 )
+
+CARRIER_WEBHOOK_SCANS = Counter(
+    "orderguard_carrier_webhook_scans_total",
+    "Scans carriers POSTed to the logistics webhook, by outcome",
+    ["outcome"],  # outcome: accepted, unauthenticated, replayed, invalid
+)

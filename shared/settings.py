@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("order", "inventory", "logistics", "aftersales", "notifier")
@@ -19,6 +20,15 @@ SCHEMAS: dict[str, str] = {
     "aftersales": "aftersales",
     "notifier": "notifier",
 }
+
+
+class DelayCompensation(BaseModel):
+    """What a customer gets for a delayed shipment: a coupon (yuan) or points."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["coupon", "points"]
+    amount: Decimal = Field(gt=0, decimal_places=2)
 
 
 class Settings(BaseSettings):
@@ -107,6 +117,24 @@ class Settings(BaseSettings):
     work_item_reminder_every_s: float = Field(default=900.0, gt=0)
     work_item_reopen_window_s: float = Field(default=3600.0, ge=0)
     work_item_max_tier: int = Field(default=3, ge=1)
+    # Logistics. The carrier of a new shipment: its warehouse's, else the default.
+    logistics_default_carrier: str = Field(default="sf-express", min_length=1)
+    logistics_carrier_by_warehouse: dict[str, str] = Field(default_factory=dict)
+    # Carrier code -> the secret its webhook signs scans with (HMAC-SHA256); never in code.
+    carrier_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # A signed webhook request whose timestamp is further than this from now is refused.
+    carrier_signature_tolerance_s: float = Field(default=300.0, gt=0)
+    # Delay compensation, once per shipment: what the customer gets per reason, and when.
+    logistics_delay_compensation: dict[Literal["overdue", "stalled"], DelayCompensation] = Field(
+        default_factory=lambda: {
+            "overdue": DelayCompensation(kind="coupon", amount=Decimal("10")),
+            "stalled": DelayCompensation(kind="points", amount=Decimal("100")),
+        }
+    )
+    # Compensate an undelivered shipment this long after its promised date...
+    logistics_overdue_compensation_after_s: float = Field(default=0.0, ge=0)
+    # ... or an in-transit one this long after its last scan.
+    logistics_stall_compensation_after_s: float = Field(default=48 * 3600.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

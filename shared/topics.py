@@ -15,6 +15,7 @@ BASE_TOPICS = (
     "notifications.requests",
     "anomalies.detected",
     *(f"queues.{team}" for team in TEAMS),
+    "carriers.scans",
 )
 
 
@@ -36,6 +37,18 @@ class Topics:
     @property
     def anomalies(self) -> str:
         return self.name("anomalies.detected")
+
+    @property
+    def logistics(self) -> str:
+        return self.name("logistics.events")
+
+    @property
+    def carrier_scans(self) -> str:
+        return self.name("carriers.scans")
+
+    @property
+    def notifications(self) -> str:
+        return self.name("notifications.requests")
 
     def queue(self, team: str) -> str:
         return self.name(f"queues.{team}")

@@ -1,9 +1,83 @@
-"""Wires the logistics service. Its domain arrives in its own issue; today it runs with its schema
-(the engine's tables), health, readiness and metrics, so deployments and dashboards are complete.
-"""
+"""Wires the logistics service: its API, its consumers, its detectors and its scheduled jobs."""
 
 from __future__ import annotations
 
-from orderguard.shared.runtime import ServiceDefinition
+from pathlib import Path
 
-DEFINITION = ServiceDefinition(name="logistics", migrations=None)
+from orderguard.services.logistics.api import build_router
+from orderguard.services.logistics.consumers import ApplyCarrierScans, CreateShipmentsForPaidOrders
+from orderguard.services.logistics.handlers import (
+    CarrierRule,
+    CompensationPolicy,
+    compensate_delays,
+    purge_webhook_receipts,
+)
+from orderguard.services.logistics.rules import RULES
+from orderguard.shared import detector_config
+from orderguard.shared.detector_config import DetectorConfig
+from orderguard.shared.engine.deadlines import PartitionClocks
+from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.runtime import Runtime, ServiceDefinition
+from orderguard.shared.scheduler import ScheduledJob
+from orderguard.shared.uow import UnitOfWork
+
+
+def detectors(runtime: Runtime) -> DetectorConfig:
+    """The detectors configuration in force; an invalid file stops start-up, naming every problem."""
+    return runtime.once("detectors", lambda: detector_config.load_for(runtime.settings))
+
+
+def handlers(runtime: Runtime) -> list[object]:
+    settings = runtime.settings
+    topics = runtime.topics
+    carriers = CarrierRule(
+        settings.logistics_default_carrier, settings.logistics_carrier_by_warehouse
+    )
+    found: list[object] = [
+        CreateShipmentsForPaidOrders(topics, carriers),
+        ApplyCarrierScans(topics),
+    ]
+    config = detectors(runtime)
+    for rule in RULES:
+        rule_config = config.rule(rule.name)
+        if rule_config.enabled:
+            found.append(
+                DetectorHandler(
+                    rule(rule_config),
+                    topics=[topics.logistics],
+                    anomalies_topic=topics.anomalies,
+                    service="logistics",
+                    clocks=PartitionClocks.from_settings(settings),
+                )
+            )
+    return found
+
+
+def jobs(runtime: Runtime) -> list[ScheduledJob]:
+    settings = runtime.settings
+    topics = runtime.topics
+    policy = CompensationPolicy(
+        by_reason=settings.logistics_delay_compensation,
+        overdue_after_s=settings.logistics_overdue_compensation_after_s,
+        stalled_after_s=settings.logistics_stall_compensation_after_s,
+    )
+
+    async def run(uow: UnitOfWork, limit: int) -> int:
+        return await compensate_delays(uow, topics, policy, limit)
+
+    async def purge(uow: UnitOfWork, limit: int) -> int:
+        return await purge_webhook_receipts(uow, settings.dedup_retention_s, limit)
+
+    return [
+        ScheduledJob("logistics.delay-compensation", run),
+        ScheduledJob("logistics.webhook-receipts-purge", purge, every_s=3600.0),
+    ]
+
+
+DEFINITION = ServiceDefinition(
+    name="logistics",
+    migrations=Path(__file__).parent / "migrations",
+    routers=lambda runtime: [build_router(runtime)],
+    handlers=handlers,  # type: ignore[arg-type]
+    jobs=jobs,
+)

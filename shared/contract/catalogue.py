@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, CaseUpdated, RefundIssued
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
+from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.inventory import (
     ReservationFailed,
     ReservationReleased,
@@ -24,7 +25,15 @@ from orderguard.shared.events.inventory import (
     StockCounted,
     StockReserved,
 )
-from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.logistics import (
+    ShipmentCreated,
+    ShipmentDelayCompensated,
+    ShipmentDelivered,
+    ShipmentDispatched,
+    ShipmentExceptionReported,
+    ShipmentReassigned,
+    ShipmentScanned,
+)
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from orderguard.shared.events.recycle_bin import (
@@ -103,6 +112,8 @@ class Topic:
 
 ORDER_ID = "order_id"
 _SLA_DETECTOR = Consumer("aftersales", "aftersales.detector.case.sla_breached")
+_LOGISTICS_STALLED = Consumer("logistics", "logistics.detector.shipment.stalled")
+_LOGISTICS_OVERDUE = Consumer("logistics", "logistics.detector.shipment.overdue")
 
 CATALOGUE: tuple[Topic, ...] = (
     Topic(
@@ -136,7 +147,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 OrderPaid,
                 key=ORDER_ID,
                 producers=("order",),
-                consumers=(Consumer("aftersales", "aftersales.order-facts"),),
+                consumers=(
+                    Consumer("aftersales", "aftersales.order-facts"),
+                    Consumer("logistics", "logistics.shipments"),
+                ),
             ),
             Message(
                 OrderShipped,
@@ -200,10 +214,27 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic(
         address=_declared("logistics.events"),
         title="Logistics",
-        description="Shipments: dispatched, delivered.",
+        description=(
+            "Shipments: created for a paid order, scanned, dispatched, delivered, exceptions"
+            " reported by the carrier, reassigned to another carrier, delays compensated. The"
+            " logistics detectors read these (not raw scans): only the service knows which"
+            " shipment a tracking number is, and the order's promised date."
+        ),
         key="shipment id",
         owner="logistics",
         messages=(
+            Message(
+                ShipmentCreated,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
+            ),
+            Message(
+                ShipmentScanned,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
+            ),
             Message(ShipmentDispatched, key="shipment_id", producers=("logistics",)),
             Message(
                 ShipmentDelivered,
@@ -211,6 +242,19 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("logistics",),
                 consumers=(Consumer("aftersales", "aftersales.deliveries"),),
             ),
+            Message(
+                ShipmentExceptionReported,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(Consumer("logistics", "logistics.detector.shipment.exception"),),
+            ),
+            Message(
+                ShipmentReassigned,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
+            ),
+            Message(ShipmentDelayCompensated, key="shipment_id", producers=("logistics",)),
         ),
     ),
     Topic(
@@ -289,7 +333,7 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(
                 AnomalyDetected,
                 key="fingerprint",
-                producers=("inventory", "aftersales"),
+                producers=("inventory", "aftersales", "logistics"),
                 consumers=(
                     Consumer("notifier", "notifier.router"),
                     Consumer("notifier", "notifier.work-items.clearances"),
@@ -317,6 +361,25 @@ CATALOGUE: tuple[Topic, ...] = (
                     Consumer("notifier", "notifier.notifications"),
                     Consumer("notifier", "notifier.work-items"),
                 ),
+            ),
+        ),
+    ),
+    Topic(
+        address=_declared("carriers.scans"),
+        title="Carrier scans",
+        description=(
+            "Tracking scans published by carriers outside orderguard, and the scans the"
+            " logistics webhook (POST /carriers/{carrier}/scans, HMAC-signed) accepted. Applied"
+            " once per carrier and scan id; late scans are kept without moving a shipment back."
+        ),
+        key="tracking number",
+        owner="carriers (outside orderguard)",
+        messages=(
+            Message(
+                CarrierScan,
+                key="tracking_number",
+                producers=("carriers", "logistics"),
+                consumers=(Consumer("logistics", "logistics.scans"),),
             ),
         ),
     ),

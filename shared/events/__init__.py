@@ -6,6 +6,7 @@ Importing this package registers every event type.
 from orderguard.shared.events import (  # noqa: F401  (registration)
     aftersales,
     anomalies,
+    carriers,
     inventory,
     logistics,
     notifications,

@@ -43,6 +43,7 @@ TOPICS = (
     "queues.finance",
     "queues.customer_service",
     "queues.risk",
+    "carriers.scans",
 )
 PARTITIONS = 6
 IMAGE = re.compile(r"^ghcr\.io/orderguard/orderguard:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$")
@@ -52,7 +53,7 @@ RECOMMENDED_LABELS = (
     "app.kubernetes.io/component",
     "app.kubernetes.io/part-of",
 )
-SECRET_SETTINGS = ("ORDERGUARD_API_KEYS", "ORDERGUARD_DATABASE_URL")
+SECRET_SETTINGS = ("ORDERGUARD_API_KEYS", "ORDERGUARD_DATABASE_URL", "ORDERGUARD_CARRIER_SECRETS")
 SECRET_NAME = "orderguard-secrets"
 UID = 10001
 MIN_GRACE_SECONDS = 30

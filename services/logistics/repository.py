@@ -1,0 +1,222 @@
+"""PostgreSQL adapter for shipments, their tracking numbers, scans and history (schema `logistics`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from orderguard.services.logistics.domain import Scan, Shipment
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+_COLUMNS = (
+    "shipment_id, order_id, warehouse, carrier, tracking_number, status, promised_delivery_by,"
+    " customer_id, phone, created_at, dispatched_at, delivered_at, last_scan_at, last_exception,"
+    " compensated_for"
+)
+
+
+def _shipment(row: Mapping[str, Any]) -> Shipment:
+    return Shipment(**{name: row[name] for name in _COLUMNS.split(", ")})
+
+
+def _values(s: Shipment) -> tuple[Any, ...]:
+    return tuple(getattr(s, name) for name in _COLUMNS.split(", "))
+
+
+async def lock_shipments(conn: Connection, shipment_ids: Iterable[str]) -> dict[str, Shipment]:
+    """These shipments, locked for the rest of the transaction (one lock order: by id)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM shipments WHERE shipment_id = ANY($1::text[])"
+        " ORDER BY shipment_id FOR UPDATE",
+        sorted(set(shipment_ids)),
+    )
+    return {row["shipment_id"]: _shipment(row) for row in rows}
+
+
+async def shipment(conn: Connection, shipment_id: str) -> Shipment | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM shipments WHERE shipment_id = $1", shipment_id
+    )
+    return _shipment(row) if row else None
+
+
+async def shipments_of_order(conn: Connection, order_id: str) -> list[Shipment]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM shipments WHERE order_id = $1 ORDER BY created_at", order_id
+    )
+    return [_shipment(row) for row in rows]
+
+
+async def save_shipments(conn: Connection, shipments: Iterable[Shipment]) -> None:
+    placeholders = ", ".join(f"${i}" for i in range(1, 16))
+    updates = ", ".join(
+        f"{name} = EXCLUDED.{name}" for name in _COLUMNS.split(", ")[3:] if name != "created_at"
+    )
+    await conn.executemany(
+        f"INSERT INTO shipments ({_COLUMNS}) VALUES ({placeholders})"
+        f" ON CONFLICT (shipment_id) DO UPDATE SET {updates}, updated_at = now()",
+        [_values(s) for s in shipments],
+    )
+
+
+async def add_tracking(conn: Connection, rows: Iterable[tuple[str, str, str, datetime]]) -> None:
+    """(carrier, tracking number, shipment id, assigned at): a number once given stays known."""
+    await conn.executemany(
+        "INSERT INTO shipment_tracking (carrier, tracking_number, shipment_id, assigned_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        list(rows),
+    )
+
+
+async def tracking_owner(conn: Connection, carrier: str, tracking_number: str) -> str | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT shipment_id FROM shipment_tracking WHERE carrier = $1 AND tracking_number = $2",
+        carrier,
+        tracking_number,
+    )
+
+
+async def shipments_by_tracking(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    keys = sorted(set(keys))
+    rows = await conn.fetch(
+        "SELECT carrier, tracking_number, shipment_id FROM shipment_tracking"
+        " WHERE (carrier, tracking_number) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [carrier for carrier, _ in keys],
+        [number for _, number in keys],
+    )
+    return {(row["carrier"], row["tracking_number"]): row["shipment_id"] for row in rows}
+
+
+async def tracking_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]]:
+    return await conn.fetch(  # type: ignore[no-any-return]
+        "SELECT carrier, tracking_number, assigned_at FROM shipment_tracking"
+        " WHERE shipment_id = $1 ORDER BY assigned_at, carrier",
+        shipment_id,
+    )
+
+
+async def applied_scans(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (carrier, scan id) pairs already applied."""
+    keys = sorted(set(keys))
+    rows = await conn.fetch(
+        "SELECT carrier, scan_id FROM shipment_scans"
+        " WHERE (carrier, scan_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [carrier for carrier, _ in keys],
+        [scan_id for _, scan_id in keys],
+    )
+    return {(row["carrier"], row["scan_id"]) for row in rows}
+
+
+async def add_scans(conn: Connection, scans: Iterable[tuple[str, Scan, bool]]) -> None:
+    """(shipment id, scan, whether it moved the status)."""
+    await conn.executemany(
+        "INSERT INTO shipment_scans (carrier, scan_id, shipment_id, tracking_number, status,"
+        " location, exception_reason, scanned_at, status_changed)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (
+                scan.carrier,
+                scan.scan_id,
+                shipment_id,
+                scan.tracking_number,
+                scan.status,
+                scan.location,
+                scan.exception_reason,
+                scan.scanned_at,
+                changed,
+            )
+            for shipment_id, scan, changed in scans
+        ],
+    )
+
+
+async def scans_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]]:
+    return await conn.fetch(  # type: ignore[no-any-return]
+        "SELECT carrier, scan_id, tracking_number, status, location, exception_reason, scanned_at,"
+        " status_changed, received_at FROM shipment_scans WHERE shipment_id = $1"
+        " ORDER BY scanned_at, received_at",
+        shipment_id,
+    )
+
+
+async def add_history(
+    conn: Connection, entries: Iterable[tuple[str, datetime, str, dict[str, Any]]]
+) -> None:
+    """(shipment id, at, what, details)."""
+    await conn.executemany(
+        "INSERT INTO shipment_history (shipment_id, at, what, details) VALUES ($1, $2, $3, $4)",
+        list(entries),
+    )
+
+
+async def history_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]]:
+    return await conn.fetch(  # type: ignore[no-any-return]
+        "SELECT at, what, details FROM shipment_history WHERE shipment_id = $1 ORDER BY id",
+        shipment_id,
+    )
+
+
+async def lock_owed_compensation(
+    conn: Connection, now: datetime, overdue_after_s: float, stalled_after_s: float, limit: int
+) -> list[Shipment]:
+    """Undelivered, uncompensated shipments overdue or silent long enough; skipped when another
+    worker holds them."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM shipments"
+        " WHERE delivered_at IS NULL AND compensated_for IS NULL AND ("
+        "   promised_delivery_by <= $1::timestamptz - make_interval(secs => $2::float8)"
+        "   OR (status IN ('picked_up', 'in_transit', 'out_for_delivery')"
+        "       AND last_scan_at <= $1::timestamptz - make_interval(secs => $3::float8)))"
+        " ORDER BY promised_delivery_by LIMIT $4 FOR UPDATE SKIP LOCKED",
+        now,
+        overdue_after_s,
+        stalled_after_s,
+        limit,
+    )
+    return [_shipment(row) for row in rows]
+
+
+async def webhook_receipt_seen(
+    conn: Connection, carrier: str, scan_id: str, signature: str
+) -> str | None:
+    """'scan' or 'signature' when this webhook request was accepted before, else None."""
+    row = await conn.fetchrow(
+        "SELECT scan_id = $2 AND carrier = $1 AS same_scan FROM carrier_webhook_receipts"
+        " WHERE (carrier = $1 AND scan_id = $2) OR signature = $3 LIMIT 1",
+        carrier,
+        scan_id,
+        signature,
+    )
+    if row is None:
+        return None
+    return "scan" if row["same_scan"] else "signature"
+
+
+async def add_webhook_receipt(conn: Connection, carrier: str, scan_id: str, signature: str) -> None:
+    await conn.execute(
+        "INSERT INTO carrier_webhook_receipts (carrier, scan_id, signature) VALUES ($1, $2, $3)",
+        carrier,
+        scan_id,
+        signature,
+    )
+
+
+async def purge_webhook_receipts(
+    conn: Connection, now: datetime, retention_s: float, limit: int
+) -> int:
+    deleted = await conn.fetch(
+        "DELETE FROM carrier_webhook_receipts WHERE ctid IN (SELECT ctid FROM carrier_webhook_receipts"
+        " WHERE received_at < $1::timestamptz - make_interval(secs => $2::float8)"
+        " LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING 1",
+        now,
+        retention_s,
+        limit,
+    )
+    return len(deleted)
