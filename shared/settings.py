@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderguard.shared.notifier_settings import ChannelSettings, DeliverySettings
+
 SERVICES = ("order", "inventory", "logistics", "aftersales", "notifier")
 ServiceName = Literal["order", "inventory", "logistics", "aftersales", "notifier"]
 
@@ -22,7 +24,10 @@ SCHEMAS: dict[str, str] = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDERGUARD_", extra="ignore")
+    # Nested sections read ORDERGUARD_<SECTION>__<FIELD>, e.g. ORDERGUARD_CHANNELS__SMS__URL.
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERGUARD_", env_nested_delimiter="__", extra="ignore"
+    )
 
     database_url: str = "postgresql://postgres@localhost:5432/orderguard"
     kafka_bootstrap: str = "localhost:9092"
@@ -68,6 +73,10 @@ class Settings(BaseSettings):
     detector_allowed_lateness_s: float = Field(default=30.0, ge=0)
     # A partition without records for this long follows the wall clock, so silence is detected.
     detector_idle_after_s: float = Field(default=10.0, gt=0)
+
+    # Notifier: where and how messages go out (shared/notifier_settings.py).
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    deliveries: DeliverySettings = Field(default_factory=DeliverySettings)
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ BASE_TOPICS = (
     "notifications.requests",
     "anomalies.detected",
     *(f"queues.{team}" for team in TEAMS),
+    "notifications.dead",
 )
 
 
@@ -36,6 +37,14 @@ class Topics:
     @property
     def anomalies(self) -> str:
         return self.name("anomalies.detected")
+
+    @property
+    def notification_requests(self) -> str:
+        return self.name("notifications.requests")
+
+    @property
+    def notifications_dead(self) -> str:
+        return self.name("notifications.dead")
 
     def queue(self, team: str) -> str:
         return self.name(f"queues.{team}")

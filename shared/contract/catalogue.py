@@ -23,7 +23,7 @@ from orderguard.shared.events.inventory import (
     StockReserved,
 )
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
-from orderguard.shared.events.notifications import NotificationRequested
+from orderguard.shared.events.notifications import NotificationFailed, NotificationRequested
 from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
 
@@ -206,6 +206,7 @@ CATALOGUE: tuple[Topic, ...] = (
                 NotificationRequested,
                 key="recipient.id",
                 producers=("order", "inventory", "logistics", "aftersales"),
+                consumers=(Consumer("notifier", "notifier.deliveries"),),
             ),
         ),
     ),
@@ -245,6 +246,19 @@ CATALOGUE: tuple[Topic, ...] = (
                 consumers=(Consumer("notifier", "notifier.notifications"),),
             ),
         ),
+    ),
+    Topic(
+        address=_declared("notifications.dead"),
+        title="Failed notifications",
+        description=(
+            "Messages the notifier gave up on, with the reason: a channel refused them for"
+            " good, every retry failed, the template could not be rendered, or no channel"
+            " could reach the recipient. A failed delivery can be resent over HTTP"
+            " (POST /deliveries/{id}/resend)."
+        ),
+        key="recipient id",
+        owner="notifier",
+        messages=(Message(NotificationFailed, key="recipient.id", producers=("notifier",)),),
     ),
 )
 
