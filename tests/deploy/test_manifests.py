@@ -43,6 +43,7 @@ TOPICS = (
     "queues.finance",
     "queues.customer_service",
     "queues.risk",
+    "notifications.dead",
 )
 PARTITIONS = 6
 IMAGE = re.compile(r"^ghcr\.io/orderguard/orderguard:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$")
