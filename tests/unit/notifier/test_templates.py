@@ -66,7 +66,7 @@ def test_a_missing_param_is_a_clear_problem(template: str) -> None:
 
 
 def test_an_unknown_template_is_a_clear_problem() -> None:
-    with pytest.raises(TemplateProblem, match="unknown template 'order.teleported'"):
+    with pytest.raises(TemplateProblem, match=r"unknown template 'order\.teleported'"):
         TEMPLATES.render("order.teleported", "en", {})
 
 
