@@ -18,10 +18,11 @@ def email_message(message: Message, sender: str) -> EmailMessage:
     mail["Subject"] = message.subject
     mail["Message-ID"] = make_msgid(idstring=message.delivery_id)
     mail["X-Orderguard-Delivery"] = message.delivery_id
-    mail["Content-Language"] = message.language
     mail.set_content(message.text)
     if message.html is not None:
         mail.add_alternative(message.html, subtype="html")
+    # After the content: setting content clears every Content-* header.
+    mail["Content-Language"] = message.language
     return mail
 
 
