@@ -352,7 +352,7 @@ async def test_email_through_a_real_smtp_server_in_each_language(
     en = by_recipient["cust-en@example.com"]
     assert zh["Subject"] == "订单 o-9 暂缓处理" and zh["Content-Language"] == "zh-CN"
     assert en["Subject"] == "Order o-9 is on hold"
-    assert "您可以：confirm it" in zh.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "您可以：confirm it" in zh.get_body(("plain",)).get_content()  # type: ignore[union-attr]  # noqa: RUF001
     html = en.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "What you can do: confirm it" in html and '<html lang="en">' in html
     listed = await deliveries(notifier, channel="email", status="delivered")
