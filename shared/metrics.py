@@ -103,7 +103,7 @@ NOTIFICATIONS = Counter(
     "orderguard_notifications_total",
     "Notifications recorded (in_app) and deliveries on outgoing channels, by channel and outcome",
     ["channel", "outcome"],
-)  # outcome: recorded, duplicate, skipped (in_app); planned, deferred, delivered, retry, failed
+)  # outcome: recorded, duplicate, skipped (in_app); planned, deferred, delivered, retry, failed, resend
 NOTIFICATION_ATTEMPT_DURATION = Histogram(
     "orderguard_notification_attempt_duration_seconds",
     "Time of one delivery attempt on an outgoing channel, by channel and outcome",

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -452,3 +452,54 @@ async def test_over_the_rate_limit_deliveries_wait_for_the_next_window(
     next_at = datetime.fromisoformat(waiting["next_attempt_at"])
     assert next_at.timestamp() % 3600 == 0 and next_at > datetime.now(UTC)
     assert len(receiver.on("/hook")) == 2
+
+
+async def test_retries_exhausted_are_dead_lettered(
+    settings: Settings, start_service: Any, receiver: Receiver
+) -> None:
+    settings = configured(settings, receiver, max_attempts=2)
+    receiver.answers = [503, 502]
+    notifier = await start_service(NOTIFIER, settings_=settings)
+    await publish_event(
+        settings, settings.topic_prefix + "notifications.requests", request_envelope("r-down")
+    )
+    failed = await one_delivery_in(notifier, "failed")
+    assert [a["response_status"] for a in failed["attempt_log"]] == [503, 502]
+    (dead,) = await wait_until(
+        lambda: events_of_type(
+            settings, settings.topic_prefix + "notifications.dead", "notification.failed.v1"
+        ),
+        timeout=20,
+        what="the dead letter",
+    )
+    assert (dead.data["reason"], dead.data["attempts"], dead.data["error"]) == (
+        "retries_exhausted",
+        2,
+        "HTTP 502",
+    )
+
+
+async def test_customer_messages_in_quiet_hours_wait_for_their_end(
+    settings: Settings, start_service: Any, receiver: Receiver
+) -> None:
+    now = datetime.now(UTC)
+    quiet = QuietHours(
+        start=(now - timedelta(hours=1)).time().replace(second=0, microsecond=0),
+        end=(now + timedelta(hours=1)).time().replace(second=0, microsecond=0),
+        timezone="UTC",
+    )
+    settings = configured(settings, receiver)
+    settings = settings.model_copy(
+        update={"deliveries": settings.deliveries.model_copy(update={"quiet_hours": quiet})}
+    )
+    notifier = await start_service(NOTIFIER, settings_=settings)
+    await publish_event(
+        settings, settings.topic_prefix + "notifications.requests", request_envelope("r-night")
+    )
+    (waiting,) = await wait_until(
+        lambda: deliveries(notifier, status="pending"), timeout=20, what="a deferred delivery"
+    )
+    assert waiting["deferred_reason"] == "quiet_hours"
+    next_at = datetime.fromisoformat(waiting["next_attempt_at"])
+    assert timedelta(minutes=58) < next_at - now <= timedelta(hours=1)
+    assert receiver.requests == []

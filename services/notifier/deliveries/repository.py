@@ -108,6 +108,11 @@ async def take_from_window(
     return granted
 
 
+async def forget_windows_before(conn: Connection, start: datetime) -> None:
+    """Past windows count for nothing: keep the table to the current ones."""
+    await conn.execute("DELETE FROM channel_rate_windows WHERE window_start < $1", start)
+
+
 async def defer(conn: Connection, ids: list[uuid.UUID], until: datetime, reason: str) -> None:
     await conn.execute(
         "UPDATE deliveries SET next_attempt_at = $2, deferred_reason = $3,"

@@ -194,7 +194,8 @@ class Sender:
     async def send_due(self, uow: UnitOfWork, limit: int) -> int:
         now = uow.now
         due = await repository.lock_due(uow.conn, now, limit)
-        to_send = await self._within_rate_limits(uow, due, now)
+        awake = await self._outside_quiet_hours(uow, due, now)
+        to_send = await self._within_rate_limits(uow, awake, now)
         if not to_send:
             return len(due)
         async with self.open_channels() as channels:
@@ -203,10 +204,27 @@ class Sender:
             await self._settle(uow, row, outcome, started_at, duration_s)
         return len(due)
 
+    async def _outside_quiet_hours(
+        self, uow: UnitOfWork, due: list[dict[str, Any]], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Quiet hours again at send time: a delivery deferred by a rate limit or a resend may
+        come due inside them."""
+        awake = []
+        for row in due:
+            held = quiet_until(now, self.policy.quiet_hours, row["recipient_kind"], row["severity"])
+            if held is None:
+                awake.append(row)
+                continue
+            await repository.defer(uow.conn, [row["id"]], held, "quiet_hours")
+            _count(uow, row["channel"], "deferred")
+        return awake
+
     async def _within_rate_limits(
         self, uow: UnitOfWork, due: list[dict[str, Any]], now: datetime
     ) -> list[dict[str, Any]]:
         start, end = rate_window(now, self.policy.rate_window_s)
+        if due:
+            await repository.forget_windows_before(uow.conn, start)
         by_channel: dict[str, list[dict[str, Any]]] = {}
         for row in due:
             by_channel.setdefault(row["channel"], []).append(row)
