@@ -8,6 +8,7 @@ from typing import Any
 
 from orderguard.services.notifier.channels.base import Outcome
 from orderguard.services.notifier.deliveries.domain import PlannedDelivery
+from orderguard.services.notifier.deliveries.policy import admitted
 from orderguard.services.notifier.repository import Connection
 
 VIEW_COLUMNS = (
@@ -96,7 +97,7 @@ async def take_from_window(
         channel,
         window_start,
     )
-    granted = max(0, min(wanted, limit - int(used)))
+    granted = admitted(limit, int(used), wanted)
     if granted:
         await conn.execute(
             "UPDATE channel_rate_windows SET sent = sent + $3"
