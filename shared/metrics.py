@@ -101,8 +101,14 @@ ANOMALIES_ROUTED = Counter(
 )  # outcome: routed, duplicate, unrouted
 NOTIFICATIONS = Counter(
     "orderguard_notifications_total",
-    "Notifications recorded, by channel and outcome",
+    "Notifications recorded (in_app) and deliveries on outgoing channels, by channel and outcome",
     ["channel", "outcome"],
+)  # outcome: recorded, duplicate, skipped (in_app); planned, deferred, delivered, retry, failed, resend
+NOTIFICATION_ATTEMPT_DURATION = Histogram(
+    "orderguard_notification_attempt_duration_seconds",
+    "Time of one delivery attempt on an outgoing channel, by channel and outcome",
+    ["channel", "outcome"],  # outcome: delivered, retryable, permanent
+    buckets=LATENCY_BUCKETS,
 )
 
 JOB_RUNS = Counter(

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orderguard.shared.notifier_settings import ChannelSettings, DeliverySettings
+
 SERVICES = ("order", "inventory", "logistics", "aftersales", "notifier")
 ServiceName = Literal["order", "inventory", "logistics", "aftersales", "notifier"]
 
@@ -32,7 +34,10 @@ class DelayCompensation(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORDERGUARD_", extra="ignore")
+    # Nested sections read ORDERGUARD_<SECTION>__<FIELD>, e.g. ORDERGUARD_CHANNELS__SMS__URL.
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERGUARD_", env_nested_delimiter="__", extra="ignore"
+    )
 
     database_url: str = "postgresql://postgres@localhost:5432/orderguard"
     kafka_bootstrap: str = "localhost:9092"
@@ -135,6 +140,9 @@ class Settings(BaseSettings):
     logistics_overdue_compensation_after_s: float = Field(default=0.0, ge=0)
     # ... or an in-transit one this long after its last scan.
     logistics_stall_compensation_after_s: float = Field(default=48 * 3600.0, gt=0)
+    # Notifier: where and how messages go out (shared/notifier_settings.py).
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    deliveries: DeliverySettings = Field(default_factory=DeliverySettings)
 
     @field_validator("database_url")
     @classmethod

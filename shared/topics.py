@@ -16,6 +16,7 @@ BASE_TOPICS = (
     "anomalies.detected",
     *(f"queues.{team}" for team in TEAMS),
     "carriers.scans",
+    "notifications.dead",
 )
 
 
@@ -47,8 +48,12 @@ class Topics:
         return self.name("carriers.scans")
 
     @property
-    def notifications(self) -> str:
+    def notification_requests(self) -> str:
         return self.name("notifications.requests")
+
+    @property
+    def notifications_dead(self) -> str:
+        return self.name("notifications.dead")
 
     def queue(self, team: str) -> str:
         return self.name(f"queues.{team}")

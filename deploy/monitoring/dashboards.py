@@ -302,7 +302,9 @@ def routing_panels(jobs: str) -> list[Json]:
         ),
         timeseries(
             "Notifications by channel",
-            "Notifications recorded per second by channel and outcome (orderguard_notifications_total).",
+            "Notifications per second by channel and outcome (orderguard_notifications_total): "
+            "in_app recorded; outgoing deliveries planned, deferred (quiet hours, rate limit), "
+            "delivered, retry, failed (dead-lettered on notifications.dead), resend.",
             [
                 (
                     f"sum by (channel, outcome) (rate(orderguard_notifications_total{{{selector}}}[$__rate_interval]))",
@@ -311,6 +313,20 @@ def routing_panels(jobs: str) -> list[Json]:
             ],
             unit="ops",
             stacked=True,
+        ),
+        timeseries(
+            "Delivery attempt duration p99 by channel",
+            "One attempt on an outgoing channel (webhook, email, SMS, IM robots), connect to "
+            "answer; bounded by ORDERGUARD_CHANNELS__TIMEOUT_S.",
+            [
+                (
+                    histogram_p99(
+                        "orderguard_notification_attempt_duration_seconds", selector, "channel"
+                    ),
+                    "{{channel}}",
+                )
+            ],
+            unit="s",
         ),
     ]
 

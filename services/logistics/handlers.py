@@ -432,7 +432,7 @@ async def compensate_delays(
         )
         _publish(
             uow,
-            topics.notifications,
+            topics.notification_requests,
             "notification.requested.v1",
             shipment.customer_id,
             NotificationRequested(

@@ -1,11 +1,18 @@
-"""Wires the notifier: the routing tree, the work items, their APIs, consumers and jobs."""
+"""Wires the notifier: the routing tree, work items, deliveries, their APIs, consumers and jobs."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from orderguard.services.notifier.api import build_router
+from orderguard.services.notifier.channels.registry import configured_kinds, open_channels
 from orderguard.services.notifier.consumers import RecordNotifications, RouteAnomalies
+from orderguard.services.notifier.deliveries import api as deliveries_api
+from orderguard.services.notifier.deliveries.consumers import DeliverRequests
+from orderguard.services.notifier.deliveries.domain import Planner
+from orderguard.services.notifier.deliveries.service import Sender
+from orderguard.services.notifier.deliveries.templates import Templates
 from orderguard.services.notifier.routing import RoutingTree, load_routing
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items.consumers import ClearWorkItems, OpenWorkItems
@@ -13,8 +20,12 @@ from orderguard.services.notifier.work_items.domain import SlaPolicy
 from orderguard.services.notifier.work_items.jobs import work_item_jobs
 from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime, ServiceDefinition
+from orderguard.shared.scheduler import ScheduledJob
 
 log = get_logger(__name__)
+
+# Deliveries sent per job run: each run holds its rows locked while it sends them.
+DELIVERY_BATCH = 50
 
 
 def routing_tree(runtime: Runtime) -> RoutingTree:
@@ -45,12 +56,37 @@ def sla_policy(runtime: Runtime) -> SlaPolicy:
     )
 
 
+def planner(runtime: Runtime) -> Planner:
+    """Turns requests into deliveries on the channels this deployment configured."""
+
+    def build() -> Planner:
+        settings = runtime.settings
+        kinds = configured_kinds(settings.channels)
+        log.info("notification channels configured", channels=sorted(kinds))
+        return Planner(settings.channels, settings.deliveries, kinds, Templates())
+
+    return runtime.once("planner", build)
+
+
 def handlers(runtime: Runtime) -> list[object]:
     return [
         RouteAnomalies(routing_tree(runtime), runtime.topics),
-        RecordNotifications(runtime.topics),
+        RecordNotifications(runtime.topics, planner(runtime)),
         OpenWorkItems(sla_policy(runtime), runtime.topics),
         ClearWorkItems(sla_policy(runtime), runtime.topics),
+        DeliverRequests(planner(runtime), runtime.topics),
+    ]
+
+
+def jobs(runtime: Runtime) -> list[ScheduledJob]:
+    sender = Sender(
+        partial(open_channels, runtime.settings.channels),
+        runtime.settings.deliveries,
+        runtime.topics.notifications_dead,
+    )
+    return [
+        *work_item_jobs(sla_policy(runtime), runtime.topics),
+        ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
     ]
 
 
@@ -60,7 +96,8 @@ DEFINITION = ServiceDefinition(
     routers=lambda runtime: [
         build_router(runtime, routing_tree(runtime)),
         work_items_api.build_router(runtime, sla_policy(runtime)),
+        deliveries_api.build_router(runtime),
     ],
     handlers=handlers,  # type: ignore[arg-type]
-    jobs=lambda runtime: work_item_jobs(sla_policy(runtime), runtime.topics),
+    jobs=jobs,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
+from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.handlers import record_notifications, route_anomalies
 from orderguard.services.notifier.routing import RoutingTree
 from orderguard.shared.engine import Event
@@ -35,11 +36,13 @@ class RecordNotifications:
     group = "notifier.notifications"
     event_types = frozenset({"anomaly.routed.v1"})
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, planner: Planner) -> None:
         self.topics = [topics.queue(team) for team in TEAMS]
+        self.planner = planner
+        self._dead_topic = topics.notifications_dead
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
-        await record_notifications(uow, events)
+        await record_notifications(uow, events, self.planner, self._dead_topic)
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """Nothing cached."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orderguard.services.notifier import repository
+from orderguard.services.notifier.channels.base import CHANNEL_KINDS
+from orderguard.services.notifier.deliveries.domain import DeliveryRequest, Planner
+from orderguard.services.notifier.deliveries.service import request_deliveries
 from orderguard.services.notifier.domain import (
     first_per_fingerprint,
     notifications_for,
@@ -105,15 +108,24 @@ def _log_routed(anomaly: AnomalyDetected, matches: list[RouteMatch], event_id: s
         log.info("anomaly routed", **fields)
 
 
-async def record_notifications(uow: UnitOfWork, events: list[Event]) -> None:
-    """One notification per (fingerprint, queue, channel), however often it is routed again."""
+async def record_notifications(
+    uow: UnitOfWork, events: list[Event], planner: Planner, dead_topic: str
+) -> None:
+    """One notification per (fingerprint, queue, channel), however often it is routed again:
+    in_app ones are rows here; outgoing channels become deliveries (sent by the delivery job)."""
     wanted = []
+    outgoing = []
     for event in events:
         if not isinstance(event.data, AnomalyRouted):
             continue
         notifications, unsupported = notifications_for(event.data, event.id)
         wanted += notifications
+        sent_out = tuple(channel for channel in unsupported if channel in CHANNEL_KINDS)
+        if sent_out:
+            outgoing.append(DeliveryRequest.of_routed(event.data, sent_out, event.id))
         for channel in unsupported:
+            if channel in sent_out:
+                continue
             uow.after_commit(metrics.NOTIFICATIONS.labels("unsupported", "skipped").inc)
             log.warning(
                 "routed anomaly names a channel the notifier cannot deliver on",
@@ -121,6 +133,7 @@ async def record_notifications(uow: UnitOfWork, events: list[Event]) -> None:
                 fingerprint=event.data.anomaly.fingerprint,
                 queue=event.data.queue,
             )
+    await request_deliveries(uow, planner, outgoing, dead_topic)
     recorded = await repository.record_notifications(uow.conn, wanted)
     for notification in wanted:
         outcome = "recorded" if notification.id in recorded else "duplicate"

@@ -34,7 +34,7 @@ from orderguard.shared.events.logistics import (
     ShipmentReassigned,
     ShipmentScanned,
 )
-from orderguard.shared.events.notifications import NotificationRequested
+from orderguard.shared.events.notifications import NotificationFailed, NotificationRequested
 from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from orderguard.shared.events.recycle_bin import (
     OrderArchived,
@@ -317,6 +317,7 @@ CATALOGUE: tuple[Topic, ...] = (
                 NotificationRequested,
                 key="recipient.id",
                 producers=("order", "inventory", "logistics", "aftersales", "notifier"),
+                consumers=(Consumer("notifier", "notifier.deliveries"),),
             ),
         ),
     ),
@@ -382,6 +383,19 @@ CATALOGUE: tuple[Topic, ...] = (
                 consumers=(Consumer("logistics", "logistics.scans"),),
             ),
         ),
+    ),
+    Topic(
+        address=_declared("notifications.dead"),
+        title="Failed notifications",
+        description=(
+            "Messages the notifier gave up on, with the reason: a channel refused them for"
+            " good, every retry failed, the template could not be rendered, or no channel"
+            " could reach the recipient. A failed delivery can be resent over HTTP"
+            " (POST /deliveries/{id}/resend)."
+        ),
+        key="recipient id",
+        owner="notifier",
+        messages=(Message(NotificationFailed, key="recipient.id", producers=("notifier",)),),
     ),
 )
 

@@ -84,3 +84,49 @@ TEAM_TEMPLATES = (
     "work_item.escalated",  # params: work_item_id, team, tier, severity, missed, title, due_at
     "work_item.reminder",  # params: work_item_id, team, tier, severity, title, claim_due_at
 )
+
+
+class RecipientRef(BaseModel):
+    """Who a message was for, without contact details."""
+
+    kind: Literal["customer", "team", "person"]
+    id: str
+
+
+@event_type("notification.failed.v1")
+class NotificationFailed(BaseModel):
+    """A message the notifier gave up on: a permanent failure or retries exhausted. On
+    `notifications.dead` (key: recipient id) for people and tools to act on."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "order.held:ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9:1",
+                    "delivery_id": "2f6c1c8e-7d0b-5a3e-9c41-0d7e2b5f8a13",
+                    "recipient": {"kind": "customer", "id": "cust-1042"},
+                    "template": "order.held",
+                    "channel": "sms",
+                    "reason": "permanent",
+                    "error": "HTTP 400",
+                    "attempts": 1,
+                    "failed_at": "2026-11-22T08:00:05Z",
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    delivery_id: str | None = Field(
+        default=None, description="None when no delivery could even be planned"
+    )
+    recipient: RecipientRef
+    template: str
+    channel: str | None = Field(default=None, description="None when no channel could be used")
+    reason: Literal["permanent", "retries_exhausted", "unrenderable", "no_channel"] = Field(
+        description="permanent: the channel refused for good; retries_exhausted: every try"
+        " failed; unrenderable: unknown template or missing param; no_channel: nowhere to send"
+    )
+    error: str = Field(description="What went wrong, without contact details")
+    attempts: int = 0
+    failed_at: datetime

@@ -44,6 +44,7 @@ TOPICS = (
     "queues.customer_service",
     "queues.risk",
     "carriers.scans",
+    "notifications.dead",
 )
 PARTITIONS = 6
 IMAGE = re.compile(r"^ghcr\.io/orderguard/orderguard:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$")
@@ -53,7 +54,12 @@ RECOMMENDED_LABELS = (
     "app.kubernetes.io/component",
     "app.kubernetes.io/part-of",
 )
-SECRET_SETTINGS = ("ORDERGUARD_API_KEYS", "ORDERGUARD_DATABASE_URL", "ORDERGUARD_CARRIER_SECRETS")
+SECRET_SETTINGS = (
+    "ORDERGUARD_API_KEYS",
+    "ORDERGUARD_DATABASE_URL",
+    "ORDERGUARD_CARRIER_SECRETS",
+    "ORDERGUARD_CHANNELS",
+)
 SECRET_NAME = "orderguard-secrets"
 UID = 10001
 MIN_GRACE_SECONDS = 30

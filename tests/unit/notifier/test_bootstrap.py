@@ -8,6 +8,7 @@ import pytest
 
 from orderguard.services.notifier.bootstrap import DEFINITION, handlers
 from orderguard.services.notifier.consumers import RecordNotifications, RouteAnomalies
+from orderguard.services.notifier.deliveries.consumers import DeliverRequests
 from orderguard.services.notifier.routing import RoutingFileError
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
@@ -19,7 +20,7 @@ def runtime(routing_file: str | None) -> Runtime:
 
 
 def test_consumers_use_the_shipped_routing_file_by_default() -> None:
-    router, recorder, *_ = handlers(runtime(None))  # type: ignore[arg-type]
+    router, recorder, *_, deliverer = handlers(runtime(None))  # type: ignore[arg-type]
     assert isinstance(router, RouteAnomalies) and isinstance(recorder, RecordNotifications)
     assert (router.group, router.topics) == ("notifier.router", ["p.anomalies.detected"])
     assert router.tree.source.endswith("notifier/routing.yaml")
@@ -31,6 +32,11 @@ def test_consumers_use_the_shipped_routing_file_by_default() -> None:
         "p.queues.customer_service",
         "p.queues.risk",
     ]
+    assert isinstance(deliverer, DeliverRequests)
+    assert (deliverer.group, deliverer.topics) == (
+        "notifier.deliveries",
+        ["p.notifications.requests"],
+    )
 
 
 @pytest.mark.parametrize("build", [handlers, DEFINITION.routers], ids=["workers", "api"])

@@ -1,0 +1,101 @@
+"""The notifier's part of the one settings object: channel endpoints and credentials, and the
+delivery policy (language, quiet hours, dedup, retries, rate limits).
+
+Everything comes from the environment, e.g. ORDERGUARD_CHANNELS__WEBHOOK__URL or
+ORDERGUARD_DELIVERIES__QUIET_HOURS__START; secrets are `SecretStr` so they never print.
+IM robot URLs carry their access token, so they are secrets too.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookSettings(_Section):
+    """A receiver of every message as signed JSON (a merchant's or an integration's endpoint)."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr = Field(description="HMAC-SHA256 key the receiver verifies signatures with")
+
+
+class EmailSettings(_Section):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    sender: str = Field(description="From address, e.g. orderguard <noreply@shop.example>")
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = Field(default=True, description="Upgrade with STARTTLS (port 587)")
+    use_tls: bool = Field(default=False, description="Implicit TLS (port 465)")
+
+
+class SmsSettings(_Section):
+    """A generic JSON SMS gateway: POST {to, text, reference} with a bearer API key."""
+
+    url: str = Field(pattern=r"^https?://")
+    api_key: SecretStr
+    sender: str | None = None
+
+
+class DingTalkSettings(_Section):
+    url: SecretStr = Field(description="Group robot webhook URL (with its access_token)")
+    secret: SecretStr | None = Field(default=None, description="The robot's 加签 secret, if set")
+
+
+class ImWebhookSettings(_Section):
+    url: SecretStr = Field(description="Incoming webhook URL; it carries the token")
+
+
+class ChannelSettings(_Section):
+    """Endpoints and credentials per channel; a channel left unset is not used."""
+
+    webhook: WebhookSettings | None = None
+    email: EmailSettings | None = None
+    sms: SmsSettings | None = None
+    dingtalk: DingTalkSettings | None = None
+    wecom: ImWebhookSettings | None = None
+    slack: ImWebhookSettings | None = None
+    # Staff email per team queue, for routes that name the email channel.
+    team_emails: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, description="Per attempt, connect to answer")
+
+
+class QuietHours(_Section):
+    """Customer messages due in [start, end) local time wait until `end` (the window may span
+    midnight). Staff messages wait only when `staff` is set, and P1 never waits."""
+
+    enabled: bool = True
+    start: time = time(22, 0)
+    end: time = time(8, 0)
+    timezone: str = "Asia/Shanghai"
+    staff: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}, e.g. Asia/Shanghai") from None
+        return value
+
+
+class DeliverySettings(_Section):
+    default_language: str = "zh-CN"
+    # Channels for a customer request that names none (those the customer can be reached on).
+    customer_channels: list[str] = Field(default_factory=lambda: ["sms", "email"])
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    # The same template and params to the same recipient and channel within this window: once.
+    dedup_window_s: float = Field(default=3600.0, ge=0)
+    max_attempts: int = Field(default=6, ge=1)
+    retry_base_s: float = Field(default=30.0, gt=0)
+    retry_cap_s: float = Field(default=3600.0, gt=0)
+    # Messages per channel per window; a channel not listed is not limited.
+    rate_limits: dict[str, int] = Field(default_factory=lambda: {"sms": 100, "dingtalk": 20})
+    rate_window_s: float = Field(default=60.0, gt=0)
