@@ -44,7 +44,10 @@ from orderguard.shared.settings import Settings
 
 # Modules that declare detector rules, each in a `RULES` tuple. Every process checks the whole
 # detectors file against all of them, so a rule of another service is known, not a typo.
-RULE_MODULES = ("orderguard.services.inventory.rules",)
+RULE_MODULES = (
+    "orderguard.services.inventory.rules",
+    "orderguard.services.order.rules",
+)
 
 # Distinct label tuples whose resolved params stay cached per rule (e.g. SKU x warehouse).
 PARAMS_CACHE_SIZE = 65_536

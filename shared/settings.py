@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     # A partition without records for this long follows the wall clock, so silence is detected.
     detector_idle_after_s: float = Field(default=10.0, gt=0)
 
+    # Order lifecycle: an order unpaid this long after placement is cancelled (payment_timeout);
+    # the delivery promised when it is paid (express or standard); a delivered order completes
+    # after this many days (fractions allowed).
+    order_payment_deadline_s: float = Field(default=30 * 60, gt=0)
+    order_delivery_promise_days: int = Field(default=3, ge=0)
+    order_express_delivery_promise_days: int = Field(default=1, ge=0)
+    order_complete_after_days: float = Field(default=7.0, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str) -> str:

@@ -413,7 +413,9 @@ class Order:
             {"shipment_id": shipment_id, "carrier": carrier, "tracking_number": tracking},
         )
 
-    def deliver(self, shipment_id: str, actor: Actor, now: datetime) -> TimelineEntry:
+    def deliver(
+        self, shipment_id: str, actor: Actor, now: datetime, delivered_at: datetime | None = None
+    ) -> TimelineEntry:
         entry = self._transition(
             OrderAction.DELIVER,
             actor,
@@ -421,7 +423,7 @@ class Order:
             now,
             {"shipment_id": shipment_id},
         )
-        self.delivered_at = now
+        self.delivered_at = delivered_at or now
         return entry
 
     def complete(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:

@@ -24,7 +24,21 @@ from orderguard.shared.events.inventory import (
 )
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import NotificationRequested
-from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
+from orderguard.shared.events.orders import (
+    OrderCancelled,
+    OrderCompleted,
+    OrderHeld,
+    OrderPaid,
+    OrderPaymentFailed,
+    OrderPlaced,
+    OrderReleased,
+    OrderShipped,
+)
+from orderguard.shared.events.payments import (
+    PaymentAmountMismatch,
+    PaymentFailed,
+    PaymentSucceeded,
+)
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
 
 _BASE = Topics()
@@ -100,7 +114,8 @@ CATALOGUE: tuple[Topic, ...] = (
         address=_BASE.orders,
         title="Orders",
         description=(
-            "What happens to orders: placed and cancelled. Published by the order service"
+            "What happens to orders: placed, paid, payment failed, held, released, shipped,"
+            " cancelled, completed. Published by the order service"
             " through its outbox; an existing shop can publish its own orders here in the"
             " same envelope to have them watched."
         ),
@@ -111,7 +126,10 @@ CATALOGUE: tuple[Topic, ...] = (
                 OrderPlaced,
                 key=ORDER_ID,
                 producers=("order",),
-                consumers=(Consumer("inventory", "inventory.reservations"),),
+                consumers=(
+                    Consumer("inventory", "inventory.reservations"),
+                    Consumer("order", "order.detector.order.duplicate"),
+                ),
             ),
             Message(
                 OrderCancelled,
@@ -121,6 +139,15 @@ CATALOGUE: tuple[Topic, ...] = (
             ),
             Message(OrderPaid, key=ORDER_ID, producers=("order",)),
             Message(OrderShipped, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderPaymentFailed,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("order", "order.detector.payment.failures"),),
+            ),
+            Message(OrderHeld, key=ORDER_ID, producers=("order",)),
+            Message(OrderReleased, key=ORDER_ID, producers=("order",)),
+            Message(OrderCompleted, key=ORDER_ID, producers=("order",)),
         ),
     ),
     Topic(
@@ -166,8 +193,18 @@ CATALOGUE: tuple[Topic, ...] = (
         key="shipment id",
         owner="logistics",
         messages=(
-            Message(ShipmentDispatched, key="shipment_id", producers=("logistics",)),
-            Message(ShipmentDelivered, key="shipment_id", producers=("logistics",)),
+            Message(
+                ShipmentDispatched,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(Consumer("order", "order.shipments"),),
+            ),
+            Message(
+                ShipmentDelivered,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(Consumer("order", "order.shipments"),),
+            ),
         ),
     ),
     Topic(
@@ -187,10 +224,31 @@ CATALOGUE: tuple[Topic, ...] = (
         title="Payments",
         description=(
             "Published by payment services outside orderguard (or POSTed to an ingest"
-            " endpoint). No event types are registered yet."
+            " endpoint): a payment for an order succeeded, failed, or captured another amount"
+            " than the order's total."
         ),
         key="order id",
         owner="payment services (outside orderguard)",
+        messages=(
+            Message(
+                PaymentSucceeded,
+                key=ORDER_ID,
+                producers=("payment services",),
+                consumers=(Consumer("order", "order.payments"),),
+            ),
+            Message(
+                PaymentFailed,
+                key=ORDER_ID,
+                producers=("payment services",),
+                consumers=(Consumer("order", "order.payments"),),
+            ),
+            Message(
+                PaymentAmountMismatch,
+                key=ORDER_ID,
+                producers=("payment services",),
+                consumers=(Consumer("order", "order.payments"),),
+            ),
+        ),
     ),
     Topic(
         address=_declared("notifications.requests"),

@@ -10,6 +10,7 @@ from orderguard.shared.events import (  # noqa: F401  (registration)
     logistics,
     notifications,
     orders,
+    payments,
 )
 from orderguard.shared.events.registry import REGISTRY, EventRegistry, UnknownEventType, event_type
 
