@@ -3,20 +3,58 @@ their publishers send them, and waits on an order's status and timeline."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from testkit import RunningService, events_of_type, publish_event, wait_until
 
+from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.orders import OrderLine, OrderPlaced, ShippingAddress
 from orderguard.shared.events.payments import (
     PaymentAmountMismatch,
     PaymentFailed,
     PaymentSucceeded,
 )
 from orderguard.shared.settings import Settings
+
+EVENT_T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+ADDRESS = ShippingAddress(
+    province="浙江省", city="杭州市", district="西湖区", street="文三路 1 号", recipient="李雷"
+)
+
+
+def placed_event(
+    order_id: str,
+    seconds: float,
+    customer: str = "c-1",
+    lines: tuple[tuple[str, int], ...] = (("SKU-1", 2), ("SKU-2", 1)),
+    street: str = "文三路 1 号",
+    channel: str = "web",
+) -> Event:
+    at = EVENT_T0 + timedelta(seconds=seconds)
+    data = OrderPlaced(
+        order_id=order_id,
+        customer_id=customer,
+        channel=channel,
+        warehouse="main",
+        lines=[OrderLine(sku=s, quantity=q, unit_price=Decimal("1.00")) for s, q in lines],
+        total_amount=Decimal("3.00"),
+        phone="13800138000",
+        shipping_address=ADDRESS.model_copy(update={"street": street}),
+        placed_at=at,
+    )
+    envelope = Envelope(
+        id=f"e-{order_id}",
+        type="order.placed.v1",
+        source="/test",
+        subject=order_id,
+        time=at,
+        data=data.model_dump(mode="json"),
+    )
+    return Event(envelope, data, "orders.events", 0, 0)
 
 
 def order_body(

@@ -5,7 +5,8 @@
 - `payment.failures`: a burst of payment failures per channel, and overall.
 
 Both keep state across partitions (orders are keyed by order id, the state by customer or by
-scope), so each runs in one detector consumer group (see README, order service).
+scope): `keys_span_partitions` makes the engine read that state fresh and locked per batch, so
+several worker replicas count together.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class DuplicateOrder:
     name = "order.duplicate"
     event_types = frozenset({"order.placed.v1"})
     override_labels = ("channel",)
+    keys_span_partitions = True
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -140,6 +142,7 @@ class PaymentFailureBurst:
     name = "payment.failures"
     event_types = frozenset({"order.payment_failed.v1"})
     override_labels = ("channel",)
+    keys_span_partitions = True
     STATE_KEY = "payments"
 
     class Params(BaseModel):

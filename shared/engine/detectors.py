@@ -56,6 +56,9 @@ class DetectorHandler:
         self.event_types = rule.event_types
         self.clocks = clocks
         self._timed = rule if isinstance(rule, TimedRule) else None
+        # A rule whose keys span partitions (e.g. per customer over events keyed by order id)
+        # may see one key from several workers: its state is read fresh and locked per batch.
+        self._shared_keys = bool(getattr(rule, "keys_span_partitions", False))
         self._anomalies_topic = anomalies_topic
         self._source = f"/orderguard/{service}/detector/{rule.name}"
         self._cache: dict[str, State] = {}
@@ -67,9 +70,12 @@ class DetectorHandler:
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         rule = self.rule
         keyed = [(rule.key(event), event) for event in events]
-        await self._load(
-            uow, {key for key, _ in keyed if key is not None and key not in self._cache}
-        )
+        if self._shared_keys:
+            await self._load_locked(uow, {key for key, _ in keyed if key is not None})
+        else:
+            await self._load(
+                uow, {key for key, _ in keyed if key is not None and key not in self._cache}
+            )
         times: dict[TopicPartition, list[datetime]] = defaultdict(list)
         changed: dict[str, State] = {}
         deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
@@ -189,6 +195,26 @@ class DetectorHandler:
             self._cache[row["key"]] = row["state"]
         for key in keys - {row["key"] for row in rows}:
             self._cache[key] = self.rule.initial_state()
+
+    async def _load_locked(self, uow: UnitOfWork, keys: set[str]) -> None:
+        """Read these keys' state under a row lock (created first, so a new key locks too;
+        sorted, so two workers lock in the same order)."""
+        if not keys:
+            return
+        ordered = sorted(keys)
+        await uow.conn.executemany(
+            "INSERT INTO detector_state (rule, key, state) VALUES ($1, $2, $3)"
+            " ON CONFLICT (rule, key) DO NOTHING",
+            [(self.rule.name, key, self.rule.initial_state()) for key in ordered],
+        )
+        rows = await uow.conn.fetch(
+            "SELECT key, state FROM detector_state WHERE rule = $1 AND key = ANY($2::text[])"
+            " ORDER BY key FOR UPDATE",
+            self.rule.name,
+            ordered,
+        )
+        for row in rows:
+            self._cache[row["key"]] = row["state"]
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """After a rollback (None) or a revoke: forget state and what is known of deadlines;

@@ -4,8 +4,9 @@ late and out-of-order events, bounded state, per-channel overrides."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
+
+from orderflow import placed_event as placed
 
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
 from orderguard.shared.detection import State
@@ -14,47 +15,10 @@ from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.orders import (
-    OrderLine,
     OrderPaymentFailed,
-    OrderPlaced,
-    ShippingAddress,
 )
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-ADDRESS = ShippingAddress(
-    province="浙江省", city="杭州市", district="西湖区", street="文三路 1 号", recipient="李雷"
-)
-
-
-def placed(
-    order_id: str,
-    seconds: float,
-    customer: str = "c-1",
-    lines: tuple[tuple[str, int], ...] = (("SKU-1", 2), ("SKU-2", 1)),
-    street: str = "文三路 1 号",
-    channel: str = "web",
-) -> Event:
-    at = T0 + timedelta(seconds=seconds)
-    data = OrderPlaced(
-        order_id=order_id,
-        customer_id=customer,
-        channel=channel,
-        warehouse="main",
-        lines=[OrderLine(sku=s, quantity=q, unit_price=Decimal("1.00")) for s, q in lines],
-        total_amount=Decimal("3.00"),
-        phone="13800138000",
-        shipping_address=ADDRESS.model_copy(update={"street": street}),
-        placed_at=at,
-    )
-    envelope = Envelope(
-        id=f"e-{order_id}",
-        type="order.placed.v1",
-        source="/test",
-        subject=order_id,
-        time=at,
-        data=data.model_dump(mode="json"),
-    )
-    return Event(envelope, data, "orders.events", 0, 0)
 
 
 def run(
@@ -219,7 +183,7 @@ def test_out_of_order_failures_count_in_the_window_they_belong_to() -> None:
     _, raised = run(BURST, [events[4], events[0], events[3], events[1], events[2]])
     assert len(channel_anomalies(raised)) == 1
     late = [failed(n, 1000 + n * 30) for n in range(4)] + [failed(9, 1000 + 119)]
-    _, raised = run(BURST, late[:3] + [late[4], late[3]])
+    _, raised = run(BURST, [*late[:3], late[4], late[3]])
     assert len(channel_anomalies(raised)) == 1
 
 
