@@ -405,7 +405,7 @@ async def record_inventory_outcomes(
             order,
             "order.out_of_stock",
             {"skus": skus, "what_you_can_do": WHAT_YOU_CAN_DO[HoldReason.OUT_OF_STOCK]},
-            event.id,
+            skus.replace(", ", "+"),  # the same shortage told again is the same request
         )
     await repository.record(uow.conn, entries)
 

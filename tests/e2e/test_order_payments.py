@@ -157,3 +157,29 @@ async def test_a_restart_mid_flow_loses_nothing(settings: Settings, start_servic
     view = await wait_status(again, order_id, "paid")
     assert [e["what"] for e in view["timeline"]][:3] == ["placed", "payment_failed", "paid"]
     assert len(await published(settings, "orders.events", "order.paid.v1", order_id)) == 1
+
+
+async def test_a_held_order_that_is_paid_ships_only_once_released(
+    settings: Settings, start_service: Any
+) -> None:
+    order = await start_service(ORDER)
+    await order.wait_assigned()
+    body = order_body()
+    body["shipping_address"] |= {"street": "1号"}
+    order_id = (await place(order, body))["order_id"]
+
+    await send(settings, "payments.events", payment("succeeded", order_id, "pay-1"))
+    view = await wait_entry(order, order_id, "paid_while_held")
+    assert view["status"] == "on_hold" and view["hold"]["held_from"] == "paid"
+    assert not await published(settings, "orders.events", "order.paid.v1", order_id)
+
+    response = await order.client.post(
+        f"/orders/{order_id}/release", json={"reason": "address completed by phone"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "paid"
+    [paid] = await wait_until(
+        lambda: published(settings, "orders.events", "order.paid.v1", order_id), what="paid"
+    )
+    assert paid.data["payment_id"] == "pay-1"
+    assert len(await notifications(settings, "order.confirmed", order_id)) == 1
