@@ -48,6 +48,7 @@ RULE_MODULES = (
     "orderguard.services.inventory.rules",
     "orderguard.services.aftersales.rules",
     "orderguard.services.logistics.rules",
+    "orderguard.services.order.rules",
 )
 
 # Distinct label tuples whose resolved params stay cached per rule (e.g. SKU x warehouse).

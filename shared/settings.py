@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     # Notifier: where and how messages go out (shared/notifier_settings.py).
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     deliveries: DeliverySettings = Field(default_factory=DeliverySettings)
+    # Order lifecycle: an order unpaid this long after placement is cancelled (payment_timeout);
+    # the delivery promised when it is paid (express or standard); a delivered order completes
+    # after this many days (fractions allowed).
+    order_payment_deadline_s: float = Field(default=30 * 60, gt=0)
+    order_delivery_promise_days: int = Field(default=3, ge=0)
+    order_express_delivery_promise_days: int = Field(default=1, ge=0)
+    order_complete_after_days: float = Field(default=7.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

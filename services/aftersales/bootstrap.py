@@ -46,8 +46,6 @@ def handlers(runtime: Runtime) -> list[object]:
                     anomalies_topic=topics.anomalies,
                     service="aftersales",
                     clocks=PartitionClocks.from_settings(runtime.settings),
-                    # aftersales.events is keyed by case; refund.repeated keys by customer.
-                    keys_span_partitions=rule is RepeatedRefunds,
                 )
             )
     return found

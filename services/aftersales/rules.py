@@ -131,6 +131,8 @@ class RepeatedRefunds:
     name = "refund.repeated"
     event_types = frozenset({"refund.issued.v1"})
     override_labels = ("channel",)
+    # aftersales.events is keyed by case, this rule by customer: the engine locks and rereads.
+    keys_span_partitions = True
     MAX_KEPT = 100
 
     class Params(BaseModel):

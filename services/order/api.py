@@ -1,16 +1,18 @@
-"""HTTP API of the order service: place, read and cancel orders."""
+"""HTTP API of the order service: place, read, list, cancel, hold and release orders."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,14 +25,24 @@ from orderguard.services.order.domain import (
     TRANSITIONS,
     Actor,
     Address,
+    HoldReason,
     IllegalTransition,
+    InvalidPhone,
     Line,
+    MemberLevel,
+    Order,
+    OrderStatus,
     TimelineEntry,
     allowed_actions,
     mask_phone,
     normalise_mobile,
 )
-from orderguard.services.order.handlers import OrderNotFound, OrderWithTimeline, PlaceOrder
+from orderguard.services.order.handlers import (
+    OrderConfig,
+    OrderNotFound,
+    OrderWithTimeline,
+    PlaceOrder,
+)
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
 from orderguard.shared.runtime import Runtime
@@ -44,7 +56,9 @@ Channel = Literal["web", "app", "mini_program", "marketplace", "pos"]
 
 # Trimmed, non-blank text of bounded length.
 AddressPart = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-Street = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# May be blank: an incomplete address is held for a person to review, not refused (intake checks).
+Reviewable = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+Street = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Recipient = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
@@ -53,13 +67,25 @@ def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+# Any short text: one that is not six digits holds the order for review (intake checks).
 PostalCode = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{6}$")] | None,
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)] | None,
     BeforeValidator(_blank_is_none),
 ]
-# InvalidPhone is a ValueError, so pydantic reports it on the phone field.
-MobilePhone = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(normalise_mobile)
+
+
+# Any short text: one that is not a mainland mobile number holds the order for review.
+def _normalised_if_mobile(value: str) -> str:
+    try:
+        return normalise_mobile(value)
+    except InvalidPhone:
+        return value
+
+
+PhoneText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=32),
+    AfterValidator(_normalised_if_mobile),
 ]
 
 
@@ -68,10 +94,12 @@ class ShippingAddressIn(BaseModel):
 
     province: AddressPart
     city: AddressPart
-    district: AddressPart
-    street: Street
+    district: Reviewable = Field(default="", description="Blank: held for review")
+    street: Street = Field(default="", description="Shorter than 4 characters: held for review")
     recipient: Recipient
-    postal_code: PostalCode = Field(default=None, description="Six digits; omit when unknown")
+    postal_code: PostalCode = Field(
+        default=None, description="Six digits; omit when unknown; anything else: held for review"
+    )
 
     def to_domain(self) -> Address:
         return Address(**self.model_dump())
@@ -94,13 +122,16 @@ class PlaceOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
-    phone: MobilePhone = Field(
-        description="Mainland China mobile; +86/0086 prefix, spaces and dashes allowed"
+    phone: PhoneText = Field(
+        description="Mainland China mobile; +86/0086 prefix, spaces and dashes allowed;"
+        " anything else holds the order for review"
     )
     shipping_address: ShippingAddressIn
     lines: list[OrderLineIn] = Field(min_length=1, max_length=200)
     channel: Channel
     warehouse: str = Field(default="main", min_length=1, max_length=64, pattern=IDENTIFIER)
+    member_level: MemberLevel = Field(default="regular", description="Raises the priority")
+    express: bool = Field(default=False, description="Express delivery promised; raises priority")
 
     def to_command(self) -> PlaceOrder:
         return PlaceOrder(
@@ -113,7 +144,24 @@ class PlaceOrderRequest(BaseModel):
             ),
             channel=self.channel,
             warehouse=self.warehouse,
+            member_level=self.member_level,
+            express=self.express,
         )
+
+
+class HoldOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+    release_at: AwareDatetime | None = Field(
+        default=None, description="When the hold lifts by itself; omit for a person to release"
+    )
+
+
+class ReleaseOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
 
 
 class CancelOrderRequest(BaseModel):
@@ -169,32 +217,91 @@ class ShippingAddressView(BaseModel):
     postal_code: str | None
 
 
-class OrderView(BaseModel):
-    """An order as operators see it. Amounts are decimal strings; the phone is masked."""
+class PriorityView(BaseModel):
+    level: str = Field(description="P1 (first) to P4")
+    score: int = Field(description="0..100: member level + amount + delivery promise")
+
+
+class HoldView(BaseModel):
+    reason: str = Field(description="address_incomplete, phone_invalid, out_of_stock, ...")
+    note: str | None
+    held_from: str | None = Field(description="The status a release returns to")
+    release_at: datetime | None
+
+
+class OrderSummaryView(BaseModel):
+    """An order in a queue: enough to pick it, without its lines and timeline."""
 
     order_id: str
     status: str
-    allowed_actions: list[str]
+    priority: PriorityView
+    hold: HoldView | None
     customer_id: str
     channel: str
+    member_level: str
+    express: bool
+    total_amount: Decimal
+    placed_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderSummaryView:
+        return cls(**_summary(order))
+
+
+def _summary(order: Order) -> dict[str, Any]:
+    hold = (
+        HoldView(
+            reason=order.hold_reason,
+            note=order.hold_note,
+            held_from=order.held_from,
+            release_at=order.hold_release_at,
+        )
+        if order.hold_reason is not None
+        else None
+    )
+    return {
+        "order_id": order.order_id,
+        "status": order.status,
+        "priority": PriorityView(level=order.priority.level, score=order.priority.score),
+        "hold": hold,
+        "customer_id": order.customer_id,
+        "channel": order.channel,
+        "member_level": order.member_level,
+        "express": order.express,
+        "total_amount": order.total_amount,
+        "placed_at": order.placed_at,
+        "updated_at": order.updated_at,
+    }
+
+
+class OrderListView(BaseModel):
+    orders: list[OrderSummaryView]
+    limit: int
+    offset: int
+
+
+class OrderView(OrderSummaryView):
+    """An order as operators see it. Amounts are decimal strings; the phone is masked."""
+
+    allowed_actions: list[str]
     warehouse: str
     phone: str = Field(description="Masked, e.g. 138****5678")
     shipping_address: ShippingAddressView
     lines: list[LineView]
-    total_amount: Decimal
-    placed_at: datetime
-    updated_at: datetime
+    payment_id: str | None
+    paid_amount: Decimal | None
+    payment_due_at: datetime | None
+    promised_delivery_by: datetime | None
+    delivered_at: datetime | None
     timeline: list[TimelineEntryView]
 
     @classmethod
-    def of(cls, found: OrderWithTimeline) -> OrderView:
+    def of(cls, found: OrderWithTimeline) -> OrderView:  # type: ignore[override]
         order = found.order
         return cls(
-            order_id=order.order_id,
-            status=order.status,
-            allowed_actions=[str(action) for action in allowed_actions(order.status)],
-            customer_id=order.customer_id,
-            channel=order.channel,
+            **_summary(order),
+            allowed_actions=[str(action) for action in order.allowed_actions],
             warehouse=order.warehouse,
             phone=mask_phone(order.phone),
             shipping_address=ShippingAddressView(**asdict(order.address)),
@@ -207,9 +314,11 @@ class OrderView(BaseModel):
                 )
                 for line in order.lines
             ],
-            total_amount=order.total_amount,
-            placed_at=order.placed_at,
-            updated_at=order.updated_at,
+            payment_id=order.payment_id,
+            paid_amount=order.paid_amount,
+            payment_due_at=order.payment_due_at,
+            promised_delivery_by=order.promised_delivery_by,
+            delivered_at=order.delivered_at,
             timeline=[TimelineEntryView.of(entry) for entry in found.timeline],
         )
 
@@ -243,9 +352,8 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def build_router(runtime: Runtime) -> APIRouter:
+def build_router(runtime: Runtime, config: OrderConfig) -> APIRouter:
     router = APIRouter(tags=["orders"])
-    topic = runtime.topics.orders
 
     @router.post(
         "/orders",
@@ -258,11 +366,14 @@ def build_router(runtime: Runtime) -> APIRouter:
         caller: Caller = Depends(require_scope("orders:write")),
         idempotency_key: str | None = IdempotencyKey,
     ) -> JSONResponse:
-        """Place an order, published as order.placed.v1. Retry with the same Idempotency-Key."""
+        """Place an order, published as order.placed.v1. Retry with the same Idempotency-Key.
+
+        An order whose address looks incomplete or whose phone is not a mainland mobile is
+        created on hold (order.held.v1) with the reason, for a person to release or cancel."""
 
         async def place(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
             placed = await handlers.place_order(
-                uow, topic, request.to_command(), Actor("api", caller.name)
+                uow, config, request.to_command(), Actor("api", caller.name)
             )
             return 201, OrderView.of(placed).model_dump(mode="json")
 
@@ -278,12 +389,41 @@ def build_router(runtime: Runtime) -> APIRouter:
         )
 
     @router.get(
+        "/orders",
+        response_model=OrderListView,
+        dependencies=[Depends(require_scope("orders:read"))],
+    )
+    async def list_orders(
+        status: OrderStatus | None = None,
+        hold_reason: HoldReason | None = None,
+        customer_id: str | None = Query(default=None, max_length=64),
+        channel: Channel | None = None,
+        limit: int = Query(default=50, ge=1, le=500),
+        offset: int = Query(default=0, ge=0),
+    ) -> OrderListView:
+        """Orders filtered by status, hold reason, customer and channel, highest priority first,
+        then oldest first: e.g. `?status=on_hold` is the queue of orders waiting for a person."""
+        async with runtime.pool.acquire() as conn:
+            found = await handlers.list_orders(
+                conn,
+                status=status,
+                hold_reason=hold_reason,
+                customer_id=customer_id,
+                channel=channel,
+                limit=limit,
+                offset=offset,
+            )
+        return OrderListView(
+            orders=[OrderSummaryView.of(order) for order in found], limit=limit, offset=offset
+        )
+
+    @router.get(
         "/orders/{order_id}",
         response_model=OrderView,
         dependencies=[Depends(require_scope("orders:read"))],
     )
     async def get_order(order_id: str = ORDER_ID) -> OrderView:
-        """An order with its status, lines, amounts and timeline (the phone masked)."""
+        """An order with its status, priority, hold, lines, amounts and timeline (phone masked)."""
         async with (
             runtime.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
@@ -294,6 +434,32 @@ def build_router(runtime: Runtime) -> APIRouter:
                 raise _not_found(order_id) from None
         return OrderView.of(found)
 
+    def _change(
+        name: str,
+        request: BaseModel,
+        order_id: str,
+        caller: Caller,
+        idempotency_key: str | None,
+        change: Callable[[UnitOfWork, Actor], Awaitable[OrderWithTimeline]],
+    ) -> Awaitable[tuple[int, dict[str, Any], bool]]:
+        async def run(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+            try:
+                changed = await change(uow, Actor("api", caller.name))
+            except OrderNotFound:
+                raise _not_found(order_id) from None
+            except IllegalTransition as exc:
+                raise _illegal(exc) from None
+            return 200, OrderView.of(changed).model_dump(mode="json")
+
+        return run_once_per_key(
+            runtime.pool,
+            runtime.schema,
+            idempotency_key,
+            f"POST /orders/{order_id}/{name}",
+            request.model_dump(mode="json"),
+            run,
+        )
+
     @router.post("/orders/{order_id}/cancel", response_model=OrderView)
     async def cancel_order(
         request: CancelOrderRequest,
@@ -301,28 +467,60 @@ def build_router(runtime: Runtime) -> APIRouter:
         caller: Caller = Depends(require_scope("orders:write")),
         idempotency_key: str | None = IdempotencyKey,
     ) -> JSONResponse:
-        """Cancel a placed order (published as order.cancelled.v1); 409 names the current status."""
-
-        async def cancel(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                cancelled = await handlers.cancel_order(
-                    uow, topic, order_id, request.reason, Actor("api", caller.name)
-                )
-            except OrderNotFound:
-                raise _not_found(order_id) from None
-            except IllegalTransition as exc:
-                raise _illegal(exc) from None
-            return 200, OrderView.of(cancelled).model_dump(mode="json")
-
-        route = f"POST /orders/{order_id}/cancel"
+        """Cancel an order before it ships (order.cancelled.v1); 409 names the current status."""
         return _answer(
-            *await run_once_per_key(
-                runtime.pool,
-                runtime.schema,
+            *await _change(
+                "cancel",
+                request,
+                order_id,
+                caller,
                 idempotency_key,
-                route,
-                request.model_dump(mode="json"),
-                cancel,
+                lambda uow, actor: handlers.cancel_order(
+                    uow, config, order_id, request.reason, actor
+                ),
+            )
+        )
+
+    @router.post("/orders/{order_id}/hold", response_model=OrderView)
+    async def hold_order(
+        request: HoldOrderRequest,
+        order_id: str = ORDER_ID,
+        caller: Caller = Depends(require_scope("orders:write")),
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> JSONResponse:
+        """Hold an order with a reason, optionally until `release_at` (order.held.v1; the
+        customer is told what they can do); 409 names the current status."""
+        return _answer(
+            *await _change(
+                "hold",
+                request,
+                order_id,
+                caller,
+                idempotency_key,
+                lambda uow, actor: handlers.hold_order(
+                    uow, config, order_id, request.reason, request.release_at, actor
+                ),
+            )
+        )
+
+    @router.post("/orders/{order_id}/release", response_model=OrderView)
+    async def release_order(
+        request: ReleaseOrderRequest,
+        order_id: str = ORDER_ID,
+        caller: Caller = Depends(require_scope("orders:write")),
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> JSONResponse:
+        """Release a held order to the status it was held from (order.released.v1)."""
+        return _answer(
+            *await _change(
+                "release",
+                request,
+                order_id,
+                caller,
+                idempotency_key,
+                lambda uow, actor: handlers.release_order(
+                    uow, config, order_id, request.reason, actor
+                ),
             )
         )
 

@@ -1,24 +1,104 @@
-"""Wires the order service: its API and its consumers."""
+"""Wires the order service: its API, its consumers, its detectors and its scheduled jobs."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from orderguard.services.order import handlers as use_cases
 from orderguard.services.order.api import build_router
-from orderguard.services.order.consumers import RecordInventoryOutcomes
+from orderguard.services.order.consumers import (
+    ApplyPayments,
+    ApplyShipments,
+    RecordInventoryOutcomes,
+)
+from orderguard.services.order.handlers import OrderConfig
 from orderguard.services.order.recycle_bin import bootstrap as recycle_bin
-from orderguard.shared.engine import BatchHandler
+from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
+from orderguard.shared import detector_config
+from orderguard.shared.detector_config import DetectorConfig
+from orderguard.shared.engine.deadlines import PartitionClocks
+from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime, ServiceDefinition
+from orderguard.shared.scheduler import ScheduledJob
+from orderguard.shared.uow import UnitOfWork
+
+log = get_logger(__name__)
 
 
-def handlers(runtime: Runtime) -> list[BatchHandler]:
-    return [RecordInventoryOutcomes(runtime.topics.inventory), *recycle_bin.handlers(runtime)]
+def order_config(runtime: Runtime) -> OrderConfig:
+    settings = runtime.settings
+    return OrderConfig(
+        orders_topic=runtime.topics.orders,
+        notifications_topic=runtime.topics.name("notifications.requests"),
+        payment_deadline=timedelta(seconds=settings.order_payment_deadline_s),
+        promise_days=settings.order_delivery_promise_days,
+        express_promise_days=settings.order_express_delivery_promise_days,
+        complete_after=timedelta(days=settings.order_complete_after_days),
+    )
+
+
+def detectors(runtime: Runtime) -> DetectorConfig:
+    """The detectors configuration in force; an invalid file stops start-up, naming every problem."""
+
+    def load() -> DetectorConfig:
+        config = detector_config.load_for(runtime.settings)
+        log.info("detectors configured", source=config.source)
+        return config
+
+    return runtime.once("detectors", load)
+
+
+def handlers(runtime: Runtime) -> list[object]:
+    topics = runtime.topics
+    config = order_config(runtime)
+    found: list[object] = [
+        RecordInventoryOutcomes(topics.inventory, config),
+        ApplyPayments(topics.name("payments.events"), config),
+        ApplyShipments(topics.name("logistics.events"), config),
+        *recycle_bin.handlers(runtime),
+    ]
+    rules = detectors(runtime)
+    for rule in (DuplicateOrder, PaymentFailureBurst):
+        rule_config = rules.rule(rule.name)
+        if rule_config.enabled:
+            found.append(
+                DetectorHandler(
+                    rule(rule_config),
+                    topics=[topics.orders],
+                    anomalies_topic=topics.anomalies,
+                    service="order",
+                    clocks=PartitionClocks.from_settings(runtime.settings),
+                )
+            )
+    return found
+
+
+def jobs(runtime: Runtime) -> list[ScheduledJob]:
+    config = order_config(runtime)
+
+    def job(name: str, run: use_cases.JobRun) -> ScheduledJob:
+        async def run_with_config(uow: UnitOfWork, limit: int) -> int:
+            return await run(uow, config, limit)
+
+        return ScheduledJob(name, run_with_config)
+
+    return [
+        job("order.payment_timeout", use_cases.cancel_unpaid_orders),
+        job("order.auto_release", use_cases.release_due_holds),
+        job("order.auto_complete", use_cases.complete_delivered_orders),
+        *recycle_bin.jobs(runtime),
+    ]
 
 
 DEFINITION = ServiceDefinition(
     name="order",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime), recycle_bin.build_router(runtime)],
-    handlers=handlers,
-    jobs=recycle_bin.jobs,
+    routers=lambda runtime: [
+        build_router(runtime, order_config(runtime)),
+        recycle_bin.build_router(runtime),
+    ],
+    handlers=handlers,  # type: ignore[arg-type]
+    jobs=jobs,
 )

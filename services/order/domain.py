@@ -9,28 +9,70 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 CENT = Decimal("0.01")
 
 
 class OrderStatus(StrEnum):
     PLACED = "placed"
+    PAYMENT_FAILED = "payment_failed"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
     CANCELLED = "cancelled"
-    # Next issues add: paid, payment_failed, on_hold, shipped, delivered, completed.
+    ON_HOLD = "on_hold"
 
 
 class OrderAction(StrEnum):
+    PAY = "pay"
+    FAIL_PAYMENT = "fail_payment"
+    SHIP = "ship"
+    DELIVER = "deliver"
+    COMPLETE = "complete"
     CANCEL = "cancel"
-    # Next issues add: pay, fail_payment, hold, release_hold, ship, deliver, complete.
+    HOLD = "hold"
+    RELEASE = "release"
 
+
+# `release` returns a held order to the status it was held from (remembered on the order).
+HELD_FROM = "held_from"
 
 # The whole state machine: (current status, action) -> next status. What is not listed is illegal.
 # A new state is a new member above plus its rows here; nothing else decides legality.
-TRANSITIONS: Mapping[OrderStatus, Mapping[OrderAction, OrderStatus]] = {
-    OrderStatus.PLACED: {OrderAction.CANCEL: OrderStatus.CANCELLED},
+TRANSITIONS: Mapping[OrderStatus, Mapping[OrderAction, OrderStatus | str]] = {
+    OrderStatus.PLACED: {
+        OrderAction.PAY: OrderStatus.PAID,
+        OrderAction.FAIL_PAYMENT: OrderStatus.PAYMENT_FAILED,
+        OrderAction.CANCEL: OrderStatus.CANCELLED,
+        OrderAction.HOLD: OrderStatus.ON_HOLD,
+    },
+    # The customer may retry: a later success still pays it.
+    OrderStatus.PAYMENT_FAILED: {
+        OrderAction.PAY: OrderStatus.PAID,
+        OrderAction.FAIL_PAYMENT: OrderStatus.PAYMENT_FAILED,
+        OrderAction.CANCEL: OrderStatus.CANCELLED,
+        OrderAction.HOLD: OrderStatus.ON_HOLD,
+    },
+    OrderStatus.PAID: {
+        OrderAction.SHIP: OrderStatus.SHIPPED,
+        OrderAction.CANCEL: OrderStatus.CANCELLED,
+        OrderAction.HOLD: OrderStatus.ON_HOLD,
+    },
+    OrderStatus.SHIPPED: {OrderAction.DELIVER: OrderStatus.DELIVERED},
+    OrderStatus.DELIVERED: {OrderAction.COMPLETE: OrderStatus.COMPLETED},
+    OrderStatus.COMPLETED: {},
     OrderStatus.CANCELLED: {},
+    OrderStatus.ON_HOLD: {
+        OrderAction.RELEASE: HELD_FROM,
+        OrderAction.CANCEL: OrderStatus.CANCELLED,
+    },
 }
+
+# Payment outcomes still apply to a held order: they move the status it returns to on release
+# (a held order that gets paid is released as paid), following the rows of that status above.
+PASS_THROUGH_HOLD = frozenset({OrderAction.PAY, OrderAction.FAIL_PAYMENT})
 
 
 class IllegalTransition(Exception):
@@ -43,15 +85,30 @@ class IllegalTransition(Exception):
         self.action = action
 
 
-def next_status(order_id: str, current: OrderStatus, action: OrderAction) -> OrderStatus:
+def next_status(
+    order_id: str,
+    current: OrderStatus,
+    action: OrderAction,
+    held_from: OrderStatus | None = None,
+) -> OrderStatus:
     try:
-        return TRANSITIONS[current][action]
+        target = TRANSITIONS[current][action]
     except KeyError:
         raise IllegalTransition(order_id, current, action) from None
+    if target == HELD_FROM:
+        if held_from is None:
+            raise IllegalTransition(order_id, current, action)
+        return held_from
+    return OrderStatus(target)
 
 
-def allowed_actions(current: OrderStatus) -> list[OrderAction]:
-    return sorted(TRANSITIONS[current])
+def allowed_actions(
+    current: OrderStatus, held_from: OrderStatus | None = None
+) -> list[OrderAction]:
+    actions = set(TRANSITIONS[current])
+    if current is OrderStatus.ON_HOLD and held_from is not None:
+        actions |= PASS_THROUGH_HOLD & set(TRANSITIONS[held_from])
+    return sorted(actions)
 
 
 # -- phone ---------------------------------------------------------------------------------
@@ -150,6 +207,26 @@ class TimelineEntry:
         return replace(self, event_type=event_type, event_id=event_id)
 
 
+class HoldReason(StrEnum):
+    """Why an order is held; operators filter their queue by it."""
+
+    ADDRESS_INCOMPLETE = "address_incomplete"
+    PHONE_INVALID = "phone_invalid"
+    OUT_OF_STOCK = "out_of_stock"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    MANUAL = "manual"
+
+
+# What the customer can do about each hold (the `order.held` notification says it).
+WHAT_YOU_CAN_DO: Mapping[HoldReason, str] = {
+    HoldReason.ADDRESS_INCOMPLETE: "confirm or complete your shipping address with customer service",
+    HoldReason.PHONE_INVALID: "give customer service a mobile number the carrier can reach",
+    HoldReason.OUT_OF_STOCK: "wait for the restock, accept a substitute, or ask for a refund",
+    HoldReason.AMOUNT_MISMATCH: "nothing yet: we are checking your payment and will contact you",
+    HoldReason.MANUAL: "nothing yet: customer service is reviewing your order and will contact you",
+}
+
+
 @dataclass(slots=True)
 class Order:
     order_id: str
@@ -162,10 +239,26 @@ class Order:
     status: OrderStatus
     placed_at: datetime
     updated_at: datetime
+    member_level: MemberLevel = "regular"
+    express: bool = False
+    priority: Priority = field(default_factory=lambda: Priority(0, "P4"))
+    payment_due_at: datetime | None = None
+    payment_id: str | None = None
+    paid_amount: Decimal | None = None
+    promised_delivery_by: datetime | None = None
+    delivered_at: datetime | None = None
+    held_from: OrderStatus | None = None
+    hold_reason: HoldReason | None = None
+    hold_note: str | None = None
+    hold_release_at: datetime | None = None
 
     @property
     def total_amount(self) -> Decimal:
         return order_total(self.lines)
+
+    @property
+    def allowed_actions(self) -> list[OrderAction]:
+        return allowed_actions(self.status, self.held_from)
 
     @classmethod
     def place(
@@ -179,14 +272,26 @@ class Order:
         warehouse: str,
         actor: Actor,
         now: datetime,
-    ) -> tuple[Order, TimelineEntry]:
+        member_level: MemberLevel = "regular",
+        express: bool = False,
+        promised_days: int = 3,
+        payment_due_at: datetime | None = None,
+    ) -> tuple[Order, list[TimelineEntry]]:
+        """A new order: placed, or held for manual review when the intake checks find problems
+        (an incomplete address, a phone that is not a reachable mobile): never silently accepted."""
         lines = tuple(line.in_cents() for line in lines)
         if not lines:
             raise ValueError("an order needs at least one line")
+        problems = intake_problems(phone, address)
+        try:
+            phone = normalise_mobile(phone)
+        except InvalidPhone:
+            phone = phone.strip()  # kept as given: a person calls back or corrects it
+        total = order_total(lines)
         order = cls(
             order_id=order_id,
             customer_id=customer_id,
-            phone=normalise_mobile(phone),
+            phone=phone,
             address=address,
             lines=lines,
             channel=channel,
@@ -194,34 +299,311 @@ class Order:
             status=OrderStatus.PLACED,
             placed_at=now,
             updated_at=now,
+            member_level=member_level,
+            express=express,
+            priority=priority_of(member_level, total, promised_days),
+            payment_due_at=payment_due_at,
         )
-        entry = TimelineEntry(
-            at=now,
-            what="placed",
-            actor=actor,
-            reason=f"placed through {channel}",
-            to_status=OrderStatus.PLACED,
-            details={"total_amount": str(order.total_amount), "lines": len(lines)},
-        )
-        return order, entry
+        entries = [
+            TimelineEntry(
+                at=now,
+                what="placed",
+                actor=actor,
+                reason=f"placed through {channel}",
+                to_status=OrderStatus.PLACED,
+                details={
+                    "total_amount": str(total),
+                    "lines": len(lines),
+                    "priority": order.priority.level,
+                    "priority_score": order.priority.score,
+                },
+            )
+        ]
+        if problems:
+            entries.append(
+                order.hold(
+                    problems[0].reason,
+                    "; ".join(problem.message for problem in problems),
+                    None,
+                    Actor("rule", "order.intake"),
+                    now,
+                    details={"problems": [problem.code for problem in problems]},
+                )
+            )
+        return order, entries
 
     def _transition(
-        self, action: OrderAction, actor: Actor, reason: str | None, now: datetime
+        self,
+        action: OrderAction,
+        actor: Actor,
+        reason: str | None,
+        now: datetime,
+        details: Mapping[str, Any] | None = None,
     ) -> TimelineEntry:
         before = self.status
-        self.status = next_status(self.order_id, before, action)
+        if before is OrderStatus.ON_HOLD and action in PASS_THROUGH_HOLD and self.held_from:
+            # Still held; on release it returns to where this action leads.
+            self.held_from = next_status(self.order_id, self.held_from, action)
+            self.updated_at = now
+            return TimelineEntry(
+                at=now,
+                what=f"{self.held_from}_while_held",
+                actor=actor,
+                reason=reason,
+                from_status=before,
+                to_status=before,
+                details={**(details or {}), "held_from": str(self.held_from)},
+            )
+        self.status = next_status(self.order_id, before, action, self.held_from)
         self.updated_at = now
         return TimelineEntry(
             at=now,
-            what=str(self.status),
+            what=str(self.status) if action is not OrderAction.RELEASE else "released",
             actor=actor,
             reason=reason,
             from_status=before,
             to_status=self.status,
+            details=dict(details or {}),
         )
 
     def cancel(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
-        return self._transition(OrderAction.CANCEL, actor, reason, now)
+        entry = self._transition(OrderAction.CANCEL, actor, reason, now)
+        self._clear_hold()
+        return entry
+
+    def pay(
+        self,
+        payment_id: str,
+        amount: Decimal,
+        promised_delivery_by: datetime,
+        actor: Actor,
+        now: datetime,
+    ) -> TimelineEntry:
+        entry = self._transition(
+            OrderAction.PAY,
+            actor,
+            f"payment {payment_id} captured",
+            now,
+            {"payment_id": payment_id, "amount": str(amount)},
+        )
+        self.payment_id = payment_id
+        self.paid_amount = amount
+        self.promised_delivery_by = promised_delivery_by
+        return entry
+
+    def fail_payment(
+        self, payment_id: str, code: str, reason: str | None, actor: Actor, now: datetime
+    ) -> TimelineEntry:
+        return self._transition(
+            OrderAction.FAIL_PAYMENT,
+            actor,
+            f"payment {payment_id} failed: {code}" + (f" ({reason})" if reason else ""),
+            now,
+            {"payment_id": payment_id, "code": code},
+        )
+
+    def ship(
+        self, shipment_id: str, carrier: str, tracking: str, actor: Actor, now: datetime
+    ) -> TimelineEntry:
+        return self._transition(
+            OrderAction.SHIP,
+            actor,
+            f"dispatched with {carrier}",
+            now,
+            {"shipment_id": shipment_id, "carrier": carrier, "tracking_number": tracking},
+        )
+
+    def deliver(
+        self, shipment_id: str, actor: Actor, now: datetime, delivered_at: datetime | None = None
+    ) -> TimelineEntry:
+        entry = self._transition(
+            OrderAction.DELIVER,
+            actor,
+            "the carrier delivered it",
+            now,
+            {"shipment_id": shipment_id},
+        )
+        self.delivered_at = delivered_at or now
+        return entry
+
+    def complete(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
+        return self._transition(OrderAction.COMPLETE, actor, reason, now)
+
+    def hold(
+        self,
+        reason: HoldReason,
+        note: str,
+        release_at: datetime | None,
+        actor: Actor,
+        now: datetime,
+        details: Mapping[str, Any] | None = None,
+    ) -> TimelineEntry:
+        before = self.status
+        entry = self._transition(
+            OrderAction.HOLD,
+            actor,
+            note,
+            now,
+            {
+                **(details or {}),
+                "hold_reason": str(reason),
+                "release_at": release_at.isoformat() if release_at else None,
+            },
+        )
+        self.held_from = before
+        self.hold_reason = reason
+        self.hold_note = note
+        self.hold_release_at = release_at
+        return entry
+
+    def release(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
+        held = self.hold_reason
+        entry = self._transition(
+            OrderAction.RELEASE, actor, reason, now, {"hold_reason": str(held) if held else None}
+        )
+        self._clear_hold()
+        return entry
+
+    def _clear_hold(self) -> None:
+        self.held_from = None
+        self.hold_reason = None
+        self.hold_note = None
+        self.hold_release_at = None
+
+
+# -- intake checks ---------------------------------------------------------------------------
+
+# Provincial-level divisions of mainland China, in Chinese and pinyin, without their suffix.
+PROVINCES = frozenset(
+    name.lower()
+    for pair in (
+        ("北京", "Beijing"),
+        ("天津", "Tianjin"),
+        ("上海", "Shanghai"),
+        ("重庆", "Chongqing"),
+        ("河北", "Hebei"),
+        ("山西", "Shanxi"),
+        ("辽宁", "Liaoning"),
+        ("吉林", "Jilin"),
+        ("黑龙江", "Heilongjiang"),
+        ("江苏", "Jiangsu"),
+        ("浙江", "Zhejiang"),
+        ("安徽", "Anhui"),
+        ("福建", "Fujian"),
+        ("江西", "Jiangxi"),
+        ("山东", "Shandong"),
+        ("河南", "Henan"),
+        ("湖北", "Hubei"),
+        ("湖南", "Hunan"),
+        ("广东", "Guangdong"),
+        ("海南", "Hainan"),
+        ("四川", "Sichuan"),
+        ("贵州", "Guizhou"),
+        ("云南", "Yunnan"),
+        ("陕西", "Shaanxi"),
+        ("甘肃", "Gansu"),
+        ("青海", "Qinghai"),
+        ("内蒙古", "Inner Mongolia"),
+        ("广西", "Guangxi"),
+        ("西藏", "Tibet"),
+        ("宁夏", "Ningxia"),
+        ("新疆", "Xinjiang"),
+        ("香港", "Hong Kong"),
+        ("澳门", "Macau"),
+        ("台湾", "Taiwan"),
+    )
+    for name in pair
+)
+_PROVINCE_SUFFIX = re.compile(
+    r"(省|市|自治区|壮族自治区|回族自治区|维吾尔自治区|特别行政区|\s+(province|municipality|"
+    r"autonomous region|sar))$",
+    re.IGNORECASE,
+)
+MIN_STREET_CHARS = 4  # "1号" says nothing a courier can find; "文三路 1 号" does
+MIN_DISTRICT_CHARS = 2
+_POSTAL_CODE = re.compile(r"[0-9]{6}")
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeProblem:
+    code: str  # e.g. street_too_short, phone_invalid
+    reason: HoldReason
+    message: str
+
+
+def known_province(name: str) -> bool:
+    bare = name.strip()
+    for _ in range(2):  # 广西壮族自治区 -> 广西; "Zhejiang Province" -> zhejiang
+        bare = _PROVINCE_SUFFIX.sub("", bare).strip()
+    return bare.lower() in PROVINCES
+
+
+def intake_problems(phone: str, address: Address) -> list[IntakeProblem]:
+    """What a person must check before this order ships; empty when nothing."""
+    problems: list[IntakeProblem] = []
+    incomplete = HoldReason.ADDRESS_INCOMPLETE
+    if len(address.street.strip()) < MIN_STREET_CHARS:
+        problems.append(
+            IntakeProblem(
+                "street_too_short",
+                incomplete,
+                f"street is missing or shorter than {MIN_STREET_CHARS} characters",
+            )
+        )
+    if len(address.district.strip()) < MIN_DISTRICT_CHARS:
+        problems.append(IntakeProblem("district_missing", incomplete, "district is missing"))
+    if not known_province(address.province):
+        problems.append(
+            IntakeProblem(
+                "province_unknown", incomplete, "province is not a mainland China province"
+            )
+        )
+    if address.postal_code is not None and not _POSTAL_CODE.fullmatch(address.postal_code):
+        problems.append(
+            IntakeProblem("postal_code_invalid", incomplete, "postal code is not 6 digits")
+        )
+    try:
+        normalise_mobile(phone)
+    except InvalidPhone:
+        problems.append(
+            IntakeProblem(
+                "phone_invalid",
+                HoldReason.PHONE_INVALID,
+                "phone is not a mainland China mobile number",
+            )
+        )
+    return problems
+
+
+# -- priority --------------------------------------------------------------------------------
+
+MemberLevel = Literal["regular", "silver", "gold", "platinum"]
+
+# Weights of the priority score (0..100): member level up to 30, amount up to 30, delivery
+# promise up to 40 (a promise due soon matters most to the warehouse and to people).
+MEMBER_POINTS: Mapping[str, int] = {"regular": 0, "silver": 10, "gold": 20, "platinum": 30}
+AMOUNT_POINTS: tuple[tuple[Decimal, int], ...] = (
+    (Decimal("5000"), 30),
+    (Decimal("1000"), 20),
+    (Decimal("200"), 10),
+)
+PROMISE_POINTS: Mapping[int, int] = {0: 40, 1: 40, 2: 25, 3: 10}  # promised days -> points
+PRIORITY_FLOORS: tuple[tuple[int, str], ...] = ((70, "P1"), (45, "P2"), (20, "P3"), (0, "P4"))
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    score: int  # 0..100, higher first
+    level: str  # P1 (first) .. P4
+
+
+def priority_of(member_level: str, amount: Decimal, promised_days: int) -> Priority:
+    """Score = member points + amount points + promise points; P1 from 70, P2 45, P3 20."""
+    score = MEMBER_POINTS.get(member_level, 0)
+    score += next((points for floor, points in AMOUNT_POINTS if amount >= floor), 0)
+    score += PROMISE_POINTS.get(max(promised_days, 0), 0)
+    level = next(level for floor, level in PRIORITY_FLOORS if score >= floor)
+    return Priority(score, level)
 
 
 # -- ids -----------------------------------------------------------------------------------

@@ -1,17 +1,29 @@
-"""Order use cases: place, cancel, read, and record what inventory did for an order."""
+"""Order use cases: place, cancel, hold, release, read; apply what inventory, payment services
+and carriers say about an order; the wall-time jobs (payment timeout, auto-release, completion).
+
+Every state change and the events it causes are written in the caller's unit of work.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from pydantic import BaseModel
 
 from orderguard.services.order import repository
 from orderguard.services.order.domain import (
+    WHAT_YOU_CAN_DO,
     Actor,
     Address,
+    HoldReason,
     Line,
+    MemberLevel,
     Order,
+    OrderAction,
+    OrderStatus,
     TimelineEntry,
     new_order_id,
 )
@@ -20,6 +32,13 @@ from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.events import orders as events
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
+from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.notifications import NotificationRequested, Recipient
+from orderguard.shared.events.payments import (
+    PaymentAmountMismatch,
+    PaymentFailed,
+    PaymentSucceeded,
+)
 from orderguard.shared.logging import get_logger
 from orderguard.shared.uow import UnitOfWork
 
@@ -27,6 +46,10 @@ SOURCE = "/orderguard/order"
 
 # Phone and address never go to the logs: only ids, channel, counts and amounts.
 log = get_logger(__name__)
+
+PAYMENT_TIMEOUT = Actor("rule", "order.payment_timeout")
+AUTO_RELEASE = Actor("rule", "order.auto_release")
+AUTO_COMPLETE = Actor("rule", "order.auto_complete")
 
 
 class OrderNotFound(LookupError):
@@ -36,8 +59,23 @@ class OrderNotFound(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
+class OrderConfig:
+    """Where the order service publishes and the lifecycle's settings (from `Settings`)."""
+
+    orders_topic: str
+    notifications_topic: str
+    payment_deadline: timedelta = timedelta(minutes=30)
+    promise_days: int = 3
+    express_promise_days: int = 1
+    complete_after: timedelta = timedelta(days=7)
+
+    def promised_days(self, express: bool) -> int:
+        return self.express_promise_days if express else self.promise_days
+
+
+@dataclass(frozen=True, slots=True)
 class PlaceOrder:
-    """A validated request to place an order."""
+    """A validated request to place an order (the phone as given: intake checks judge it)."""
 
     customer_id: str
     phone: str
@@ -45,6 +83,8 @@ class PlaceOrder:
     lines: tuple[Line, ...]
     channel: str
     warehouse: str
+    member_level: MemberLevel = "regular"
+    express: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +93,85 @@ class OrderWithTimeline:
     timeline: list[TimelineEntry]
 
 
-def _publish(
-    uow: UnitOfWork, topic: str, order_id: str, data: events.OrderPlaced | events.OrderCancelled
-) -> Envelope:
+def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
     envelope = Envelope(
         type=REGISTRY.type_of(type(data)),
         source=SOURCE,
-        subject=order_id,
+        subject=subject,
         data=data.model_dump(mode="json"),
     )
     uow.publish(topic, envelope)
     return envelope
 
 
+def _notify_customer(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    order: Order,
+    template: str,
+    params: dict[str, str],
+    moment: str,
+) -> None:
+    """Ask the notifier to tell the customer; `moment` makes the request id deterministic."""
+    phone = order.phone if len(order.phone) == 11 and order.phone.isdigit() else None
+    _publish(
+        uow,
+        config.notifications_topic,
+        order.customer_id,
+        NotificationRequested(
+            request_id=f"{template}:{order.order_id}:{moment}",
+            recipient=Recipient(kind="customer", id=order.customer_id, phone=phone),
+            template=template,
+            params={"order_id": order.order_id, **params},
+            requested_at=uow.now,
+        ),
+    )
+
+
+async def _hold(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    order: Order,
+    entry: TimelineEntry,
+) -> TimelineEntry:
+    """Publish a hold the order has just taken (order.held.v1 and the customer's notice)."""
+    assert order.hold_reason is not None and order.held_from is not None
+    envelope = _publish(
+        uow,
+        config.orders_topic,
+        order.order_id,
+        events.OrderHeld(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            channel=order.channel,
+            reason=str(order.hold_reason),
+            note=order.hold_note or "",
+            held_from=str(order.held_from),
+            release_at=order.hold_release_at,
+            held_by=str(entry.actor),
+            held_at=entry.at,
+        ),
+    )
+    if order.hold_reason is not HoldReason.OUT_OF_STOCK:  # that one has its own notice
+        _notify_customer(
+            uow,
+            config,
+            order,
+            "order.held",
+            {
+                "reason": str(order.hold_reason),
+                "what_you_can_do": WHAT_YOU_CAN_DO[order.hold_reason],
+            },
+            envelope.id,
+        )
+    log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
+    return entry.told_by(envelope.type, envelope.id)
+
+
 async def place_order(
-    uow: UnitOfWork, topic: str, command: PlaceOrder, actor: Actor
+    uow: UnitOfWork, config: OrderConfig, command: PlaceOrder, actor: Actor
 ) -> OrderWithTimeline:
-    order, entry = Order.place(
+    order, entries = Order.place(
         order_id=new_order_id(uow.now),
         customer_id=command.customer_id,
         phone=command.phone,
@@ -79,10 +181,14 @@ async def place_order(
         warehouse=command.warehouse,
         actor=actor,
         now=uow.now,
+        member_level=command.member_level,
+        express=command.express,
+        promised_days=config.promised_days(command.express),
+        payment_due_at=uow.now + config.payment_deadline,
     )
     envelope = _publish(
         uow,
-        topic,
+        config.orders_topic,
         order.order_id,
         events.OrderPlaced(
             order_id=order.order_id,
@@ -99,9 +205,11 @@ async def place_order(
             placed_at=order.placed_at,
         ),
     )
-    entry = entry.told_by(envelope.type, envelope.id)
+    entries[0] = entries[0].told_by(envelope.type, envelope.id)
+    if len(entries) > 1:  # held by the intake checks
+        entries[1] = await _hold(uow, config, order, entries[1])
     await repository.add(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry)])
+    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
     log.info(
         "order placed",
         order_id=order.order_id,
@@ -109,29 +217,101 @@ async def place_order(
         warehouse=order.warehouse,
         lines=len(order.lines),
         total_amount=str(order.total_amount),
+        status=str(order.status),
     )
-    return OrderWithTimeline(order, [entry])
+    return OrderWithTimeline(order, entries)
 
 
-async def cancel_order(
-    uow: UnitOfWork, topic: str, order_id: str, reason: str, actor: Actor
-) -> OrderWithTimeline:
-    """placed -> cancelled; raises IllegalTransition (naming the current status) otherwise."""
+async def _locked(uow: UnitOfWork, order_id: str) -> Order:
     order = await repository.get(uow.conn, order_id, for_update=True)
     if order is None:
         raise OrderNotFound(order_id)
+    return order
+
+
+def _cancel(
+    uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
+) -> TimelineEntry:
     entry = order.cancel(reason, actor, uow.now)
     envelope = _publish(
         uow,
-        topic,
+        config.orders_topic,
         order.order_id,
         events.OrderCancelled(
             order_id=order.order_id, reason=reason, cancelled_by=str(actor), cancelled_at=uow.now
         ),
     )
-    await repository.save_status(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry.told_by(envelope.type, envelope.id))])
     log.info("order cancelled", order_id=order.order_id, actor=str(actor))
+    return entry.told_by(envelope.type, envelope.id)
+
+
+async def cancel_order(
+    uow: UnitOfWork, config: OrderConfig, order_id: str, reason: str, actor: Actor
+) -> OrderWithTimeline:
+    """-> cancelled (order.cancelled.v1: inventory releases); IllegalTransition otherwise."""
+    order = await _locked(uow, order_id)
+    entry = _cancel(uow, config, order, reason, actor)
+    await repository.save(uow.conn, order)
+    await repository.record(uow.conn, [(order.order_id, entry)])
+    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+
+
+async def hold_order(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    order_id: str,
+    note: str,
+    release_at: datetime | None,
+    actor: Actor,
+) -> OrderWithTimeline:
+    """A person holds an order (reason `manual`), optionally until `release_at`."""
+    order = await _locked(uow, order_id)
+    entry = order.hold(HoldReason.MANUAL, note, release_at, actor, uow.now)
+    entry = await _hold(uow, config, order, entry)
+    await repository.save(uow.conn, order)
+    await repository.record(uow.conn, [(order.order_id, entry)])
+    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+
+
+async def _release(
+    uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
+) -> list[TimelineEntry]:
+    held_reason = order.hold_reason
+    entry = order.release(reason, actor, uow.now)
+    if order.status in (OrderStatus.PLACED, OrderStatus.PAYMENT_FAILED):
+        # The customer gets a full payment window after a person's review.
+        fresh = uow.now + config.payment_deadline
+        order.payment_due_at = max(order.payment_due_at or fresh, fresh)
+    envelope = _publish(
+        uow,
+        config.orders_topic,
+        order.order_id,
+        events.OrderReleased(
+            order_id=order.order_id,
+            reason=reason,
+            hold_reason=str(held_reason) if held_reason else None,
+            status=str(order.status),
+            released_by=str(actor),
+            released_at=uow.now,
+        ),
+    )
+    entries = [entry.told_by(envelope.type, envelope.id)]
+    if order.status is OrderStatus.PAID and not await repository.has_event(
+        uow.conn, order.order_id, "order.paid.v1"
+    ):
+        entries.append(_announce_paid(uow, config, order, actor))
+    log.info("order released", order_id=order.order_id, actor=str(actor))
+    return entries
+
+
+async def release_order(
+    uow: UnitOfWork, config: OrderConfig, order_id: str, reason: str, actor: Actor
+) -> OrderWithTimeline:
+    """A held order returns to the status it was held from (order.released.v1)."""
+    order = await _locked(uow, order_id)
+    entries = await _release(uow, config, order, reason, actor)
+    await repository.save(uow.conn, order)
+    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
     return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
 
 
@@ -140,6 +320,9 @@ async def order_with_timeline(conn: repository.Connection, order_id: str) -> Ord
     if order is None:
         raise OrderNotFound(order_id)
     return OrderWithTimeline(order, await repository.timeline(conn, order_id))
+
+
+# -- inventory outcomes ----------------------------------------------------------------------
 
 
 def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
@@ -179,17 +362,373 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
 
 
 async def record_inventory_outcomes(
-    uow: UnitOfWork, outcomes: Iterable[Event], actor: Actor
+    uow: UnitOfWork, config: OrderConfig, outcomes: Iterable[Event], actor: Actor
 ) -> None:
-    """Record inventory outcomes on our orders' timelines, each event once per order."""
+    """Record inventory outcomes on our orders' timelines, each event once per order; a
+    reservation that failed holds the order as out of stock and tells the customer."""
+    outcomes = list(outcomes)
     by_order: dict[str, list[TimelineEntry]] = {}
     for event in outcomes:
         order_id, entry = inventory_outcome(event, actor)
         by_order.setdefault(order_id, []).append(entry)
-    ours = await repository.known(uow.conn, by_order)
-    for order_id in sorted(by_order.keys() - ours):
+    orders = await repository.get_many(uow.conn, by_order)
+    for order_id in sorted(by_order.keys() - orders.keys()):
         # Inventory also serves orders placed by outside storefronts; they have no timeline here.
         log.info("inventory outcome for an order not placed here", order_id=order_id)
-    await repository.record(
-        uow.conn, [(order_id, entry) for order_id in sorted(ours) for entry in by_order[order_id]]
+    entries = [(order_id, entry) for order_id in sorted(orders) for entry in by_order[order_id]]
+    for event in outcomes:
+        data = event.data
+        if not isinstance(data, ReservationFailed) or data.order_id not in orders:
+            continue
+        order = orders[data.order_id]
+        skus = ", ".join(sorted({shortage.sku for shortage in data.shortages}))
+        if order.hold_reason is HoldReason.OUT_OF_STOCK:
+            continue  # the same shortage told again
+        if OrderAction.HOLD in order.allowed_actions:
+            entry = order.hold(
+                HoldReason.OUT_OF_STOCK,
+                f"not enough stock for {skus}",
+                None,
+                actor,
+                uow.now,
+                details={
+                    "shortages": [shortage.model_dump(mode="json") for shortage in data.shortages]
+                },
+            )
+            entries.append((order.order_id, await _hold(uow, config, order, entry)))
+            await repository.save(uow.conn, order)
+        elif order.status is not OrderStatus.ON_HOLD:
+            continue  # cancelled or already on its way: nothing to offer
+        _notify_customer(
+            uow,
+            config,
+            order,
+            "order.out_of_stock",
+            {"skus": skus, "what_you_can_do": WHAT_YOU_CAN_DO[HoldReason.OUT_OF_STOCK]},
+            skus.replace(", ", "+"),  # the same shortage told again is the same request
+        )
+    await repository.record(uow.conn, entries)
+
+
+# -- payments ----------------------------------------------------------------------------------
+
+
+def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) -> TimelineEntry:
+    """A valid fact that the order's status does not allow: kept on the timeline, not applied."""
+    log.warning(
+        "event not applied to the order",
+        order_id=order.order_id,
+        event_type=event.type,
+        status=str(order.status),
     )
+    return TimelineEntry(
+        at=event.envelope.time,
+        what=f"{action}_not_applied",
+        actor=actor,
+        reason=f"{event.type} arrived while the order is {order.status}: cannot {action}",
+        from_status=order.status,
+        to_status=order.status,
+    ).told_by(event.type, event.id)
+
+
+def _announce_paid(
+    uow: UnitOfWork, config: OrderConfig, order: Order, actor: Actor
+) -> TimelineEntry:
+    """order.paid.v1 (logistics creates the shipment) and the customer's confirmation."""
+    assert order.payment_id and order.paid_amount is not None
+    assert order.promised_delivery_by is not None
+    envelope = _publish(
+        uow,
+        config.orders_topic,
+        order.order_id,
+        events.OrderPaid(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            channel=order.channel,
+            warehouse=order.warehouse,
+            lines=[
+                events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+                for line in order.lines
+            ],
+            total_amount=order.total_amount,
+            paid_amount=order.paid_amount,
+            payment_id=order.payment_id,
+            phone=order.phone,
+            shipping_address=events.ShippingAddress(**asdict(order.address)),
+            promised_delivery_by=order.promised_delivery_by,
+            paid_at=uow.now,
+        ),
+    )
+    _notify_customer(
+        uow,
+        config,
+        order,
+        "order.confirmed",
+        {"total_amount": str(order.total_amount)},
+        order.payment_id,
+    )
+    return TimelineEntry(
+        at=uow.now,
+        what="payment_announced",
+        actor=actor,
+        reason="order.paid.v1 published: the order can ship",
+        details={"promised_delivery_by": order.promised_delivery_by.isoformat()},
+    ).told_by(envelope.type, envelope.id)
+
+
+async def apply_payment_events(
+    uow: UnitOfWork, config: OrderConfig, batch: Iterable[Event], actor: Actor
+) -> None:
+    """Payment outcomes: succeeded -> paid, failed -> payment_failed (a retry may still pay),
+    amount mismatch -> held. Each payment fact applies once per order, whatever its event id."""
+    batch = list(batch)
+    orders = await repository.get_many(uow.conn, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
+    entries: list[tuple[str, TimelineEntry]] = []
+    for event in batch:
+        data = event.data
+        assert isinstance(data, PaymentSucceeded | PaymentFailed | PaymentAmountMismatch)
+        order = orders.get(data.order_id)
+        if order is None:
+            log.info("payment for an order not placed here", order_id=data.order_id)
+            continue
+        outcome = event.type.split(".")[1]  # succeeded | failed | amount_mismatch
+        if not await repository.first_time(uow.conn, order.order_id, data.payment_id, outcome):
+            continue  # the same fact again, under a new event id
+        if isinstance(data, PaymentSucceeded) and data.amount != order.total_amount:
+            data = PaymentAmountMismatch(
+                order_id=data.order_id,
+                payment_id=data.payment_id,
+                amount=data.amount,
+                expected_amount=order.total_amount,
+                provider=data.provider,
+                reason="captured amount differs from the order total",
+                occurred_at=data.occurred_at,
+            )
+        if isinstance(data, PaymentSucceeded):
+            entries += _apply_success(uow, config, order, event, data, actor)
+        elif isinstance(data, PaymentFailed):
+            entries += _apply_failure(uow, config, order, event, data, actor)
+        else:
+            entries += await _apply_mismatch(uow, config, order, event, data, actor)
+        await repository.save(uow.conn, order)
+    await repository.record(uow.conn, entries)
+
+
+def _apply_success(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    order: Order,
+    event: Event,
+    data: PaymentSucceeded,
+    actor: Actor,
+) -> list[tuple[str, TimelineEntry]]:
+    if OrderAction.PAY not in order.allowed_actions:
+        return [(order.order_id, _not_applied(event, order, OrderAction.PAY, actor))]
+    promised = data.occurred_at + timedelta(days=config.promised_days(order.express))
+    entry = order.pay(data.payment_id, data.amount, promised, actor, uow.now)
+    entries = [(order.order_id, entry.told_by(event.type, event.id))]
+    if order.status is OrderStatus.PAID:  # a held order announces it when released
+        entries.append((order.order_id, _announce_paid(uow, config, order, actor)))
+    log.info("order paid", order_id=order.order_id, provider=data.provider)
+    return entries
+
+
+def _apply_failure(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    order: Order,
+    event: Event,
+    data: PaymentFailed,
+    actor: Actor,
+) -> list[tuple[str, TimelineEntry]]:
+    if OrderAction.FAIL_PAYMENT not in order.allowed_actions:
+        return [(order.order_id, _not_applied(event, order, OrderAction.FAIL_PAYMENT, actor))]
+    entry = order.fail_payment(data.payment_id, data.code, data.reason, actor, uow.now)
+    envelope = _publish(
+        uow,
+        config.orders_topic,
+        order.order_id,
+        events.OrderPaymentFailed(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            channel=order.channel,
+            payment_id=data.payment_id,
+            provider=data.provider,
+            code=data.code,
+            failed_at=data.occurred_at,
+        ),
+    )
+    log.info("order payment failed", order_id=order.order_id, provider=data.provider)
+    return [(order.order_id, entry.told_by(envelope.type, envelope.id))]
+
+
+async def _apply_mismatch(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    order: Order,
+    event: Event,
+    data: PaymentAmountMismatch,
+    actor: Actor,
+) -> list[tuple[str, TimelineEntry]]:
+    if OrderAction.HOLD not in order.allowed_actions:
+        return [(order.order_id, _not_applied(event, order, OrderAction.HOLD, actor))]
+    expected = data.expected_amount if data.expected_amount is not None else order.total_amount
+    entry = order.hold(
+        HoldReason.AMOUNT_MISMATCH,
+        f"payment {data.payment_id} captured {data.amount}, the order totals {expected}",
+        None,
+        actor,
+        uow.now,
+        details={
+            "payment_id": data.payment_id,
+            "amount": str(data.amount),
+            "expected_amount": str(Decimal(expected)),
+        },
+    )
+    return [(order.order_id, await _hold(uow, config, order, entry))]
+
+
+# -- shipments -------------------------------------------------------------------------------
+
+_SHIPPED_OR_LATER = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+_DELIVERED_OR_LATER = frozenset({OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+
+
+async def apply_shipment_events(
+    uow: UnitOfWork, config: OrderConfig, batch: Iterable[Event], actor: Actor
+) -> None:
+    """dispatched -> shipped (order.shipped.v1: inventory commits; the customer is told),
+    delivered -> delivered. A fact the order already reflects changes nothing."""
+    batch = list(batch)
+    orders = await repository.get_many(uow.conn, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
+    entries: list[tuple[str, TimelineEntry]] = []
+    for event in batch:
+        data = event.data
+        assert isinstance(data, ShipmentDispatched | ShipmentDelivered)
+        order = orders.get(data.order_id)
+        if order is None:
+            log.info("shipment for an order not placed here", order_id=data.order_id)
+            continue
+        if isinstance(data, ShipmentDispatched):
+            if order.status in _SHIPPED_OR_LATER:
+                continue
+            if OrderAction.SHIP not in order.allowed_actions:
+                entries.append(
+                    (order.order_id, _not_applied(event, order, OrderAction.SHIP, actor))
+                )
+                continue
+            entry = order.ship(data.shipment_id, data.carrier, data.tracking_number, actor, uow.now)
+            envelope = _publish(
+                uow,
+                config.orders_topic,
+                order.order_id,
+                events.OrderShipped(
+                    order_id=order.order_id,
+                    shipment_id=data.shipment_id,
+                    carrier=data.carrier,
+                    tracking_number=data.tracking_number,
+                    shipped_at=data.dispatched_at,
+                ),
+            )
+            _notify_customer(
+                uow,
+                config,
+                order,
+                "order.shipped",
+                {"carrier": data.carrier, "tracking_number": data.tracking_number},
+                data.shipment_id,
+            )
+            entries.append((order.order_id, entry.told_by(envelope.type, envelope.id)))
+        else:
+            if order.status in _DELIVERED_OR_LATER:
+                continue
+            if OrderAction.DELIVER not in order.allowed_actions:
+                entries.append(
+                    (order.order_id, _not_applied(event, order, OrderAction.DELIVER, actor))
+                )
+                continue
+            entry = order.deliver(data.shipment_id, actor, uow.now, delivered_at=data.delivered_at)
+            entries.append((order.order_id, entry.told_by(event.type, event.id)))
+        await repository.save(uow.conn, order)
+    await repository.record(uow.conn, entries)
+
+
+# -- scheduled jobs (wall time) ----------------------------------------------------------------
+
+JobRun = Callable[[UnitOfWork, "OrderConfig", int], Awaitable[int]]
+
+
+async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:
+    """Orders unpaid past their payment deadline are cancelled (`payment_timeout`); the
+    order.cancelled.v1 makes inventory release their reservation."""
+    due = await repository.due(
+        uow.conn,
+        "status IN ('placed', 'payment_failed') AND payment_due_at <= $1",
+        uow.now,
+        limit,
+    )
+    entries = []
+    for order in due:
+        entries.append(
+            (order.order_id, _cancel(uow, config, order, "payment_timeout", PAYMENT_TIMEOUT))
+        )
+        await repository.save(uow.conn, order)
+    await repository.record(uow.conn, entries)
+    return len(due)
+
+
+async def release_due_holds(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:
+    """Holds whose auto-release time has come are released."""
+    due = await repository.due(
+        uow.conn, "status = 'on_hold' AND hold_release_at <= $1", uow.now, limit
+    )
+    entries = []
+    for order in due:
+        for entry in await _release(uow, config, order, "auto-release time reached", AUTO_RELEASE):
+            entries.append((order.order_id, entry))
+        await repository.save(uow.conn, order)
+    await repository.record(uow.conn, entries)
+    return len(due)
+
+
+async def complete_delivered_orders(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:
+    """Delivered orders complete once `complete_after` has passed since delivery."""
+    due = await repository.due(
+        uow.conn,
+        "status = 'delivered' AND delivered_at <= $1",
+        uow.now - config.complete_after,
+        limit,
+    )
+    entries = []
+    for order in due:
+        assert order.delivered_at is not None
+        entry = order.complete(
+            f"delivered {config.complete_after} ago without an open question",
+            AUTO_COMPLETE,
+            uow.now,
+        )
+        envelope = _publish(
+            uow,
+            config.orders_topic,
+            order.order_id,
+            events.OrderCompleted(
+                order_id=order.order_id, delivered_at=order.delivered_at, completed_at=uow.now
+            ),
+        )
+        entries.append((order.order_id, entry.told_by(envelope.type, envelope.id)))
+        await repository.save(uow.conn, order)
+    await repository.record(uow.conn, entries)
+    return len(due)
+
+
+async def list_orders(
+    conn: repository.Connection,
+    status: str | None = None,
+    hold_reason: str | None = None,
+    customer_id: str | None = None,
+    channel: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Order]:
+    """The operators' queue: filtered, highest priority first, then oldest first."""
+    return await repository.queue(conn, status, hold_reason, customer_id, channel, limit, offset)

@@ -12,9 +12,11 @@ from asyncpg.pool import PoolConnectionProxy
 from orderguard.services.order.domain import (
     Actor,
     Address,
+    HoldReason,
     Line,
     Order,
     OrderStatus,
+    Priority,
     TimelineEntry,
 )
 
@@ -24,8 +26,9 @@ Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy  # what UnitOfW
 async def add(conn: Connection, order: Order) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, customer_id, channel, warehouse, status, phone,"
-        " shipping_address, total_amount, placed_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " shipping_address, total_amount, placed_at, updated_at, member_level, express,"
+        " priority_score, priority_level, payment_due_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         order.order_id,
         order.customer_id,
         order.channel,
@@ -36,7 +39,13 @@ async def add(conn: Connection, order: Order) -> None:
         order.total_amount,
         order.placed_at,
         order.updated_at,
+        order.member_level,
+        order.express,
+        order.priority.score,
+        order.priority.level,
+        order.payment_due_at,
     )
+    await _save_mutable(conn, order)
     await conn.executemany(
         "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price)"
         " VALUES ($1, $2, $3, $4, $5)",
@@ -47,44 +56,148 @@ async def add(conn: Connection, order: Order) -> None:
     )
 
 
+_COLUMNS = (
+    "order_id, customer_id, channel, warehouse, status, phone, shipping_address, placed_at,"
+    " updated_at, member_level, express, priority_score, priority_level, payment_due_at,"
+    " payment_id, paid_amount, promised_delivery_by, delivered_at, held_from, hold_reason,"
+    " hold_note, hold_release_at"
+)
+
+
 async def get(conn: Connection, order_id: str, for_update: bool = False) -> Order | None:
     """The order, or None; with `for_update` its row stays locked until the transaction ends."""
     row = await conn.fetchrow(
-        "SELECT order_id, customer_id, channel, warehouse, status, phone, shipping_address,"
-        " placed_at, updated_at FROM orders WHERE order_id = $1"
+        f"SELECT {_COLUMNS} FROM orders WHERE order_id = $1"
         + (" FOR UPDATE" if for_update else ""),
         order_id,
     )
     if row is None:
         return None
-    lines = await conn.fetch(
-        "SELECT sku, quantity, unit_price FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-        order_id,
-    )
+    return (await _with_lines(conn, [row]))[0]
+
+
+async def _with_lines(conn: Connection, rows: list[Any]) -> list[Order]:
+    lines: dict[str, list[Line]] = {row["order_id"]: [] for row in rows}
+    for line in await conn.fetch(
+        "SELECT order_id, sku, quantity, unit_price FROM order_lines"
+        " WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no",
+        list(lines),
+    ):
+        lines[line["order_id"]].append(
+            Line(sku=line["sku"], quantity=line["quantity"], unit_price=line["unit_price"])
+        )
+    return [_order(row, lines[row["order_id"]]) for row in rows]
+
+
+def _order(row: Any, lines: list[Line]) -> Order:
     return Order(
         order_id=row["order_id"],
         customer_id=row["customer_id"],
         phone=row["phone"],
         address=Address(**row["shipping_address"]),
-        lines=tuple(
-            Line(sku=line["sku"], quantity=line["quantity"], unit_price=line["unit_price"])
-            for line in lines
-        ),
+        lines=tuple(lines),
         channel=row["channel"],
         warehouse=row["warehouse"],
         status=OrderStatus(row["status"]),
         placed_at=row["placed_at"],
         updated_at=row["updated_at"],
+        member_level=row["member_level"],
+        express=row["express"],
+        priority=Priority(row["priority_score"], row["priority_level"]),
+        payment_due_at=row["payment_due_at"],
+        payment_id=row["payment_id"],
+        paid_amount=row["paid_amount"],
+        promised_delivery_by=row["promised_delivery_by"],
+        delivered_at=row["delivered_at"],
+        held_from=OrderStatus(row["held_from"]) if row["held_from"] else None,
+        hold_reason=HoldReason(row["hold_reason"]) if row["hold_reason"] else None,
+        hold_note=row["hold_note"],
+        hold_release_at=row["hold_release_at"],
     )
 
 
-async def save_status(conn: Connection, order: Order) -> None:
+async def save(conn: Connection, order: Order) -> None:
+    """Store what a transition changes (status, hold, payment, delivery)."""
+    await _save_mutable(conn, order)
+
+
+async def _save_mutable(conn: Connection, order: Order) -> None:
     await conn.execute(
-        "UPDATE orders SET status = $2, updated_at = $3 WHERE order_id = $1",
+        "UPDATE orders SET status = $2, updated_at = $3, payment_id = $4, paid_amount = $5,"
+        " promised_delivery_by = $6, delivered_at = $7, held_from = $8, hold_reason = $9,"
+        " hold_note = $10, hold_release_at = $11, payment_due_at = $12 WHERE order_id = $1",
         order.order_id,
         str(order.status),
         order.updated_at,
+        order.payment_id,
+        order.paid_amount,
+        order.promised_delivery_by,
+        order.delivered_at,
+        str(order.held_from) if order.held_from else None,
+        str(order.hold_reason) if order.hold_reason else None,
+        order.hold_note,
+        order.hold_release_at,
+        order.payment_due_at,
     )
+
+
+async def get_many(conn: Connection, order_ids: Iterable[str]) -> dict[str, Order]:
+    """Our orders among these ids, locked for update (events may name orders placed elsewhere)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM orders WHERE order_id = ANY($1::text[])"
+        " ORDER BY order_id FOR UPDATE",
+        sorted(set(order_ids)),
+    )
+    return {order.order_id: order for order in await _with_lines(conn, list(rows))}
+
+
+async def due(conn: Connection, where: str, now: Any, limit: int) -> list[Order]:
+    """Orders a scheduled job must act on (`where` compares a column with $1), locked; rows
+    another worker holds are skipped (it is acting on them)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM orders WHERE {where} ORDER BY order_id"
+        " LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return await _with_lines(conn, list(rows))
+
+
+async def first_time(conn: Connection, order_id: str, payment_id: str, outcome: str) -> bool:
+    """Record a payment fact; False when this order already had it (under any event id)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO order_payments (order_id, payment_id, outcome) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        order_id,
+        payment_id,
+        outcome,
+    )
+    return bool(inserted)
+
+
+async def queue(
+    conn: Connection,
+    status: str | None,
+    hold_reason: str | None,
+    customer_id: str | None,
+    channel: str | None,
+    limit: int,
+    offset: int,
+) -> list[Order]:
+    """Orders matching the filters, highest priority first, then oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM orders"
+        " WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR hold_reason = $2)"
+        " AND ($3::text IS NULL OR customer_id = $3) AND ($4::text IS NULL OR channel = $4)"
+        " ORDER BY priority_score DESC, placed_at, order_id LIMIT $5 OFFSET $6",
+        status,
+        hold_reason,
+        customer_id,
+        channel,
+        limit,
+        offset,
+    )
+    return await _with_lines(conn, list(rows))
 
 
 async def known(conn: Connection, order_ids: Iterable[str]) -> set[str]:
@@ -141,4 +254,15 @@ def _entry(row: Any) -> TimelineEntry:
         event_type=row["event_type"],
         event_id=row["event_id"],
         details=row["details"],
+    )
+
+
+async def has_event(conn: Connection, order_id: str, event_type: str) -> bool:
+    """Whether the order's timeline holds an entry told by an event of this type."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM order_timeline WHERE order_id = $1 AND event_type = $2)",
+            order_id,
+            event_type,
+        )
     )

@@ -35,7 +35,21 @@ from orderguard.shared.events.logistics import (
     ShipmentScanned,
 )
 from orderguard.shared.events.notifications import NotificationFailed, NotificationRequested
-from orderguard.shared.events.orders import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
+from orderguard.shared.events.orders import (
+    OrderCancelled,
+    OrderCompleted,
+    OrderHeld,
+    OrderPaid,
+    OrderPaymentFailed,
+    OrderPlaced,
+    OrderReleased,
+    OrderShipped,
+)
+from orderguard.shared.events.payments import (
+    PaymentAmountMismatch,
+    PaymentFailed,
+    PaymentSucceeded,
+)
 from orderguard.shared.events.recycle_bin import (
     OrderArchived,
     OrderPurged,
@@ -120,8 +134,9 @@ CATALOGUE: tuple[Topic, ...] = (
         address=_BASE.orders,
         title="Orders",
         description=(
-            "What happens to orders: placed, cancelled, and their moves through the recycle"
-            " bin. Published by the order service"
+            "What happens to orders: placed, paid, payment failed, held, released, shipped,"
+            " cancelled, completed, and their moves through the recycle bin. Published by the"
+            " order service"
             " through its outbox; an existing shop can publish its own orders here in the"
             " same envelope to have them watched."
         ),
@@ -135,6 +150,7 @@ CATALOGUE: tuple[Topic, ...] = (
                 consumers=(
                     Consumer("inventory", "inventory.reservations"),
                     Consumer("aftersales", "aftersales.order-facts"),
+                    Consumer("order", "order.detector.order.duplicate"),
                 ),
             ),
             Message(
@@ -163,6 +179,15 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(OrderRestored, key=ORDER_ID, producers=("order",)),
             Message(OrderArchived, key=ORDER_ID, producers=("order",)),
             Message(OrderPurged, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderPaymentFailed,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("order", "order.detector.payment.failures"),),
+            ),
+            Message(OrderHeld, key=ORDER_ID, producers=("order",)),
+            Message(OrderReleased, key=ORDER_ID, producers=("order",)),
+            Message(OrderCompleted, key=ORDER_ID, producers=("order",)),
         ),
     ),
     Topic(
@@ -235,12 +260,20 @@ CATALOGUE: tuple[Topic, ...] = (
                 producers=("logistics",),
                 consumers=(_LOGISTICS_STALLED, _LOGISTICS_OVERDUE),
             ),
-            Message(ShipmentDispatched, key="shipment_id", producers=("logistics",)),
+            Message(
+                ShipmentDispatched,
+                key="shipment_id",
+                producers=("logistics",),
+                consumers=(Consumer("order", "order.shipments"),),
+            ),
             Message(
                 ShipmentDelivered,
                 key="shipment_id",
                 producers=("logistics",),
-                consumers=(Consumer("aftersales", "aftersales.deliveries"),),
+                consumers=(
+                    Consumer("aftersales", "aftersales.deliveries"),
+                    Consumer("order", "order.shipments"),
+                ),
             ),
             Message(
                 ShipmentExceptionReported,
@@ -298,10 +331,31 @@ CATALOGUE: tuple[Topic, ...] = (
         title="Payments",
         description=(
             "Published by payment services outside orderguard (or POSTed to an ingest"
-            " endpoint). No event types are registered yet."
+            " endpoint): a payment for an order succeeded, failed, or captured another amount"
+            " than the order's total."
         ),
         key="order id",
         owner="payment services (outside orderguard)",
+        messages=(
+            Message(
+                PaymentSucceeded,
+                key=ORDER_ID,
+                producers=("payment services",),
+                consumers=(Consumer("order", "order.payments"),),
+            ),
+            Message(
+                PaymentFailed,
+                key=ORDER_ID,
+                producers=("payment services",),
+                consumers=(Consumer("order", "order.payments"),),
+            ),
+            Message(
+                PaymentAmountMismatch,
+                key=ORDER_ID,
+                producers=("payment services",),
+                consumers=(Consumer("order", "order.payments"),),
+            ),
+        ),
     ),
     Topic(
         address=_declared("notifications.requests"),
@@ -334,7 +388,7 @@ CATALOGUE: tuple[Topic, ...] = (
             Message(
                 AnomalyDetected,
                 key="fingerprint",
-                producers=("inventory", "aftersales", "logistics"),
+                producers=("order", "inventory", "aftersales", "logistics"),
                 consumers=(
                     Consumer("notifier", "notifier.router"),
                     Consumer("notifier", "notifier.work-items.clearances"),

@@ -49,18 +49,16 @@ class DetectorHandler:
         anomalies_topic: str,
         service: str,
         clocks: PartitionClocks,
-        keys_span_partitions: bool = False,
     ) -> None:
         self.rule = rule
-        # A rule keyed by something other than the topic's key (refunds by customer on a topic
-        # keyed by case) sees a key on several partitions, so on several workers: each batch
-        # then locks its keys and reads their state afresh instead of trusting the cache.
-        self.keys_span_partitions = keys_span_partitions
         self.group = f"{service}.detector.{rule.name}"
         self.topics = list(topics)
         self.event_types = rule.event_types
         self.clocks = clocks
         self._timed = rule if isinstance(rule, TimedRule) else None
+        # A rule whose keys span partitions (e.g. per customer over events keyed by order id)
+        # may see one key from several workers: its state is read fresh and locked per batch.
+        self.keys_span_partitions = bool(getattr(rule, "keys_span_partitions", False))
         self._anomalies_topic = anomalies_topic
         self._source = f"/orderguard/{service}/detector/{rule.name}"
         self._cache: dict[str, State] = {}
@@ -72,12 +70,12 @@ class DetectorHandler:
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         rule = self.rule
         keyed = [(rule.key(event), event) for event in events]
-        keys = {key for key, _ in keyed if key is not None}
         if self.keys_span_partitions:
-            await self._lock(uow, keys)
-            await self._load(uow, keys)
+            await self._load_locked(uow, {key for key, _ in keyed if key is not None})
         else:
-            await self._load(uow, {key for key in keys if key not in self._cache})
+            await self._load(
+                uow, {key for key, _ in keyed if key is not None and key not in self._cache}
+            )
         times: dict[TopicPartition, list[datetime]] = defaultdict(list)
         changed: dict[str, State] = {}
         deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
@@ -133,8 +131,7 @@ class DetectorHandler:
         clocks = {tp: clock for tp in partitions if (clock := self.clocks.now(tp)) is not None}
         due = await lock_due_deadlines(uow.conn, rule.name, clocks, SWEEP_MAX)
         if self.keys_span_partitions:
-            await self._lock(uow, {d.key for d in due})
-            await self._load(uow, {d.key for d in due})
+            await self._load_locked(uow, {d.key for d in due})
         else:
             await self._load(uow, {d.key for d in due if d.key not in self._cache})
         changed: dict[str, State] = {}
@@ -189,14 +186,6 @@ class DetectorHandler:
                     earliest = self._next_due[tp]
                     self._next_due[tp] = due_at if earliest is None else min(earliest, due_at)
 
-    async def _lock(self, uow: UnitOfWork, keys: set[str]) -> None:
-        """Hold each key until commit (in one order, so two workers cannot deadlock)."""
-        for key in sorted(keys):
-            await uow.conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{self.rule.name}\x1f{key}",
-            )
-
     async def _load(self, uow: UnitOfWork, keys: set[str]) -> None:
         if not keys:
             return
@@ -209,6 +198,26 @@ class DetectorHandler:
             self._cache[row["key"]] = row["state"]
         for key in keys - {row["key"] for row in rows}:
             self._cache[key] = self.rule.initial_state()
+
+    async def _load_locked(self, uow: UnitOfWork, keys: set[str]) -> None:
+        """Read these keys' state under a row lock (created first, so a new key locks too;
+        sorted, so two workers lock in the same order)."""
+        if not keys:
+            return
+        ordered = sorted(keys)
+        await uow.conn.executemany(
+            "INSERT INTO detector_state (rule, key, state) VALUES ($1, $2, $3)"
+            " ON CONFLICT (rule, key) DO NOTHING",
+            [(self.rule.name, key, self.rule.initial_state()) for key in ordered],
+        )
+        rows = await uow.conn.fetch(
+            "SELECT key, state FROM detector_state WHERE rule = $1 AND key = ANY($2::text[])"
+            " ORDER BY key FOR UPDATE",
+            self.rule.name,
+            ordered,
+        )
+        for row in rows:
+            self._cache[row["key"]] = row["state"]
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """After a rollback (None) or a revoke: forget state and what is known of deadlines;

@@ -11,6 +11,7 @@ from orderguard.shared.events import (  # noqa: F401  (registration)
     logistics,
     notifications,
     orders,
+    payments,
     recycle_bin,
 )
 from orderguard.shared.events.registry import REGISTRY, EventRegistry, UnknownEventType, event_type

@@ -154,3 +154,117 @@ class OrderShipped(BaseModel):
     carrier: str
     tracking_number: str
     shipped_at: datetime
+
+
+@event_type("order.payment_failed.v1")
+class OrderPaymentFailed(BaseModel):
+    """A payment attempt for an order failed; the customer may retry. Watched for bursts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "customer_id": "cust-1042",
+                    "channel": "web",
+                    "payment_id": "pay-88230",
+                    "provider": "alipay",
+                    "code": "insufficient_funds",
+                    "failed_at": "2026-11-22T08:01:10Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    customer_id: str
+    channel: str = Field(description="Where the order came from, e.g. web, app")
+    payment_id: str | None = Field(default=None, description="The failed attempt's id")
+    provider: str = Field(description="Payment provider, e.g. alipay, wechat_pay, unionpay")
+    code: str = Field(description="The provider's failure code, e.g. insufficient_funds")
+    failed_at: datetime = Field(description="When the payment failed (the payment's own time)")
+
+
+@event_type("order.held.v1")
+class OrderHeld(BaseModel):
+    """An order was put on hold for a person to review; it does not move until released."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "customer_id": "cust-1042",
+                    "channel": "web",
+                    "reason": "address_incomplete",
+                    "note": "street is missing or shorter than 4 characters",
+                    "held_from": "placed",
+                    "release_at": None,
+                    "held_by": "rule:order.intake",
+                    "held_at": "2026-11-22T08:00:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    customer_id: str
+    channel: str
+    reason: str = Field(
+        description="address_incomplete, phone_invalid, out_of_stock, amount_mismatch or manual"
+    )
+    note: str = Field(description="What a person should look at, in words")
+    held_from: str = Field(description="The status a release returns the order to")
+    release_at: datetime | None = Field(
+        default=None, description="When the hold lifts by itself; None: a person releases it"
+    )
+    held_by: str = Field(description="Who held it, as kind:id (api, operator, rule, consumer)")
+    held_at: datetime
+
+
+@event_type("order.released.v1")
+class OrderReleased(BaseModel):
+    """A held order was released, by a person or when its auto-release time came."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "reason": "address confirmed by phone",
+                    "hold_reason": "address_incomplete",
+                    "status": "placed",
+                    "released_by": "api:orders:write#3f2a9c1d",
+                    "released_at": "2026-11-22T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    reason: str
+    hold_reason: str | None = Field(default=None, description="Why it had been held")
+    status: str = Field(description="The status it returned to")
+    released_by: str = Field(description="Who released it, as kind:id; rule:auto-release by time")
+    released_at: datetime
+
+
+@event_type("order.completed.v1")
+class OrderCompleted(BaseModel):
+    """A delivered order completed: the after-sales window it waited through has passed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "delivered_at": "2026-11-24T10:12:00Z",
+                    "completed_at": "2026-12-01T10:12:05Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    delivered_at: datetime
+    completed_at: datetime

@@ -12,6 +12,7 @@ from testkit import RunningService, events_of_type, publish_event, wait_until
 
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
+from orderguard.services.order.bootstrap import order_config
 from orderguard.services.order.consumers import RecordInventoryOutcomes
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
@@ -76,9 +77,8 @@ async def test_reserved_failed_and_released_are_recorded_once(
         "shortages": [{"sku": "SKU-8", "warehouse": "main", "requested": 10, "available": 3}]
     }
     assert "SKU-8@main" in failed["reason"]
-    assert (await order.client.get(f"/orders/{short_id}")).json()[
-        "status"
-    ] == "placed"  # holds come later
+    short = (await order.client.get(f"/orders/{short_id}")).json()
+    assert (short["status"], short["hold"]["reason"]) == ("on_hold", "out_of_stock")
 
     response = await order.client.post(
         f"/orders/{reserved_id}/cancel", json={"reason": "address wrong"}
@@ -126,7 +126,7 @@ async def test_the_handler_itself_records_an_event_once_and_skips_foreign_orders
 ) -> None:
     order = await start_service(ORDER, frozenset({"api"}))
     order_id = (await order.client.post("/orders", json=order_body("SKU-1", 1))).json()["order_id"]
-    handler = RecordInventoryOutcomes("inventory.events")
+    handler = RecordInventoryOutcomes("inventory.events", order_config(order.runtime))
 
     def reserved(for_order: str) -> Event:
         data = StockReserved(order_id=for_order, lines=[])

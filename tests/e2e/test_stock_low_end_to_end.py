@@ -27,8 +27,9 @@ async def test_orders_drive_stock_low_to_the_warehouse_queue_and_one_notificatio
         await service.wait_assigned()
 
     order_ids = []
-    for _ in range(3):  # available 10 -> 7 -> 4 (below 5: fires) -> 1 (same episode: quiet)
-        response = await order.client.post("/orders", json=ORDER_BODY)
+    for n in range(3):  # available 10 -> 7 -> 4 (below 5: fires) -> 1 (same episode: quiet)
+        # Three customers: one customer ordering the same thing thrice is order.duplicate.
+        response = await order.client.post("/orders", json={**ORDER_BODY, "customer_id": f"c-{n}"})
         assert response.status_code == 201, response.text
         order_ids.append(response.json()["order_id"])
 

@@ -43,7 +43,6 @@ def worker() -> DetectorHandler:
         anomalies_topic="anomalies.detected",
         service="test",
         clocks=PartitionClocks(timedelta(0), timedelta(seconds=3600)),
-        keys_span_partitions=True,
     )
 
 

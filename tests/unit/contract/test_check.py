@@ -102,9 +102,9 @@ def test_a_breaking_change_against_the_committed_schema_names_type_field_and_rul
 
 def test_a_published_type_without_a_model_is_a_removal(tmp_path: Path) -> None:
     write_docs(tmp_path)
-    publish(tmp_path, "payment.failed.v1", {"type": "object", "properties": {}})
+    publish(tmp_path, "payment.retired.v1", {"type": "object", "properties": {}})
     (breaking,) = check_contract(tmp_path, history=False).breaking
-    assert breaking.startswith("payment.failed.v1: type-removed:")
+    assert breaking.startswith("payment.retired.v1: type-removed:")
 
 
 def test_a_published_file_that_is_not_json_is_stale_not_a_crash(tmp_path: Path) -> None:
@@ -141,10 +141,10 @@ def test_a_retired_type_deleted_with_its_file_is_not_a_break(tmp_path: Path) -> 
     git(tmp_path, "init", "-q")
     docs = tmp_path / "docs" / "contract"
     write_docs(docs)
-    publish(docs, "payment.failed.v1", {"type": "object", "properties": {}})
+    publish(docs, "payment.retired.v1", {"type": "object", "properties": {}})
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-qm", "a type that is later retired")
-    (docs / "schemas" / "payment.failed.v1.json").unlink()
+    (docs / "schemas" / "payment.retired.v1.json").unlink()
     git(tmp_path, "commit", "-qam", "retired")
     assert check_contract(docs).ok
 

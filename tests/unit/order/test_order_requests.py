@@ -56,15 +56,25 @@ def test_mobile_formats_accepted(phone: str) -> None:
     assert PlaceOrderRequest.model_validate(body(phone=phone)).phone == "13812345678"
 
 
-@pytest.mark.parametrize(
-    "phone",
-    ["", "12812345678", "1381234567", "+85213812345678", "8613812345678", "x" * 40, 13812345678],
-)
-def test_mobile_formats_rejected_on_the_phone_field(phone: Any) -> None:
+@pytest.mark.parametrize("phone", ["", "   ", "x" * 40, 13812345678, None])
+def test_a_phone_that_is_not_short_text_is_rejected_on_the_phone_field(phone: Any) -> None:
     assert error_fields(body(phone=phone)) == {"phone"}
 
 
-@pytest.mark.parametrize("part", ["province", "city", "district", "street", "recipient"])
+@pytest.mark.parametrize("phone", ["12812345678", "1381234567", "+85213812345678", "8613812345678"])
+def test_a_plausible_but_bad_phone_is_accepted_as_given_for_the_intake_check(phone: str) -> None:
+    # Not a 422: the order is created on hold (phone_invalid) for a person to fix.
+    assert PlaceOrderRequest.model_validate(body(phone=phone)).phone == phone
+
+
+@pytest.mark.parametrize("part", ["district", "street"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_district_or_street_is_left_to_the_intake_check(part: str, value: str) -> None:
+    request = PlaceOrderRequest.model_validate(body(shipping_address=address(**{part: value})))
+    assert getattr(request.shipping_address, part) == ""
+
+
+@pytest.mark.parametrize("part", ["province", "city", "recipient"])
 @pytest.mark.parametrize("value", ["", "   ", "\t\n", None])
 def test_every_address_part_is_required_and_not_blank(part: str, value: Any) -> None:
     assert error_fields(body(shipping_address=address(**{part: value}))) == {
@@ -94,8 +104,7 @@ def test_address_parts_are_trimmed_and_a_blank_postal_code_is_none() -> None:
         ({"street": "x" * 201}, "shipping_address.street"),
         ({"recipient": "x" * 65}, "shipping_address.recipient"),
         ({"province": "x" * 33}, "shipping_address.province"),
-        ({"postal_code": "31000"}, "shipping_address.postal_code"),
-        ({"postal_code": "ABCDEF"}, "shipping_address.postal_code"),
+        ({"postal_code": "x" * 17}, "shipping_address.postal_code"),
         ({"country": "CN"}, "shipping_address.country"),  # unknown fields are typos, not data
     ],
 )
