@@ -34,13 +34,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from orderguard.shared.config_files import read_config_text, readable
+from orderguard.shared.logging import get_logger
 from orderguard.shared.settings import Settings
+
+if TYPE_CHECKING:
+    from orderguard.shared.runtime import Runtime
+
+log = get_logger(__name__)
 
 # Modules that declare detector rules, each in a `RULES` tuple. Every process checks the whole
 # detectors file against all of them, so a rule of another service is known, not a typo.
@@ -397,3 +403,15 @@ class _Problems:
 
     def __str__(self) -> str:
         return "\n".join(f"  {line}" for line in self._lines)
+
+
+def in_force(runtime: Runtime) -> DetectorConfig:
+    """The detectors configuration of this process, loaded once and shared by its API and
+    workers; an invalid file stops start-up, naming every problem."""
+
+    def load() -> DetectorConfig:
+        config = load_for(runtime.settings)
+        log.info("detectors configured", source=config.source)
+        return config
+
+    return runtime.once("detectors", load)

@@ -8,10 +8,13 @@ from types import TracebackType
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from pydantic import BaseModel
 
 from orderguard.shared import telemetry
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.registry import REGISTRY
 from orderguard.shared.outbox import OutboxMessage, write_outbox
+from orderguard.shared.tracing import child_of, current_traceparent
 
 
 class UnitOfWork:
@@ -40,6 +43,30 @@ class UnitOfWork:
 
     def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         self.outbox.append(OutboxMessage.of(topic, envelope, key))
+
+    def publish_event(
+        self,
+        topic: str,
+        data: BaseModel,
+        *,
+        source: str,
+        subject: str,
+        cause: Envelope | None = None,
+        time: datetime | None = None,
+        key: str | None = None,
+    ) -> Envelope:
+        """Publish `data` as its registered event type. The event continues the trace of the
+        event that caused it (`cause`), else the trace of the work in progress."""
+        envelope = Envelope(
+            type=REGISTRY.type_of(type(data)),
+            source=source,
+            subject=subject,
+            data=data.model_dump(mode="json"),
+            traceparent=child_of(cause.traceparent) if cause else current_traceparent(),
+            **({"time": time} if time is not None else {}),
+        )
+        self.publish(topic, envelope, key)
+        return envelope
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (metrics, caches): never for a rollback."""

@@ -26,13 +26,11 @@ from orderguard.services.aftersales.domain import (
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events import REGISTRY
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.logistics import ShipmentDelivered
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.events.orders import OrderPaid, OrderPlaced
 from orderguard.shared.logging import get_logger
-from orderguard.shared.tracing import current_traceparent
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/aftersales"
@@ -89,15 +87,7 @@ class CaseFile:
 
 
 def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
-    envelope = Envelope(
-        type=REGISTRY.type_of(type(data)),
-        source=SOURCE,
-        subject=subject,
-        data=data.model_dump(mode="json"),
-        traceparent=current_traceparent(),
-    )
-    uow.publish(topic, envelope)
-    return envelope
+    return uow.publish_event(topic, data, source=SOURCE, subject=subject)
 
 
 async def _notify(

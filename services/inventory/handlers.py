@@ -38,7 +38,6 @@ from orderguard.shared.events.notifications import NotificationRequested, Recipi
 from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
-from orderguard.shared.tracing import child_of, current_traceparent
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/inventory"
@@ -94,24 +93,8 @@ class Inventory:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def _publish(
-        self,
-        topic: str,
-        event_type: str,
-        subject: str,
-        data: BaseModel,
-        cause: Envelope | None,
-    ) -> None:
-        self._uow.publish(
-            topic,
-            Envelope(
-                type=event_type,
-                source=SOURCE,
-                subject=subject,
-                data=data.model_dump(mode="json"),
-                traceparent=child_of(cause.traceparent) if cause else current_traceparent(),
-            ),
-        )
+    def _publish(self, topic: str, subject: str, data: BaseModel, cause: Envelope | None) -> None:
+        self._uow.publish_event(topic, data, source=SOURCE, subject=subject, cause=cause)
 
     def _change(
         self,
@@ -135,7 +118,6 @@ class Inventory:
                 self.ledger.append(entry)  # a count that confirms the balance is recorded too
         self._publish(
             self._topics.inventory,
-            "inventory.stock_changed.v1",
             level.sku,
             StockChanged(
                 sku=level.sku,
@@ -224,7 +206,7 @@ class Inventory:
             actor=counted_by,
             note=note,
         )
-        self._publish(self._topics.inventory, "inventory.counted.v1", sku, counted, None)
+        self._publish(self._topics.inventory, sku, counted, None)
         return level, counted
 
     # -- orders: reserve, commit, release -------------------------------------------------------
@@ -249,7 +231,6 @@ class Inventory:
         if missing:
             self._publish(
                 self._topics.inventory,
-                "inventory.reservation_failed.v1",
                 placed.order_id,
                 ReservationFailed(order_id=placed.order_id, shortages=missing),
                 envelope,
@@ -267,7 +248,6 @@ class Inventory:
             )
         self._publish(
             self._topics.inventory,
-            "inventory.reserved.v1",
             placed.order_id,
             StockReserved(order_id=placed.order_id, lines=[line.line for line in lines]),
             envelope,
@@ -287,16 +267,7 @@ class Inventory:
             },
             requested_at=self._uow.now,
         )
-        self._uow.publish(
-            self._topics.name("notifications.requests"),
-            Envelope(
-                type="notification.requested.v1",
-                source=SOURCE,
-                subject=placed.customer_id,
-                data=request.model_dump(mode="json"),
-                traceparent=child_of(envelope.traceparent),
-            ),
-        )
+        self._publish(self._topics.notification_requests, placed.customer_id, request, envelope)
 
     def commit_for(self, shipped: OrderShipped, envelope: Envelope) -> None:
         """The held lines leave the warehouse: on hand and reserved drop, once per order."""
@@ -323,7 +294,6 @@ class Inventory:
         self._changed_reservations += committed
         self._publish(
             self._topics.inventory,
-            "inventory.committed.v1",
             shipped.order_id,
             StockCommitted(
                 order_id=shipped.order_id,
@@ -369,7 +339,6 @@ class Inventory:
         self._changed_reservations += released
         self._publish(
             self._topics.inventory,
-            "inventory.released.v1",
             cancelled.order_id,
             ReservationReleased(
                 order_id=cancelled.order_id,

@@ -13,18 +13,10 @@ from orderguard.services.logistics.handlers import (
     purge_webhook_receipts,
 )
 from orderguard.services.logistics.rules import RULES
-from orderguard.shared import detector_config
-from orderguard.shared.detector_config import DetectorConfig
-from orderguard.shared.engine.deadlines import PartitionClocks
-from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.engine.detectors import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.uow import UnitOfWork
-
-
-def detectors(runtime: Runtime) -> DetectorConfig:
-    """The detectors configuration in force; an invalid file stops start-up, naming every problem."""
-    return runtime.once("detectors", lambda: detector_config.load_for(runtime.settings))
 
 
 def handlers(runtime: Runtime) -> list[object]:
@@ -37,20 +29,7 @@ def handlers(runtime: Runtime) -> list[object]:
         CreateShipmentsForPaidOrders(topics, carriers),
         ApplyCarrierScans(topics),
     ]
-    config = detectors(runtime)
-    for rule in RULES:
-        rule_config = config.rule(rule.name)
-        if rule_config.enabled:
-            found.append(
-                DetectorHandler(
-                    rule(rule_config),
-                    topics=[topics.logistics],
-                    anomalies_topic=topics.anomalies,
-                    service="logistics",
-                    clocks=PartitionClocks.from_settings(settings),
-                )
-            )
-    return found
+    return [*found, *detector_handlers(runtime, RULES, [topics.logistics])]
 
 
 def jobs(runtime: Runtime) -> list[ScheduledJob]:

@@ -42,7 +42,6 @@ from orderguard.shared.events.orders import OrderPaid
 from orderguard.shared.logging import get_logger
 from orderguard.shared.settings import DelayCompensation
 from orderguard.shared.topics import Topics
-from orderguard.shared.tracing import child_of, current_traceparent
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/logistics"
@@ -77,21 +76,12 @@ class CarrierRule:
 def _publish(
     uow: UnitOfWork,
     topic: str,
-    event_type: str,
     subject: str,
     data: BaseModel,
     cause: Envelope | None,
     time: datetime | None = None,
 ) -> None:
-    envelope = Envelope(
-        type=event_type,
-        source=SOURCE,
-        subject=subject,
-        data=data.model_dump(mode="json"),
-        traceparent=child_of(cause.traceparent) if cause else current_traceparent(),
-        **({"time": time} if time is not None else {}),
-    )
-    uow.publish(topic, envelope)
+    uow.publish_event(topic, data, source=SOURCE, subject=subject, cause=cause, time=time)
 
 
 # -- order.paid -> shipment ---------------------------------------------------------------------
@@ -129,7 +119,6 @@ async def create_shipments(
         _publish(
             uow,
             topics.logistics,
-            "shipment.created.v1",
             shipment_id,
             ShipmentCreated(
                 shipment_id=shipment_id,
@@ -177,7 +166,7 @@ async def accept_webhook_scan(
         await repository.add_webhook_receipt(uow.conn, scan.carrier, scan.scan_id, signature)
     except asyncpg.UniqueViolationError:
         raise WebhookReplayed("scan") from None  # a twin request committed first
-    _publish(uow, topics.carrier_scans, "carrier.scan.v1", scan.tracking_number, scan, None)
+    _publish(uow, topics.carrier_scans, scan.tracking_number, scan, None)
 
 
 def _scan(data: CarrierScan) -> Scan:
@@ -228,7 +217,6 @@ async def apply_scans(uow: UnitOfWork, events: Sequence[Event], topics: Topics) 
             _publish(
                 uow,
                 topics.logistics,
-                "shipment.dispatched.v1",
                 shipment_id,
                 ShipmentDispatched(
                     shipment_id=shipment_id,
@@ -245,7 +233,6 @@ async def apply_scans(uow: UnitOfWork, events: Sequence[Event], topics: Topics) 
             _publish(
                 uow,
                 topics.logistics,
-                "shipment.delivered.v1",
                 shipment_id,
                 ShipmentDelivered(
                     shipment_id=shipment_id,
@@ -261,7 +248,6 @@ async def apply_scans(uow: UnitOfWork, events: Sequence[Event], topics: Topics) 
             _publish(
                 uow,
                 topics.logistics,
-                "shipment.exception_reported.v1",
                 shipment_id,
                 ShipmentExceptionReported(
                     shipment_id=shipment_id,
@@ -294,7 +280,6 @@ def _publish_scan(
     _publish(
         uow,
         topics.logistics,
-        "shipment.scanned.v1",
         shipment.shipment_id,
         ShipmentScanned(
             shipment_id=shipment.shipment_id,
@@ -352,7 +337,6 @@ async def reassign(
     _publish(
         uow,
         topics.logistics,
-        "shipment.reassigned.v1",
         shipment_id,
         ShipmentReassigned(
             shipment_id=shipment_id,
@@ -416,7 +400,6 @@ async def compensate_delays(
         _publish(
             uow,
             topics.logistics,
-            "shipment.delay_compensated.v1",
             shipment.shipment_id,
             ShipmentDelayCompensated(
                 shipment_id=shipment.shipment_id,
@@ -433,7 +416,6 @@ async def compensate_delays(
         _publish(
             uow,
             topics.notification_requests,
-            "notification.requested.v1",
             shipment.customer_id,
             NotificationRequested(
                 request_id=f"shipment.delayed:{shipment.shipment_id}",

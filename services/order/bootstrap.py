@@ -15,16 +15,10 @@ from orderguard.services.order.consumers import (
 from orderguard.services.order.handlers import OrderConfig
 from orderguard.services.order.recycle_bin import bootstrap as recycle_bin
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
-from orderguard.shared import detector_config
-from orderguard.shared.detector_config import DetectorConfig
-from orderguard.shared.engine.deadlines import PartitionClocks
-from orderguard.shared.engine.detectors import DetectorHandler
-from orderguard.shared.logging import get_logger
+from orderguard.shared.engine.detectors import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.uow import UnitOfWork
-
-log = get_logger(__name__)
 
 
 def order_config(runtime: Runtime) -> OrderConfig:
@@ -39,17 +33,6 @@ def order_config(runtime: Runtime) -> OrderConfig:
     )
 
 
-def detectors(runtime: Runtime) -> DetectorConfig:
-    """The detectors configuration in force; an invalid file stops start-up, naming every problem."""
-
-    def load() -> DetectorConfig:
-        config = detector_config.load_for(runtime.settings)
-        log.info("detectors configured", source=config.source)
-        return config
-
-    return runtime.once("detectors", load)
-
-
 def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
     config = order_config(runtime)
@@ -59,20 +42,10 @@ def handlers(runtime: Runtime) -> list[object]:
         ApplyShipments(topics.name("logistics.events"), config),
         *recycle_bin.handlers(runtime),
     ]
-    rules = detectors(runtime)
-    for rule in (DuplicateOrder, PaymentFailureBurst):
-        rule_config = rules.rule(rule.name)
-        if rule_config.enabled:
-            found.append(
-                DetectorHandler(
-                    rule(rule_config),
-                    topics=[topics.orders],
-                    anomalies_topic=topics.anomalies,
-                    service="order",
-                    clocks=PartitionClocks.from_settings(runtime.settings),
-                )
-            )
-    return found
+    return [
+        *found,
+        *detector_handlers(runtime, (DuplicateOrder, PaymentFailureBurst), [topics.orders]),
+    ]
 
 
 def jobs(runtime: Runtime) -> list[ScheduledJob]:

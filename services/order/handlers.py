@@ -29,7 +29,6 @@ from orderguard.services.order.domain import (
 )
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events import REGISTRY
 from orderguard.shared.events import orders as events
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
@@ -94,14 +93,7 @@ class OrderWithTimeline:
 
 
 def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
-    envelope = Envelope(
-        type=REGISTRY.type_of(type(data)),
-        source=SOURCE,
-        subject=subject,
-        data=data.model_dump(mode="json"),
-    )
-    uow.publish(topic, envelope)
-    return envelope
+    return uow.publish_event(topic, data, source=SOURCE, subject=subject)
 
 
 def _notify_customer(

@@ -8,13 +8,15 @@ the clocks of the partitions this worker owns when the engine asks (`deadlines_d
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 
 from orderguard.shared import metrics
 from orderguard.shared.detection import Rule, State, TimedRule, anomaly_envelope
+from orderguard.shared.detector_config import in_force
 from orderguard.shared.engine.consumer import Event
 from orderguard.shared.engine.deadlines import (
     PartitionClocks,
@@ -26,6 +28,9 @@ from orderguard.shared.engine.deadlines import (
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from orderguard.shared.runtime import Runtime
 
 # Deadlines ticked per sweep transaction; more due go to the next sweep, right after.
 SWEEP_MAX = 1000
@@ -232,3 +237,25 @@ class DetectorHandler:
             self._next_due.pop(tp, None)
             for key in self._keys_by_partition.pop(tp, set()):
                 self._cache.pop(key, None)
+
+
+def detector_handlers(
+    runtime: Runtime, rules: Iterable[Callable[[Any], Rule]], topics: Sequence[str]
+) -> list[DetectorHandler]:
+    """A handler for each of a service's rules that the detectors configuration enables, on
+    `topics`, with the deployment's event-time clocks."""
+    config = in_force(runtime)
+    found = []
+    for rule in rules:
+        configured = config.rule(rule.name)  # type: ignore[attr-defined]
+        if configured.enabled:
+            found.append(
+                DetectorHandler(
+                    rule(configured),
+                    topics=topics,
+                    anomalies_topic=runtime.topics.anomalies,
+                    service=runtime.definition.name,
+                    clocks=PartitionClocks.from_settings(runtime.settings),
+                )
+            )
+    return found

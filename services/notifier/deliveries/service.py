@@ -27,7 +27,6 @@ from orderguard.services.notifier.deliveries.policy import (
     retry_delay_s,
 )
 from orderguard.shared import metrics
-from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.notifications import NotificationFailed, RecipientRef
 from orderguard.shared.logging import get_logger
 from orderguard.shared.notifier_settings import DeliverySettings
@@ -72,16 +71,7 @@ def publish_failed(
         attempts=attempts,
         failed_at=uow.now,
     )
-    uow.publish(
-        topic,
-        Envelope(
-            type="notification.failed.v1",
-            source=SOURCE,
-            subject=recipient_id,
-            data=data.model_dump(mode="json"),
-        ),
-        key=recipient_id,
-    )
+    uow.publish_event(topic, data, source=SOURCE, subject=recipient_id)
     log.warning(
         "notification failed",
         request_id=request_id,

@@ -17,7 +17,6 @@ from orderguard.services.notifier.work_items.domain import (
     WorkItem,
 )
 from orderguard.shared import metrics
-from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.logging import get_logger
@@ -245,16 +244,7 @@ def _notify(
         },
         requested_at=uow.now,
     )
-    uow.publish(
-        topic,
-        Envelope(
-            type="notification.requested.v1",
-            source=WORK_ITEMS_SOURCE,
-            subject=item.team,
-            data=request.model_dump(mode="json"),
-        ),
-        key=item.team,
-    )
+    uow.publish_event(topic, request, source=WORK_ITEMS_SOURCE, subject=item.team)
 
 
 async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int) -> int:

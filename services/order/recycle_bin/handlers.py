@@ -26,7 +26,6 @@ from orderguard.services.order.recycle_bin.domain import (
 )
 from orderguard.shared import metrics
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events import REGISTRY
 from orderguard.shared.events import recycle_bin as events
 from orderguard.shared.logging import get_logger
 from orderguard.shared.uow import UnitOfWork
@@ -48,14 +47,7 @@ class Moved:
 
 
 def _publish(uow: UnitOfWork, topic: str, order_id: str, data: BaseModel) -> Envelope:
-    envelope = Envelope(
-        type=REGISTRY.type_of(type(data)),
-        source=SOURCE,
-        subject=order_id,
-        data=data.model_dump(mode="json"),
-    )
-    uow.publish(topic, envelope)
-    return envelope
+    return uow.publish_event(topic, data, source=SOURCE, subject=order_id)
 
 
 def _count(uow: UnitOfWork, move: str, category: str) -> None:

@@ -24,6 +24,7 @@ from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderPlaced, OrderShipped
 from orderguard.shared.outbox import OutboxMessage
 from orderguard.shared.topics import Topics
+from orderguard.shared.uow import UnitOfWork
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -132,6 +133,8 @@ class RecordingUnitOfWork:
 
     def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
         self.outbox.append(OutboxMessage.of(topic, envelope, key))
+
+    publish_event = UnitOfWork.publish_event  # the real one, over the recording `publish`
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self.callbacks.append(callback)
