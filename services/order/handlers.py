@@ -92,6 +92,13 @@ class OrderWithTimeline:
     timeline: list[TimelineEntry]
 
 
+def _event_lines(order: Order) -> list[events.OrderLine]:
+    return [
+        events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+        for line in order.lines
+    ]
+
+
 def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
     return uow.publish_event(topic, data, source=SOURCE, subject=subject)
 
@@ -187,10 +194,7 @@ async def place_order(
             customer_id=order.customer_id,
             channel=order.channel,
             warehouse=order.warehouse,
-            lines=[
-                events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-                for line in order.lines
-            ],
+            lines=_event_lines(order),
             total_amount=order.total_amount,
             phone=order.phone,
             shipping_address=events.ShippingAddress(**asdict(order.address)),
@@ -438,10 +442,7 @@ def _announce_paid(
             customer_id=order.customer_id,
             channel=order.channel,
             warehouse=order.warehouse,
-            lines=[
-                events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-                for line in order.lines
-            ],
+            lines=_event_lines(order),
             total_amount=order.total_amount,
             paid_amount=order.paid_amount,
             payment_id=order.payment_id,
