@@ -40,6 +40,10 @@ class Topics:
         return self.name("anomalies.detected")
 
     @property
+    def aftersales(self) -> str:
+        return self.name("aftersales.events")
+
+    @property
     def logistics(self) -> str:
         return self.name("logistics.events")
 

@@ -30,7 +30,6 @@ from orderguard.services.aftersales.handlers import (
     CaseNotFound,
     OpenCase,
     OrderUnknown,
-    Topics,
 )
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
@@ -354,9 +353,7 @@ def _media_type(value: str | None) -> str:
 def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> APIRouter:
     router = APIRouter(tags=["cases"])
     settings = runtime.settings
-    topics = Topics(
-        runtime.topics.name("aftersales.events"), runtime.topics.name("notifications.requests")
-    )
+    topics = runtime.topics
     sla_rule = CaseSlaBreached(sla)
     allowed_types = frozenset(t.lower() for t in settings.aftersales_attachment_types)
     max_bytes = settings.aftersales_attachment_max_bytes

@@ -17,10 +17,10 @@ def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
     found: list[object] = [
         LearnOrderFacts(topics.orders),
-        LearnDeliveries(topics.name("logistics.events")),
+        LearnDeliveries(topics.logistics),
     ]
     rules = (CaseSlaBreached, RepeatedRefunds)
-    return [*found, *detector_handlers(runtime, rules, [topics.name("aftersales.events")])]
+    return [*found, *detector_handlers(runtime, rules, [topics.aftersales])]
 
 
 DEFINITION = ServiceDefinition(

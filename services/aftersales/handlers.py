@@ -31,18 +31,13 @@ from orderguard.shared.events.logistics import ShipmentDelivered
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.events.orders import OrderPaid, OrderPlaced
 from orderguard.shared.logging import get_logger
+from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/aftersales"
 
 # Only ids, types, states and amounts go to the logs: never the customer's phone.
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    aftersales: str
-    notifications: str
 
 
 class CaseNotFound(LookupError):

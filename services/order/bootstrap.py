@@ -25,7 +25,7 @@ def order_config(runtime: Runtime) -> OrderConfig:
     settings = runtime.settings
     return OrderConfig(
         orders_topic=runtime.topics.orders,
-        notifications_topic=runtime.topics.name("notifications.requests"),
+        notifications_topic=runtime.topics.notification_requests,
         payment_deadline=timedelta(seconds=settings.order_payment_deadline_s),
         promise_days=settings.order_delivery_promise_days,
         express_promise_days=settings.order_express_delivery_promise_days,
@@ -39,7 +39,7 @@ def handlers(runtime: Runtime) -> list[object]:
     found: list[object] = [
         RecordInventoryOutcomes(topics.inventory, config),
         ApplyPayments(topics.name("payments.events"), config),
-        ApplyShipments(topics.name("logistics.events"), config),
+        ApplyShipments(topics.logistics, config),
         *recycle_bin.handlers(runtime),
     ]
     return [

@@ -10,7 +10,7 @@ from orderguard.shared.uow import UnitOfWork
 
 
 def work_item_jobs(policy: SlaPolicy, topics: Topics) -> list[ScheduledJob]:
-    requests = topics.name("notifications.requests")
+    requests = topics.notification_requests
 
     async def escalate(uow: UnitOfWork, limit: int) -> int:
         return await handlers.escalate_due(uow, policy, requests, limit)

@@ -14,7 +14,7 @@ __all__ = ["build_router", "handlers", "jobs"]
 def handlers(runtime: Runtime) -> list[BatchHandler]:
     topics = runtime.topics
     return [
-        MoveOnAfterSalesEvents(topics.name("aftersales.events"), topics.orders),
+        MoveOnAfterSalesEvents(topics.aftersales, topics.orders),
         MoveOnAnomalies(
             topics.anomalies, topics.orders, runtime.settings.recycle_bin_anomaly_rules
         ),
