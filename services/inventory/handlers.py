@@ -34,7 +34,6 @@ from orderguard.shared.events.inventory import (
     StockCounted,
     StockReserved,
 )
-from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
@@ -44,8 +43,6 @@ SOURCE = "/orderguard/inventory"
 # Anomalies found while applying an event (not by a stream rule) come from here.
 CONSUMER_SOURCE = "/orderguard/inventory/reservations"
 UNKNOWN_RESERVATION = "inventory.unknown_reservation"
-OUT_OF_STOCK_TEMPLATE = "order.out_of_stock"
-OUT_OF_STOCK_OPTIONS = "wait for a restock, choose a substitute, or ask for a refund"
 
 # Movement -> the coarser `cause` of inventory.stock_changed.v1 (its published enum).
 CAUSES: dict[Movement, str] = {
@@ -235,7 +232,6 @@ class Inventory:
                 ReservationFailed(order_id=placed.order_id, shortages=missing),
                 envelope,
             )
-            self._tell_customer_out_of_stock(placed, [s.sku for s in missing], envelope)
             return
         for line in lines:
             key = (line.sku, line.warehouse)
@@ -252,22 +248,6 @@ class Inventory:
             StockReserved(order_id=placed.order_id, lines=[line.line for line in lines]),
             envelope,
         )
-
-    def _tell_customer_out_of_stock(
-        self, placed: OrderPlaced, skus: list[str], envelope: Envelope
-    ) -> None:
-        request = NotificationRequested(
-            request_id=f"{OUT_OF_STOCK_TEMPLATE}:{placed.order_id}",
-            recipient=Recipient(kind="customer", id=placed.customer_id, phone=placed.phone),
-            template=OUT_OF_STOCK_TEMPLATE,
-            params={
-                "order_id": placed.order_id,
-                "skus": ",".join(sorted(set(skus))),
-                "what_you_can_do": OUT_OF_STOCK_OPTIONS,
-            },
-            requested_at=self._uow.now,
-        )
-        self._publish(self._topics.notification_requests, placed.customer_id, request, envelope)
 
     def commit_for(self, shipped: OrderShipped, envelope: Envelope) -> None:
         """The held lines leave the warehouse: on hand and reserved drop, once per order."""

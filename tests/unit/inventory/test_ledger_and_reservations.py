@@ -237,7 +237,7 @@ def test_commit_and_release_of_an_order_never_seen_raise_one_fingerprint_each() 
     assert ("ghost" in inventory.reservations) is False
 
 
-def test_a_shortage_fails_once_and_asks_to_tell_the_customer() -> None:
+def test_a_shortage_fails_once_and_leaves_telling_the_customer_to_the_order_service() -> None:
     inventory, uow = inventory_with(2)
     apply(inventory, placed("o-1", "SKU-1", 3))
     apply(inventory, placed("o-1", "SKU-1", 3))  # same fact, new id: not tried twice
@@ -246,20 +246,8 @@ def test_a_shortage_fails_once_and_asks_to_tell_the_customer() -> None:
     assert failed["shortages"] == [
         {"sku": "SKU-1", "warehouse": "main", "requested": 3, "available": 2}
     ]
-    [request] = uow.of_type("notification.requested.v1")
-    assert request["template"] == "order.out_of_stock"
-    assert request["request_id"] == "order.out_of_stock:o-1"
-    assert request["recipient"] == {
-        "kind": "customer",
-        "id": "c-1",
-        "email": None,
-        "phone": "13800138000",
-        "language": None,
-    }
-    assert request["params"]["order_id"] == "o-1" and request["params"]["skus"] == "SKU-1"
-    assert request["params"]["what_you_can_do"]
-    topic = next(m.topic for m in uow.outbox if m.key == b"c-1")
-    assert topic == "notifications.requests"
+    # The order service holds the order and tells the customer; inventory only reports.
+    assert uow.of_type("notification.requested.v1") == []
     assert [line.state for line in inventory.reservations["o-1"]] == ["failed"]
     assert inventory.ledger == [] and uow.of_type("anomaly.detected.v1") == []
 
