@@ -3,6 +3,7 @@ manual moves, after-sales events and anomalies, archive, purge, listing, counts,
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,9 @@ from orderguard.shared.settings import Settings
 def order_body(
     channel: str = "web", lines: list[tuple[str, int, str]] | None = None
 ) -> dict[str, Any]:
-    body = dict(ORDER_BODY, channel=channel)
+    # A customer of its own per order: the same lines twice from one customer would be a real
+    # order.duplicate, and that anomaly moves orders into the bin too.
+    body = dict(ORDER_BODY, channel=channel, customer_id=f"c-{uuid.uuid4().hex[:8]}")
     if lines:
         body["lines"] = [{"sku": s, "quantity": q, "unit_price": p} for s, q, p in lines]
     return body
