@@ -355,7 +355,12 @@ async def test_email_through_a_real_smtp_server_in_each_language(
     assert "您可以：confirm it" in zh.get_body(("plain",)).get_content()  # type: ignore[union-attr]  # noqa: RUF001
     html = en.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "What you can do: confirm it" in html and '<html lang="en">' in html
-    listed = await deliveries(notifier, channel="email", status="delivered")
+    # The mail server has them before the sending job commits "delivered": wait for the rows.
+    async def both_delivered() -> list[dict[str, Any]]:
+        found = await deliveries(notifier, channel="email", status="delivered")
+        return found if len(found) == 2 else []
+
+    listed = await wait_until(both_delivered, what="two delivered email rows")
     assert sorted(d["contact_masked"] for d in listed) == [
         "c******@example.com",
         "c******@example.com",
