@@ -13,7 +13,9 @@ from orderguard.services.logistics.handlers import (
     purge_webhook_receipts,
 )
 from orderguard.services.logistics.rules import RULES
+from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.uow import UnitOfWork
@@ -56,7 +58,8 @@ def jobs(runtime: Runtime) -> list[ScheduledJob]:
 DEFINITION = ServiceDefinition(
     name="logistics",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime)],
+    # Carriers without Kafka: the signed webhook, or POST /events with an API key (carriers.scans).
+    routers=lambda runtime: [build_router(runtime), build_ingest_router(runtime, [CarrierScan])],
     handlers=handlers,  # type: ignore[arg-type]
     jobs=jobs,
 )

@@ -15,7 +15,9 @@ from orderguard.services.order.consumers import (
 from orderguard.services.order.handlers import OrderConfig
 from orderguard.services.order.recycle_bin import bootstrap as recycle_bin
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
+from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentFailed, PaymentSucceeded
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.uow import UnitOfWork
@@ -71,6 +73,8 @@ DEFINITION = ServiceDefinition(
     routers=lambda runtime: [
         build_router(runtime, order_config(runtime)),
         recycle_bin.build_router(runtime),
+        # Payment providers that cannot speak Kafka POST their facts here (onto payments.events).
+        build_ingest_router(runtime, [PaymentSucceeded, PaymentFailed, PaymentAmountMismatch]),
     ],
     handlers=handlers,  # type: ignore[arg-type]
     jobs=jobs,

@@ -1,7 +1,7 @@
 """POST /events: a publisher without Kafka sends one CloudEvent; it is published once, keyed by subject.
 
-The ingest router is shared code that no service mounts yet, so this test mounts it on a tiny
-service that accepts order.cancelled.v1 onto orders.events.
+Most tests mount the shared router on a tiny service that accepts order.cancelled.v1 onto
+orders.events; the last one uses the order service's own mount for payment providers.
 """
 
 from __future__ import annotations
@@ -217,3 +217,50 @@ async def test_publishing_needs_the_events_write_scope(
             "/events", json=cancellation(), headers={"X-API-Key": key} if key else {}
         )
     assert response.status_code == status, response.text
+
+
+async def test_a_payment_provider_without_kafka_pays_an_order_over_http(
+    settings: Settings,
+    start_service,  # type: ignore[no-untyped-def]
+) -> None:
+    """The order service mounts POST /events for the payment events: the fact goes onto
+    payments.events through the outbox, its consumer pays the order, a retry changes nothing."""
+    from testkit import ORDER_BODY
+
+    from orderguard.services.order.bootstrap import DEFINITION as ORDER
+
+    order = await start_service(ORDER)
+    await order.wait_assigned()
+    placed = await order.client.post("/orders", json=ORDER_BODY)
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order_id"]
+    payment = {
+        "specversion": "1.0",
+        "id": f"pay-evt-{order_id}",
+        "type": "payment.succeeded.v1",
+        "source": "/payments/alipay",
+        "subject": order_id,
+        "time": "2026-11-22T08:01:30Z",
+        "data": {
+            "order_id": order_id,
+            "payment_id": "pay-1",
+            "amount": placed.json()["total_amount"],
+            "provider": "alipay",
+            "occurred_at": "2026-11-22T08:01:30Z",
+        },
+    }
+    first = await order.client.post("/events", json=payment, headers=HEADERS)
+    assert first.status_code == 202, first.text
+    assert first.json()["topic"] == settings.topic_prefix + "payments.events"
+    again = await order.client.post("/events", json=payment, headers=HEADERS)
+    assert again.status_code == 202 and again.headers.get("Idempotent-Replayed") == "true"
+
+    async def paid() -> bool:
+        return (await order.client.get(f"/orders/{order_id}")).json()["status"] == "paid"
+
+    await wait_until(paid, what="the order paid from the HTTP-ingested payment")
+    records = await read_topic(settings, settings.topic_prefix + "payments.events")
+    assert [r.envelope.id for r in records] == [payment["id"]]
+    wrong_type = {**payment, "id": "x-1", "type": "order.cancelled.v1"}
+    refused = await order.client.post("/events", json=wrong_type, headers=HEADERS)
+    assert refused.status_code == 422 and "event-type-not-accepted" in refused.text
