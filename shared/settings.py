@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
 
     routing_file: str | None = None
+    # How often the routing file's modification time is checked for a hot reload (0: never).
+    routing_reload_interval_s: float = Field(default=5.0, ge=0)
     # Detector params and their overrides per label (shared/detector_config.py); None: built in.
     detectors_file: str | None = None
     # The built-in default of stock.low's `threshold` (the detectors file and a SKU's own win).
