@@ -259,6 +259,13 @@ class Route(BaseModel):
             raise ValueError("a duration cannot be negative")
         return value
 
+    @field_validator("repeat_interval")
+    @classmethod
+    def _repeat_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta():
+            raise ValueError("repeat_interval must be longer than 0s (leave it out: never repeat)")
+        return value
+
     @field_serializer("group_wait", "group_interval", "repeat_interval")
     def _show_duration(self, value: timedelta | None) -> str | None:
         return None if value is None else format_duration(value)
