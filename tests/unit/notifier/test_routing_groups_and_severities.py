@@ -129,7 +129,7 @@ def test_invalid_route_settings_are_named(fragment: str, message: str) -> None:
 def test_severities_must_not_make_a_more_urgent_level_slower() -> None:
     with pytest.raises(RoutingFileError, match="a more urgent level cannot have a longer"):
         parse_routing("severities:\n  P1: {time_limit: 5d}\nroute: {queue: risk}\n", "bad.yaml")
-    with pytest.raises(RoutingFileError, match="severities.P1.time_limit"):
+    with pytest.raises(RoutingFileError, match=r"severities\.P1\.time_limit"):
         parse_routing("severities:\n  P1: {time_limit: 0s}\nroute: {queue: risk}\n", "bad.yaml")
 
 
