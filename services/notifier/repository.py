@@ -395,7 +395,8 @@ async def expire_silence(
     """End a silence now (a pending one ends before it starts); None if unknown. An expired
     silence stays as it was."""
     row = await conn.fetchrow(
-        "UPDATE silences SET ends_at = greatest($2, starts_at + interval '1 microsecond'),"
+        "UPDATE silences SET starts_at = least(starts_at, $2 - interval '1 microsecond'),"
+        "   ends_at = $2,"
         "   expired_by = $3, updated_at = now()"
         f" WHERE id = $1 AND ends_at > $2 RETURNING {_SILENCE_COLUMNS}",
         silence_id,
