@@ -88,7 +88,9 @@ def run(
     events = [e for e in (decode(env) for env in envelopes) if e is not None]
     allowed = timedelta(seconds=settings.detector_allowed_lateness_s)
     with _progress(console, len(events)) as advance:
-        result = run_backtest(events, rules, tree, allowed_lateness=allowed, progress=advance)
+        result = run_backtest(
+            events, rules, tree, allowed_lateness=allowed, until=until, progress=advance
+        )
     comparison = compare(result, live, rules) if live is not None else None
     if as_json:
         typer.echo(json.dumps(result_json(result, comparison), indent=2))

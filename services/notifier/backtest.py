@@ -82,6 +82,7 @@ class BacktestResult:
     event_ids: set[str] = field(default_factory=set)
     event_types: set[str] = field(default_factory=set)
     first_event_at: datetime | None = None
+    last_event_at: datetime | None = None  # or `until`, when the clock ran on to it
     clock: datetime | None = None
 
 
@@ -177,6 +178,8 @@ class Backtest:
         at = as_utc(event.envelope.time)
         if result.first_event_at is None or at < result.first_event_at:
             result.first_event_at = at
+        if result.last_event_at is None or at > result.last_event_at:
+            result.last_event_at = at
         self._advance(at - self.allowed_lateness)
         looked = False
         for rule in self.rules:
@@ -201,6 +204,8 @@ class Backtest:
         """Let the clock run on to `until` (deadlines and flushes due by then fire)."""
         if until is not None:
             self._advance(as_utc(until))
+            last = self.result.last_event_at
+            self.result.last_event_at = max(as_utc(until), last) if last else as_utc(until)
         return self.result
 
     def _set_state(self, rule: Rule, key: str, state: State) -> None:
@@ -377,20 +382,22 @@ class Comparison:
 
 def compare(result: BacktestResult, live: LiveRecord, rules: Sequence[Rule]) -> Comparison:
     """Firing anomalies (and their routes) of the backtest against those live over the same
-    input: a live anomaly counts when the replayed events caused it, or when it is of a rule the
-    replay fed and its event time lies within the replayed range (deadline anomalies)."""
-    fed = {rule.name for rule in rules if rule.event_types & result.event_types}
-    start, end = result.first_event_at, result.clock
+    input: a live anomaly counts when one of the replayed events caused it, or when it is of a
+    timed rule the replay fed and its event time lies within the replayed range (a deadline
+    that passed)."""
+    timed = {
+        rule.name
+        for rule in rules
+        if isinstance(rule, TimedRule) and rule.event_types & result.event_types
+    }
+    start, end = result.first_event_at, result.last_event_at
 
     def in_range(anomaly: AnomalyDetected) -> bool:
         if anomaly.source_event_id in result.event_ids:
             return True
         at = as_utc(anomaly.event_time)
         return (
-            anomaly.rule in fed
-            and start is not None
-            and end is not None
-            and start <= at <= end + timedelta(microseconds=1)
+            anomaly.rule in timed and start is not None and end is not None and start <= at <= end
         )
 
     live_fired = {
