@@ -503,8 +503,11 @@ async def read_topic_range(
     """Records of every partition of `topic`: offsets [from_offset, to_offset) on each
     partition, or record times [since, until). Ordered per partition; partitions merged by
     event time (stable), which is how the detectors' clocks see them."""
+    # "earliest": a position reset racing our seek lands before the range, never after it.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -536,26 +539,40 @@ async def read_topic_range(
         records: dict[TopicPartition, list[Envelope]] = {tp: [] for tp in partitions}
         for tp in partitions:
             consumer.seek(tp, starts[tp])
-        pending = {tp for tp in partitions if starts[tp] < ends[tp]}
+        # Bounds the caller set; the rest of each partition is read up to its high watermark
+        # as the fetches report it (ListOffsets alone can lag on some brokers).
+        bounded = to_offset is not None or until is not None
+        done: set[TopicPartition] = set()
         read = 0
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
-            if not batch:
-                continue
+        while len(done) < len(partitions):
+            batch = await consumer.getmany(
+                *(tp for tp in partitions if tp not in done), timeout_ms=200, max_records=5000
+            )
             for tp, tp_records in batch.items():
                 for record in tp_records:
-                    if record.offset >= ends[tp]:
-                        pending.discard(tp)
+                    if record.offset < starts[tp]:
+                        continue
+                    if bounded and record.offset >= ends[tp]:
+                        done.add(tp)
                         break
                     if record.value is not None:
                         # Not an envelope: the live consumers dead-lettered it too.
                         with contextlib.suppress(ValidationError):
                             records[tp].append(Envelope.from_json(record.value))
                     read += 1
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-            if progress is not None:
+            if progress is not None and batch:
                 progress(read, total)
+            if batch:
+                continue
+            for tp in partitions:
+                highwater = consumer.highwater(tp)
+                end = ends[tp] if bounded else highwater
+                if end is None or highwater is None:
+                    continue
+                if starts[tp] >= min(end, highwater) or await consumer.position(tp) >= min(
+                    end, highwater
+                ):
+                    done.add(tp)
         merged = sorted((e for tp in partitions for e in records[tp]), key=lambda e: as_utc(e.time))
         return merged
     finally:

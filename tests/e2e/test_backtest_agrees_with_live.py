@@ -74,7 +74,7 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
         ]
     )
     comparison = compare(result, live, rules)
-    assert comparison.agree, comparison.as_json()
+    assert comparison.agree, (comparison.as_json(), live.routed, [e.id for e in events])
     assert len(comparison.fired_in_both) == 3
     assert {r.queue for r in result.routed} == {"warehouse"}
     assert sorted(f.severity for f in result.fired) == ["P2", "P3", "P3"]
