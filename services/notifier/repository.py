@@ -16,43 +16,6 @@ from orderguard.services.notifier.domain import Notification
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 
-@dataclass(frozen=True, slots=True)
-class RoutedFingerprint:
-    fingerprint: str
-    rule: str
-    routes: list[str]
-    queues: list[str]
-    event_id: str
-
-
-async def claim_fingerprints(conn: Connection, claims: Sequence[RoutedFingerprint]) -> set[str]:
-    """Record fingerprints as routed; returns those not routed before (theirs to route now).
-
-    A concurrent transaction claiming the same fingerprint waits on the key, then gets nothing.
-    """
-    if not claims:
-        return set()
-    rows = await conn.fetch(
-        "INSERT INTO routed_anomalies (fingerprint, rule, routes, queues, event_id)"
-        " SELECT c.fingerprint, c.rule, c.routes, c.queues, c.event_id"
-        " FROM jsonb_to_recordset($1::jsonb)"
-        "   AS c(fingerprint text, rule text, routes text[], queues text[], event_id text)"
-        " ORDER BY c.fingerprint"  # one lock order for everyone
-        " ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint",
-        [
-            {
-                "fingerprint": c.fingerprint,
-                "rule": c.rule,
-                "routes": c.routes,
-                "queues": c.queues,
-                "event_id": c.event_id,
-            }
-            for c in claims
-        ],
-    )
-    return {row["fingerprint"] for row in rows}
-
-
 async def record_notifications(
     conn: Connection, notifications: Sequence[Notification]
 ) -> set[uuid.UUID]:
