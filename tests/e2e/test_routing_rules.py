@@ -151,7 +151,7 @@ async def test_groups_flush_once_after_group_wait_across_a_restart_and_carry_res
         settings, anomalies, anomaly("fp-a", "stock.low", "resolved", sku="fp-a", warehouse="main")
     )
     routed = await wait_routed(settings, "warehouse", 4)
-    update = routed[-1]
+    [update] = [e for e in routed if e.data["anomaly"]["status"] == "resolved"]
     assert (update.subject, update.data["anomaly"]["status"], update.data["group_key"]) == (
         "fp-a",
         "resolved",
@@ -207,7 +207,7 @@ async def test_a_carrier_outage_inhibits_its_stalls_until_it_resolves(
 
     await wait_until(consumed, what="router consumed the stalls")
     routed = await wait_routed(settings, "logistics", 2)
-    assert [e.subject for e in routed] == ["outage-sf", "stall-dhl"]
+    assert sorted(e.subject for e in routed) == ["outage-sf", "stall-dhl"]
     counts = (await notifier.client.get("/suppressed")).json()
     assert counts["inhibited"] == {"held": 1, "total": 1}
     assert (
@@ -221,8 +221,11 @@ async def test_a_carrier_outage_inhibits_its_stalls_until_it_resolves(
         anomaly("outage-sf", "shipment.carrier_outage", "resolved", carrier="sf"),
     )
     routed = await wait_routed(settings, "logistics", 4)
-    assert [(e.subject, e.data["anomaly"]["status"]) for e in routed[2:]] == [
+    # Topics are read partition by partition: compare as sets.
+    assert sorted((e.subject, e.data["anomaly"]["status"]) for e in routed) == [
+        ("outage-sf", "firing"),
         ("outage-sf", "resolved"),
+        ("stall-dhl", "firing"),
         ("stall-sf", "firing"),
     ]
     counts = (await notifier.client.get("/suppressed")).json()
@@ -396,5 +399,5 @@ async def test_hot_reload_swaps_valid_files_keeps_the_old_one_on_errors_and_reso
     assert forced.json()["version_in_force"] == in_force
     assert "finanse" in forced.json()["detail"]
     await publish_event(settings, anomalies, anomaly("pay-3", "payment.failures", order="O-3"))
-    assert [e.subject for e in await wait_routed(settings, "risk", 2)] == ["pay-2", "pay-3"]
+    assert sorted(e.subject for e in await wait_routed(settings, "risk", 2)) == ["pay-2", "pay-3"]
     assert sample("orderguard_routing_config_last_reload_successful") == 0
