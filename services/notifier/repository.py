@@ -268,7 +268,9 @@ async def lock_silenced_past_their_silence(
     rows = await conn.fetch(
         _SUPPRESSED + " JOIN silences si ON si.id = s.silence_id"
         " WHERE s.reason = 'silenced' AND s.released_at IS NULL AND a.status = 'firing'"
-        " AND si.ends_at <= $1 ORDER BY a.fingerprint LIMIT $2 FOR UPDATE OF s SKIP LOCKED",
+        " AND si.ends_at <= $1 ORDER BY a.fingerprint LIMIT $2"
+        # The anomaly's row too: the router, resolving it meanwhile, waits for the release.
+        " FOR UPDATE OF s, a SKIP LOCKED",
         now,
         limit,
     )
