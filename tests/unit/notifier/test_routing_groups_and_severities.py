@@ -147,3 +147,27 @@ def test_inhibit_rules_need_source_and_target_matchers_and_are_named() -> None:
         """
     ).inhibitions()
     assert rules[0].name == "inhibit/0"
+
+
+@pytest.mark.parametrize(
+    ("rule", "labels", "queue", "severity"),
+    [
+        ("stock.low", {"warehouse": "main"}, "warehouse", "P3"),
+        ("inventory.negative_available", {"warehouse": "main"}, "warehouse", "P2"),
+        ("inventory.unknown_reservation", {"warehouse": "main"}, "warehouse", "P3"),
+        ("inventory.inconsistent", {"warehouse": "main"}, "warehouse", "P2"),
+        ("order.duplicate", {}, "risk", "P2"),
+        ("payment.failures", {"provider": "stripe"}, "finance", "P3"),
+        ("shipment.stalled", {"carrier": "sf"}, "logistics", "P3"),
+        ("shipment.overdue", {"carrier": "sf"}, "logistics", "P3"),
+        ("shipment.exception", {"carrier": "sf"}, "logistics", "P3"),
+        ("case.sla_breached", {}, "customer_service", "P3"),
+        ("refund.repeated", {}, "risk", "P2"),
+        ("refund.issued", {}, "finance", "P3"),
+    ],
+)
+def test_the_shipped_file_routes_every_rule_of_this_release_to_its_team(
+    rule: str, labels: dict[str, str], queue: str, severity: str
+) -> None:
+    [match] = load_routing().route({"rule": rule, **labels})
+    assert (match.queue, match.is_default, match.severity("P3")) == (queue, False, severity)
