@@ -87,13 +87,18 @@ class BacktestResult:
 
 
 def configured_rules(config: DetectorConfig) -> list[Rule]:
-    """Every enabled rule of every module in RULE_MODULES, built with its configuration."""
+    """Every enabled rule of every module in RULE_MODULES, built with its configuration the way
+    the services build them (`RuleClass(rule_config)`; a rule without params: `RuleClass()`)."""
     rules: list[Rule] = []
     for module in RULE_MODULES:
         for rule_class in importlib.import_module(module).RULES:
             rule_config = config.rule(rule_class.name)
-            if rule_config.enabled:
+            if not rule_config.enabled:
+                continue
+            try:
                 rules.append(rule_class(rule_config))
+            except TypeError:
+                rules.append(rule_class())
     return rules
 
 

@@ -463,7 +463,10 @@ class _Inherited:
                 if route.repeat_interval is not None
                 else timers.repeat_interval,
             ),
-            raise_severity_to=route.raise_severity_to or self.raise_severity_to,
+            # A child's raise adds to its parent's: the more urgent floor wins, never a lower one.
+            raise_severity_to=route.raise_severity_to
+            if self.raise_severity_to is None
+            else raised(self.raise_severity_to, route.raise_severity_to),
         )
 
 
@@ -509,7 +512,6 @@ class RoutingTree:
             ),
             raise_severity_to=root.raise_severity_to,
         )
-        self._by_name = {route.name: route for route in root.walk()}
 
     def route(self, labels: Mapping[str, str]) -> list[RouteMatch]:
         """Every route the labels reach, in tree order; never empty (the root catches the rest)."""

@@ -171,3 +171,20 @@ def test_the_shipped_file_routes_every_rule_of_this_release_to_its_team(
 ) -> None:
     [match] = load_routing().route({"rule": rule, **labels})
     assert (match.queue, match.is_default, match.severity("P3")) == (queue, False, severity)
+
+
+def test_a_child_raise_never_lowers_its_parents() -> None:
+    nested = tree(
+        """
+        route:
+          queue: risk
+          routes:
+            - name: urgent
+              matchers: ['rule=~"a.*"']
+              raise_severity_to: P1
+              routes:
+                - {name: milder, matchers: ['rule="ab"'], raise_severity_to: P3}
+        """
+    )
+    [match] = nested.route({"rule": "ab"})
+    assert match.route == "milder" and match.severity("P4") == "P1"
