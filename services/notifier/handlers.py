@@ -24,6 +24,8 @@ from orderguard.shared.tracing import child_of
 from orderguard.shared.uow import UnitOfWork
 
 ROUTER_SOURCE = "/orderguard/notifier/router"
+# Inhibition source candidates read per query.
+SOURCES_PAGE = 1000
 
 log = get_logger(__name__)
 
@@ -196,10 +198,18 @@ class Router:
         if muting is not None:
             return Silenced(muting)
         for rule, equal in candidate_filters(self.tree.inhibitions(), labels):
-            sources = await repository.firing_sources(self.uow.conn, equal, fingerprint)
-            found = inhibitor([rule], fingerprint, labels, sources)
-            if found is not None:
-                return found
+            # Page through the candidates: the targets themselves share the equal labels too.
+            after = ""
+            while True:
+                sources = await repository.firing_sources(
+                    self.uow.conn, equal, fingerprint, after, SOURCES_PAGE
+                )
+                found = inhibitor([rule], fingerprint, labels, sources)
+                if found is not None:
+                    return found
+                if len(sources) < SOURCES_PAGE:
+                    break
+                after = sources[-1][0]
         return None
 
     async def route(

@@ -157,15 +157,17 @@ async def resolve_anomaly_state(
 
 
 async def firing_sources(
-    conn: Connection, equal: dict[str, str], exclude: str, limit: int = 1000
+    conn: Connection, equal: dict[str, str], exclude: str, after: str = "", limit: int = 1000
 ) -> list[tuple[str, dict[str, str]]]:
-    """Firing anomalies whose labels include these values (inhibition source candidates)."""
+    """Firing anomalies whose labels include these values (inhibition source candidates), by
+    fingerprint, a page after `after`."""
     rows = await conn.fetch(
         "SELECT fingerprint, labels FROM anomaly_states"
         " WHERE status = 'firing' AND labels @> $1::jsonb AND fingerprint <> $2"
-        " ORDER BY fingerprint LIMIT $3",
+        " AND fingerprint > $3 ORDER BY fingerprint LIMIT $4",
         equal,
         exclude,
+        after,
         limit,
     )
     return [(row["fingerprint"], row["labels"]) for row in rows]
