@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -102,6 +103,21 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     # Only the first record of each partition replayed: live fired more than that range shows
     # only where the range caused it, so the comparison still holds.
     assert "they agree" in table.stdout, table.stdout
+
+    # By record time: everything since an hour ago, nothing from tomorrow on.
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="seconds")
+    for bounds, count in (
+        (["--since", since[:19]], len(CHANGES)),
+        (["--since", tomorrow[:19], "--no-live"], 0),
+    ):
+        timed = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["backtest", "--topic", "inventory.events", *bounds, "--json"],
+        )
+        assert timed.exit_code == 0, timed.output
+        assert json.loads(timed.stdout)["events"] == count, bounds
 
     wrong = await asyncio.to_thread(CliRunner().invoke, app, ["backtest"])
     assert wrong.exit_code == 2 and "give --topic" in wrong.output
