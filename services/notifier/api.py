@@ -39,6 +39,18 @@ class NotificationView(BaseModel):
     created_at: datetime
 
 
+class RouteGroupView(BaseModel):
+    group_key: str
+    route: str
+    queue: str
+    created_at: datetime
+    next_flush_at: datetime | None
+    last_flush_at: datetime | None
+    flushes: int
+    firing: int = Field(description="Members still firing")
+    pending: int = Field(description="Members added or resolved since the last flush")
+
+
 class CreateSilence(BaseModel):
     """Mute anomalies whose labels match every matcher, from `starts_at` (default now) until
     `ends_at`."""
@@ -167,6 +179,14 @@ def build_router(runtime: Runtime, routing: RoutingInForce) -> APIRouter:
         """The routing file in force in this process (its version, a digest of its text), and
         the error of the last rejected reload, if the file on disk is invalid."""
         return routing_view()
+
+    @router.get("/routing/groups", response_model=list[RouteGroupView], dependencies=READ)
+    async def route_groups(
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Open route groups: members firing, changes waiting, and when the next flush is due."""
+        async with runtime.pool.acquire() as conn:
+            return await repository.find_groups(conn, limit)
 
     @router.post("/routing/reload", dependencies=[Depends(require_scope("routing:write"))])
     async def reload_routing() -> JSONResponse:

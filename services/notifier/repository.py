@@ -458,3 +458,16 @@ async def anomalies_of(conn: Connection, fingerprints: Sequence[str]) -> dict[st
         list(fingerprints),
     )
     return {row["fingerprint"]: dict(row) for row in rows}
+
+
+async def find_groups(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """Route groups with their timers and member counts, next flush first."""
+    rows = await conn.fetch(
+        "SELECT g.group_key, g.route, g.queue, g.created_at, g.next_flush_at, g.last_flush_at,"
+        " g.flushes, count(m.fingerprint) FILTER (WHERE m.firing) AS firing,"
+        " count(m.fingerprint) FILTER (WHERE m.pending) AS pending"
+        " FROM route_groups g LEFT JOIN route_group_members m USING (group_key)"
+        " GROUP BY g.group_key ORDER BY g.next_flush_at NULLS LAST, g.group_key LIMIT $1",
+        limit,
+    )
+    return [dict(row) for row in rows]

@@ -129,6 +129,11 @@ async def test_groups_flush_once_after_group_wait_across_a_restart_and_carry_res
         'stock:{warehouse="east"}',
         'stock:{warehouse="main"}',
     ]
+    shown = (await notifier.client.get("/routing/groups")).json()
+    assert sorted((g["group_key"], g["firing"], g["pending"], g["flushes"]) for g in shown) == [
+        ('stock:{warehouse="east"}', 1, 1, 0),
+        ('stock:{warehouse="main"}', 2, 2, 0),
+    ]
     # Restart while the groups wait: their timers are rows, so nothing is lost or doubled.
     await notifier.stop()
     notifier = await start(start_service, settings, file)
