@@ -318,6 +318,7 @@ class Router:
                 "queue": match.queue,
                 "channels": list(match.channels),
                 "flushes": 0,
+                "stored": {},
             }
         else:
             group, meta = await self._load_group(row)
@@ -357,6 +358,8 @@ class Router:
             "queue": row["queue"],
             "channels": list(row["channels"]),
             "flushes": row["flushes"],
+            # What the table holds, so that only the members that change are written back.
+            "stored": {fp: (m.firing, m.pending) for fp, m in group.members.items()},
         }
         return group, meta
 
@@ -405,8 +408,11 @@ class Router:
             last_flush_at=group.last_flush_at,
             flushes=meta["flushes"],
             members=[
-                (m.fingerprint, m.severity, m.firing, m.pending) for m in group.members.values()
+                (m.fingerprint, m.severity, m.firing, m.pending)
+                for m in group.members.values()
+                if meta["stored"].get(m.fingerprint) != (m.firing, m.pending)
             ],
+            removed=[fp for fp in meta["stored"] if fp not in group.members],
             closed=group.closed,
         )
 

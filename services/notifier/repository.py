@@ -412,7 +412,8 @@ async def save_group(
     next_flush_at: datetime | None,
     last_flush_at: datetime | None,
     flushes: int,
-    members: list[tuple[str, str, bool, bool]],  # fingerprint, severity, firing, pending
+    members: list[tuple[str, str, bool, bool]],  # changed: fingerprint, severity, firing, pending
+    removed: list[str],
     closed: bool,
 ) -> None:
     if closed:
@@ -436,12 +437,13 @@ async def save_group(
         last_flush_at,
         flushes,
     )
-    await conn.execute(
-        "DELETE FROM route_group_members WHERE group_key = $1"
-        " AND NOT (fingerprint = ANY($2::text[]))",
-        group_key,
-        [m[0] for m in members],
-    )
+    if removed:
+        await conn.execute(
+            "DELETE FROM route_group_members WHERE group_key = $1"
+            " AND fingerprint = ANY($2::text[])",
+            group_key,
+            removed,
+        )
     if members:
         await conn.executemany(
             "INSERT INTO route_group_members (group_key, fingerprint, severity, firing, pending)"
