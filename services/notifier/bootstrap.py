@@ -10,6 +10,7 @@ from orderguard.services.notifier.consumers import (
     RouteAnomalies,
     router_jobs,
 )
+from orderguard.services.notifier.routing_api import build_routing_router
 from orderguard.services.notifier.routing_in_force import RoutingInForce
 from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime, ServiceDefinition
@@ -47,7 +48,10 @@ def handlers(runtime: Runtime) -> list[object]:
 DEFINITION = ServiceDefinition(
     name="notifier",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime, routing_in_force(runtime))],
+    routers=lambda runtime: [
+        build_router(runtime),
+        build_routing_router(runtime, routing_in_force(runtime)),
+    ],
     handlers=handlers,  # type: ignore[arg-type]
     jobs=lambda runtime: router_jobs(routing_in_force(runtime), runtime.topics),
 )
