@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -125,6 +126,69 @@ def dlq_redrive(
 
     count = asyncio.run(redrive(Settings(), topic))
     typer.echo(f"{count} record(s) re-driven from {topic}")
+
+
+@app.command()
+def backtest(
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="A topic to replay (repeatable), e.g. inventory.events."),
+    ] = None,
+    from_offset: Annotated[
+        int | None, typer.Option(help="First offset to replay, on every partition.")
+    ] = None,
+    to_offset: Annotated[
+        int | None, typer.Option(help="Offset to stop before, on every partition.")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Replay records from this time (UTC without offset).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Replay records before this time.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="Replay this file of events instead (JSON lines of envelopes)."),
+    ] = None,
+    live_file: Annotated[
+        Path | None,
+        typer.Option(help="What fired live, as JSON lines (anomaly.detected/routed envelopes)."),
+    ] = None,
+    no_live: Annotated[bool, typer.Option("--no-live", help="Do not compare with live.")] = False,
+    routing_file: Annotated[
+        Path | None, typer.Option(help="A routing file to try (default: the one in force).")
+    ] = None,
+    detectors_file: Annotated[
+        Path | None, typer.Option(help="A detectors file to try (default: the one in force).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Replay recorded events through the detector rules and the routing tree with a simulated
+    clock: what would have fired, where it would have gone, and how that differs from live."""
+    from orderguard.backtest import run as run_backtest
+
+    if (file is None) == (not topic):
+        typer.echo("backtest: give --topic (one or more) or --file, not both", err=True)
+        raise typer.Exit(2)
+    if file is not None and any(v is not None for v in (from_offset, to_offset, since, until)):
+        typer.echo(
+            "backtest: --from-offset/--to-offset/--since/--until select a topic range;"
+            " a --file is replayed whole",
+            err=True,
+        )
+        raise typer.Exit(2)
+    code = run_backtest(
+        topics=topic or [],
+        from_offset=from_offset,
+        to_offset=to_offset,
+        since=since,
+        until=until,
+        events_file=file,
+        live_file=live_file,
+        no_live=no_live,
+        routing_file=routing_file,
+        detectors_file=detectors_file,
+        as_json=as_json,
+    )
+    raise typer.Exit(code)
 
 
 @contract_app.command("asyncapi")

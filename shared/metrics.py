@@ -161,3 +161,34 @@ CARRIER_WEBHOOK_SCANS = Counter(
     "Scans carriers POSTed to the logistics webhook, by outcome",
     ["outcome"],  # outcome: accepted, unauthenticated, replayed, invalid
 )
+
+# Routing (notifier): the routing file in force, silences, inhibition and route groups.
+ROUTING_RELOADS = Counter(
+    "orderguard_routing_reloads_total",
+    "Attempts to swap in a changed routing file, by outcome",
+    ["outcome"],  # outcome: ok, rejected
+)
+ROUTING_CONFIG_INFO = Gauge(
+    "orderguard_routing_config_info",
+    "The routing file in force (1 for its version, a digest of its text)",
+    ["version"],
+)
+ROUTING_CONFIG_LAST_RELOAD_OK = Gauge(
+    "orderguard_routing_config_last_reload_successful",
+    "1 if the last attempt to load the routing file succeeded, 0 if it was rejected",
+)
+ANOMALIES_SUPPRESSED = Counter(
+    "orderguard_anomalies_suppressed_total",
+    "Anomalies kept back from routing (recorded, routed once released), by reason",
+    ["reason"],  # reason: silenced, inhibited
+)
+ANOMALIES_RELEASED = Counter(
+    "orderguard_anomalies_released_total",
+    "Suppressed anomalies routed after their silence ended or their inhibiting source resolved",
+    ["reason"],
+)
+ROUTE_GROUP_FLUSHES = Counter(
+    "orderguard_route_group_flushes_total",
+    "Flushes of route groups, by kind",
+    ["kind"],  # kind: first, update, repeat
+)

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
 
     routing_file: str | None = None
+    # How often the routing file's modification time is checked for a hot reload (0: never).
+    routing_reload_interval_s: float = Field(default=5.0, ge=0)
     # Detector params and their overrides per label (shared/detector_config.py); None: built in.
     detectors_file: str | None = None
     # The built-in default of stock.low's `threshold` (the detectors file and a SKU's own win).
@@ -110,14 +112,12 @@ class Settings(BaseSettings):
             "text/plain",
         ]
     )
-    # Work items (services/notifier/work_items): seconds to claim and to resolve per severity;
+    # Work items (services/notifier/work_items): seconds to claim per severity (the time to
+    # resolve is the routing file's time limit of the severity);
     # reminders of unclaimed urgent (P1/P2) items; how long a resolved group may fire again and
     # reopen its item; escalation tiers.
     work_item_claim_within_s: dict[str, float] = Field(
         default_factory=lambda: {"P1": 1800.0, "P2": 7200.0, "P3": 28800.0, "P4": 86400.0}
-    )
-    work_item_resolve_within_s: dict[str, float] = Field(
-        default_factory=lambda: {"P1": 14400.0, "P2": 86400.0, "P3": 172800.0, "P4": 259200.0}
     )
     work_item_reminder_every_s: float = Field(default=900.0, gt=0)
     work_item_reopen_window_s: float = Field(default=3600.0, ge=0)

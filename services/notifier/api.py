@@ -1,4 +1,4 @@
-"""HTTP API of the notifier: the notifications recorded, and the routing tree in force."""
+"""HTTP API of the notifier: the notifications recorded (routing: `routing_api.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from orderguard.services.notifier import repository
-from orderguard.services.notifier.routing import RoutingTree
 from orderguard.shared.events.anomalies import Team
 from orderguard.shared.http import Problem, require_scope
 from orderguard.shared.runtime import Runtime
@@ -32,7 +31,7 @@ class NotificationView(BaseModel):
     created_at: datetime
 
 
-def build_router(runtime: Runtime, tree: RoutingTree) -> APIRouter:
+def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(
         tags=["notifier"], dependencies=[Depends(require_scope("notifications:read"))]
     )
@@ -67,10 +66,5 @@ def build_router(runtime: Runtime, tree: RoutingTree) -> APIRouter:
                 404, "not-found", "Unknown notification", f"No notification {notification_id}."
             )
         return found
-
-    @router.get("/routing")
-    async def routing() -> dict[str, Any]:
-        """The routing tree this process loaded: where each anomaly goes, and on which channels."""
-        return tree.as_json()
 
     return router

@@ -1,4 +1,5 @@
-"""Wires the notifier: the routing tree, work items, deliveries, their APIs, consumers and jobs."""
+"""Wires the notifier: the routing file in force, work items, deliveries, their APIs,
+consumers and jobs."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from pathlib import Path
 
 from orderguard.services.notifier.api import build_router
 from orderguard.services.notifier.channels.registry import configured_kinds, open_channels
-from orderguard.services.notifier.consumers import RecordNotifications, RouteAnomalies
+from orderguard.services.notifier.consumers import (
+    RecordNotifications,
+    RouteAnomalies,
+    router_jobs,
+)
 from orderguard.services.notifier.deliveries import api as deliveries_api
 from orderguard.services.notifier.deliveries.consumers import DeliverRequests
 from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.service import Sender
 from orderguard.services.notifier.deliveries.templates import Templates
-from orderguard.services.notifier.routing import RoutingTree, load_routing
+from orderguard.services.notifier.routing_api import build_routing_router
+from orderguard.services.notifier.routing_in_force import RoutingInForce
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items.consumers import ClearWorkItems, OpenWorkItems
 from orderguard.services.notifier.work_items.domain import SlaPolicy
@@ -28,27 +34,37 @@ log = get_logger(__name__)
 DELIVERY_BATCH = 50
 
 
-def routing_tree(runtime: Runtime) -> RoutingTree:
-    """The routing file in force; an invalid one stops start-up, naming every problem."""
+def routing_in_force(runtime: Runtime) -> RoutingInForce:
+    """The routing file in force, hot-reloaded; an invalid one stops start-up, naming every
+    problem (later, an invalid change is rejected and the old file stays)."""
 
-    def load() -> RoutingTree:
-        tree = load_routing(runtime.settings.routing_file)
-        log.info(
-            "routing loaded", source=tree.source, routes=sum(1 for _ in tree.config.route.walk())
+    def load() -> RoutingInForce:
+        routing = RoutingInForce(
+            runtime.settings.routing_file, runtime.settings.routing_reload_interval_s
         )
-        return tree
+        tree = routing.tree
+        log.info(
+            "routing loaded",
+            source=tree.source,
+            version=tree.version,
+            routes=sum(1 for _ in tree.config.route.walk()),
+        )
+        return routing
 
     return runtime.once("routing", load)
 
 
 def sla_policy(runtime: Runtime) -> SlaPolicy:
-    """Claim and resolve times per severity (settings work_item_*); invalid ones stop start-up."""
+    """Work items' times per severity: to resolve, the routing file's processing time limits
+    (as loaded at start-up); to claim, remind and reopen, settings work_item_*. An invalid
+    policy stops start-up."""
     settings = runtime.settings
+    routing = routing_in_force(runtime).tree
     return runtime.once(
         "work_item_sla",
         lambda: SlaPolicy.of_seconds(
             settings.work_item_claim_within_s,
-            settings.work_item_resolve_within_s,
+            {p: routing.time_limit(p).total_seconds() for p in ("P1", "P2", "P3", "P4")},
             settings.work_item_reminder_every_s,
             settings.work_item_reopen_window_s,
             settings.work_item_max_tier,
@@ -70,7 +86,7 @@ def planner(runtime: Runtime) -> Planner:
 
 def handlers(runtime: Runtime) -> list[object]:
     return [
-        RouteAnomalies(routing_tree(runtime), runtime.topics),
+        RouteAnomalies(routing_in_force(runtime), runtime.topics),
         RecordNotifications(runtime.topics, planner(runtime)),
         OpenWorkItems(sla_policy(runtime), runtime.topics),
         ClearWorkItems(sla_policy(runtime), runtime.topics),
@@ -85,6 +101,7 @@ def jobs(runtime: Runtime) -> list[ScheduledJob]:
         runtime.topics.notifications_dead,
     )
     return [
+        *router_jobs(routing_in_force(runtime), runtime.topics),
         *work_item_jobs(sla_policy(runtime), runtime.topics),
         ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
     ]
@@ -94,7 +111,8 @@ DEFINITION = ServiceDefinition(
     name="notifier",
     migrations=Path(__file__).parent / "migrations",
     routers=lambda runtime: [
-        build_router(runtime, routing_tree(runtime)),
+        build_router(runtime),
+        build_routing_router(runtime, routing_in_force(runtime)),
         work_items_api.build_router(runtime, sla_policy(runtime)),
         deliveries_api.build_router(runtime),
     ],

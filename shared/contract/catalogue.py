@@ -404,7 +404,8 @@ CATALOGUE: tuple[Topic, ...] = (
             "One topic per team: the anomalies routed to it, for machines. People see them as"
             " work items."
         ),
-        key="anomaly fingerprint",
+        key="group_key when the route groups (all of a group on one partition), else the anomaly"
+        " fingerprint",
         owner="notifier",
         parameters={"team": TEAMS},
         messages=(

@@ -355,6 +355,7 @@ async def test_email_through_a_real_smtp_server_in_each_language(
     assert "您可以：confirm it" in zh.get_body(("plain",)).get_content()  # type: ignore[union-attr]  # noqa: RUF001
     html = en.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "What you can do: confirm it" in html and '<html lang="en">' in html
+
     # The mail server has them before the sending job commits "delivered": wait for the rows.
     async def both_delivered() -> list[dict[str, Any]]:
         found = await deliveries(notifier, channel="email", status="delivered")

@@ -180,10 +180,10 @@ async def test_an_anomaly_is_routed_and_notified_once_however_often_it_arrives(
     await publish_event(settings, warehouse, replayed)
     await settled(notifier, router_records=4, queue_records=2)
 
-    assert [e.id for e in await events_of_type(settings, warehouse, "anomaly.routed.v1")] == [
-        routed.id,
-        replayed.id,
-    ]
+    # Grouped routes key by group key, the replay by fingerprint: partitions may differ.
+    assert sorted(
+        e.id for e in await events_of_type(settings, warehouse, "anomaly.routed.v1")
+    ) == sorted([routed.id, replayed.id])
     assert [n["id"] for n in await notifications(notifier.client)] == [notification["id"]]
     assert (
         counter("orderguard_anomalies_routed_total", queue="warehouse", outcome="routed")

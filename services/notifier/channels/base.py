@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import httpx
 
 OutcomeStatus = Literal["delivered", "retryable", "permanent"]
 
 # Every kind of channel a delivery can go out on (in_app is the notifier's own table).
-CHANNEL_KINDS = ("webhook", "email", "sms", "dingtalk", "wecom", "slack")
+ChannelKind = Literal["webhook", "email", "sms", "dingtalk", "wecom", "slack"]
+CHANNEL_KINDS: tuple[str, ...] = get_args(ChannelKind)
 # Channels that need the recipient's own contact (the others have a configured endpoint).
 CONTACT_OF: dict[str, Literal["email", "phone"]] = {"email": "email", "sms": "phone"}
 

@@ -23,7 +23,7 @@ def test_consumers_use_the_shipped_routing_file_by_default() -> None:
     router, recorder, *_, deliverer = handlers(runtime(None))  # type: ignore[arg-type]
     assert isinstance(router, RouteAnomalies) and isinstance(recorder, RecordNotifications)
     assert (router.group, router.topics) == ("notifier.router", ["p.anomalies.detected"])
-    assert router.tree.source.endswith("notifier/routing.yaml")
+    assert router.routing.tree.source.endswith("notifier/routing.yaml")
     assert recorder.group == "notifier.notifications"
     assert recorder.topics == [
         "p.queues.warehouse",

@@ -75,11 +75,11 @@ def test_misspelt_field_and_unknown_channel_are_both_reported() -> None:
           routes:
             - matchers: ['rule="x"']
               contine: true
-              channels: [sms]
+              channels: [carrier-pigeon]
         """
     )
     assert "route.routes.0.contine: unknown field" in message
-    assert "route.routes.0.channels.0" in message and "'sms'" in message
+    assert "route.routes.0.channels.0" in message and "'carrier-pigeon'" in message
 
 
 def test_root_takes_no_matchers() -> None:
@@ -116,3 +116,12 @@ def test_a_file_on_disk_loads(tmp_path: Path) -> None:
     loaded = load_routing(file)
     assert loaded.source == str(file)
     assert [m.queue for m in loaded.route({"rule": "x"})] == ["finance"]
+
+
+def test_a_route_may_name_the_outgoing_channels_and_nothing_else() -> None:
+    from orderguard.services.notifier.routing import RoutingFileError, parse_routing
+
+    tree = parse_routing("route:\n  queue: risk\n  channels: [in_app, slack, email]\n", "ok.yaml")
+    assert tree.config.route.channels == ["in_app", "slack", "email"]
+    with pytest.raises(RoutingFileError, match="pigeon"):
+        parse_routing("route:\n  queue: risk\n  channels: [pigeon]\n", "bad.yaml")

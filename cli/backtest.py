@@ -1,0 +1,211 @@
+"""`orderguard backtest`: reading the input, the progress bar and the report (the replay itself
+is `services/notifier/backtest.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orderguard.services.notifier.backtest import (
+    BacktestInputError,
+    BacktestResult,
+    Comparison,
+    compare,
+    configured_rules,
+    decode,
+    live_record,
+    read_envelopes_file,
+    read_topic_range,
+    result_json,
+    run_backtest,
+)
+from orderguard.services.notifier.routing import RoutingFileError, load_routing
+from orderguard.shared.detector_config import (
+    DetectorConfigError,
+    builtin_params,
+    load_detector_config,
+    rule_catalogue,
+)
+from orderguard.shared.settings import Settings
+from orderguard.shared.topics import TEAMS, Topics
+
+# Show a progress bar from this many events on (short runs stay quiet).
+PROGRESS_FROM = 1000
+
+
+def run(
+    *,
+    topics: list[str],
+    from_offset: int | None,
+    to_offset: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    events_file: Path | None,
+    live_file: Path | None,
+    no_live: bool,
+    routing_file: Path | None,
+    detectors_file: Path | None,
+    as_json: bool,
+) -> int:
+    settings = Settings()
+    console = Console(stderr=True)
+    try:
+        tree = load_routing(routing_file or settings.routing_file)
+        config = load_detector_config(
+            detectors_file or settings.detectors_file, rule_catalogue(), builtin_params(settings)
+        )
+    except (RoutingFileError, DetectorConfigError) as exc:
+        typer.echo(str(exc), err=True)
+        return 2
+    rules = configured_rules(config)
+    prefixed = Topics(settings.topic_prefix)
+    try:
+        if events_file is not None:
+            envelopes = list(read_envelopes_file(events_file))
+        else:
+            envelopes = asyncio.run(
+                _read_topics(settings, topics, from_offset, to_offset, since, until, console)
+            )
+        live = None
+        if live_file is not None:
+            live = live_record(read_envelopes_file(live_file))
+        elif not no_live and events_file is None:
+            live_topics = [prefixed.anomalies, *(prefixed.queue(team) for team in TEAMS)]
+            recorded = asyncio.run(
+                _read_topics(settings, live_topics, None, None, since, None, console, bare=True)
+            )
+            live = live_record(recorded)
+    except BacktestInputError as exc:
+        typer.echo(f"backtest: {exc}", err=True)
+        return 2
+    events = [e for e in (decode(env) for env in envelopes) if e is not None]
+    allowed = timedelta(seconds=settings.detector_allowed_lateness_s)
+    with _progress(console, len(events)) as advance:
+        result = run_backtest(
+            events, rules, tree, allowed_lateness=allowed, until=until, progress=advance
+        )
+    comparison = compare(result, live, rules) if live is not None else None
+    if as_json:
+        typer.echo(json.dumps(result_json(result, comparison), indent=2))
+    else:
+        _print(result, comparison)
+    return 0
+
+
+async def _read_topics(
+    settings: Settings,
+    topics: list[str],
+    from_offset: int | None,
+    to_offset: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    console: Console,
+    bare: bool = False,
+) -> list:  # type: ignore[type-arg]
+    prefix = settings.topic_prefix
+    found = []
+    for topic in topics:
+        name = topic if bare or topic.startswith(prefix) else prefix + topic
+        found += await read_topic_range(
+            settings, name, from_offset=from_offset, to_offset=to_offset, since=since, until=until
+        )
+    return sorted(found, key=lambda e: e.time)
+
+
+class _progress:
+    """A rich progress bar on long runs; a no-op callback on short ones."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.total = total
+        self.bar = (
+            Progress(
+                TextColumn("replaying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            if total >= PROGRESS_FROM and console.is_terminal
+            else None
+        )
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        if self.bar is None:
+            return None
+        self.bar.start()
+        task = self.bar.add_task("replay", total=self.total)
+        bar = self.bar
+
+        def advance(done: int) -> None:
+            if done % 500 == 0 or done == self.total:
+                bar.update(task, completed=done)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print(result: BacktestResult, comparison: Comparison | None) -> None:
+    console = Console()
+    console.print(
+        f"{result.events} event(s) replayed ({result.skipped} no rule looks at);"
+        f" simulated clock ended at {result.clock.isoformat() if result.clock else '-'}"
+    )
+    fired = Table(title=f"Would have fired ({len(result.fired)})")
+    for column in ("at", "rule", "status", "severity", "fingerprint"):
+        fired.add_column(column)
+    for f in result.fired:
+        fired.add_row(f.at.isoformat(), f.rule, f.status, f.severity, f.fingerprint)
+    console.print(fired)
+    routed = Table(title=f"Would have been routed ({len(result.routed)})")
+    for column in ("at", "queue", "route", "group", "severity", "status", "fingerprint"):
+        routed.add_column(column)
+    for r in result.routed:
+        routed.add_row(
+            r.at.isoformat(),
+            r.queue,
+            r.route,
+            r.group_key or "-",
+            r.severity,
+            r.status,
+            r.fingerprint,
+        )
+    console.print(routed)
+    if result.held:
+        held = Table(title=f"Kept back ({len(result.held)})")
+        for column in ("reason", "by", "rule", "fingerprint"):
+            held.add_column(column)
+        for h in result.held:
+            held.add_row(h.reason, h.by, h.rule, h.fingerprint)
+        console.print(held)
+    if comparison is None:
+        console.print("No comparison with live (no live record read).")
+        return
+    console.print(
+        f"Compared with live: {len(comparison.fired_in_both)} fired in both,"
+        f" {len(comparison.only_in_backtest)} only in the backtest,"
+        f" {len(comparison.only_live)} only live,"
+        f" {len(comparison.routed_differently)} routed differently"
+        + (" — they agree." if comparison.agree else ".")
+    )
+    if not comparison.agree:
+        diff = Table(title="Differences")
+        for column in ("difference", "rule / routes", "fingerprint"):
+            diff.add_column(column)
+        for rule, fp in comparison.only_in_backtest:
+            diff.add_row("only in backtest", rule, fp)
+        for rule, fp in comparison.only_live:
+            diff.add_row("only live", rule, fp)
+        for fp, (mine, theirs) in comparison.routed_differently.items():
+            diff.add_row("routed differently", f"backtest {mine} / live {theirs}", fp)
+        console.print(diff)

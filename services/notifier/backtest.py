@@ -1,0 +1,600 @@
+"""Backtests: replay recorded events through the detector rules and the routing tree with a
+simulated clock, and compare with what fired live.
+
+It lives with the notifier because it needs both halves of the pipeline: the detector rules
+(every module of `shared/detector_config.RULE_MODULES`, configured by the detectors file) and
+the router (the same tree, inhibition rules, silences and group timers as `handlers.Router`,
+over in-memory state instead of tables). The core (`Backtest`, `compare`) is pure and used by
+tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
+
+The simulated clock is event time: before each event it moves to the event's time minus the
+allowed lateness (never back), and the timed rules' deadlines and the route groups' flushes
+that it passes fire in time order — like the engine, whose per-partition clocks do the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import importlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from orderguard.services.notifier.domain import routing_labels
+from orderguard.services.notifier.grouping import Group
+from orderguard.services.notifier.inhibition import inhibitor
+from orderguard.services.notifier.routing import RouteMatch, RoutingTree
+from orderguard.services.notifier.silences import Silence, silencing
+from orderguard.shared.detection import Rule, State, TimedRule
+from orderguard.shared.detector_config import RULE_MODULES, DetectorConfig
+from orderguard.shared.engine import Event
+from orderguard.shared.engine.deadlines import as_utc
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events import REGISTRY, UnknownEventType
+from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    rule: str
+    fingerprint: str
+    status: str
+    severity: str
+    at: datetime  # simulated clock when it fired
+    source_event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    fingerprint: str
+    rule: str
+    status: str
+    route: str
+    queue: str
+    group_key: str | None
+    severity: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    fingerprint: str
+    rule: str
+    reason: str  # silenced, inhibited
+    by: str  # the silence id or the inhibiting fingerprint
+
+
+@dataclass
+class BacktestResult:
+    events: int = 0
+    skipped: int = 0  # events no rule looks at
+    fired: list[Fired] = field(default_factory=list)
+    routed: list[Routed] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+    event_ids: set[str] = field(default_factory=set)
+    event_types: set[str] = field(default_factory=set)
+    first_event_at: datetime | None = None
+    last_event_at: datetime | None = None  # or `until`, when the clock ran on to it
+    clock: datetime | None = None
+
+
+def configured_rules(config: DetectorConfig) -> list[Rule]:
+    """Every enabled rule of every module in RULE_MODULES, built with its configuration the way
+    the services build them (`RuleClass(rule_config)`; a rule without params: `RuleClass()`)."""
+    rules: list[Rule] = []
+    for module in RULE_MODULES:
+        for rule_class in importlib.import_module(module).RULES:
+            rule_config = config.rule(rule_class.name)
+            if not rule_config.enabled:
+                continue
+            try:
+                rules.append(rule_class(rule_config))
+            except TypeError:
+                rules.append(rule_class())
+    return rules
+
+
+class Backtest:
+    """One replay: feed events in order with `replay`, then `finish`; read `result`."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        tree: RoutingTree,
+        allowed_lateness: timedelta = timedelta(),
+        silences: Sequence[Silence] = (),
+    ) -> None:
+        self.rules = list(rules)
+        self.tree = tree
+        self.allowed_lateness = allowed_lateness
+        self.silences = list(silences)
+        self.result = BacktestResult()
+        self._states: dict[tuple[str, str], State] = {}
+        self._deadlines: list[tuple[datetime, int, str, str]] = []  # due, seq, rule, key
+        self._due: dict[tuple[str, str], datetime] = {}
+        self._seq = itertools.count()
+        self._by_name = {rule.name: rule for rule in self.rules}
+        # The router's memory: anomaly states, where routed ones went, held ones, groups.
+        self._anomalies: dict[str, AnomalyDetected] = {}
+        self._outcomes: dict[str, str] = {}
+        self._routed_to: dict[str, list[tuple[RouteMatch, str | None, str]]] = {}
+        self._held_by: dict[str, str] = {}
+        self._groups: dict[str, Group] = {}
+        self._group_meta: dict[str, RouteMatch] = {}
+
+    # -- the clock -------------------------------------------------------------------------
+
+    def _advance(self, to: datetime) -> None:
+        clock = self.result.clock
+        if clock is not None and to <= clock:
+            return
+        while True:
+            nxt = self._next_timer(to)
+            if nxt is None:
+                break
+            self.result.clock = max(self.result.clock or nxt, nxt)
+            self._fire_timers(nxt)
+        self.result.clock = to
+
+    def _next_timer(self, limit: datetime) -> datetime | None:
+        candidates = []
+        while (
+            self._deadlines
+            and self._due.get((self._deadlines[0][2], self._deadlines[0][3]))
+            != self._deadlines[0][0]
+        ):
+            heapq.heappop(self._deadlines)  # superseded
+        if self._deadlines:
+            candidates.append(self._deadlines[0][0])
+        candidates += [g.next_flush_at for g in self._groups.values() if g.next_flush_at]
+        due = min(candidates, default=None)
+        return due if due is not None and due <= limit else None
+
+    def _fire_timers(self, now: datetime) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            due, _, rule_name, key = heapq.heappop(self._deadlines)
+            if self._due.get((rule_name, key)) != due:
+                continue
+            del self._due[(rule_name, key)]
+            rule = self._by_name[rule_name]
+            assert isinstance(rule, TimedRule)
+            state, anomalies = rule.tick(self._states[(rule_name, key)], key, now)
+            self._set_state(rule, key, state)
+            for anomaly in anomalies:
+                self._detected(anomaly, now)
+        for key in sorted(k for k, g in self._groups.items() if g.due(now)):
+            self._flush(key, now)
+
+    # -- detection -------------------------------------------------------------------------
+
+    def replay(self, event: Event) -> None:
+        result = self.result
+        result.events += 1
+        result.event_ids.add(event.id)
+        result.event_types.add(event.type)
+        at = as_utc(event.envelope.time)
+        if result.first_event_at is None or at < result.first_event_at:
+            result.first_event_at = at
+        if result.last_event_at is None or at > result.last_event_at:
+            result.last_event_at = at
+        self._advance(at - self.allowed_lateness)
+        looked = False
+        for rule in self.rules:
+            if event.type not in rule.event_types:
+                continue
+            key = rule.key(event)
+            if key is None:
+                continue
+            looked = True
+            state = self._states.get((rule.name, key))
+            if state is None:
+                state = rule.initial_state()
+            new_state, anomalies = rule.apply(state, event, at)
+            if new_state is not state:
+                self._set_state(rule, key, new_state)
+            for anomaly in anomalies:
+                self._detected(anomaly, at)
+        if not looked:
+            result.skipped += 1
+
+    def finish(self, until: datetime | None = None) -> BacktestResult:
+        """Let the clock run on to `until` (deadlines and flushes due by then fire)."""
+        if until is not None:
+            self._advance(as_utc(until))
+            last = self.result.last_event_at
+            self.result.last_event_at = max(as_utc(until), last) if last else as_utc(until)
+        return self.result
+
+    def _set_state(self, rule: Rule, key: str, state: State) -> None:
+        self._states[(rule.name, key)] = state
+        if isinstance(rule, TimedRule):
+            due = rule.deadline(state)
+            if due is None:
+                self._due.pop((rule.name, key), None)
+            else:
+                due = as_utc(due)
+                self._due[(rule.name, key)] = due
+                heapq.heappush(self._deadlines, (due, next(self._seq), rule.name, key))
+
+    # -- routing (as handlers.Router, in memory) --------------------------------------------
+
+    def _detected(self, anomaly: AnomalyDetected, now: datetime) -> None:
+        self.result.fired.append(
+            Fired(
+                anomaly.rule,
+                anomaly.fingerprint,
+                anomaly.status,
+                anomaly.severity,
+                now,
+                anomaly.source_event_id,
+            )
+        )
+        self.route(anomaly, now)
+
+    def route(self, anomaly: AnomalyDetected, now: datetime) -> None:
+        """The router's decision for an anomaly arriving at `now`."""
+        fingerprint = anomaly.fingerprint
+        known = self._anomalies.get(fingerprint)
+        if known is None:
+            self._anomalies[fingerprint] = anomaly
+            if anomaly.status == "firing":
+                self._admit(anomaly, now)
+            return
+        if anomaly.status == "firing" or known.status == "resolved":
+            return  # a duplicate
+        self._anomalies[fingerprint] = anomaly
+        if self._outcomes.get(fingerprint) == "routed":
+            for match, group_key, severity in self._routed_to[fingerprint]:
+                if group_key is None:
+                    self._emit(anomaly, match, None, severity, now)
+                elif group_key in self._groups:
+                    group = self._groups[group_key]
+                    if group.resolve(fingerprint, now) and group.due(now):
+                        self._flush(group_key, now)
+        for held, by in sorted(self._held_by.items()):
+            if by == fingerprint and self._anomalies[held].status == "firing":
+                del self._held_by[held]
+                self._admit(self._anomalies[held], now)
+
+    def _admit(self, anomaly: AnomalyDetected, now: datetime) -> None:
+        labels = routing_labels(anomaly)
+        muting = silencing(self.silences, labels, now)
+        if muting is not None:
+            self._outcomes[anomaly.fingerprint] = "silenced"
+            self.result.held.append(
+                Held(anomaly.fingerprint, anomaly.rule, "silenced", str(muting.id))
+            )
+            return
+        firing = [
+            (fp, routing_labels(a)) for fp, a in self._anomalies.items() if a.status == "firing"
+        ]
+        found = inhibitor(self.tree.inhibitions(), anomaly.fingerprint, labels, firing)
+        if found is not None:
+            self._outcomes[anomaly.fingerprint] = "inhibited"
+            self._held_by[anomaly.fingerprint] = found.source_fingerprint
+            self.result.held.append(
+                Held(anomaly.fingerprint, anomaly.rule, "inhibited", found.source_fingerprint)
+            )
+            return
+        self._outcomes[anomaly.fingerprint] = "routed"
+        routed_to = []
+        for match in self.tree.route(labels):
+            group_key = match.group_key(labels)
+            severity = match.severity(anomaly.severity)
+            routed_to.append((match, group_key, severity))
+            if group_key is None:
+                self._emit(anomaly, match, None, severity, now)
+                continue
+            group = self._groups.get(group_key)
+            if group is None:
+                group = self._groups[group_key] = Group.new(group_key, match.timers, now)
+                self._group_meta[group_key] = match
+            group.add(anomaly.fingerprint, now, severity)
+            if group.due(now):
+                self._flush(group_key, now)
+        self._routed_to[anomaly.fingerprint] = routed_to
+
+    def _flush(self, group_key: str, now: datetime) -> None:
+        group = self._groups[group_key]
+        match = self._group_meta[group_key]
+        for member in group.flush(now):
+            self._emit(self._anomalies[member.fingerprint], match, group_key, member.severity, now)
+        if group.closed:
+            del self._groups[group_key]
+
+    def _emit(
+        self,
+        anomaly: AnomalyDetected,
+        match: RouteMatch,
+        group_key: str | None,
+        severity: str,
+        now: datetime,
+    ) -> None:
+        self.result.routed.append(
+            Routed(
+                anomaly.fingerprint,
+                anomaly.rule,
+                anomaly.status,
+                match.route,
+                match.queue,
+                group_key,
+                severity,
+                now,
+            )
+        )
+
+
+def run_backtest(
+    events: Iterable[Event],
+    rules: Sequence[Rule],
+    tree: RoutingTree,
+    *,
+    allowed_lateness: timedelta = timedelta(),
+    until: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BacktestResult:
+    backtest = Backtest(rules, tree, allowed_lateness)
+    for count, event in enumerate(events, start=1):
+        backtest.replay(event)
+        if progress is not None:
+            progress(count)
+    return backtest.finish(until)
+
+
+# -- comparison with what fired live -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRecord:
+    """What fired live: anomalies from anomalies.detected, routes from queues.<team>."""
+
+    anomalies: list[AnomalyDetected]
+    routed: list[tuple[str, str, str, str]]  # fingerprint, status, route, queue
+
+
+@dataclass
+class Comparison:
+    fired_in_both: list[tuple[str, str]] = field(default_factory=list)  # rule, fingerprint
+    only_in_backtest: list[tuple[str, str]] = field(default_factory=list)
+    only_live: list[tuple[str, str]] = field(default_factory=list)
+    # fingerprint -> (backtest routes, live routes) where they differ; routes as "queue/route"
+    routed_differently: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+
+    @property
+    def agree(self) -> bool:
+        return not (self.only_in_backtest or self.only_live or self.routed_differently)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "agree": self.agree,
+            "fired_in_both": [list(x) for x in self.fired_in_both],
+            "only_in_backtest": [list(x) for x in self.only_in_backtest],
+            "only_live": [list(x) for x in self.only_live],
+            "routed_differently": {
+                fp: {"backtest": b, "live": live}
+                for fp, (b, live) in self.routed_differently.items()
+            },
+        }
+
+
+def compare(result: BacktestResult, live: LiveRecord, rules: Sequence[Rule]) -> Comparison:
+    """Firing anomalies (and their routes) of the backtest against those live over the same
+    input: a live anomaly counts when one of the replayed events caused it, or when it is of a
+    timed rule the replay fed and its event time lies within the replayed range (a deadline
+    that passed)."""
+    timed = {
+        rule.name
+        for rule in rules
+        if isinstance(rule, TimedRule) and rule.event_types & result.event_types
+    }
+    start, end = result.first_event_at, result.last_event_at
+
+    def in_range(anomaly: AnomalyDetected) -> bool:
+        if anomaly.source_event_id in result.event_ids:
+            return True
+        at = as_utc(anomaly.event_time)
+        return (
+            anomaly.rule in timed and start is not None and end is not None and start <= at <= end
+        )
+
+    live_fired = {
+        a.fingerprint: a.rule for a in live.anomalies if a.status == "firing" and in_range(a)
+    }
+    back_fired = {f.fingerprint: f.rule for f in result.fired if f.status == "firing"}
+    comparison = Comparison(
+        fired_in_both=sorted((r, fp) for fp, r in back_fired.items() if fp in live_fired),
+        only_in_backtest=sorted((r, fp) for fp, r in back_fired.items() if fp not in live_fired),
+        only_live=sorted((r, fp) for fp, r in live_fired.items() if fp not in back_fired),
+    )
+    back_routes: dict[str, set[str]] = {}
+    for routed in result.routed:
+        if routed.status == "firing":
+            back_routes.setdefault(routed.fingerprint, set()).add(f"{routed.queue}/{routed.route}")
+    live_routes: dict[str, set[str]] = {}
+    for fingerprint, status, route, queue in live.routed:
+        if status == "firing" and fingerprint in live_fired:
+            live_routes.setdefault(fingerprint, set()).add(f"{queue}/{route}")
+    for fingerprint in sorted(set(back_fired) & set(live_fired)):
+        mine, theirs = back_routes.get(fingerprint, set()), live_routes.get(fingerprint, set())
+        if mine != theirs:
+            comparison.routed_differently[fingerprint] = (sorted(mine), sorted(theirs))
+    return comparison
+
+
+def live_record(envelopes: Iterable[Envelope]) -> LiveRecord:
+    """Split recorded envelopes into detected anomalies and routed ones."""
+    anomalies: list[AnomalyDetected] = []
+    routed: list[tuple[str, str, str, str]] = []
+    for envelope in envelopes:
+        if envelope.type == "anomaly.detected.v1":
+            anomalies.append(AnomalyDetected.model_validate(envelope.data))
+        elif envelope.type == "anomaly.routed.v1":
+            data = envelope.data
+            routed.append(
+                (
+                    data["anomaly"]["fingerprint"],
+                    data["anomaly"].get("status", "firing"),
+                    data["route"],
+                    data["queue"],
+                )
+            )
+    return LiveRecord(anomalies, routed)
+
+
+# -- input ----------------------------------------------------------------------------------
+
+
+class BacktestInputError(ValueError):
+    """The events to replay cannot be read; the message says where and why."""
+
+
+def decode(
+    envelope: Envelope, topic: str = "", partition: int = 0, offset: int = 0
+) -> Event | None:
+    """A typed event; None for a type no model is registered for (nothing to replay)."""
+    try:
+        data = REGISTRY.parse(envelope)
+    except UnknownEventType:
+        return None
+    return Event(envelope, data, topic, partition, offset)
+
+
+def read_envelopes_file(path: Path) -> Iterator[Envelope]:
+    """JSON lines of CloudEvents envelopes (blank lines skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BacktestInputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield Envelope.from_json(line.encode())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise BacktestInputError(
+                f"{path}:{number}: not an event envelope ({where}: {first['msg']})"
+            ) from None
+
+
+def read_events_file(path: Path) -> list[Event]:
+    events = []
+    for offset, envelope in enumerate(read_envelopes_file(path)):
+        event = decode(envelope, str(path), 0, offset)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+async def read_topic_range(
+    settings: Settings,
+    topic: str,
+    *,
+    from_offset: int | None = None,
+    to_offset: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Envelope]:
+    """Records of every partition of `topic`: offsets [from_offset, to_offset) on each
+    partition, or record times [since, until). Ordered per partition; partitions merged by
+    event time (stable), which is how the detectors' clocks see them."""
+    # "earliest": a position reset racing our seek lands before the range, never after it.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            await consumer._client.force_metadata_update()
+            numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise BacktestInputError(f"topic {topic} does not exist or has no partitions")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        since_ms = int(as_utc(since).timestamp() * 1000) if since is not None else None
+        until_ms = int(as_utc(until).timestamp() * 1000) if until is not None else None
+        if since_ms is not None and not settings.kafka_embedded_compat:
+            # A hint to skip ahead; the records' own times decide (Tansu answers these
+            # look-ups unreliably, so there every record is read and filtered).
+            found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+            starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in partitions}
+        if from_offset is not None:
+            starts = {tp: max(starts[tp], from_offset) for tp in partitions}
+        if to_offset is not None:
+            ends = {tp: min(ends[tp], to_offset) for tp in partitions}
+        total = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
+        records: dict[TopicPartition, list[Envelope]] = {tp: [] for tp in partitions}
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])
+        # Bounds the caller set; the rest of each partition is read up to its high watermark
+        # as the fetches report it (ListOffsets alone can lag on some brokers).
+        bounded = to_offset is not None
+        done: set[TopicPartition] = set()
+        read = 0
+        while len(done) < len(partitions):
+            batch = await consumer.getmany(
+                *(tp for tp in partitions if tp not in done), timeout_ms=200, max_records=5000
+            )
+            for tp, tp_records in batch.items():
+                for record in tp_records:
+                    if record.offset < starts[tp]:
+                        continue
+                    if (since_ms is not None and record.timestamp < since_ms) or (
+                        until_ms is not None and record.timestamp >= until_ms
+                    ):
+                        continue
+                    if bounded and record.offset >= ends[tp]:
+                        done.add(tp)
+                        break
+                    if record.value is not None:
+                        # Not an envelope: the live consumers dead-lettered it too.
+                        with contextlib.suppress(ValidationError):
+                            records[tp].append(Envelope.from_json(record.value))
+                    read += 1
+            if progress is not None and batch:
+                progress(read, total)
+            if batch:
+                continue
+            for tp in partitions:
+                highwater = consumer.highwater(tp)
+                end = ends[tp] if bounded else highwater
+                if end is None or highwater is None:
+                    continue
+                if starts[tp] >= min(end, highwater) or await consumer.position(tp) >= min(
+                    end, highwater
+                ):
+                    done.add(tp)
+        merged = sorted((e for tp in partitions for e in records[tp]), key=lambda e: as_utc(e.time))
+        return merged
+    finally:
+        await consumer.stop()
+
+
+def result_json(result: BacktestResult, comparison: Comparison | None) -> dict[str, Any]:
+    def plain(item: Any) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(item).items()}
+
+    return {
+        "events": result.events,
+        "events_no_rule_looked_at": result.skipped,
+        "clock": result.clock.isoformat() if result.clock else None,
+        "fired": [plain(f) for f in result.fired],
+        "routed": [plain(r) for r in result.routed],
+        "held": [plain(h) for h in result.held],
+        "comparison": comparison.as_json() if comparison is not None else None,
+    }
