@@ -1,5 +1,6 @@
-"""The faust driver and the engine run the same pure rule on the same recorded scenario and
-raise the same anomalies (same fingerprints), both equal to the rule applied in order here.
+"""Three drivers of the same pure rules on one recorded scenario raise the same anomalies (same
+fingerprints): the engine, the faust driver and `orderguard backtest`'s replay, all equal to
+the rule applied in order here.
 
 The faust worker runs as a user would start it: `orderguard worker inventory --engine faust`,
 a real process on the embedded broker, stopped with SIGTERM."""
@@ -24,6 +25,13 @@ from orderguard.embedded import free_port
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.inventory.rules import LowStock
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
+from orderguard.services.notifier.backtest import (
+    configured_rules,
+    decode,
+    read_topic_range,
+    run_backtest,
+)
+from orderguard.services.notifier.routing import load_routing
 from orderguard.shared.detector_config import load_for
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentCreated, ShipmentScanned
@@ -144,6 +152,8 @@ async def test_faust_driver_and_engine_raise_the_same_anomalies(
         )
         assert engine == expected
         assert faust == expected
+        # The third driver: `orderguard backtest`'s replay core over the same topic range.
+        assert await backtested(settings, "inventory.events") == expected
 
         async with httpx.AsyncClient(base_url=faust_worker.ops_url) as client:  # type: ignore[attr-defined]
             ready = await client.get("/readyz")
@@ -272,9 +282,24 @@ async def test_faust_driver_fires_deadlines_while_silent_like_the_engine(
         assert engine_resumed == faust_resumed
         [fingerprint] = engine_resumed
         assert fingerprint in engine, "resumed carries the stall's fingerprint"
+        replayed = await backtested(settings, "logistics.events", until=datetime.now(UTC))
+        stalls = Counter({(fp, "firing"): n for fp, n in engine.items()})
+        resumed = Counter({(fp, "resolved"): n for fp, n in engine_resumed.items()})
+        assert replayed == stalls + resumed
     finally:
         output = await stop_faust_worker(faust_worker)
     assert faust_worker.returncode == 0, output[-3000:]
+
+
+async def backtested(
+    settings: Settings, topic: str, until: datetime | None = None
+) -> Counter[tuple[str, str]]:
+    """What the backtest replay of a topic's whole range fires: (fingerprint, status)."""
+    envelopes = await read_topic_range(settings, settings.topic_prefix + topic)
+    events = [event for event in map(decode, envelopes) if event is not None]
+    rules = configured_rules(load_for(settings))
+    result = run_backtest(events, rules, load_routing(), until=until)
+    return Counter((fired.fingerprint, fired.status) for fired in result.fired)
 
 
 def by_driver_at_least(
