@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from orderguard.scenario.cli import scenario_app
 from orderguard.shared.settings import SERVICES, Settings
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ contract_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(contract_app, name="contract")
+app.add_typer(scenario_app, name="scenario")
 
 Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
 DATA_DIR = Annotated[
