@@ -116,7 +116,8 @@ class Report:
             p50, p95 = self.delay_percentile(50), self.delay_percentile(95)
             out.append(
                 f"detection delay after due (s): p50 {p50:.2f}  p95 {p95:.2f}"
-                f"  max {self.delays[-1]:.2f}  (tolerance {self.tolerance_s:g})"
+                f"  max {self.delays[-1]:.2f}"
+                + (f"  (extra tolerance {self.tolerance_s:g})" if self.tolerance_s else "")
             )
         out.append(f"{'kind':<25}{'injected':>9}{'hit':>6}{'missed':>8}{'late':>6}{'dup':>5}")
         for kind, counts in sorted(self.by_kind.items()):

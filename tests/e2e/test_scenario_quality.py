@@ -66,12 +66,11 @@ async def test_every_injected_anomaly_is_raised_once_in_time_and_nothing_else(
     lines: list[str] = []
     labels_path = tmp_path / "labels.jsonl"
 
-    report = await run_scenario(
-        options, target, labels_path, summary_every_s=5, say=lines.append
-    )
+    report = await run_scenario(options, target, labels_path, summary_every_s=5, say=lines.append)
 
     assert report is not None
     summary = "\n".join(lines)
+    print(summary)
     header, labels = read_labels(labels_path)
     assert header["unplayed"] == [], summary
     assert sorted(label.kind for label in labels) == sorted(KINDS), summary
