@@ -198,11 +198,27 @@ def contract_check(
 
 
 @app.command()
-def up(data_dir: DATA_DIR = Path(".orderguard")) -> None:
+def up(
+    data_dir: DATA_DIR = Path(".orderguard"),
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Also play a labelled demo shop against it (detectors scaled to the demo's"
+            " speed-up): anomalies reach the queues within a minute."
+        ),
+    ] = False,
+    demo_speedup: Annotated[
+        float, typer.Option(help="Simulated seconds per real second.")
+    ] = 2880.0,
+    demo_rate: Annotated[float, typer.Option(help="Demo events per second.")] = 20.0,
+    demo_duration: Annotated[float, typer.Option(help="Seconds of demo orders.")] = 300.0,
+    demo_seed: Annotated[int, typer.Option(help="The demo's seed.")] = 1,
+) -> None:
     """Start the whole system on embedded defaults: broker, PostgreSQL and the five services."""
-    from orderguard.supervisor import Supervisor
+    from orderguard.supervisor import Demo, Supervisor
 
-    raise typer.Exit(Supervisor(data_dir.resolve()).run())
+    scenario = Demo(demo_speedup, demo_rate, demo_duration, demo_seed) if demo else None
+    raise typer.Exit(Supervisor(data_dir.resolve(), scenario).run())
 
 
 @app.command()

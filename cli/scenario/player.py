@@ -87,6 +87,7 @@ class Progress:
     failed: Counter[str] = field(default_factory=Counter)
     labels: int = 0
     unplayed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first few, in words
 
 
 @dataclass
@@ -147,6 +148,8 @@ class Player:
                 injected_at = await self._do(step)
             except (StepFailed, httpx.HTTPError) as exc:
                 self.progress.failed[type(step.action).__name__] += 1
+                if len(self.progress.errors) < 20:
+                    self.progress.errors.append(f"{story.name}: {exc}")
                 self.progress.steps_done += len(story.steps) - n
                 for rest in story.steps[n:]:
                     if rest.label:

@@ -165,12 +165,15 @@ async def run_scenario(
             "steps": plan.steps,
             "injected": len(plan.anomalies),
             "unplayed": player.progress.unplayed,
+            "failed_steps": dict(player.progress.failed),
         }
         if labels_path:
             write_labels(labels_path, header, labels)
             say(f"{len(labels)} labels written to {labels_path}")
         for problem in player.progress.unplayed:
             say(f"not injected: {problem}")
+        for error in player.progress.errors:
+            say(f"step failed: {error}")
         if not check:
             return None
         last = max((label.window_end for label in labels), default=finished)
