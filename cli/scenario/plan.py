@@ -142,6 +142,7 @@ class CaseAction:
     case_ref: str
     action: str
     satisfaction: int | None = None
+    resolution: str | None = None
 
 
 @dataclass(frozen=True)
@@ -621,7 +622,8 @@ class _Planner:
             steps.append(Step(at, Comment(case, "Sorry about that; we are looking into it.")))
             for action in ("collect_evidence", "investigate", "resolve", "request_feedback"):
                 at += rng.uniform(2, 8) * HOUR
-                steps.append(Step(at, CaseAction(case, action)))
+                resolution = "apology and a coupon" if action == "resolve" else None
+                steps.append(Step(at, CaseAction(case, action, resolution=resolution)))
             at += rng.uniform(6, 24) * HOUR
             steps.append(Step(at, CaseAction(case, "visit")))
             steps.append(Step(at + HOUR, CaseAction(case, "score", rng.randint(3, 5))))

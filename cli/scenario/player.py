@@ -251,6 +251,8 @@ class Player:
             body = {"action": action.action}
             if action.satisfaction is not None:
                 body["satisfaction"] = action.satisfaction
+            if action.resolution is not None:
+                body["resolution"] = action.resolution
             await self._call("aftersales", "POST", f"/cases/{case_id}/actions", body)
         elif isinstance(action, Comment):
             case_id = await self._resolve(action.case_ref)
