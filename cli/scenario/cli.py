@@ -16,6 +16,7 @@ scenario_app = typer.Typer(
     no_args_is_help=True,
 )
 
+LABELS = "scenario-labels.jsonl"
 SERVICE_ORDER = ("order", "inventory", "logistics", "aftersales", "notifier")
 
 DataDir = Annotated[
@@ -104,9 +105,12 @@ def run(
     tolerance: Annotated[
         float, typer.Option(help="Seconds a detection may come after its due time.")
     ] = 10.0,
-    labels: Annotated[Path, typer.Option(help="Where to write the labels (JSON lines).")] = Path(
-        ".orderguard/scenario-labels.jsonl"
-    ),
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the labels (JSON lines); default <data-dir>/scenario-labels.jsonl."
+        ),
+    ] = None,
     check: Annotated[bool, typer.Option(help="Wait for the windows and check detection.")] = True,
     data_dir: DataDir = Path(".orderguard"),
     base_url: BaseUrl = None,
@@ -134,7 +138,9 @@ def run(
 
     async def play() -> Any:
         try:
-            return await run_scenario(options, target, labels, check=check, say=say)
+            return await run_scenario(
+                options, target, labels or data_dir / LABELS, check=check, say=say
+            )
         finally:
             await target.clients.aclose()
 
@@ -145,9 +151,12 @@ def run(
 
 @scenario_app.command("check")
 def check(
-    labels: Annotated[Path, typer.Option(help="Labels written by `scenario run`.")] = Path(
-        ".orderguard/scenario-labels.jsonl"
-    ),
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels written by `scenario run`; default <data-dir>/scenario-labels.jsonl."
+        ),
+    ] = None,
     data_dir: DataDir = Path(".orderguard"),
     bootstrap: Bootstrap = None,
     topic_prefix: Prefix = None,
@@ -165,7 +174,7 @@ def check(
 
     report = asyncio.run(
         check_labels(
-            labels,
+            labels or data_dir / LABELS,
             bootstrap or status.get("broker", {}).get("bootstrap") or settings.kafka_bootstrap,
             settings.topic_prefix if topic_prefix is None else topic_prefix,
             say=typer.echo,
