@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from orderguard.scenario.player import Clients
 from orderguard.scenario.plan import KINDS
+from orderguard.scenario.player import Clients
 from orderguard.scenario.runner import ScenarioOptions, Target, read_labels, run_scenario
 from orderguard.scenario.scale import SYSTEM_ENV
 from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
