@@ -327,7 +327,8 @@ class _Planner:
     signatures: set[tuple[str, tuple[tuple[str, int], ...]]] = field(default_factory=set)
     refunded: set[str] = field(default_factory=set)
     reserved_customers: set[str] = field(default_factory=set)
-    failures: list[float] = field(default_factory=list)
+    failures: list[float] = field(default_factory=list)  # clean ones
+    burst_failures: list[float] = field(default_factory=list)
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -363,11 +364,15 @@ class _Planner:
         injections = [(kind, n) for kind in cfg.kinds for n in range(cfg.injections_per_kind)]
         self.rng.shuffle(injections)
         slots = sorted(self.rng.uniform(0.05 * span, 0.8 * span) for _ in injections)
-        # Bursts evenly spaced: two in one window would count together.
+        # Bursts evenly spaced, each alone in its window (two in one would count together);
+        # as many as fit in the run.
+        window = self.windows.payment_window_s
+        fit = max(1, int(0.75 * span / (1.5 * window)))
         bursts = [i for i, (kind, _) in enumerate(injections) if kind == "payment_failure_burst"]
+        for i in reversed(bursts[fit:]):
+            del injections[i], slots[i]
+        bursts = bursts[:fit]
         gap = 0.75 * span / max(len(bursts), 1)
-        if len(bursts) > 1 and gap <= 4 * self.windows.payment_window_s:
-            raise ValueError("too many payment failure bursts for the run: give it more orders")
         for n, i in enumerate(bursts):
             slots[i] = 0.05 * span + n * gap + gap / 2
         for at, (kind, n) in zip(slots, injections, strict=True):
@@ -482,9 +487,12 @@ class _Planner:
         )
 
     def failure_allowed(self, at: float) -> bool:
-        """A clean failure only far from every other failure: bursts are the plan's alone."""
-        keep_away = 3 * self.windows.payment_window_s
-        return all(abs(at - other) > keep_away for other in self.failures)
+        """A clean failure only far from the bursts, and at most two in any window: bursts are
+        the plan's alone."""
+        window = self.windows.payment_window_s
+        if any(abs(at - other) <= 2 * window for other in self.burst_failures):
+            return False
+        return sum(abs(at - other) <= window for other in self.failures) <= 1
 
     # an order's life
 
@@ -734,7 +742,6 @@ class _Planner:
 
     def inject_payment_failure_burst(self, at: float, n: int) -> None:
         overall = n % 2 == 1
-        window = self.windows.payment_window_s
         if overall:
             # Spread over channels, under each channel's threshold: only the overall scope fires.
             total = self.windows.payment_overall_threshold
@@ -748,7 +755,8 @@ class _Planner:
         label = self.label(
             "payment_failure_burst",
             match,
-            f"{len(channels)} payment failures within {window / 3:g} s (simulated)",
+            f"{len(channels)} payment failures within"
+            f" {self.windows.payment_burst_span_s:g} s (simulated)",
         )
         steps: list[Step] = []
         fail: list[Step] = []
@@ -757,8 +765,8 @@ class _Planner:
             order_at = at - 10 * MINUTE + i
             order = self.order(order_at, self.customer(), channel=channel)
             steps.append(Step(order_at, order))
-            failed_at = at + i * window / (3 * len(channels))
-            self.failures.append(failed_at)
+            failed_at = at + i * self.windows.payment_burst_span_s / len(channels)
+            self.burst_failures.append(failed_at)
             last = i == len(channels) - 1
             code = self.rng.choice(FAILURE_CODES)
             fail.append(Step(failed_at, self.payment(order, code), label if last else None))

@@ -152,19 +152,36 @@ def matches(label: Label, observation: Observation) -> bool:
     )
 
 
+def _distance(label: Label, observation: Observation) -> float:
+    """Seconds between a raise and the label's window (0 inside it)."""
+    if observation.detected_at < label.injected_at:
+        return (label.injected_at - observation.detected_at).total_seconds()
+    return max(0.0, (observation.detected_at - label.window_end).total_seconds())
+
+
 def compare(
     labels: list[Label], observations: list[Observation], tolerance_s: float = 0.0
 ) -> Report:
-    """Each label against the firing observations; the firings no label explains."""
+    """Each label against the firing observations; the firings no label explains.
+
+    A firing is assigned to the label it matches (rule and identity) whose window it is
+    nearest to, so injections that share an identity (bursts of one channel, say) are judged
+    one by one; a firing no label matches is a false alarm."""
     firing = [o for o in observations if o.status == "firing"]
-    explained: set[int] = set()
+    assigned: dict[int, list[Observation]] = {i: [] for i in range(len(labels))}
+    false_alarms = []
+    for observation in firing:
+        candidates = [i for i, label in enumerate(labels) if matches(label, observation)]
+        if not candidates:
+            false_alarms.append(observation)
+            continue
+        nearest = min(candidates, key=lambda i: (_distance(labels[i], observation), i))
+        assigned[nearest].append(observation)
     outcomes = []
-    for label in labels:
-        found = [i for i, o in enumerate(firing) if matches(label, o)]
-        explained.update(found)
+    for i, label in enumerate(labels):
         fingerprints: dict[str, Observation] = {}
-        for i in sorted(found, key=lambda i: firing[i].detected_at):
-            fingerprints.setdefault(firing[i].fingerprint, firing[i])
+        for observation in sorted(assigned[i], key=lambda o: o.detected_at):
+            fingerprints.setdefault(observation.fingerprint, observation)
         raised = len(fingerprints)
         if not raised:
             outcomes.append(Outcome(label, "missed", 0, None))
@@ -183,7 +200,6 @@ def compare(
     by_kind: dict[str, Counter[str]] = {}
     for outcome in outcomes:
         by_kind.setdefault(outcome.label.kind, Counter())[outcome.verdict] += 1
-    false_alarms = [o for i, o in enumerate(firing) if i not in explained]
     return Report(outcomes, false_alarms, tolerance_s, by_kind)
 
 

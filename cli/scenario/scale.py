@@ -55,6 +55,8 @@ class Windows:
     duplicate_window_s: float
     payment_window_s: float
     refund_window_s: float
+    # a burst's failures are spread over a third of the real-world window
+    payment_burst_span_s: float = PAYMENT_WINDOW_S / 3
     payment_threshold: int = PAYMENT_THRESHOLD
     payment_overall_threshold: int = PAYMENT_OVERALL_THRESHOLD
     refund_threshold: int = REFUND_THRESHOLD
@@ -64,6 +66,10 @@ class Windows:
 class Scale:
     speedup: float = 1440.0
     closeness_floor_s: float = 30.0
+    # payment.failures counts on the payment's own time, which the generator stamps from the
+    # plan; the floor keeps failures handled out of order (across partitions, under load)
+    # inside the rule's 2-window memory
+    payment_floor_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.speedup <= 0:
@@ -87,7 +93,7 @@ class Scale:
             "case.sla_breached": {"first_response_s": self.real(FIRST_RESPONSE_S)},
             "order.duplicate": {"window_s": self._closeness(DUPLICATE_WINDOW_S)},
             "payment.failures": {
-                "window_s": self.real(PAYMENT_WINDOW_S),
+                "window_s": max(self.real(PAYMENT_WINDOW_S), self.payment_floor_s),
                 "threshold": PAYMENT_THRESHOLD,
                 "overall_threshold": PAYMENT_OVERALL_THRESHOLD,
             },
@@ -102,7 +108,8 @@ class Scale:
         rules = {name: {"params": params} for name, params in self.detector_params().items()}
         header = (
             f"# Written by `orderguard scenario` for speedup {self.speedup:g}: real-world windows"
-            f" divided by it\n# (closeness windows at least {self.closeness_floor_s:g} s)."
+            f" divided by it\n# (closeness windows at least {self.closeness_floor_s:g} s, the payment"
+            f" window {self.payment_floor_s:g} s)."
             " Run the system with ORDERGUARD_DETECTORS_FILE\n# pointing here and: "
             + " ".join(f"{k}={v}" for k, v in SYSTEM_ENV.items())
             + "\n"
@@ -116,6 +123,6 @@ class Scale:
             first_response_s=FIRST_RESPONSE_S,
             delivery_promise_s=DELIVERY_PROMISE_S,
             duplicate_window_s=self.simulated(params["order.duplicate"]["window_s"]),
-            payment_window_s=PAYMENT_WINDOW_S,
+            payment_window_s=self.simulated(params["payment.failures"]["window_s"]),
             refund_window_s=self.simulated(params["refund.repeated"]["window_s"]),
         )

@@ -155,7 +155,25 @@ def test_clean_payment_failures_never_make_a_burst() -> None:
         if isinstance(s.action, Pay) and s.action.failure_code
     )
     assert len(failures) > 10
-    assert min(b - a for a, b in itertools.pairwise(failures)) > WINDOWS.payment_window_s
+    window = WINDOWS.payment_window_s
+    assert max(sum(t <= u < t + window for u in failures) for t in failures) <= 2
+
+
+def test_bursts_are_alone_in_their_windows() -> None:
+    p = plan(orders=600, injections_per_kind=4)
+    failures = sorted(
+        (s.at, bool(s.label) or story.name.startswith("failure burst"))
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, Pay) and s.action.failure_code
+    )
+    window = WINDOWS.payment_window_s
+    bursts = [t for t, burst in failures if burst]
+    clean = [t for t, burst in failures if not burst]
+    assert len(bursts) == 2 * 5 + 2 * 10  # two channel bursts, two overall ones
+    assert all(abs(c - b) > 2 * window for c in clean for b in bursts)
+    starts = [bursts[0]] + [b for a, b in itertools.pairwise(bursts) if b - a > window]
+    assert len(starts) == 4
 
 
 def test_clean_stock_is_received_before_it_nears_its_threshold() -> None:
@@ -206,5 +224,6 @@ def test_the_detectors_file_is_valid_and_scaled() -> None:
     assert config.rule("case.sla_breached").base.first_response_s == pytest.approx(60.0)
     # closeness windows keep a floor of real time
     assert config.rule("order.duplicate").base.window_s == 30.0
-    assert config.rule("payment.failures").base.window_s == pytest.approx(300 / 1440)
+    assert config.rule("payment.failures").base.window_s == 10.0
+    assert Scale(speedup=10).detector_params()["payment.failures"]["window_s"] == 30.0
     assert SCALE.windows().duplicate_window_s == 30.0 * 1440

@@ -150,3 +150,29 @@ def test_observations_from_anomaly_events_and_intake_holds() -> None:
     assert compare(
         [label("a-1", "order.held", {"order_id": "o1", "reason": "address_incomplete"})], [hold]
     ).ok
+
+
+def test_injections_sharing_an_identity_are_judged_one_by_one_by_time() -> None:
+    bursts = [
+        Label("a-1", "payment", "payment.failures", {"scope": "overall"}, at(0), at(0), at(5)),
+        Label(
+            "a-2", "payment", "payment.failures", {"scope": "overall"}, at(100), at(100), at(105)
+        ),
+        Label(
+            "a-3", "payment", "payment.failures", {"scope": "overall"}, at(200), at(200), at(205)
+        ),
+    ]
+    report = compare(
+        bursts,
+        [
+            seen("payment.failures", {"scope": "overall"}, 1, "f1"),
+            seen("payment.failures", {"scope": "overall"}, 101, "f2"),
+            seen("payment.failures", {"scope": "overall"}, 102, "f3"),
+        ],
+    )
+    assert [(o.verdict, o.raised) for o in report.outcomes] == [
+        ("hit", 1),
+        ("duplicated", 2),
+        ("missed", 0),
+    ]
+    assert report.false_alarms == []
