@@ -93,7 +93,7 @@ async def bench(args: argparse.Namespace, status: dict, secret: str) -> int:
     assert report is not None
     p50, p95 = report.delay_percentile(50), report.delay_percentile(95)
     print(
-        f"\nRESULT orders={options.orders} injected={report.injected}"
+        f"\nRESULT clean_orders={options.orders} injected={report.injected}"
         f" recall={report.recall:.4f} false_alarms={len(report.false_alarms)}"
         f" delay_p50_s={p50:.2f} delay_p95_s={p95:.2f} delay_max_s={report.delays[-1]:.2f}"
         f" wall_s={time.monotonic() - started:.0f}",
