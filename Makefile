@@ -1,6 +1,8 @@
 # The two set-up commands: `make run` starts everything on embedded defaults, `make test` runs every test.
 PYTHON ?= python3
 VENV   ?= .venv
+# `make run UP_ARGS=--demo`: the same system, with a labelled demo shop played against it
+UP_ARGS ?=
 BIN    := $(VENV)/bin
 
 .PHONY: install run test lint bench check-deploy dashboards contract check-contract clean
@@ -15,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/orderguard up
+	$(BIN)/orderguard up $(UP_ARGS)
 
 # pytest exits 5 when it collects no tests: that is not a failure of the suite.
 test: install

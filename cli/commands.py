@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from orderguard.scenario.cli import scenario_app
 from orderguard.shared.settings import SERVICES, Settings
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ contract_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(contract_app, name="contract")
+app.add_typer(scenario_app, name="scenario")
 
 Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
 DATA_DIR = Annotated[
@@ -260,11 +262,27 @@ def contract_check(
 
 
 @app.command()
-def up(data_dir: DATA_DIR = Path(".orderguard")) -> None:
+def up(
+    data_dir: DATA_DIR = Path(".orderguard"),
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Also play a labelled demo shop against it (detectors scaled to the demo's"
+            " speed-up): anomalies reach the queues within a minute."
+        ),
+    ] = False,
+    demo_speedup: Annotated[
+        float, typer.Option(help="Simulated seconds per real second.")
+    ] = 2880.0,
+    demo_rate: Annotated[float, typer.Option(help="Demo events per second.")] = 20.0,
+    demo_duration: Annotated[float, typer.Option(help="Seconds of demo orders.")] = 300.0,
+    demo_seed: Annotated[int, typer.Option(help="The demo's seed.")] = 1,
+) -> None:
     """Start the whole system on embedded defaults: broker, PostgreSQL and the five services."""
-    from orderguard.supervisor import Supervisor
+    from orderguard.supervisor import Demo, Supervisor
 
-    raise typer.Exit(Supervisor(data_dir.resolve()).run())
+    scenario = Demo(demo_speedup, demo_rate, demo_duration, demo_seed) if demo else None
+    raise typer.Exit(Supervisor(data_dir.resolve(), scenario).run())
 
 
 @app.command()

@@ -100,10 +100,57 @@ def _alive(pid: int | None) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Demo:
+    """`up --demo`: the services run with the scenario's scaled detectors file, then the
+    scenario generator plays a labelled shop against them (see orderguard.scenario)."""
+
+    speedup: float = 2880.0
+    rate: float = 20.0
+    duration_s: float = 300.0
+    seed: int = 1
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        from orderguard.scenario.scale import SYSTEM_ENV, Scale
+
+        detectors = data_dir / "demo-detectors.yaml"
+        detectors.write_text(Scale(self.speedup).detectors_yaml())
+        secret = secrets.token_urlsafe(16)
+        return {
+            **SYSTEM_ENV,
+            "ORDERGUARD_DETECTORS_FILE": str(detectors),
+            # the generator sends part of the scans over the signed carrier webhook
+            "ORDERGUARD_CARRIER_SECRETS": json.dumps({"sf-express": secret}),
+        }
+
+    def command(self, data_dir: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "orderguard",
+            "scenario",
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--speedup",
+            f"{self.speedup:g}",
+            "--rate",
+            f"{self.rate:g}",
+            "--duration",
+            f"{self.duration_s:g}",
+            "--seed",
+            str(self.seed),
+            "--labels",
+            str(data_dir / "scenario-labels.jsonl"),
+        ]
+
+
 class Supervisor:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, demo: Demo | None = None) -> None:
         self.data_dir = data_dir
         self.logs = data_dir / "logs"
+        self.demo = demo
+        self.generator: subprocess.Popen[bytes] | None = None
         self._stopping = False
 
     def _say(self, message: str) -> None:
@@ -148,6 +195,12 @@ class Supervisor:
                 "ORDERGUARD_API_KEYS": json.dumps({api_key: ["*"]}),
                 "ORDERGUARD_HTTP_HOST": "127.0.0.1",
             }
+            if self.demo:
+                base_env.update(self.demo.env(self.data_dir))
+                self._say(
+                    f"demo: detectors scaled for speedup {self.demo.speedup:g}"
+                    f" ({base_env['ORDERGUARD_DETECTORS_FILE']})"
+                )
             settings = Settings(
                 database_url=database_url,
                 kafka_bootstrap=broker.bootstrap,
@@ -181,6 +234,18 @@ class Supervisor:
                 f"API key: {api_key}   (also in {self.data_dir / 'api-key'}; `orderguard status --json`)"
             )
             self._say("Ctrl-C stops everything.")
+            if self.demo:
+                self._say(
+                    "demo: playing a labelled shop; anomalies reach the queues within a minute"
+                    f" (work items: curl {services[-1].url}/work-items -H 'X-API-Key: {api_key}')"
+                )
+                self.generator = subprocess.Popen(
+                    self.demo.command(self.data_dir),
+                    env=base_env,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
             self._watch(services)
             return 0
         finally:
@@ -210,6 +275,12 @@ class Supervisor:
         """Restart a service that died, with backoff, until asked to stop."""
         while not self._stopping:
             now = time.monotonic()
+            if self.generator and self.generator.poll() is not None:
+                self._say(
+                    f"demo scenario finished (exit {self.generator.returncode}); the services keep"
+                    " running. `orderguard scenario check` compares again."
+                )
+                self.generator = None
             for service in services:
                 assert service.process is not None
                 code = service.process.poll()
@@ -259,6 +330,10 @@ class Supervisor:
     def _stop_all(
         self, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres
     ) -> None:
+        if self.generator and self.generator.poll() is None:
+            self.generator.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.generator.wait(timeout=5)
         self._say("stopping services")
         running = [s for s in services if s.process and s.process.poll() is None]
         for service in running:
