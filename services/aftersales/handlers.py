@@ -254,7 +254,7 @@ async def _tell_update(
     if entry.to_state is not None and entry.to_state != entry.from_state:
         await _notify(
             uow,
-            topics.notifications,
+            topics.notification_requests,
             case,
             "case.updated",
             f"case.updated:{case.case_id}:{case.version}",
@@ -401,7 +401,7 @@ async def issue_refund(
     )
     await _notify(
         uow,
-        topics.notifications,
+        topics.notification_requests,
         case,
         "refund.issued",
         f"refund.issued:{refund.refund_id}",
