@@ -10,7 +10,7 @@ from pathlib import Path
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
-from orderguard.shared.events.notifications import CUSTOMER_TEMPLATES
+from orderguard.shared.events.notifications import CUSTOMER_TEMPLATES, TEAM_TEMPLATES
 
 TEMPLATE_DIR = Path(__file__).parent.parent / "templates"
 LANGUAGES = ("zh-CN", "en")
@@ -26,8 +26,17 @@ TEMPLATE_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "refund.issued": (("order_id", "amount"), ()),
     "case.updated": (("case_id", "order_id", "case_type", "status"), ()),
     STAFF_TEMPLATE: (("rule", "severity", "queue", "route", "summary", "fingerprint"), ("labels",)),
+    # To a team, from its work items (services/notifier/work_items).
+    "work_item.escalated": (
+        ("work_item_id", "team", "tier", "severity", "title", "missed", "due_at"),
+        (),
+    ),
+    "work_item.reminder": (
+        ("work_item_id", "team", "tier", "severity", "title", "claim_due_at"),
+        (),
+    ),
 }
-assert set(CUSTOMER_TEMPLATES) <= set(TEMPLATE_PARAMS), "a customer template has no params"
+assert {*CUSTOMER_TEMPLATES, *TEAM_TEMPLATES} <= set(TEMPLATE_PARAMS), "a template has no params"
 
 
 class TemplateProblem(ValueError):

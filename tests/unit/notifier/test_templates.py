@@ -13,7 +13,7 @@ from orderguard.services.notifier.deliveries.templates import (
     Templates,
     language_for,
 )
-from orderguard.shared.events.notifications import CUSTOMER_TEMPLATES
+from orderguard.shared.events.notifications import CUSTOMER_TEMPLATES, TEAM_TEMPLATES
 
 TEMPLATES = Templates()
 
@@ -23,8 +23,8 @@ def documented(template: str) -> dict[str, str]:
     return {name: f"<{name}-value>" for name in required + optional}
 
 
-def test_every_customer_template_and_the_staff_one_are_documented() -> None:
-    assert set(TEMPLATE_PARAMS) == {*CUSTOMER_TEMPLATES, STAFF_TEMPLATE}
+def test_every_customer_team_and_staff_template_is_documented() -> None:
+    assert set(TEMPLATE_PARAMS) == {*CUSTOMER_TEMPLATES, *TEAM_TEMPLATES, STAFF_TEMPLATE}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
