@@ -32,7 +32,7 @@ CHANGES = [  # sku, on_hand (threshold 5): what fires live
     ("SKU-X", 3),  # fires (episode 1)
     ("SKU-Y", 10),
     ("SKU-X", 2),  # same episode: quiet
-    ("SKU-X", 9),  # recovered: re-arms
+    ("SKU-X", 9),  # recovered: resolves episode 1 (stock.recovered) and re-arms
     ("SKU-X", 1),  # fires (episode 2)
     ("SKU-Z", 0),  # fires, P2
 ]
@@ -54,9 +54,9 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     warehouse = settings.topic_prefix + "queues.warehouse"
 
     async def three_routed() -> bool:
-        return len(await events_of_type(settings, warehouse, "anomaly.routed.v1")) >= 3
+        return len(await events_of_type(settings, warehouse, "anomaly.routed.v1")) >= 4
 
-    await wait_until(three_routed, timeout=30, what="3 stock.low routed live")
+    await wait_until(three_routed, timeout=30, what="3 stock.low and 1 recovery routed live")
 
     # The replay core, as a test would use it.
     envelopes = await read_topic_range(settings, notifier.runtime.topics.inventory)
@@ -76,9 +76,11 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     )
     comparison = compare(result, live, rules)
     assert comparison.agree, (comparison.as_json(), live.routed, [e.id for e in events])
-    assert len(comparison.fired_in_both) == 3
+    assert len(comparison.fired_in_both) == 3  # firings (a resolution is compared by its route)
     assert {r.queue for r in result.routed} == {"warehouse"}
-    assert sorted(f.severity for f in result.fired) == ["P2", "P3", "P3"]
+    firing = sorted(f.severity for f in result.fired if f.status == "firing")
+    assert firing == ["P2", "P3", "P3"]
+    assert [f.rule for f in result.fired if f.status == "resolved"] == ["stock.recovered"]
 
     # The command, over the same topic range, with the same environment.
     monkeypatch.setenv("ORDERGUARD_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
@@ -91,7 +93,7 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     assert report["events"] == len(CHANGES)
     assert report["comparison"]["agree"] is True
     assert len(report["comparison"]["fired_in_both"]) == 3
-    assert [r["queue"] for r in report["routed"]] == ["warehouse"] * 3
+    assert [r["queue"] for r in report["routed"]] == ["warehouse"] * 4
 
     table = await asyncio.to_thread(
         CliRunner().invoke,

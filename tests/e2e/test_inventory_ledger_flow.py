@@ -338,7 +338,7 @@ async def test_restock_resolves_low_stock_with_the_same_fingerprint(
     received = [e for e in await ledger(inventory, "SKU-L") if e["movement"] == "received"]
     assert [(e["on_hand_delta"], e["note"]) for e in received] == [(4, "PO-1"), (10, None)]
 
-    # The router routes the firing once; the resolution is consumed and not routed again.
+    # The router routes the firing, then the resolution to the same queue (its work item closes).
     await wait_until(lambda: outbox_drained(inventory), what="anomalies published")
 
     async def router_read_both() -> bool:
@@ -352,12 +352,19 @@ async def test_restock_resolves_low_stock_with_the_same_fingerprint(
 
     await wait_until(router_read_both, what="the router consumed both anomalies")
     await wait_until(lambda: outbox_drained(notifier), what="routed anomalies published")
-    routed = await events_of_type(
-        settings, settings.topic_prefix + "queues.warehouse", "anomaly.routed.v1"
-    )
+
+    async def routed_both() -> list[Envelope]:
+        found = await events_of_type(
+            settings, settings.topic_prefix + "queues.warehouse", "anomaly.routed.v1"
+        )
+        return found if len(found) >= 2 else []
+
+    routed = await wait_until(routed_both, what="firing and resolution on queues.warehouse")
     assert [(r.data["anomaly"]["rule"], r.data["anomaly"]["status"]) for r in routed] == [
-        ("stock.low", "firing")
+        ("stock.low", "firing"),
+        ("stock.recovered", "resolved"),
     ]
+    assert len({r.data["anomaly"]["fingerprint"] for r in routed}) == 1
 
 
 async def test_a_restart_mid_flow_loses_nothing(settings: Settings, start_service: Any) -> None:
