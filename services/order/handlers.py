@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -92,11 +93,21 @@ class OrderWithTimeline:
     timeline: list[TimelineEntry]
 
 
-def _event_lines(order: Order) -> list[events.OrderLine]:
-    return [
-        events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-        for line in order.lines
-    ]
+def _order_facts(order: Order) -> dict[str, Any]:
+    """What order.placed.v1 and order.paid.v1 both tell about the order."""
+    return {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "channel": order.channel,
+        "warehouse": order.warehouse,
+        "lines": [
+            events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+            for line in order.lines
+        ],
+        "total_amount": order.total_amount,
+        "phone": order.phone,
+        "shipping_address": events.ShippingAddress(**asdict(order.address)),
+    }
 
 
 def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
@@ -190,14 +201,7 @@ async def place_order(
         config.orders_topic,
         order.order_id,
         events.OrderPlaced(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            channel=order.channel,
-            warehouse=order.warehouse,
-            lines=_event_lines(order),
-            total_amount=order.total_amount,
-            phone=order.phone,
-            shipping_address=events.ShippingAddress(**asdict(order.address)),
+            **_order_facts(order),
             placed_at=order.placed_at,
         ),
     )
@@ -438,16 +442,9 @@ def _announce_paid(
         config.orders_topic,
         order.order_id,
         events.OrderPaid(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            channel=order.channel,
-            warehouse=order.warehouse,
-            lines=_event_lines(order),
-            total_amount=order.total_amount,
+            **_order_facts(order),
             paid_amount=order.paid_amount,
             payment_id=order.payment_id,
-            phone=order.phone,
-            shipping_address=events.ShippingAddress(**asdict(order.address)),
             promised_delivery_by=order.promised_delivery_by,
             paid_at=uow.now,
         ),
