@@ -8,7 +8,7 @@ end), then measures, per repeat (fresh database and topics each time):
 
 1. raw aiokafka consume rate from a backlog (getmany(1000), no work);
 2. detection throughput from the same backlog: the production `Engine` running the
-   `DetectorHandler(LowStock)` as the inventory service wires it (fsync on), timed from its first
+   `DetectorConsumer(LowStock)` as the inventory service wires it (fsync on), timed from its first
    batch (group join excluded) until the offsets stored in `consumer_offsets` reach the
    end of every partition; checks the anomalies in the outbox against the threshold
    crossings and recoveries (stock.recovered) the generator planned;
@@ -133,14 +133,15 @@ RuleParams = Callable[[str, str], tuple[int, int]]
 
 
 def stock_low_handler(settings: Any) -> Any:
-    """The stock.low DetectorHandler exactly as the inventory service wires it."""
+    """The stock.low DetectorConsumer exactly as the inventory service wires it."""
+    from orderguard.cli.services_registry import rule_catalogue
     from orderguard.services.inventory.bootstrap import DEFINITION
     from orderguard.shared.runtime import Runtime
 
-    runtime = Runtime(DEFINITION, settings, frozenset({"workers"}))
-    for handler in DEFINITION.handlers(runtime):
-        if getattr(getattr(handler, "rule", None), "name", None) == "stock.low":
-            return handler
+    runtime = Runtime(DEFINITION, settings, frozenset({"workers"}), rule_catalogue())
+    for consumer in runtime.engine_consumers():
+        if getattr(getattr(consumer, "rule", None), "name", None) == "stock.low":
+            return consumer
     raise RuntimeError("the inventory service runs no stock.low detector (disabled?)")
 
 

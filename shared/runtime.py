@@ -24,14 +24,17 @@ from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics, telemetry
 from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.detection.config import ConfigurableRule
+from orderguard.shared.detection.consumer import detector_consumers
 from orderguard.shared.engine import BatchHandler, Engine
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
-from orderguard.shared.scheduler import ScheduledJob, run_job
+from orderguard.shared.scheduler import run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
+from orderguard.shared.wiring import Workers
 
 log = get_logger(__name__)
 
@@ -49,8 +52,8 @@ class ServiceDefinition:
     name: ServiceName
     migrations: Path | None
     routers: Callable[[Runtime], Sequence[APIRouter]] = lambda runtime: ()
-    handlers: Callable[[Runtime], Sequence[BatchHandler]] = lambda runtime: ()
-    jobs: Callable[[Runtime], Sequence[ScheduledJob]] = lambda runtime: ()
+    # The worker's table: engine consumers of use cases, detector rules, scheduled jobs.
+    workers: Callable[[Runtime], Workers] = lambda runtime: Workers()
 
 
 @dataclass
@@ -58,6 +61,9 @@ class Runtime:
     definition: ServiceDefinition
     settings: Settings
     roles: frozenset[Role]
+    # Every service's configurable rules (the composition root's list): the detectors file is
+    # shared, so each process checks all of it.
+    rule_catalogue: Sequence[ConfigurableRule]
     pool: asyncpg.Pool = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
@@ -82,10 +88,17 @@ class Runtime:
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
+    def engine_consumers(self, workers: Workers | None = None) -> list[BatchHandler]:
+        """What the worker's engines run: the table's use-case consumers, then a detector
+        consumer per rule the detectors file enables."""
+        workers = self.definition.workers(self) if workers is None else workers
+        return [*workers.consumers, *detector_consumers(self, workers.detectors)]
+
     async def start(self) -> None:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
-        handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
-        jobs = list(self.definition.jobs(self)) if "workers" in self.roles else []
+        workers = self.definition.workers(self) if "workers" in self.roles else Workers()
+        consumers = self.engine_consumers(workers)
+        jobs = list(workers.jobs)
         applied = await apply_migrations(
             self.settings.database_url, self.schema, self.definition.migrations
         )
@@ -96,7 +109,7 @@ class Runtime:
         # Dead letters go out through the outbox; their topics must exist where auto-create is off.
         await create_topics(
             self.settings,
-            [Topics.dead_letter(topic, h.group) for h in handlers for topic in h.topics],
+            [Topics.dead_letter(topic, c.group) for c in consumers for topic in c.topics],
         )
         self.producer = make_producer(self.settings)
         await self.producer.start()
@@ -110,10 +123,10 @@ class Runtime:
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
             self._spawn(self._prune_applied_events(), "prune-applied-events")
-            for handler in handlers:
+            for consumer in consumers:
                 engine = Engine(
-                    handler,
-                    make_consumer(self.settings, handler.group),
+                    consumer,
+                    make_consumer(self.settings, consumer.group),
                     self.pool,
                     self.schema,
                     batch_max=self.settings.consumer_batch_max,
@@ -121,7 +134,7 @@ class Runtime:
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
                 )
                 self.engines.append(engine)
-                self._spawn(engine.run(self._stop), f"engine:{handler.group}")
+                self._spawn(engine.run(self._stop), f"engine:{consumer.group}")
             for job in jobs:
                 self._spawn(
                     run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
@@ -243,13 +256,16 @@ def http_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
 
 
 async def run_service(
-    definition: ServiceDefinition, roles: frozenset[Role], settings: Settings
+    definition: ServiceDefinition,
+    roles: frozenset[Role],
+    settings: Settings,
+    rule_catalogue: Sequence[ConfigurableRule],
 ) -> int:
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
     role_label = "+".join(sorted(roles))
     metrics.BUILD_INFO.info({"version": "0.1.0", "service": definition.name, "role": role_label})
     telemetry.configure(settings, definition.name, role_label)
-    runtime = Runtime(definition, settings, roles)
+    runtime = Runtime(definition, settings, roles, rule_catalogue)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runtime.request_stop)

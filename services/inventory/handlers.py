@@ -20,10 +20,11 @@ from orderguard.services.inventory.domain import (
     lines_by_stock,
     shortages,
 )
+from orderguard.services.inventory.rules import UnknownReservation
 from orderguard.shared import metrics
-from orderguard.shared.detection.rule import anomaly_envelope, fingerprint
+from orderguard.shared.detection.rule import anomaly_envelope
+from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import (
     Movement,
     ReservationFailed,
@@ -42,7 +43,6 @@ from orderguard.shared.uow import UnitOfWork
 SOURCE = "/orderguard/inventory"
 # Anomalies found while applying an event (not by a stream rule) come from here.
 CONSUMER_SOURCE = "/orderguard/inventory/reservations"
-UNKNOWN_RESERVATION = "inventory.unknown_reservation"
 
 # Movement -> the coarser `cause` of inventory.stock_changed.v1 (its published enum).
 CAUSES: dict[Movement, str] = {
@@ -61,9 +61,17 @@ class Inventory:
     """Stock levels and reservations touched by one unit of work, loaded once (locked) and
     written back once, with the ledger rows and events their changes cause."""
 
-    def __init__(self, uow: UnitOfWork, topics: Topics) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        topics: Topics,
+        unknown_reservation: UnknownReservation | None = None,
+    ) -> None:
+        """`unknown_reservation`: for the reservations use case, what it raises when a fact
+        finds no reservation to act on."""
         self._uow = uow
         self._topics = topics
+        self._unknown = unknown_reservation
         self.levels: dict[StockKey, StockLevel] = {}
         self._changed: set[StockKey] = set()
         self.ledger: list[LedgerEntry] = []
@@ -335,26 +343,43 @@ class Inventory:
         lines: list[ReservationLine],
         envelope: Envelope,
     ) -> None:
-        """A fact found while applying: raised here, through the detectors' anomaly envelope.
-        Deterministic per order and action, so the same fact redelivered collapses downstream."""
+        """A fact found while applying: raised here (the declared `UnknownReservation`), through
+        the detectors' anomaly envelope."""
+        assert self._unknown is not None, "reservations are applied with unknown_reservation"
         found = ",".join(sorted({line.state for line in lines})) or "none"
-        identity = {"order_id": order_id, "action": action}
-        anomaly = AnomalyDetected(
-            rule=UNKNOWN_RESERVATION,
-            fingerprint=fingerprint(UNKNOWN_RESERVATION, identity, 0),
-            severity="P3",
-            team="warehouse",
-            labels={**identity, "found": found, "severity": "P3", "team": "warehouse"},
-            summary=(
-                f"order {order_id}: {envelope.type} asks to {action} its reservation,"
-                f" but there is no live reservation (found: {found})"
-            ),
-            event_time=envelope.time,
-            detected_at=self._uow.now,
-            source_event_id=envelope.id,
-        )
-        self._uow.publish(
-            self._topics.anomalies, anomaly_envelope(anomaly, CONSUMER_SOURCE, envelope)
-        )
-        self._uow.after_commit(metrics.ANOMALIES_DETECTED.labels(UNKNOWN_RESERVATION, "P3").inc)
+        anomaly = self._unknown.anomaly(order_id, action, found, envelope, self._uow.now)
+        if anomaly is not None:
+            self._uow.publish(
+                self._topics.anomalies, anomaly_envelope(anomaly, CONSUMER_SOURCE, envelope)
+            )
+            self._uow.after_commit(
+                metrics.ANOMALIES_DETECTED.labels(anomaly.rule, anomaly.severity).inc
+            )
         log.warning("no reservation to act on", order_id=order_id, action=action, found=found)
+
+
+async def reserve_stock_for_orders(
+    uow: UnitOfWork,
+    topics: Topics,
+    unknown_reservation: UnknownReservation,
+    events: Sequence[Event],
+) -> None:
+    """Reserve stock for placed orders, commit it for shipped ones, release it for cancelled
+    ones: each once per order, guarded by the reservation's state (so the same fact under a new
+    event id changes nothing either)."""
+    inventory = Inventory(uow, topics, unknown_reservation)
+    keys = {
+        (line.sku, event.data.warehouse)
+        for event in events
+        if isinstance(event.data, OrderPlaced)
+        for line in event.data.lines
+    }
+    await inventory.load(keys, [event.data.order_id for event in events])  # type: ignore[attr-defined]
+    for event in events:
+        if isinstance(event.data, OrderPlaced):
+            inventory.reserve_for(event.data, event.envelope)
+        elif isinstance(event.data, OrderShipped):
+            inventory.commit_for(event.data, event.envelope)
+        elif isinstance(event.data, OrderCancelled):
+            inventory.release_for(event.data, event.envelope)
+    await inventory.save()

@@ -2,8 +2,7 @@
 simulated clock, and compare with what fired live.
 
 It lives with the notifier because it needs both halves of the pipeline: the detector rules
-(every module of `shared/detection/config.RULE_MODULES`, configured by the detectors file) and
-the router (the same tree, inhibition rules, silences and group timers as `handlers.Router`,
+(every service's, configured by the detectors file: the caller builds them) and the router (the same tree, inhibition rules, silences and group timers as `handlers.Router`,
 over in-memory state instead of tables). The core (`Backtest`, `compare`) is pure and used by
 tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
 
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import importlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,7 +30,6 @@ from orderguard.services.notifier.grouping import Group
 from orderguard.services.notifier.inhibition import inhibitor
 from orderguard.services.notifier.routing import RouteMatch, RoutingTree
 from orderguard.services.notifier.silences import Silence, silencing
-from orderguard.shared.detection.config import RULE_MODULES, DetectorConfig
 from orderguard.shared.detection.deadlines import as_utc
 from orderguard.shared.detection.rule import Rule, State, TimedRule
 from orderguard.shared.engine import Event
@@ -84,22 +81,6 @@ class BacktestResult:
     first_event_at: datetime | None = None
     last_event_at: datetime | None = None  # or `until`, when the clock ran on to it
     clock: datetime | None = None
-
-
-def configured_rules(config: DetectorConfig) -> list[Rule]:
-    """Every enabled rule of every module in RULE_MODULES, built with its configuration the way
-    the services build them (`RuleClass(rule_config)`; a rule without params: `RuleClass()`)."""
-    rules: list[Rule] = []
-    for module in RULE_MODULES:
-        for rule_class in importlib.import_module(module).RULES:
-            rule_config = config.rule(rule_class.name)
-            if not rule_config.enabled:
-                continue
-            try:
-                rules.append(rule_class(rule_config))
-            except TypeError:
-                rules.append(rule_class())
-    return rules
 
 
 class Backtest:

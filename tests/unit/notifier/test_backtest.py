@@ -10,25 +10,25 @@ from pathlib import Path
 import pytest
 from testkit import T0, stock_event
 
+from orderguard.cli.services_registry import STREAM_RULES, rule_catalogue
 from orderguard.services.notifier.backtest import (
     Backtest,
     BacktestInputError,
     LiveRecord,
     compare,
-    configured_rules,
     read_events_file,
     result_json,
     run_backtest,
 )
 from orderguard.services.notifier.routing import load_routing, parse_routing
-from orderguard.shared.detection.config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.config import load_detector_config
 from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import StockChanged
 
-RULES = configured_rules(load_detector_config(None, rule_catalogue()))
+RULES = load_detector_config(None, rule_catalogue()).enabled(STREAM_RULES)
 GROUPED = parse_routing(
     textwrap.dedent(
         """

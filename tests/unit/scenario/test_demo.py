@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.cli.supervisor import Demo
 from orderguard.scenario.scale import SYSTEM_ENV, Scale
-from orderguard.shared.detection.config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.config import load_detector_config
 from orderguard.shared.settings import Settings
 
 

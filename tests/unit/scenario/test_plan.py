@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.scenario.plan import (
     KINDS,
     THRESHOLD,
@@ -26,7 +27,7 @@ from orderguard.scenario.plan import (
     plan_scenario,
 )
 from orderguard.scenario.scale import Scale
-from orderguard.shared.detection.config import parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import parse_detector_config
 
 SCALE = Scale(speedup=1440)
 WINDOWS = SCALE.windows()
