@@ -6,14 +6,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from orderguard.services.notifier.domain import Notification
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+from orderguard.shared.db import Connection
 
 
 async def record_notifications(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
-from typing import Any, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any
 
 from orderguard.services.order.domain import (
     Actor,
@@ -19,8 +16,7 @@ from orderguard.services.order.domain import (
     Priority,
     TimelineEntry,
 )
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy  # what UnitOfWork.conn is
+from orderguard.shared.db import Connection
 
 
 async def add(conn: Connection, order: Order) -> None:
