@@ -26,7 +26,7 @@ from orderguard.shared import metrics, telemetry
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.detection.config import ConfigurableRule
 from orderguard.shared.detection.consumer import detector_consumers
-from orderguard.shared.engine import BatchHandler, Engine
+from orderguard.shared.engine import BatchConsumer, Engine
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
@@ -88,7 +88,7 @@ class Runtime:
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
-    def engine_consumers(self, workers: Workers | None = None) -> list[BatchHandler]:
+    def engine_consumers(self, workers: Workers | None = None) -> list[BatchConsumer]:
         """What the worker's engines run: the table's use-case consumers, then a detector
         consumer per rule the detectors file enables."""
         workers = self.definition.workers(self) if workers is None else workers

@@ -27,7 +27,8 @@ ApplyBatch = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class UseCaseConsumer:
-    """One row of the table: consumer group, topics, event types, use case.
+    """One row of the table: consumer group, topics, event types, use case (an engine
+    `BatchConsumer`, as a `DetectorConsumer` is).
 
     The group name is where the engine stores this consumer's offsets and applied event ids:
     renaming it starts the consumer over. Use cases read (and lock) what they touch in each

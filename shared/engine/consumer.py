@@ -59,7 +59,7 @@ class Event:
         return self.envelope.type
 
 
-class BatchHandler(Protocol):
+class BatchConsumer(Protocol):
     """A consumer of the engine: one consumer group, its topics, the event types it applies."""
 
     group: str
@@ -170,7 +170,7 @@ def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
 class Engine:
     def __init__(
         self,
-        handler: BatchHandler,
+        handler: BatchConsumer,
         consumer: AIOKafkaConsumer,
         pool: asyncpg.Pool,
         schema: str,
