@@ -127,7 +127,7 @@ class Demo:
         return [
             sys.executable,
             "-m",
-            "orderguard",
+            "orderguard.cli",
             "scenario",
             "run",
             "--data-dir",

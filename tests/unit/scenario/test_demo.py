@@ -28,7 +28,7 @@ def test_demo_env_points_the_services_at_the_scaled_detectors_file(tmp_path: Pat
     )
     assert set(settings.carrier_secrets) == {"sf-express"}
     command = demo.command(tmp_path)
-    assert command[2:5] == ["orderguard", "scenario", "run"]
+    assert command[2:5] == ["orderguard.cli", "scenario", "run"]
     assert command[command.index("--speedup") + 1] == "3600"
     assert command[command.index("--data-dir") + 1] == str(tmp_path)
     assert command[command.index("--seed") + 1] == "4"
