@@ -40,6 +40,23 @@ from orderguard.shared.topics import TEAMS, Topics
 PROGRESS_FROM = 1000
 
 
+def where_things_are(settings: Settings, data_dir: Path, bootstrap: str | None) -> Settings:
+    """The broker to read: --bootstrap, else ORDERGUARD_KAFKA_BOOTSTRAP when set, else the one
+    a running `orderguard up` in `data_dir` started (whatever port it chose), else the default."""
+    from orderguard.supervisor import read_status
+
+    if bootstrap is not None:
+        return settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    if "kafka_bootstrap" in settings.model_fields_set:
+        return settings
+    status = read_status(data_dir.resolve()) or {}
+    started = status.get("broker", {}).get("bootstrap")
+    if started is None:
+        return settings
+    # up's broker is the embedded Tansu: read it the way the services it started do.
+    return settings.model_copy(update={"kafka_bootstrap": started, "kafka_embedded_compat": True})
+
+
 def run(
     *,
     topics: list[str],
@@ -53,8 +70,10 @@ def run(
     routing_file: Path | None,
     detectors_file: Path | None,
     as_json: bool,
+    data_dir: Path,
+    bootstrap: str | None,
 ) -> int:
-    settings = Settings()
+    settings = where_things_are(Settings(), data_dir, bootstrap)
     console = Console(stderr=True)
     try:
         tree = load_routing(routing_file or settings.routing_file)

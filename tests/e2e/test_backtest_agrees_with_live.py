@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +41,7 @@ CHANGES = [  # sku, on_hand (threshold 5): what fires live
 
 
 async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
-    settings: Settings, start_service: Any, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, start_service: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     inventory = await start_service(INVENTORY)
     notifier = await start_service(NOTIFIER)
@@ -120,6 +122,26 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
         )
         assert timed.exit_code == 0, timed.output
         assert json.loads(timed.stdout)["events"] == count, bounds
+
+    # No address given: the broker of the `orderguard up` running in --data-dir, whatever
+    # port it chose (its status file, as `orderguard status` reads it).
+    monkeypatch.delenv("ORDERGUARD_KAFKA_BOOTSTRAP")
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {
+                "supervisor_pid": os.getpid(),
+                "broker": {"bootstrap": settings.kafka_bootstrap},
+                "services": {},
+            }
+        )
+    )
+    found = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["backtest", "--topic", "inventory.events", "--data-dir", str(tmp_path), "--json"],
+    )
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["comparison"]["agree"] is True
 
     wrong = await asyncio.to_thread(CliRunner().invoke, app, ["backtest"])
     assert wrong.exit_code == 2 and "give --topic" in wrong.output
