@@ -3,13 +3,14 @@ simulated clock, and compare with what fired live.
 
 It lives with the notifier because it needs both halves of the pipeline: the detector rules
 (every module of `shared/detector_config.RULE_MODULES`, configured by the detectors file) and
-the router (the same tree, inhibition rules, silences and group timers as `handlers.Router`,
-over in-memory state instead of tables). The core (`Backtest`, `compare`) is pure and used by
+the router — the very routing pipeline the live router runs (`router/pipeline.py`), over a
+`MemoryStore` instead of tables. The core (`Backtest`, `compare`) is pure and used by
 tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
 
 The simulated clock is event time: before each event it moves to the event's time minus the
 allowed lateness (never back), and the timed rules' deadlines and the route groups' flushes
-that it passes fire in time order — like the engine, whose per-partition clocks do the same.
+and the silences' ends that it passes fire in time order — like the engine, whose
+per-partition clocks do the same.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from orderguard.services.notifier.domain import routing_labels
-from orderguard.services.notifier.grouping import Group
-from orderguard.services.notifier.inhibition import inhibitor
+from orderguard.services.notifier.router.group import Group
+from orderguard.services.notifier.router.memory_store import MemoryStore, run_now
+from orderguard.services.notifier.router.pipeline import Arrival, RoutingPipeline
+from orderguard.services.notifier.router.route import Destination
+from orderguard.services.notifier.router.silence import Silence, Silenced
+from orderguard.services.notifier.router.store import AnomalyState, Hold
 from orderguard.services.notifier.routing import RouteMatch, RoutingTree
-from orderguard.services.notifier.silences import Silence, silencing
 from orderguard.shared.detection import Rule, State, TimedRule
 from orderguard.shared.detector_config import RULE_MODULES, DetectorConfig
 from orderguard.shared.engine import Event
@@ -115,20 +118,13 @@ class Backtest:
         self.rules = list(rules)
         self.tree = tree
         self.allowed_lateness = allowed_lateness
-        self.silences = list(silences)
         self.result = BacktestResult()
         self._states: dict[tuple[str, str], State] = {}
         self._deadlines: list[tuple[datetime, int, str, str]] = []  # due, seq, rule, key
         self._due: dict[tuple[str, str], datetime] = {}
         self._seq = itertools.count()
         self._by_name = {rule.name: rule for rule in self.rules}
-        # The router's memory: anomaly states, where routed ones went, held ones, groups.
-        self._anomalies: dict[str, AnomalyDetected] = {}
-        self._outcomes: dict[str, str] = {}
-        self._routed_to: dict[str, list[tuple[RouteMatch, str | None, str]]] = {}
-        self._held_by: dict[str, str] = {}
-        self._groups: dict[str, Group] = {}
-        self._group_meta: dict[str, RouteMatch] = {}
+        self.store = MemoryStore(silences)  # the router's memory
 
     # -- the clock -------------------------------------------------------------------------
 
@@ -154,7 +150,9 @@ class Backtest:
             heapq.heappop(self._deadlines)  # superseded
         if self._deadlines:
             candidates.append(self._deadlines[0][0])
-        candidates += [g.next_flush_at for g in self._groups.values() if g.next_flush_at]
+        router_due = self.store.next_due()
+        if router_due is not None:
+            candidates.append(router_due)
         due = min(candidates, default=None)
         return due if due is not None and due <= limit else None
 
@@ -170,8 +168,7 @@ class Backtest:
             self._set_state(rule, key, state)
             for anomaly in anomalies:
                 self._detected(anomaly, now)
-        for key in sorted(k for k, g in self._groups.items() if g.due(now)):
-            self._flush(key, now)
+        self._run_router_timers(now)
 
     # -- detection -------------------------------------------------------------------------
 
@@ -224,7 +221,7 @@ class Backtest:
                 self._due[(rule.name, key)] = due
                 heapq.heappush(self._deadlines, (due, next(self._seq), rule.name, key))
 
-    # -- routing (as handlers.Router, in memory) --------------------------------------------
+    # -- routing: the live pipeline over memory ---------------------------------------------
 
     def _detected(self, anomaly: AnomalyDetected, now: datetime) -> None:
         self.result.fired.append(
@@ -239,97 +236,74 @@ class Backtest:
         )
         self.route(anomaly, now)
 
+    def _pipeline(self, now: datetime) -> RoutingPipeline:
+        return RoutingPipeline(self.store, self.tree, self._outlet(now), now)
+
+    def _outlet(self, now: datetime) -> _Recorder:
+        return _Recorder(self.result, now)
+
     def route(self, anomaly: AnomalyDetected, now: datetime) -> None:
         """The router's decision for an anomaly arriving at `now`."""
-        fingerprint = anomaly.fingerprint
-        known = self._anomalies.get(fingerprint)
-        if known is None:
-            self._anomalies[fingerprint] = anomaly
-            if anomaly.status == "firing":
-                self._admit(anomaly, now)
-            return
-        if anomaly.status == "firing" or known.status == "resolved":
-            return  # a duplicate
-        self._anomalies[fingerprint] = anomaly
-        if self._outcomes.get(fingerprint) == "routed":
-            for match, group_key, severity in self._routed_to[fingerprint]:
-                if group_key is None:
-                    self._emit(anomaly, match, None, severity, now)
-                elif group_key in self._groups:
-                    group = self._groups[group_key]
-                    if group.resolve(fingerprint, now) and group.due(now):
-                        self._flush(group_key, now)
-        for held, by in sorted(self._held_by.items()):
-            if by == fingerprint and self._anomalies[held].status == "firing":
-                del self._held_by[held]
-                self._admit(self._anomalies[held], now)
+        run_now(self._pipeline(now).arrive([Arrival(anomaly, anomaly.source_event_id)]))
 
-    def _admit(self, anomaly: AnomalyDetected, now: datetime) -> None:
-        labels = routing_labels(anomaly)
-        muting = silencing(self.silences, labels, now)
-        if muting is not None:
-            self._outcomes[anomaly.fingerprint] = "silenced"
-            self.result.held.append(
-                Held(anomaly.fingerprint, anomaly.rule, "silenced", str(muting.id))
-            )
-            return
-        firing = [
-            (fp, routing_labels(a)) for fp, a in self._anomalies.items() if a.status == "firing"
-        ]
-        found = inhibitor(self.tree.inhibitions(), anomaly.fingerprint, labels, firing)
-        if found is not None:
-            self._outcomes[anomaly.fingerprint] = "inhibited"
-            self._held_by[anomaly.fingerprint] = found.source_fingerprint
-            self.result.held.append(
-                Held(anomaly.fingerprint, anomaly.rule, "inhibited", found.source_fingerprint)
-            )
-            return
-        self._outcomes[anomaly.fingerprint] = "routed"
-        routed_to = []
-        for match in self.tree.route(labels):
-            group_key = match.group_key(labels)
-            severity = match.severity(anomaly.severity)
-            routed_to.append((match, group_key, severity))
-            if group_key is None:
-                self._emit(anomaly, match, None, severity, now)
-                continue
-            group = self._groups.get(group_key)
-            if group is None:
-                group = self._groups[group_key] = Group.new(group_key, match.timers, now)
-                self._group_meta[group_key] = match
-            group.add(anomaly.fingerprint, now, severity)
-            if group.due(now):
-                self._flush(group_key, now)
-        self._routed_to[anomaly.fingerprint] = routed_to
+    def _run_router_timers(self, now: datetime) -> None:
+        pipeline = self._pipeline(now)
+        while run_now(pipeline.flush_due_groups(FLUSHES_PER_STEP)) == FLUSHES_PER_STEP:
+            pass
+        while run_now(pipeline.release_silenced(FLUSHES_PER_STEP)) == FLUSHES_PER_STEP:
+            pass
 
-    def _flush(self, group_key: str, now: datetime) -> None:
-        group = self._groups[group_key]
-        match = self._group_meta[group_key]
-        for member in group.flush(now):
-            self._emit(self._anomalies[member.fingerprint], match, group_key, member.severity, now)
-        if group.closed:
-            del self._groups[group_key]
 
-    def _emit(
-        self,
-        anomaly: AnomalyDetected,
-        match: RouteMatch,
-        group_key: str | None,
-        severity: str,
-        now: datetime,
+# Groups flushed (or silenced anomalies released) per pipeline call while the clock stands.
+FLUSHES_PER_STEP = 1000
+
+
+class _Recorder:
+    """The pipeline's outlet in a backtest: what would have been routed and held back."""
+
+    def __init__(self, result: BacktestResult, now: datetime) -> None:
+        self.result = result
+        self.now = now
+
+    def publish(
+        self, anomaly: AnomalyDetected, to: Destination, traceparent: str | None, key: str
     ) -> None:
         self.result.routed.append(
             Routed(
                 anomaly.fingerprint,
                 anomaly.rule,
                 anomaly.status,
-                match.route,
-                match.queue,
-                group_key,
-                severity,
-                now,
+                to.route,
+                to.queue,
+                to.group_key,
+                to.severity,
+                self.now,
             )
         )
+
+    def held(self, state: AnomalyState, hold: Hold, after_routing: bool) -> None:
+        if isinstance(hold, Silenced):
+            held = Held(state.fingerprint, state.anomaly.rule, "silenced", str(hold.silence.id))
+        else:
+            held = Held(state.fingerprint, state.anomaly.rule, "inhibited", hold.source_fingerprint)
+        self.result.held.append(held)
+
+    def count(self, queue: str, outcome: str) -> None:
+        pass
+
+    def released(self, state: AnomalyState, reason: str) -> None:
+        pass
+
+    def routed(
+        self, anomaly: AnomalyDetected, matches: Sequence[RouteMatch], event_id: str
+    ) -> None:
+        pass
+
+    def flushed(self, group: Group, kind: str, published: int) -> None:
+        pass
+
+    def note(self, what: str, **fields: Any) -> None:
+        pass
 
 
 def run_backtest(
