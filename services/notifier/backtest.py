@@ -53,6 +53,7 @@ class Fired:
     severity: str
     at: datetime  # simulated clock when it fired
     source_event_id: str
+    event_time: datetime  # the anomaly's own time, as live has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,7 @@ class Backtest:
                 anomaly.severity,
                 now,
                 anomaly.source_event_id,
+                as_utc(anomaly.event_time),
             )
         )
         self.route(anomaly, now)
@@ -334,13 +336,36 @@ class LiveRecord:
     routed: list[tuple[str, str, str, str]]  # fingerprint, status, route, queue
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Transition:
+    """One step of an anomaly: it fired, or it resolved, at its event time."""
+
+    fingerprint: str
+    status: str
+    at: datetime
+    rule: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "rule": self.rule,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "at": self.at.isoformat(),
+        }
+
+
 @dataclass
 class Comparison:
-    fired_in_both: list[tuple[str, str]] = field(default_factory=list)  # rule, fingerprint
-    only_in_backtest: list[tuple[str, str]] = field(default_factory=list)
-    only_live: list[tuple[str, str]] = field(default_factory=list)
-    # fingerprint -> (backtest routes, live routes) where they differ; routes as "queue/route"
-    routed_differently: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    """Every transition (fingerprint, status, time) of the backtest against live, and where
+    each went; they agree when both sides made the same transitions and routed them alike."""
+
+    in_both: list[Transition] = field(default_factory=list)
+    only_in_backtest: list[Transition] = field(default_factory=list)
+    only_live: list[Transition] = field(default_factory=list)
+    # (fingerprint, status) -> (backtest routes, live routes) where they differ; "queue/route"
+    routed_differently: dict[tuple[str, str], tuple[list[str], list[str]]] = field(
+        default_factory=dict
+    )
 
     @property
     def agree(self) -> bool:
@@ -349,27 +374,28 @@ class Comparison:
     def as_json(self) -> dict[str, Any]:
         return {
             "agree": self.agree,
-            "fired_in_both": [list(x) for x in self.fired_in_both],
-            "only_in_backtest": [list(x) for x in self.only_in_backtest],
-            "only_live": [list(x) for x in self.only_live],
-            "routed_differently": {
-                fp: {"backtest": b, "live": live}
-                for fp, (b, live) in self.routed_differently.items()
-            },
+            "in_both": [t.as_json() for t in self.in_both],
+            "only_in_backtest": [t.as_json() for t in self.only_in_backtest],
+            "only_live": [t.as_json() for t in self.only_live],
+            "routed_differently": [
+                {"fingerprint": fp, "status": status, "backtest": mine, "live": theirs}
+                for (fp, status), (mine, theirs) in self.routed_differently.items()
+            ],
         }
 
 
 def compare(result: BacktestResult, live: LiveRecord, rules: Sequence[Rule]) -> Comparison:
-    """Firing anomalies (and their routes) of the backtest against those live over the same
-    input: a live anomaly counts when one of the replayed events caused it, or when it is of a
-    timed rule the replay fed and its event time lies within the replayed range (a deadline
-    that passed)."""
+    """Every transition of the backtest against those live over the same input, and their
+    routes. A live transition counts when one of the replayed events caused it, or when it is
+    of a timed rule the replay fed and its time lies within what the replay's clock covered
+    (a deadline that passed): live deadlines beyond the replay's clock are not compared (let
+    the replay run on with `until`)."""
     timed = {
         rule.name
         for rule in rules
         if isinstance(rule, TimedRule) and rule.event_types & result.event_types
     }
-    start, end = result.first_event_at, result.last_event_at
+    start, end = result.first_event_at, result.clock
 
     def in_range(anomaly: AnomalyDetected) -> bool:
         if anomaly.source_event_id in result.event_ids:
@@ -379,27 +405,31 @@ def compare(result: BacktestResult, live: LiveRecord, rules: Sequence[Rule]) -> 
             anomaly.rule in timed and start is not None and end is not None and start <= at <= end
         )
 
-    live_fired = {
-        a.fingerprint: a.rule for a in live.anomalies if a.status == "firing" and in_range(a)
+    # Several copies of one transition (redelivery, a second driver) are one transition.
+    live_steps = {
+        Transition(a.fingerprint, a.status, as_utc(a.event_time), a.rule)
+        for a in live.anomalies
+        if in_range(a)
     }
-    back_fired = {f.fingerprint: f.rule for f in result.fired if f.status == "firing"}
+    back_steps = {Transition(f.fingerprint, f.status, f.event_time, f.rule) for f in result.fired}
     comparison = Comparison(
-        fired_in_both=sorted((r, fp) for fp, r in back_fired.items() if fp in live_fired),
-        only_in_backtest=sorted((r, fp) for fp, r in back_fired.items() if fp not in live_fired),
-        only_live=sorted((r, fp) for fp, r in live_fired.items() if fp not in back_fired),
+        in_both=sorted(back_steps & live_steps),
+        only_in_backtest=sorted(back_steps - live_steps),
+        only_live=sorted(live_steps - back_steps),
     )
-    back_routes: dict[str, set[str]] = {}
+    compared = {(t.fingerprint, t.status) for t in comparison.in_both}
+    back_routes: dict[tuple[str, str], set[str]] = {}
     for routed in result.routed:
-        if routed.status == "firing":
-            back_routes.setdefault(routed.fingerprint, set()).add(f"{routed.queue}/{routed.route}")
-    live_routes: dict[str, set[str]] = {}
+        back_routes.setdefault((routed.fingerprint, routed.status), set()).add(
+            f"{routed.queue}/{routed.route}"
+        )
+    live_routes: dict[tuple[str, str], set[str]] = {}
     for fingerprint, status, route, queue in live.routed:
-        if status == "firing" and fingerprint in live_fired:
-            live_routes.setdefault(fingerprint, set()).add(f"{queue}/{route}")
-    for fingerprint in sorted(set(back_fired) & set(live_fired)):
-        mine, theirs = back_routes.get(fingerprint, set()), live_routes.get(fingerprint, set())
+        live_routes.setdefault((fingerprint, status), set()).add(f"{queue}/{route}")
+    for step in sorted(compared):
+        mine, theirs = back_routes.get(step, set()), live_routes.get(step, set())
         if mine != theirs:
-            comparison.routed_differently[fingerprint] = (sorted(mine), sorted(theirs))
+            comparison.routed_differently[step] = (sorted(mine), sorted(theirs))
     return comparison
 
 
@@ -441,6 +471,13 @@ def decode(
     return Event(envelope, data, topic, partition, offset)
 
 
+def merge_by_time(streams: Sequence[Sequence[Envelope]]) -> list[Envelope]:
+    """Streams (partitions, topics) merged by event time, each kept in its own order: the
+    engine applies a partition in offset order even where event times go back (two writers
+    of one key), so a replay that sorted them would make other transitions."""
+    return list(heapq.merge(*streams, key=lambda envelope: as_utc(envelope.time)))
+
+
 def read_envelopes_file(path: Path) -> Iterator[Envelope]:
     """JSON lines of CloudEvents envelopes (blank lines skipped)."""
     try:
@@ -480,8 +517,8 @@ async def read_topic_range(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Envelope]:
     """Records of every partition of `topic`: offsets [from_offset, to_offset) on each
-    partition, or record times [since, until). Ordered per partition; partitions merged by
-    event time (stable), which is how the detectors' clocks see them."""
+    partition, or record times [since, until). Each partition in its own order (as the
+    engine applies it, whatever the event times say); partitions merged by event time."""
     # "earliest": a position reset racing our seek lands before the range, never after it.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -553,8 +590,7 @@ async def read_topic_range(
                     end, highwater
                 ):
                     done.add(tp)
-        merged = sorted((e for tp in partitions for e in records[tp]), key=lambda e: as_utc(e.time))
-        return merged
+        return merge_by_time([records[tp] for tp in partitions])
     finally:
         await consumer.stop()
 
