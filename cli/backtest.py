@@ -28,7 +28,7 @@ from orderguard.services.notifier.backtest import (
     run_backtest,
 )
 from orderguard.services.notifier.routing import RoutingFileError, load_routing
-from orderguard.shared.detector_config import (
+from orderguard.shared.detection.config import (
     DetectorConfigError,
     builtin_params,
     load_detector_config,
@@ -44,7 +44,7 @@ PROGRESS_FROM = 1000
 def where_things_are(settings: Settings, data_dir: Path, bootstrap: str | None) -> Settings:
     """The broker to read: --bootstrap, else ORDERGUARD_KAFKA_BOOTSTRAP when set, else the one
     a running `orderguard up` in `data_dir` started (whatever port it chose), else the default."""
-    from orderguard.supervisor import read_status
+    from orderguard.cli.supervisor import read_status
 
     if bootstrap is not None:
         return settings.model_copy(update={"kafka_bootstrap": bootstrap})

@@ -2,7 +2,7 @@
 simulated clock, and compare with what fired live.
 
 It lives with the notifier because it needs both halves of the pipeline: the detector rules
-(every module of `shared/detector_config.RULE_MODULES`, configured by the detectors file) and
+(every module of `shared/detection/config.RULE_MODULES`, configured by the detectors file) and
 the router — the very routing pipeline the live router runs (`router/pipeline.py`), over a
 `MemoryStore` instead of tables. The core (`Backtest`, `compare`) is pure and used by
 tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
@@ -35,10 +35,10 @@ from orderguard.services.notifier.router.route import Destination
 from orderguard.services.notifier.router.silence import Silence, Silenced
 from orderguard.services.notifier.router.store import AnomalyState, Hold
 from orderguard.services.notifier.routing import RouteMatch, RoutingTree
-from orderguard.shared.detection import Rule, State, TimedRule
-from orderguard.shared.detector_config import RULE_MODULES, DetectorConfig
+from orderguard.shared.detection.config import RULE_MODULES, DetectorConfig
+from orderguard.shared.detection.deadlines import as_utc
+from orderguard.shared.detection.rule import Rule, State, TimedRule
 from orderguard.shared.engine import Event
-from orderguard.shared.engine.deadlines import as_utc
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY, UnknownEventType
 from orderguard.shared.events.anomalies import AnomalyDetected
