@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeAlias
 
 from orderguard.services.notifier.router.group import Group
 from orderguard.services.notifier.router.inhibit import Inhibition
@@ -18,7 +18,7 @@ from orderguard.services.notifier.router.silence import Silence, Silenced
 from orderguard.shared.events.anomalies import AnomalyDetected
 
 Outcome = Literal["routed", "silenced", "inhibited"]
-Hold = Silenced | Inhibition
+Hold: TypeAlias = Silenced | Inhibition
 
 
 @dataclass(frozen=True, slots=True)

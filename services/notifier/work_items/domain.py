@@ -465,14 +465,13 @@ def change_event(item: WorkItem, entry: Entry) -> events.WorkItemChange | None:
     if model is None:
         return None
     details = entry.details
-    extra: dict[str, Any] = {
-        events.WorkItemCommented: {"comment_id": details.get("comment_id")},
-        events.WorkItemEscalated: {
-            "missed": details.get("missed"),
-            "missed_due_at": details.get("missed_due_at"),
-        },
-        events.WorkItemResolved: {"auto": bool(details.get("auto", False))},
-    }.get(model, {})
+    extra: dict[str, Any] = {}
+    if model is events.WorkItemCommented:
+        extra = {"comment_id": details.get("comment_id")}
+    elif model is events.WorkItemEscalated:
+        extra = {"missed": details.get("missed"), "missed_due_at": details.get("missed_due_at")}
+    elif model is events.WorkItemResolved:
+        extra = {"auto": bool(details.get("auto", False))}
     return model(
         work_item_id=item.id,
         team=item.team,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from orderguard.services.notifier.backtest import (
     result_json,
     run_backtest,
 )
-from orderguard.services.notifier.routing import load_routing, parse_routing
+from orderguard.services.notifier.router.silence import Silence
+from orderguard.services.notifier.routing import Matcher, load_routing, parse_routing
 from orderguard.shared.detection.config import load_detector_config, rule_catalogue
 from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
@@ -30,6 +32,8 @@ from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import StockChanged
 
+S10 = timedelta(seconds=10)
+S30 = timedelta(seconds=30)
 RULES = configured_rules(load_detector_config(None, rule_catalogue()))
 GROUPED = parse_routing(
     textwrap.dedent(
@@ -250,3 +254,62 @@ def test_a_file_of_envelopes_is_replayed(tmp_path: Path) -> None:
     file.write_text(lines[0] + "\n{not json\n")
     with pytest.raises(BacktestInputError, match=r"events.jsonl:2: not an event envelope"):
         read_events_file(file)
+
+
+STALLS_GROUPED = parse_routing(
+    textwrap.dedent(
+        """
+        route:
+          queue: logistics
+          routes:
+            - name: stalls
+              matchers: ['rule="shipment.stalled"']
+              group_by: [carrier]
+              group_wait: 30s
+        inhibit_rules:
+          - source_matchers: ['rule="shipment.carrier_outage"']
+            target_matchers: ['rule="shipment.stalled"']
+            equal: [carrier]
+        """
+    ),
+    "t.yaml",
+)
+
+
+def test_a_source_firing_after_its_target_takes_it_out_of_its_waiting_group() -> None:
+    backtest = Backtest([], STALLS_GROUPED)
+    backtest.route(shipment_anomaly("shipment.stalled", "sf", "stall-sf"), T0)
+    backtest.route(shipment_anomaly("shipment.carrier_outage", "sf", "outage"), T0 + S10)
+    backtest.finish(T0 + 2 * S30)
+    result = backtest.result
+    assert [(r.fingerprint, r.status) for r in result.routed] == [("outage", "firing")]
+    assert [(h.fingerprint, h.reason, h.by) for h in result.held] == [
+        ("stall-sf", "inhibited", "outage")
+    ]
+    resolved_at = T0 + 3 * S30
+    backtest.route(
+        shipment_anomaly("shipment.carrier_outage", "sf", "outage", "resolved"), resolved_at
+    )
+    backtest.finish(resolved_at + S30)
+    assert [(r.fingerprint, r.status, r.at) for r in result.routed[1:]] == [
+        ("outage", "resolved", resolved_at),
+        ("stall-sf", "firing", resolved_at + S30),  # a new group, its own group_wait
+    ]
+
+
+def test_what_a_silence_held_back_is_routed_when_the_clock_passes_its_end() -> None:
+    muted = Silence(
+        id=uuid.uuid4(),
+        matchers=(Matcher.parse('carrier="sf"'),),
+        author="ops",
+        comment="carrier maintenance",
+        starts_at=T0,
+        ends_at=T0 + 2 * S30,
+        created_at=T0,
+    )
+    backtest = Backtest([], load_routing(), silences=[muted])
+    backtest.route(shipment_anomaly("shipment.stalled", "sf", "stall-sf"), T0 + S10)
+    assert [h.reason for h in backtest.result.held] == ["silenced"]
+    assert backtest.result.routed == []
+    backtest.finish(T0 + 3 * S30)
+    assert [(r.fingerprint, r.at) for r in backtest.result.routed] == [("stall-sf", T0 + 2 * S30)]
