@@ -14,7 +14,7 @@ from orderguard.services.notifier.deliveries import service as deliveries
 from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.templates import Templates
 from orderguard.services.notifier.routing_api import build_routing_router
-from orderguard.services.notifier.routing_in_force import RoutingInForce
+from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items import handlers as work_items
 from orderguard.services.notifier.work_items.domain import SlaPolicy
@@ -31,13 +31,15 @@ DELIVERY_BATCH = 50
 
 
 def routing_in_force(runtime: Runtime) -> RoutingInForce:
-    """The routing file in force, hot-reloaded; an invalid one stops start-up, naming every
-    problem (later, an invalid change is rejected and the old file stays)."""
+    """The routing file in force, hot-reloaded (on change and on SIGHUP); an invalid one stops
+    start-up, naming every problem (later, an invalid change is rejected and the old file
+    stays)."""
 
     def load() -> RoutingInForce:
         routing = RoutingInForce(
             runtime.settings.routing_file, runtime.settings.routing_reload_interval_s
         )
+        reload_on_sighup(routing)
         tree = routing.tree
         log.info(
             "routing loaded",
@@ -116,13 +118,17 @@ def workers(runtime: Runtime) -> Workers:
                 "notifier.work-items",
                 list(queues),
                 frozenset({"anomaly.routed.v1"}),
-                lambda uow, events: work_items.open_work_items(uow, policy, queues, events),
+                lambda uow, events: work_items.open_work_items(
+                    uow, policy, topics.work_items, queues, events
+                ),
             ),
             UseCaseConsumer(
                 "notifier.work-items.clearances",
                 [topics.anomalies],
                 frozenset({"anomaly.detected.v1"}),
-                lambda uow, events: work_items.clear_work_items(uow, policy, events),
+                lambda uow, events: work_items.clear_work_items(
+                    uow, policy, topics.work_items, events
+                ),
             ),
             # Customer-facing requests become planned deliveries (sent by notifier.deliveries).
             UseCaseConsumer(
@@ -151,15 +157,11 @@ def workers(runtime: Runtime) -> Workers:
             ),
             ScheduledJob(
                 "notifier.work-items.escalate",
-                lambda uow, limit: work_items.escalate_due(
-                    uow, policy, topics.notification_requests, limit
-                ),
+                lambda uow, limit: work_items.escalate_due(uow, policy, topics, limit),
             ),
             ScheduledJob(
                 "notifier.work-items.remind",
-                lambda uow, limit: work_items.remind_due(
-                    uow, policy, topics.notification_requests, limit
-                ),
+                lambda uow, limit: work_items.remind_due(uow, policy, topics, limit),
             ),
             ScheduledJob(
                 "notifier.work-items.open-gauge",
