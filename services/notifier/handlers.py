@@ -433,7 +433,7 @@ class Router:
             group_key=where.get("group_key"),
             severity=where.get("severity"),
         )
-        self.uow.publish(
+        self.uow.forward(
             self.queue_topic(where["queue"]),
             Envelope(
                 type="anomaly.routed.v1",

@@ -244,7 +244,7 @@ def _notify(
         },
         requested_at=uow.now,
     )
-    uow.publish_event(topic, request, source=WORK_ITEMS_SOURCE, subject=item.team)
+    uow.publish(topic, request, source=WORK_ITEMS_SOURCE, subject=item.team)
 
 
 async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int) -> int:
