@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from orderguard.shared.events import logistics as contract
+
 ShipmentStatus = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered"]
 ScanStatus = Literal["picked_up", "in_transit", "out_for_delivery", "delivered", "exception"]
 ExceptionReason = Literal["lost", "damaged", "address_problem", "refused"]
@@ -54,15 +56,25 @@ class Scan:
     exception_reason: ExceptionReason | None = None
 
 
+ScanEvent = (
+    contract.ShipmentScanned
+    | contract.ShipmentDispatched
+    | contract.ShipmentDelivered
+    | contract.ShipmentExceptionReported
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
-    """What applying one scan did: the new shipment and the facts to publish."""
+    """What applying one scan did: the new shipment and the facts to publish (the scan itself
+    first, then dispatched / delivered / exception as the scan implies)."""
 
     shipment: Shipment
     status_changed: bool
     dispatched: bool  # the carrier took the parcel (first scan of progress)
     delivered: bool
     exception: ExceptionReason | None
+    events: tuple[ScanEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,42 @@ class Shipment:
     last_exception: ExceptionReason | None = None
     compensated_for: str | None = None
 
+    @classmethod
+    def create(
+        cls,
+        *,
+        order_id: str,
+        warehouse: str,
+        carrier: str,
+        promised_delivery_by: datetime,
+        customer_id: str,
+        phone: str,
+        now: datetime,
+    ) -> tuple[Shipment, contract.ShipmentCreated]:
+        """The one shipment of a paid order (its id derives from the order's)."""
+        shipment_id = shipment_id_for(order_id)
+        shipment = cls(
+            shipment_id=shipment_id,
+            order_id=order_id,
+            warehouse=warehouse,
+            carrier=carrier,
+            tracking_number=tracking_number_for(carrier, shipment_id),
+            status="created",
+            promised_delivery_by=promised_delivery_by,
+            customer_id=customer_id,
+            phone=phone,
+            created_at=now,
+        )
+        return shipment, contract.ShipmentCreated(
+            shipment_id=shipment_id,
+            order_id=order_id,
+            carrier=carrier,
+            tracking_number=shipment.tracking_number,
+            warehouse=warehouse,
+            promised_delivery_by=promised_delivery_by,
+            created_at=now,
+        )
+
     @property
     def delivered(self) -> bool:
         return self.status == "delivered"
@@ -97,10 +145,10 @@ class Shipment:
         )
         if scan.status == "exception":
             after = replace(self, last_scan_at=last, last_exception=scan.exception_reason)
-            return ScanOutcome(after, False, False, False, scan.exception_reason)
+            return after._scanned(scan, False, False, False, scan.exception_reason)
         forward = PROGRESS[scan.status] > PROGRESS[self.status]
         if not forward:
-            return ScanOutcome(replace(self, last_scan_at=last), False, False, False, None)
+            return replace(self, last_scan_at=last)._scanned(scan, False, False, False, None)
         dispatched = self.dispatched_at is None
         delivered = scan.status == "delivered"
         after = replace(
@@ -110,7 +158,55 @@ class Shipment:
             dispatched_at=scan.scanned_at if dispatched else self.dispatched_at,
             delivered_at=scan.scanned_at if delivered else self.delivered_at,
         )
-        return ScanOutcome(after, True, dispatched, delivered, None)
+        return after._scanned(scan, True, dispatched, delivered, None)
+
+    def _scanned(
+        self,
+        scan: Scan,
+        status_changed: bool,
+        dispatched: bool,
+        delivered: bool,
+        exception: ExceptionReason | None,
+    ) -> ScanOutcome:
+        """The outcome of `scan` on this (new) shipment, with the events it implies."""
+        parcel = {
+            "shipment_id": self.shipment_id,
+            "order_id": self.order_id,
+            "carrier": scan.carrier,
+            "tracking_number": scan.tracking_number,
+        }
+        implied: list[ScanEvent] = [
+            contract.ShipmentScanned(
+                **parcel,
+                scan_id=scan.scan_id,
+                scan_status=scan.status,
+                location=scan.location,
+                exception_reason=scan.exception_reason,
+                scanned_at=scan.scanned_at,
+                shipment_status=self.status,
+                status_changed=status_changed,
+            )
+        ]
+        if dispatched:
+            implied.append(
+                contract.ShipmentDispatched(
+                    **parcel, warehouse=self.warehouse, dispatched_at=scan.scanned_at
+                )
+            )
+        if delivered:
+            implied.append(contract.ShipmentDelivered(**parcel, delivered_at=scan.scanned_at))
+        if exception is not None:
+            implied.append(
+                contract.ShipmentExceptionReported(
+                    **parcel,
+                    warehouse=self.warehouse,
+                    scan_id=scan.scan_id,
+                    reason=exception,
+                    location=scan.location,
+                    reported_at=scan.scanned_at,
+                )
+            )
+        return ScanOutcome(self, status_changed, dispatched, delivered, exception, tuple(implied))
 
     def reassign(self, carrier: str, tracking_number: str) -> Shipment:
         """Hand the parcel to another carrier; status, scans and deadlines continue."""
