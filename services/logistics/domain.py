@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from orderguard.shared.events import logistics as contract
@@ -19,6 +20,8 @@ from orderguard.shared.events import logistics as contract
 ShipmentStatus = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered"]
 ScanStatus = Literal["picked_up", "in_transit", "out_for_delivery", "delivered", "exception"]
 ExceptionReason = Literal["lost", "damaged", "address_problem", "refused"]
+DelayReason = Literal["overdue", "stalled"]
+CompensationKind = Literal["coupon", "points"]
 
 PROGRESS: dict[str, int] = {
     "created": 0,
@@ -208,7 +211,9 @@ class Shipment:
             )
         return ScanOutcome(self, status_changed, dispatched, delivered, exception, tuple(implied))
 
-    def reassign(self, carrier: str, tracking_number: str) -> Shipment:
+    def reassign(
+        self, carrier: str, tracking_number: str, reason: str, by: str, now: datetime
+    ) -> tuple[Shipment, contract.ShipmentReassigned]:
         """Hand the parcel to another carrier; status, scans and deadlines continue."""
         if self.delivered:
             raise ShipmentDelivered(self.shipment_id)
@@ -216,11 +221,38 @@ class Shipment:
             raise SameTracking(
                 f"shipment {self.shipment_id} already has {carrier} {tracking_number}"
             )
-        return replace(self, carrier=carrier, tracking_number=tracking_number)
+        return replace(self, carrier=carrier, tracking_number=tracking_number), (
+            contract.ShipmentReassigned(
+                shipment_id=self.shipment_id,
+                order_id=self.order_id,
+                previous_carrier=self.carrier,
+                previous_tracking_number=self.tracking_number,
+                carrier=carrier,
+                tracking_number=tracking_number,
+                reason=reason,
+                reassigned_by=by,
+                reassigned_at=now,
+            )
+        )
+
+    def compensate(
+        self, reason: DelayReason, kind: CompensationKind, amount: Decimal, now: datetime
+    ) -> tuple[Shipment, contract.ShipmentDelayCompensated]:
+        """The customer is compensated for `reason`, once: the shipment is marked with it."""
+        return replace(self, compensated_for=reason), contract.ShipmentDelayCompensated(
+            shipment_id=self.shipment_id,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            carrier=self.carrier,
+            reason=reason,
+            kind=kind,
+            amount=amount,
+            compensated_at=now,
+        )
 
     def delay_to_compensate(
         self, now: datetime, overdue_after_s: float, stalled_after_s: float
-    ) -> Literal["overdue", "stalled"] | None:
+    ) -> DelayReason | None:
         """Why the customer is owed a compensation now (None: not owed, or already given)."""
         if self.compensated_for is not None or self.delivered:
             return None

@@ -28,10 +28,6 @@ from orderguard.services.logistics.domain import (
 from orderguard.shared.engine import Event, RejectEvent
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.carriers import CarrierScan
-from orderguard.shared.events.logistics import (
-    ShipmentDelayCompensated,
-    ShipmentReassigned,
-)
 from orderguard.shared.events.orders import OrderPaid
 from orderguard.shared.logging import get_logger
 from orderguard.shared.settings import DelayCompensation
@@ -219,7 +215,7 @@ async def reassign(
     owner = await repository.tracking_owner(uow.conn, carrier, number)
     if owner is not None and owner != shipment_id:
         raise TrackingTaken(f"{carrier} tracking number {number} belongs to another shipment")
-    after = before.reassign(carrier, number)
+    after, reassigned = before.reassign(carrier, number, reason, actor, uow.now)
     await repository.save_shipments(uow.conn, [after])
     await repository.add_tracking(uow.conn, [(carrier, number, shipment_id, uow.now)])
     details: dict[str, Any] = {
@@ -231,23 +227,7 @@ async def reassign(
         "by": actor,
     }
     await repository.add_history(uow.conn, [(shipment_id, uow.now, "reassigned", details)])
-    _publish(
-        uow,
-        topics.logistics,
-        shipment_id,
-        ShipmentReassigned(
-            shipment_id=shipment_id,
-            order_id=after.order_id,
-            previous_carrier=before.carrier,
-            previous_tracking_number=before.tracking_number,
-            carrier=carrier,
-            tracking_number=number,
-            reason=reason,
-            reassigned_by=actor,
-            reassigned_at=uow.now,
-        ),
-        None,
-    )
+    _publish(uow, topics.logistics, shipment_id, reassigned, None)
     return after
 
 
@@ -279,13 +259,15 @@ async def compensate_delays(
         if reason is None:
             continue
         compensation = policy.by_reason.get(reason)
-        changed.append(_marked(shipment, reason))
         if compensation is None:
+            changed.append(replace(shipment, compensated_for=reason))
             history.append(
                 (shipment.shipment_id, uow.now, "delay_not_compensated", {"reason": reason})
             )
             continue
         amount = compensation.amount
+        marked, compensated = shipment.compensate(reason, compensation.kind, amount, uow.now)
+        changed.append(marked)
         history.append(
             (
                 shipment.shipment_id,
@@ -294,22 +276,7 @@ async def compensate_delays(
                 {"reason": reason, "kind": compensation.kind, "amount": str(amount)},
             )
         )
-        _publish(
-            uow,
-            topics.logistics,
-            shipment.shipment_id,
-            ShipmentDelayCompensated(
-                shipment_id=shipment.shipment_id,
-                order_id=shipment.order_id,
-                customer_id=shipment.customer_id,
-                carrier=shipment.carrier,
-                reason=reason,
-                kind=compensation.kind,
-                amount=amount,
-                compensated_at=uow.now,
-            ),
-            None,
-        )
+        _publish(uow, topics.logistics, shipment.shipment_id, compensated, None)
         uow.notify_customer(
             topics.notification_requests,
             source=SOURCE,
@@ -329,10 +296,6 @@ async def compensate_delays(
         await repository.add_history(uow.conn, history)
         log.info("delays compensated", shipments=len(changed))
     return len(changed)
-
-
-def _marked(shipment: Shipment, reason: str) -> Shipment:
-    return replace(shipment, compensated_for=reason)
 
 
 def _describe(kind: str, amount: Decimal) -> str:
