@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import (
     Movement,
     ReservationFailed,
@@ -243,17 +244,31 @@ class UnknownReservation:
     found: str  # the states of the order's lines, comma-separated, or "none"
 
 
-@dataclass(slots=True)
-class StockBook:
-    """The stock levels and reservations one unit of work touches, and what its changes
-    recorded: ledger rows, changed rows, and `events` as (subject, event) to publish."""
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event a change implies, keyed by `subject`, continuing the trace of `cause`."""
 
-    levels: dict[StockKey, StockLevel] = field(default_factory=dict)
-    reservations: dict[str, list[ReservationLine]] = field(default_factory=dict)
-    ledger: list[LedgerEntry] = field(default_factory=list)
-    changed: set[StockKey] = field(default_factory=set)
-    changed_reservations: list[ReservationLine] = field(default_factory=list)
-    events: list[tuple[str, InventoryEvent]] = field(default_factory=list)
+    subject: str
+    event: InventoryEvent
+    cause: Envelope | None = None
+
+
+class StockBook:
+    """The stock levels and reservations one unit of work touches (as of `now`), and what its
+    changes recorded: ledger rows, changed rows, the events to publish, and the order events
+    that found no reservation to act on."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.levels: dict[StockKey, StockLevel] = {}
+        self.reservations: dict[str, list[ReservationLine]] = {}
+        self.ledger: list[LedgerEntry] = []
+        self.changed: set[StockKey] = set()
+        self.changed_reservations: list[ReservationLine] = []
+        self.events: list[Recorded] = []
+        self.unknown: list[tuple[UnknownReservation, Envelope]] = []
+        # Cancellations of orders whose goods had left: nothing released (order id, event id).
+        self.cancelled_after_commit: list[tuple[str, str]] = []
 
     def current(self, sku: str, warehouse: str) -> StockLevel:
         return self.levels.get((sku, warehouse)) or StockLevel(sku, warehouse, on_hand=0)
@@ -266,6 +281,7 @@ class StockBook:
         reference: str | None = None,
         actor: str | None = None,
         note: str | None = None,
+        cause: Envelope | None = None,
     ) -> StockLevel:
         """Apply a new balance: its ledger row (`movement` None: nothing moved, e.g. a new
         threshold), its stock_changed event."""
@@ -278,7 +294,7 @@ class StockBook:
             if entry.on_hand_delta or entry.reserved_delta or movement == "adjusted":
                 self.ledger.append(entry)  # a count that confirms the balance is recorded too
         self.events.append(
-            (
+            Recorded(
                 level.sku,
                 StockChanged(
                     sku=level.sku,
@@ -291,6 +307,7 @@ class StockBook:
                     order_id=order_id,
                     movement=movement,
                 ),
+                cause,
             )
         )
         return level
@@ -362,12 +379,12 @@ class StockBook:
             actor=counted_by,
             note=note,
         )
-        self.events.append((sku, counted))
+        self.events.append(Recorded(sku, counted))
         return level, counted
 
     # -- orders: reserve, commit, release -------------------------------------------------------
 
-    def reserve_for(self, placed: OrderPlaced, actor: str) -> None:
+    def reserve_for(self, placed: OrderPlaced, cause: Envelope) -> None:
         """All or nothing; once per order whatever is redelivered (its lines, held or failed,
         are recorded)."""
         if placed.order_id in self.reservations:
@@ -386,7 +403,7 @@ class StockBook:
         self.changed_reservations += lines
         if missing:
             failed = ReservationFailed(order_id=placed.order_id, shortages=missing)
-            self.events.append((placed.order_id, failed))
+            self.events.append(Recorded(placed.order_id, failed, cause))
             return
         for line in lines:
             key = (line.sku, line.warehouse)
@@ -394,21 +411,21 @@ class StockBook:
                 self.levels[key].reserve(line.quantity),
                 "reserved",
                 order_id=placed.order_id,
-                actor=actor,
+                actor=f"event:{cause.id}",
+                cause=cause,
             )
         reserved = StockReserved(order_id=placed.order_id, lines=[line.line for line in lines])
-        self.events.append((placed.order_id, reserved))
+        self.events.append(Recorded(placed.order_id, reserved, cause))
 
-    def commit_for(
-        self, shipped: OrderShipped, actor: str, now: datetime
-    ) -> UnknownReservation | None:
+    def commit_for(self, shipped: OrderShipped, cause: Envelope) -> None:
         """The held lines leave the warehouse: on hand and reserved drop, once per order."""
         lines = self.reservations.get(shipped.order_id, [])
         decision = decide(lines, "commit")
         if decision == "unknown":
-            return _unknown("commit", shipped.order_id, lines)
+            self.unknown.append((_unknown("commit", shipped.order_id, lines), cause))
+            return
         if decision != "apply":
-            return None
+            return
         committed = []
         for line in lines:
             self.change(
@@ -416,61 +433,64 @@ class StockBook:
                 "committed",
                 order_id=shipped.order_id,
                 reference=shipped.shipment_id,
-                actor=actor,
+                actor=f"event:{cause.id}",
+                cause=cause,
             )
             committed.append(line.commit())
         self.reservations[shipped.order_id] = committed
         self.changed_reservations += committed
         self.events.append(
-            (
+            Recorded(
                 shipped.order_id,
                 StockCommitted(
                     order_id=shipped.order_id,
                     shipment_id=shipped.shipment_id,
                     lines=[line.line for line in committed],
-                    committed_at=now,
+                    committed_at=self.now,
                 ),
+                cause,
             )
         )
-        return None
 
-    def release_for(
-        self, cancelled: OrderCancelled, actor: str
-    ) -> UnknownReservation | Literal["after_commit"] | None:
+    def release_for(self, cancelled: OrderCancelled, cause: Envelope) -> None:
         """Release what is still held for the order (whatever the reason: by a person, a
-        payment timeout, ...); a second cancel finds nothing held. `after_commit`: the goods
-        had left already, nothing is released."""
+        payment timeout, ...); a second cancel finds nothing held."""
         lines = self.reservations.get(cancelled.order_id, [])
         decision = decide(lines, "release")
         if decision == "unknown":
-            return _unknown("release", cancelled.order_id, lines)
+            self.unknown.append((_unknown("release", cancelled.order_id, lines), cause))
+            return
         if decision == "after_commit":
-            return decision
+            # The goods have left: nothing is held to release. If they come back, they are
+            # received again (POST /stock/{sku}/{warehouse}/receipts).
+            self.cancelled_after_commit.append((cancelled.order_id, cause.id))
+            return
         if decision != "apply":
-            return None
+            return
         released = []
         for line in lines:
             self.change(
                 self.current(line.sku, line.warehouse).release(line.quantity),
                 "released",
                 order_id=cancelled.order_id,
-                actor=actor,
+                actor=f"event:{cause.id}",
                 note=cancelled.reason[:200],
+                cause=cause,
             )
             released.append(line.release())
         self.reservations[cancelled.order_id] = released
         self.changed_reservations += released
         self.events.append(
-            (
+            Recorded(
                 cancelled.order_id,
                 ReservationReleased(
                     order_id=cancelled.order_id,
                     lines=[line.line for line in released],
                     reason=cancelled.reason,
                 ),
+                cause,
             )
         )
-        return None
 
 
 def _unknown(

@@ -4,16 +4,12 @@ shipped one, release for a cancelled one. Every stock change is a ledger row and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from functools import partial
 
 from orderguard.services.inventory import repository
 from orderguard.services.inventory.domain import (
-    LedgerEntry,
-    ReservationLine,
     StockBook,
     StockKey,
-    StockLevel,
     UnknownReservation,
 )
 from orderguard.shared import metrics
@@ -21,7 +17,6 @@ from orderguard.shared.detection import fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
-from orderguard.shared.events.inventory import StockCounted
 from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
@@ -35,27 +30,14 @@ UNKNOWN_RESERVATION = "inventory.unknown_reservation"
 log = get_logger(__name__)
 
 
-class Inventory:
-    """Stock levels and reservations touched by one unit of work, loaded once (locked) and
-    written back once; the changes (`StockBook`, pure) record the ledger rows and events,
-    published here with the event that caused them."""
+class Inventory(StockBook):
+    """The stock book of one unit of work: loaded once (locked), written back once with the
+    ledger rows, and its events published then, each continuing the trace of its cause."""
 
     def __init__(self, uow: UnitOfWork, topics: Topics) -> None:
+        super().__init__(uow.now)
         self._uow = uow
         self._topics = topics
-        self.book = StockBook()
-
-    @property
-    def levels(self) -> dict[StockKey, StockLevel]:
-        return self.book.levels
-
-    @property
-    def ledger(self) -> list[LedgerEntry]:
-        return self.book.ledger
-
-    @property
-    def reservations(self) -> dict[str, list[ReservationLine]]:
-        return self.book.reservations
 
     async def load(self, keys: set[StockKey], order_ids: Sequence[str] = ()) -> None:
         """Lock the orders' reservations and every stock row they or `keys` touch."""
@@ -64,102 +46,39 @@ class Inventory:
         self.levels.update(await repository.lock_levels(self._uow.conn, keys))
 
     async def save(self) -> None:
-        book = self.book
         await repository.save_levels(
-            self._uow.conn, [book.levels[key] for key in sorted(book.changed)]
+            self._uow.conn, [self.levels[key] for key in sorted(self.changed)]
         )
-        await repository.append_ledger(self._uow.conn, book.ledger, self._uow.now)
-        await repository.save_reservations(self._uow.conn, book.changed_reservations)
+        await repository.append_ledger(self._uow.conn, self.ledger, self._uow.now)
+        await repository.save_reservations(self._uow.conn, self.changed_reservations)
         counts: dict[str, int] = {}
-        for entry in book.ledger:
+        for entry in self.ledger:
             counts[entry.movement] = counts.get(entry.movement, 0) + 1
         for movement, n in counts.items():
             self._uow.after_commit(partial(metrics.STOCK_MOVEMENTS.labels(movement).inc, n))
+        self.publish()
 
-    def _publish(self, cause: Envelope | None) -> None:
-        """Publish what the book recorded, continuing the trace of `cause`."""
-        for subject, data in self.book.events:
+    def publish(self) -> None:
+        """Write what the changes recorded to the unit of work, once."""
+        for recorded in self.events:
             self._uow.publish(
-                self._topics.inventory, data, source=SOURCE, subject=subject, cause=cause
+                self._topics.inventory,
+                recorded.event,
+                source=SOURCE,
+                subject=recorded.subject,
+                cause=recorded.cause,
             )
-        self.book.events.clear()
-
-    # -- people: set, receive, count ------------------------------------------------------------
-
-    def set_stock(
-        self,
-        sku: str,
-        warehouse: str,
-        on_hand: int,
-        low_stock_threshold: int | None,
-        actor: str | None = None,
-    ) -> StockLevel:
-        level = self.book.set_stock(sku, warehouse, on_hand, low_stock_threshold, actor)
-        self._publish(None)
-        return level
-
-    def set_threshold(
-        self, sku: str, warehouse: str, low_stock_threshold: int | None, actor: str | None = None
-    ) -> StockLevel:
-        level = self.book.set_threshold(sku, warehouse, low_stock_threshold, actor)
-        self._publish(None)
-        return level
-
-    def receive(
-        self,
-        sku: str,
-        warehouse: str,
-        quantity: int,
-        receipt_id: str,
-        actor: str,
-        note: str | None = None,
-    ) -> StockLevel:
-        level = self.book.receive(sku, warehouse, quantity, receipt_id, actor, note)
-        self._publish(None)
-        return level
-
-    def count(
-        self,
-        sku: str,
-        warehouse: str,
-        counted_on_hand: int,
-        count_id: str,
-        counted_by: str,
-        ledger: tuple[int, int],
-        at: datetime,
-        note: str | None = None,
-    ) -> tuple[StockLevel, StockCounted]:
-        counted = self.book.count(
-            sku, warehouse, counted_on_hand, count_id, counted_by, ledger, at, note
-        )
-        self._publish(None)
-        return counted
-
-    # -- orders: reserve, commit, release -------------------------------------------------------
-
-    def reserve_for(self, placed: OrderPlaced, envelope: Envelope) -> None:
-        self.book.reserve_for(placed, actor=f"event:{envelope.id}")
-        self._publish(envelope)
-
-    def commit_for(self, shipped: OrderShipped, envelope: Envelope) -> None:
-        unknown = self.book.commit_for(shipped, f"event:{envelope.id}", self._uow.now)
-        self._publish(envelope)
-        if unknown is not None:
-            self._unknown_reservation(unknown, envelope)
-
-    def release_for(self, cancelled: OrderCancelled, envelope: Envelope) -> None:
-        outcome = self.book.release_for(cancelled, actor=f"event:{envelope.id}")
-        self._publish(envelope)
-        if outcome == "after_commit":
-            # The goods have left: nothing is held to release. If they come back, they are
-            # received again (POST /stock/{sku}/{warehouse}/receipts).
+        self.events.clear()
+        for unknown, cause in self.unknown:
+            self._unknown_reservation(unknown, cause)
+        self.unknown.clear()
+        for order_id, event_id in self.cancelled_after_commit:
             log.warning(
                 "order cancelled after its stock was committed; nothing released",
-                order_id=cancelled.order_id,
-                event_id=envelope.id,
+                order_id=order_id,
+                event_id=event_id,
             )
-        elif isinstance(outcome, UnknownReservation):
-            self._unknown_reservation(outcome, envelope)
+        self.cancelled_after_commit.clear()
 
     def _unknown_reservation(self, unknown: UnknownReservation, envelope: Envelope) -> None:
         """A fact found while applying: raised here as an anomaly. Deterministic per order and

@@ -123,16 +123,20 @@ def test_what_a_commit_or_release_does_follows_the_lines_state(
 
 
 class RecordingUnitOfWork(InMemoryUnitOfWork):
+    inventory: Inventory
+
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
+        """What the inventory published so far (as `save` would), of this type."""
+        self.inventory.publish()
         return [e.data for _, e in self.published if e.type == event_type]
 
 
 def inventory_with(on_hand: int) -> tuple[Inventory, RecordingUnitOfWork]:
     uow = RecordingUnitOfWork(NOW)
-    inventory = Inventory(uow, Topics())
+    inventory = uow.inventory = Inventory(uow, Topics())
     inventory.set_stock("SKU-1", "main", on_hand, None, actor="test")
     inventory.ledger.clear()
-    uow.outbox.clear()
+    inventory.events.clear()
     return inventory, uow
 
 
