@@ -13,7 +13,7 @@ from orderguard.services.inventory.domain import (
     UnknownReservation,
 )
 from orderguard.shared import metrics
-from orderguard.shared.detection import fingerprint
+from orderguard.shared.detection.rule import fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
