@@ -236,7 +236,7 @@ InventoryEvent = (
 
 
 @dataclass(frozen=True, slots=True)
-class UnknownReservation:
+class NoReservation:
     """An order event asked to commit or release a reservation that is not there."""
 
     action: Literal["commit", "release"]
@@ -266,7 +266,7 @@ class StockBook:
         self.changed: set[StockKey] = set()
         self.changed_reservations: list[ReservationLine] = []
         self.events: list[Recorded] = []
-        self.unknown: list[tuple[UnknownReservation, Envelope]] = []
+        self.unknown: list[tuple[NoReservation, Envelope]] = []
         # Cancellations of orders whose goods had left: nothing released (order id, event id).
         self.cancelled_after_commit: list[tuple[str, str]] = []
 
@@ -495,7 +495,7 @@ class StockBook:
 
 def _unknown(
     action: Literal["commit", "release"], order_id: str, lines: Sequence[ReservationLine]
-) -> UnknownReservation:
-    return UnknownReservation(
+) -> NoReservation:
+    return NoReservation(
         action, order_id, ",".join(sorted({line.state for line in lines})) or "none"
     )

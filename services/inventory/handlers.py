@@ -10,7 +10,7 @@ from orderguard.services.inventory import repository
 from orderguard.services.inventory.domain import (
     StockBook,
     StockKey,
-    UnknownReservation,
+    NoReservation,
 )
 from orderguard.shared import metrics
 from orderguard.shared.detection.rule import fingerprint
@@ -80,7 +80,7 @@ class Inventory(StockBook):
             )
         self.cancelled_after_commit.clear()
 
-    def _unknown_reservation(self, unknown: UnknownReservation, envelope: Envelope) -> None:
+    def _unknown_reservation(self, unknown: NoReservation, envelope: Envelope) -> None:
         """A fact found while applying: raised here as an anomaly. Deterministic per order and
         action, so the same fact redelivered collapses downstream."""
         order_id, action, found = unknown.order_id, unknown.action, unknown.found
@@ -111,7 +111,9 @@ class Inventory(StockBook):
         log.warning("no reservation to act on", order_id=order_id, action=action, found=found)
 
 
-async def apply_order_events(uow: UnitOfWork, topics: Topics, events: Sequence[Event]) -> None:
+async def reserve_stock_for_orders(
+    uow: UnitOfWork, topics: Topics, events: Sequence[Event]
+) -> None:
     """Reserve stock for placed orders, commit it for shipped ones and release it for cancelled
     ones: each exactly once per order, guarded by the reservation's state (so the same fact
     under a new event id changes nothing either)."""

@@ -56,7 +56,7 @@ def shipped(order_id: str) -> Event:
 
 async def batch(*events: Event) -> InMemoryUnitOfWork:
     uow = InMemoryUnitOfWork(NOW + timedelta(minutes=1))
-    await handlers.apply_order_events(uow, TOPICS, list(events))
+    await handlers.reserve_stock_for_orders(uow, TOPICS, list(events))
     return uow
 
 
