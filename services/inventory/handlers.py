@@ -8,9 +8,9 @@ from functools import partial
 
 from orderguard.services.inventory import repository
 from orderguard.services.inventory.domain import (
+    NoReservation,
     StockBook,
     StockKey,
-    NoReservation,
 )
 from orderguard.shared import metrics
 from orderguard.shared.detection.rule import fingerprint
