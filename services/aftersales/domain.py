@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from orderguard.shared.events import aftersales as contract
 
@@ -538,7 +538,9 @@ class Case:
         return entry
 
 
-CaseEvent = contract.CaseOpened | contract.CaseUpdated | contract.CaseClosed | contract.RefundIssued
+CaseEvent: TypeAlias = (
+    contract.CaseOpened | contract.CaseUpdated | contract.CaseClosed | contract.RefundIssued
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import (
@@ -225,7 +225,7 @@ CAUSES: dict[Movement, str] = {
     "adjusted": "adjusted",
 }
 
-InventoryEvent = (
+InventoryEvent: TypeAlias = (
     StockChanged
     | StockCounted
     | StockReserved

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from orderguard.shared.events import logistics as contract
 
@@ -59,7 +59,7 @@ class Scan:
     exception_reason: ExceptionReason | None = None
 
 
-ScanEvent = (
+ScanEvent: TypeAlias = (
     contract.ShipmentScanned
     | contract.ShipmentDispatched
     | contract.ShipmentDelivered

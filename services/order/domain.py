@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from orderguard.shared.events import orders as contract
 
@@ -595,7 +595,7 @@ class Order:
         self.hold_release_at = None
 
 
-OrderEvent = (
+OrderEvent: TypeAlias = (
     contract.OrderPlaced
     | contract.OrderCancelled
     | contract.OrderPaid

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.registry import REGISTRY
+from orderguard.shared.outbox import OutboxMessage
 from orderguard.shared.uow import UnitOfWork
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -24,7 +25,7 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     def __init__(self, now: datetime = NOW) -> None:
         self.schema = "memory"
-        self.outbox = []
+        self.outbox: list[OutboxMessage] = []
         self.now = now
         self.conn = None  # type: ignore[assignment]
         self._committed = False

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeAlias
 
 from orderguard.services.order.domain import Actor, new_order_id
 from orderguard.shared.events import recycle_bin as contract
@@ -300,7 +301,7 @@ class BinEntry:
         )
 
 
-BinEvent = (
+BinEvent: TypeAlias = (
     contract.OrderRecycled | contract.OrderRestored | contract.OrderArchived | contract.OrderPurged
 )
 
