@@ -12,7 +12,11 @@ from pydantic import BaseModel
 
 from orderguard.shared import telemetry
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.notifications import NotificationRequested, Recipient
+from orderguard.shared.events.notifications import (
+    CustomerNotice,
+    NotificationRequested,
+    Recipient,
+)
 from orderguard.shared.events.registry import REGISTRY
 from orderguard.shared.outbox import OutboxMessage, write_outbox
 from orderguard.shared.tracing import child_of, current_traceparent
@@ -69,24 +73,21 @@ class UnitOfWork:
     def notify_customer(
         self,
         topic: str,
+        notice: CustomerNotice,
         *,
         source: str,
-        request_id: str,
         customer_id: str,
         phone: str | None,
-        template: str,
-        params: dict[str, str],
         cause: Envelope | None = None,
     ) -> Envelope:
-        """Ask the notifier to tell a customer (one of `CUSTOMER_TEMPLATES`); a deterministic
-        `request_id` makes the same moment told again one message."""
+        """The one way to ask the notifier to tell a customer something (keyed by customer)."""
         return self.publish(
             topic,
             NotificationRequested(
-                request_id=request_id,
+                request_id=notice.request_id,
                 recipient=Recipient(kind="customer", id=customer_id, phone=phone),
-                template=template,
-                params=params,
+                template=notice.template,
+                params=notice.params,
                 requested_at=self.now,
             ),
             source=source,

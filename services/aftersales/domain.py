@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, TypeAlias
 
 from orderguard.shared.events import aftersales as contract
+from orderguard.shared.events.notifications import CustomerNotice
 
 CaseType = Literal["return", "exchange", "refund", "repair", "complaint"]
 CASE_TYPES: tuple[CaseType, ...] = ("return", "exchange", "refund", "repair", "complaint")
@@ -541,13 +542,6 @@ class Case:
 CaseEvent: TypeAlias = (
     contract.CaseOpened | contract.CaseUpdated | contract.CaseClosed | contract.RefundIssued
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerNotice:
-    template: str
-    request_id: str
-    params: dict[str, str]
 
 
 def customer_notice(case: Case, event: CaseEvent) -> CustomerNotice | None:

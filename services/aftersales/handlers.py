@@ -112,12 +112,10 @@ async def _announce(
             looked_up, phone = True, order.phone if order else None
         uow.notify_customer(
             topics.notification_requests,
+            notice,
             source=SOURCE,
-            request_id=notice.request_id,
             customer_id=case.customer_id,
             phone=phone,
-            template=notice.template,
-            params=notice.params,
         )
     assert not pending, "every entry given is announced by an event"
     return Announced(told, envelopes)

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Literal, TypeAlias
 
 from orderguard.shared.events import logistics as contract
+from orderguard.shared.events.notifications import CustomerNotice
 
 ShipmentStatus = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered"]
 ScanStatus = Literal["picked_up", "in_transit", "out_for_delivery", "delivered", "exception"]
@@ -265,6 +266,28 @@ class Shipment:
         ):
             return "stalled"
         return None
+
+
+def delay_notice(
+    shipment: Shipment, compensated: contract.ShipmentDelayCompensated
+) -> CustomerNotice:
+    """What the customer is told of a delay and its compensation, once per shipment."""
+    amount = compensated.amount
+    what = (
+        f"a coupon of {amount} yuan"
+        if compensated.kind == "coupon"
+        else f"{amount.normalize():f} points"
+    )
+    return CustomerNotice(
+        "shipment.delayed",
+        f"shipment.delayed:{shipment.shipment_id}",
+        {
+            "order_id": shipment.order_id,
+            "carrier": shipment.carrier,
+            "reason": compensated.reason,
+            "compensation": what,
+        },
+    )
 
 
 def scan_from_the_future(scanned_at: datetime, now: datetime) -> bool:

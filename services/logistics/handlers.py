@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -21,6 +20,7 @@ from orderguard.services.logistics.domain import (
     Scan,
     Shipment,
     choose_carrier,
+    delay_notice,
     scan_from_the_future,
     shipment_id_for,
     tracking_number_for,
@@ -279,27 +279,16 @@ async def compensate_delays(
         _publish(uow, topics.logistics, shipment.shipment_id, compensated, None)
         uow.notify_customer(
             topics.notification_requests,
+            delay_notice(shipment, compensated),
             source=SOURCE,
-            request_id=f"shipment.delayed:{shipment.shipment_id}",
             customer_id=shipment.customer_id,
             phone=shipment.phone,
-            template="shipment.delayed",
-            params={
-                "order_id": shipment.order_id,
-                "carrier": shipment.carrier,
-                "reason": reason,
-                "compensation": _describe(compensation.kind, amount),
-            },
         )
     if changed:
         await repository.save_shipments(uow.conn, changed)
         await repository.add_history(uow.conn, history)
         log.info("delays compensated", shipments=len(changed))
     return len(changed)
-
-
-def _describe(kind: str, amount: Decimal) -> str:
-    return f"a coupon of {amount} yuan" if kind == "coupon" else f"{amount.normalize():f} points"
 
 
 async def purge_webhook_receipts(uow: UnitOfWork, retention_s: float, limit: int) -> int:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Literal, TypeAlias
 
 from orderguard.shared.events import orders as contract
+from orderguard.shared.events.notifications import CustomerNotice
 
 CENT = Decimal("0.01")
 
@@ -607,17 +608,11 @@ OrderEvent: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerNotice:
-    """What the customer is told: a notifier template, its parameters, and the moment it is
-    about (the same moment told again is the same request)."""
-
-    template: str
-    params: dict[str, str]
-    moment: str
-
-    def request_id(self, order_id: str) -> str:
-        return f"{self.template}:{order_id}:{self.moment}"
+def _notice(order: Order, template: str, params: dict[str, str], moment: str) -> CustomerNotice:
+    """`moment` makes the request id deterministic: the same moment told again is one message."""
+    return CustomerNotice(
+        template, f"{template}:{order.order_id}:{moment}", {"order_id": order.order_id, **params}
+    )
 
 
 def customer_notice(order: Order, event: OrderEvent, event_id: str) -> CustomerNotice | None:
@@ -625,17 +620,19 @@ def customer_notice(order: Order, event: OrderEvent, event_id: str) -> CustomerN
     if isinstance(event, contract.OrderHeld) and event.reason != HoldReason.OUT_OF_STOCK:
         # An out-of-stock hold has its own notice, naming the SKUs (`out_of_stock_notice`).
         reason = HoldReason(event.reason)
-        return CustomerNotice(
+        return _notice(
+            order,
             "order.held",
             {"reason": str(reason), "what_you_can_do": WHAT_YOU_CAN_DO[reason]},
             event_id,
         )
     if isinstance(event, contract.OrderPaid):
-        return CustomerNotice(
-            "order.confirmed", {"total_amount": str(order.total_amount)}, event.payment_id
+        return _notice(
+            order, "order.confirmed", {"total_amount": str(order.total_amount)}, event.payment_id
         )
     if isinstance(event, contract.OrderShipped):
-        return CustomerNotice(
+        return _notice(
+            order,
             "order.shipped",
             {"carrier": event.carrier, "tracking_number": event.tracking_number},
             event.shipment_id,
@@ -643,9 +640,10 @@ def customer_notice(order: Order, event: OrderEvent, event_id: str) -> CustomerN
     return None
 
 
-def out_of_stock_notice(skus: str) -> CustomerNotice:
+def out_of_stock_notice(order: Order, skus: str) -> CustomerNotice:
     """`skus`: the short SKUs, comma-separated; the same shortage told again is the same request."""
-    return CustomerNotice(
+    return _notice(
+        order,
         "order.out_of_stock",
         {"skus": skus, "what_you_can_do": WHAT_YOU_CAN_DO[HoldReason.OUT_OF_STOCK]},
         skus.replace(", ", "+"),

@@ -15,7 +15,6 @@ from orderguard.services.order import repository
 from orderguard.services.order.domain import (
     Actor,
     Address,
-    CustomerNotice,
     HoldReason,
     Line,
     MemberLevel,
@@ -30,6 +29,7 @@ from orderguard.services.order.domain import (
 from orderguard.shared.engine import Event
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.notifications import CustomerNotice
 from orderguard.shared.events.payments import (
     PaymentAmountMismatch,
     PaymentFailed,
@@ -111,12 +111,10 @@ def _notify_customer(
 ) -> None:
     uow.notify_customer(
         config.notifications_topic,
+        notice,
         source=SOURCE,
-        request_id=notice.request_id(order.order_id),
         customer_id=order.customer_id,
         phone=order.reachable_mobile,
-        template=notice.template,
-        params={"order_id": order.order_id, **notice.params},
     )
 
 
@@ -160,6 +158,13 @@ async def _locked(uow: UnitOfWork, order_id: str) -> Order:
     return order
 
 
+async def _stored(uow: UnitOfWork, order: Order, entries: list[TimelineEntry]) -> OrderWithTimeline:
+    """Store a person's change to an order and its entries; the order as it now reads."""
+    await repository.save(uow.conn, order)
+    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
+    return OrderWithTimeline(order, await repository.timeline(uow.conn, order.order_id))
+
+
 def _cancel(
     uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
 ) -> TimelineEntry:
@@ -174,10 +179,7 @@ async def cancel_order(
 ) -> OrderWithTimeline:
     """-> cancelled (order.cancelled.v1: inventory releases); IllegalTransition otherwise."""
     order = await _locked(uow, order_id)
-    entry = _cancel(uow, config, order, reason, actor)
-    await repository.save(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry)])
-    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+    return await _stored(uow, order, [_cancel(uow, config, order, reason, actor)])
 
 
 async def hold_order(
@@ -190,13 +192,11 @@ async def hold_order(
 ) -> OrderWithTimeline:
     """A person holds an order (reason `manual`), optionally until `release_at`."""
     order = await _locked(uow, order_id)
-    [entry] = _announce(
+    entries = _announce(
         uow, config, order, [order.hold(HoldReason.MANUAL, note, release_at, actor, uow.now)]
     )
     log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
-    await repository.save(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry)])
-    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+    return await _stored(uow, order, entries)
 
 
 async def _release(
@@ -222,10 +222,7 @@ async def release_order(
 ) -> OrderWithTimeline:
     """A held order returns to the status it was held from (order.released.v1)."""
     order = await _locked(uow, order_id)
-    entries = await _release(uow, config, order, reason, actor)
-    await repository.save(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
-    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+    return await _stored(uow, order, await _release(uow, config, order, reason, actor))
 
 
 async def order_with_timeline(conn: repository.Connection, order_id: str) -> OrderWithTimeline:
@@ -314,7 +311,7 @@ async def record_inventory_outcomes(
             log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
         elif order.status is not OrderStatus.ON_HOLD:
             continue  # cancelled or already on its way: nothing to offer
-        _notify_customer(uow, config, order, out_of_stock_notice(skus))
+        _notify_customer(uow, config, order, out_of_stock_notice(order, skus))
     await repository.record(uow.conn, entries)
 
 
