@@ -40,38 +40,26 @@ class OrderRepository:
     async def get_many(self, conn: Any, order_ids: Iterable[str]) -> dict[str, Order]:
         return {i: self._copy(self.orders[i]) for i in sorted(set(order_ids)) if i in self.orders}
 
-    async def _where(self, wanted: Any) -> list[Order]:
-        return [self._copy(o) for _, o in sorted(self.orders.items()) if wanted(o)]
+    def _due(self, wanted: Any, limit: int) -> list[Order]:
+        return [self._copy(o) for _, o in sorted(self.orders.items()) if wanted(o)][:limit]
 
     async def unpaid_past_deadline(self, conn: Any, now: datetime, limit: int) -> list[Order]:
         unpaid = (OrderStatus.PLACED, OrderStatus.PAYMENT_FAILED)
-        return (
-            await self._where(
-                lambda o: o.status in unpaid and o.payment_due_at and o.payment_due_at <= now
-            )
-        )[:limit]
+        return self._due(
+            lambda o: o.status in unpaid and o.payment_due_at and o.payment_due_at <= now, limit
+        )
 
     async def holds_to_release(self, conn: Any, now: datetime, limit: int) -> list[Order]:
-        return (
-            await self._where(
-                lambda o: (
-                    o.status is OrderStatus.ON_HOLD
-                    and o.hold_release_at
-                    and o.hold_release_at <= now
-                )
-            )
-        )[:limit]
+        held = OrderStatus.ON_HOLD
+        return self._due(
+            lambda o: o.status is held and o.hold_release_at and o.hold_release_at <= now, limit
+        )
 
     async def delivered_before(self, conn: Any, before: datetime, limit: int) -> list[Order]:
-        return (
-            await self._where(
-                lambda o: (
-                    o.status is OrderStatus.DELIVERED
-                    and o.delivered_at
-                    and o.delivered_at <= before
-                )
-            )
-        )[:limit]
+        done = OrderStatus.DELIVERED
+        return self._due(
+            lambda o: o.status is done and o.delivered_at and o.delivered_at <= before, limit
+        )
 
     async def first_time(self, conn: Any, order_id: str, payment_id: str, outcome: str) -> bool:
         fact = (order_id, payment_id, outcome)
