@@ -25,9 +25,9 @@ from orderguard.shared.tracing import child_of, current_traceparent
 class UnitOfWork:
     """`async with UnitOfWork(pool, schema) as uow: ...; await uow.commit()`.
 
-    Events given to `publish` (and `forward`) are written to the outbox in the same transaction, so a
-    state change and its events are stored together or not at all. Leaving the block
-    without `commit()` rolls everything back.
+    Events given to `publish` (or `forward`) are written to the outbox in the same
+    transaction, so a state change and its events are stored together or not at all. Leaving
+    the block without `commit()` rolls everything back.
     """
 
     conn: asyncpg.Connection | PoolConnectionProxy
