@@ -37,6 +37,11 @@ class OutboxMessage:
         )
 
 
+# After publishing, the relay announces the topics (comma-separated) it has just published to on
+# this channel: engines resting while idle fetch at once (shared/engine/idle.py).
+PUBLISHED_CHANNEL = "orderguard_published"
+
+
 def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
@@ -165,9 +170,12 @@ class OutboxRelay:
             for row in rows
         ]
         await asyncio.gather(*futures)
+        # Marked sent, and the topics announced (PUBLISHED_CHANNEL).
         await conn.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+            "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))"
+            f" SELECT pg_notify('{PUBLISHED_CHANNEL}', $2)",
             [row["id"] for row in rows],
+            ",".join({row["topic"] for row in rows}),
         )
         now = datetime.now(UTC)
         for topic, count in Counter(row["topic"] for row in rows).items():
