@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pipeline
 from load import LoadResult, http_request, open_loop, run
 
-from orderguard.embedded import free_port
+from orderguard.cli.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ class UpSystem:
         started = time.monotonic()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "orderguard", "up", "--data-dir", str(self.data_dir)],
+                [sys.executable, "-m", "orderguard.cli", "up", "--data-dir", str(self.data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
