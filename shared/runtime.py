@@ -25,7 +25,7 @@ from fastapi import APIRouter, FastAPI
 from orderguard.shared import metrics, telemetry
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import BatchHandler, Engine
-from orderguard.shared.engine.idle import IdleFetching, PublishedTopics
+from orderguard.shared.engine.idle import IdleFetching, Wakeups
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
@@ -63,7 +63,7 @@ class Runtime:
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
     engines: list[Engine] = field(default_factory=list)
-    published: PublishedTopics | None = None
+    wakeups: Wakeups | None = None
     failed: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -113,8 +113,8 @@ class Runtime:
         if "workers" in self.roles:
             self._spawn(self._prune_applied_events(), "prune-applied-events")
             if handlers and self.settings.consumer_idle_after_s > 0:
-                self.published = PublishedTopics()
-                await self.published.start(self.settings.database_url)
+                self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
+                await self.wakeups.start(self.settings.database_url)
             for handler in handlers:
                 consumer = make_consumer(self.settings, handler.group)
                 engine = Engine(
@@ -138,13 +138,10 @@ class Runtime:
     def _idle_fetching(
         self, consumer: AIOKafkaConsumer, handler: BatchHandler
     ) -> IdleFetching | None:
-        if self.published is None:
+        if self.wakeups is None:
             return None
         return IdleFetching(
-            consumer,
-            self.published.watch(handler.topics),
-            idle_after_s=self.settings.consumer_idle_after_s,
-            probe_every_s=self.settings.consumer_idle_probe_s,
+            consumer, handler.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
         )
 
     async def _prune_applied_events(self, every_s: float = 600.0) -> None:
@@ -215,8 +212,8 @@ class Runtime:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.producer.stop()
-        if self.published is not None:
-            await self.published.close()
+        if self.wakeups is not None:
+            await self.wakeups.close()
         with contextlib.suppress(Exception):
             await self.pool.close()
 

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # topic it reads (shared/engine/idle.py), probing once every `consumer_idle_probe_s` for
     # publishers outside orderguard. 0: never pause (fetch continuously).
     consumer_idle_after_s: float = Field(default=1.0, ge=0)
-    consumer_idle_probe_s: float = Field(default=5.0, gt=0)
+    consumer_idle_probe_s: float = Field(default=0.25, gt=0)
     consumer_session_timeout_ms: int = Field(default=6000, ge=1000)
     consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100)
     consumer_max_retries: int = Field(default=3, ge=0)

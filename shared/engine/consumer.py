@@ -212,10 +212,7 @@ class Engine:
             while not stop.is_set():
                 idle = self._idle
                 batches = (
-                    await self._consumer.getmany(
-                        timeout_ms=idle.poll_timeout_ms if idle else 200,
-                        max_records=self._batch_max,
-                    )
+                    await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                     if idle is None or await idle.before_poll(stop)
                     else {}
                 )

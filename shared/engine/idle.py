@@ -11,8 +11,9 @@ So an engine keeps the short wait while records flow and, after `idle_after_s` w
 records, pauses its partitions: no fetch at all. Every outbox relay of orderguard announces
 the topics it has just published on one PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines
 of the process that read one of those topics resume at once. Publishers outside orderguard
-(a payment provider on Kafka) and a missed notification are covered by one probing fetch
-every `probe_every_s`.
+(a payment provider on Kafka) and a missed notification are covered by a probe every
+`probe_every_s`: the partitions' end offsets against the consumer's positions, one request
+that the broker answers at once (a fetch would be held for its whole wait).
 """
 
 from __future__ import annotations
@@ -23,20 +24,26 @@ import time
 from collections.abc import Iterable
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import PUBLISHED_CHANNEL
 
-# A probe is one fetch that Tansu holds this long: found records arrive within it.
-PROBE_FETCH_WAIT_MS = 100
+log = get_logger(__name__)
 
 
-class PublishedTopics:
-    """One LISTEN connection per process, waking the engines that read a topic just published."""
+class Wakeups:
+    """What wakes the resting engines of one process: the relays' announcements (one LISTEN
+    connection) and the partitions' end offsets (one ListOffsets request per probe period for
+    every engine of the process, whatever their number)."""
 
-    def __init__(self) -> None:
+    def __init__(self, probe_every_s: float = 0.25) -> None:
+        self.probe_every_s = probe_every_s
         self._waiters: dict[str, list[asyncio.Event]] = {}
         self._conn: asyncpg.Connection | None = None
+        self._ends: dict[TopicPartition, int] = {}
+        self._ends_at = -1.0
+        self._asking = asyncio.Lock()
 
     def watch(self, topics: Iterable[str]) -> asyncio.Event:
         """An event set whenever one of `topics` has been published to."""
@@ -54,6 +61,19 @@ class PublishedTopics:
             for event in self._waiters.get(topic, ()):
                 event.set()
 
+    async def end_offsets(
+        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The end offsets of `partitions`, at most one probe period old; one engine asks for
+        every partition the process has asked about, the others read its answer."""
+        wanted = set(partitions)
+        async with self._asking:
+            fresh = time.monotonic() - self._ends_at < self.probe_every_s
+            if not (fresh and wanted <= self._ends.keys()):
+                self._ends = await consumer.end_offsets(list(wanted | self._ends.keys()))
+                self._ends_at = time.monotonic()
+        return {tp: self._ends[tp] for tp in wanted if tp in self._ends}
+
     async def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -66,44 +86,28 @@ class IdleFetching:
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
-        woken: asyncio.Event,
+        topics: Iterable[str],
+        wakeups: Wakeups,
         idle_after_s: float = 1.0,
-        probe_every_s: float = 5.0,
         tick_s: float = 1.0,
     ) -> None:
         self._consumer = consumer
-        self._active_wait_ms: int = consumer._fetch_max_wait_ms  # as configured (make_consumer)
-        self._woken = woken
+        self._wakeups = wakeups
+        self._woken = wakeups.watch(topics)
         self._idle_after_s = idle_after_s
-        self._probe_every_s = probe_every_s
+        self._probe_every_s = wakeups.probe_every_s
         # While idle the engine's loop still turns this often (deadline sweeps, readiness).
         self._tick_s = tick_s
         self._last_records = time.monotonic()
         self._next_probe = 0.0
-        self._probing = False
         self.idle = False
 
     def active(self) -> None:
         """Fetch continuously from now on (records arrived, partitions were assigned)."""
         self._last_records = time.monotonic()
-        if self._probing:
-            self._probing = False
-            self._fetch_wait(self._active_wait_ms)
         if self.idle:
             self.idle = False
             self._consumer.resume(*self._consumer.assignment())
-
-    @property
-    def poll_timeout_ms(self) -> int:
-        # A probe waits for the one long fetch it sends; a poll otherwise takes 200 ms at most.
-        return PROBE_FETCH_WAIT_MS + 100 if self._probing else 200
-
-    def _fetch_wait(self, ms: int) -> None:
-        """The fetch wait of the consumer's next fetch requests. aiokafka (pinned 0.14.0) reads
-        it from its fetcher for every request and has no public setter: with the short wait a
-        probe would send a fetch every ~10 ms until `getmany` gives up, with a long one it is a
-        single request."""
-        self._consumer._fetcher._fetch_max_wait_ms = ms
 
     async def before_poll(self, stop: asyncio.Event) -> bool:
         """Wait while idle until there may be records; True when the next poll may fetch."""
@@ -129,16 +133,29 @@ class IdleFetching:
             return True
         if time.monotonic() >= self._next_probe:
             self._next_probe = time.monotonic() + self._probe_every_s
-            self._probing = True
-            self._fetch_wait(PROBE_FETCH_WAIT_MS)
-            self._consumer.resume(*self._consumer.assignment())
+            if await self._records_waiting():
+                self.active()
+                return True
+        return False
+
+    async def _records_waiting(self) -> bool:
+        """Whether an owned partition ends past this consumer's position. A ListOffsets request
+        is answered at once, where a fetch is held for its whole wait. (Tansu answers the base
+        offset of the last batch + 1, below the true end, but above a position that has not
+        seen that batch: the comparison holds there too.)"""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return False
+        try:
+            ends = await self._wakeups.end_offsets(self._consumer, assigned)
+            for tp, end in ends.items():
+                if end > await self._consumer.position(tp):
+                    return True
+        except Exception as exc:  # an unanswered probe must not hide records: fetch instead
+            log.debug("idle probe failed; fetching", error=repr(exc))
             return True
         return False
 
     def after_poll(self, had_records: bool) -> None:
         if had_records:
             self.active()
-        elif self._probing:
-            self._probing = False
-            self._consumer.pause(*self._consumer.assignment())
-            self._fetch_wait(self._active_wait_ms)
