@@ -373,13 +373,26 @@ async def orders_end_to_end(up: UpSystem, rate: float, seconds: float) -> Row:
 # --------------------------------------------------------------------------------------
 
 
-async def engine_rows(events: int, latency_s: float) -> list[Row]:
+def engine_row(quick: bool) -> Row:
+    """The engine against raw consume, measured by bench/pipeline.py's `measure_engine`."""
+    found = pipeline.measure_engine(quick)
+    return Row(
+        f"detection engine from a {found['events'] // 1000}k backlog",
+        f"{found['engine_ev_s']:,.0f} ev/s = {found['ratio']:.0%} of raw consume"
+        f" ({found['raw_ev_s']:,.0f} ev/s); anomalies {'exact' if found['correct'] else 'MISMATCH'}"
+        f" (load {found['load_avg']:.2f})",
+        f">= {found['target_ratio']:.0%} of raw consume, exactly-once kept",
+        bool(found["met"]),
+    )
+
+
+async def engine_row_here(events: int) -> Row:
+    """The same row while bench/pipeline.py has no `measure_engine` (its steps, called here)."""
     from orderguard.shared.kafka import create_topics
     from orderguard.shared.logging import configure_logging
 
     configure_logging("WARNING", "console")
     infra = pipeline.start_infra()
-    rows: list[Row] = []
     try:
         settings = infra.settings(uuid.uuid4().hex[:8])
         await create_topics(settings)
@@ -389,42 +402,50 @@ async def engine_rows(events: int, latency_s: float) -> list[Row]:
         )
         raw = await pipeline.raw_consume(settings, backlog)
         result = await pipeline.engine_from_backlog(settings, handler, backlog, profile=False)
-        correct = result.anomalies == result.expected and result.stored_ok
-        rows.append(
-            Row(
-                f"detection engine from a {events // 1000}k backlog",
-                f"{result.rate:,.0f} ev/s = {result.rate / raw:.0%} of raw consume ({raw:,.0f} ev/s);"
-                f" anomalies {result.anomalies}/{result.expected}"
-                f" {'exact' if correct else 'MISMATCH'} (load {load_avg()})",
-                ">= 60% of raw consume, exactly-once kept",
-                correct and result.rate / raw >= 0.60,
-            )
-        )
+    finally:
+        infra.stop()
+        shutil.rmtree(infra.root, ignore_errors=True)
+    correct = result.anomalies == result.expected and result.stored_ok
+    return Row(
+        f"detection engine from a {events // 1000}k backlog",
+        f"{result.rate:,.0f} ev/s = {result.rate / raw:.0%} of raw consume ({raw:,.0f} ev/s);"
+        f" anomalies {result.anomalies}/{result.expected}"
+        f" {'exact' if correct else 'MISMATCH'} (load {load_avg()})",
+        ">= 60% of raw consume, exactly-once kept",
+        correct and result.rate / raw >= 0.60,
+    )
+
+
+async def latency_row(seconds: float) -> Row:
+    """Event -> queues.warehouse at 5k ev/s: bench/pipeline.py's `latency`, inventory and
+    notifier workers as their own processes."""
+    from orderguard.shared.logging import configure_logging
+
+    configure_logging("WARNING", "console")
+    infra = pipeline.start_infra()
+    try:
         where, _, results = await pipeline.latency(
             infra,
             uuid.uuid4().hex[:8],
             [5000],
-            latency_s,
+            seconds,
             0.02,
             5000,
             44,
             None,
             pipeline.notifier_available() is None,
         )
-        r = results[0]
-        rows.append(
-            Row(
-                "event -> queues.* latency at 5k ev/s",
-                f"p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms, sent {r.achieved_rate:,.0f}/s,"
-                f" samples {r.samples}/{r.expected} ({where.split(';')[0]}; load {load_avg()})",
-                "p99 <= 100 ms",
-                r.p99_ms <= 100 and r.samples > 0,
-            )
-        )
     finally:
         infra.stop()
         shutil.rmtree(infra.root, ignore_errors=True)
-    return rows
+    r = results[0]
+    return Row(
+        "event -> queues.* latency at 5k ev/s",
+        f"p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms, sent {r.achieved_rate:,.0f}/s,"
+        f" samples {r.samples}/{r.expected} ({where.split(';')[0]}; load {load_avg()})",
+        "p99 <= 100 ms",
+        r.p99_ms <= 100 and r.samples > 0,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -528,7 +549,12 @@ def main() -> int:
             base.stop()
         up.stop()
     if not args.skip_engine:
-        rows += asyncio.run(engine_rows(events, latency_s))
+        if hasattr(pipeline, "measure_engine"):
+            rows.append(engine_row(args.quick))
+        else:
+            rows.append(asyncio.run(engine_row_here(events)))
+        print(f"{rows[-1].what}: {rows[-1].measured}", flush=True)
+        rows.append(asyncio.run(latency_row(latency_s)))
     print_table(rows)
     print(f"\nload avg at end {load_avg()}; logs in {root if args.keep else '(removed)'}")
     if not args.keep:
