@@ -328,7 +328,7 @@ class _Planner:
     refunded: set[str] = field(default_factory=set)
     reserved_customers: set[str] = field(default_factory=set)
     failures: list[float] = field(default_factory=list)  # clean ones
-    burst_failures: list[float] = field(default_factory=list)
+    burst_failures: list[float] = field(default_factory=list)  # each burst's first and last
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -375,6 +375,10 @@ class _Planner:
         gap = 0.75 * span / max(len(bursts), 1)
         for n, i in enumerate(bursts):
             slots[i] = 0.05 * span + n * gap + gap / 2
+        # Every burst's failures are known before any injection plans a payment: an injected
+        # order's clean failure planned before a later burst must keep away from it too.
+        burst_span = self.windows.payment_burst_span_s
+        self.burst_failures = [t for i in bursts for t in (slots[i], slots[i] + burst_span)]
         for at, (kind, n) in zip(slots, injections, strict=True):
             getattr(self, f"inject_{kind}")(at, n)
         # Clean traffic.
@@ -766,7 +770,6 @@ class _Planner:
             order = self.order(order_at, self.customer(), channel=channel)
             steps.append(Step(order_at, order))
             failed_at = at + i * self.windows.payment_burst_span_s / len(channels)
-            self.burst_failures.append(failed_at)
             last = i == len(channels) - 1
             code = self.rng.choice(FAILURE_CODES)
             fail.append(Step(failed_at, self.payment(order, code), label if last else None))

@@ -195,18 +195,20 @@ class Player:
     # -- steps ----------------------------------------------------------------------------
 
     async def _do(self, step: Step) -> datetime:
-        """Plays one step; returns when it took effect (for an injected anomaly's label)."""
+        """Plays one step; returns when it took effect, as the rule that detects it counts (for
+        an injected anomaly's label): when the successful request was sent (not when the step
+        began: the player's own queue and retries are not the system's delay), the case's own
+        opening time, the payment's or the scan's own time."""
         action = step.action
-        now = datetime.now(UTC)
         if isinstance(action, SetStock):
-            await self._call(
+            _, sent = await self._call(
                 "inventory",
                 "PUT",
                 f"/stock/{action.sku}/{action.warehouse}",
                 {"on_hand": action.on_hand, "low_stock_threshold": action.threshold},
             )
         elif isinstance(action, ReceiveStock):
-            await self._call(
+            _, sent = await self._call(
                 "inventory",
                 "POST",
                 f"/stock/{action.sku}/{action.warehouse}/receipts",
@@ -214,24 +216,24 @@ class Player:
                 key=f"{self.plan.tag}-{action.reference}",
             )
         elif isinstance(action, CountStock):
-            await self._call(
+            _, sent = await self._call(
                 "inventory",
                 "POST",
                 f"/stock/{action.sku}/{action.warehouse}/counts",
                 {"counted_on_hand": action.counted_on_hand, "counted_by": action.counted_by},
             )
         elif isinstance(action, PlaceOrder):
-            body = await self._call(
+            body, sent = await self._call(
                 "order", "POST", "/orders", _order_body(action), key=self._key(action.ref)
             )
             self._name(action.ref, body["order_id"])
         elif isinstance(action, Pay):
-            now = await self._pay(action, step)
+            sent = await self._pay(action, step)
         elif isinstance(action, Scan):
-            now = await self._scan(action)
+            sent = await self._scan(action)
         elif isinstance(action, OpenCase):
             order_id = await self._resolve(action.order_ref)
-            body = await self._call(
+            body, _ = await self._call(
                 "aftersales",
                 "POST",
                 "/cases",
@@ -246,22 +248,23 @@ class Player:
                 retry_on=(404,),
             )
             self._name(action.case_ref, body["case_id"])
+            sent = datetime.fromisoformat(body["opened_at"])  # the SLA runs from the service's time
         elif isinstance(action, CaseAction):
             case_id = await self._resolve(action.case_ref)
-            body = {"action": action.action}
+            payload: dict[str, Any] = {"action": action.action}
             if action.satisfaction is not None:
-                body["satisfaction"] = action.satisfaction
+                payload["satisfaction"] = action.satisfaction
             if action.resolution is not None:
-                body["resolution"] = action.resolution
-            await self._call("aftersales", "POST", f"/cases/{case_id}/actions", body)
+                payload["resolution"] = action.resolution
+            _, sent = await self._call("aftersales", "POST", f"/cases/{case_id}/actions", payload)
         elif isinstance(action, Comment):
             case_id = await self._resolve(action.case_ref)
-            await self._call(
+            _, sent = await self._call(
                 "aftersales", "POST", f"/cases/{case_id}/comments", {"note": action.note}
             )
         elif isinstance(action, Refund):
             case_id = await self._resolve(action.case_ref)
-            await self._call(
+            _, sent = await self._call(
                 "aftersales",
                 "POST",
                 f"/cases/{case_id}/refunds",
@@ -277,7 +280,7 @@ class Player:
             )
         else:  # pragma: no cover - the plan has no other actions
             raise StepFailed(f"unknown action {action!r}")
-        return now
+        return sent
 
     def _key(self, ref: str) -> str:
         return f"scenario-{self.plan.tag}-{ref}"
@@ -290,15 +293,16 @@ class Player:
         body: dict[str, Any],
         key: str | None = None,
         retry_on: tuple[int, ...] = (),
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], datetime]:
         """One request; retried while the answer is one of `retry_on` (not ready yet) or the
-        connection fails, up to `wait_s`."""
+        connection fails, up to `wait_s`. The answer, and when the request that got it was sent."""
         headers = {"Idempotency-Key": key} if key else {}
         deadline = time.monotonic() + self.wait_s
         delay = 0.05
         while True:
             try:
                 async with self._semaphore:
+                    sent = datetime.now(UTC)
                     response = await self.clients[service].request(
                         method, path, json=body, headers=headers
                     )
@@ -307,7 +311,7 @@ class Player:
                     raise StepFailed(f"{method} {path}: {exc}") from exc
             else:
                 if response.status_code < 300:
-                    return response.json() if response.content else {}  # type: ignore[no-any-return]
+                    return (response.json() if response.content else {}), sent
                 if response.status_code not in retry_on or time.monotonic() > deadline:
                     raise StepFailed(
                         f"{method} {path}: {response.status_code} {response.text[:300]}"
@@ -316,41 +320,43 @@ class Player:
             delay = min(delay * 2, 1.0)
 
     async def _publish(self, topic: str, envelope: Envelope, key: str) -> None:
+        """Send and wait for the broker's ack (the caller holds the semaphore)."""
         assert self._producer is not None
-        async with self._semaphore:
-            await self._producer.send_and_wait(
-                topic, envelope.to_json(), key=key.encode(), headers=envelope.kafka_headers()
-            )
+        await self._producer.send_and_wait(
+            topic, envelope.to_json(), key=key.encode(), headers=envelope.kafka_headers()
+        )
 
     async def _pay(self, action: Pay, step: Step) -> datetime:
+        """Publish the payment's outcome. A success happens when it is sent (the delivery
+        promise runs from it); a failure's own time is the plan's, so a burst stays a burst
+        whatever the player's lag, but nothing can see it before it is sent."""
         order_id = await self._resolve(action.ref)
-        if action.failure_code is None:
-            occurred = datetime.now(UTC)
-            kind = "payment.succeeded.v1"
-            data: dict[str, Any] = {}
-        else:
-            # The failure's own time is the plan's: a burst stays a burst whatever the lag.
-            assert self.started_at is not None
-            occurred = self.started_at + timedelta(seconds=self.scale.real(step.at))
-            kind = "payment.failed.v1"
-            data = {"code": action.failure_code, "reason": "declined by the issuer"}
-        envelope = Envelope(
-            type=kind,
-            source=SOURCE_PAYMENTS,
-            subject=order_id,
-            data={
-                "order_id": order_id,
-                "payment_id": action.payment_id,
-                "amount": str(action.amount),
-                "provider": action.provider,
-                "occurred_at": occurred.isoformat(),
-                **data,
-            },
-        )
-        await self._publish(self.topics.name("payments.events"), envelope, order_id)
-        return (
-            datetime.now(UTC) if action.failure_code is None else max(occurred, datetime.now(UTC))
-        )
+        async with self._semaphore:
+            sent = datetime.now(UTC)
+            if action.failure_code is None:
+                occurred = sent
+                kind = "payment.succeeded.v1"
+                data: dict[str, Any] = {}
+            else:
+                assert self.started_at is not None
+                occurred = self.started_at + timedelta(seconds=self.scale.real(step.at))
+                kind = "payment.failed.v1"
+                data = {"code": action.failure_code, "reason": "declined by the issuer"}
+            envelope = Envelope(
+                type=kind,
+                source=SOURCE_PAYMENTS,
+                subject=order_id,
+                data={
+                    "order_id": order_id,
+                    "payment_id": action.payment_id,
+                    "amount": str(action.amount),
+                    "provider": action.provider,
+                    "occurred_at": occurred.isoformat(),
+                    **data,
+                },
+            )
+            await self._publish(self.topics.name("payments.events"), envelope, order_id)
+        return max(occurred, sent)
 
     async def _shipment(self, ref: str) -> tuple[str, str]:
         """The carrier and tracking number of the order's parcel, once logistics made it."""
@@ -370,48 +376,50 @@ class Player:
             await asyncio.sleep(0.2)
 
     async def _scan(self, action: Scan) -> datetime:
+        """One scan, stamped when it is sent: its time is the carrier's scan time."""
         carrier, tracking = await self._shipment(action.ref)
         self.scans[action.ref] += 1
-        scanned_at = datetime.now(UTC)
-        body = {
-            "tracking_number": tracking,
-            "scan_id": f"{self.plan.tag}-{action.ref}-{self.scans[action.ref]}",
-            "status": action.status,
-            "location": action.location,
-            "scanned_at": scanned_at.isoformat(),
-        }
-        if action.exception_reason:
-            body["exception_reason"] = action.exception_reason
         secret = self.carrier_secrets.get(carrier)
-        if secret and self.scans[action.ref] % 2 == 0:
-            await self._webhook(carrier, secret, body)
-        else:
-            envelope = Envelope(
-                type="carrier.scan.v1",
-                source=SOURCE_CARRIERS,
-                subject=tracking,
-                data={"carrier": carrier, **body},
-            )
-            await self._publish(self.topics.carrier_scans, envelope, tracking)
+        async with self._semaphore:
+            scanned_at = datetime.now(UTC)
+            body = {
+                "tracking_number": tracking,
+                "scan_id": f"{self.plan.tag}-{action.ref}-{self.scans[action.ref]}",
+                "status": action.status,
+                "location": action.location,
+                "scanned_at": scanned_at.isoformat(),
+            }
+            if action.exception_reason:
+                body["exception_reason"] = action.exception_reason
+            if secret and self.scans[action.ref] % 2 == 0:
+                await self._webhook(carrier, secret, body)
+            else:
+                envelope = Envelope(
+                    type="carrier.scan.v1",
+                    source=SOURCE_CARRIERS,
+                    subject=tracking,
+                    data={"carrier": carrier, **body},
+                )
+                await self._publish(self.topics.carrier_scans, envelope, tracking)
         return scanned_at
 
     async def _webhook(self, carrier: str, secret: str, body: dict[str, Any]) -> None:
-        """A carrier's signed POST: HMAC-SHA256 of "<timestamp>.<body>" with its secret."""
+        """A carrier's signed POST: HMAC-SHA256 of "<timestamp>.<body>" with its secret (the
+        caller holds the semaphore)."""
         raw = orjson.dumps(body)
         timestamp = str(int(time.time()))
         signature = hmac.new(
             secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256
         ).hexdigest()
-        async with self._semaphore:
-            response = await self.clients["logistics"].post(
-                f"/carriers/{carrier}/scans",
-                content=raw,
-                headers={
-                    "X-Carrier-Timestamp": timestamp,
-                    "X-Carrier-Signature": f"sha256={signature}",
-                    "Content-Type": "application/json",
-                },
-            )
+        response = await self.clients["logistics"].post(
+            f"/carriers/{carrier}/scans",
+            content=raw,
+            headers={
+                "X-Carrier-Timestamp": timestamp,
+                "X-Carrier-Signature": f"sha256={signature}",
+                "Content-Type": "application/json",
+            },
+        )
         if response.status_code >= 300:
             raise StepFailed(f"webhook scan: {response.status_code} {response.text[:300]}")
 

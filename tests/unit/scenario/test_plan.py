@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,10 +27,16 @@ from orderguard.scenario.plan import (
     plan_scenario,
 )
 from orderguard.scenario.scale import Scale
-from orderguard.shared.detector_config import parse_detector_config, rule_catalogue
+from orderguard.services.order.rules import PaymentFailureBurst
+from orderguard.shared.detector_config import RuleConfig, parse_detector_config, rule_catalogue
+from orderguard.shared.engine import Event
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.events.orders import OrderPaymentFailed
 
 SCALE = Scale(speedup=1440)
 WINDOWS = SCALE.windows()
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def plan(seed: int = 3, **config: object) -> Plan:
@@ -227,3 +234,66 @@ def test_the_detectors_file_is_valid_and_scaled() -> None:
     assert config.rule("payment.failures").base.window_s == 10.0
     assert Scale(speedup=10).detector_params()["payment.failures"]["window_s"] == 30.0
     assert SCALE.windows().duplicate_window_s == 30.0 * 1440
+
+
+def payment_failed(pay: Pay, channel: str, at: datetime) -> Event:
+    data = OrderPaymentFailed(
+        order_id=pay.ref,
+        customer_id="c-1",
+        channel=channel,
+        payment_id=pay.payment_id,
+        provider=pay.provider,
+        code=pay.failure_code or "",
+        failed_at=at,
+    )
+    envelope = Envelope(
+        type="order.payment_failed.v1",
+        source="/test",
+        subject=pay.ref,
+        time=at,
+        data=data.model_dump(mode="json"),
+    )
+    return Event(envelope, data, "orders.events", 0, 0)
+
+
+def identity(anomaly: AnomalyDetected) -> dict[str, str]:
+    return {k: v for k, v in anomaly.labels.items() if k in ("scope", "channel")}
+
+
+@pytest.mark.parametrize("seed", [1, 11, 23])
+def test_the_payment_rule_over_a_bench_sized_plan_raises_exactly_the_labelled_bursts(
+    seed: int,
+) -> None:
+    """The plan's failures (their time is the plan's) through the real rule with the scaled
+    params: one raise per labelled burst, with its identity, at its last failure — nothing
+    else. Seed 11 once planned an injected order's clean `app` failure 2.5 s (real) before an
+    overall burst whose four `app` failures made it five: a true channel burst no label told."""
+    scale = Scale(speedup=2880)
+    p = plan_scenario(
+        seed, scale.windows(), ShopConfig(orders=2000, injections_per_kind=20, tag="t")
+    )
+    rule = PaymentFailureBurst(
+        RuleConfig.of(PaymentFailureBurst, **scale.detector_params()["payment.failures"])
+    )
+    channel_of = {
+        s.action.ref: s.action.channel
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, PlaceOrder)
+    }
+    failures = sorted(
+        (s.at, s.action, s.label)
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, Pay) and s.action.failure_code
+    )
+    match_of = {a.id: a.match for a in p.anomalies}
+    state, raised, labelled = rule.initial_state(), [], []
+    for at, pay, label in failures:
+        event = payment_failed(pay, channel_of[pay.ref], T0 + timedelta(seconds=scale.real(at)))
+        state, anomalies = rule.apply(state, event, event.envelope.time)
+        raised += [(at, identity(anomaly)) for anomaly in anomalies]
+        if label:
+            labelled.append((at, match_of[label]))
+    assert len(labelled) >= 19
+    assert raised == labelled
