@@ -51,6 +51,14 @@ SOURCE_PAYMENTS = "/scenario/payments"
 SOURCE_CARRIERS = "/scenario/carriers"
 
 
+@dataclass(frozen=True)
+class Played:
+    """A step as played: its time as the detecting rule counts it, and when it was sent."""
+
+    at: datetime
+    sent: datetime
+
+
 class StepFailed(Exception):
     """A step could not be played (the system refused it or never got ready for it)."""
 
@@ -145,7 +153,7 @@ class Player:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                injected_at = await self._do(step)
+                played = await self._do(step)
             except (StepFailed, httpx.HTTPError) as exc:
                 self.progress.failed[type(step.action).__name__] += 1
                 if len(self.progress.errors) < 20:
@@ -157,19 +165,23 @@ class Player:
                 return
             self.progress.steps_done += 1
             if step.label:
-                await self._record(self.anomalies[step.label], injected_at)
+                await self._record(self.anomalies[step.label], played)
 
-    async def _record(self, anomaly: PlannedAnomaly, injected_at: datetime) -> None:
+    async def _record(self, anomaly: PlannedAnomaly, played: Played) -> None:
+        """The label: injected when it was sent; due when its rule counts it due (its event
+        time plus the silence or SLA it waits for), never before it was sent."""
         match = {}
         for key, value in anomaly.match.items():
             match[key] = await self._resolve(value[1:]) if value.startswith("@") else value
-        due = injected_at + timedelta(seconds=self.scale.real(anomaly.fires_after_s))
+        due = max(
+            played.at + timedelta(seconds=self.scale.real(anomaly.fires_after_s)), played.sent
+        )
         label = Label(
             anomaly.id,
             anomaly.kind,
             anomaly.rule,
             match,
-            injected_at,
+            played.sent,
             due,
             due + timedelta(seconds=self.tolerance_s),
             anomaly.note,
@@ -194,11 +206,11 @@ class Player:
 
     # -- steps ----------------------------------------------------------------------------
 
-    async def _do(self, step: Step) -> datetime:
-        """Plays one step; returns when it took effect, as the rule that detects it counts (for
-        an injected anomaly's label): when the successful request was sent (not when the step
-        began: the player's own queue and retries are not the system's delay), the case's own
-        opening time, the payment's or the scan's own time."""
+    async def _do(self, step: Step) -> Played:
+        """Plays one step; returns when it was sent (the successful request, not the start of
+        the step: the player's own queue and retries are not the system's delay) and its time
+        as the rule that detects it counts it: the same for a request, the case's own opening
+        time, the payment's or the scan's own time."""
         action = step.action
         if isinstance(action, SetStock):
             _, sent = await self._call(
@@ -228,12 +240,12 @@ class Player:
             )
             self._name(action.ref, body["order_id"])
         elif isinstance(action, Pay):
-            sent = await self._pay(action, step)
+            return await self._pay(action, step)
         elif isinstance(action, Scan):
-            sent = await self._scan(action)
+            return await self._scan(action)
         elif isinstance(action, OpenCase):
             order_id = await self._resolve(action.order_ref)
-            body, _ = await self._call(
+            body, sent = await self._call(
                 "aftersales",
                 "POST",
                 "/cases",
@@ -248,7 +260,8 @@ class Player:
                 retry_on=(404,),
             )
             self._name(action.case_ref, body["case_id"])
-            sent = datetime.fromisoformat(body["opened_at"])  # the SLA runs from the service's time
+            # the SLA runs from the service's time
+            return Played(datetime.fromisoformat(body["opened_at"]), sent)
         elif isinstance(action, CaseAction):
             case_id = await self._resolve(action.case_ref)
             payload: dict[str, Any] = {"action": action.action}
@@ -280,7 +293,7 @@ class Player:
             )
         else:  # pragma: no cover - the plan has no other actions
             raise StepFailed(f"unknown action {action!r}")
-        return sent
+        return Played(sent, sent)
 
     def _key(self, ref: str) -> str:
         return f"scenario-{self.plan.tag}-{ref}"
@@ -326,7 +339,7 @@ class Player:
             topic, envelope.to_json(), key=key.encode(), headers=envelope.kafka_headers()
         )
 
-    async def _pay(self, action: Pay, step: Step) -> datetime:
+    async def _pay(self, action: Pay, step: Step) -> Played:
         """Publish the payment's outcome. A success happens when it is sent (the delivery
         promise runs from it); a failure's own time is the plan's, so a burst stays a burst
         whatever the player's lag, but nothing can see it before it is sent."""
@@ -356,7 +369,7 @@ class Player:
                 },
             )
             await self._publish(self.topics.name("payments.events"), envelope, order_id)
-        return max(occurred, sent)
+        return Played(occurred, sent)
 
     async def _shipment(self, ref: str) -> tuple[str, str]:
         """The carrier and tracking number of the order's parcel, once logistics made it."""
@@ -375,22 +388,24 @@ class Player:
                 raise StepFailed(f"no shipment for {ref} ({order_id}) after {self.wait_s}s")
             await asyncio.sleep(0.2)
 
-    async def _scan(self, action: Scan) -> datetime:
-        """One scan, stamped when it is sent: its time is the carrier's scan time."""
+    async def _scan(self, action: Scan) -> Played:
+        """One scan, stamped when its step comes (the carrier's scan time: the plan's gaps
+        between scans stay what they are whatever the player's queue), then sent."""
         carrier, tracking = await self._shipment(action.ref)
         self.scans[action.ref] += 1
+        scanned_at = datetime.now(UTC)
+        body = {
+            "tracking_number": tracking,
+            "scan_id": f"{self.plan.tag}-{action.ref}-{self.scans[action.ref]}",
+            "status": action.status,
+            "location": action.location,
+            "scanned_at": scanned_at.isoformat(),
+        }
+        if action.exception_reason:
+            body["exception_reason"] = action.exception_reason
         secret = self.carrier_secrets.get(carrier)
         async with self._semaphore:
-            scanned_at = datetime.now(UTC)
-            body = {
-                "tracking_number": tracking,
-                "scan_id": f"{self.plan.tag}-{action.ref}-{self.scans[action.ref]}",
-                "status": action.status,
-                "location": action.location,
-                "scanned_at": scanned_at.isoformat(),
-            }
-            if action.exception_reason:
-                body["exception_reason"] = action.exception_reason
+            sent = datetime.now(UTC)
             if secret and self.scans[action.ref] % 2 == 0:
                 await self._webhook(carrier, secret, body)
             else:
@@ -401,7 +416,7 @@ class Player:
                     data={"carrier": carrier, **body},
                 )
                 await self._publish(self.topics.carrier_scans, envelope, tracking)
-        return scanned_at
+        return Played(scanned_at, sent)
 
     async def _webhook(self, carrier: str, secret: str, body: dict[str, Any]) -> None:
         """A carrier's signed POST: HMAC-SHA256 of "<timestamp>.<body>" with its secret (the
