@@ -21,7 +21,10 @@ class CaseSlaBreached:
     engine sweeps it on the partition's clock, which follows the wall clock when the partition
     is quiet. The first response — a `case.updated.v1` with `responded` (an agent's comment or a
     state change by staff) or the case's closing — disarms it; after a breach it resolves the
-    anomaly (status resolved, same fingerprint). One breach per case at most.
+    anomaly (status resolved, same fingerprint). A first response later than the deadline that
+    arrives before the clock reached it raises the breach and its resolution at once, so what
+    is raised depends on event times, not on the order events arrive in (within the allowed
+    lateness). One breach per case at most.
     """
 
     name = "case.sla_breached"
@@ -74,11 +77,20 @@ class CaseSlaBreached:
         )
         if not responded or state["responded"]:
             return state, []
-        at = data.closed_at if isinstance(data, CaseClosed) else data.updated_at
-        new_state = {**state, "responded": True, "responded_at": as_utc(at).isoformat()}
-        if not state["breached"]:
-            return new_state, []
-        return new_state, [self._anomaly(new_state, data.case_id, now, event.id, "resolved")]
+        at = as_utc(data.closed_at if isinstance(data, CaseClosed) else data.updated_at)
+        new_state = {**state, "responded": True, "responded_at": at.isoformat()}
+        anomalies = []
+        due = self.deadline(state)
+        if due is not None and at >= due:
+            # Answered after the deadline, before the clock got there (the answer was on its
+            # way): the breach is a fact of event time all the same; then its resolution.
+            new_state["breached"] = True
+            anomalies.append(
+                self._anomaly(new_state, data.case_id, now, state["opened_event"], "firing")
+            )
+        if new_state["breached"]:
+            anomalies.append(self._anomaly(new_state, data.case_id, now, event.id, "resolved"))
+        return new_state, anomalies
 
     def deadline(self, state: State) -> datetime | None:
         if state["responded"] or state["breached"] or state["due_at"] is None:
