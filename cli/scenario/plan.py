@@ -176,7 +176,9 @@ Action = (
 class Step:
     at: float  # simulated seconds from the start
     action: Action
-    label: str | None = None  # the planned anomaly this step injects
+    # the planned anomaly this step injects, or one of the steps that together inject it (the
+    # refunds of a customer, the failures of a burst, an order and its twin)
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -736,12 +738,10 @@ class _Planner:
             steps = self.life(
                 order, order_at, f"refunds {customer.customer_id} #{i + 1}", cases=False
             )
-            case_steps = self.case_flow(order, 0, "refund", at=refunds_at + i * 30 * MINUTE)
-            if i == threshold - 1:
-                case_steps = [
-                    Step(s.at, s.action, label if isinstance(s.action, Refund) else None)
-                    for s in case_steps
-                ]
+            case_steps = [
+                Step(s.at, s.action, label if isinstance(s.action, Refund) else None)
+                for s in self.case_flow(order, 0, "refund", at=refunds_at + i * 30 * MINUTE)
+            ]
             self.stories[-1] = Story(self.stories[-1].name, tuple(steps + case_steps))
 
     def inject_payment_failure_burst(self, at: float, n: int) -> None:
@@ -770,9 +770,8 @@ class _Planner:
             order = self.order(order_at, self.customer(), channel=channel)
             steps.append(Step(order_at, order))
             failed_at = at + i * self.windows.payment_burst_span_s / len(channels)
-            last = i == len(channels) - 1
             code = self.rng.choice(FAILURE_CODES)
-            fail.append(Step(failed_at, self.payment(order, code), label if last else None))
+            fail.append(Step(failed_at, self.payment(order, code), label))
             # The customer pays again a little later (after the failure, in the same story: a
             # success first would leave nothing to fail); the parcel goes out as usual.
             paid_at = at + 10 * MINUTE + i
@@ -784,12 +783,12 @@ class _Planner:
     def inject_duplicate_order(self, at: float, n: int) -> None:
         customer = self.customer()
         first = self.order(at, customer)
-        self.life(first, at, f"duplicated {first.ref}", cases=False)
         label = self.label(
             "duplicate_order",
             {"customer_id": customer.customer_id},
             "the same lines to the same address again within minutes (not paid)",
         )
+        self.life(first, at, f"duplicated {first.ref}", cases=False, place_label=label)
         twin_at = at + self.rng.uniform(1, 4) * MINUTE
         twin = self.order(twin_at, customer, first.lines, first.channel, warehouse=first.warehouse)
         self.stories.append(Story(f"duplicate {twin.ref}", (Step(twin_at, twin, label),)))

@@ -120,6 +120,11 @@ class Player:
         self.scans: Counter[str] = Counter()
         self.anomalies = {anomaly.id: anomaly for anomaly in self.plan.anomalies}
         self.labels: list[Label] = []
+        # Per label, the steps that inject it and those played so far.
+        self.parts = Counter(
+            step.label for story in self.plan.stories for step in story.steps if step.label
+        )
+        self.played: dict[str, list[Played]] = {}
         self.started_at: datetime | None = None
         self._semaphore = asyncio.Semaphore(self.concurrency)
         self._producer: AIOKafkaProducer | None = None
@@ -165,23 +170,30 @@ class Player:
                 return
             self.progress.steps_done += 1
             if step.label:
-                await self._record(self.anomalies[step.label], played)
+                parts = self.played.setdefault(step.label, [])
+                parts.append(played)
+                if len(parts) == self.parts[step.label]:
+                    await self._record(self.anomalies[step.label], parts)
 
-    async def _record(self, anomaly: PlannedAnomaly, played: Played) -> None:
-        """The label: injected when it was sent; due when its rule counts it due (its event
-        time plus the silence or SLA it waits for), never before it was sent."""
+    async def _record(self, anomaly: PlannedAnomaly, parts: list[Played]) -> None:
+        """The label, once every step that injects it was played (stories run on their own:
+        the failures of a burst, the refunds of a customer, an order and its twin may go out
+        in any order): injected when its first step was sent; due when its rule counts it due
+        (the latest step's time plus the silence or SLA it waits for), never before its last
+        step was sent."""
         match = {}
         for key, value in anomaly.match.items():
             match[key] = await self._resolve(value[1:]) if value.startswith("@") else value
         due = max(
-            played.at + timedelta(seconds=self.scale.real(anomaly.fires_after_s)), played.sent
+            max(p.at for p in parts) + timedelta(seconds=self.scale.real(anomaly.fires_after_s)),
+            max(p.sent for p in parts),
         )
         label = Label(
             anomaly.id,
             anomaly.kind,
             anomaly.rule,
             match,
-            played.sent,
+            min(p.sent for p in parts),
             due,
             due + timedelta(seconds=self.tolerance_s),
             anomaly.note,
