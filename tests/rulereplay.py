@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
 
-from orderguard.shared.detection import Rule, State, TimedRule
+from orderguard.shared.detection.deadlines import PartitionClocks, as_utc
+from orderguard.shared.detection.rule import Rule, State, TimedRule
 from orderguard.shared.engine import Event
-from orderguard.shared.engine.deadlines import PartitionClocks, as_utc
 from orderguard.shared.events.anomalies import AnomalyDetected
 
 TP = TopicPartition("events", 0)

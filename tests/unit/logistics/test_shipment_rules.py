@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from rulereplay import Replay, arrivals_within, same_transitions
 
 from orderguard.services.logistics.rules import ShipmentException, ShipmentOverdue, ShipmentStalled
-from orderguard.shared.detection import State, TimedRule
-from orderguard.shared.detector_config import RuleConfig, parse_detector_config
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config
+from orderguard.shared.detection.rule import State, TimedRule
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

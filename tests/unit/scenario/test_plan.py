@@ -28,7 +28,7 @@ from orderguard.scenario.plan import (
 )
 from orderguard.scenario.scale import Scale
 from orderguard.services.order.rules import PaymentFailureBurst
-from orderguard.shared.detector_config import RuleConfig, parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config, rule_catalogue
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
