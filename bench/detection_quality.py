@@ -33,7 +33,7 @@ from pathlib import Path
 from orderguard.cli.supervisor import read_status
 from orderguard.scenario.player import Clients
 from orderguard.scenario.quality import Figures, Report
-from orderguard.scenario.runner import ScenarioOptions, Target, run_scenario
+from orderguard.scenario.runner import ScenarioOptions, Target, read_labels, run_scenario
 from orderguard.scenario.scale import SYSTEM_ENV
 
 
@@ -108,6 +108,13 @@ async def play(
         f" recall={report.recall:.4f} false_alarms={len(report.false_alarms)}"
         f" delay_p50_s={p50:.2f} delay_p95_s={p95:.2f} delay_max_s={report.delays[-1]:.2f}"
         f" wall_s={time.monotonic() - started:.0f} {load()}",
+        flush=True,
+    )
+    header, _ = read_labels(data_dir / "labels.jsonl")
+    lag = header.get("player_lag_s", {})
+    print(
+        "  player behind its plan (s):"
+        + "".join(f" {name} {value:.2f}" for name, value in lag.items()),
         flush=True,
     )
     slowest = sorted(

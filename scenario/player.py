@@ -59,6 +59,34 @@ class Played:
     sent: datetime
 
 
+def label_of(
+    anomaly: PlannedAnomaly,
+    match: dict[str, str],
+    parts: list[Played],
+    scale: Scale,
+    tolerance_s: float,
+) -> Label:
+    """The label of an injection from the steps that made it, as played (stories run on their
+    own: the failures of a burst, the refunds of a customer, an order and its twin may go out
+    in any order). Injected when its first step was sent; due when its rule counts it due —
+    the latest step's own time plus the silence or SLA it waits for — and never before its
+    last step was sent (nothing can see it sooner)."""
+    due = max(
+        max(p.at for p in parts) + timedelta(seconds=scale.real(anomaly.fires_after_s)),
+        max(p.sent for p in parts),
+    )
+    return Label(
+        anomaly.id,
+        anomaly.kind,
+        anomaly.rule,
+        match,
+        min(p.sent for p in parts),
+        due,
+        due + timedelta(seconds=tolerance_s),
+        anomaly.note,
+    )
+
+
 class StepFailed(Exception):
     """A step could not be played (the system refused it or never got ready for it)."""
 
@@ -96,6 +124,9 @@ class Progress:
     labels: int = 0
     unplayed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the first few, in words
+    # how late each step started against the plan (s): a player behind its plan plays
+    # another shop than the one planned (longer silences, later deliveries)
+    lags_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -157,6 +188,7 @@ class Player:
             delay = self._t0 + self.scale.real(step.at) - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            self.progress.lags_s.append(max(0.0, -delay))
             try:
                 played = await self._do(step)
             except (StepFailed, httpx.HTTPError) as exc:
@@ -176,28 +208,11 @@ class Player:
                     await self._record(self.anomalies[step.label], parts)
 
     async def _record(self, anomaly: PlannedAnomaly, parts: list[Played]) -> None:
-        """The label, once every step that injects it was played (stories run on their own:
-        the failures of a burst, the refunds of a customer, an order and its twin may go out
-        in any order): injected when its first step was sent; due when its rule counts it due
-        (the latest step's time plus the silence or SLA it waits for), never before its last
-        step was sent."""
+        """The label, once every step that injects it was played."""
         match = {}
         for key, value in anomaly.match.items():
             match[key] = await self._resolve(value[1:]) if value.startswith("@") else value
-        due = max(
-            max(p.at for p in parts) + timedelta(seconds=self.scale.real(anomaly.fires_after_s)),
-            max(p.sent for p in parts),
-        )
-        label = Label(
-            anomaly.id,
-            anomaly.kind,
-            anomaly.rule,
-            match,
-            min(p.sent for p in parts),
-            due,
-            due + timedelta(seconds=self.tolerance_s),
-            anomaly.note,
-        )
+        label = label_of(anomaly, match, parts, self.scale, self.tolerance_s)
         self.labels.append(label)
         self.progress.labels += 1
         if self.on_label:
