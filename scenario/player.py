@@ -139,7 +139,7 @@ class Player:
     tolerance_s: float = 10.0
     carrier_secrets: dict[str, str] = field(default_factory=dict)
     wait_s: float = 60.0  # how long a step waits for what it needs from the system
-    concurrency: int = 16
+    concurrency: int = 16  # HTTP requests in flight
     on_label: Callable[[Label], None] | None = None
     progress: Progress = field(default_factory=Progress)
 
@@ -360,7 +360,8 @@ class Player:
             delay = min(delay * 2, 1.0)
 
     async def _publish(self, topic: str, envelope: Envelope, key: str) -> None:
-        """Send and wait for the broker's ack (the caller holds the semaphore)."""
+        """Send and wait for the broker's ack. No HTTP slot is taken: the producer batches, and
+        a scan or a payment queued behind slow HTTP calls would stretch the plan's gaps."""
         assert self._producer is not None
         await self._producer.send_and_wait(
             topic, envelope.to_json(), key=key.encode(), headers=envelope.kafka_headers()
@@ -371,31 +372,30 @@ class Player:
         promise runs from it); a failure's own time is the plan's, so a burst stays a burst
         whatever the player's lag, but nothing can see it before it is sent."""
         order_id = await self._resolve(action.ref)
-        async with self._semaphore:
-            sent = datetime.now(UTC)
-            if action.failure_code is None:
-                occurred = sent
-                kind = "payment.succeeded.v1"
-                data: dict[str, Any] = {}
-            else:
-                assert self.started_at is not None
-                occurred = self.started_at + timedelta(seconds=self.scale.real(step.at))
-                kind = "payment.failed.v1"
-                data = {"code": action.failure_code, "reason": "declined by the issuer"}
-            envelope = Envelope(
-                type=kind,
-                source=SOURCE_PAYMENTS,
-                subject=order_id,
-                data={
-                    "order_id": order_id,
-                    "payment_id": action.payment_id,
-                    "amount": str(action.amount),
-                    "provider": action.provider,
-                    "occurred_at": occurred.isoformat(),
-                    **data,
-                },
-            )
-            await self._publish(self.topics.name("payments.events"), envelope, order_id)
+        sent = datetime.now(UTC)
+        if action.failure_code is None:
+            occurred = sent
+            kind = "payment.succeeded.v1"
+            data: dict[str, Any] = {}
+        else:
+            assert self.started_at is not None
+            occurred = self.started_at + timedelta(seconds=self.scale.real(step.at))
+            kind = "payment.failed.v1"
+            data = {"code": action.failure_code, "reason": "declined by the issuer"}
+        envelope = Envelope(
+            type=kind,
+            source=SOURCE_PAYMENTS,
+            subject=order_id,
+            data={
+                "order_id": order_id,
+                "payment_id": action.payment_id,
+                "amount": str(action.amount),
+                "provider": action.provider,
+                "occurred_at": occurred.isoformat(),
+                **data,
+            },
+        )
+        await self._publish(self.topics.name("payments.events"), envelope, order_id)
         return Played(occurred, sent)
 
     async def _shipment(self, ref: str) -> tuple[str, str]:
@@ -431,18 +431,19 @@ class Player:
         if action.exception_reason:
             body["exception_reason"] = action.exception_reason
         secret = self.carrier_secrets.get(carrier)
-        async with self._semaphore:
-            sent = datetime.now(UTC)
-            if secret and self.scans[action.ref] % 2 == 0:
+        sent = datetime.now(UTC)
+        if secret and self.scans[action.ref] % 2 == 0:
+            async with self._semaphore:
+                sent = datetime.now(UTC)
                 await self._webhook(carrier, secret, body)
-            else:
-                envelope = Envelope(
-                    type="carrier.scan.v1",
-                    source=SOURCE_CARRIERS,
-                    subject=tracking,
-                    data={"carrier": carrier, **body},
-                )
-                await self._publish(self.topics.carrier_scans, envelope, tracking)
+        else:
+            envelope = Envelope(
+                type="carrier.scan.v1",
+                source=SOURCE_CARRIERS,
+                subject=tracking,
+                data={"carrier": carrier, **body},
+            )
+            await self._publish(self.topics.carrier_scans, envelope, tracking)
         return Played(scanned_at, sent)
 
     async def _webhook(self, carrier: str, secret: str, body: dict[str, Any]) -> None:
