@@ -179,6 +179,9 @@ class Step:
     # the planned anomaly this step injects, or one of the steps that together inject it (the
     # refunds of a customer, the failures of a burst, an order and its twin)
     label: str | None = None
+    # played at least this long (simulated) after the story's previous step started, however
+    # late the player is: an injected silence stays a silence
+    min_gap_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -550,6 +553,7 @@ class _Planner:
                     scan("in_transit", label_=label)
                     at += 1.5 * stall  # silence
                     scan("in_transit")
+                    steps[-1] = Step(steps[-1].at, steps[-1].action, min_gap_s=1.5 * stall)
                 else:
                     scan("in_transit")
         at += rng.uniform(0.4, 0.8) * gap_max
@@ -762,23 +766,23 @@ class _Planner:
             f"{len(channels)} payment failures within"
             f" {self.windows.payment_burst_span_s:g} s (simulated)",
         )
-        steps: list[Step] = []
-        fail: list[Step] = []
-        retries: list[Step] = []
+        # One story per failing order, so that no failure waits for the other orders' requests.
         for i, channel in enumerate(channels):
             order_at = at - 10 * MINUTE + i
             order = self.order(order_at, self.customer(), channel=channel)
-            steps.append(Step(order_at, order))
             failed_at = at + i * self.windows.payment_burst_span_s / len(channels)
             code = self.rng.choice(FAILURE_CODES)
-            fail.append(Step(failed_at, self.payment(order, code), label))
             # The customer pays again a little later (after the failure, in the same story: a
             # success first would leave nothing to fail); the parcel goes out as usual.
             paid_at = at + 10 * MINUTE + i
-            retries.append(Step(paid_at, self.payment(order)))
+            steps = (
+                Step(order_at, order),
+                Step(failed_at, self.payment(order, code), label),
+                Step(paid_at, self.payment(order)),
+            )
+            self.stories.append(Story(f"failure burst {label} {order.ref}", steps))
             scans, _ = self.journey(order, paid_at)
             self.stories.append(Story(f"burst parcel {order.ref}", tuple(scans)))
-        self.stories.append(Story(f"failure burst {label}", tuple(steps + fail + retries)))
 
     def inject_duplicate_order(self, at: float, n: int) -> None:
         customer = self.customer()

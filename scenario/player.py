@@ -184,11 +184,15 @@ class Player:
         self.progress.steps_done += 1
 
     async def _story(self, story: Story) -> None:
+        previous_start = self._t0
         for n, step in enumerate(story.steps):
-            delay = self._t0 + self.scale.real(step.at) - time.monotonic()
+            planned = self._t0 + self.scale.real(step.at)
+            start = max(planned, previous_start + self.scale.real(step.min_gap_s))
+            delay = start - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self.progress.lags_s.append(max(0.0, -delay))
+            previous_start = time.monotonic()
+            self.progress.lags_s.append(max(0.0, previous_start - planned))
             try:
                 played = await self._do(step)
             except (StepFailed, httpx.HTTPError) as exc:

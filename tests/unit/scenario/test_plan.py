@@ -225,6 +225,14 @@ def test_injected_silences_outlast_their_windows_and_deadlines_fall_inside_the_r
         if isinstance(s.action, Scan) and s.action.ref == ref
     )
     assert max(b - a for a, b in itertools.pairwise(scans)) > 1.2 * WINDOWS.stall_silence_s
+    # The player keeps that silence even when it runs behind its plan.
+    [resume] = [
+        s
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, Scan) and s.action.ref == ref and s.min_gap_s
+    ]
+    assert resume.min_gap_s == 1.5 * WINDOWS.stall_silence_s
     overdue = next(a for a in p.anomalies if a.kind == "overdue_delivery")
     assert overdue.fires_after_s == WINDOWS.delivery_promise_s
     assert p.end_s > WINDOWS.delivery_promise_s
