@@ -114,7 +114,9 @@ async def play(
     lag = header.get("player_lag_s", {})
     print(
         "  player behind its plan (s):"
-        + "".join(f" {name} {value:.2f}" for name, value in lag.items()),
+        + "".join(f" {name} {value:.2f}" for name, value in lag.items())
+        + f"; planned {header.get('injected')} anomalies, not injected"
+        f" {len(header.get('unplayed', []))}, failed steps {sum(header.get('failed_steps', {}).values())}",
         flush=True,
     )
     slowest = sorted(
