@@ -4,6 +4,7 @@
     .venv/bin/python bench/detection_quality.py [--orders 2000] [--per-kind 20]
         [--speedup 2880] [--rate 50] [--seed 1 | --seeds 5 | --seeds 1,11,23] [--tolerance 10]
         [--json results.json]
+    .venv/bin/python bench/detection_quality.py --summarize results.json
 
 For each seed, in sequence: starts the whole system as `orderguard up` does (a fresh temp dir:
 embedded broker and PostgreSQL, each service its own process) with the scenario's detectors
@@ -14,6 +15,8 @@ recall, duplicates, early raises (before the due time), late ones, false alarms,
 detection delay after the due time (p50/p95/max, seconds), with the load average beside them.
 `--seeds N` runs seeds `--seed` .. `--seed`+N-1; a comma-separated list runs those. Exit
 status 1 unless every anomaly was raised exactly once in time and nothing else was.
+`--json` is rewritten after each seed; `--summarize` prints the figures of such a file (the
+seeds that finished when a run was stopped).
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from orderguard.cli.supervisor import read_status
 from orderguard.scenario.player import Clients
-from orderguard.scenario.quality import Figures, Report
+from orderguard.scenario.quality import Figures, Label, Observation, Outcome, Report
 from orderguard.scenario.runner import ScenarioOptions, Target, read_labels, run_scenario
 from orderguard.scenario.scale import SYSTEM_ENV
 
@@ -175,6 +179,33 @@ def outcomes_json(seed: int, report: Report) -> dict:
     }
 
 
+def reports_of_json(path: Path) -> list[tuple[int, Report]]:
+    """The seeds' reports as `--json` wrote them (after each seed)."""
+    found = []
+    for run in json.loads(path.read_text()):
+        outcomes = [
+            Outcome(Label.from_json(o), o["verdict"], o["raised"], o["delay_s"])
+            for o in run["outcomes"]
+        ]
+        alarms = [
+            Observation(a["rule"], "", a["labels"], datetime.fromisoformat(a["detected_at"]))
+            for a in run["false_alarms"]
+        ]
+        found.append((run["seed"], Report(outcomes, alarms, 0.0)))
+    return found
+
+
+def print_figures(reports: list[tuple[int, Report]]) -> Figures:
+    print(f"\nbench | per seed ({load()})\n{Figures.HEADER}")
+    for seed, report in reports:
+        print(Figures.row(f"seed {seed}", Figures.of([report]).overall))
+    figures = Figures.of([report for _, report in reports])
+    print(f"\nbench | {len(reports)} seeds {[seed for seed, _ in reports]}, per kind and overall:")
+    for line in figures.lines():
+        print(line)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=2000, help="clean orders")
@@ -186,7 +217,12 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=10.0)
     parser.add_argument("--json", help="write every seed's outcomes here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs, labels)")
+    parser.add_argument(
+        "--summarize", help="only print the figures of a --json file written before"
+    )
     args = parser.parse_args()
+    if args.summarize:
+        return 0 if print_figures(reports_of_json(Path(args.summarize))).ok else 1
     seeds = seeds_of(args)
     print(f"bench | seeds {seeds}; {load()}", flush=True)
     reports: list[tuple[int, Report]] = []
@@ -196,14 +232,7 @@ def main() -> int:
             Path(args.json).write_text(
                 json.dumps([outcomes_json(s, r) for s, r in reports], indent=1)
             )
-    print(f"\nbench | per seed ({load()})\n{Figures.HEADER}")
-    for seed, report in reports:
-        print(Figures.row(f"seed {seed}", Figures.of([report]).overall))
-    figures = Figures.of([report for _, report in reports])
-    print(f"\nbench | {len(seeds)} seeds {seeds}, per kind and overall:")
-    for line in figures.lines():
-        print(line)
-    return 0 if figures.ok else 1
+    return 0 if print_figures(reports).ok else 1
 
 
 if __name__ == "__main__":
