@@ -408,6 +408,7 @@ class Player:
             return self.tracking[ref]
         order_id = await self._resolve(ref)
         deadline = time.monotonic() + self.wait_s
+        delay = 0.2
         while True:
             async with self._semaphore:
                 response = await self.clients["logistics"].get(f"/orders/{order_id}/shipments")
@@ -417,7 +418,10 @@ class Player:
                 return self.tracking[ref]
             if time.monotonic() > deadline:
                 raise StepFailed(f"no shipment for {ref} ({order_id}) after {self.wait_s}s")
-            await asyncio.sleep(0.2)
+            # Backing off: hundreds of parcels polling every 0.2 s while the system lags would
+            # take every HTTP slot and make the lag they wait out.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def _scan(self, action: Scan) -> Played:
         """One scan, stamped when its step comes (the carrier's scan time: the plan's gaps
