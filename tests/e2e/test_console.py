@@ -11,11 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import TEST_API_KEY
+from orderflow import order_body
 from pydantic import SecretStr
 from testkit import RunningService, publish_event, read_topic, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people, sessions
+from orderguard.services.notifier.console.order_client import OrderClient
+from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.runtime import build_app
@@ -257,3 +261,60 @@ async def test_a_delegating_key_acts_for_a_person_and_other_keys_may_not(
     assert bad.status_code == 422
     claimed = await notifier.client.post(f"/work-items/{warehouse_item}/claim", headers=as_wang)
     assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "person:wang"
+
+
+async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their_numbers(
+    settings: Settings, start_service: Any
+) -> None:
+    order = await start_service(ORDER)
+    notifier = await start_service(NOTIFIER, roles=frozenset({"api"}))
+    # The console reaches the order service in-process here; `up` gives it the URL.
+    notifier.runtime.once(
+        "console.order_client",
+        lambda: OrderClient(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=build_app(order.runtime)),
+                base_url="http://order",
+                headers={"X-API-Key": TEST_API_KEY},
+            )
+        ),
+    )
+    placed = []
+    for sku in ("S-1", "S-1", "S-2"):
+        response = await order.client.post("/orders", json=order_body(sku=sku))
+        assert response.status_code == 201, response.text
+        placed.append(response.json()["order_id"])
+    for order_id, reason in zip(
+        placed, ("address wrong", "address wrong", "duplicate"), strict=True
+    ):
+        moved = await order.client.post(
+            f"/orders/{order_id}/recycle-bin", json={"category": "held", "reason": reason}
+        )
+        assert moved.status_code == 201, moved.text
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "zhou", "Zhou Min", PASSWORD, teams={"customer_service": "operator"})
+
+    async with browser(notifier) as zhou:
+        csrf = await sign_in(zhou, "zhou")
+        page = (await zhou.get("/console/recycle-bin")).text
+        assert all(order_id in page for order_id in placed)
+        assert '"label": "address wrong", "value": 2' in page  # the reasons chart's data
+        one = await zhou.post(
+            "/console/recycle-bin/restore", data={"csrf_token": csrf, "order_id": placed[0]}
+        )
+        assert "restored=1" in one.headers["location"] and "error" not in one.headers["location"]
+        both = await zhou.post(
+            "/console/recycle-bin/restore",
+            content=f"csrf_token={csrf}&order_id={placed[0]}&order_id={placed[1]}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        # The first was restored already: its refusal is shown in words; the second is restored.
+        shown = await zhou.get(both.headers["location"])
+        assert "restored=1" in both.headers["location"]
+        assert "not in the recycle bin" in shown.text.lower(), shown.text
+        analytics = await zhou.get("/console/analytics")
+        assert analytics.status_code == 200 and 'id="bin-pareto"' in analytics.text
+
+    detail = (await order.client.get(f"/orders/{placed[0]}")).json()
+    actors = [entry["actor"] for entry in detail["timeline"]]
+    assert any("person:zhou" in str(actor) for actor in actors), actors

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import (
@@ -28,14 +28,14 @@ from fastapi.responses import (
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from orderguard.services.notifier.console import people, sessions
+from orderguard.services.notifier.console import order_client, people, sessions
 from orderguard.services.notifier.console.i18n import (
     LANG_COOKIE,
     LANGUAGES,
     language_of,
     translator,
 )
-from orderguard.services.notifier.work_items import domain, handlers, repository
+from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
 from orderguard.services.notifier.work_items.domain import (
     ClaimedByAnother,
     IllegalTransition,
@@ -82,6 +82,13 @@ class SignedIn:
 def cookie_name(runtime: Runtime) -> str:
     # __Host- cookies must be Secure, path /, and without a domain: no subdomain can set them.
     return "__Host-og_session" if runtime.settings.console_cookie_secure else "og_session"
+
+
+BIN_FILTERS = ("reason", "category", "state", "from", "to", "channel", "customer_type", "sku")
+
+
+async def _form_lists(request: Request) -> dict[str, list[str]]:
+    return parse_qs((await request.body()).decode(), keep_blank_values=True)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -371,6 +378,121 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             return Response(error, status_code=409)
         target = f"{PREFIX}/work-items/{item_id}"
         return RedirectResponse(target + (f"?error={error}" if error else ""), 303)
+
+    # ---- recycle bin (the order service's, through its API) ----------------------------------
+
+    def orders() -> order_client.OrderClient:
+        client = order_client.order_client(runtime)
+        if client is None:
+            raise Denied(503, "no_order_service")
+        return client
+
+    @router.get("/recycle-bin")
+    async def recycle_bin_page(request: Request, me: SignedIn = Worker) -> Response:
+        query = {k: v for k, v in request.query_params.items() if v and k in BIN_FILTERS}
+        params = {"state": query.get("state", "in_bin"), **query}
+        error = request.query_params.get("error")
+        entries: list[dict[str, Any]] = []
+        charts: dict[str, list[dict[str, Any]]] = {}
+        try:
+            client = orders()
+            entries = (await client.call(me.person.login, "GET", "/recycle-bin", params=params))[
+                "items"
+            ]
+            stats_filter = {k: v for k, v in params.items() if k != "state"}
+            for dimension in ("reason", "sku", "channel", "week"):
+                stats = await client.call(
+                    me.person.login,
+                    "GET",
+                    "/recycle-bin/stats",
+                    params={"group_by": dimension, **stats_filter},
+                )
+                charts[dimension] = [
+                    {"label": g["key"][dimension], "value": g["orders"]}
+                    for g in sorted(stats["groups"], key=lambda g: -g["orders"])[:10]
+                ]
+        except order_client.OrderServiceError as exc:
+            error = str(exc)
+        return render(
+            request,
+            "recycle_bin.html",
+            signed_in=me,
+            entries=entries,
+            charts=charts,
+            query=query,
+            state=params["state"],
+            error=error,
+            restored=request.query_params.get("restored"),
+        )
+
+    @router.post("/recycle-bin/restore")
+    async def restore_from_bin(request: Request, me: SignedIn = Worker) -> Response:
+        """Restore one order or several (each on its own: one failure stops none of the rest)."""
+        chosen = (await _form_lists(request)).get("order_id", [])
+        problems: list[str] = []
+        client = orders()
+        for order_id in chosen:
+            try:
+                await client.call(
+                    me.person.login,
+                    "POST",
+                    f"/orders/{quote(order_id, safe='')}/recycle-bin/restore",
+                    json={"reason": "restored in the console"},
+                )
+            except order_client.OrderServiceError as exc:
+                problems.append(f"{order_id}: {exc}")
+        restored = len(chosen) - len(problems)
+        target = f"{PREFIX}/recycle-bin?{urlencode({'restored': restored})}"
+        if problems:
+            target += "&" + urlencode({"error": "; ".join(problems)})
+        return RedirectResponse(target, 303)
+
+    # ---- analytics ---------------------------------------------------------------------------
+
+    @router.get("/analytics")
+    async def analytics_page(request: Request, me: SignedIn = Worker) -> Response:
+        end = datetime.now(UTC)
+        start = end - timedelta(days=7)
+        async with runtime.pool.acquire() as conn:
+            per_rule = await analytics.series(
+                conn, table="anomalies", by="rule", bucket="day", start=start, end=end, team=None
+            )
+            per_team = await analytics.series(
+                conn, table="work_items", by="team", bucket="day", start=start, end=end, team=None
+            )
+            times = await analytics.response_times(conn, start=start, end=end, team=None)
+        pareto: list[dict[str, Any]] = []
+        error = None
+        client = order_client.order_client(runtime)
+        if client is not None:
+            try:
+                stats = await client.call(
+                    me.person.login, "GET", "/recycle-bin/stats", params={"group_by": "reason"}
+                )
+                pareto = [
+                    {"label": g["key"]["reason"], "value": g["orders"]}
+                    for g in sorted(stats["groups"], key=lambda g: -g["orders"])[:10]
+                ]
+            except order_client.OrderServiceError as exc:
+                error = str(exc)
+        per_day = [
+            {
+                "label": day.strftime("%m-%d"),
+                "value": sum(s["counts"][i] for s in per_rule["series"]),
+            }
+            for i, day in enumerate(per_rule["buckets"])
+        ]
+        return render(
+            request,
+            "analytics.html",
+            signed_in=me,
+            per_rule=[{"label": s["key"], "value": s["total"]} for s in per_rule["series"]],
+            per_day=per_day if any(d["value"] for d in per_day) else [],
+            per_team=[{"label": s["key"], "value": s["total"]} for s in per_team["series"]],
+            times=times["rows"],
+            pareto=pareto,
+            error=error,
+        )
 
     # ---- people (admins) ---------------------------------------------------------------------
 

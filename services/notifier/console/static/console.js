@@ -26,3 +26,23 @@
   tick();
   setInterval(tick, 1000);
 })();
+// Charts: each canvas[data-chart] draws the {label, value} rows in the JSON script beside it.
+(function () {
+  "use strict";
+  function draw() {
+    if (!window.Chart) return;
+    document.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+      var rows = JSON.parse(document.getElementById(canvas.id + "-data").textContent);
+      new window.Chart(canvas, {
+        type: canvas.dataset.chart,
+        data: {
+          labels: rows.map(function (r) { return r.label; }),
+          datasets: [{ data: rows.map(function (r) { return r.value; }), backgroundColor: "#2e90fa", borderColor: "#1570ef" }],
+        },
+        options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+      });
+    });
+  }
+  if (document.readyState === "complete") draw();
+  else window.addEventListener("load", draw);
+})();
