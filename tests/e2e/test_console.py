@@ -315,6 +315,24 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
         analytics = await zhou.get("/console/analytics")
         assert analytics.status_code == 200 and 'id="bin-pareto"' in analytics.text
 
+        # Orders: search by id, hold with a reason, an illegal action's problem shown in words.
+        found = await zhou.get("/console/orders", params={"order_id": placed[2]})
+        assert found.headers["location"] == f"/console/orders/{placed[2]}"
+        page = await zhou.get(found.headers["location"])
+        assert 'id="order-hold"' in page.text and "139****5678" in page.text
+        held = await zhou.post(
+            f"/console/orders/{placed[2]}/hold", data={"csrf_token": csrf, "reason": "call back"}
+        )
+        assert "error" not in held.headers["location"], held.headers["location"]
+        again = await zhou.post(
+            f"/console/orders/{placed[2]}/hold", data={"csrf_token": csrf, "reason": "twice"}
+        )
+        assert "error=" in again.headers["location"]
+        shown = (await zhou.get(again.headers["location"])).text
+        assert 'id="error-message"' in shown and 'id="order-status">on_hold' in shown
+        listing = await zhou.get("/console/orders", params={"status": "on_hold"})
+        assert placed[2] in listing.text and placed[1] not in listing.text
+
     detail = (await order.client.get(f"/orders/{placed[0]}")).json()
     actors = [entry["actor"] for entry in detail["timeline"]]
     assert any("person:zhou" in str(actor) for actor in actors), actors

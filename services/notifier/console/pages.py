@@ -84,6 +84,7 @@ def cookie_name(runtime: Runtime) -> str:
     return "__Host-og_session" if runtime.settings.console_cookie_secure else "og_session"
 
 
+ORDER_FILTERS = ("order_id", "customer_id", "status", "hold_reason", "channel")
 BIN_FILTERS = ("reason", "category", "state", "from", "to", "channel", "customer_type", "sku")
 
 
@@ -445,6 +446,56 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         target = f"{PREFIX}/recycle-bin?{urlencode({'restored': restored})}"
         if problems:
             target += "&" + urlencode({"error": "; ".join(problems)})
+        return RedirectResponse(target, 303)
+
+    # ---- orders (the order service's, through its API) ---------------------------------------
+
+    @router.get("/orders")
+    async def orders_page(request: Request, me: SignedIn = Worker) -> Response:
+        query = {k: v for k, v in request.query_params.items() if v and k in ORDER_FILTERS}
+        if "order_id" in query:
+            return RedirectResponse(f"{PREFIX}/orders/{quote(query['order_id'], safe='')}", 303)
+        found: list[dict[str, Any]] = []
+        error = None
+        try:
+            found = (await orders().call(me.person.login, "GET", "/orders", params=query))["orders"]
+        except order_client.OrderServiceError as exc:
+            error = str(exc)
+        return render(request, "orders.html", signed_in=me, orders=found, query=query, error=error)
+
+    @router.get("/orders/{order_id}")
+    async def order_page(request: Request, order_id: str, me: SignedIn = Worker) -> Response:
+        try:
+            order = await orders().call(
+                me.person.login, "GET", f"/orders/{quote(order_id, safe='')}"
+            )
+        except order_client.OrderServiceError as exc:
+            return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
+        return render(
+            request,
+            "order.html",
+            signed_in=me,
+            order=order,
+            error=request.query_params.get("error"),
+        )
+
+    @router.post("/orders/{order_id}/{action}")
+    async def act_on_order(
+        request: Request, order_id: str, action: str, me: SignedIn = Worker
+    ) -> Response:
+        form = await _form(request)
+        reason = form.get("reason", "").strip()
+        path = f"/orders/{quote(order_id, safe='')}"
+        body: dict[str, Any] = {"reason": reason}
+        if action == "recycle-bin":
+            body["category"] = form.get("category", "")
+        elif action not in ("hold", "release", "cancel"):
+            raise Denied(404, "not_found")
+        target = f"{PREFIX}/orders/{quote(order_id, safe='')}"
+        try:
+            await orders().call(me.person.login, "POST", f"{path}/{action}", json=body)
+        except order_client.OrderServiceError as exc:
+            target += "?" + urlencode({"error": str(exc)})
         return RedirectResponse(target, 303)
 
     # ---- analytics ---------------------------------------------------------------------------
