@@ -259,12 +259,15 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     async def my_queue(request: Request, me: SignedIn = Worker) -> Response:
         query = dict(request.query_params)
         rows, teams = await queue_of(me.person, query)
+        async with runtime.pool.acquire() as conn:
+            names = await people.display_names(conn)
         fragment = request.headers.get("hx-request") == "true"
         return render(
             request,
             "queue_rows.html" if fragment else "queue.html",
             signed_in=me,
             items=rows,
+            names=names,
             teams=teams,
             query=query,
             now=datetime.now(UTC),
