@@ -9,6 +9,7 @@ from pathlib import Path
 from orderguard.services.notifier import handlers as routing_use_cases
 from orderguard.services.notifier.api import build_router
 from orderguard.services.notifier.channels.registry import configured_kinds, open_channels
+from orderguard.services.notifier.console import pages as console_pages
 from orderguard.services.notifier.deliveries import api as deliveries_api
 from orderguard.services.notifier.deliveries import service as deliveries
 from orderguard.services.notifier.deliveries.domain import Planner
@@ -180,6 +181,7 @@ DEFINITION = ServiceDefinition(
         build_routing_router(runtime, routing_in_force(runtime)),
         work_items_api.build_router(runtime, sla_policy(runtime)),
         deliveries_api.build_router(runtime),
+        console_pages.build_router(runtime, sla_policy(runtime)),
     ],
     workers=workers,
 )
