@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orderguard.shared import metrics, telemetry
+from orderguard.shared.http.limits import BodyLimit
 from orderguard.shared.http.problems import install_problem_handlers
 from orderguard.shared.settings import Settings
 from orderguard.shared.tracing import child_of, span_id, take_parent, traced
@@ -34,6 +35,7 @@ def create_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, other_types_max_bytes=settings.aftersales_attachment_max_bytes)
 
     @app.middleware("http")
     async def trace_context(
