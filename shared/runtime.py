@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics, telemetry
-from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.db import apply_migrations, create_pool, wait_for_database
 from orderguard.shared.engine import BatchHandler, Engine
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
@@ -86,6 +86,7 @@ class Runtime:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
         jobs = list(self.definition.jobs(self)) if "workers" in self.roles else []
+        await wait_for_database(self.settings.database_url)
         applied = await apply_migrations(
             self.settings.database_url, self.schema, self.definition.migrations
         )
