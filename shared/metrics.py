@@ -121,6 +121,16 @@ NOTIFICATION_ATTEMPT_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+TABLE_ROWS = Gauge(
+    "orderguard_table_rows",
+    "Rows of a table under retention (exact below 100k, the planner's estimate above)",
+    ["schema", "table"],
+)
+TABLE_OLDEST_ROW_AGE = Gauge(
+    "orderguard_table_oldest_row_age_seconds",
+    "Age of the oldest row of a table under retention, by the column that dates it",
+    ["schema", "table"],
+)
 JOB_RUNS = Counter(
     "orderguard_scheduled_job_runs_total",
     "Runs of a scheduled job (payment timeouts, auto-releases, escalations), by outcome",

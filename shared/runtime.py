@@ -29,6 +29,7 @@ from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.retention import engine_retentions, retention_job
 from orderguard.shared.scheduler import ScheduledJob, run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
@@ -85,7 +86,14 @@ class Runtime:
     async def start(self) -> None:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
-        jobs = list(self.definition.jobs(self)) if "workers" in self.roles else []
+        jobs = (
+            [
+                *self.definition.jobs(self),
+                *(retention_job(r, self.settings) for r in engine_retentions(self.settings)),
+            ]
+            if "workers" in self.roles
+            else []
+        )
         await wait_for_database(self.settings.database_url)
         applied = await apply_migrations(
             self.settings.database_url, self.schema, self.definition.migrations
@@ -110,7 +118,6 @@ class Runtime:
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
-            self._spawn(self._prune_applied_events(), "prune-applied-events")
             for handler in handlers:
                 engine = Engine(
                     handler,
@@ -128,20 +135,6 @@ class Runtime:
                     run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
                     f"job:{job.name}",
                 )
-
-    async def _prune_applied_events(self, every_s: float = 600.0) -> None:
-        """Keep the dedup table bounded; offsets, not this table, stop ordinary redelivery."""
-        while not self._stop.is_set():
-            try:
-                deleted = await self.pool.execute(
-                    "DELETE FROM applied_events WHERE applied_at < now() - make_interval(secs => $1)",
-                    self.settings.dedup_retention_s,
-                )
-                log.debug("applied events pruned", result=deleted)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("pruning applied events failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every_s)
 
     def _spawn(self, coro: object, name: str) -> None:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
