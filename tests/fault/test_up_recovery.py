@@ -8,62 +8,20 @@ not reserved twice although the outboxes are published again to the new, empty b
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
-import pytest
+from upkit import all_ready, consumed_duplicates, wait_while_up
 
 from orderguard.embedded import EmbeddedPostgres
 
 T = TypeVar("T")
 SKU = "SKU-R"
-
-
-def _status(data_dir: Path) -> dict[str, Any] | None:
-    result = subprocess.run(
-        [sys.executable, "-m", "orderguard", "status", "--json", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def _wait(check: Callable[[], T | None], timeout: float, what: str, up: subprocess.Popen[str]) -> T:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        assert up.poll() is None, f"`orderguard up` exited while waiting for {what}"
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def _duplicates(exposition: str, topic: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in exposition.splitlines()
-        if line.startswith("orderguard_events_consumed_total{")
-        and 'outcome="duplicate"' in line
-        and f'topic="{topic}"' in line
-    )
-
-
-def _all_ready(data_dir: Path) -> dict[str, Any] | None:
-    status = _status(data_dir)
-    if status and all(s["ready"] for s in status["services"].values()):
-        return status
-    return None
 
 
 def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
@@ -77,7 +35,7 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
         text=True,
     )
     try:
-        status = _wait(lambda: _all_ready(data_dir), 180, "every service ready", up)
+        status = wait_while_up(lambda: all_ready(data_dir), 180, "every service ready", up)
         headers = {"X-API-Key": status["api_key"]}
         order_url = status["services"]["order"]["url"]
         stock_url = f"{status['services']['inventory']['url']}/stock/{SKU}"
@@ -104,7 +62,7 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
             }
             placed = httpx.post(f"{order_url}/orders", json=body, headers=headers, timeout=10)
             assert placed.status_code == 201, placed.text
-            _wait(
+            wait_while_up(
                 lambda: reserved() == units,
                 90,
                 f"{units} unit(s) reserved",
@@ -118,20 +76,20 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
         killed = EmbeddedPostgres(pgdata).pid
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
-        _wait(
+        wait_while_up(
             lambda: (pid := EmbeddedPostgres(pgdata).pid) is not None and pid != killed,
             90,
             "PostgreSQL restarted",
             up,
         )
-        status = _wait(lambda: _all_ready(data_dir), 180, "every service ready again", up)
+        status = wait_while_up(lambda: all_ready(data_dir), 180, "every service ready again", up)
         place_and_wait_reserved(2)
 
         # The broker: killed, started again empty; topics recreated, outboxes published again.
         broker_pid = status["broker"]["pid"]
         os.kill(broker_pid, signal.SIGKILL)
-        _wait(
-            lambda: (s := _all_ready(data_dir)) is not None and s["broker"]["pid"] != broker_pid,
+        wait_while_up(
+            lambda: (s := all_ready(data_dir)) is not None and s["broker"]["pid"] != broker_pid,
             180,
             "every service ready on a new broker",
             up,
@@ -140,8 +98,10 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
         # Every kept outbox row went out again: the two orders placed before the restart reached
         # inventory a second time, and it dropped them as applied already.
         metrics_url = f"{status['services']['inventory']['url']}/metrics"
-        _wait(
-            lambda: _duplicates(httpx.get(metrics_url, timeout=5).text, "orders.events") >= 2,
+        wait_while_up(
+            lambda: (
+                consumed_duplicates(httpx.get(metrics_url, timeout=5).text, "orders.events") >= 2
+            ),
             90,
             "inventory dropping the re-published order.placed events",
             up,
