@@ -33,13 +33,13 @@ def dead_letter_message(
     headers and where the original is."""
     value = record.value or b""
     headers = [
-        (name, value_[:HEADER_VALUE_COPY_BYTES].decode(errors="replace"))
+        (_text(name), _text((value_ or b"")[:HEADER_VALUE_COPY_BYTES].decode(errors="replace")))
         for name, value_ in list(record.headers or ())[:HEADER_COPY_MAX]
         if not name.startswith("dlq_")
     ]
     headers += [
         ("dlq_reason", reason),
-        ("dlq_error", error[:2000]),
+        ("dlq_error", _text(error[:2000])),
         ("dlq_group", group),
         ("dlq_topic", record.topic),
         ("dlq_partition", str(record.partition)),
@@ -134,6 +134,11 @@ async def redrive(settings: Settings, dead_letter_topic: str, join_timeout_s: fl
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def _text(text: str) -> str:
+    """Header text the outbox can keep: PostgreSQL's jsonb refuses NUL characters."""
+    return text.replace("\x00", "\ufffd")
 
 
 async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
