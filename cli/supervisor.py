@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from orderguard.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
+from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.settings import SCHEMAS, SERVICES, Settings
 
@@ -63,7 +63,7 @@ class ServiceProcess:
         self.started_at = time.monotonic()
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orderguard", "run", self.name],
+            [sys.executable, "-m", "orderguard.cli", "run", self.name],
             env=self.env,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,

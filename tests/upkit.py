@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 def up_status(data_dir: Path) -> dict[str, Any] | None:
     result = subprocess.run(
-        [sys.executable, "-m", "orderguard", "status", "--json", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "orderguard.cli", "status", "--json", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -65,7 +65,7 @@ def _failures(report: str) -> str:
 def test_every_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
     data_dir = tmp_path / "og"
     up = subprocess.Popen(
-        [sys.executable, "-m", "orderguard", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "orderguard.cli", "up", "--data-dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,

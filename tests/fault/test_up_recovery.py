@@ -18,7 +18,7 @@ from typing import TypeVar
 import httpx
 from upkit import all_ready, consumed_duplicates, wait_while_up
 
-from orderguard.embedded import EmbeddedPostgres
+from orderguard.cli.embedded import EmbeddedPostgres
 
 T = TypeVar("T")
 SKU = "SKU-R"
@@ -29,7 +29,7 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
 ) -> None:
     data_dir = tmp_path / "og"
     up = subprocess.Popen(
-        [sys.executable, "-m", "orderguard", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "orderguard.cli", "up", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
