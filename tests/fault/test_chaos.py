@@ -1,6 +1,6 @@
 """The short chaos run (tests/chaos.py): load while services and two worker replicas of
 inventory are killed with SIGKILL; afterwards no invariant is violated. `make chaos` runs the
-long one. ORDERGUARD_CHAOS_SECONDS sets the load's length (default 45)."""
+long one. FAULT_CHAOS_SECONDS sets the load's length (default 45)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,6 @@ from chaos import run
 
 
 def test_no_invariant_breaks_while_processes_are_killed(tmp_path: Path) -> None:
-    figures = run(tmp_path / "og", float(os.environ.get("ORDERGUARD_CHAOS_SECONDS", "45")), seed=15)
+    figures = run(tmp_path / "og", float(os.environ.get("FAULT_CHAOS_SECONDS", "45")), seed=15)
     assert len(figures.kills) >= 3 and figures.orders >= 20, figures
     assert figures.violations == [], figures.violations

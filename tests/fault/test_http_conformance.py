@@ -2,8 +2,8 @@
 and every answer has a documented status, content type and body schema.
 
 Real processes (`orderguard up`), requests over HTTP with the API key. The five services are
-fuzzed at once; ORDERGUARD_FUZZ_EXAMPLES (examples per operation, default 5) and
-ORDERGUARD_FUZZ_SEED set the depth and the seed (fixed by default, so CI is repeatable).
+fuzzed at once; FAULT_FUZZ_EXAMPLES (examples per operation, default 5) and
+FAULT_FUZZ_SEED set the depth and the seed (fixed by default, so CI is repeatable).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def _schemathesis(url: str, api_key: str, report: Path) -> subprocess.Popen[str]
             "--phases",
             "examples,coverage,fuzzing",
             "--max-examples",
-            os.environ.get("ORDERGUARD_FUZZ_EXAMPLES", "5"),
+            os.environ.get("FAULT_FUZZ_EXAMPLES", "5"),
             "--seed",
-            os.environ.get("ORDERGUARD_FUZZ_SEED", "1"),
+            os.environ.get("FAULT_FUZZ_SEED", "1"),
             "--workers",
             "1",
             "--request-timeout",

@@ -4,7 +4,7 @@ with a reason; each valid event is applied once; every service stays ready.
 
 All five services in-process on the real embedded broker and PostgreSQL. The bad records carry
 no `ce_type` header (or a junk one of another name), so every group must read them to judge
-them. ORDERGUARD_FUZZ_RECORDS sets how many per topic (default 250).
+them. FAULT_FUZZ_RECORDS sets how many per topic (default 250).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from orderguard.shared.kafka import MAX_RECORD_BYTES
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 
-PER_TOPIC = int(os.environ.get("ORDERGUARD_FUZZ_RECORDS", "250"))
+PER_TOPIC = int(os.environ.get("FAULT_FUZZ_RECORDS", "250"))
 OVERSIZED_PER_TOPIC = 2
 ORDERS = 12
 SKU = "SKU-FUZZ"
