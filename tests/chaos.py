@@ -279,12 +279,17 @@ class Chaos:
                 await self.pay(client, placed)
 
     async def killer(self, stop: asyncio.Event) -> None:
+        # Every process in turn, in a random order each round: a short run kills each of them.
         victims = [*self.status["services"], "inventory-worker-0", "inventory-worker-1"]
+        timing = random.Random(self.rnd.random())
+        queue: list[str] = []
         while not stop.is_set():
-            await asyncio.sleep(self.rnd.uniform(3, 8))
+            await asyncio.sleep(timing.uniform(2, 6))
             if stop.is_set():
                 return
-            victim = self.rnd.choice(victims)
+            if not queue:
+                queue = timing.sample(victims, len(victims))
+            victim = queue.pop()
             if victim.startswith("inventory-worker-"):
                 index = int(victim[-1])
                 replica = self.replicas[index]

@@ -12,5 +12,6 @@ from chaos import run
 
 def test_no_invariant_breaks_while_processes_are_killed(tmp_path: Path) -> None:
     figures = run(tmp_path / "og", float(os.environ.get("FAULT_CHAOS_SECONDS", "45")), seed=15)
-    assert len(figures.kills) >= 3 and figures.orders >= 20, figures
+    assert {"order", "inventory-worker-0", "inventory-worker-1"} <= set(figures.kills), figures
+    assert figures.orders >= 20, figures
     assert figures.violations == [], figures.violations
