@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
+from orderguard.cli.users import first_admin_password
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.settings import SCHEMAS, SERVICES, Settings
 
@@ -248,6 +249,10 @@ class Supervisor:
                     )
                 )
                 port += 1
+            by_name = {service.name: service for service in services}
+            # The console (in the notifier) calls the order service for people, server-side.
+            by_name["notifier"].env["ORDERGUARD_CONSOLE_ORDER_URL"] = by_name["order"].url
+            admin_password = asyncio.run(first_admin_password(database_url))
             for service in services:
                 service.start()
             self._write_status(broker, database_url, api_key, services)
@@ -261,6 +266,14 @@ class Supervisor:
                 )
             self._say(
                 f"API key: {api_key}   (also in {self.data_dir / 'api-key'}; `orderguard status --json`)"
+            )
+            self._say(
+                f"console: {by_name['notifier'].url}/console/  "
+                + (
+                    f"first admin: admin / {admin_password}  (one-time: change it at sign-in)"
+                    if admin_password
+                    else "(people: `orderguard users list`)"
+                )
             )
             self._say("Ctrl-C stops everything.")
             if self.demo:

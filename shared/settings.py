@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
+    # The operators' console (services/notifier/console): session lifetimes; cookies marked
+    # Secure (browsers treat http://127.0.0.1 and localhost as secure); the order service's URL
+    # the console calls server-side with its own key (scope `delegate`) on behalf of a person.
+    console_session_idle_s: float = Field(default=30 * 60, gt=0)
+    console_session_absolute_s: float = Field(default=12 * 3600, gt=0)
+    console_cookie_secure: bool = True
+    console_order_url: str | None = None
+    console_api_key: SecretStr | None = None
+
     routing_file: str | None = None
     # How often the routing file's modification time is checked for a hot reload (0: never).
     routing_reload_interval_s: float = Field(default=5.0, ge=0)

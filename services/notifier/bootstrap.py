@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orderguard.services.notifier.api import build_router
 from orderguard.services.notifier.channels.registry import configured_kinds, open_channels
+from orderguard.services.notifier.console import pages as console_pages
 from orderguard.services.notifier.consumers import (
     RecordNotifications,
     RouteAnomalies,
@@ -120,6 +121,7 @@ DEFINITION = ServiceDefinition(
         build_routing_router(runtime, routing_in_force(runtime)),
         work_items_api.build_router(runtime, sla_policy(runtime)),
         deliveries_api.build_router(runtime),
+        console_pages.build_router(runtime, sla_policy(runtime)),
     ],
     handlers=handlers,  # type: ignore[arg-type]
     jobs=jobs,
