@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics, telemetry
-from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.db import apply_migrations, create_pool, wait_for_database
 from orderguard.shared.detection.config import ConfigurableRule
 from orderguard.shared.detection.consumer import detector_consumers
 from orderguard.shared.engine import BatchConsumer, Engine
@@ -32,6 +32,7 @@ from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.retention import engine_retentions, retention_job
 from orderguard.shared.scheduler import run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
@@ -100,7 +101,15 @@ class Runtime:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         workers = self.definition.workers(self) if "workers" in self.roles else Workers()
         consumers = self.engine_consumers(workers)
-        jobs = list(workers.jobs)
+        jobs = (
+            [
+                *workers.jobs,
+                *(retention_job(r, self.settings) for r in engine_retentions(self.settings)),
+            ]
+            if "workers" in self.roles
+            else []
+        )
+        await wait_for_database(self.settings.database_url)
         applied = await apply_migrations(
             self.settings.database_url, self.schema, self.definition.migrations
         )
@@ -124,7 +133,6 @@ class Runtime:
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
-            self._spawn(self._prune_applied_events(), "prune-applied-events")
             if consumers and self.settings.consumer_idle_after_s > 0:
                 self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
                 await self.wakeups.start(self.settings.database_url)
@@ -156,20 +164,6 @@ class Runtime:
         return IdleFetching(
             kafka, consumer.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
         )
-
-    async def _prune_applied_events(self, every_s: float = 600.0) -> None:
-        """Keep the dedup table bounded; offsets, not this table, stop ordinary redelivery."""
-        while not self._stop.is_set():
-            try:
-                deleted = await self.pool.execute(
-                    "DELETE FROM applied_events WHERE applied_at < now() - make_interval(secs => $1)",
-                    self.settings.dedup_retention_s,
-                )
-                log.debug("applied events pruned", result=deleted)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("pruning applied events failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every_s)
 
     def _spawn(self, coro: object, name: str) -> None:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]

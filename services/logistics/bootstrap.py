@@ -10,8 +10,10 @@ from orderguard.services.logistics.handlers import CarrierRule, CompensationPoli
 from orderguard.services.logistics.rules import RULES
 from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.events.carriers import CarrierScan
+from orderguard.shared.retention import Retention, retention_job
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
+from orderguard.shared.settings import Settings
 from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
 
 
@@ -49,14 +51,19 @@ def workers(runtime: Runtime) -> Workers:
                 "logistics.delay-compensation",
                 lambda uow, limit: use_cases.compensate_delays(uow, topics, compensation, limit),
             ),
-            ScheduledJob(
-                "logistics.webhook-receipts-purge",
-                lambda uow, limit: use_cases.purge_webhook_receipts(
-                    uow, settings.dedup_retention_s, limit
-                ),
-                every_s=3600.0,
-            ),
+            retention_job(webhook_receipts_retention(settings), settings),
         ],
+    )
+
+
+def webhook_receipts_retention(settings: Settings) -> Retention:
+    """Receipts past retention are long stale (their signatures are refused before any replay
+    check), and the scans consumer still applies a scan id once."""
+    return Retention(
+        "carrier_webhook_receipts",
+        "carrier_webhook_receipts",
+        "received_at",
+        settings.dedup_retention_s,
     )
 
 

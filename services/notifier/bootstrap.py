@@ -14,12 +14,14 @@ from orderguard.services.notifier.deliveries import api as deliveries_api
 from orderguard.services.notifier.deliveries import service as deliveries
 from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.templates import Templates
+from orderguard.services.notifier.retention import notifier_retentions
 from orderguard.services.notifier.routing_api import build_routing_router
 from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items import handlers as work_items
 from orderguard.services.notifier.work_items.domain import SlaPolicy
 from orderguard.shared.logging import get_logger
+from orderguard.shared.retention import retention_job
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.topics import TEAMS
@@ -169,6 +171,7 @@ def workers(runtime: Runtime) -> Workers:
                 lambda uow, limit: work_items.refresh_open_gauge(uow, TEAMS),
             ),
             ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
+            *(retention_job(r, runtime.settings) for r in notifier_retentions(runtime.settings)),
         ],
     )
 
