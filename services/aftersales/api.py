@@ -33,7 +33,7 @@ from orderguard.services.aftersales.handlers import (
 )
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
 from orderguard.shared.runtime import Runtime

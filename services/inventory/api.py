@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from orderguard.services.inventory import repository
 from orderguard.services.inventory.domain import StockLevel
 from orderguard.services.inventory.handlers import Inventory
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.http import Problem, require_scope
 from orderguard.shared.http.auth import Caller
 from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key

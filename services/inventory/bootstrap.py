@@ -7,8 +7,8 @@ from pathlib import Path
 from orderguard.services.inventory.api import build_router
 from orderguard.services.inventory.consumers import ReserveStockForOrders
 from orderguard.services.inventory.rules import RULES, LowStock
-from orderguard.shared.detector_config import in_force
-from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.detection.config import in_force
+from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 
 
