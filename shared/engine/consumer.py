@@ -43,6 +43,10 @@ from orderguard.shared.uow import UnitOfWork
 log = get_logger(__name__)
 
 
+# How often, at most, the offsets stored with the effects are copied to Kafka while records flow.
+KAFKA_COMMIT_INTERVAL_S = 1.0
+
+
 class RejectEvent(Exception):
     """Raised by a handler for an event that can never be applied: dead-lettered at once."""
 
@@ -210,6 +214,8 @@ class Engine:
         self._last_seen: dict[TopicPartition, int] = {}
         self._sweeper = handler if isinstance(handler, DeadlineSweeper) else None
         self._wanted_headers = frozenset(t.encode() for t in handler.event_types)
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_due = 0.0
         self._sweep_failures = 0
         self._sweep_not_before = 0.0
 
@@ -227,16 +233,26 @@ class Engine:
                 records = [record for partition in batches.values() for record in partition]
                 if records:
                     next_offsets = await self._apply_with_retries(records)
-                    if next_offsets:
-                        await self._commit_to_kafka(next_offsets)
                     self._positions.update(next_offsets)
+                    self._uncommitted.update(next_offsets)
                     self._observe_lag(batches)
+                # Kafka's copy of the offsets is for lag tools: once a second while records flow,
+                # at once when they stop (not a broker round trip per batch).
+                now = time.monotonic()
+                if self._uncommitted and (not records or now >= self._commit_due):
+                    await self._commit_to_kafka(self._uncommitted)
+                    self._uncommitted = {}
+                    self._commit_due = now + KAFKA_COMMIT_INTERVAL_S
                 self._note_progress()
                 if self._sweeper is not None:
                     await self._sweep(self._sweeper, set(batches))
         finally:
-            await self._consumer.stop()
-            log.info("engine stopped", group=self.group)
+            try:
+                if self._uncommitted:
+                    await self._commit_to_kafka(self._uncommitted)
+            finally:
+                await self._consumer.stop()
+                log.info("engine stopped", group=self.group)
 
     def _note_progress(self) -> None:
         now = time.monotonic()
