@@ -614,6 +614,7 @@ class EngineResult:
     cpu: dict[str, float]  # CPU seconds per wall second while draining the backlog
     gc_seconds: float  # cyclic garbage collector pauses while draining
     gc_collections: list[int]  # per generation
+    raw_cpu_us: float = 0.0  # this process's CPU per event in raw consume of the same backlog
 
 
 async def engine_from_backlog(
@@ -730,11 +731,22 @@ async def engine_beside_raw(
         f"backlog: {events} x {backlog.mean_bytes:.0f} B envelopes on {len(backlog.end_offsets)} partitions,"
         f" produced at {backlog.produce_rate:,.0f}/s; {backlog.expected_anomalies} threshold crossings and recoveries planned"
     )
+    cpu_before = time.process_time()
     raw = await raw_consume(settings, backlog)
-    report(f"1. raw aiokafka consume (getmany(1000), no work): {raw:,.0f} ev/s")
+    raw_cpu_us = (time.process_time() - cpu_before) / events * 1e6
+    report(
+        f"1. raw aiokafka consume (getmany(1000), no work): {raw:,.0f} ev/s"
+        f" ({raw_cpu_us:.1f} us CPU per event)"
+    )
     result = await engine_from_backlog(settings, handler, backlog, profile=profile, infra=infra)
+    result.raw_cpu_us = raw_cpu_us
     ok = result.anomalies == result.expected and result.stored_ok and result.applied_ids == events
     return backlog, raw, result, ok
+
+
+def cpu_per_event_us(result: EngineResult, events: int) -> dict[str, float]:
+    """CPU microseconds per event while the engine drained, per process (cores x seconds)."""
+    return {k: v * result.seconds / events * 1e6 for k, v in result.cpu.items()}
 
 
 def measure_engine(quick: bool = False) -> dict[str, Any]:
@@ -758,7 +770,11 @@ def measure_engine(quick: bool = False) -> dict[str, Any]:
             infra.stop()
             shutil.rmtree(infra.root, ignore_errors=True)
         ratio = result.rate / raw
+        cpu = cpu_per_event_us(result, events)
         return {
+            "raw_cpu_us_per_event": result.raw_cpu_us,
+            "engine_cpu_us_per_event": cpu.get("bench/engine process", float("nan")),
+            "postgres_cpu_us_per_event": cpu.get("postgres", float("nan")),
             "engine_ev_s": result.rate,
             "raw_ev_s": raw,
             "ratio": ratio,
@@ -1268,6 +1284,16 @@ async def main_async(args: argparse.Namespace) -> int:
                     "   CPU while draining (cores): "
                     + ", ".join(f"{k} {v:.2f}" for k, v in result.cpu.items())
                 )
+                per_event = cpu_per_event_us(result, events)
+                print(
+                    "   CPU per event (us): "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in per_event.items())
+                    + f"; raw consume {result.raw_cpu_us:.1f}"
+                    + " (on a busy machine the CPU a process gets varies: compare CPU per event)"
+                )
+                for k, v in per_event.items():
+                    summary[f"cpu/event:{k}"].append(v)
+                summary["cpu/event:raw consume"].append(result.raw_cpu_us)
                 print(
                     f"   garbage collector: {result.gc_seconds * 1000:.0f} ms = {result.gc_seconds / result.seconds:.0%}"
                     f" of the drain, collections per generation {result.gc_collections}"
@@ -1380,6 +1406,14 @@ async def main_async(args: argparse.Namespace) -> int:
                     f"{k[4:]} {med(v):.2f}" for k, v in summary.items() if k.startswith("cpu:")
                 )
                 + f"; garbage collector {med(summary['gc share']):.0%} of the drain"
+            )
+            print(
+                "CPU per event (us): "
+                + ", ".join(
+                    f"{k[10:]} {med(v):.1f}"
+                    for k, v in summary.items()
+                    if k.startswith("cpu/event:")
+                )
             )
         if not args.skip_latency:
             print(

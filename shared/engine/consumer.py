@@ -117,10 +117,10 @@ def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | Dea
 
     Every driver of the pure rules (this engine, the faust driver) decodes with this; the
     validation is the one both doors share (`shared/contract/received.py`)."""
-    return _decode(record, _header(record, "ce_type"), wanted)
+    return _decode_record(record, _header(record, "ce_type"), wanted)
 
 
-def _decode(
+def _decode_record(
     record: ConsumerRecord, type_header: bytes | None, wanted: frozenset[str]
 ) -> Event | DeadLetter | None:
     hint: str | None = None
@@ -467,7 +467,7 @@ class Engine:
         skipped: Counter[str] = Counter()
         wanted = self.handler.event_types
         for record, type_header in zip(records, type_headers, strict=True):
-            decoded = _decode(record, type_header, wanted)
+            decoded = _decode_record(record, type_header, wanted)
             if type(decoded) is Event:
                 events.append(decoded)
             elif decoded is None:
