@@ -454,8 +454,12 @@ class Engine:
                     event_id = value
             type_headers.append(type_header)
             if event_id is not None and type_header in wanted:
-                with contextlib.suppress(UnicodeDecodeError):
+                # Not an id of ours if not UTF-8: the body's id is recorded after decoding.
+                # (No contextlib.suppress here: it costs half a microsecond per record.)
+                try:  # noqa: SIM105
                     announced[event_id.decode()] = None
+                except UnicodeDecodeError:
+                    pass
         return type_headers, announced
 
     def _decode(
