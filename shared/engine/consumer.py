@@ -3,8 +3,11 @@
 Per batch from `getmany`: decode, drop what this group already applied, hand the fresh
 events to the handler, and commit in ONE PostgreSQL transaction the handler's state
 changes, its outbox messages, dead letters, applied event ids and the consumed offsets.
-On assignment the engine resumes from the offsets in the database; it commits them to
-Kafka afterwards only so that lag tools see progress.
+Every event id is recorded (a producer's copy, even a late one, would otherwise apply
+twice); the ids the `ce_id` headers announce are inserted while this process validates the
+bodies, so the two biggest costs of a batch overlap. On assignment the engine resumes from
+the offsets in the database; it copies them to Kafka (at most once a second while records
+flow) only so that lag tools see progress.
 
 A handler whose work also comes due with time (a `DeadlineSweeper`: detector deadlines) is
 swept after every batch and every empty poll, in a transaction of its own.
