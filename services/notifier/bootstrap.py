@@ -19,7 +19,7 @@ from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.service import Sender
 from orderguard.services.notifier.deliveries.templates import Templates
 from orderguard.services.notifier.routing_api import build_routing_router
-from orderguard.services.notifier.routing_in_force import RoutingInForce
+from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items.consumers import ClearWorkItems, OpenWorkItems
 from orderguard.services.notifier.work_items.domain import SlaPolicy
@@ -35,13 +35,15 @@ DELIVERY_BATCH = 50
 
 
 def routing_in_force(runtime: Runtime) -> RoutingInForce:
-    """The routing file in force, hot-reloaded; an invalid one stops start-up, naming every
-    problem (later, an invalid change is rejected and the old file stays)."""
+    """The routing file in force, hot-reloaded (on change and on SIGHUP); an invalid one stops
+    start-up, naming every problem (later, an invalid change is rejected and the old file
+    stays)."""
 
     def load() -> RoutingInForce:
         routing = RoutingInForce(
             runtime.settings.routing_file, runtime.settings.routing_reload_interval_s
         )
+        reload_on_sighup(routing)
         tree = routing.tree
         log.info(
             "routing loaded",

@@ -205,7 +205,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     ) -> WorkItemView:
         try:
             async with UnitOfWork(runtime.pool, runtime.schema) as uow:
-                await handlers.change(uow, str(item_id), apply)
+                await handlers.change(uow, runtime.topics.work_items, str(item_id), apply)
                 await uow.commit()
         except handlers.WorkItemNotFound:
             raise Problem(
@@ -277,7 +277,9 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         idempotency_key: str | None = IdempotencyKey,
     ) -> JSONResponse:
         async def add(uow: UnitOfWork) -> tuple[int, Any]:
-            created = await handlers.comment(uow, str(item_id), caller.name, body.body)
+            created = await handlers.comment(
+                uow, runtime.topics.work_items, str(item_id), caller.name, body.body
+            )
             return 201, CommentView(**created).model_dump(mode="json")
 
         try:
