@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
-from orderguard.shared import metrics, telemetry
+from orderguard.shared import dead_letters, metrics, telemetry
 from orderguard.shared.contract.received import (
     MALFORMED,
     InvalidEvent,
@@ -39,9 +39,9 @@ from orderguard.shared.contract.received import (
 from orderguard.shared.engine.idle import IdleFetching
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY
+from orderguard.shared.kafka import MAX_RECORD_BYTES
 from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import OutboxMessage
-from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -140,6 +140,10 @@ def _decode_record(
     value = record.value
     if value is None:
         return DeadLetter(record, MALFORMED, "record has no value")
+    if len(value) > MAX_RECORD_BYTES:
+        return DeadLetter(
+            record, "oversized", f"{len(value)} bytes, over the {MAX_RECORD_BYTES} limit"
+        )
     try:
         if hint is not None:
             envelope = received_event(value, hint)
@@ -161,33 +165,7 @@ def _decode_record(
 
 
 def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
-    """The record as it came, to `<topic>.dlq.<group>`, with why in `dlq_*` headers."""
-    record = letter.record
-    headers = [(name, value.decode(errors="replace")) for name, value in record.headers or ()]
-    headers += [
-        ("dlq_reason", letter.reason),
-        ("dlq_error", letter.error[:2000]),
-        ("dlq_group", group),
-        ("dlq_topic", record.topic),
-        ("dlq_partition", str(record.partition)),
-        ("dlq_offset", str(record.offset)),
-    ]
-    metrics.DEAD_LETTERS.labels(record.topic, group, letter.reason).inc()
-    log.warning(
-        "record dead-lettered",
-        group=group,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        reason=letter.reason,
-        error=letter.error[:500],
-    )
-    return OutboxMessage(
-        topic=Topics.dead_letter(record.topic, group),
-        key=record.key,
-        value=record.value or b"",
-        headers=headers,
-    )
+    return dead_letters.dead_letter_message(letter.record, letter.reason, letter.error, group)
 
 
 class Engine:
