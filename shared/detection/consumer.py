@@ -87,19 +87,28 @@ class DetectorConsumer:
         times: dict[TopicPartition, list[datetime]] = defaultdict(list)
         changed: dict[str, State] = {}
         deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
+        cache, now = self._cache, uow.now
+        tp = TopicPartition("", -1)
+        moments: list[datetime] = []
+        keys: set[str] = set()
         for key, event in keyed:
-            tp = TopicPartition(event.topic, event.partition)
-            times[tp].append(event.envelope.time)
+            if event.partition != tp.partition or event.topic != tp.topic:
+                # Events come partition by partition: one lookup per run, not per event.
+                tp = TopicPartition(event.topic, event.partition)
+                moments = times[tp]
+                keys = self._keys_by_partition.setdefault(tp, set())
+            moments.append(event.envelope.time)
             if key is None:
                 continue
-            self._keys_by_partition.setdefault(tp, set()).add(key)
-            state = self._cache[key]
-            new_state, anomalies = rule.apply(state, event, uow.now)
+            keys.add(key)
+            state = cache[key]
+            new_state, anomalies = rule.apply(state, event, now)
             if new_state is not state:
-                self._cache[key] = changed[key] = new_state
+                cache[key] = changed[key] = new_state
                 if self._timed is not None:
                     deadlines[key] = (tp, self._deadline(new_state))
-            self._publish(uow, anomalies, event.envelope)
+            if anomalies:
+                self._publish(uow, anomalies, event.envelope)
         await self._save(uow, changed, deadlines)
         late = sum(self.clocks.count_late(tp, moments) for tp, moments in times.items())
 
