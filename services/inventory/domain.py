@@ -7,11 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events.inventory import Movement, ReservedLine, Shortage
-
-
-class IllegalTransition(ValueError):
-    """A reservation line asked to move from a state that does not allow it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +127,19 @@ class ReservationLine:
     quantity: int
     state: ReservationState
 
+    def _illegal(self, action: str) -> IllegalTransition:
+        return IllegalTransition(
+            "reservation", f"{self.order_id}/{self.sku}@{self.warehouse}", self.state, action
+        )
+
     def commit(self) -> ReservationLine:
         if self.state != "held":
-            raise IllegalTransition(
-                f"cannot commit {self.quantity} of {self.sku} for order {self.order_id}:"
-                f" the reservation is {self.state}"
-            )
+            raise self._illegal("commit")
         return replace(self, state="committed")
 
     def release(self) -> ReservationLine:
         if self.state != "held":
-            raise IllegalTransition(
-                f"cannot release {self.quantity} of {self.sku} for order {self.order_id}:"
-                f" the reservation is {self.state}"
-            )
+            raise self._illegal("release")
         return replace(self, state="released")
 
     @property

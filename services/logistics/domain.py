@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from orderguard.shared.errors import Conflict, Invalid
+
 ShipmentStatus = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered"]
 ScanStatus = Literal["picked_up", "in_transit", "out_for_delivery", "delivered", "exception"]
 ExceptionReason = Literal["lost", "damaged", "address_problem", "refused"]
@@ -31,16 +33,24 @@ IN_TRANSIT = frozenset({"picked_up", "in_transit", "out_for_delivery"})
 SCAN_CLOCK_SKEW = timedelta(minutes=5)
 
 
-class ShipmentDelivered(Exception):
+class ShipmentDelivered(Conflict):
     """A delivered shipment cannot change carrier."""
 
     def __init__(self, shipment_id: str) -> None:
-        super().__init__(f"shipment {shipment_id} is delivered")
+        super().__init__(
+            f"Shipment {shipment_id} is delivered; it cannot change carrier.",
+            slug="shipment-delivered",
+            title="Shipment already delivered",
+            shipment_id=shipment_id,
+        )
         self.shipment_id = shipment_id
 
 
-class SameTracking(ValueError):
+class SameTracking(Invalid):
     """Reassigning to the carrier and tracking number the shipment already has."""
+
+    slug = "same-tracking"
+    title = "Nothing to reassign"
 
 
 @dataclass(frozen=True, slots=True)

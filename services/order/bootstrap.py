@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
+from orderguard.services.order import api
 from orderguard.services.order import handlers as use_cases
-from orderguard.services.order.api import build_router
+from orderguard.services.order.config import order_config
 from orderguard.services.order.consumers import (
     ApplyPayments,
     ApplyShipments,
     RecordInventoryOutcomes,
 )
-from orderguard.services.order.handlers import OrderConfig
 from orderguard.services.order.recycle_bin import bootstrap as recycle_bin
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
 from orderguard.shared.contract.ingest import build_ingest_router
@@ -21,18 +20,6 @@ from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentFail
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.uow import UnitOfWork
-
-
-def order_config(runtime: Runtime) -> OrderConfig:
-    settings = runtime.settings
-    return OrderConfig(
-        orders_topic=runtime.topics.orders,
-        notifications_topic=runtime.topics.notification_requests,
-        payment_deadline=timedelta(seconds=settings.order_payment_deadline_s),
-        promise_days=settings.order_delivery_promise_days,
-        express_promise_days=settings.order_express_delivery_promise_days,
-        complete_after=timedelta(days=settings.order_complete_after_days),
-    )
 
 
 def handlers(runtime: Runtime) -> list[object]:
@@ -71,8 +58,8 @@ DEFINITION = ServiceDefinition(
     name="order",
     migrations=Path(__file__).parent / "migrations",
     routers=lambda runtime: [
-        build_router(runtime, order_config(runtime)),
-        recycle_bin.build_router(runtime),
+        api.router,
+        recycle_bin.router,
         # Payment providers that cannot speak Kafka POST their facts here (onto payments.events).
         build_ingest_router(runtime, [PaymentSucceeded, PaymentFailed, PaymentAmountMismatch]),
     ],

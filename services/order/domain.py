@@ -11,6 +11,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+from orderguard.shared.actor import Actor
+from orderguard.shared.errors import IllegalTransition
+
 CENT = Decimal("0.01")
 
 
@@ -75,14 +78,15 @@ TRANSITIONS: Mapping[OrderStatus, Mapping[OrderAction, OrderStatus | str]] = {
 PASS_THROUGH_HOLD = frozenset({OrderAction.PAY, OrderAction.FAIL_PAYMENT})
 
 
-class IllegalTransition(Exception):
-    """An action the order's current status does not allow."""
-
-    def __init__(self, order_id: str, current: OrderStatus, action: OrderAction) -> None:
-        super().__init__(f"order {order_id} is {current}: cannot {action}")
-        self.order_id = order_id
-        self.current = current
-        self.action = action
+def _illegal(order_id: str, current: OrderStatus, action: OrderAction) -> IllegalTransition:
+    return IllegalTransition(
+        "order",
+        order_id,
+        current,
+        action,
+        allowed_actions(current),
+        sorted(status for status, actions in TRANSITIONS.items() if action in actions),
+    )
 
 
 def next_status(
@@ -94,10 +98,10 @@ def next_status(
     try:
         target = TRANSITIONS[current][action]
     except KeyError:
-        raise IllegalTransition(order_id, current, action) from None
+        raise _illegal(order_id, current, action) from None
     if target == HELD_FROM:
         if held_from is None:
-            raise IllegalTransition(order_id, current, action)
+            raise _illegal(order_id, current, action)
         return held_from
     return OrderStatus(target)
 
@@ -176,17 +180,6 @@ class Address:
     street: str
     recipient: str
     postal_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who made something happen: an API caller (by scope), a consumer group, a rule, a person."""
-
-    kind: str  # api | consumer | rule | operator
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.id}"
 
 
 @dataclass(frozen=True, slots=True)

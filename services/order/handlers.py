@@ -30,6 +30,7 @@ from orderguard.services.order.domain import (
 )
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.errors import NotFound
 from orderguard.shared.events import orders as events
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
@@ -52,9 +53,9 @@ AUTO_RELEASE = Actor("rule", "order.auto_release")
 AUTO_COMPLETE = Actor("rule", "order.auto_complete")
 
 
-class OrderNotFound(LookupError):
+class OrderNotFound(NotFound):
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"no order {order_id}")
+        super().__init__("order", order_id)
         self.order_id = order_id
 
 

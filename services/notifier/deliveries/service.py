@@ -27,6 +27,7 @@ from orderguard.services.notifier.deliveries.policy import (
     retry_delay_s,
 )
 from orderguard.shared import metrics
+from orderguard.shared.errors import IllegalTransition, NotFound
 from orderguard.shared.events.notifications import NotificationFailed, RecipientRef
 from orderguard.shared.logging import get_logger
 from orderguard.shared.notifier_settings import DeliverySettings
@@ -364,13 +365,16 @@ def _message(row: dict[str, Any]) -> Message:
     )
 
 
-class DeliveryNotFound(LookupError):
-    pass
+class DeliveryNotFound(NotFound):
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__("delivery", delivery_id)
 
 
-class NotResendable(ValueError):
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
+class NotResendable(IllegalTransition):
+    """Only a failed delivery can be resent."""
+
+    def __init__(self, delivery_id: str, status: str) -> None:
+        super().__init__("delivery", delivery_id, status, "resend", allowed_from=["failed"])
         self.status = status
 
 
@@ -382,7 +386,7 @@ async def resend(
     if row is None:
         raise DeliveryNotFound(str(delivery_id))
     if row["status"] != "failed":
-        raise NotResendable(row["status"])
+        raise NotResendable(str(delivery_id), row["status"])
     await repository.reopen(uow.conn, delivery_id, uow.now, policy.max_attempts)
     _count(uow, row["channel"], "resend")
     log.info(

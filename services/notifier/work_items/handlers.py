@@ -17,6 +17,7 @@ from orderguard.services.notifier.work_items.domain import (
     WorkItem,
 )
 from orderguard.shared import metrics
+from orderguard.shared.errors import NotFound
 from orderguard.shared.events.anomalies import AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.logging import get_logger
@@ -190,8 +191,9 @@ async def apply_clearance(
 # ---- people --------------------------------------------------------------------------------
 
 
-class WorkItemNotFound(LookupError):
-    pass
+class WorkItemNotFound(NotFound):
+    def __init__(self, item_id: str) -> None:
+        super().__init__("work item", item_id)
 
 
 Change = Callable[[WorkItem], tuple[WorkItem, list[Entry]]]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from orderguard.services.order.recycle_bin.api import build_router
+from orderguard.services.order.recycle_bin.api import router
 from orderguard.services.order.recycle_bin.consumers import MoveOnAfterSalesEvents, MoveOnAnomalies
 from orderguard.services.order.recycle_bin.scheduled import jobs
 from orderguard.shared.engine import BatchHandler
 from orderguard.shared.runtime import Runtime
 
-__all__ = ["build_router", "handlers", "jobs"]
+__all__ = ["handlers", "jobs", "router"]
 
 
 def handlers(runtime: Runtime) -> list[BatchHandler]:

@@ -26,6 +26,7 @@ from orderguard.services.order.recycle_bin.domain import (
 )
 from orderguard.shared import metrics
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.errors import Conflict
 from orderguard.shared.events import recycle_bin as events
 from orderguard.shared.logging import get_logger
 from orderguard.shared.uow import UnitOfWork
@@ -33,9 +34,17 @@ from orderguard.shared.uow import UnitOfWork
 log = get_logger(__name__)
 
 
-class NotInRecycleBin(LookupError):
+class NotInRecycleBin(Conflict):
     def __init__(self, order_id: str, last: BinEntry | None) -> None:
-        super().__init__(f"order {order_id} is not in the recycle bin")
+        super().__init__(
+            f"Order {order_id} is not in the recycle bin"
+            + (f"; its last entry is {last.state}." if last else "; it never was."),
+            slug="not-in-recycle-bin",
+            title="Order is not in the recycle bin",
+            order_id=order_id,
+            last_entry_id=last.entry_id if last else None,
+            last_entry_state=str(last.state) if last else None,
+        )
         self.order_id = order_id
         self.last = last
 

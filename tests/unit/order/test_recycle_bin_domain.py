@@ -15,7 +15,7 @@ from orderguard.services.order.recycle_bin.domain import (
     BinEntry,
     BinState,
     Category,
-    IllegalBinMove,
+    IllegalTransition,
     MoveOutcome,
     OrderFacts,
     anomaly_categories,
@@ -91,7 +91,7 @@ def test_illegal_moves_name_the_current_state(prepare, action) -> None:  # type:
     entry = new_entry()
     prepare(entry)
     before = entry.state
-    with pytest.raises(IllegalBinMove) as raised:
+    with pytest.raises(IllegalTransition) as raised:
         {
             BinAction.RESTORE: lambda: entry.restore(OPERATOR, None, T0),
             BinAction.ARCHIVE: lambda: entry.archive(CONSUMER, "again", T0),

@@ -1,0 +1,47 @@
+"""Bounded input types for every request body field, query and path parameter.
+
+Each HTTP input is one of these (or an enum/literal), so bad input is a problem+json 422
+naming the field, never a database error: text refuses NUL (PostgreSQL text cannot hold it)
+and has a length, numbers have the range of the column they end up in.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, StringConstraints
+
+INT32_MAX = 2**31 - 1  # PostgreSQL integer
+INT64_MAX = 2**63 - 1  # PostgreSQL bigint
+# Counts of units: well inside integer, so sums of a few stay inside it too.
+UNITS_MAX = 1_000_000_000
+# Ages and windows in seconds: ten years is more than any queue holds.
+SECONDS_MAX = 10 * 365 * 24 * 3600.0
+# Rows skipped by offset pagination: far beyond a useful page, cheap to refuse.
+OFFSET_MAX = 1_000_000
+
+
+def refuse_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+# Any text, NUL refused; give it a length where it is used (Field/Query max_length) or use
+# one of the bounded ones below.
+Text = Annotated[str, AfterValidator(refuse_nul)]
+# Ids and names we look up or store: keys, customer ids, rule names, references.
+ShortText = Annotated[Text, StringConstraints(max_length=200)]
+# Free text people write: notes, reasons, comments.
+LongText = Annotated[Text, StringConstraints(max_length=5000)]
+# SKUs, warehouses, carriers, channels: the identifier shape every service shares.
+IDENTIFIER = r"^[A-Za-z0-9._-]+$"
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=IDENTIFIER)]
+
+# annotated_types, not Field: these also go into Query(...) and Path(...) parameters.
+Units = Annotated[int, Ge(0), Le(UNITS_MAX)]
+RowId = Annotated[int, Ge(1), Le(INT64_MAX)]
+Offset = Annotated[int, Ge(0), Le(OFFSET_MAX)]
+Seconds = Annotated[float, Ge(0), Le(SECONDS_MAX)]  # refuses inf and NaN too
+ByteSize = Annotated[int, Ge(0), Le(INT64_MAX)]
