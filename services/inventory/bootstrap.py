@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orderguard.services.inventory.api import build_router
+from orderguard.services.inventory import api
 from orderguard.services.inventory.consumers import ReserveStockForOrders
-from orderguard.services.inventory.rules import RULES, LowStock
-from orderguard.shared.detector_config import in_force
+from orderguard.services.inventory.rules import RULES
 from orderguard.shared.engine.detectors import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 
@@ -23,6 +22,6 @@ def handlers(runtime: Runtime) -> list[object]:
 DEFINITION = ServiceDefinition(
     name="inventory",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime, in_force(runtime).rule(LowStock.name))],
+    routers=lambda runtime: [api.router],
     handlers=handlers,  # type: ignore[arg-type]
 )

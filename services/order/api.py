@@ -37,7 +37,7 @@ from orderguard.services.order.domain import (
 from orderguard.services.order.handlers import OrderConfig, OrderWithTimeline, PlaceOrder
 from orderguard.shared.http import require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, Writes, require_actor
-from orderguard.shared.http.inputs import IDENTIFIER, Offset, Text
+from orderguard.shared.http.inputs import IDENTIFIER, NoNul, Offset, Text
 from orderguard.shared.http.views import ActorView
 from orderguard.shared.uow import UnitOfWork
 
@@ -47,12 +47,18 @@ Channel = Literal["web", "app", "mini_program", "marketplace", "pos"]
 
 
 # Trimmed, non-blank text of bounded length.
-AddressPart = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+AddressPart = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), NoNul
+]
 # May be blank: an incomplete address is held for a person to review, not refused (intake checks).
-Reviewable = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=32)]
-Street = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
-Recipient = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Reason = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reviewable = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), NoNul]
+Street = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul]
+Recipient = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul
+]
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -61,7 +67,7 @@ def _blank_is_none(value: Any) -> Any:
 
 # Any short text: one that is not six digits holds the order for review (intake checks).
 PostalCode = Annotated[
-    Annotated[Text, StringConstraints(strip_whitespace=True, max_length=16)] | None,
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=16), NoNul] | None,
     BeforeValidator(_blank_is_none),
 ]
 
@@ -75,8 +81,9 @@ def _normalised_if_mobile(value: str) -> str:
 
 
 PhoneText = Annotated[
-    Text,
+    str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=32),
+    NoNul,
     AfterValidator(_normalised_if_mobile),
 ]
 

@@ -28,13 +28,16 @@ def refuse_nul(value: str) -> str:
     return value
 
 
+# Last in an Annotated text type: constraints placed after a validator are not applied as
+# string constraints (strip_whitespace is silently skipped), so they come first.
+NoNul = AfterValidator(refuse_nul)
 # Any text, NUL refused; give it a length where it is used (Field/Query max_length) or use
 # one of the bounded ones below.
-Text = Annotated[str, AfterValidator(refuse_nul)]
+Text = Annotated[str, NoNul]
 # Ids and names we look up or store: keys, customer ids, rule names, references.
-ShortText = Annotated[Text, StringConstraints(max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=200), NoNul]
 # Free text people write: notes, reasons, comments.
-LongText = Annotated[Text, StringConstraints(max_length=5000)]
+LongText = Annotated[str, StringConstraints(max_length=5000), NoNul]
 # SKUs, warehouses, carriers, channels: the identifier shape every service shares.
 IDENTIFIER = r"^[A-Za-z0-9._-]+$"
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=IDENTIFIER)]

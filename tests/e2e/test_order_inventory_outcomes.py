@@ -63,7 +63,7 @@ async def test_reserved_failed_and_released_are_recorded_once(
         lambda: timeline_once(order, reserved_id, "stock_reserved"), what="reservation"
     )
     reserved = next(entry for entry in timeline if entry["what"] == "stock_reserved")
-    assert reserved["actor"] == {"kind": "consumer", "id": "order.inventory-outcomes"}
+    assert reserved["actor"] == {"kind": "consumer", "id": "order.inventory-outcomes", "name": "order.inventory-outcomes"}
     assert reserved["event_type"] == "inventory.reserved.v1"
     assert reserved["details"] == {"lines": [{"sku": "SKU-9", "warehouse": "main", "quantity": 2}]}
     assert [entry["what"] for entry in timeline] == ["placed", "stock_reserved"]

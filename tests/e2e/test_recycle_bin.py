@@ -328,7 +328,7 @@ async def test_configured_anomalies_move_the_order_they_name(
     assert await entries(order, low_stock) == []
     steps = await timeline(order, duplicate)
     assert whats(steps) == ["placed", "moved_to_recycle_bin"]
-    assert steps[1]["actor"] == {"kind": "rule", "id": "order.duplicate"}
+    assert steps[1]["actor"] == {"kind": "rule", "id": "order.duplicate", "name": "order.duplicate"}
 
 
 async def test_quiet_entries_are_archived_then_purged_and_still_counted(

@@ -26,11 +26,13 @@ from orderguard.services.order.recycle_bin.repository import BinFilter, ListedEn
 from orderguard.shared.actor import Actor
 from orderguard.shared.http import Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Writes, require_actor
-from orderguard.shared.http.inputs import Text
+from orderguard.shared.http.inputs import NoNul, Text
 from orderguard.shared.http.views import ActorView
 from orderguard.shared.uow import UnitOfWork
 
-Reason = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul
+]
 Dimension = Literal["category", "reason", "channel", "week", "sku", "state", "customer_type"]
 
 
