@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import APIRouter
+
 from orderguard.services.inventory import api
 from orderguard.services.inventory.consumers import ReserveStockForOrders
 from orderguard.services.inventory.rules import RULES
+from orderguard.shared.detector_config import in_force
 from orderguard.shared.engine.detectors import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 
@@ -19,9 +22,14 @@ def handlers(runtime: Runtime) -> list[object]:
     ]
 
 
+def routers(runtime: Runtime) -> list[APIRouter]:
+    in_force(runtime)  # an invalid detectors file stops the API's start, not its first request
+    return [api.router]
+
+
 DEFINITION = ServiceDefinition(
     name="inventory",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [api.router],
+    routers=routers,
     handlers=handlers,  # type: ignore[arg-type]
 )
