@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orderguard.services.aftersales.api import build_router
+from fastapi import APIRouter
+
+from orderguard.services.aftersales import api
 from orderguard.services.aftersales.consumers import LearnDeliveries, LearnOrderFacts
 from orderguard.services.aftersales.rules import CaseSlaBreached, RepeatedRefunds
 from orderguard.shared.detector_config import in_force
@@ -23,10 +25,16 @@ def handlers(runtime: Runtime) -> list[object]:
     return [*found, *detector_handlers(runtime, rules, [topics.aftersales])]
 
 
+def routers(runtime: Runtime) -> list[APIRouter]:
+    # The API shows each case's first-response due time from the same SLA configuration; an
+    # invalid detectors file stops the API's start, not its first request.
+    in_force(runtime)
+    return [api.router]
+
+
 DEFINITION = ServiceDefinition(
     name="aftersales",
     migrations=Path(__file__).parent / "migrations",
-    # The API shows each case's first-response due time from the same SLA configuration.
-    routers=lambda runtime: [build_router(runtime, in_force(runtime).rule(CaseSlaBreached.name))],
+    routers=routers,
     handlers=handlers,  # type: ignore[arg-type]
 )

@@ -85,7 +85,9 @@ def allowed_actions(case_type: str, state: str) -> list[str]:
     return list(FLOWS[case_type][state])
 
 
-def illegal_transition(case_id: str, case_type: str, current: str, action: str) -> IllegalTransition:
+def illegal_transition(
+    case_id: str, case_type: str, current: str, action: str
+) -> IllegalTransition:
     """The action is not allowed now: names the current state and where it would be allowed."""
     return IllegalTransition(
         "case",
