@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orderguard.services.logistics.api import build_router
+from orderguard.services.logistics import api
 from orderguard.services.logistics.consumers import ApplyCarrierScans, CreateShipmentsForPaidOrders
 from orderguard.services.logistics.handlers import (
     CarrierRule,
@@ -59,7 +59,7 @@ DEFINITION = ServiceDefinition(
     name="logistics",
     migrations=Path(__file__).parent / "migrations",
     # Carriers without Kafka: the signed webhook, or POST /events with an API key (carriers.scans).
-    routers=lambda runtime: [build_router(runtime), build_ingest_router(runtime, [CarrierScan])],
+    routers=lambda runtime: [api.router, build_ingest_router(runtime, [CarrierScan])],
     handlers=handlers,  # type: ignore[arg-type]
     jobs=jobs,
 )
