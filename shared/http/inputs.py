@@ -22,9 +22,12 @@ SECONDS_MAX = 10 * 365 * 24 * 3600.0
 OFFSET_MAX = 1_000_000
 
 
+NUL_REFUSED = "must not contain the NUL character (U+0000)"
+
+
 def refuse_nul(value: str) -> str:
     if "\x00" in value:
-        raise ValueError("must not contain the NUL character (U+0000)")
+        raise ValueError(NUL_REFUSED)
     return value
 
 
