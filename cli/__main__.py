@@ -1,3 +1,3 @@
-from orderguard.commands import main
+from orderguard.cli.commands import main
 
 main()

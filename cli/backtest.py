@@ -27,7 +27,7 @@ from orderguard.services.notifier.backtest import (
     run_backtest,
 )
 from orderguard.services.notifier.routing import RoutingFileError, load_routing
-from orderguard.shared.detector_config import (
+from orderguard.shared.detection.config import (
     DetectorConfigError,
     builtin_params,
     load_detector_config,

@@ -36,7 +36,7 @@ DATA_DIR = Annotated[
 
 
 def _run_roles(service: str, roles: frozenset[str]) -> None:
-    from orderguard.services_registry import definition_of
+    from orderguard.cli.services_registry import definition_of
     from orderguard.shared.runtime import run_service
 
     try:
@@ -74,8 +74,8 @@ def worker(
     if engine is StreamEngine.engine:
         _run_roles(service.value, frozenset({"workers"}))
         return
-    from orderguard.services_registry import definition_of
-    from orderguard.shared.engine.faust_driver import run_faust_service
+    from orderguard.cli.services_registry import definition_of
+    from orderguard.shared.detection.faust_driver import run_faust_service
 
     raise typer.Exit(asyncio.run(run_faust_service(definition_of(service.value), Settings())))
 
@@ -89,7 +89,7 @@ def run(service: Service) -> None:  # type: ignore[valid-type]
 @app.command()
 def migrate(service: Service) -> None:  # type: ignore[valid-type]
     """Apply a service's database migrations and exit."""
-    from orderguard.services_registry import definition_of
+    from orderguard.cli.services_registry import definition_of
     from orderguard.shared.db import apply_migrations
     from orderguard.shared.settings import SCHEMAS
 
@@ -165,7 +165,7 @@ def backtest(
 ) -> None:
     """Replay recorded events through the detector rules and the routing tree with a simulated
     clock: what would have fired, where it would have gone, and how that differs from live."""
-    from orderguard.backtest import run as run_backtest
+    from orderguard.cli.backtest import run as run_backtest
 
     if (file is None) == (not topic):
         typer.echo("backtest: give --topic (one or more) or --file, not both", err=True)
@@ -279,7 +279,7 @@ def up(
     demo_seed: Annotated[int, typer.Option(help="The demo's seed.")] = 1,
 ) -> None:
     """Start the whole system on embedded defaults: broker, PostgreSQL and the five services."""
-    from orderguard.supervisor import Demo, Supervisor
+    from orderguard.cli.supervisor import Demo, Supervisor
 
     scenario = Demo(demo_speedup, demo_rate, demo_duration, demo_seed) if demo else None
     raise typer.Exit(Supervisor(data_dir.resolve(), scenario).run())
@@ -291,7 +291,7 @@ def status(
     data_dir: DATA_DIR = Path(".orderguard"),
 ) -> None:
     """Where everything of a running `orderguard up` is, and whether it answers."""
-    from orderguard.supervisor import read_status
+    from orderguard.cli.supervisor import read_status
 
     current = read_status(data_dir.resolve())
     if current is None:

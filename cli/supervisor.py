@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orderguard.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
+from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.settings import SERVICES, Settings
 
@@ -55,7 +55,7 @@ class ServiceProcess:
     def start(self) -> None:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orderguard", "run", self.name],
+            [sys.executable, "-m", "orderguard.cli", "run", self.name],
             env=self.env,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,

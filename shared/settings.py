@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     routing_file: str | None = None
     # How often the routing file's modification time is checked for a hot reload (0: never).
     routing_reload_interval_s: float = Field(default=5.0, ge=0)
-    # Detector params and their overrides per label (shared/detector_config.py); None: built in.
+    # Detector params and their overrides per label (shared/detection/config.py); None: built in.
     detectors_file: str | None = None
     # The built-in default of stock.low's `threshold` (the detectors file and a SKU's own win).
     default_low_stock_threshold: int = Field(default=10, ge=0)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from testkit import RunningService
 
-from orderguard.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.logging import configure_logging
 from orderguard.shared.runtime import Role, Runtime, ServiceDefinition, build_app

@@ -20,7 +20,7 @@ from orderguard.services.aftersales.handlers import CaseFile, CaseNotFound, Open
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
 from orderguard.shared.actor import Actor
-from orderguard.shared.detector_config import in_force
+from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes
 from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text

@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from orderguard.services.aftersales import api
 from orderguard.services.aftersales.consumers import LearnDeliveries, LearnOrderFacts
 from orderguard.services.aftersales.rules import CaseSlaBreached, RepeatedRefunds
-from orderguard.shared.detector_config import in_force
-from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.detection.config import in_force
+from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 
 

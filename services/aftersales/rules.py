@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orderguard.shared.detection import State, fingerprint
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.detection.deadlines import as_utc
+from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
-from orderguard.shared.engine.deadlines import as_utc
 from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, CaseUpdated, RefundIssued
 from orderguard.shared.events.anomalies import AnomalyDetected
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from orderguard.services.inventory import handlers, repository
 from orderguard.services.inventory.domain import StockLevel
 from orderguard.services.inventory.rules import LowStock
-from orderguard.shared.detector_config import RuleConfig, in_force
+from orderguard.shared.detection.config import RuleConfig, in_force
 from orderguard.shared.errors import NotFound
 from orderguard.shared.http import Caller, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Writes

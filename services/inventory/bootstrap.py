@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from orderguard.services.inventory import api
 from orderguard.services.inventory.consumers import ReserveStockForOrders
 from orderguard.services.inventory.rules import RULES
-from orderguard.shared.detector_config import in_force
-from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.detection.config import in_force
+from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 
 

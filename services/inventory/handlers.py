@@ -21,7 +21,7 @@ from orderguard.services.inventory.domain import (
     shortages,
 )
 from orderguard.shared import metrics
-from orderguard.shared.detection import anomaly_envelope, fingerprint
+from orderguard.shared.detection.rule import anomaly_envelope, fingerprint
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import (

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orderguard.shared.detection import State, fingerprint
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.events.anomalies import AnomalyDetected, Severity
 from orderguard.shared.events.inventory import StockChanged, StockCounted
@@ -23,7 +23,7 @@ class LowStock:
 
     The threshold is the SKU's own when the event carries one (`low_stock_threshold`, set over
     HTTP); otherwise, like the hysteresis, it comes from the detectors configuration for the
-    event's sku and warehouse (see `shared/detector_config.py`).
+    event's sku and warehouse (see `shared/detection/config.py`).
     """
 
     name = "stock.low"

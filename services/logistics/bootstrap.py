@@ -14,7 +14,7 @@ from orderguard.services.logistics.handlers import (
 )
 from orderguard.services.logistics.rules import RULES
 from orderguard.shared.contract.ingest import build_ingest_router
-from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob

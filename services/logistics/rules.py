@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.logistics.domain import IN_TRANSIT, PROGRESS
-from orderguard.shared.detection import State, fingerprint
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.events.anomalies import AnomalyDetected, Severity
 from orderguard.shared.events.logistics import (

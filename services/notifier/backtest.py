@@ -2,7 +2,7 @@
 simulated clock, and compare with what fired live.
 
 It lives with the notifier because it needs both halves of the pipeline: the detector rules
-(every module of `shared/detector_config.RULE_MODULES`, configured by the detectors file) and
+(every module of `shared/detection/config.RULE_MODULES`, configured by the detectors file) and
 the router (the same tree, inhibition rules, silences and group timers as `handlers.Router`,
 over in-memory state instead of tables). The core (`Backtest`, `compare`) is pure and used by
 tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
@@ -32,10 +32,10 @@ from orderguard.services.notifier.grouping import Group
 from orderguard.services.notifier.inhibition import inhibitor
 from orderguard.services.notifier.routing import RouteMatch, RoutingTree
 from orderguard.services.notifier.silences import Silence, silencing
-from orderguard.shared.detection import Rule, State, TimedRule
-from orderguard.shared.detector_config import RULE_MODULES, DetectorConfig
+from orderguard.shared.detection.config import RULE_MODULES, DetectorConfig
+from orderguard.shared.detection.deadlines import as_utc
+from orderguard.shared.detection.rule import Rule, State, TimedRule
 from orderguard.shared.engine import Event
-from orderguard.shared.engine.deadlines import as_utc
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY, UnknownEventType
 from orderguard.shared.events.anomalies import AnomalyDetected

@@ -15,7 +15,7 @@ from orderguard.services.order.consumers import (
 from orderguard.services.order.recycle_bin import bootstrap as recycle_bin
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
 from orderguard.shared.contract.ingest import build_ingest_router
-from orderguard.shared.engine.detectors import detector_handlers
+from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentFailed, PaymentSucceeded
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orderguard.shared.detection import State, fingerprint
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.orders import OrderPaymentFailed, OrderPlaced

@@ -519,7 +519,7 @@ def test_autoscalers_target_existing_deployments_without_conflict(prod):
 def code_consumer_groups() -> dict[str, set[str]]:
     """The consumer groups each service's worker joins, from the code's own bootstrap."""
     registry = pytest.importorskip(
-        "orderguard.services_registry", reason="orderguard is not installed here"
+        "orderguard.cli.services_registry", reason="orderguard is not installed here"
     )
     from orderguard.shared.runtime import Runtime
     from orderguard.shared.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 from testkit import events_of_type, wait_until
 from typer.testing import CliRunner
 
-from orderguard.commands import app
+from orderguard.cli.commands import app
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.notifier.backtest import (
     compare,
@@ -24,7 +24,7 @@ from orderguard.services.notifier.backtest import (
 )
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.routing import load_routing
-from orderguard.shared import detector_config
+from orderguard.shared.detection.config import load_for
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import TEAMS
 
@@ -62,7 +62,7 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     envelopes = await read_topic_range(settings, notifier.runtime.topics.inventory)
     events = [e for e in map(decode, envelopes) if e is not None]
     assert len(events) == len(CHANGES)
-    rules = configured_rules(detector_config.load_for(settings))
+    rules = configured_rules(load_for(settings))
     result = run_backtest(events, rules, load_routing())
     live = live_record(
         [

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from testkit import events_of_type, stock_event, wait_until
 
-from orderguard.embedded import free_port
+from orderguard.cli.embedded import free_port
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.inventory.rules import LowStock
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
@@ -32,7 +32,7 @@ from orderguard.services.notifier.backtest import (
     run_backtest,
 )
 from orderguard.services.notifier.routing import load_routing
-from orderguard.shared.detector_config import load_for
+from orderguard.shared.detection.config import load_for
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentCreated, ShipmentScanned
 from orderguard.shared.settings import Settings
@@ -100,7 +100,7 @@ async def start_faust_worker(
         **extra_env,
     }
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "orderguard", "worker", service, "--engine", "faust"),
+        *(sys.executable, "-m", "orderguard.cli", "worker", service, "--engine", "faust"),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 from testkit import RunningService, events_of_type, publish_event, wait_until
 
-from orderguard.embedded import free_port
+from orderguard.cli.embedded import free_port
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.channels.signing import verify_webhook
 from orderguard.shared.envelope import Envelope

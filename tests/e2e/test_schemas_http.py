@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orderguard.services_registry import definition_of
+from orderguard.cli.services_registry import definition_of
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.runtime import build_app
 from orderguard.shared.settings import SERVICES, Settings

@@ -18,7 +18,7 @@ from orderguard.shared.settings import SERVICES
 
 def _status(data_dir: Path) -> dict | None:  # type: ignore[type-arg]
     result = subprocess.run(
-        [sys.executable, "-m", "orderguard", "status", "--json", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "orderguard.cli", "status", "--json", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -29,7 +29,7 @@ def _status(data_dir: Path) -> dict | None:  # type: ignore[type-arg]
 def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "og"
     up = subprocess.Popen(
-        [sys.executable, "-m", "orderguard", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "orderguard.cli", "up", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from testkit import wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.detection import State, fingerprint
+from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.deadlines import PartitionClocks
+from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Engine, Event
-from orderguard.shared.engine.deadlines import PartitionClocks
-from orderguard.shared.engine.detectors import DetectorHandler
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.orders import OrderCancelled

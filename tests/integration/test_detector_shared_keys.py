@@ -13,10 +13,10 @@ import pytest
 
 from orderguard.services.aftersales.rules import RepeatedRefunds
 from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.deadlines import PartitionClocks
 from orderguard.shared.engine import Event
-from orderguard.shared.engine.deadlines import PartitionClocks
-from orderguard.shared.engine.detectors import DetectorHandler
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.aftersales import RefundedLine, RefundIssued
 from orderguard.shared.settings import Settings

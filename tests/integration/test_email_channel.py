@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from orderguard.embedded import free_port
+from orderguard.cli.embedded import free_port
 from orderguard.services.notifier.channels.base import Message
 from orderguard.services.notifier.channels.email import EmailChannel
 from orderguard.shared.notifier_settings import EmailSettings

@@ -10,9 +10,9 @@ from orderflow import placed_event as placed
 
 from orderguard.services.order.rules import DuplicateOrder
 from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.detector_config import RuleConfig
-from orderguard.shared.engine.deadlines import PartitionClocks
-from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.deadlines import PartitionClocks
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from orderguard.services.aftersales.rules import CaseSlaBreached, RepeatedRefunds
-from orderguard.shared.detection import State
-from orderguard.shared.detector_config import Override, RuleConfig
+from orderguard.shared.detection.config import Override, RuleConfig
+from orderguard.shared.detection.rule import State
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderguard.services_registry import definition_of
+from orderguard.cli.services_registry import definition_of
 from orderguard.shared.contract.asyncapi import example_envelope
 from orderguard.shared.contract.catalogue import (
     CATALOGUE,

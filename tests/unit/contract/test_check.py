@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from orderguard.commands import app
+from orderguard.cli.commands import app
 from orderguard.shared.contract.check import check_contract, generated_documents
 from orderguard.shared.contract.schemas import event_schema
 

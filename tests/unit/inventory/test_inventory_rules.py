@@ -8,7 +8,7 @@ from datetime import timedelta
 from testkit import T0
 
 from orderguard.services.inventory.rules import InventoryInconsistent, NegativeAvailable
-from orderguard.shared.detector_config import RuleConfig, parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config, rule_catalogue
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

@@ -7,7 +7,7 @@ from datetime import timedelta
 from testkit import T0, stock_event
 
 from orderguard.services.inventory.rules import LowStock
-from orderguard.shared.detector_config import RuleConfig
+from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.events.anomalies import AnomalyDetected
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from orderguard.services.logistics.rules import ShipmentException, ShipmentOverdue, ShipmentStalled
-from orderguard.shared.detection import State, TimedRule
-from orderguard.shared.detector_config import RuleConfig, parse_detector_config
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config
+from orderguard.shared.detection.rule import State, TimedRule
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

@@ -21,8 +21,8 @@ from orderguard.services.notifier.backtest import (
     run_backtest,
 )
 from orderguard.services.notifier.routing import load_routing, parse_routing
-from orderguard.shared.detection import State, fingerprint
-from orderguard.shared.detector_config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

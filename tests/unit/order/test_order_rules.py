@@ -9,8 +9,8 @@ from typing import Any
 from orderflow import placed_event as placed
 
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
-from orderguard.shared.detection import State
-from orderguard.shared.detector_config import RuleConfig, parse_detector_config
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config
+from orderguard.shared.detection.rule import State
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orderguard.cli.supervisor import Demo
 from orderguard.scenario.scale import SYSTEM_ENV, Scale
-from orderguard.shared.detector_config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.config import load_detector_config, rule_catalogue
 from orderguard.shared.settings import Settings
-from orderguard.supervisor import Demo
 
 
 def test_demo_env_points_the_services_at_the_scaled_detectors_file(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from orderguard.scenario.plan import (
     plan_scenario,
 )
 from orderguard.scenario.scale import Scale
-from orderguard.shared.detector_config import parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import parse_detector_config, rule_catalogue
 
 SCALE = Scale(speedup=1440)
 WINDOWS = SCALE.windows()

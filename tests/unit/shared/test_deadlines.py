@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
 
-from orderguard.shared.engine.deadlines import PartitionClocks
+from orderguard.shared.detection.deadlines import PartitionClocks
 from orderguard.shared.settings import Settings
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from testkit import stock_event
 
 from orderguard.services.inventory import bootstrap
 from orderguard.services.inventory.rules import LowStock
-from orderguard.shared.detector_config import (
+from orderguard.shared.detection.config import (
     DetectorConfig,
     DetectorConfigError,
     RuleConfig,
@@ -22,7 +22,7 @@ from orderguard.shared.detector_config import (
     load_for,
     parse_detector_config,
 )
-from orderguard.shared.engine.detectors import DetectorHandler
+from orderguard.shared.detection.consumer import DetectorHandler
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 

@@ -43,10 +43,10 @@ def resolve_target(
     topic_prefix: str | None,
 ) -> Any:
     """Endpoints from the options, else from `orderguard up`'s state, else from the settings."""
+    from orderguard.cli.supervisor import read_status
     from orderguard.scenario.player import Clients
     from orderguard.scenario.runner import Target
     from orderguard.shared.settings import Settings
-    from orderguard.supervisor import read_status
 
     settings = Settings()
     status = read_status(data_dir.resolve()) or {}
@@ -165,9 +165,9 @@ def check(
     ] = False,
 ) -> None:
     """Compare what the system raised (anomalies.detected, intake holds) with the labels."""
+    from orderguard.cli.supervisor import read_status
     from orderguard.scenario.runner import check_labels
     from orderguard.shared.settings import Settings
-    from orderguard.supervisor import read_status
 
     status = read_status(data_dir.resolve()) or {}
     settings = Settings()

@@ -1,6 +1,6 @@
 """faust-streaming as an alternative driver of the same pure detector rules.
 
-The default is the engine (`consumer.py`): batched, one PostgreSQL transaction per batch,
+The default is the engine (`shared/engine/consumer.py`): batched, one PostgreSQL transaction per batch,
 exactly-once effects, ~10x faust's throughput (README). This driver is for teams that run
 faust agents. Same rules, same decoding and dead letters, same event-time clocks, same
 fingerprints:
@@ -31,10 +31,10 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from orderguard.shared import metrics
-from orderguard.shared.detection import Rule, State, TimedRule, anomaly_envelope
+from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.deadlines import PartitionClocks, as_utc
+from orderguard.shared.detection.rule import Rule, State, TimedRule, anomaly_envelope
 from orderguard.shared.engine.consumer import DeadLetter, dead_letter_message, decode_record
-from orderguard.shared.engine.deadlines import PartitionClocks, as_utc
-from orderguard.shared.engine.detectors import DetectorHandler
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.http import create_app

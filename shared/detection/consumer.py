@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import TopicPartition
 
 from orderguard.shared import metrics
-from orderguard.shared.detection import Rule, State, TimedRule, anomaly_envelope
-from orderguard.shared.detector_config import in_force
-from orderguard.shared.engine.consumer import Event
-from orderguard.shared.engine.deadlines import (
+from orderguard.shared.detection.config import in_force
+from orderguard.shared.detection.deadlines import (
     PartitionClocks,
     as_utc,
     lock_due_deadlines,
     next_due,
     save_deadlines,
 )
+from orderguard.shared.detection.rule import Rule, State, TimedRule, anomaly_envelope
+from orderguard.shared.engine.consumer import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.uow import UnitOfWork

@@ -1,6 +1,6 @@
 """Pure detector rules: state + event + clock -> new state + anomalies. No I/O here.
 
-The same rule runs under the engine (`engine/detectors.py`), backtests, unit tests and the
+The same rule runs under the engine (`detection/consumer.py`), backtests, unit tests and the
 faust driver; the fingerprint makes its anomalies collapse downstream whichever ran it.
 
 A rule that finds absences (no scan for N hours, an SLA about to lapse) is a `TimedRule`: its
