@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.aftersales import handlers, repository
-from orderguard.services.aftersales.domain import CaseLine, RefundLine, TimelineEntry, new_id
+from orderguard.services.aftersales.domain import CaseLine, RefundLine, new_id
 from orderguard.services.aftersales.handlers import CaseFile, CaseNotFound, OpenCase
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
@@ -24,6 +24,7 @@ from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes
 from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text
+from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -120,32 +121,6 @@ class RefundRequest(BaseModel):
 
     lines: list[RefundLineIn] = Field(min_length=1, max_length=200)
     reason: Text = Field(min_length=1, max_length=1000)
-
-
-class TimelineEntryView(BaseModel):
-    at: datetime
-    what: str
-    actor: str
-    note: str | None
-    from_state: str | None
-    to_state: str | None
-    event_type: str | None
-    event_id: str | None
-    details: dict[str, Any]
-
-    @classmethod
-    def of(cls, e: TimelineEntry) -> TimelineEntryView:
-        return cls(
-            at=e.at,
-            what=e.what,
-            actor=str(e.actor),
-            note=e.note,
-            from_state=e.from_state,
-            to_state=e.to_state,
-            event_type=e.event_type,
-            event_id=e.event_id,
-            details=dict(e.details),
-        )
 
 
 class AttachmentView(BaseModel):

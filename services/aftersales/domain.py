@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from orderguard.shared.actor import Actor
 from orderguard.shared.errors import IllegalTransition, Invalid
+from orderguard.shared.timeline import TimelineEntry
 
 CaseType = Literal["return", "exchange", "refund", "repair", "complaint"]
 CASE_TYPES: tuple[CaseType, ...] = ("return", "exchange", "refund", "repair", "complaint")
@@ -179,22 +180,6 @@ def order_lines(
 
 
 # -- cases ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    at: datetime
-    what: str
-    actor: Actor
-    note: str | None = None
-    from_state: str | None = None
-    to_state: str | None = None
-    event_type: str | None = None
-    event_id: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def told_by(self, event_type: str, event_id: str) -> TimelineEntry:
-        return replace(self, event_type=event_type, event_id=event_id)
 
 
 @dataclass(frozen=True, slots=True)

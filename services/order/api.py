@@ -30,7 +30,6 @@ from orderguard.services.order.domain import (
     MemberLevel,
     Order,
     OrderStatus,
-    TimelineEntry,
     mask_phone,
     normalise_mobile,
 )
@@ -38,7 +37,7 @@ from orderguard.services.order.handlers import OrderConfig, OrderWithTimeline, P
 from orderguard.shared.http import require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, Writes, require_actor
 from orderguard.shared.http.inputs import IDENTIFIER, NoNul, Offset, Text
-from orderguard.shared.http.views import ActorView
+from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.uow import UnitOfWork
 
 OrderId = Annotated[Text, Path(min_length=1, max_length=64)]
@@ -174,32 +173,6 @@ class LineView(BaseModel):
     quantity: int
     unit_price: Decimal
     amount: Decimal
-
-
-class TimelineEntryView(BaseModel):
-    at: datetime
-    what: str
-    actor: ActorView
-    reason: str | None
-    from_status: str | None
-    to_status: str | None
-    event_type: str | None
-    event_id: str | None
-    details: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: TimelineEntry) -> TimelineEntryView:
-        return cls(
-            at=entry.at,
-            what=entry.what,
-            actor=ActorView.of(entry.actor),
-            reason=entry.reason,
-            from_status=entry.from_status,
-            to_status=entry.to_status,
-            event_type=entry.event_type,
-            event_id=entry.event_id,
-            details=dict(entry.details),
-        )
 
 
 class ShippingAddressView(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from orderguard.shared.actor import Actor
 from orderguard.shared.errors import IllegalTransition
+from orderguard.shared.timeline import TimelineEntry
 
 CENT = Decimal("0.01")
 
@@ -182,24 +183,6 @@ class Address:
     postal_code: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """One thing that happened to an order: what, when, who, why, and the event that told of it."""
-
-    at: datetime
-    what: str
-    actor: Actor
-    reason: str | None = None
-    from_status: OrderStatus | None = None
-    to_status: OrderStatus | None = None
-    event_type: str | None = None
-    event_id: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def told_by(self, event_type: str, event_id: str) -> TimelineEntry:
-        return replace(self, event_type=event_type, event_id=event_id)
-
-
 class HoldReason(StrEnum):
     """Why an order is held; operators filter their queue by it."""
 
@@ -302,8 +285,8 @@ class Order:
                 at=now,
                 what="placed",
                 actor=actor,
-                reason=f"placed through {channel}",
-                to_status=OrderStatus.PLACED,
+                note=f"placed through {channel}",
+                to_state=OrderStatus.PLACED,
                 details={
                     "total_amount": str(total),
                     "lines": len(lines),
@@ -342,9 +325,9 @@ class Order:
                 at=now,
                 what=f"{self.held_from}_while_held",
                 actor=actor,
-                reason=reason,
-                from_status=before,
-                to_status=before,
+                note=reason,
+                from_state=before,
+                to_state=before,
                 details={**(details or {}), "held_from": str(self.held_from)},
             )
         self.status = next_status(self.order_id, before, action, self.held_from)
@@ -353,9 +336,9 @@ class Order:
             at=now,
             what=str(self.status) if action is not OrderAction.RELEASE else "released",
             actor=actor,
-            reason=reason,
-            from_status=before,
-            to_status=self.status,
+            note=reason,
+            from_state=before,
+            to_state=self.status,
             details=dict(details or {}),
         )
 

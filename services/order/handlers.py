@@ -335,7 +335,7 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
             at=at,
             what="stock_reserved",
             actor=actor,
-            reason="inventory reserved every line",
+            note="inventory reserved every line",
             details={"lines": [line.model_dump(mode="json") for line in data.lines]},
         )
     elif isinstance(data, ReservationFailed):
@@ -343,7 +343,7 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
             at=at,
             what="stock_reservation_failed",
             actor=actor,
-            reason="not enough stock for "
+            note="not enough stock for "
             + ", ".join(f"{s.sku}@{s.warehouse}" for s in data.shortages),
             details={
                 "shortages": [shortage.model_dump(mode="json") for shortage in data.shortages]
@@ -354,7 +354,7 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
             at=at,
             what="stock_released",
             actor=actor,
-            reason=data.reason,
+            note=data.reason,
             details={"lines": [line.model_dump(mode="json") for line in data.lines]},
         )
     else:
@@ -426,9 +426,9 @@ def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) 
         at=event.envelope.time,
         what=f"{action}_not_applied",
         actor=actor,
-        reason=f"{event.type} arrived while the order is {order.status}: cannot {action}",
-        from_status=order.status,
-        to_status=order.status,
+        note=f"{event.type} arrived while the order is {order.status}: cannot {action}",
+        from_state=order.status,
+        to_state=order.status,
     ).told_by(event.type, event.id)
 
 
@@ -462,7 +462,7 @@ def _announce_paid(
         at=uow.now,
         what="payment_announced",
         actor=actor,
-        reason="order.paid.v1 published: the order can ship",
+        note="order.paid.v1 published: the order can ship",
         details={"promised_delivery_by": order.promised_delivery_by.isoformat()},
     ).told_by(envelope.type, envelope.id)
 

@@ -89,7 +89,9 @@ def leaves(
         yield at, bad
 
 
-def with_value(base: Any, schema: dict[str, Any], spec: dict[str, Any], at: Location, value: Any) -> Any:
+def with_value(
+    base: Any, schema: dict[str, Any], spec: dict[str, Any], at: Location, value: Any
+) -> Any:
     """`base` with `value` at `at`, creating the optional objects and lists on the way."""
     body = copy.deepcopy(base)
     node, node_schema = body, resolve(schema, spec)
@@ -157,9 +159,7 @@ async def test_every_text_and_number_input_refuses_nul_and_huge_values_with_a_42
             base = plausible(schema, spec)
             for at, bad in leaves(schema, spec):
                 body = with_value(base, schema, spec, at, bad)
-                response = await client.request(
-                    method, path_of(template, parameters), json=body
-                )
+                response = await client.request(method, path_of(template, parameters), json=body)
                 where = ".".join(["body", *map(str, at)])
                 tried.append(f"{method} {template} {where}")
                 assert response.status_code == 422, (method, template, where, response.text)

@@ -74,7 +74,7 @@ async def test_incomplete_address_is_held_listed_by_priority_and_released_by_han
     view = released.json()
     assert view["status"] == "placed" and view["hold"] is None
     assert view["timeline"][-1]["what"] == "released"
-    assert view["timeline"][-1]["reason"] == "address confirmed by phone"
+    assert view["timeline"][-1]["note"] == "address confirmed by phone"
 
     again = await order.client.post(f"/orders/{held['order_id']}/release", json={"reason": "x"})
     assert again.status_code == 409
@@ -115,7 +115,11 @@ async def test_a_hold_with_an_auto_release_time_lifts_by_itself(
     view = await wait_status(order, order_id, "placed")
     released = view["timeline"][-1]
     assert released["what"] == "released"
-    assert released["actor"] == {"kind": "rule", "id": "order.auto_release", "name": "order.auto_release"}
+    assert released["actor"] == {
+        "kind": "rule",
+        "id": "order.auto_release",
+        "name": "order.auto_release",
+    }
     [event] = await wait_until(
         lambda: published(settings, "orders.events", "order.released.v1", order_id),
         what="order.released.v1",

@@ -236,9 +236,9 @@ async def test_manual_move_list_filter_and_restore(settings: Settings, start_ser
         "recycle_bin_reason_added",
         "restored_from_recycle_bin",
     ]
-    assert steps[1]["actor"]["kind"] == "api" and steps[1]["reason"] == body["reason"]
+    assert steps[1]["actor"]["kind"] == "api" and steps[1]["note"] == body["reason"]
     assert steps[1]["event_type"] == "order.recycled.v1"
-    assert steps[3]["reason"] == "found the customer"
+    assert steps[3]["note"] == "found the customer"
     assert (await order.client.get(f"/orders/{order_id}")).json()["status"] == "placed"
 
     recycled = await wait_until(lambda: bin_events(settings, "order.recycled.v1", order_id))

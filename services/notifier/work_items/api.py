@@ -15,10 +15,13 @@ from orderguard.services.notifier.config import sla_policy
 from orderguard.services.notifier.repository import Connection
 from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
 from orderguard.services.notifier.work_items.domain import SlaPolicy, State
+from orderguard.shared.actor import API_KEY, SYSTEM, Actor
 from orderguard.shared.events.anomalies import Severity, Team
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, WriteContext, Writes
 from orderguard.shared.http.inputs import NoNul, Offset, Seconds, Text
+from orderguard.shared.http.views import TimelineEntryView
+from orderguard.shared.timeline import TimelineEntry
 from orderguard.shared.uow import UnitOfWork
 
 MAX_LIMIT = 200
@@ -115,11 +118,13 @@ class CommentView(BaseModel):
     created_at: datetime
 
 
-class TimelineEntryView(BaseModel):
-    at: datetime
-    what: str
-    actor: str
-    details: dict[str, Any]
+def _timeline_entry(row: dict[str, Any]) -> TimelineEntryView:
+    """A stored line of the item's timeline: its actor is the system or an API caller."""
+    who = row["actor"]
+    actor = Actor(SYSTEM, who) if who == domain.SYSTEM else Actor(API_KEY, who)
+    return TimelineEntryView.of(
+        TimelineEntry(at=row["at"], what=row["what"], actor=actor, details=row["details"] or {})
+    )
 
 
 class WorkItemDetail(WorkItemView):
@@ -127,6 +132,10 @@ class WorkItemDetail(WorkItemView):
     links: list[LinkView]
     comments: list[CommentView]
     timeline: list[TimelineEntryView]
+
+    @classmethod
+    def of(cls, row: dict[str, Any], now: datetime) -> WorkItemView:
+        return super().of({**row, "timeline": [_timeline_entry(e) for e in row["timeline"]]}, now)
 
 
 class WorkItemPage(BaseModel):

@@ -113,7 +113,7 @@ async def move(uow: UnitOfWork, topic: str, order: OrderFacts, cause: Cause) -> 
             at=cause.at,
             what="moved_to_recycle_bin",
             actor=cause.actor,
-            reason=cause.reason,
+            note=cause.reason,
             details=_details(entry, **source),
         ).told_by(envelope.type, envelope.id)
         log.info(
@@ -129,7 +129,7 @@ async def move(uow: UnitOfWork, topic: str, order: OrderFacts, cause: Cause) -> 
             at=cause.at,
             what="recycle_bin_reason_added",
             actor=cause.actor,
-            reason=cause.reason,
+            note=cause.reason,
             event_type=cause.event_type,
             event_id=cause.event_id,
             details=_details(entry, added_category=str(cause.category)),
@@ -185,7 +185,7 @@ async def restore(
         at=uow.now,
         what="restored_from_recycle_bin",
         actor=actor,
-        reason=reason,
+        note=reason,
         details=_details(entry, order_status=status, order_status_when_moved=entry.order_status),
     ).told_by(envelope.type, envelope.id)
     await orders.record(uow.conn, [(order_id, timeline)])
@@ -216,7 +216,7 @@ async def archive(uow: UnitOfWork, topic: str, entry: BinEntry, actor: Actor, re
         at=uow.now,
         what="archived_in_recycle_bin",
         actor=actor,
-        reason=reason,
+        note=reason,
         details=_details(entry),
     ).told_by(envelope.type, envelope.id)
     await orders.record(uow.conn, [(entry.order_id, timeline)])
@@ -273,7 +273,7 @@ async def purge_past_retention(uow: UnitOfWork, topic: str, retention_s: float, 
             at=uow.now,
             what="personal_data_purged",
             actor=actor,
-            reason=f"archived for longer than the retention ({retention_s / 86400:g} days)",
+            note=f"archived for longer than the retention ({retention_s / 86400:g} days)",
             details=_details(entry, purged_fields=list(PURGED_FIELDS)),
         ).told_by(envelope.type, envelope.id)
         await orders.record(uow.conn, [(entry.order_id, timeline)])

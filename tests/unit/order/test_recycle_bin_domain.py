@@ -15,7 +15,6 @@ from orderguard.services.order.recycle_bin.domain import (
     BinEntry,
     BinState,
     Category,
-    IllegalTransition,
     MoveOutcome,
     OrderFacts,
     anomaly_categories,
@@ -27,6 +26,7 @@ from orderguard.services.order.recycle_bin.domain import (
     move_to_recycle_bin,
     refund_cause,
 )
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
