@@ -81,14 +81,15 @@ class IllegalTransition(DomainError):
             when = f"{action} is allowed only when it is {' or '.join(allowed_from)}"
         else:
             when = f"{action} is never allowed" + (f" for a {kind} {thing}" if kind else "")
+        details: dict[str, Any] = {
+            _id_member(thing): thing_id,
+            "current_state": str(current),
+            "allowed_actions": [str(a) for a in allowed_actions],
+        }
         super().__init__(
             f"{label} is {current}; {when}.",
             title=f"{thing.capitalize()} cannot {action} now",
-            **{
-                _id_member(thing): thing_id,
-                "current_state": str(current),
-                "allowed_actions": [str(a) for a in allowed_actions],
-            },
+            **details,
         )
         self.thing = thing
         self.thing_id = thing_id
