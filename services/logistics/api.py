@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from orderguard.services.logistics import handlers, repository
 from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, scan_from_the_future
@@ -29,7 +29,7 @@ from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.logistics import ExceptionReason, ScanStatus
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import RuntimeDep, Snapshot, Writes
-from orderguard.shared.http.inputs import IDENTIFIER, Text
+from orderguard.shared.http.inputs import IDENTIFIER, AwareInstant, Text
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -52,7 +52,7 @@ class WebhookScan(BaseModel):
     status: ScanStatus
     location: Text | None = Field(default=None, max_length=200)
     exception_reason: ExceptionReason | None = None
-    scanned_at: AwareDatetime = Field(description="With a UTC offset")
+    scanned_at: AwareInstant = Field(description="With a UTC offset")
 
 
 class ReassignRequest(BaseModel):

@@ -14,7 +14,7 @@ from orderguard.shared.errors import NotFound
 from orderguard.shared.events.anomalies import Team
 from orderguard.shared.http import require_scope
 from orderguard.shared.http.deps import Conn
-from orderguard.shared.http.inputs import Text
+from orderguard.shared.http.inputs import Instant, Text
 
 MAX_LIMIT = 500
 
@@ -43,7 +43,7 @@ async def list_notifications(
     rule: Annotated[Text | None, Query(max_length=100)] = None,
     fingerprint: Annotated[Text | None, Query(max_length=100)] = None,
     since: Annotated[
-        datetime | None,
+        Instant | None,
         Query(description="Only notifications created at or after this time (UTC when no offset)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,

@@ -25,7 +25,7 @@ from orderguard.services.notifier.routing_in_force import RoutingInForce
 from orderguard.shared.errors import Invalid, NotFound
 from orderguard.shared.http import Caller, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, WriteContext, Writes
-from orderguard.shared.http.inputs import Text
+from orderguard.shared.http.inputs import Instant, Text
 from orderguard.shared.uow import UnitOfWork
 
 MAX_LIMIT = 500
@@ -57,8 +57,8 @@ class CreateSilence(BaseModel):
         examples=[['rule="shipment.stalled"', 'carrier="sf"']],
     )
     comment: Text = Field(min_length=1, max_length=1000, description="Why (for the next person)")
-    starts_at: datetime | None = Field(default=None, description="Default: now")
-    ends_at: datetime
+    starts_at: Instant | None = Field(default=None, description="Default: now")
+    ends_at: Instant
 
     @field_validator("matchers")
     @classmethod

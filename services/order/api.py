@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +35,7 @@ from orderguard.services.order.domain import (
 from orderguard.services.order.handlers import OrderConfig, OrderWithTimeline, PlaceOrder
 from orderguard.shared.http import require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, Writes, require_actor
-from orderguard.shared.http.inputs import IDENTIFIER, NoNul, Offset, Text
+from orderguard.shared.http.inputs import IDENTIFIER, AwareInstant, NoNul, Offset, Text
 from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.uow import UnitOfWork
 
@@ -151,7 +150,7 @@ class HoldOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason
-    release_at: AwareDatetime | None = Field(
+    release_at: AwareInstant | None = Field(
         default=None, description="When the hold lifts by itself; omit for a person to release"
     )
 

@@ -7,10 +7,11 @@ and has a length, numbers have the range of the column they end up in.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 INT32_MAX = 2**31 - 1  # PostgreSQL integer
 INT64_MAX = 2**63 - 1  # PostgreSQL bigint
@@ -51,3 +52,16 @@ RowId = Annotated[int, Ge(1), Le(INT64_MAX)]
 Offset = Annotated[int, Ge(0), Le(OFFSET_MAX)]
 Seconds = Annotated[float, Ge(0), Le(SECONDS_MAX)]  # refuses inf and NaN too
 ByteSize = Annotated[int, Ge(0), Le(INT64_MAX)]
+
+
+def within_years(value: datetime) -> datetime:
+    # By year, not by comparing instants: comparing near datetime.max/min with another offset
+    # overflows. Arithmetic on what passes (a window of days, UTC) stays inside datetime.
+    if not 1970 <= value.year <= 9000:
+        raise ValueError("must be a time between the years 1970 and 9000")
+    return value
+
+
+# A time a request names (a window's end, a release time, when a scan happened).
+Instant = Annotated[datetime, AfterValidator(within_years)]
+AwareInstant = Annotated[AwareDatetime, AfterValidator(within_years)]

@@ -1,5 +1,6 @@
 """Bad input is a 422 naming the field, never a 500: every route of every service's OpenAPI
-gets a NUL byte in each text input and a number past any column in each numeric input."""
+gets a NUL byte in each text input, a number past any column in each numeric input and a
+time at the edge of the calendar in each time input."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from orderguard.services_registry import definition_of
+from orderguard.cli.services_registry import definition_of
 from orderguard.shared.settings import SERVICES
 
 NUL_TEXT = "bad\x00text"
 HUGE_INT = 99_999_999_999_999_999_999  # past bigint
 HUGE_NUMBER = 1e300
+FAR_TIME = "0001-01-01T00:00:00+00:00"  # a week before it is before datetime.min
 # Routes that refuse a request before reading its body: the signed carrier webhook (401
 # unsigned) and the raw-body evidence upload (415 without an accepted type).
 REFUSED_BEFORE_THE_BODY = {
@@ -68,7 +70,9 @@ def plausible(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
 def bad_value(schema: dict[str, Any], spec: dict[str, Any]) -> Any | None:
     schema = resolve(schema, spec)
     kind = schema.get("type")
-    if "enum" in schema or "const" in schema or schema.get("format") in ("date-time", "uuid"):
+    if schema.get("format") == "date-time":
+        return FAR_TIME
+    if "enum" in schema or "const" in schema or schema.get("format") == "uuid":
         return NUL_TEXT if kind == "string" else None  # refused as a member already
     return {"string": NUL_TEXT, "integer": HUGE_INT, "number": HUGE_NUMBER}.get(kind or "")
 
@@ -123,7 +127,7 @@ def fields_named(response: Any) -> set[str]:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-async def test_every_text_and_number_input_refuses_nul_and_huge_values_with_a_422(
+async def test_every_text_number_and_time_input_refuses_what_it_cannot_hold_with_a_422(
     start_service: Any, name: str
 ) -> None:
     service = await start_service(definition_of(name), roles=frozenset({"api"}))

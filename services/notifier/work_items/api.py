@@ -19,7 +19,7 @@ from orderguard.shared.actor import API_KEY, SYSTEM, Actor
 from orderguard.shared.events.anomalies import Severity, Team
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, WriteContext, Writes
-from orderguard.shared.http.inputs import NoNul, Offset, Seconds, Text
+from orderguard.shared.http.inputs import Instant, NoNul, Offset, Seconds, Text
 from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.timeline import TimelineEntry
 from orderguard.shared.uow import UnitOfWork
@@ -275,9 +275,9 @@ async def comment_on_work_item(
 # ---- analytics ---------------------------------------------------------------------------
 
 WindowFrom = Annotated[
-    datetime | None, Query(alias="from", description="Default: `to` minus 7 days")
+    Instant | None, Query(alias="from", description="Default: `to` minus 7 days")
 ]
-WindowTo = Annotated[datetime | None, Query(alias="to", description="Default: now")]
+WindowTo = Annotated[Instant | None, Query(alias="to", description="Default: now")]
 
 
 @router.get("/analytics/anomalies", dependencies=READ_SCOPE)

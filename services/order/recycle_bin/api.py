@@ -26,7 +26,7 @@ from orderguard.services.order.recycle_bin.repository import BinFilter, ListedEn
 from orderguard.shared.actor import Actor
 from orderguard.shared.http import Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Writes, require_actor
-from orderguard.shared.http.inputs import NoNul, Text
+from orderguard.shared.http.inputs import Instant, NoNul, Text
 from orderguard.shared.http.views import ActorView
 from orderguard.shared.uow import UnitOfWork
 
@@ -247,8 +247,8 @@ def filters(
     reason: Annotated[Text | None, Query(max_length=200, description="Contained, any case")] = None,
     category: Annotated[list[Category], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
     state: Annotated[list[BinState], Query()] = [],  # noqa: B006
-    moved_from: Annotated[datetime | None, Query(alias="from", description="Inclusive")] = None,
-    moved_to: Annotated[datetime | None, Query(alias="to", description="Exclusive")] = None,
+    moved_from: Annotated[Instant | None, Query(alias="from", description="Inclusive")] = None,
+    moved_to: Annotated[Instant | None, Query(alias="to", description="Exclusive")] = None,
     customer_type: Annotated[Text | None, Query(max_length=64)] = None,
     channel: Annotated[Text | None, Query(max_length=64)] = None,
     sku: Annotated[Text | None, Query(max_length=64)] = None,
