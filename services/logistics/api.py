@@ -183,6 +183,50 @@ READ = [Depends(require_scope("logistics:read"))]
 router = APIRouter(tags=["logistics"])
 
 
+def _verified(request: Request, body: bytes, carrier: str, known: Carriers) -> str:
+    """The request's signature, once checked against the carrier's secret; 401 otherwise."""
+    secret = known.secrets.get(carrier)
+    try:
+        return verify(
+            secret.get_secret_value() if secret is not None else None,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            datetime.now(UTC),
+            known.tolerance_s,
+        )
+    except SignatureRejected as exc:
+        log.info("carrier scan refused", carrier=carrier, reason=exc.slug)
+        metrics.CARRIER_WEBHOOK_SCANS.labels("unauthenticated").inc()
+        raise Problem(
+            401, exc.slug, "Scan not authenticated", exc.reason, carrier=carrier
+        ) from None
+
+
+def _scan_of(body: bytes, carrier: str) -> CarrierScan:
+    """The posted scan, validated, and not dated ahead of our clock; 422 otherwise."""
+    try:
+        posted = WebhookScan.model_validate(orjson.loads(body))
+        scan = CarrierScan(carrier=carrier, **posted.model_dump())
+    except orjson.JSONDecodeError:
+        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+        raise Problem(422, "validation", "Scan is invalid", "The body is not JSON.") from None
+    except ValidationError as exc:
+        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+        raise _invalid(exc) from None
+    if scan_from_the_future(scan.scanned_at, datetime.now(UTC)):
+        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+        raise Invalid(
+            f"scanned_at {scan.scanned_at.isoformat()} is ahead of the server's clock by more"
+            f" than {SCAN_CLOCK_SKEW.total_seconds():g}s.",
+            slug="scan-in-the-future",
+            title="Scan dated in the future",
+            carrier=carrier,
+            scan_id=scan.scan_id,
+        )
+    return scan
+
+
 @router.post(
     "/carriers/{carrier}/scans",
     status_code=202,
@@ -204,41 +248,8 @@ async def receive_scan(
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BODY:
         raise Problem(413, "body-too-large", "Scan too large", f"At most {MAX_WEBHOOK_BODY} bytes.")
-    secret = known.secrets.get(carrier)
-    try:
-        signature = verify(
-            secret.get_secret_value() if secret is not None else None,
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
-            body,
-            datetime.now(UTC),
-            known.tolerance_s,
-        )
-    except SignatureRejected as exc:
-        log.info("carrier scan refused", carrier=carrier, reason=exc.slug)
-        metrics.CARRIER_WEBHOOK_SCANS.labels("unauthenticated").inc()
-        raise Problem(
-            401, exc.slug, "Scan not authenticated", exc.reason, carrier=carrier
-        ) from None
-    try:
-        posted = WebhookScan.model_validate(orjson.loads(body))
-        scan = CarrierScan(carrier=carrier, **posted.model_dump())
-    except orjson.JSONDecodeError:
-        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-        raise Problem(422, "validation", "Scan is invalid", "The body is not JSON.") from None
-    except ValidationError as exc:
-        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-        raise _invalid(exc) from None
-    if scan_from_the_future(scan.scanned_at, datetime.now(UTC)):
-        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-        raise Invalid(
-            f"scanned_at {scan.scanned_at.isoformat()} is ahead of the server's clock by more"
-            f" than {SCAN_CLOCK_SKEW.total_seconds():g}s.",
-            slug="scan-in-the-future",
-            title="Scan dated in the future",
-            carrier=carrier,
-            scan_id=scan.scan_id,
-        )
+    signature = _verified(request, body, carrier, known)
+    scan = _scan_of(body, carrier)
     async with writes.unit_of_work() as uow:
         owner = await repository.tracking_owner(uow.conn, carrier, scan.tracking_number)
         if owner is None:
