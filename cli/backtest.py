@@ -21,6 +21,7 @@ from orderguard.services.notifier.backtest import (
     configured_rules,
     decode,
     live_record,
+    merge_by_time,
     read_envelopes_file,
     read_topic_range,
     result_json,
@@ -40,6 +41,23 @@ from orderguard.shared.topics import TEAMS, Topics
 PROGRESS_FROM = 1000
 
 
+def where_things_are(settings: Settings, data_dir: Path, bootstrap: str | None) -> Settings:
+    """The broker to read: --bootstrap, else ORDERGUARD_KAFKA_BOOTSTRAP when set, else the one
+    a running `orderguard up` in `data_dir` started (whatever port it chose), else the default."""
+    from orderguard.cli.supervisor import read_status
+
+    if bootstrap is not None:
+        return settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    if "kafka_bootstrap" in settings.model_fields_set:
+        return settings
+    status = read_status(data_dir.resolve()) or {}
+    started = status.get("broker", {}).get("bootstrap")
+    if started is None:
+        return settings
+    # up's broker is the embedded Tansu: read it the way the services it started do.
+    return settings.model_copy(update={"kafka_bootstrap": started, "kafka_embedded_compat": True})
+
+
 def run(
     *,
     topics: list[str],
@@ -53,8 +71,10 @@ def run(
     routing_file: Path | None,
     detectors_file: Path | None,
     as_json: bool,
+    data_dir: Path,
+    bootstrap: str | None,
 ) -> int:
-    settings = Settings()
+    settings = where_things_are(Settings(), data_dir, bootstrap)
     console = Console(stderr=True)
     try:
         tree = load_routing(routing_file or settings.routing_file)
@@ -113,10 +133,17 @@ async def _read_topics(
     found = []
     for topic in topics:
         name = topic if bare or topic.startswith(prefix) else prefix + topic
-        found += await read_topic_range(
-            settings, name, from_offset=from_offset, to_offset=to_offset, since=since, until=until
+        found.append(
+            await read_topic_range(
+                settings,
+                name,
+                from_offset=from_offset,
+                to_offset=to_offset,
+                since=since,
+                until=until,
+            )
         )
-    return sorted(found, key=lambda e: e.time)
+    return merge_by_time(found)
 
 
 class _progress:
@@ -192,20 +219,24 @@ def _print(result: BacktestResult, comparison: Comparison | None) -> None:
         console.print("No comparison with live (no live record read).")
         return
     console.print(
-        f"Compared with live: {len(comparison.fired_in_both)} fired in both,"
-        f" {len(comparison.only_in_backtest)} only in the backtest,"
-        f" {len(comparison.only_live)} only live,"
+        f"Compared with live, transition by transition (fingerprint, status, time):"
+        f" {len(comparison.in_both)} in both, {len(comparison.only_in_backtest)} only in the"
+        f" backtest, {len(comparison.only_live)} only live,"
         f" {len(comparison.routed_differently)} routed differently"
         + (" — they agree." if comparison.agree else ".")
     )
     if not comparison.agree:
         diff = Table(title="Differences")
-        for column in ("difference", "rule / routes", "fingerprint"):
+        for column in ("difference", "at", "rule", "status", "fingerprint / routes"):
             diff.add_column(column)
-        for rule, fp in comparison.only_in_backtest:
-            diff.add_row("only in backtest", rule, fp)
-        for rule, fp in comparison.only_live:
-            diff.add_row("only live", rule, fp)
-        for fp, (mine, theirs) in comparison.routed_differently.items():
-            diff.add_row("routed differently", f"backtest {mine} / live {theirs}", fp)
+        for side, steps in (
+            ("only in backtest", comparison.only_in_backtest),
+            ("only live", comparison.only_live),
+        ):
+            for step in steps:
+                diff.add_row(side, step.at.isoformat(), step.rule, step.status, step.fingerprint)
+        for (fp, status), (mine, theirs) in comparison.routed_differently.items():
+            diff.add_row(
+                "routed differently", "", "", status, f"{fp}: backtest {mine} / live {theirs}"
+            )
         console.print(diff)

@@ -162,6 +162,14 @@ def backtest(
         Path | None, typer.Option(help="A detectors file to try (default: the one in force).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="Kafka bootstrap servers (default: ORDERGUARD_KAFKA_BOOTSTRAP, else the broker"
+            " of a running `orderguard up`)."
+        ),
+    ] = None,
+    data_dir: DATA_DIR = Path(".orderguard"),
 ) -> None:
     """Replay recorded events through the detector rules and the routing tree with a simulated
     clock: what would have fired, where it would have gone, and how that differs from live."""
@@ -189,6 +197,8 @@ def backtest(
         routing_file=routing_file,
         detectors_file=detectors_file,
         as_json=as_json,
+        data_dir=data_dir,
+        bootstrap=bootstrap,
     )
     raise typer.Exit(code)
 

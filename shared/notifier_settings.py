@@ -3,7 +3,8 @@ delivery policy (language, quiet hours, dedup, retries, rate limits).
 
 Everything comes from the environment, e.g. ORDERGUARD_CHANNELS__WEBHOOK__URL or
 ORDERGUARD_DELIVERIES__QUIET_HOURS__START; secrets are `SecretStr` so they never print.
-IM robot URLs carry their access token, so they are secrets too.
+IM robot URLs carry their access token, so they are secrets too; each team may have its own
+robot (its group chat), the others share one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from orderguard.shared.topics import TEAMS
 
 
 class _Section(BaseModel):
@@ -43,13 +46,64 @@ class SmsSettings(_Section):
     sender: str | None = None
 
 
-class DingTalkSettings(_Section):
-    url: SecretStr = Field(description="Group robot webhook URL (with its access_token)")
+class ImRobot(_Section):
+    """A group robot of an IM app: one per team's group chat."""
+
+    url: SecretStr = Field(description="Incoming webhook URL; it carries the token")
+
+
+class DingTalkRobot(ImRobot):
     secret: SecretStr | None = Field(default=None, description="The robot's 加签 secret, if set")
 
 
-class ImWebhookSettings(_Section):
-    url: SecretStr = Field(description="Incoming webhook URL; it carries the token")
+class _Robots(_Section):
+    """One robot per team (`teams`, e.g. ORDERGUARD_CHANNELS__SLACK__TEAMS__WAREHOUSE__URL),
+    and a shared one (`url`) for the teams without their own and for other recipients."""
+
+    teams: dict[str, ImRobot] = Field(default_factory=dict)
+
+    def robot_for(self, recipient_kind: str, recipient_id: str) -> ImRobot | None:
+        """The team's own robot, else the shared one; None: no robot reaches them."""
+        if recipient_kind == "team" and recipient_id in self.teams:
+            return self.teams[recipient_id]
+        return self._shared()
+
+    def _shared(self) -> ImRobot | None:
+        raise NotImplementedError
+
+    @field_validator("teams")
+    @classmethod
+    def _known_teams(cls, teams: dict[str, ImRobot]) -> dict[str, ImRobot]:
+        unknown = sorted(set(teams) - set(TEAMS))
+        if unknown:
+            raise ValueError(f"unknown team(s) {', '.join(unknown)}: expected {', '.join(TEAMS)}")
+        return teams
+
+    @model_validator(mode="after")
+    def _some_robot(self) -> _Robots:
+        if self._shared() is None and not self.teams:
+            raise ValueError("give a robot: `url` (shared) or `teams` (one per team)")
+        return self
+
+
+class DingTalkSettings(_Robots):
+    url: SecretStr | None = Field(
+        default=None, description="Shared group robot webhook URL (with its access_token)"
+    )
+    secret: SecretStr | None = Field(default=None, description="The robot's 加签 secret, if set")
+    teams: dict[str, DingTalkRobot] = Field(default_factory=dict)  # type: ignore[assignment]
+
+    def _shared(self) -> DingTalkRobot | None:
+        return None if self.url is None else DingTalkRobot(url=self.url, secret=self.secret)
+
+
+class ImWebhookSettings(_Robots):
+    url: SecretStr | None = Field(
+        default=None, description="Shared incoming webhook URL; it carries the token"
+    )
+
+    def _shared(self) -> ImRobot | None:
+        return None if self.url is None else ImRobot(url=self.url)
 
 
 class ChannelSettings(_Section):

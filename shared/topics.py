@@ -17,6 +17,7 @@ BASE_TOPICS = (
     *(f"queues.{team}" for team in TEAMS),
     "carriers.scans",
     "notifications.dead",
+    "work_items.events",
 )
 
 
@@ -58,6 +59,10 @@ class Topics:
     @property
     def notifications_dead(self) -> str:
         return self.name("notifications.dead")
+
+    @property
+    def work_items(self) -> str:
+        return self.name("work_items.events")
 
     def queue(self, team: str) -> str:
         return self.name(f"queues.{team}")

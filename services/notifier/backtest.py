@@ -3,13 +3,14 @@ simulated clock, and compare with what fired live.
 
 It lives with the notifier because it needs both halves of the pipeline: the detector rules
 (every module of `shared/detection/config.RULE_MODULES`, configured by the detectors file) and
-the router (the same tree, inhibition rules, silences and group timers as `handlers.Router`,
-over in-memory state instead of tables). The core (`Backtest`, `compare`) is pure and used by
+the router — the very routing pipeline the live router runs (`router/pipeline.py`), over a
+`MemoryStore` instead of tables. The core (`Backtest`, `compare`) is pure and used by
 tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
 
 The simulated clock is event time: before each event it moves to the event's time minus the
 allowed lateness (never back), and the timed rules' deadlines and the route groups' flushes
-that it passes fire in time order — like the engine, whose per-partition clocks do the same.
+and the silences' ends that it passes fire in time order — like the engine, whose
+per-partition clocks do the same.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from orderguard.services.notifier.domain import routing_labels
-from orderguard.services.notifier.grouping import Group
-from orderguard.services.notifier.inhibition import inhibitor
+from orderguard.services.notifier.router.group import Group
+from orderguard.services.notifier.router.memory_store import MemoryStore, run_now
+from orderguard.services.notifier.router.pipeline import Arrival, RoutingPipeline
+from orderguard.services.notifier.router.route import Destination
+from orderguard.services.notifier.router.silence import Silence, Silenced
+from orderguard.services.notifier.router.store import AnomalyState, Hold
 from orderguard.services.notifier.routing import RouteMatch, RoutingTree
-from orderguard.services.notifier.silences import Silence, silencing
 from orderguard.shared.detection.config import RULE_MODULES, DetectorConfig
 from orderguard.shared.detection.deadlines import as_utc
 from orderguard.shared.detection.rule import Rule, State, TimedRule
@@ -50,6 +53,7 @@ class Fired:
     severity: str
     at: datetime  # simulated clock when it fired
     source_event_id: str
+    event_time: datetime  # the anomaly's own time, as live has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,20 +119,13 @@ class Backtest:
         self.rules = list(rules)
         self.tree = tree
         self.allowed_lateness = allowed_lateness
-        self.silences = list(silences)
         self.result = BacktestResult()
         self._states: dict[tuple[str, str], State] = {}
         self._deadlines: list[tuple[datetime, int, str, str]] = []  # due, seq, rule, key
         self._due: dict[tuple[str, str], datetime] = {}
         self._seq = itertools.count()
         self._by_name = {rule.name: rule for rule in self.rules}
-        # The router's memory: anomaly states, where routed ones went, held ones, groups.
-        self._anomalies: dict[str, AnomalyDetected] = {}
-        self._outcomes: dict[str, str] = {}
-        self._routed_to: dict[str, list[tuple[RouteMatch, str | None, str]]] = {}
-        self._held_by: dict[str, str] = {}
-        self._groups: dict[str, Group] = {}
-        self._group_meta: dict[str, RouteMatch] = {}
+        self.store = MemoryStore(silences)  # the router's memory
 
     # -- the clock -------------------------------------------------------------------------
 
@@ -154,7 +151,9 @@ class Backtest:
             heapq.heappop(self._deadlines)  # superseded
         if self._deadlines:
             candidates.append(self._deadlines[0][0])
-        candidates += [g.next_flush_at for g in self._groups.values() if g.next_flush_at]
+        router_due = self.store.next_due()
+        if router_due is not None:
+            candidates.append(router_due)
         due = min(candidates, default=None)
         return due if due is not None and due <= limit else None
 
@@ -170,8 +169,7 @@ class Backtest:
             self._set_state(rule, key, state)
             for anomaly in anomalies:
                 self._detected(anomaly, now)
-        for key in sorted(k for k, g in self._groups.items() if g.due(now)):
-            self._flush(key, now)
+        self._run_router_timers(now)
 
     # -- detection -------------------------------------------------------------------------
 
@@ -224,7 +222,7 @@ class Backtest:
                 self._due[(rule.name, key)] = due
                 heapq.heappush(self._deadlines, (due, next(self._seq), rule.name, key))
 
-    # -- routing (as handlers.Router, in memory) --------------------------------------------
+    # -- routing: the live pipeline over memory ---------------------------------------------
 
     def _detected(self, anomaly: AnomalyDetected, now: datetime) -> None:
         self.result.fired.append(
@@ -235,101 +233,79 @@ class Backtest:
                 anomaly.severity,
                 now,
                 anomaly.source_event_id,
+                as_utc(anomaly.event_time),
             )
         )
         self.route(anomaly, now)
 
+    def _pipeline(self, now: datetime) -> RoutingPipeline:
+        return RoutingPipeline(self.store, self.tree, self._outlet(now), now)
+
+    def _outlet(self, now: datetime) -> _Recorder:
+        return _Recorder(self.result, now)
+
     def route(self, anomaly: AnomalyDetected, now: datetime) -> None:
         """The router's decision for an anomaly arriving at `now`."""
-        fingerprint = anomaly.fingerprint
-        known = self._anomalies.get(fingerprint)
-        if known is None:
-            self._anomalies[fingerprint] = anomaly
-            if anomaly.status == "firing":
-                self._admit(anomaly, now)
-            return
-        if anomaly.status == "firing" or known.status == "resolved":
-            return  # a duplicate
-        self._anomalies[fingerprint] = anomaly
-        if self._outcomes.get(fingerprint) == "routed":
-            for match, group_key, severity in self._routed_to[fingerprint]:
-                if group_key is None:
-                    self._emit(anomaly, match, None, severity, now)
-                elif group_key in self._groups:
-                    group = self._groups[group_key]
-                    if group.resolve(fingerprint, now) and group.due(now):
-                        self._flush(group_key, now)
-        for held, by in sorted(self._held_by.items()):
-            if by == fingerprint and self._anomalies[held].status == "firing":
-                del self._held_by[held]
-                self._admit(self._anomalies[held], now)
+        run_now(self._pipeline(now).arrive([Arrival(anomaly, anomaly.source_event_id)]))
 
-    def _admit(self, anomaly: AnomalyDetected, now: datetime) -> None:
-        labels = routing_labels(anomaly)
-        muting = silencing(self.silences, labels, now)
-        if muting is not None:
-            self._outcomes[anomaly.fingerprint] = "silenced"
-            self.result.held.append(
-                Held(anomaly.fingerprint, anomaly.rule, "silenced", str(muting.id))
-            )
-            return
-        firing = [
-            (fp, routing_labels(a)) for fp, a in self._anomalies.items() if a.status == "firing"
-        ]
-        found = inhibitor(self.tree.inhibitions(), anomaly.fingerprint, labels, firing)
-        if found is not None:
-            self._outcomes[anomaly.fingerprint] = "inhibited"
-            self._held_by[anomaly.fingerprint] = found.source_fingerprint
-            self.result.held.append(
-                Held(anomaly.fingerprint, anomaly.rule, "inhibited", found.source_fingerprint)
-            )
-            return
-        self._outcomes[anomaly.fingerprint] = "routed"
-        routed_to = []
-        for match in self.tree.route(labels):
-            group_key = match.group_key(labels)
-            severity = match.severity(anomaly.severity)
-            routed_to.append((match, group_key, severity))
-            if group_key is None:
-                self._emit(anomaly, match, None, severity, now)
-                continue
-            group = self._groups.get(group_key)
-            if group is None:
-                group = self._groups[group_key] = Group.new(group_key, match.timers, now)
-                self._group_meta[group_key] = match
-            group.add(anomaly.fingerprint, now, severity)
-            if group.due(now):
-                self._flush(group_key, now)
-        self._routed_to[anomaly.fingerprint] = routed_to
+    def _run_router_timers(self, now: datetime) -> None:
+        pipeline = self._pipeline(now)
+        while run_now(pipeline.flush_due_groups(FLUSHES_PER_STEP)) == FLUSHES_PER_STEP:
+            pass
+        while run_now(pipeline.release_silenced(FLUSHES_PER_STEP)) == FLUSHES_PER_STEP:
+            pass
 
-    def _flush(self, group_key: str, now: datetime) -> None:
-        group = self._groups[group_key]
-        match = self._group_meta[group_key]
-        for member in group.flush(now):
-            self._emit(self._anomalies[member.fingerprint], match, group_key, member.severity, now)
-        if group.closed:
-            del self._groups[group_key]
 
-    def _emit(
-        self,
-        anomaly: AnomalyDetected,
-        match: RouteMatch,
-        group_key: str | None,
-        severity: str,
-        now: datetime,
+# Groups flushed (or silenced anomalies released) per pipeline call while the clock stands.
+FLUSHES_PER_STEP = 1000
+
+
+class _Recorder:
+    """The pipeline's outlet in a backtest: what would have been routed and held back."""
+
+    def __init__(self, result: BacktestResult, now: datetime) -> None:
+        self.result = result
+        self.now = now
+
+    def publish(
+        self, anomaly: AnomalyDetected, to: Destination, traceparent: str | None, key: str
     ) -> None:
         self.result.routed.append(
             Routed(
                 anomaly.fingerprint,
                 anomaly.rule,
                 anomaly.status,
-                match.route,
-                match.queue,
-                group_key,
-                severity,
-                now,
+                to.route,
+                to.queue,
+                to.group_key,
+                to.severity,
+                self.now,
             )
         )
+
+    def held(self, state: AnomalyState, hold: Hold, after_routing: bool) -> None:
+        if isinstance(hold, Silenced):
+            held = Held(state.fingerprint, state.anomaly.rule, "silenced", str(hold.silence.id))
+        else:
+            held = Held(state.fingerprint, state.anomaly.rule, "inhibited", hold.source_fingerprint)
+        self.result.held.append(held)
+
+    def count(self, queue: str, outcome: str) -> None:
+        pass
+
+    def released(self, state: AnomalyState, reason: str) -> None:
+        pass
+
+    def routed(
+        self, anomaly: AnomalyDetected, matches: Sequence[RouteMatch], event_id: str
+    ) -> None:
+        pass
+
+    def flushed(self, group: Group, kind: str, published: int) -> None:
+        pass
+
+    def note(self, what: str, **fields: Any) -> None:
+        pass
 
 
 def run_backtest(
@@ -360,13 +336,36 @@ class LiveRecord:
     routed: list[tuple[str, str, str, str]]  # fingerprint, status, route, queue
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Transition:
+    """One step of an anomaly: it fired, or it resolved, at its event time."""
+
+    fingerprint: str
+    status: str
+    at: datetime
+    rule: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "rule": self.rule,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "at": self.at.isoformat(),
+        }
+
+
 @dataclass
 class Comparison:
-    fired_in_both: list[tuple[str, str]] = field(default_factory=list)  # rule, fingerprint
-    only_in_backtest: list[tuple[str, str]] = field(default_factory=list)
-    only_live: list[tuple[str, str]] = field(default_factory=list)
-    # fingerprint -> (backtest routes, live routes) where they differ; routes as "queue/route"
-    routed_differently: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    """Every transition (fingerprint, status, time) of the backtest against live, and where
+    each went; they agree when both sides made the same transitions and routed them alike."""
+
+    in_both: list[Transition] = field(default_factory=list)
+    only_in_backtest: list[Transition] = field(default_factory=list)
+    only_live: list[Transition] = field(default_factory=list)
+    # (fingerprint, status) -> (backtest routes, live routes) where they differ; "queue/route"
+    routed_differently: dict[tuple[str, str], tuple[list[str], list[str]]] = field(
+        default_factory=dict
+    )
 
     @property
     def agree(self) -> bool:
@@ -375,27 +374,28 @@ class Comparison:
     def as_json(self) -> dict[str, Any]:
         return {
             "agree": self.agree,
-            "fired_in_both": [list(x) for x in self.fired_in_both],
-            "only_in_backtest": [list(x) for x in self.only_in_backtest],
-            "only_live": [list(x) for x in self.only_live],
-            "routed_differently": {
-                fp: {"backtest": b, "live": live}
-                for fp, (b, live) in self.routed_differently.items()
-            },
+            "in_both": [t.as_json() for t in self.in_both],
+            "only_in_backtest": [t.as_json() for t in self.only_in_backtest],
+            "only_live": [t.as_json() for t in self.only_live],
+            "routed_differently": [
+                {"fingerprint": fp, "status": status, "backtest": mine, "live": theirs}
+                for (fp, status), (mine, theirs) in self.routed_differently.items()
+            ],
         }
 
 
 def compare(result: BacktestResult, live: LiveRecord, rules: Sequence[Rule]) -> Comparison:
-    """Firing anomalies (and their routes) of the backtest against those live over the same
-    input: a live anomaly counts when one of the replayed events caused it, or when it is of a
-    timed rule the replay fed and its event time lies within the replayed range (a deadline
-    that passed)."""
+    """Every transition of the backtest against those live over the same input, and their
+    routes. A live transition counts when one of the replayed events caused it, or when it is
+    of a timed rule the replay fed and its time lies within what the replay's clock covered
+    (a deadline that passed): live deadlines beyond the replay's clock are not compared (let
+    the replay run on with `until`)."""
     timed = {
         rule.name
         for rule in rules
         if isinstance(rule, TimedRule) and rule.event_types & result.event_types
     }
-    start, end = result.first_event_at, result.last_event_at
+    start, end = result.first_event_at, result.clock
 
     def in_range(anomaly: AnomalyDetected) -> bool:
         if anomaly.source_event_id in result.event_ids:
@@ -405,27 +405,31 @@ def compare(result: BacktestResult, live: LiveRecord, rules: Sequence[Rule]) -> 
             anomaly.rule in timed and start is not None and end is not None and start <= at <= end
         )
 
-    live_fired = {
-        a.fingerprint: a.rule for a in live.anomalies if a.status == "firing" and in_range(a)
+    # Several copies of one transition (redelivery, a second driver) are one transition.
+    live_steps = {
+        Transition(a.fingerprint, a.status, as_utc(a.event_time), a.rule)
+        for a in live.anomalies
+        if in_range(a)
     }
-    back_fired = {f.fingerprint: f.rule for f in result.fired if f.status == "firing"}
+    back_steps = {Transition(f.fingerprint, f.status, f.event_time, f.rule) for f in result.fired}
     comparison = Comparison(
-        fired_in_both=sorted((r, fp) for fp, r in back_fired.items() if fp in live_fired),
-        only_in_backtest=sorted((r, fp) for fp, r in back_fired.items() if fp not in live_fired),
-        only_live=sorted((r, fp) for fp, r in live_fired.items() if fp not in back_fired),
+        in_both=sorted(back_steps & live_steps),
+        only_in_backtest=sorted(back_steps - live_steps),
+        only_live=sorted(live_steps - back_steps),
     )
-    back_routes: dict[str, set[str]] = {}
+    compared = {(t.fingerprint, t.status) for t in comparison.in_both}
+    back_routes: dict[tuple[str, str], set[str]] = {}
     for routed in result.routed:
-        if routed.status == "firing":
-            back_routes.setdefault(routed.fingerprint, set()).add(f"{routed.queue}/{routed.route}")
-    live_routes: dict[str, set[str]] = {}
+        back_routes.setdefault((routed.fingerprint, routed.status), set()).add(
+            f"{routed.queue}/{routed.route}"
+        )
+    live_routes: dict[tuple[str, str], set[str]] = {}
     for fingerprint, status, route, queue in live.routed:
-        if status == "firing" and fingerprint in live_fired:
-            live_routes.setdefault(fingerprint, set()).add(f"{queue}/{route}")
-    for fingerprint in sorted(set(back_fired) & set(live_fired)):
-        mine, theirs = back_routes.get(fingerprint, set()), live_routes.get(fingerprint, set())
+        live_routes.setdefault((fingerprint, status), set()).add(f"{queue}/{route}")
+    for step in sorted(compared):
+        mine, theirs = back_routes.get(step, set()), live_routes.get(step, set())
         if mine != theirs:
-            comparison.routed_differently[fingerprint] = (sorted(mine), sorted(theirs))
+            comparison.routed_differently[step] = (sorted(mine), sorted(theirs))
     return comparison
 
 
@@ -467,6 +471,13 @@ def decode(
     return Event(envelope, data, topic, partition, offset)
 
 
+def merge_by_time(streams: Sequence[Sequence[Envelope]]) -> list[Envelope]:
+    """Streams (partitions, topics) merged by event time, each kept in its own order: the
+    engine applies a partition in offset order even where event times go back (two writers
+    of one key), so a replay that sorted them would make other transitions."""
+    return list(heapq.merge(*streams, key=lambda envelope: as_utc(envelope.time)))
+
+
 def read_envelopes_file(path: Path) -> Iterator[Envelope]:
     """JSON lines of CloudEvents envelopes (blank lines skipped)."""
     try:
@@ -506,8 +517,8 @@ async def read_topic_range(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Envelope]:
     """Records of every partition of `topic`: offsets [from_offset, to_offset) on each
-    partition, or record times [since, until). Ordered per partition; partitions merged by
-    event time (stable), which is how the detectors' clocks see them."""
+    partition, or record times [since, until). Each partition in its own order (as the
+    engine applies it, whatever the event times say); partitions merged by event time."""
     # "earliest": a position reset racing our seek lands before the range, never after it.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -579,8 +590,7 @@ async def read_topic_range(
                     end, highwater
                 ):
                     done.add(tp)
-        merged = sorted((e for tp in partitions for e in records[tp]), key=lambda e: as_utc(e.time))
-        return merged
+        return merge_by_time([records[tp] for tp in partitions])
     finally:
         await consumer.stop()
 

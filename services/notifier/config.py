@@ -6,7 +6,7 @@ from __future__ import annotations
 from orderguard.services.notifier.channels.registry import configured_kinds
 from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.templates import Templates
-from orderguard.services.notifier.routing_in_force import RoutingInForce
+from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
 from orderguard.services.notifier.work_items.domain import SlaPolicy
 from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime
@@ -15,13 +15,15 @@ log = get_logger(__name__)
 
 
 def routing_in_force(runtime: Runtime) -> RoutingInForce:
-    """The routing file in force, hot-reloaded; an invalid one stops start-up, naming every
-    problem (later, an invalid change is rejected and the old file stays)."""
+    """The routing file in force, hot-reloaded (on change and on SIGHUP); an invalid one stops
+    start-up, naming every problem (later, an invalid change is rejected and the old file
+    stays)."""
 
     def load() -> RoutingInForce:
         routing = RoutingInForce(
             runtime.settings.routing_file, runtime.settings.routing_reload_interval_s
         )
+        reload_on_sighup(routing)
         tree = routing.tree
         log.info(
             "routing loaded",

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
 
-from orderguard.services.notifier.routing import RouteMatch
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 
 # Channels this slice delivers on: in_app is a row in the notifier's own table.
 DELIVERED_CHANNELS = frozenset({"in_app"})
 # Namespace of notification ids: one id per (fingerprint, queue, channel), whoever computes it.
 _NOTIFICATION_IDS = uuid.UUID("5b0f4a8e-2a43-4c3e-9a0c-6f7c1d2e9b11")
-
-T = TypeVar("T")
 
 
 def routing_labels(anomaly: AnomalyDetected) -> dict[str, str]:
@@ -27,29 +21,6 @@ def routing_labels(anomaly: AnomalyDetected) -> dict[str, str]:
         "severity": anomaly.severity,
         "team": anomaly.team,
     }
-
-
-def first_per_fingerprint(
-    anomalies: Iterable[tuple[T, AnomalyDetected]],
-) -> list[tuple[T, AnomalyDetected]]:
-    """The first copy of each fingerprint, in arrival order: later copies are duplicates."""
-    seen: set[str] = set()
-    first = []
-    for item, anomaly in anomalies:
-        if anomaly.fingerprint not in seen:
-            seen.add(anomaly.fingerprint)
-            first.append((item, anomaly))
-    return first
-
-
-def routed(anomaly: AnomalyDetected, match: RouteMatch, now: datetime) -> AnomalyRouted:
-    return AnomalyRouted(
-        anomaly=anomaly,
-        route=match.route,
-        queue=match.queue,
-        channels=list(match.channels),
-        routed_at=now,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ child claims lands on the root's default queue. Children inherit `queue`, `chann
 `group_by`, the three group timers and `raise_severity_to`.
 
 Unlike Alertmanager, `repeat_interval` is honoured exactly as written: it is not rounded up to
-a multiple of `group_interval` (see `grouping.py`).
+a multiple of `group_interval` (see `router/group.py`).
 """
 
 from __future__ import annotations

@@ -3,13 +3,17 @@ invalid one is rejected (logged, counted, shown by GET /routing) and the old one
 
 The file's modification time is polled at most every `routing_reload_interval_s` by whoever
 asks for the tree (the router per batch, the group-flush job, GET /routing), so API and worker
-processes each notice a change without a thread of their own; POST /routing/reload forces it.
+processes each notice a change without a thread of their own; POST /routing/reload and SIGHUP
+(as for Prometheus and Alertmanager) force it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,3 +101,24 @@ class RoutingInForce:
             return self.path.stat().st_mtime
         except OSError:
             return -1.0
+
+
+# Every routing file in force in this process (the API's and the workers' share one; tests run
+# several services in one process): SIGHUP reloads them all.
+_ON_SIGHUP: weakref.WeakSet[RoutingInForce] = weakref.WeakSet()
+
+
+def reload_on_sighup(routing: RoutingInForce) -> None:
+    """Reload `routing` when the process receives SIGHUP; needs the running event loop of the
+    main thread (where services run)."""
+    _ON_SIGHUP.add(routing)
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_all)
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        log.warning("SIGHUP will not reload the routing file here", reason=str(exc))
+
+
+def _reload_all() -> None:
+    for routing in list(_ON_SIGHUP):
+        log.info("SIGHUP: reloading the routing file", source=str(routing.path))
+        routing.reload(force=True)

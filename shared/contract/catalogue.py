@@ -56,6 +56,15 @@ from orderguard.shared.events.recycle_bin import (
     OrderRecycled,
     OrderRestored,
 )
+from orderguard.shared.events.work_items import (
+    WorkItemClaimed,
+    WorkItemCommented,
+    WorkItemDismissed,
+    WorkItemEscalated,
+    WorkItemOpened,
+    WorkItemReopened,
+    WorkItemResolved,
+)
 from orderguard.shared.topics import BASE_TOPICS, TEAMS, Topics
 
 _BASE = Topics()
@@ -451,6 +460,29 @@ CATALOGUE: tuple[Topic, ...] = (
         key="recipient id",
         owner="notifier",
         messages=(Message(NotificationFailed, key="recipient.id", producers=("notifier",)),),
+    ),
+    Topic(
+        address=_declared("work_items.events"),
+        title="Work items",
+        description=(
+            "What happens to the work items people see in their team's queue: opened, claimed,"
+            " commented, escalated, resolved, dismissed, reopened; each with the item as it is"
+            " after the change, for other systems to follow."
+        ),
+        key="work item id",
+        owner="notifier",
+        messages=tuple(
+            Message(model, key="work_item_id", producers=("notifier",))
+            for model in (
+                WorkItemOpened,
+                WorkItemClaimed,
+                WorkItemCommented,
+                WorkItemEscalated,
+                WorkItemResolved,
+                WorkItemDismissed,
+                WorkItemReopened,
+            )
+        ),
     ),
 )
 

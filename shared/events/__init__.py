@@ -13,6 +13,7 @@ from orderguard.shared.events import (  # noqa: F401  (registration)
     orders,
     payments,
     recycle_bin,
+    work_items,
 )
 from orderguard.shared.events.registry import REGISTRY, EventRegistry, UnknownEventType, event_type
 

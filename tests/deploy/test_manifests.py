@@ -45,6 +45,7 @@ TOPICS = (
     "queues.risk",
     "carriers.scans",
     "notifications.dead",
+    "work_items.events",
 )
 PARTITIONS = 6
 IMAGE = re.compile(r"^ghcr\.io/orderguard/orderguard:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$")

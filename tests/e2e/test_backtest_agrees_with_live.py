@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,11 +37,12 @@ CHANGES = [  # sku, on_hand (threshold 5): what fires live
     ("SKU-X", 9),  # recovered: resolves episode 1 (stock.recovered) and re-arms
     ("SKU-X", 1),  # fires (episode 2)
     ("SKU-Z", 0),  # fires, P2
+    ("SKU-X", 8),  # resolves episode 2: the last record of the range
 ]
 
 
 async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
-    settings: Settings, start_service: Any, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, start_service: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     inventory = await start_service(INVENTORY)
     notifier = await start_service(NOTIFIER)
@@ -53,10 +56,10 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
 
     warehouse = settings.topic_prefix + "queues.warehouse"
 
-    async def three_routed() -> bool:
-        return len(await events_of_type(settings, warehouse, "anomaly.routed.v1")) >= 4
+    async def all_routed() -> bool:
+        return len(await events_of_type(settings, warehouse, "anomaly.routed.v1")) >= 5
 
-    await wait_until(three_routed, timeout=30, what="3 stock.low and 1 recovery routed live")
+    await wait_until(all_routed, timeout=30, what="3 stock.low and 2 recoveries routed live")
 
     # The replay core, as a test would use it.
     envelopes = await read_topic_range(settings, notifier.runtime.topics.inventory)
@@ -76,11 +79,16 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     )
     comparison = compare(result, live, rules)
     assert comparison.agree, (comparison.as_json(), live.routed, [e.id for e in events])
-    assert len(comparison.fired_in_both) == 3  # firings (a resolution is compared by its route)
+    # Every transition, with its time: SKU-X low -> recovered -> low -> recovered, SKU-Z low.
+    live_steps = sorted((a.fingerprint, a.status, a.event_time, a.rule) for a in live.anomalies)
+    replayed = sorted((f.fingerprint, f.status, f.event_time, f.rule) for f in result.fired)
+    assert replayed == live_steps
+    assert [(t.fingerprint, t.status, t.at, t.rule) for t in comparison.in_both] == live_steps
+    assert len(live_steps) == 5
     assert {r.queue for r in result.routed} == {"warehouse"}
     firing = sorted(f.severity for f in result.fired if f.status == "firing")
     assert firing == ["P2", "P3", "P3"]
-    assert [f.rule for f in result.fired if f.status == "resolved"] == ["stock.recovered"]
+    assert [f.rule for f in result.fired if f.status == "resolved"] == ["stock.recovered"] * 2
 
     # The command, over the same topic range, with the same environment.
     monkeypatch.setenv("ORDERGUARD_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
@@ -92,8 +100,14 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     report = json.loads(outcome.stdout)
     assert report["events"] == len(CHANGES)
     assert report["comparison"]["agree"] is True
-    assert len(report["comparison"]["fired_in_both"]) == 3
-    assert [r["queue"] for r in report["routed"]] == ["warehouse"] * 4
+    assert (
+        sorted(
+            (t["fingerprint"], t["status"], datetime.fromisoformat(t["at"]), t["rule"])
+            for t in report["comparison"]["in_both"]
+        )
+        == live_steps
+    )
+    assert [r["queue"] for r in report["routed"]] == ["warehouse"] * 5
 
     table = await asyncio.to_thread(
         CliRunner().invoke,
@@ -120,6 +134,26 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
         )
         assert timed.exit_code == 0, timed.output
         assert json.loads(timed.stdout)["events"] == count, bounds
+
+    # No address given: the broker of the `orderguard up` running in --data-dir, whatever
+    # port it chose (its status file, as `orderguard status` reads it).
+    monkeypatch.delenv("ORDERGUARD_KAFKA_BOOTSTRAP")
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {
+                "supervisor_pid": os.getpid(),
+                "broker": {"bootstrap": settings.kafka_bootstrap},
+                "services": {},
+            }
+        )
+    )
+    found = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["backtest", "--topic", "inventory.events", "--data-dir", str(tmp_path), "--json"],
+    )
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["comparison"]["agree"] is True
 
     wrong = await asyncio.to_thread(CliRunner().invoke, app, ["backtest"])
     assert wrong.exit_code == 2 and "give --topic" in wrong.output

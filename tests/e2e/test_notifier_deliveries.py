@@ -408,6 +408,66 @@ async def test_routed_anomalies_reach_staff_on_the_channels_the_route_names(
     assert [n["channel"] for n in listed.json()] == ["in_app"]
 
 
+async def test_escalations_reach_the_teams_channels_with_its_own_im_robot(
+    settings: Settings, start_service: Any, receiver: Receiver
+) -> None:
+    base = configured(settings, receiver)
+    slack = ImWebhookSettings.model_validate(
+        {
+            "url": f"{receiver.url}/slack",  # shared by the teams without a robot of their own
+            "teams": {"warehouse": {"url": f"{receiver.url}/slack/warehouse"}},
+        }
+    )
+    fast = base.model_copy(
+        update={
+            "channels": base.channels.model_copy(update={"slack": slack}),
+            "job_interval_s": 0.1,
+            "work_item_claim_within_s": {"P1": 0.5, "P2": 0.5, "P3": 0.5, "P4": 0.5},
+            "work_item_max_tier": 2,  # one escalation
+        }
+    )
+    notifier = await start_service(NOTIFIER, settings_=fast)
+    await notifier.wait_assigned()
+    example = AnomalyDetected.model_json_schema()["examples"][0]
+    routed = AnomalyRouted(
+        anomaly=AnomalyDetected.model_validate(example),
+        route="warehouse-stock",
+        queue="warehouse",
+        channels=["in_app", "slack"],
+        routed_at=datetime.now(UTC),
+    )
+    await publish_event(
+        settings,
+        settings.topic_prefix + "queues.warehouse",
+        Envelope(
+            type="anomaly.routed.v1",
+            source="/test",
+            subject=routed.anomaly.fingerprint,
+            data=routed.model_dump(mode="json"),
+        ),
+    )
+
+    async def escalation_sent() -> list[dict[str, Any]]:
+        sent = await deliveries(notifier, recipient="warehouse", status="delivered")
+        found = [d for d in sent if d["template"] == "work_item.escalated"]
+        return found if len(found) >= 2 else []
+
+    # Unclaimed past its claim-by: escalated to tier 2, on every channel that reaches the
+    # team (the webhook, and the slack robot of its own that the route names too).
+    sent = await wait_until(escalation_sent, timeout=30, what="the escalation delivered")
+    assert sorted(d["channel"] for d in sent) == ["slack", "webhook"]
+    assert {d["recipient_kind"] for d in sent} == {"team"}
+    on_robot = [json.loads(hit["body"])["text"] for hit in receiver.on("/slack/warehouse")]
+    assert any("stock.low" in text for text in on_robot)  # the routed anomaly
+    assert len(on_robot) >= 2  # and the escalation
+    assert receiver.on("/slack") == []  # the shared robot is for the other teams
+    (_hook,) = [
+        hit
+        for hit in receiver.on("/hook")
+        if json.loads(hit["body"]).get("template") == "work_item.escalated"
+    ]
+
+
 async def test_a_restart_mid_flow_loses_nothing(
     settings: Settings, start_service: Any, receiver: Receiver
 ) -> None:

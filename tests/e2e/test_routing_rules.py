@@ -4,6 +4,7 @@ resolved updates, inhibition with `equal` labels, silences over HTTP, and hot re
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,6 +241,76 @@ async def test_a_carrier_outage_inhibits_its_stalls_until_it_resolves(
     assert sample("orderguard_anomalies_released_total", reason="inhibited") - released_before == 1
 
 
+INHIBITING_LATER = """
+route:
+  queue: customer_service
+  routes:
+    - name: outages
+      matchers: ['rule="shipment.carrier_outage"']
+      queue: logistics
+    - name: stalls
+      matchers: ['rule="shipment.stalled"']
+      queue: logistics
+      group_by: [carrier]
+      group_wait: 3s
+      group_interval: 1s
+      repeat_interval: 1h
+inhibit_rules:
+  - name: carrier-outage
+    source_matchers: ['rule="shipment.carrier_outage"']
+    target_matchers: ['rule="shipment.stalled"']
+    equal: [carrier]
+"""
+
+
+async def test_an_outage_that_fires_after_its_stalls_still_inhibits_them(
+    settings: Settings, start_service: Any, tmp_path: Path
+) -> None:
+    notifier = await start(start_service, settings, routing(tmp_path, INHIBITING_LATER))
+    anomalies = settings.topic_prefix + "anomalies.detected"
+    inhibited_before = sample("orderguard_anomalies_suppressed_total", reason="inhibited")
+    # The stall first, waiting in its group for group_wait; the outage of its carrier after it.
+    await publish_event(
+        settings, anomalies, anomaly("stall-sf", "shipment.stalled", carrier="sf", parcel="P1")
+    )
+
+    async def consumed(count: int) -> bool:
+        return await applied(notifier) >= count
+
+    await wait_until(lambda: consumed(1), what="router consumed the stall")
+    await publish_event(
+        settings, anomalies, anomaly("outage-sf", "shipment.carrier_outage", carrier="sf")
+    )
+    await wait_until(lambda: consumed(2), what="router consumed the outage")
+
+    async def first_flushes_done() -> bool:
+        groups = (await notifier.client.get("/routing/groups")).json()
+        return all(group["flushes"] > 0 for group in groups)
+
+    await wait_until(first_flushes_done, what="the stall group's group_wait over")
+    routed = await wait_routed(settings, "logistics", 1)
+    assert [e.subject for e in routed] == ["outage-sf"]  # the stall was held back
+    counts = (await notifier.client.get("/suppressed")).json()
+    assert counts["inhibited"] == {"held": 1, "total": 1}
+    assert (
+        sample("orderguard_anomalies_suppressed_total", reason="inhibited") - inhibited_before == 1
+    )
+
+    # The outage resolves: the stall still firing is routed after all (its group's wait again).
+    await publish_event(
+        settings,
+        anomalies,
+        anomaly("outage-sf", "shipment.carrier_outage", "resolved", carrier="sf"),
+    )
+    routed = await wait_routed(settings, "logistics", 3)
+    assert sorted((e.subject, e.data["anomaly"]["status"]) for e in routed) == [
+        ("outage-sf", "firing"),
+        ("outage-sf", "resolved"),
+        ("stall-sf", "firing"),
+    ]
+    assert (await notifier.client.get("/suppressed")).json()["inhibited"]["held"] == 0
+
+
 SILENCEABLE = """
 route:
   queue: customer_service
@@ -408,3 +479,27 @@ async def test_hot_reload_swaps_valid_files_keeps_the_old_one_on_errors_and_reso
     await publish_event(settings, anomalies, anomaly("pay-3", "payment.failures", order="O-3"))
     assert sorted(e.subject for e in await wait_routed(settings, "risk", 2)) == ["pay-2", "pay-3"]
     assert sample("orderguard_routing_config_last_reload_successful") == 0
+
+
+async def test_sighup_reloads_the_routing_file(
+    settings: Settings, start_service: Any, tmp_path: Path
+) -> None:
+    file = routing(tmp_path, FINANCE)
+    # No polling: only SIGHUP (or POST /routing/reload) can bring the change in.
+    notifier = await start(start_service, settings, file, routing_reload_interval_s=0)
+    client = notifier.client
+    first_version = (await client.get("/routing")).json()["version"]
+    file.write_text(textwrap.dedent(RISK))
+    assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    os.kill(os.getpid(), signal.SIGHUP)
+
+    async def reloaded() -> dict[str, Any] | None:
+        shown = (await client.get("/routing")).json()
+        return shown if shown["version"] != first_version else None
+
+    shown = await wait_until(reloaded, what="the routing file reloaded on SIGHUP")
+    assert shown["route"]["routes"][0]["name"] == "payments-to-risk"
+    anomalies = settings.topic_prefix + "anomalies.detected"
+    await publish_event(settings, anomalies, anomaly("pay-9", "payment.failures", order="O-9"))
+    [risk] = await wait_routed(settings, "risk", 1)
+    assert risk.data["route"] == "payments-to-risk"

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from testkit import RunningService, events_of_type, publish_event, read_topic, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.bootstrap import sla_policy
@@ -83,6 +83,14 @@ async def publish_routed(settings: Settings, envelope: Envelope) -> None:
     await publish_event(
         settings, settings.topic_prefix + f"queues.{envelope.data['queue']}", envelope
     )
+
+
+async def item_events(settings: Settings, at_least: int) -> list[Envelope]:
+    """work_item.*.v1 events on work_items.events, in order (one partition per item)."""
+    found = [
+        r.envelope for r in await read_topic(settings, settings.topic_prefix + "work_items.events")
+    ]
+    return found if len(found) >= at_least else []
 
 
 async def items(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
@@ -196,6 +204,20 @@ async def test_a_routed_group_is_one_work_item_people_claim_comment_and_resolve(
     missing = await client.get("/work-items/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404
 
+    # Other systems follow the item on work_items.events, keyed by its id, once per change.
+    changes = await wait_until(
+        lambda: item_events(settings, 4), what="the work item's changes published"
+    )
+    assert [(e.type, e.subject, e.data["state"]) for e in changes] == [
+        ("work_item.opened.v1", item["id"], "open"),
+        ("work_item.claimed.v1", item["id"], "claimed"),
+        ("work_item.commented.v1", item["id"], "claimed"),
+        ("work_item.resolved.v1", item["id"], "resolved"),
+    ]
+    assert changes[1].data["actor"] == claimed.json()["claimed_by"]
+    assert changes[2].data["comment_id"] == comment.json()["id"]
+    assert changes[3].data["auto"] is False and changes[3].data["due_at"] is None
+
 
 async def test_queue_views_filter_and_sort_by_priority_then_due_time(
     settings: Settings, start_service: Any
@@ -285,6 +307,13 @@ async def test_an_unclaimed_item_escalates_when_due_once_per_due_time(
         (3, "P1"),
     ]
     assert any(e["what"] == "reminder sent" for e in detail["timeline"])
+    escalated_events = [
+        e for e in await item_events(settings, 0) if e.type == "work_item.escalated.v1"
+    ]
+    assert [(e.data["tier"], e.data["severity"], e.data["missed"]) for e in escalated_events] == [
+        (2, "P2", "claim"),
+        (3, "P1", "claim"),
+    ]
     # Claimed: reminders stop.
     assert (await notifier.client.post(f"/work-items/{item['id']}/claim")).status_code == 200
     async with notifier.runtime.pool.acquire() as conn:

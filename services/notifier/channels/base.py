@@ -14,6 +14,8 @@ OutcomeStatus = Literal["delivered", "retryable", "permanent"]
 # Every kind of channel a delivery can go out on (in_app is the notifier's own table).
 ChannelKind = Literal["webhook", "email", "sms", "dingtalk", "wecom", "slack"]
 CHANNEL_KINDS: tuple[str, ...] = get_args(ChannelKind)
+# Channels that post to a group robot of an IM app: one per team, or one shared.
+IM_KINDS = frozenset({"dingtalk", "wecom", "slack"})
 # Channels that need the recipient's own contact (the others have a configured endpoint).
 CONTACT_OF: dict[str, Literal["email", "phone"]] = {"email": "email", "sms": "phone"}
 

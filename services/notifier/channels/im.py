@@ -1,5 +1,7 @@
 """Group robots of IM apps: DingTalk and WeCom (markdown messages) and Slack (incoming webhook
-with blocks). They answer HTTP 200 even for a refused message, so the body decides."""
+with blocks). A message to a team goes to that team's robot (its group chat) when it has one,
+else to the shared robot. They answer HTTP 200 even for a refused message, so the body
+decides."""
 
 from __future__ import annotations
 
@@ -18,7 +20,12 @@ from orderguard.services.notifier.channels.base import (
     post_json,
 )
 from orderguard.services.notifier.channels.signing import dingtalk_signed_url
-from orderguard.shared.notifier_settings import DingTalkSettings, ImWebhookSettings
+from orderguard.shared.notifier_settings import (
+    DingTalkRobot,
+    DingTalkSettings,
+    ImRobot,
+    ImWebhookSettings,
+)
 
 # Error codes that mean "too fast, try later": DingTalk 130101, WeCom 45009 (API freq out of limit).
 _THROTTLED = {130101, 45009, -1}
@@ -71,6 +78,12 @@ def errcode_outcome(response: httpx.Response) -> Outcome:
     return Outcome.permanent(error, response.status_code, response.text)
 
 
+def _no_robot(kind: str, message: Message) -> Outcome:
+    return Outcome.permanent(
+        f"no {kind} robot for {message.recipient_kind} {message.recipient_id[:50]}"
+    )
+
+
 class DingTalkChannel:
     kind = "dingtalk"
 
@@ -84,18 +97,20 @@ class DingTalkChannel:
         self._client = client
         self._clock = clock
 
-    def url(self) -> str:
-        url = self._settings.url.get_secret_value()
-        if self._settings.secret is None:
+    def url(self, robot: DingTalkRobot) -> str:
+        url = robot.url.get_secret_value()
+        if robot.secret is None:
             return url
         # DingTalk rejects a timestamp more than an hour off: sign at send time, every attempt.
-        return dingtalk_signed_url(
-            url, self._settings.secret.get_secret_value(), int(self._clock() * 1000)
-        )
+        return dingtalk_signed_url(url, robot.secret.get_secret_value(), int(self._clock() * 1000))
 
     async def send(self, message: Message) -> Outcome:
+        robot = self._settings.robot_for(message.recipient_kind, message.recipient_id)
+        if robot is None:
+            return _no_robot(self.kind, message)
+        assert isinstance(robot, DingTalkRobot)
         answer = await post_json(
-            self._client, self.url(), content=orjson.dumps(dingtalk_payload(message))
+            self._client, self.url(robot), content=orjson.dumps(dingtalk_payload(message))
         )
         return answer if isinstance(answer, Outcome) else errcode_outcome(answer)
 
@@ -104,13 +119,16 @@ class WeComChannel:
     kind = "wecom"
 
     def __init__(self, settings: ImWebhookSettings, client: httpx.AsyncClient) -> None:
-        self._url = settings.url
+        self._settings = settings
         self._client = client
 
     async def send(self, message: Message) -> Outcome:
+        robot = self._settings.robot_for(message.recipient_kind, message.recipient_id)
+        if robot is None:
+            return _no_robot(self.kind, message)
         answer = await post_json(
             self._client,
-            self._url.get_secret_value(),
+            robot.url.get_secret_value(),
             content=orjson.dumps(wecom_payload(message)),
         )
         return answer if isinstance(answer, Outcome) else errcode_outcome(answer)
@@ -120,14 +138,19 @@ class SlackChannel:
     kind = "slack"
 
     def __init__(self, settings: ImWebhookSettings, client: httpx.AsyncClient) -> None:
-        self._url = settings.url
+        self._settings = settings
         self._client = client
 
     async def send(self, message: Message) -> Outcome:
+        robot: ImRobot | None = self._settings.robot_for(
+            message.recipient_kind, message.recipient_id
+        )
+        if robot is None:
+            return _no_robot(self.kind, message)
         # Slack answers 200 "ok"; 400 invalid_payload, 403/404 for a revoked hook, 429 slow down.
         answer = await post_json(
             self._client,
-            self._url.get_secret_value(),
+            robot.url.get_secret_value(),
             content=orjson.dumps(slack_payload(message)),
         )
         return answer if isinstance(answer, Outcome) else http_outcome(answer)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from orderguard.services.notifier.channels.base import CHANNEL_KINDS, CONTACT_OF
+from orderguard.services.notifier.channels.base import CHANNEL_KINDS, CONTACT_OF, IM_KINDS
 from orderguard.services.notifier.deliveries.policy import dedup_key, mask_contact, quiet_until
 from orderguard.services.notifier.deliveries.templates import (
     STAFF_TEMPLATE,
@@ -153,7 +153,7 @@ class Planner:
                     request.params,
                 ),
             }
-            error = problem or self._unusable(channel, contact)
+            error = problem or self._unusable(channel, contact, request)
             if error is not None or rendered is None:
                 planned.append(
                     PlannedDelivery(
@@ -182,13 +182,20 @@ class Planner:
         return Plan(planned)
 
     def _defaults(self, request: DeliveryRequest) -> tuple[str, ...]:
-        if request.recipient_kind != "customer":
+        """A customer: the customer channels they can be reached on. A team (escalations,
+        reminders): every configured channel that reaches it — the webhook, its IM robots (its
+        own, else the shared one), its email — so the channels its routes name too."""
+        if request.recipient_kind == "customer":
+            candidates: tuple[str, ...] = tuple(self.policy.customer_channels)
+        elif request.recipient_kind == "team":
+            candidates = CHANNEL_KINDS
+        else:
             return ()
         return tuple(
             channel
-            for channel in self.policy.customer_channels
+            for channel in candidates
             if channel in self.configured
-            and self._unusable(channel, self._contact(request, channel)) is None
+            and self._unusable(channel, self._contact(request, channel), request) is None
         )
 
     def _contact(self, request: DeliveryRequest, channel: str) -> str | None:
@@ -202,7 +209,7 @@ class Planner:
                 return self.channels.team_emails.get(request.recipient_id)
         return None
 
-    def _unusable(self, channel: str, contact: str | None) -> str | None:
+    def _unusable(self, channel: str, contact: str | None, request: DeliveryRequest) -> str | None:
         if channel not in CHANNEL_KINDS:
             return f"unknown channel {channel[:50]!r}; known: {', '.join(CHANNEL_KINDS)}"
         if channel not in self.configured:
@@ -211,4 +218,13 @@ class Planner:
             )
         if channel in CONTACT_OF and not contact:
             return f"the recipient has no {CONTACT_OF[channel]} for {channel}"
+        robots = getattr(self.channels, channel) if channel in IM_KINDS else None
+        if (
+            robots is not None
+            and robots.robot_for(request.recipient_kind, request.recipient_id) is None
+        ):
+            return (
+                f"no {channel} robot for {request.recipient_kind} {request.recipient_id[:50]}"
+                f" (ORDERGUARD_CHANNELS__{channel.upper()}__URL or __TEAMS__<team>__URL)"
+            )
         return None

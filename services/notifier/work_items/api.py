@@ -216,7 +216,7 @@ async def get_work_item(item_id: ItemId, conn: Conn) -> WorkItemView:
 
 async def _act(writes: WriteContext, item_id: uuid.UUID, apply: handlers.Change) -> WorkItemView:
     async with writes.unit_of_work() as uow:
-        await handlers.change(uow, str(item_id), apply)
+        await handlers.change(uow, writes.runtime.topics.work_items, str(item_id), apply)
         await uow.commit()
     async with writes.runtime.pool.acquire() as conn:
         return await _detail(conn, str(item_id))
@@ -266,7 +266,9 @@ async def comment_on_work_item(
     body: CommentRequest, item_id: ItemId, caller: Worker, writes: Writes
 ) -> JSONResponse:
     async def add(uow: UnitOfWork) -> tuple[int, Any]:
-        created = await handlers.comment(uow, str(item_id), caller.name, body.body)
+        created = await handlers.comment(
+            uow, writes.runtime.topics.work_items, str(item_id), caller.name, body.body
+        )
         return 201, CommentView(**created).model_dump(mode="json")
 
     return await writes.once(body.model_dump(), add)

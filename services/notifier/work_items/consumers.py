@@ -20,6 +20,7 @@ class OpenWorkItems:
 
     def __init__(self, policy: SlaPolicy, topics: Topics) -> None:
         self.policy = policy
+        self._events_topic = topics.work_items
         # The team is the queue topic's: a bounded set, whatever the event says.
         self._team_of = {topics.queue(team): team for team in TEAMS}
         self.topics = list(self._team_of)
@@ -28,6 +29,7 @@ class OpenWorkItems:
         await apply_routed(
             uow,
             self.policy,
+            self._events_topic,
             [
                 Routed(self._team_of[event.topic], event.data, event.id)
                 for event in events
@@ -51,12 +53,15 @@ class ClearWorkItems:
     def __init__(self, policy: SlaPolicy, topics: Topics) -> None:
         self.policy = policy
         self.topics = [topics.anomalies]
+        self._events_topic = topics.work_items
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         for event in events:
             anomaly = event.data
             if isinstance(anomaly, AnomalyDetected) and anomaly.status == "resolved":
-                await apply_clearance(uow, self.policy, anomaly.fingerprint, anomaly.event_time)
+                await apply_clearance(
+                    uow, self.policy, self._events_topic, anomaly.fingerprint, anomaly.event_time
+                )
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """Nothing cached."""

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from orderguard.shared.errors import Conflict, IllegalTransition
+from orderguard.shared.events import work_items as events
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
 SYSTEM = "system"
@@ -443,3 +444,43 @@ def remind(item: WorkItem, now: datetime, policy: SlaPolicy) -> tuple[WorkItem, 
 def links_of(labels: Mapping[str, str]) -> list[tuple[str, str]]:
     """(kind, id) of the orders, shipments, cases, products and customers an anomaly names."""
     return [(kind, labels[label]) for label, kind in LINK_LABELS.items() if labels.get(label)]
+
+
+# Timeline entries other systems hear of, as work_item.*.v1 events (the rest stay internal).
+_ANNOUNCED: Mapping[str, type[events.WorkItemChange]] = {
+    "opened": events.WorkItemOpened,
+    "claimed": events.WorkItemClaimed,
+    "commented": events.WorkItemCommented,
+    "escalated": events.WorkItemEscalated,
+    "resolved": events.WorkItemResolved,
+    "dismissed": events.WorkItemDismissed,
+    "reopened": events.WorkItemReopened,
+}
+
+
+def change_event(item: WorkItem, entry: Entry) -> events.WorkItemChange | None:
+    """The event a timeline entry announces, with the item as it is after the change."""
+    model = _ANNOUNCED.get(entry.what)
+    if model is None:
+        return None
+    details = entry.details
+    extra: dict[str, Any] = {}
+    if model is events.WorkItemCommented:
+        extra = {"comment_id": details.get("comment_id")}
+    elif model is events.WorkItemEscalated:
+        extra = {"missed": details.get("missed"), "missed_due_at": details.get("missed_due_at")}
+    elif model is events.WorkItemResolved:
+        extra = {"auto": bool(details.get("auto", False))}
+    return model(
+        work_item_id=item.id,
+        team=item.team,
+        group_key=item.group_key,
+        title=item.title,
+        state=item.state.value,  # type: ignore[arg-type]
+        severity=item.severity,  # type: ignore[arg-type]
+        tier=item.tier,
+        due_at=item.due_at,
+        actor=entry.actor,
+        at=entry.at,
+        **extra,
+    )

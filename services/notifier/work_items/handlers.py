@@ -21,6 +21,7 @@ from orderguard.shared.errors import NotFound
 from orderguard.shared.events.anomalies import AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.logging import get_logger
+from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 WORK_ITEMS_SOURCE = "/orderguard/notifier/work-items"
@@ -49,10 +50,20 @@ def _count_entries(uow: UnitOfWork, team: str, entries: list[Entry]) -> None:
             _count(uow, team, names[entry.what])
 
 
-async def _store(uow: UnitOfWork, item: WorkItem, entries: list[Entry]) -> None:
+async def _store(uow: UnitOfWork, topic: str, item: WorkItem, entries: list[Entry]) -> None:
+    """Save the item and its new timeline entries; the changes others follow go out on
+    `topic` (work_items.events) in the same transaction."""
     await repository.save(uow.conn, item)
     await repository.add_timeline(uow.conn, item.id, entries)
     _count_entries(uow, item.team, entries)
+    _announce(uow, topic, item, entries)
+
+
+def _announce(uow: UnitOfWork, topic: str, item: WorkItem, entries: list[Entry]) -> None:
+    for entry in entries:
+        event = domain.change_event(item, entry)
+        if event is not None:
+            uow.publish_event(topic, event, source=WORK_ITEMS_SOURCE, subject=item.id, key=item.id)
 
 
 # ---- from the queues -----------------------------------------------------------------------
@@ -83,7 +94,9 @@ class Routed:
         )
 
 
-async def apply_routed(uow: UnitOfWork, policy: SlaPolicy, batch: list[Routed]) -> None:
+async def apply_routed(
+    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, batch: list[Routed]
+) -> None:
     """Each routed group becomes (or joins) one work item of its team; the same anomaly twice
     changes nothing; a cleared anomaly that fires again (later event time) counts again."""
     firing = [r for r in batch if r.event.anomaly.status == "firing"]
@@ -92,13 +105,19 @@ async def apply_routed(uow: UnitOfWork, policy: SlaPolicy, batch: list[Routed]) 
         if routed.event.anomaly.status == "resolved":
             # A router that forwards clearances: the same as one read from anomalies.detected.
             await apply_clearance(
-                uow, policy, routed.event.anomaly.fingerprint, routed.event.anomaly.event_time
+                uow,
+                policy,
+                events_topic,
+                routed.event.anomaly.fingerprint,
+                routed.event.anomaly.event_time,
             )
         else:
-            await _apply_firing(uow, policy, routed)
+            await _apply_firing(uow, policy, events_topic, routed)
 
 
-async def _apply_firing(uow: UnitOfWork, policy: SlaPolicy, routed: Routed) -> None:
+async def _apply_firing(
+    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, routed: Routed
+) -> None:
     now = uow.now
     anomaly = routed.anomaly
     cleared_by = await repository.clearance_of(uow.conn, anomaly.fingerprint)
@@ -134,7 +153,7 @@ async def _apply_firing(uow: UnitOfWork, policy: SlaPolicy, routed: Routed) -> N
         await repository.mark_cleared(uow.conn, item.id, anomaly.fingerprint, now)
         item, more = domain.anomaly_cleared(item, anomaly.fingerprint, now, policy)
         entries += more
-    await _store(uow, item, entries)
+    await _store(uow, events_topic, item, entries)
     log.info(
         "work item updated by a routed anomaly",
         work_item_id=item.id,
@@ -164,7 +183,7 @@ async def _add_anomaly(uow: UnitOfWork, item: WorkItem, routed: Routed, now: dat
 
 
 async def apply_clearance(
-    uow: UnitOfWork, policy: SlaPolicy, fingerprint: str, event_time: datetime
+    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, fingerprint: str, event_time: datetime
 ) -> None:
     """An anomaly resolved: clear it on every item where it still fires (and remember it, for a
     firing that has not landed yet). A clearance older than the firing it meets is ignored."""
@@ -178,7 +197,7 @@ async def apply_clearance(
             continue
         await repository.mark_cleared(uow.conn, item.id, fingerprint, uow.now)
         item, entries = domain.anomaly_cleared(item, fingerprint, uow.now, policy)
-        await _store(uow, item, entries)
+        await _store(uow, events_topic, item, entries)
         log.info(
             "anomaly cleared on its work item",
             work_item_id=item.id,
@@ -199,25 +218,27 @@ class WorkItemNotFound(NotFound):
 Change = Callable[[WorkItem], tuple[WorkItem, list[Entry]]]
 
 
-async def change(uow: UnitOfWork, item_id: str, apply: Change) -> WorkItem:
+async def change(uow: UnitOfWork, events_topic: str, item_id: str, apply: Change) -> WorkItem:
     """Apply a person's action to an item, locked; raises domain errors for illegal ones."""
     item = await repository.get(uow.conn, item_id, for_update=True)
     if item is None:
         raise WorkItemNotFound(item_id)
     item, entries = apply(item)
     if entries:
-        await _store(uow, item, entries)
+        await _store(uow, events_topic, item, entries)
     return item
 
 
-async def comment(uow: UnitOfWork, item_id: str, author: str, body: str) -> dict[str, Any]:
+async def comment(
+    uow: UnitOfWork, events_topic: str, item_id: str, author: str, body: str
+) -> dict[str, Any]:
     item = await repository.get(uow.conn, item_id, for_update=True)
     if item is None:
         raise WorkItemNotFound(item_id)
     created = await repository.add_comment(uow.conn, item_id, author, body, uow.now)
-    await repository.add_timeline(
-        uow.conn, item_id, [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])})]
-    )
+    entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])})]
+    await repository.add_timeline(uow.conn, item_id, entries)
+    _announce(uow, events_topic, item, entries)
     return created
 
 
@@ -249,7 +270,7 @@ def _notify(
     uow.publish_event(topic, request, source=WORK_ITEMS_SOURCE, subject=item.team)
 
 
-async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int) -> int:
+async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topics: Topics, limit: int) -> int:
     """Escalate every item past its due time, once per due time even with several workers:
     rows are taken FOR UPDATE SKIP LOCKED and their next due time moves in the same commit."""
     items = await repository.due_for_escalation(uow.conn, uow.now, limit)
@@ -261,7 +282,7 @@ async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: in
             continue
         _notify(
             uow,
-            topic,
+            topics.notification_requests,
             item,
             "work_item.escalated",
             # One request per item and tier: a retried run cannot notify twice.
@@ -271,7 +292,7 @@ async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: in
                 "due_at": escalation.missed_due_at.isoformat(),
             },
         )
-        await _store(uow, item, entries)
+        await _store(uow, topics.work_items, item, entries)
         log.warning(
             "work item escalated",
             work_item_id=item.id,
@@ -283,7 +304,7 @@ async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: in
     return len(items)
 
 
-async def remind_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int) -> int:
+async def remind_due(uow: UnitOfWork, policy: SlaPolicy, topics: Topics, limit: int) -> int:
     """Remind the team of urgent items still unclaimed, every `reminder_every`."""
     items = await repository.due_for_reminder(uow.conn, uow.now, limit)
     for item in items:
@@ -294,13 +315,13 @@ async def remind_due(uow: UnitOfWork, policy: SlaPolicy, topic: str, limit: int)
             continue
         _notify(
             uow,
-            topic,
+            topics.notification_requests,
             item,
             "work_item.reminder",
             f"work_item.reminder:{item.id}:{due.isoformat()}",
             {"claim_due_at": item.claim_due_at.isoformat()},
         )
-        await _store(uow, item, [entry])
+        await _store(uow, topics.work_items, item, [entry])
     return len(items)
 
 

@@ -10,13 +10,11 @@ from orderguard.shared.uow import UnitOfWork
 
 
 def work_item_jobs(policy: SlaPolicy, topics: Topics) -> list[ScheduledJob]:
-    requests = topics.notification_requests
-
     async def escalate(uow: UnitOfWork, limit: int) -> int:
-        return await handlers.escalate_due(uow, policy, requests, limit)
+        return await handlers.escalate_due(uow, policy, topics, limit)
 
     async def remind(uow: UnitOfWork, limit: int) -> int:
-        return await handlers.remind_due(uow, policy, requests, limit)
+        return await handlers.remind_due(uow, policy, topics, limit)
 
     async def count_open(uow: UnitOfWork, limit: int) -> int:
         await handlers.refresh_open_gauge(uow, TEAMS)

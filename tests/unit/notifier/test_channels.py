@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from dataclasses import replace
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from orderguard.services.notifier.channels.base import Message, http_outcome
 from orderguard.services.notifier.channels.im import (
@@ -243,3 +244,28 @@ def test_answers_echoing_contacts_are_scrubbed_before_they_are_recorded() -> Non
         httpx.Response(200, json={"errcode": 1, "errmsg": "bad +8613800138000"})
     )
     assert "13800138000" not in (refused.error or "") + refused.response_snippet
+
+
+async def test_im_messages_to_a_team_go_to_its_own_robot_else_the_shared_one() -> None:
+    settings = ImWebhookSettings.model_validate(
+        {
+            "url": "https://hooks.slack.example/SHARED",
+            "teams": {"warehouse": {"url": "https://hooks.slack.example/WAREHOUSE"}},
+        }
+    )
+    captured = Captured(httpx.Response(200, text="ok"))
+    async with captured.client() as client:
+        for team in ("warehouse", "logistics"):
+            to_team = replace(MESSAGE, recipient_kind="team", recipient_id=team)
+            assert (await SlackChannel(settings, client).send(to_team)).status == "delivered"
+    assert [r.url.path for r in captured.requests] == ["/WAREHOUSE", "/SHARED"]
+    only_teams = ImWebhookSettings.model_validate(
+        {"teams": {"warehouse": {"url": "https://hooks.slack.example/WAREHOUSE"}}}
+    )
+    async with captured.client() as client:
+        refused = await WeComChannel(only_teams, client).send(MESSAGE)
+    assert (refused.status, refused.error) == ("permanent", "no wecom robot for customer cust-1")
+    with pytest.raises(ValidationError, match="unknown team"):
+        DingTalkSettings.model_validate({"teams": {"warehous": {"url": "https://x"}}})
+    with pytest.raises(ValidationError, match="give a robot"):
+        ImWebhookSettings()

@@ -114,3 +114,42 @@ def test_routed_anomalies_go_to_the_team_on_the_route_channels_p1_even_at_night(
     assert plan.deliveries[1].contact == "warehouse@example.com"
     assert plan.deliveries[0].language == "zh-CN"  # staff: the default language
     assert "stock.low" in plan.deliveries[0].subject
+
+
+ESCALATION = {
+    "request_id": "work_item.escalated:w-1:2",
+    "recipient_kind": "team",
+    "template": "work_item.escalated",
+    "params": {
+        "work_item_id": "w-1",
+        "team": "warehouse",
+        "tier": "2",
+        "severity": "P2",
+        "missed": "claim",
+        "title": "stock.low",
+        "due_at": "2026-11-22T08:00:00+00:00",
+    },
+    "phone": None,
+}
+
+
+def test_a_team_request_naming_no_channel_goes_to_every_channel_that_reaches_the_team() -> None:
+    robots = CHANNELS.model_copy(
+        update={
+            "slack": ImWebhookSettings.model_validate(
+                {"teams": {"warehouse": {"url": "https://hooks.slack.example/W"}}}
+            )
+        }
+    )
+    planner = Planner(robots, DeliverySettings(), {"sms", "email", "slack"}, Templates())
+    warehouse = planner.plan(request(**ESCALATION, recipient_id="warehouse"), DAY)
+    # its own slack robot and its email; sms needs a phone a team has not
+    assert [(d.channel, d.status, d.contact) for d in warehouse.deliveries] == [
+        ("email", "pending", "warehouse@example.com"),
+        ("slack", "pending", None),
+    ]
+    # logistics has neither a robot of its own (and there is no shared one) nor an email
+    logistics = planner.plan(request(**ESCALATION, recipient_id="logistics"), DAY)
+    assert logistics.deliveries == [] and logistics.no_channel is not None
+    named = planner.plan(request(**ESCALATION, recipient_id="logistics", channels=("slack",)), DAY)
+    assert "no slack robot for team logistics" in str(named.deliveries[0].error)

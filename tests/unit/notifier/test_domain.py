@@ -5,13 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from orderguard.services.notifier.domain import (
-    first_per_fingerprint,
     notification_id,
     notifications_for,
-    routed,
     routing_labels,
 )
-from orderguard.services.notifier.routing import RouteMatch
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -40,22 +37,6 @@ def test_matchers_see_labels_plus_rule_severity_and_team_which_cannot_be_overrid
         "severity": "P3",
         "team": "warehouse",
     }
-
-
-def test_only_the_first_copy_of_each_fingerprint_in_a_batch_counts() -> None:
-    batch = [("a", anomaly("fp-1")), ("b", anomaly("fp-2")), ("c", anomaly("fp-1"))]
-    assert [item for item, _ in first_per_fingerprint(batch)] == ["a", "b"]
-
-
-def test_a_routed_anomaly_carries_its_route_queue_and_channels() -> None:
-    event = routed(anomaly(), RouteMatch("warehouse-stock", "warehouse", ("in_app",)), NOW)
-    assert (event.route, event.queue, event.channels, event.routed_at) == (
-        "warehouse-stock",
-        "warehouse",
-        ["in_app"],
-        NOW,
-    )
-    assert event.anomaly.fingerprint == "fp-1"
 
 
 def routed_event(channels: list[str], queue: str = "warehouse") -> AnomalyRouted:

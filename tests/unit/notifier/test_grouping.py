@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orderguard.services.notifier.grouping import Group
+from orderguard.services.notifier.router.group import Group
 from orderguard.services.notifier.routing import GroupTimers
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from orderguard.services.notifier.inhibition import Inhibition, candidate_filters, inhibitor
+from orderguard.services.notifier.router.inhibit import Inhibition, candidate_filters, inhibitor
+from orderguard.services.notifier.router.silence import Silence, silencing
 from orderguard.services.notifier.routing import Matcher, load_routing, parse_routing
-from orderguard.services.notifier.silences import Silence, silencing
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 RULES = parse_routing(

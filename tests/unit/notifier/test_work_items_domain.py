@@ -224,3 +224,24 @@ def test_an_sla_policy_must_cover_every_severity_with_positive_times() -> None:
 
 
 POLICY_RESOLVE = {"P1": 1.0, "P2": 1.0, "P3": 1.0, "P4": 1.0}
+
+
+def test_the_changes_others_follow_become_events_with_the_item_after_the_change() -> None:
+    item, entries = domain.claim(opened("P2"), "alice", T0 + MIN, POLICY)
+    claimed = domain.change_event(item, entries[0])
+    assert claimed is not None
+    assert (claimed.work_item_id, claimed.state, claimed.actor, claimed.due_at) == (
+        "wi-1",
+        "claimed",
+        "alice",
+        item.resolve_due_at,
+    )
+    escalated, escalation_entries, _ = domain.escalate(opened(), T0 + timedelta(hours=9), POLICY)
+    event = domain.change_event(escalated, escalation_entries[0])
+    assert event is not None and event.model_dump(include={"tier", "severity", "missed"}) == {
+        "tier": 2,
+        "severity": "P2",
+        "missed": "claim",
+    }
+    reminder = domain.Entry(T0, "reminder sent", domain.SYSTEM, {"tier": 1})
+    assert domain.change_event(item, reminder) is None  # internal: not announced

@@ -1,5 +1,6 @@
-"""Silences: matchers that mute anomalies for a time window, with an author and a comment.
-Pure; the notifier stores them (`repository`) and serves them (`api`)."""
+"""Stage 1 of the router, silences: matchers that mute anomalies for a time window, with an
+author and a comment. Pure; the notifier stores them (`repository`) and serves them
+(`routing_api`)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,10 @@ def silencing(
         if silence.mutes(labels, now):
             return silence
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Silenced:
+    """The silence stage's decision: this silence mutes the anomaly."""
+
+    silence: Silence

@@ -1,4 +1,5 @@
-"""Group timers of a route, as a pure state machine (the router stores it; backtests simulate it).
+"""Stage 4 of the router, route groups: their timers as a pure state machine (the pipeline
+keeps it in its store, a table live, memory in a backtest).
 
 A group is the set of anomalies one route collects under one `group_key` (the values of the
 route's `group_by` labels). Its flushes publish the members that are new or changed (resolved)
@@ -38,10 +39,31 @@ class Group:
     next_flush_at: datetime | None
     last_flush_at: datetime | None = None
     members: dict[str, Member] = field(default_factory=dict)
+    # Where its flushes go: the route that made it, that route's queue and channels.
+    route: str = ""
+    queue: str = ""
+    channels: tuple[str, ...] = ()
+    flushes: int = 0
 
     @classmethod
-    def new(cls, key: str, timers: GroupTimers, now: datetime) -> Group:
-        return cls(key, timers, created_at=now, next_flush_at=now + timers.group_wait)
+    def new(
+        cls,
+        key: str,
+        timers: GroupTimers,
+        now: datetime,
+        route: str = "",
+        queue: str = "",
+        channels: tuple[str, ...] = (),
+    ) -> Group:
+        return cls(
+            key,
+            timers,
+            created_at=now,
+            next_flush_at=now + timers.group_wait,
+            route=route,
+            queue=queue,
+            channels=channels,
+        )
 
     def add(self, fingerprint: str, now: datetime, severity: str = "") -> bool:
         """A firing member joins; False if it already belongs to the group."""
@@ -62,6 +84,11 @@ class Group:
         member.pending = True
         self._changed(now)
         return True
+
+    def withdraw(self, fingerprint: str) -> bool:
+        """A member leaves without a word (an inhibition that came after it); False if it is
+        not a member."""
+        return self.members.pop(fingerprint, None) is not None
 
     def _changed(self, now: datetime) -> None:
         if self.last_flush_at is None:
@@ -88,6 +115,7 @@ class Group:
             member.pending = False
         self.members = {fp: m for fp, m in self.members.items() if m.firing}
         self.last_flush_at = now
+        self.flushes += 1
         repeat = self.timers.repeat_interval
         self.next_flush_at = now + repeat if self.members and repeat is not None else None
         return [Member(m.fingerprint, m.firing, True, m.severity) for m in published]

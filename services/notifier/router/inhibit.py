@@ -1,6 +1,8 @@
-"""Inhibition: while a source anomaly fires, the targets that share its `equal` labels are
-inhibited (recorded and counted, not routed); when the source resolves, the targets still
-firing are routed. Pure; the router supplies the firing sources (stored or simulated)."""
+"""Stage 2 of the router, inhibition: while a source anomaly fires, the targets that share its
+`equal` labels are inhibited (recorded and counted, not routed); when the source resolves, the
+targets still firing are routed. A source that starts firing after its targets were routed
+inhibits them from then on (they leave their groups). Pure; the pipeline supplies the firing
+anomalies (stored or simulated)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,28 @@ def inhibitor(
                 assert rule.name is not None
                 return Inhibition(rule.name, source_fp)
     return None
+
+
+def target_filters(
+    rules: Sequence[InhibitRule], source: Mapping[str, str]
+) -> list[tuple[InhibitRule, dict[str, str]]]:
+    """For each rule these labels are a source of: the label values a target must share."""
+    return [
+        (rule, {label: source[label] for label in rule.equal if label in source})
+        for rule in rules
+        if rule.is_source(source)
+    ]
+
+
+def inhibits(
+    rule: InhibitRule,
+    source_fingerprint: str,
+    source: Mapping[str, str],
+    target: tuple[str, Mapping[str, str]],
+) -> Inhibition | None:
+    """The source's inhibition of one target under one rule, if any (never of itself)."""
+    fingerprint, labels = target
+    if fingerprint == source_fingerprint or not rule.inhibits(source, labels):
+        return None
+    assert rule.name is not None
+    return Inhibition(rule.name, source_fingerprint)
