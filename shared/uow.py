@@ -12,6 +12,11 @@ from pydantic import BaseModel
 
 from orderguard.shared import telemetry
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.notifications import (
+    CustomerNotice,
+    NotificationRequested,
+    Recipient,
+)
 from orderguard.shared.events.registry import REGISTRY
 from orderguard.shared.outbox import OutboxMessage, write_outbox
 from orderguard.shared.tracing import child_of, current_traceparent
@@ -20,9 +25,9 @@ from orderguard.shared.tracing import child_of, current_traceparent
 class UnitOfWork:
     """`async with UnitOfWork(pool, schema) as uow: ...; await uow.commit()`.
 
-    Events given to `publish` are written to the outbox in the same transaction, so a
-    state change and its events are stored together or not at all. Leaving the block
-    without `commit()` rolls everything back.
+    Events given to `publish` (or `forward`) are written to the outbox in the same
+    transaction, so a state change and its events are stored together or not at all. Leaving
+    the block without `commit()` rolls everything back.
     """
 
     conn: asyncpg.Connection | PoolConnectionProxy
@@ -41,10 +46,7 @@ class UnitOfWork:
         await self._tx.start()
         return self
 
-    def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
-        self.outbox.append(OutboxMessage.of(topic, envelope, key))
-
-    def publish_event(
+    def publish(
         self,
         topic: str,
         data: BaseModel,
@@ -55,18 +57,47 @@ class UnitOfWork:
         time: datetime | None = None,
         key: str | None = None,
     ) -> Envelope:
-        """Publish `data` as its registered event type. The event continues the trace of the
-        event that caused it (`cause`), else the trace of the work in progress."""
-        envelope = Envelope(
-            type=REGISTRY.type_of(type(data)),
+        """The one way a use case publishes: `data` as its registered event type, keyed by
+        `subject` (the aggregate id). The event continues the trace of the event that caused it
+        (`cause`), else the trace of the work in progress."""
+        envelope = REGISTRY.envelope(
+            data,
             source=source,
             subject=subject,
-            data=data.model_dump(mode="json"),
             traceparent=child_of(cause.traceparent) if cause else current_traceparent(),
-            **({"time": time} if time is not None else {}),
+            time=time,
         )
-        self.publish(topic, envelope, key)
+        self.forward(topic, envelope, key)
         return envelope
+
+    def notify_customer(
+        self,
+        topic: str,
+        notice: CustomerNotice,
+        *,
+        source: str,
+        customer_id: str,
+        phone: str | None,
+        cause: Envelope | None = None,
+    ) -> Envelope:
+        """The one way to ask the notifier to tell a customer something (keyed by customer)."""
+        return self.publish(
+            topic,
+            NotificationRequested(
+                request_id=notice.request_id,
+                recipient=Recipient(kind="customer", id=customer_id, phone=phone),
+                template=notice.template,
+                params=notice.params,
+                requested_at=self.now,
+            ),
+            source=source,
+            subject=customer_id,
+            cause=cause,
+        )
+
+    def forward(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
+        """Write an envelope made elsewhere as it is (an accepted ingest, a detector's anomaly)."""
+        self.outbox.append(OutboxMessage.of(topic, envelope, key))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (metrics, caches): never for a rollback."""

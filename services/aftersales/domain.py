@@ -1,7 +1,8 @@
 """After-sales cases, their flows, the return policy and refund caps. Pure: no I/O, no framework.
 
 Each case type has its own state machine (`FLOWS`): a map of state -> action -> next state. An
-action not allowed in the current state raises `IllegalTransition`, naming the state.
+action not allowed in the current state raises `IllegalTransition`, naming the state. Each change
+records the events it implies on `Case.events`; the use case publishes them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from orderguard.shared.actor import Actor
 from orderguard.shared.errors import IllegalTransition, Invalid
+from orderguard.shared.events import aftersales as contract
+from orderguard.shared.events.notifications import CustomerNotice
 from orderguard.shared.timeline import TimelineEntry
 
 CaseType = Literal["return", "exchange", "refund", "repair", "complaint"]
@@ -292,6 +295,8 @@ class Case:
     satisfaction: int | None = None
     policy: Mapping[str, Any] = field(default_factory=dict)
     version: int = 1
+    # What the changes since the last publish imply, in order (not stored).
+    events: list[CaseEvent] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def open(
@@ -349,10 +354,23 @@ class Case:
                 details={"lines": [{"sku": ln.sku, "quantity": ln.quantity} for ln in checked]},
             )
         ]
+        case.events.append(
+            contract.CaseOpened(
+                case_id=case.case_id,
+                order_id=case.order_id,
+                customer_id=case.customer_id,
+                case_type=case_type,  # type: ignore[arg-type]
+                channel=case.channel,
+                lines=[contract.CaseLine(sku=ln.sku, quantity=ln.quantity) for ln in checked],
+                reason=case.reason,
+                priority=priority,  # type: ignore[arg-type]
+                opened_at=now,
+            )
+        )
         if policy is not None:
             if policy.auto_approved:
-                entries.append(case.apply("approve", Actor("policy", "return-window"), now, None))
-                entries[-1] = replace(entries[-1], note=policy.explanation)
+                approver = Actor("policy", "return-window")
+                entries.append(case.apply("approve", approver, now, policy.explanation))
             else:
                 entries.append(
                     TimelineEntry(
@@ -404,14 +422,16 @@ class Case:
         details: dict[str, Any] = {"action": action}
         if satisfaction is not None:
             details["satisfaction"] = satisfaction
-        return TimelineEntry(
-            at=now,
-            what=action,
-            actor=actor,
-            note=note,
-            from_state=before,
-            to_state=after,
-            details=details,
+        return self._updated(
+            TimelineEntry(
+                at=now,
+                what=action,
+                actor=actor,
+                note=note,
+                from_state=before,
+                to_state=after,
+                details=details,
+            )
         )
 
     def comment(self, actor: Actor, now: datetime, note: str) -> TimelineEntry:
@@ -422,7 +442,104 @@ class Case:
         self.version += 1
         if actor.kind == "staff" and self.first_response_at is None:
             self.first_response_at = now
-        return TimelineEntry(at=now, what="comment", actor=actor, note=note)
+        return self._updated(TimelineEntry(at=now, what="comment", actor=actor, note=note))
+
+    def refund(
+        self,
+        refund_id: str,
+        lines: Sequence[RefundLine],
+        amount: Decimal,
+        reason: str,
+        actor: Actor,
+        now: datetime,
+    ) -> TimelineEntry:
+        """A refund issued on this case (refund.issued.v1), then the case moves by `refund`."""
+        next_state(self.case_id, self.case_type, self.state, "refund")  # nothing recorded if not
+        self.events.append(
+            contract.RefundIssued(
+                case_id=self.case_id,
+                refund_id=refund_id,
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                channel=self.channel,
+                lines=[
+                    contract.RefundedLine(sku=ln.sku, quantity=ln.quantity, amount=ln.amount)
+                    for ln in lines
+                ],
+                amount=amount,
+                reason=reason,
+                issued_at=now,
+            )
+        )
+        moved = self.apply("refund", actor, now, reason)
+        return replace(
+            moved,
+            details={
+                "refund_id": refund_id,
+                "amount": str(amount),
+                "lines": [
+                    {"sku": ln.sku, "action": ln.action, "amount": str(ln.amount)} for ln in lines
+                ],
+            },
+        )
+
+    def _updated(self, entry: TimelineEntry) -> TimelineEntry:
+        """Record case.updated for a change (and case.closed when it closed the case)."""
+        self.events.append(
+            contract.CaseUpdated(
+                case_id=self.case_id,
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                case_type=self.case_type,  # type: ignore[arg-type]
+                action=entry.what,
+                from_state=entry.from_state or self.state,
+                to_state=entry.to_state or self.state,
+                actor=str(entry.actor),
+                responded=entry.actor.kind == "staff",
+                priority=self.priority,  # type: ignore[arg-type]
+                note=entry.note,
+                updated_at=entry.at,
+            )
+        )
+        if entry.to_state == "closed":
+            self.events.append(
+                contract.CaseClosed(
+                    case_id=self.case_id,
+                    order_id=self.order_id,
+                    customer_id=self.customer_id,
+                    case_type=self.case_type,  # type: ignore[arg-type]
+                    resolution=self.resolution or "closed",
+                    closed_at=entry.at,
+                )
+            )
+        return entry
+
+
+CaseEvent: TypeAlias = (
+    contract.CaseOpened | contract.CaseUpdated | contract.CaseClosed | contract.RefundIssued
+)
+
+
+def customer_notice(case: Case, event: CaseEvent) -> CustomerNotice | None:
+    """What the customer is told of a case event: every state change, and a refund."""
+    if isinstance(event, contract.CaseUpdated) and event.to_state != event.from_state:
+        return CustomerNotice(
+            "case.updated",
+            f"case.updated:{case.case_id}:{case.version}",
+            {
+                "case_id": case.case_id,
+                "order_id": case.order_id,
+                "case_type": case.case_type,
+                "status": event.to_state,
+            },
+        )
+    if isinstance(event, contract.RefundIssued):
+        return CustomerNotice(
+            "refund.issued",
+            f"refund.issued:{event.refund_id}",
+            {"order_id": event.order_id, "amount": str(event.amount)},
+        )
+    return None
 
 
 def _policy_details(policy: PolicyCheck) -> dict[str, Any]:

@@ -7,7 +7,7 @@ case.closed / refund.issued on aftersales.events, and notification.requested to 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel
 
@@ -19,6 +19,7 @@ from orderguard.services.aftersales.domain import (
     RefundLine,
     TimelineEntry,
     check_refund,
+    customer_notice,
     new_id,
     next_state,
     order_lines,
@@ -29,7 +30,6 @@ from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import Conflict, NotFound
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.logistics import ShipmentDelivered
-from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.events.orders import OrderPaid, OrderPlaced
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
@@ -94,33 +94,44 @@ class CaseFile:
     refunds: list[Refund]
 
 
-def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
-    return uow.publish_event(topic, data, source=SOURCE, subject=subject)
+@dataclass(frozen=True, slots=True)
+class Announced:
+    entries: list[TimelineEntry]  # told by their case.opened / case.updated
+    envelopes: dict[type[BaseModel], Envelope]  # by event model
 
 
-async def _notify(
-    uow: UnitOfWork,
-    topic: str,
-    case: Case,
-    template: str,
-    request_id: str,
-    params: dict[str, str],
-) -> None:
-    order = await repository.get_order(uow.conn, case.order_id)
-    _publish(
-        uow,
-        topic,
-        case.customer_id,
-        NotificationRequested(
-            request_id=request_id,
-            recipient=Recipient(
-                kind="customer", id=case.customer_id, phone=order.phone if order else None
-            ),
-            template=template,
-            params=params,
-            requested_at=uow.now,
-        ),
-    )
+async def _announce(
+    uow: UnitOfWork, topics: Topics, case: Case, entries: Sequence[TimelineEntry]
+) -> Announced:
+    """Publish the events the case recorded and tell the customer what concerns them. Each
+    case.opened / case.updated tells the next of `entries` (the ones that announce a change);
+    returns the told entries and the envelopes, by event type."""
+    recorded = list(case.events)
+    case.events.clear()
+    pending = list(entries)
+    told: list[TimelineEntry] = []
+    envelopes: dict[type[BaseModel], Envelope] = {}
+    looked_up, phone = False, None
+    for data in recorded:
+        envelope = uow.publish(topics.aftersales, data, source=SOURCE, subject=case.case_id)
+        envelopes[type(data)] = envelope
+        if isinstance(data, events.CaseOpened | events.CaseUpdated):
+            told.append(pending.pop(0).told_by(envelope.type, envelope.id))
+        notice = customer_notice(case, data)
+        if notice is None:
+            continue
+        if not looked_up:
+            order = await repository.get_order(uow.conn, case.order_id)
+            looked_up, phone = True, order.phone if order else None
+        uow.notify_customer(
+            topics.notification_requests,
+            notice,
+            source=SOURCE,
+            customer_id=case.customer_id,
+            phone=phone,
+        )
+    assert not pending, "every entry given is announced by an event"
+    return Announced(told, envelopes)
 
 
 async def case_file(conn: repository.Connection, case_id: str) -> CaseFile:
@@ -142,7 +153,10 @@ async def learn_order_facts(uow: UnitOfWork, facts: Iterable[Event]) -> None:
     """Keep our own copy of orders (lines, prices, paid) and deliveries; idempotent by state."""
     for event in facts:
         data = event.data
-        if isinstance(data, OrderPlaced):
+        if isinstance(data, OrderPlaced | OrderPaid):
+            # Both tell the order; a payment also tells what was paid (the lines' shares).
+            placed = data if isinstance(data, OrderPlaced) else None
+            paid = data if isinstance(data, OrderPaid) else None
             await repository.remember_order(
                 uow.conn,
                 order_id=data.order_id,
@@ -153,26 +167,12 @@ async def learn_order_facts(uow: UnitOfWork, facts: Iterable[Event]) -> None:
                 lines=order_lines(
                     ((ln.sku, ln.quantity, ln.unit_price) for ln in data.lines),
                     data.total_amount,
-                    None,
+                    paid.paid_amount if paid else None,
                 ),
-                placed_at=data.placed_at,
-            )
-        elif isinstance(data, OrderPaid):
-            await repository.remember_order(
-                uow.conn,
-                order_id=data.order_id,
-                customer_id=data.customer_id,
-                channel=data.channel,
-                phone=data.phone,
-                total_amount=data.total_amount,
-                lines=order_lines(
-                    ((ln.sku, ln.quantity, ln.unit_price) for ln in data.lines),
-                    data.total_amount,
-                    data.paid_amount,
-                ),
-                paid_at=data.paid_at,
-                paid_amount=data.paid_amount,
-                payment_id=data.payment_id,
+                placed_at=placed.placed_at if placed else None,
+                paid_at=paid.paid_at if paid else None,
+                paid_amount=paid.paid_amount if paid else None,
+                payment_id=paid.payment_id if paid else None,
             )
         elif isinstance(data, ShipmentDelivered):
             await repository.remember_delivery(
@@ -207,26 +207,12 @@ async def open_case(
         return_window_days=return_window_days,
         first_response_s=first_response_s,
     )
-    opened = _publish(
-        uow,
-        topics.aftersales,
-        case.case_id,
-        events.CaseOpened(
-            case_id=case.case_id,
-            order_id=case.order_id,
-            customer_id=case.customer_id,
-            case_type=case.case_type,  # type: ignore[arg-type]
-            channel=case.channel,
-            lines=[events.CaseLine(sku=ln.sku, quantity=ln.quantity) for ln in case.lines],
-            reason=case.reason,
-            priority=case.priority,  # type: ignore[arg-type]
-            opened_at=case.opened_at,
-        ),
-    )
-    entries[0] = entries[0].told_by(opened.type, opened.id)
-    for n, entry in enumerate(entries[1:], start=1):
-        if entry.from_state is not None:  # the policy's auto-approval is a state change too
-            entries[n] = await _tell_update(uow, topics, case, entry)
+    # The opening, and the policy's auto-approval (a state change too), are announced.
+    announced = [e for n, e in enumerate(entries) if n == 0 or e.from_state is not None]
+    told = iter((await _announce(uow, topics, case, announced)).entries)
+    entries = [
+        next(told) if n == 0 or e.from_state is not None else e for n, e in enumerate(entries)
+    ]
     await repository.add_case(uow.conn, case)
     await repository.record(uow.conn, case.case_id, entries)
     log.info(
@@ -238,61 +224,6 @@ async def open_case(
         needs_review=case.needs_review,
     )
     return CaseFile(case, entries, [], [])
-
-
-async def _tell_update(
-    uow: UnitOfWork, topics: Topics, case: Case, entry: TimelineEntry
-) -> TimelineEntry:
-    """case.updated (and case.closed when it closed) for a timeline entry; the customer is told
-    of every state change."""
-    updated = _publish(
-        uow,
-        topics.aftersales,
-        case.case_id,
-        events.CaseUpdated(
-            case_id=case.case_id,
-            order_id=case.order_id,
-            customer_id=case.customer_id,
-            case_type=case.case_type,  # type: ignore[arg-type]
-            action=entry.what,
-            from_state=entry.from_state or case.state,
-            to_state=entry.to_state or case.state,
-            actor=str(entry.actor),
-            responded=entry.actor.kind == "staff",
-            priority=case.priority,  # type: ignore[arg-type]
-            note=entry.note,
-            updated_at=entry.at,
-        ),
-    )
-    if entry.to_state is not None and entry.to_state != entry.from_state:
-        await _notify(
-            uow,
-            topics.notification_requests,
-            case,
-            "case.updated",
-            f"case.updated:{case.case_id}:{case.version}",
-            {
-                "case_id": case.case_id,
-                "order_id": case.order_id,
-                "case_type": case.case_type,
-                "status": entry.to_state,
-            },
-        )
-    if entry.to_state == "closed":
-        _publish(
-            uow,
-            topics.aftersales,
-            case.case_id,
-            events.CaseClosed(
-                case_id=case.case_id,
-                order_id=case.order_id,
-                customer_id=case.customer_id,
-                case_type=case.case_type,  # type: ignore[arg-type]
-                resolution=case.resolution or "closed",
-                closed_at=entry.at,
-            ),
-        )
-    return entry.told_by(updated.type, updated.id)
 
 
 async def _locked_case(uow: UnitOfWork, case_id: str) -> Case:
@@ -317,7 +248,7 @@ async def act_on_case(
     entry = case.apply(
         action, actor, uow.now, note, resolution=resolution, satisfaction=satisfaction
     )
-    entry = await _tell_update(uow, topics, case, entry)
+    [entry] = (await _announce(uow, topics, case, [entry])).entries
     await repository.save_case(uow.conn, case)
     await repository.record(uow.conn, case_id, [entry])
     log.info("case moved", case_id=case_id, action=action, state=case.state)
@@ -328,7 +259,7 @@ async def comment_on_case(
     uow: UnitOfWork, topics: Topics, case_id: str, actor: Actor, note: str
 ) -> CaseFile:
     case = await _locked_case(uow, case_id)
-    entry = await _tell_update(uow, topics, case, case.comment(actor, uow.now, note))
+    [entry] = (await _announce(uow, topics, case, [case.comment(actor, uow.now, note)])).entries
     await repository.save_case(uow.conn, case)
     await repository.record(uow.conn, case_id, [entry])
     return await case_file(uow.conn, case_id)
@@ -393,51 +324,12 @@ async def issue_refund(
         lines=tuple(lines),
     )
     await repository.add_refund(uow.conn, refund)
-    published = _publish(
-        uow,
-        topics.aftersales,
-        case_id,
-        events.RefundIssued(
-            case_id=case_id,
-            refund_id=refund.refund_id,
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            channel=case.channel,
-            lines=[
-                events.RefundedLine(sku=ln.sku, quantity=ln.quantity, amount=ln.amount)
-                for ln in lines
-            ],
-            amount=amount,
-            reason=reason,
-            issued_at=uow.now,
-        ),
-    )
-    await _notify(
-        uow,
-        topics.notification_requests,
-        case,
-        "refund.issued",
-        f"refund.issued:{refund.refund_id}",
-        {"order_id": order.order_id, "amount": str(amount)},
-    )
-    entry = case.apply("refund", actor, uow.now, reason)
-    entry = TimelineEntry(
-        at=entry.at,
-        what="refund",
-        actor=actor,
-        note=reason,
-        from_state=entry.from_state,
-        to_state=entry.to_state,
-        details={
-            "refund_id": refund.refund_id,
-            "refund_event_id": published.id,
-            "amount": str(amount),
-            "lines": [
-                {"sku": ln.sku, "action": ln.action, "amount": str(ln.amount)} for ln in lines
-            ],
-        },
-    )
-    entry = await _tell_update(uow, topics, case, entry)
+    moved = case.refund(refund.refund_id, lines, amount, reason, actor, uow.now)
+    announced = await _announce(uow, topics, case, [moved])
+    [entry] = announced.entries
+    refund_event = announced.envelopes[events.RefundIssued]
+    details = {"refund_id": refund.refund_id, "refund_event_id": refund_event.id, **entry.details}
+    entry = replace(entry, details=details)
     await repository.save_case(uow.conn, case)
     await repository.record(uow.conn, case_id, [entry])
     log.info(

@@ -12,13 +12,18 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from decimal import Decimal
+from typing import Literal, TypeAlias
 
 from orderguard.shared.errors import Conflict, Invalid
+from orderguard.shared.events import logistics as contract
+from orderguard.shared.events.notifications import CustomerNotice
 
 ShipmentStatus = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered"]
 ScanStatus = Literal["picked_up", "in_transit", "out_for_delivery", "delivered", "exception"]
 ExceptionReason = Literal["lost", "damaged", "address_problem", "refused"]
+DelayReason = Literal["overdue", "stalled"]
+CompensationKind = Literal["coupon", "points"]
 
 PROGRESS: dict[str, int] = {
     "created": 0,
@@ -64,15 +69,25 @@ class Scan:
     exception_reason: ExceptionReason | None = None
 
 
+ScanEvent: TypeAlias = (
+    contract.ShipmentScanned
+    | contract.ShipmentDispatched
+    | contract.ShipmentDelivered
+    | contract.ShipmentExceptionReported
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanOutcome:
-    """What applying one scan did: the new shipment and the facts to publish."""
+    """What applying one scan did: the new shipment and the facts to publish (the scan itself
+    first, then dispatched / delivered / exception as the scan implies)."""
 
     shipment: Shipment
     status_changed: bool
     dispatched: bool  # the carrier took the parcel (first scan of progress)
     delivered: bool
     exception: ExceptionReason | None
+    events: tuple[ScanEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +108,42 @@ class Shipment:
     last_exception: ExceptionReason | None = None
     compensated_for: str | None = None
 
+    @classmethod
+    def create(
+        cls,
+        *,
+        order_id: str,
+        warehouse: str,
+        carrier: str,
+        promised_delivery_by: datetime,
+        customer_id: str,
+        phone: str,
+        now: datetime,
+    ) -> tuple[Shipment, contract.ShipmentCreated]:
+        """The one shipment of a paid order (its id derives from the order's)."""
+        shipment_id = shipment_id_for(order_id)
+        shipment = cls(
+            shipment_id=shipment_id,
+            order_id=order_id,
+            warehouse=warehouse,
+            carrier=carrier,
+            tracking_number=tracking_number_for(carrier, shipment_id),
+            status="created",
+            promised_delivery_by=promised_delivery_by,
+            customer_id=customer_id,
+            phone=phone,
+            created_at=now,
+        )
+        return shipment, contract.ShipmentCreated(
+            shipment_id=shipment_id,
+            order_id=order_id,
+            carrier=carrier,
+            tracking_number=shipment.tracking_number,
+            warehouse=warehouse,
+            promised_delivery_by=promised_delivery_by,
+            created_at=now,
+        )
+
     @property
     def delivered(self) -> bool:
         return self.status == "delivered"
@@ -107,10 +158,10 @@ class Shipment:
         )
         if scan.status == "exception":
             after = replace(self, last_scan_at=last, last_exception=scan.exception_reason)
-            return ScanOutcome(after, False, False, False, scan.exception_reason)
+            return after._scanned(scan, False, False, False, scan.exception_reason)
         forward = PROGRESS[scan.status] > PROGRESS[self.status]
         if not forward:
-            return ScanOutcome(replace(self, last_scan_at=last), False, False, False, None)
+            return replace(self, last_scan_at=last)._scanned(scan, False, False, False, None)
         dispatched = self.dispatched_at is None
         delivered = scan.status == "delivered"
         after = replace(
@@ -120,9 +171,59 @@ class Shipment:
             dispatched_at=scan.scanned_at if dispatched else self.dispatched_at,
             delivered_at=scan.scanned_at if delivered else self.delivered_at,
         )
-        return ScanOutcome(after, True, dispatched, delivered, None)
+        return after._scanned(scan, True, dispatched, delivered, None)
 
-    def reassign(self, carrier: str, tracking_number: str) -> Shipment:
+    def _scanned(
+        self,
+        scan: Scan,
+        status_changed: bool,
+        dispatched: bool,
+        delivered: bool,
+        exception: ExceptionReason | None,
+    ) -> ScanOutcome:
+        """The outcome of `scan` on this (new) shipment, with the events it implies."""
+        parcel = {
+            "shipment_id": self.shipment_id,
+            "order_id": self.order_id,
+            "carrier": scan.carrier,
+            "tracking_number": scan.tracking_number,
+        }
+        implied: list[ScanEvent] = [
+            contract.ShipmentScanned(
+                **parcel,
+                scan_id=scan.scan_id,
+                scan_status=scan.status,
+                location=scan.location,
+                exception_reason=scan.exception_reason,
+                scanned_at=scan.scanned_at,
+                shipment_status=self.status,
+                status_changed=status_changed,
+            )
+        ]
+        if dispatched:
+            implied.append(
+                contract.ShipmentDispatched(
+                    **parcel, warehouse=self.warehouse, dispatched_at=scan.scanned_at
+                )
+            )
+        if delivered:
+            implied.append(contract.ShipmentDelivered(**parcel, delivered_at=scan.scanned_at))
+        if exception is not None:
+            implied.append(
+                contract.ShipmentExceptionReported(
+                    **parcel,
+                    warehouse=self.warehouse,
+                    scan_id=scan.scan_id,
+                    reason=exception,
+                    location=scan.location,
+                    reported_at=scan.scanned_at,
+                )
+            )
+        return ScanOutcome(self, status_changed, dispatched, delivered, exception, tuple(implied))
+
+    def reassign(
+        self, carrier: str, tracking_number: str, reason: str, by: str, now: datetime
+    ) -> tuple[Shipment, contract.ShipmentReassigned]:
         """Hand the parcel to another carrier; status, scans and deadlines continue."""
         if self.delivered:
             raise ShipmentDelivered(self.shipment_id)
@@ -130,11 +231,38 @@ class Shipment:
             raise SameTracking(
                 f"shipment {self.shipment_id} already has {carrier} {tracking_number}"
             )
-        return replace(self, carrier=carrier, tracking_number=tracking_number)
+        return replace(self, carrier=carrier, tracking_number=tracking_number), (
+            contract.ShipmentReassigned(
+                shipment_id=self.shipment_id,
+                order_id=self.order_id,
+                previous_carrier=self.carrier,
+                previous_tracking_number=self.tracking_number,
+                carrier=carrier,
+                tracking_number=tracking_number,
+                reason=reason,
+                reassigned_by=by,
+                reassigned_at=now,
+            )
+        )
+
+    def compensate(
+        self, reason: DelayReason, kind: CompensationKind, amount: Decimal, now: datetime
+    ) -> tuple[Shipment, contract.ShipmentDelayCompensated]:
+        """The customer is compensated for `reason`, once: the shipment is marked with it."""
+        return replace(self, compensated_for=reason), contract.ShipmentDelayCompensated(
+            shipment_id=self.shipment_id,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            carrier=self.carrier,
+            reason=reason,
+            kind=kind,
+            amount=amount,
+            compensated_at=now,
+        )
 
     def delay_to_compensate(
         self, now: datetime, overdue_after_s: float, stalled_after_s: float
-    ) -> Literal["overdue", "stalled"] | None:
+    ) -> DelayReason | None:
         """Why the customer is owed a compensation now (None: not owed, or already given)."""
         if self.compensated_for is not None or self.delivered:
             return None
@@ -147,6 +275,28 @@ class Shipment:
         ):
             return "stalled"
         return None
+
+
+def delay_notice(
+    shipment: Shipment, compensated: contract.ShipmentDelayCompensated
+) -> CustomerNotice:
+    """What the customer is told of a delay and its compensation, once per shipment."""
+    amount = compensated.amount
+    what = (
+        f"a coupon of {amount} yuan"
+        if compensated.kind == "coupon"
+        else f"{amount.normalize():f} points"
+    )
+    return CustomerNotice(
+        "shipment.delayed",
+        f"shipment.delayed:{shipment.shipment_id}",
+        {
+            "order_id": shipment.order_id,
+            "carrier": shipment.carrier,
+            "reason": compensated.reason,
+            "compensation": what,
+        },
+    )
 
 
 def scan_from_the_future(scanned_at: datetime, now: datetime) -> bool:

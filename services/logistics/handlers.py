@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -21,6 +20,7 @@ from orderguard.services.logistics.domain import (
     Scan,
     Shipment,
     choose_carrier,
+    delay_notice,
     scan_from_the_future,
     shipment_id_for,
     tracking_number_for,
@@ -29,16 +29,6 @@ from orderguard.shared.engine import Event, RejectEvent
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import Conflict, NotFound
 from orderguard.shared.events.carriers import CarrierScan
-from orderguard.shared.events.logistics import (
-    ShipmentCreated,
-    ShipmentDelayCompensated,
-    ShipmentDelivered,
-    ShipmentDispatched,
-    ShipmentExceptionReported,
-    ShipmentReassigned,
-    ShipmentScanned,
-)
-from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.events.orders import OrderPaid
 from orderguard.shared.logging import get_logger
 from orderguard.shared.settings import DelayCompensation
@@ -91,7 +81,7 @@ def _publish(
     cause: Envelope | None,
     time: datetime | None = None,
 ) -> None:
-    uow.publish_event(topic, data, source=SOURCE, subject=subject, cause=cause, time=time)
+    uow.publish(topic, data, source=SOURCE, subject=subject, cause=cause, time=time)
 
 
 # -- order.paid -> shipment ---------------------------------------------------------------------
@@ -111,36 +101,18 @@ async def create_shipments(
         shipment_id = shipment_id_for(data.order_id)
         if shipment_id in known:
             continue
-        carrier = carriers.carrier_for(data.warehouse)
-        shipment = Shipment(
-            shipment_id=shipment_id,
+        shipment, shipment_created = Shipment.create(
             order_id=data.order_id,
             warehouse=data.warehouse,
-            carrier=carrier,
-            tracking_number=tracking_number_for(carrier, shipment_id),
-            status="created",
+            carrier=carriers.carrier_for(data.warehouse),
             promised_delivery_by=data.promised_delivery_by,
             customer_id=data.customer_id,
             phone=data.phone,
-            created_at=uow.now,
+            now=uow.now,
         )
         known[shipment_id] = shipment
         created.append(shipment)
-        _publish(
-            uow,
-            topics.logistics,
-            shipment_id,
-            ShipmentCreated(
-                shipment_id=shipment_id,
-                order_id=shipment.order_id,
-                carrier=carrier,
-                tracking_number=shipment.tracking_number,
-                warehouse=shipment.warehouse,
-                promised_delivery_by=shipment.promised_delivery_by,
-                created_at=shipment.created_at,
-            ),
-            event.envelope,
-        )
+        _publish(uow, topics.logistics, shipment_id, shipment_created, event.envelope)
     if not created:
         return
     await repository.save_shipments(uow.conn, created)
@@ -220,93 +192,14 @@ async def apply_scans(uow: UnitOfWork, events: Sequence[Event], topics: Topics) 
         done.add((scan.carrier, scan.scan_id))
         shipment_id = owners[(scan.carrier, scan.tracking_number)]
         outcome = shipments[shipment_id].apply_scan(scan)
-        shipment = shipments[shipment_id] = changed[shipment_id] = outcome.shipment
+        shipments[shipment_id] = changed[shipment_id] = outcome.shipment
         applied.append((shipment_id, scan, outcome.status_changed))
-        _publish_scan(uow, topics, event.envelope, shipment, scan, outcome.status_changed)
-        if outcome.dispatched:
-            _publish(
-                uow,
-                topics.logistics,
-                shipment_id,
-                ShipmentDispatched(
-                    shipment_id=shipment_id,
-                    order_id=shipment.order_id,
-                    carrier=scan.carrier,
-                    tracking_number=scan.tracking_number,
-                    warehouse=shipment.warehouse,
-                    dispatched_at=scan.scanned_at,
-                ),
-                event.envelope,
-                time=scan.scanned_at,
-            )
-        if outcome.delivered:
-            _publish(
-                uow,
-                topics.logistics,
-                shipment_id,
-                ShipmentDelivered(
-                    shipment_id=shipment_id,
-                    order_id=shipment.order_id,
-                    carrier=scan.carrier,
-                    tracking_number=scan.tracking_number,
-                    delivered_at=scan.scanned_at,
-                ),
-                event.envelope,
-                time=scan.scanned_at,
-            )
-        if outcome.exception is not None:
-            _publish(
-                uow,
-                topics.logistics,
-                shipment_id,
-                ShipmentExceptionReported(
-                    shipment_id=shipment_id,
-                    order_id=shipment.order_id,
-                    carrier=scan.carrier,
-                    tracking_number=scan.tracking_number,
-                    warehouse=shipment.warehouse,
-                    scan_id=scan.scan_id,
-                    reason=outcome.exception,
-                    location=scan.location,
-                    reported_at=scan.scanned_at,
-                ),
-                event.envelope,
-                time=scan.scanned_at,
-            )
+        for data in outcome.events:
+            # Event time is the carrier's scan time: the detectors' clocks run on it.
+            _publish(uow, topics.logistics, shipment_id, data, event.envelope, time=scan.scanned_at)
     if applied:
         await repository.add_scans(uow.conn, applied)
         await repository.save_shipments(uow.conn, changed.values())
-
-
-def _publish_scan(
-    uow: UnitOfWork,
-    topics: Topics,
-    cause: Envelope,
-    shipment: Shipment,
-    scan: Scan,
-    status_changed: bool,
-) -> None:
-    # Event time is the carrier's scan time: the detectors' clocks run on it.
-    _publish(
-        uow,
-        topics.logistics,
-        shipment.shipment_id,
-        ShipmentScanned(
-            shipment_id=shipment.shipment_id,
-            order_id=shipment.order_id,
-            carrier=scan.carrier,
-            tracking_number=scan.tracking_number,
-            scan_id=scan.scan_id,
-            scan_status=scan.status,
-            location=scan.location,
-            exception_reason=scan.exception_reason,
-            scanned_at=scan.scanned_at,
-            shipment_status=shipment.status,
-            status_changed=status_changed,
-        ),
-        cause,
-        time=scan.scanned_at,
-    )
 
 
 # -- reassignment -------------------------------------------------------------------------------
@@ -332,7 +225,7 @@ async def reassign(
     owner = await repository.tracking_owner(uow.conn, carrier, number)
     if owner is not None and owner != shipment_id:
         raise TrackingTaken(f"{carrier} tracking number {number} belongs to another shipment")
-    after = before.reassign(carrier, number)
+    after, reassigned = before.reassign(carrier, number, reason, actor, uow.now)
     await repository.save_shipments(uow.conn, [after])
     await repository.add_tracking(uow.conn, [(carrier, number, shipment_id, uow.now)])
     details: dict[str, Any] = {
@@ -344,23 +237,7 @@ async def reassign(
         "by": actor,
     }
     await repository.add_history(uow.conn, [(shipment_id, uow.now, "reassigned", details)])
-    _publish(
-        uow,
-        topics.logistics,
-        shipment_id,
-        ShipmentReassigned(
-            shipment_id=shipment_id,
-            order_id=after.order_id,
-            previous_carrier=before.carrier,
-            previous_tracking_number=before.tracking_number,
-            carrier=carrier,
-            tracking_number=number,
-            reason=reason,
-            reassigned_by=actor,
-            reassigned_at=uow.now,
-        ),
-        None,
-    )
+    _publish(uow, topics.logistics, shipment_id, reassigned, None)
     return after
 
 
@@ -392,13 +269,15 @@ async def compensate_delays(
         if reason is None:
             continue
         compensation = policy.by_reason.get(reason)
-        changed.append(_marked(shipment, reason))
         if compensation is None:
+            changed.append(replace(shipment, compensated_for=reason))
             history.append(
                 (shipment.shipment_id, uow.now, "delay_not_compensated", {"reason": reason})
             )
             continue
         amount = compensation.amount
+        marked, compensated = shipment.compensate(reason, compensation.kind, amount, uow.now)
+        changed.append(marked)
         history.append(
             (
                 shipment.shipment_id,
@@ -407,53 +286,19 @@ async def compensate_delays(
                 {"reason": reason, "kind": compensation.kind, "amount": str(amount)},
             )
         )
-        _publish(
-            uow,
-            topics.logistics,
-            shipment.shipment_id,
-            ShipmentDelayCompensated(
-                shipment_id=shipment.shipment_id,
-                order_id=shipment.order_id,
-                customer_id=shipment.customer_id,
-                carrier=shipment.carrier,
-                reason=reason,
-                kind=compensation.kind,
-                amount=amount,
-                compensated_at=uow.now,
-            ),
-            None,
-        )
-        _publish(
-            uow,
+        _publish(uow, topics.logistics, shipment.shipment_id, compensated, None)
+        uow.notify_customer(
             topics.notification_requests,
-            shipment.customer_id,
-            NotificationRequested(
-                request_id=f"shipment.delayed:{shipment.shipment_id}",
-                recipient=Recipient(kind="customer", id=shipment.customer_id, phone=shipment.phone),
-                template="shipment.delayed",
-                params={
-                    "order_id": shipment.order_id,
-                    "carrier": shipment.carrier,
-                    "reason": reason,
-                    "compensation": _describe(compensation.kind, amount),
-                },
-                requested_at=uow.now,
-            ),
-            None,
+            delay_notice(shipment, compensated),
+            source=SOURCE,
+            customer_id=shipment.customer_id,
+            phone=shipment.phone,
         )
     if changed:
         await repository.save_shipments(uow.conn, changed)
         await repository.add_history(uow.conn, history)
         log.info("delays compensated", shipments=len(changed))
     return len(changed)
-
-
-def _marked(shipment: Shipment, reason: str) -> Shipment:
-    return replace(shipment, compensated_for=reason)
-
-
-def _describe(kind: str, amount: Decimal) -> str:
-    return f"a coupon of {amount} yuan" if kind == "coupon" else f"{amount.normalize():f} points"
 
 
 async def purge_webhook_receipts(uow: UnitOfWork, retention_s: float, limit: int) -> int:

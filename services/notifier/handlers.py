@@ -55,7 +55,7 @@ class LiveOutlet:
             group_key=to.group_key,
             severity=to.severity or None,  # type: ignore[arg-type]
         )
-        self.uow.publish(
+        self.uow.forward(
             self.queue_topic(to.queue),
             Envelope(
                 type="anomaly.routed.v1",

@@ -1,18 +1,24 @@
-"""Orders: the aggregate, its state machine, its timeline, phone and money rules. Pure, no I/O."""
+"""Orders: the aggregate, its state machine, its timeline, phone and money rules. Pure, no I/O.
+
+Each change records the event it implies on `Order.events` (Cosmic Python's way); the use case
+publishes them, and `customer_notice` says which of them the customer is told of.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from orderguard.shared.actor import Actor
 from orderguard.shared.errors import IllegalTransition
+from orderguard.shared.events import orders as contract
+from orderguard.shared.events.notifications import CustomerNotice
 from orderguard.shared.timeline import TimelineEntry
 
 CENT = Decimal("0.01")
@@ -227,10 +233,34 @@ class Order:
     hold_reason: HoldReason | None = None
     hold_note: str | None = None
     hold_release_at: datetime | None = None
+    # What the changes since the last publish imply, in order: one event per timeline entry
+    # that announces something (not stored; the use case publishes and clears them).
+    events: list[OrderEvent] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def total_amount(self) -> Decimal:
         return order_total(self.lines)
+
+    @property
+    def reachable_mobile(self) -> str | None:
+        """The phone the notifier may text: only a normalised mainland mobile."""
+        return self.phone if len(self.phone) == 11 and self.phone.isdigit() else None
+
+    def _facts(self) -> dict[str, Any]:
+        """What order.placed.v1 and order.paid.v1 both tell about the order."""
+        return {
+            "order_id": self.order_id,
+            "customer_id": self.customer_id,
+            "channel": self.channel,
+            "warehouse": self.warehouse,
+            "lines": [
+                contract.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+                for line in self.lines
+            ],
+            "total_amount": self.total_amount,
+            "phone": self.phone,
+            "shipping_address": contract.ShippingAddress(**asdict(self.address)),
+        }
 
     @property
     def allowed_actions(self) -> list[OrderAction]:
@@ -280,6 +310,7 @@ class Order:
             priority=priority_of(member_level, total, promised_days),
             payment_due_at=payment_due_at,
         )
+        order.events.append(contract.OrderPlaced(**order._facts(), placed_at=now))
         entries = [
             TimelineEntry(
                 at=now,
@@ -345,6 +376,11 @@ class Order:
     def cancel(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
         entry = self._transition(OrderAction.CANCEL, actor, reason, now)
         self._clear_hold()
+        self.events.append(
+            contract.OrderCancelled(
+                order_id=self.order_id, reason=reason, cancelled_by=str(actor), cancelled_at=now
+            )
+        )
         return entry
 
     def pay(
@@ -367,27 +403,85 @@ class Order:
         self.promised_delivery_by = promised_delivery_by
         return entry
 
+    def announce_paid(self, actor: Actor, now: datetime) -> TimelineEntry:
+        """order.paid.v1, once the order is paid and not held: logistics creates the shipment."""
+        assert self.status is OrderStatus.PAID
+        assert self.payment_id and self.paid_amount is not None
+        assert self.promised_delivery_by is not None
+        self.events.append(
+            contract.OrderPaid(
+                **self._facts(),
+                paid_amount=self.paid_amount,
+                payment_id=self.payment_id,
+                promised_delivery_by=self.promised_delivery_by,
+                paid_at=now,
+            )
+        )
+        return TimelineEntry(
+            at=now,
+            what="payment_announced",
+            actor=actor,
+            note="order.paid.v1 published: the order can ship",
+            details={"promised_delivery_by": self.promised_delivery_by.isoformat()},
+        )
+
     def fail_payment(
-        self, payment_id: str, code: str, reason: str | None, actor: Actor, now: datetime
+        self,
+        payment_id: str,
+        code: str,
+        reason: str | None,
+        actor: Actor,
+        now: datetime,
+        *,
+        provider: str,
+        failed_at: datetime | None = None,
     ) -> TimelineEntry:
-        return self._transition(
+        entry = self._transition(
             OrderAction.FAIL_PAYMENT,
             actor,
             f"payment {payment_id} failed: {code}" + (f" ({reason})" if reason else ""),
             now,
             {"payment_id": payment_id, "code": code},
         )
+        self.events.append(
+            contract.OrderPaymentFailed(
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                channel=self.channel,
+                payment_id=payment_id,
+                provider=provider,
+                code=code,
+                failed_at=failed_at or now,
+            )
+        )
+        return entry
 
     def ship(
-        self, shipment_id: str, carrier: str, tracking: str, actor: Actor, now: datetime
+        self,
+        shipment_id: str,
+        carrier: str,
+        tracking: str,
+        actor: Actor,
+        now: datetime,
+        shipped_at: datetime | None = None,
     ) -> TimelineEntry:
-        return self._transition(
+        entry = self._transition(
             OrderAction.SHIP,
             actor,
             f"dispatched with {carrier}",
             now,
             {"shipment_id": shipment_id, "carrier": carrier, "tracking_number": tracking},
         )
+        self.events.append(
+            contract.OrderShipped(
+                order_id=self.order_id,
+                shipment_id=shipment_id,
+                carrier=carrier,
+                tracking_number=tracking,
+                shipped_at=shipped_at or now,
+            )
+        )
+        return entry
 
     def deliver(
         self, shipment_id: str, actor: Actor, now: datetime, delivered_at: datetime | None = None
@@ -403,7 +497,14 @@ class Order:
         return entry
 
     def complete(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
-        return self._transition(OrderAction.COMPLETE, actor, reason, now)
+        entry = self._transition(OrderAction.COMPLETE, actor, reason, now)
+        assert self.delivered_at is not None
+        self.events.append(
+            contract.OrderCompleted(
+                order_id=self.order_id, delivered_at=self.delivered_at, completed_at=now
+            )
+        )
+        return entry
 
     def hold(
         self,
@@ -430,6 +531,19 @@ class Order:
         self.hold_reason = reason
         self.hold_note = note
         self.hold_release_at = release_at
+        self.events.append(
+            contract.OrderHeld(
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                channel=self.channel,
+                reason=str(reason),
+                note=note,
+                held_from=str(before),
+                release_at=release_at,
+                held_by=str(actor),
+                held_at=now,
+            )
+        )
         return entry
 
     def release(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
@@ -438,6 +552,16 @@ class Order:
             OrderAction.RELEASE, actor, reason, now, {"hold_reason": str(held) if held else None}
         )
         self._clear_hold()
+        self.events.append(
+            contract.OrderReleased(
+                order_id=self.order_id,
+                reason=reason,
+                hold_reason=str(held) if held else None,
+                status=str(self.status),
+                released_by=str(actor),
+                released_at=now,
+            )
+        )
         return entry
 
     def _clear_hold(self) -> None:
@@ -445,6 +569,60 @@ class Order:
         self.hold_reason = None
         self.hold_note = None
         self.hold_release_at = None
+
+
+OrderEvent: TypeAlias = (
+    contract.OrderPlaced
+    | contract.OrderCancelled
+    | contract.OrderPaid
+    | contract.OrderPaymentFailed
+    | contract.OrderShipped
+    | contract.OrderHeld
+    | contract.OrderReleased
+    | contract.OrderCompleted
+)
+
+
+def _notice(order: Order, template: str, params: dict[str, str], moment: str) -> CustomerNotice:
+    """`moment` makes the request id deterministic: the same moment told again is one message."""
+    return CustomerNotice(
+        template, f"{template}:{order.order_id}:{moment}", {"order_id": order.order_id, **params}
+    )
+
+
+def customer_notice(order: Order, event: OrderEvent, event_id: str) -> CustomerNotice | None:
+    """The notice an order event gives its customer, if any (event_id: the published event's)."""
+    if isinstance(event, contract.OrderHeld) and event.reason != HoldReason.OUT_OF_STOCK:
+        # An out-of-stock hold has its own notice, naming the SKUs (`out_of_stock_notice`).
+        reason = HoldReason(event.reason)
+        return _notice(
+            order,
+            "order.held",
+            {"reason": str(reason), "what_you_can_do": WHAT_YOU_CAN_DO[reason]},
+            event_id,
+        )
+    if isinstance(event, contract.OrderPaid):
+        return _notice(
+            order, "order.confirmed", {"total_amount": str(order.total_amount)}, event.payment_id
+        )
+    if isinstance(event, contract.OrderShipped):
+        return _notice(
+            order,
+            "order.shipped",
+            {"carrier": event.carrier, "tracking_number": event.tracking_number},
+            event.shipment_id,
+        )
+    return None
+
+
+def out_of_stock_notice(order: Order, skus: str) -> CustomerNotice:
+    """`skus`: the short SKUs, comma-separated; the same shortage told again is the same request."""
+    return _notice(
+        order,
+        "order.out_of_stock",
+        {"skus": skus, "what_you_can_do": WHAT_YOU_CAN_DO[HoldReason.OUT_OF_STOCK]},
+        skus.replace(", ", "+"),
+    )
 
 
 # -- intake checks ---------------------------------------------------------------------------

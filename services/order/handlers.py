@@ -7,16 +7,12 @@ Every state change and the events it causes are written in the caller's unit of 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from pydantic import BaseModel
 
 from orderguard.services.order import repository
 from orderguard.services.order.domain import (
-    WHAT_YOU_CAN_DO,
     Actor,
     Address,
     HoldReason,
@@ -26,15 +22,15 @@ from orderguard.services.order.domain import (
     OrderAction,
     OrderStatus,
     TimelineEntry,
+    customer_notice,
     new_order_id,
+    out_of_stock_notice,
 )
 from orderguard.shared.engine import Event
-from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import NotFound
-from orderguard.shared.events import orders as events
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
-from orderguard.shared.events.notifications import NotificationRequested, Recipient
+from orderguard.shared.events.notifications import CustomerNotice
 from orderguard.shared.events.payments import (
     PaymentAmountMismatch,
     PaymentFailed,
@@ -94,89 +90,33 @@ class OrderWithTimeline:
     timeline: list[TimelineEntry]
 
 
-def _order_facts(order: Order) -> dict[str, Any]:
-    """What order.placed.v1 and order.paid.v1 both tell about the order."""
-    return {
-        "order_id": order.order_id,
-        "customer_id": order.customer_id,
-        "channel": order.channel,
-        "warehouse": order.warehouse,
-        "lines": [
-            events.OrderLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
-            for line in order.lines
-        ],
-        "total_amount": order.total_amount,
-        "phone": order.phone,
-        "shipping_address": events.ShippingAddress(**asdict(order.address)),
-    }
-
-
-def _publish(uow: UnitOfWork, topic: str, subject: str, data: BaseModel) -> Envelope:
-    return uow.publish_event(topic, data, source=SOURCE, subject=subject)
+def _announce(
+    uow: UnitOfWork, config: OrderConfig, order: Order, entries: list[TimelineEntry]
+) -> list[TimelineEntry]:
+    """Publish the events the order recorded for `entries` (one each, in order), tell the
+    customer what concerns them, and return the entries told by their event."""
+    recorded = list(order.events)
+    order.events.clear()
+    told = []
+    for entry, data in zip(entries, recorded, strict=True):
+        envelope = uow.publish(config.orders_topic, data, source=SOURCE, subject=order.order_id)
+        notice = customer_notice(order, data, envelope.id)
+        if notice is not None:
+            _notify_customer(uow, config, order, notice)
+        told.append(entry.told_by(envelope.type, envelope.id))
+    return told
 
 
 def _notify_customer(
-    uow: UnitOfWork,
-    config: OrderConfig,
-    order: Order,
-    template: str,
-    params: dict[str, str],
-    moment: str,
+    uow: UnitOfWork, config: OrderConfig, order: Order, notice: CustomerNotice
 ) -> None:
-    """Ask the notifier to tell the customer; `moment` makes the request id deterministic."""
-    phone = order.phone if len(order.phone) == 11 and order.phone.isdigit() else None
-    _publish(
-        uow,
+    uow.notify_customer(
         config.notifications_topic,
-        order.customer_id,
-        NotificationRequested(
-            request_id=f"{template}:{order.order_id}:{moment}",
-            recipient=Recipient(kind="customer", id=order.customer_id, phone=phone),
-            template=template,
-            params={"order_id": order.order_id, **params},
-            requested_at=uow.now,
-        ),
+        notice,
+        source=SOURCE,
+        customer_id=order.customer_id,
+        phone=order.reachable_mobile,
     )
-
-
-async def _hold(
-    uow: UnitOfWork,
-    config: OrderConfig,
-    order: Order,
-    entry: TimelineEntry,
-) -> TimelineEntry:
-    """Publish a hold the order has just taken (order.held.v1 and the customer's notice)."""
-    assert order.hold_reason is not None and order.held_from is not None
-    envelope = _publish(
-        uow,
-        config.orders_topic,
-        order.order_id,
-        events.OrderHeld(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            channel=order.channel,
-            reason=str(order.hold_reason),
-            note=order.hold_note or "",
-            held_from=str(order.held_from),
-            release_at=order.hold_release_at,
-            held_by=str(entry.actor),
-            held_at=entry.at,
-        ),
-    )
-    if order.hold_reason is not HoldReason.OUT_OF_STOCK:  # that one has its own notice
-        _notify_customer(
-            uow,
-            config,
-            order,
-            "order.held",
-            {
-                "reason": str(order.hold_reason),
-                "what_you_can_do": WHAT_YOU_CAN_DO[order.hold_reason],
-            },
-            envelope.id,
-        )
-    log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
-    return entry.told_by(envelope.type, envelope.id)
 
 
 async def place_order(
@@ -197,18 +137,7 @@ async def place_order(
         promised_days=config.promised_days(command.express),
         payment_due_at=uow.now + config.payment_deadline,
     )
-    envelope = _publish(
-        uow,
-        config.orders_topic,
-        order.order_id,
-        events.OrderPlaced(
-            **_order_facts(order),
-            placed_at=order.placed_at,
-        ),
-    )
-    entries[0] = entries[0].told_by(envelope.type, envelope.id)
-    if len(entries) > 1:  # held by the intake checks
-        entries[1] = await _hold(uow, config, order, entries[1])
+    entries = _announce(uow, config, order, entries)  # placed, and held by the intake checks
     await repository.add(uow.conn, order)
     await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
     log.info(
@@ -230,20 +159,20 @@ async def _locked(uow: UnitOfWork, order_id: str) -> Order:
     return order
 
 
+async def _stored(uow: UnitOfWork, order: Order, entries: list[TimelineEntry]) -> OrderWithTimeline:
+    """Store a person's change to an order and its entries; the order as it now reads."""
+    await repository.save(uow.conn, order)
+    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
+    return OrderWithTimeline(order, await repository.timeline(uow.conn, order.order_id))
+
+
 def _cancel(
     uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
 ) -> TimelineEntry:
-    entry = order.cancel(reason, actor, uow.now)
-    envelope = _publish(
-        uow,
-        config.orders_topic,
-        order.order_id,
-        events.OrderCancelled(
-            order_id=order.order_id, reason=reason, cancelled_by=str(actor), cancelled_at=uow.now
-        ),
-    )
+    """-> cancelled (order.cancelled.v1: inventory releases)."""
+    [entry] = _announce(uow, config, order, [order.cancel(reason, actor, uow.now)])
     log.info("order cancelled", order_id=order.order_id, actor=str(actor))
-    return entry.told_by(envelope.type, envelope.id)
+    return entry
 
 
 async def cancel_order(
@@ -251,10 +180,7 @@ async def cancel_order(
 ) -> OrderWithTimeline:
     """-> cancelled (order.cancelled.v1: inventory releases); IllegalTransition otherwise."""
     order = await _locked(uow, order_id)
-    entry = _cancel(uow, config, order, reason, actor)
-    await repository.save(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry)])
-    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+    return await _stored(uow, order, [_cancel(uow, config, order, reason, actor)])
 
 
 async def hold_order(
@@ -267,40 +193,27 @@ async def hold_order(
 ) -> OrderWithTimeline:
     """A person holds an order (reason `manual`), optionally until `release_at`."""
     order = await _locked(uow, order_id)
-    entry = order.hold(HoldReason.MANUAL, note, release_at, actor, uow.now)
-    entry = await _hold(uow, config, order, entry)
-    await repository.save(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry)])
-    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+    entries = _announce(
+        uow, config, order, [order.hold(HoldReason.MANUAL, note, release_at, actor, uow.now)]
+    )
+    log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
+    return await _stored(uow, order, entries)
 
 
 async def _release(
     uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
 ) -> list[TimelineEntry]:
-    held_reason = order.hold_reason
     entry = order.release(reason, actor, uow.now)
     if order.status in (OrderStatus.PLACED, OrderStatus.PAYMENT_FAILED):
         # The customer gets a full payment window after a person's review.
         fresh = uow.now + config.payment_deadline
         order.payment_due_at = max(order.payment_due_at or fresh, fresh)
-    envelope = _publish(
-        uow,
-        config.orders_topic,
-        order.order_id,
-        events.OrderReleased(
-            order_id=order.order_id,
-            reason=reason,
-            hold_reason=str(held_reason) if held_reason else None,
-            status=str(order.status),
-            released_by=str(actor),
-            released_at=uow.now,
-        ),
-    )
-    entries = [entry.told_by(envelope.type, envelope.id)]
+    entries = [entry]
     if order.status is OrderStatus.PAID and not await repository.has_event(
         uow.conn, order.order_id, "order.paid.v1"
-    ):
-        entries.append(_announce_paid(uow, config, order, actor))
+    ):  # paid while held: announced now
+        entries.append(order.announce_paid(actor, uow.now))
+    entries = _announce(uow, config, order, entries)
     log.info("order released", order_id=order.order_id, actor=str(actor))
     return entries
 
@@ -310,10 +223,7 @@ async def release_order(
 ) -> OrderWithTimeline:
     """A held order returns to the status it was held from (order.released.v1)."""
     order = await _locked(uow, order_id)
-    entries = await _release(uow, config, order, reason, actor)
-    await repository.save(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
-    return OrderWithTimeline(order, await repository.timeline(uow.conn, order_id))
+    return await _stored(uow, order, await _release(uow, config, order, reason, actor))
 
 
 async def order_with_timeline(conn: repository.Connection, order_id: str) -> OrderWithTimeline:
@@ -396,18 +306,13 @@ async def record_inventory_outcomes(
                     "shortages": [shortage.model_dump(mode="json") for shortage in data.shortages]
                 },
             )
-            entries.append((order.order_id, await _hold(uow, config, order, entry)))
+            [entry] = _announce(uow, config, order, [entry])
+            entries.append((order.order_id, entry))
             await repository.save(uow.conn, order)
+            log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
         elif order.status is not OrderStatus.ON_HOLD:
             continue  # cancelled or already on its way: nothing to offer
-        _notify_customer(
-            uow,
-            config,
-            order,
-            "order.out_of_stock",
-            {"skus": skus, "what_you_can_do": WHAT_YOU_CAN_DO[HoldReason.OUT_OF_STOCK]},
-            skus.replace(", ", "+"),  # the same shortage told again is the same request
-        )
+        _notify_customer(uow, config, order, out_of_stock_notice(order, skus))
     await repository.record(uow.conn, entries)
 
 
@@ -430,41 +335,6 @@ def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) 
         from_state=order.status,
         to_state=order.status,
     ).told_by(event.type, event.id)
-
-
-def _announce_paid(
-    uow: UnitOfWork, config: OrderConfig, order: Order, actor: Actor
-) -> TimelineEntry:
-    """order.paid.v1 (logistics creates the shipment) and the customer's confirmation."""
-    assert order.payment_id and order.paid_amount is not None
-    assert order.promised_delivery_by is not None
-    envelope = _publish(
-        uow,
-        config.orders_topic,
-        order.order_id,
-        events.OrderPaid(
-            **_order_facts(order),
-            paid_amount=order.paid_amount,
-            payment_id=order.payment_id,
-            promised_delivery_by=order.promised_delivery_by,
-            paid_at=uow.now,
-        ),
-    )
-    _notify_customer(
-        uow,
-        config,
-        order,
-        "order.confirmed",
-        {"total_amount": str(order.total_amount)},
-        order.payment_id,
-    )
-    return TimelineEntry(
-        at=uow.now,
-        what="payment_announced",
-        actor=actor,
-        note="order.paid.v1 published: the order can ship",
-        details={"promised_delivery_by": order.promised_delivery_by.isoformat()},
-    ).told_by(envelope.type, envelope.id)
 
 
 async def apply_payment_events(
@@ -500,7 +370,7 @@ async def apply_payment_events(
         elif isinstance(data, PaymentFailed):
             entries += _apply_failure(uow, config, order, event, data, actor)
         else:
-            entries += await _apply_mismatch(uow, config, order, event, data, actor)
+            entries += _apply_mismatch(uow, config, order, event, data, actor)
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)
 
@@ -519,7 +389,8 @@ def _apply_success(
     entry = order.pay(data.payment_id, data.amount, promised, actor, uow.now)
     entries = [(order.order_id, entry.told_by(event.type, event.id))]
     if order.status is OrderStatus.PAID:  # a held order announces it when released
-        entries.append((order.order_id, _announce_paid(uow, config, order, actor)))
+        [announced] = _announce(uow, config, order, [order.announce_paid(actor, uow.now)])
+        entries.append((order.order_id, announced))
     log.info("order paid", order_id=order.order_id, provider=data.provider)
     return entries
 
@@ -534,26 +405,21 @@ def _apply_failure(
 ) -> list[tuple[str, TimelineEntry]]:
     if OrderAction.FAIL_PAYMENT not in order.allowed_actions:
         return [(order.order_id, _not_applied(event, order, OrderAction.FAIL_PAYMENT, actor))]
-    entry = order.fail_payment(data.payment_id, data.code, data.reason, actor, uow.now)
-    envelope = _publish(
-        uow,
-        config.orders_topic,
-        order.order_id,
-        events.OrderPaymentFailed(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            channel=order.channel,
-            payment_id=data.payment_id,
-            provider=data.provider,
-            code=data.code,
-            failed_at=data.occurred_at,
-        ),
+    entry = order.fail_payment(
+        data.payment_id,
+        data.code,
+        data.reason,
+        actor,
+        uow.now,
+        provider=data.provider,
+        failed_at=data.occurred_at,
     )
+    [entry] = _announce(uow, config, order, [entry])
     log.info("order payment failed", order_id=order.order_id, provider=data.provider)
-    return [(order.order_id, entry.told_by(envelope.type, envelope.id))]
+    return [(order.order_id, entry)]
 
 
-async def _apply_mismatch(
+def _apply_mismatch(
     uow: UnitOfWork,
     config: OrderConfig,
     order: Order,
@@ -576,7 +442,9 @@ async def _apply_mismatch(
             "expected_amount": str(Decimal(expected)),
         },
     )
-    return [(order.order_id, await _hold(uow, config, order, entry))]
+    [entry] = _announce(uow, config, order, [entry])
+    log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
+    return [(order.order_id, entry)]
 
 
 # -- shipments -------------------------------------------------------------------------------
@@ -608,28 +476,16 @@ async def apply_shipment_events(
                     (order.order_id, _not_applied(event, order, OrderAction.SHIP, actor))
                 )
                 continue
-            entry = order.ship(data.shipment_id, data.carrier, data.tracking_number, actor, uow.now)
-            envelope = _publish(
-                uow,
-                config.orders_topic,
-                order.order_id,
-                events.OrderShipped(
-                    order_id=order.order_id,
-                    shipment_id=data.shipment_id,
-                    carrier=data.carrier,
-                    tracking_number=data.tracking_number,
-                    shipped_at=data.dispatched_at,
-                ),
-            )
-            _notify_customer(
-                uow,
-                config,
-                order,
-                "order.shipped",
-                {"carrier": data.carrier, "tracking_number": data.tracking_number},
+            entry = order.ship(
                 data.shipment_id,
+                data.carrier,
+                data.tracking_number,
+                actor,
+                uow.now,
+                shipped_at=data.dispatched_at,
             )
-            entries.append((order.order_id, entry.told_by(envelope.type, envelope.id)))
+            [entry] = _announce(uow, config, order, [entry])
+            entries.append((order.order_id, entry))
         else:
             if order.status in _DELIVERED_OR_LATER:
                 continue
@@ -652,12 +508,7 @@ JobRun = Callable[[UnitOfWork, "OrderConfig", int], Awaitable[int]]
 async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:
     """Orders unpaid past their payment deadline are cancelled (`payment_timeout`); the
     order.cancelled.v1 makes inventory release their reservation."""
-    due = await repository.due(
-        uow.conn,
-        "status IN ('placed', 'payment_failed') AND payment_due_at <= $1",
-        uow.now,
-        limit,
-    )
+    due = await repository.unpaid_past_deadline(uow.conn, uow.now, limit)
     entries = []
     for order in due:
         entries.append(
@@ -670,9 +521,7 @@ async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int)
 
 async def release_due_holds(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:
     """Holds whose auto-release time has come are released."""
-    due = await repository.due(
-        uow.conn, "status = 'on_hold' AND hold_release_at <= $1", uow.now, limit
-    )
+    due = await repository.holds_to_release(uow.conn, uow.now, limit)
     entries = []
     for order in due:
         for entry in await _release(uow, config, order, "auto-release time reached", AUTO_RELEASE):
@@ -684,29 +533,16 @@ async def release_due_holds(uow: UnitOfWork, config: OrderConfig, limit: int) ->
 
 async def complete_delivered_orders(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:
     """Delivered orders complete once `complete_after` has passed since delivery."""
-    due = await repository.due(
-        uow.conn,
-        "status = 'delivered' AND delivered_at <= $1",
-        uow.now - config.complete_after,
-        limit,
-    )
+    due = await repository.delivered_before(uow.conn, uow.now - config.complete_after, limit)
     entries = []
     for order in due:
-        assert order.delivered_at is not None
         entry = order.complete(
             f"delivered {config.complete_after} ago without an open question",
             AUTO_COMPLETE,
             uow.now,
         )
-        envelope = _publish(
-            uow,
-            config.orders_topic,
-            order.order_id,
-            events.OrderCompleted(
-                order_id=order.order_id, delivered_at=order.delivered_at, completed_at=uow.now
-            ),
-        )
-        entries.append((order.order_id, entry.told_by(envelope.type, envelope.id)))
+        [entry] = _announce(uow, config, order, [entry])
+        entries.append((order.order_id, entry))
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)
     return len(due)

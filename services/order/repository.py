@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -151,13 +152,30 @@ async def get_many(conn: Connection, order_ids: Iterable[str]) -> dict[str, Orde
     return {order.order_id: order for order in await _with_lines(conn, list(rows))}
 
 
-async def due(conn: Connection, where: str, now: Any, limit: int) -> list[Order]:
+async def unpaid_past_deadline(conn: Connection, now: datetime, limit: int) -> list[Order]:
+    """Placed (or failed) orders whose payment deadline has passed, locked."""
+    return await _due(
+        conn, "status IN ('placed', 'payment_failed') AND payment_due_at <= $1", now, limit
+    )
+
+
+async def holds_to_release(conn: Connection, now: datetime, limit: int) -> list[Order]:
+    """Held orders whose auto-release time has come, locked."""
+    return await _due(conn, "status = 'on_hold' AND hold_release_at <= $1", now, limit)
+
+
+async def delivered_before(conn: Connection, before: datetime, limit: int) -> list[Order]:
+    """Delivered orders delivered before `before`, locked."""
+    return await _due(conn, "status = 'delivered' AND delivered_at <= $1", before, limit)
+
+
+async def _due(conn: Connection, where: str, at: datetime, limit: int) -> list[Order]:
     """Orders a scheduled job must act on (`where` compares a column with $1), locked; rows
     another worker holds are skipped (it is acting on them)."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM orders WHERE {where} ORDER BY order_id"
         " LIMIT $2 FOR UPDATE SKIP LOCKED",
-        now,
+        at,
         limit,
     )
     return await _with_lines(conn, list(rows))

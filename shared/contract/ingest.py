@@ -219,7 +219,7 @@ def build_ingest_router(runtime: Runtime, accepts: Sequence[type[BaseModel]]) ->
         }
 
         async def publish(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            uow.publish(topic, event)
+            uow.forward(topic, event)
             return 202, answer
 
         try:

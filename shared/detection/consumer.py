@@ -169,7 +169,7 @@ class DetectorHandler:
         self, uow: UnitOfWork, anomalies: list[AnomalyDetected], cause: Envelope | None
     ) -> None:
         for anomaly in anomalies:
-            uow.publish(self._anomalies_topic, anomaly_envelope(anomaly, self._source, cause))
+            uow.forward(self._anomalies_topic, anomaly_envelope(anomaly, self._source, cause))
             uow.after_commit(_counter(self.rule.name, anomaly))
 
     async def _save(

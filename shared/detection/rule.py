@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from orderguard.shared.engine.consumer import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.events.registry import REGISTRY
 from orderguard.shared.tracing import child_of
 
 State = dict[str, Any]
@@ -62,11 +63,10 @@ class TimedRule(Rule, Protocol):
 def anomaly_envelope(anomaly: AnomalyDetected, source: str, cause: Envelope | None) -> Envelope:
     """The anomaly as an event; it continues the trace of the event that caused it (a deadline
     that passed starts a new trace)."""
-    return Envelope(
-        type="anomaly.detected.v1",
+    return REGISTRY.envelope(
+        anomaly,
         source=source,
         subject=anomaly.fingerprint,
         time=anomaly.detected_at,
-        data=anomaly.model_dump(mode="json"),
         traceparent=child_of(cause.traceparent if cause is not None else None),
     )

@@ -7,6 +7,7 @@ rate limits. Keying by recipient keeps one person's messages in order on one par
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -77,6 +78,17 @@ class NotificationRequested(BaseModel):
         default=None, description="Channels to use (sms, email, webhook, ...); None: the defaults"
     )
     requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerNotice:
+    """What a service's domain says the customer is told: a template of `CUSTOMER_TEMPLATES`,
+    its parameters, and a request id deterministic per moment (the same moment told again is
+    one message). `UnitOfWork.notify_customer` sends it as a NotificationRequested."""
+
+    template: str
+    request_id: str
+    params: dict[str, str]
 
 
 # The team-facing moments (recipient kind "team", id the team name), from the work items.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, create_model
@@ -36,6 +37,25 @@ class EventRegistry:
 
     def type_of(self, model: type[BaseModel]) -> str:
         return self._types[model]
+
+    def envelope(
+        self,
+        data: BaseModel,
+        *,
+        source: str,
+        subject: str,
+        traceparent: str | None,
+        time: datetime | None = None,
+    ) -> Envelope:
+        """`data` as an event of its registered type: the one way an event is made."""
+        return Envelope(
+            type=self.type_of(type(data)),
+            source=source,
+            subject=subject,
+            data=data.model_dump(mode="json"),
+            traceparent=traceparent,
+            **({"time": time} if time is not None else {}),
+        )
 
     def parse(self, envelope: Envelope) -> BaseModel:
         """Validate an envelope's data against its registered model."""

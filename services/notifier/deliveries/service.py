@@ -72,7 +72,7 @@ def publish_failed(
         attempts=attempts,
         failed_at=uow.now,
     )
-    uow.publish_event(topic, data, source=SOURCE, subject=recipient_id)
+    uow.publish(topic, data, source=SOURCE, subject=recipient_id)
     log.warning(
         "notification failed",
         request_id=request_id,

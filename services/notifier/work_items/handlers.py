@@ -63,7 +63,7 @@ def _announce(uow: UnitOfWork, topic: str, item: WorkItem, entries: list[Entry])
     for entry in entries:
         event = domain.change_event(item, entry)
         if event is not None:
-            uow.publish_event(topic, event, source=WORK_ITEMS_SOURCE, subject=item.id, key=item.id)
+            uow.publish(topic, event, source=WORK_ITEMS_SOURCE, subject=item.id, key=item.id)
 
 
 # ---- from the queues -----------------------------------------------------------------------
@@ -267,7 +267,7 @@ def _notify(
         },
         requested_at=uow.now,
     )
-    uow.publish_event(topic, request, source=WORK_ITEMS_SOURCE, subject=item.team)
+    uow.publish(topic, request, source=WORK_ITEMS_SOURCE, subject=item.team)
 
 
 async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topics: Topics, limit: int) -> int:

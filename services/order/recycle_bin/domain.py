@@ -3,7 +3,7 @@ there. Pure, no I/O.
 
 An entry references an order set aside (refunded, returned, abnormal, deleted by mistake, ...);
 the order itself is untouched. One entry per stay in the bin: in_bin -> restored, or
-in_bin -> archived -> purged.
+in_bin -> archived -> purged. Each move records its event on `BinEntry.events`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeAlias
 
 from orderguard.services.order.domain import Actor, new_order_id
 from orderguard.shared.errors import IllegalTransition
+from orderguard.shared.events import recycle_bin as contract
 
 
 class Category(StrEnum):
@@ -191,10 +193,12 @@ class BinEntry:
     restored_at: datetime | None = None
     archived_at: datetime | None = None
     purged_at: datetime | None = None
+    # The event of the last move, until the use case publishes it (not stored).
+    events: list[BinEvent] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def open(cls, order: OrderFacts, cause: Cause) -> BinEntry:
-        return cls(
+        entry = cls(
             entry_id="rb_" + new_order_id(cause.at).removeprefix("ord_"),
             order_id=order.order_id,
             state=BinState.IN_BIN,
@@ -209,6 +213,21 @@ class BinEntry:
             amount=order.amount,
             causes=[cause],
         )
+        entry.events.append(
+            contract.OrderRecycled(
+                order_id=entry.order_id,
+                entry_id=entry.entry_id,
+                category=entry.category.value,
+                reason=entry.reason,
+                case_id=entry.case_id,
+                moved_by=entry.moved_by,
+                order_status=entry.order_status,
+                channel=entry.channel,
+                amount=entry.amount,
+                moved_at=entry.moved_at,
+            )
+        )
+        return entry
 
     def has_cause(self, key: str) -> bool:
         return any(cause.key == key for cause in self.causes)
@@ -233,16 +252,55 @@ class BinEntry:
         else:
             self.purged_at = now
 
-    def restore(self, actor: Actor, reason: str | None, now: datetime) -> None:
+    def restore(
+        self, actor: Actor, reason: str | None, now: datetime, order_status: str | None = None
+    ) -> None:
+        """`order_status`: the order's status now (the bin never changes it)."""
         self._move(BinAction.RESTORE, actor, reason, now)
+        self.events.append(
+            contract.OrderRestored(
+                order_id=self.order_id,
+                entry_id=self.entry_id,
+                category=self.category.value,
+                restored_by=str(actor),
+                reason=reason,
+                order_status=order_status or self.order_status,
+                restored_at=now,
+            )
+        )
 
     def archive(self, actor: Actor, reason: str, now: datetime) -> None:
         self._move(BinAction.ARCHIVE, actor, reason, now)
+        self.events.append(
+            contract.OrderArchived(
+                order_id=self.order_id,
+                entry_id=self.entry_id,
+                category=self.category.value,
+                archived_by=str(actor),
+                reason=reason,
+                case_id=self.case_id,
+                archived_at=now,
+            )
+        )
 
     def purge(self, now: datetime) -> None:
         """Only the state and time change: who archived it and why stays on the entry."""
         self.state = next_state(self, BinAction.PURGE)
         self.purged_at = now
+        self.events.append(
+            contract.OrderPurged(
+                order_id=self.order_id,
+                entry_id=self.entry_id,
+                category=self.category.value,
+                purged_fields=list(PURGED_FIELDS),
+                purged_at=now,
+            )
+        )
+
+
+BinEvent: TypeAlias = (
+    contract.OrderRecycled | contract.OrderRestored | contract.OrderArchived | contract.OrderPurged
+)
 
 
 class MoveOutcome(StrEnum):

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pydantic import BaseModel
-
 from orderguard.services.order import repository as orders
 from orderguard.services.order.domain import Actor, TimelineEntry
 from orderguard.services.order.handlers import SOURCE, OrderNotFound
@@ -25,9 +23,7 @@ from orderguard.services.order.recycle_bin.domain import (
     move_to_recycle_bin,
 )
 from orderguard.shared import metrics
-from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import Conflict
-from orderguard.shared.events import recycle_bin as events
 from orderguard.shared.logging import get_logger
 from orderguard.shared.uow import UnitOfWork
 
@@ -55,12 +51,20 @@ class Moved:
     entry: BinEntry | None
 
 
-def _publish(uow: UnitOfWork, topic: str, order_id: str, data: BaseModel) -> Envelope:
-    return uow.publish_event(topic, data, source=SOURCE, subject=order_id)
-
-
 def _count(uow: UnitOfWork, move: str, category: str) -> None:
     uow.after_commit(lambda: metrics.RECYCLE_BIN_MOVES.labels(move, category).inc())
+
+
+async def _announce(
+    uow: UnitOfWork, topic: str, entry: BinEntry, timeline: TimelineEntry, move: str
+) -> None:
+    """Publish the event the entry's move recorded, and put the move, told by it, on the
+    order's timeline and in the counts."""
+    [data] = entry.events
+    entry.events.clear()
+    envelope = uow.publish(topic, data, source=SOURCE, subject=entry.order_id)
+    await orders.record(uow.conn, [(entry.order_id, timeline.told_by(envelope.type, envelope.id))])
+    _count(uow, move, str(entry.category))
 
 
 def _details(entry: BinEntry, **more: object) -> dict[str, object]:
@@ -92,30 +96,20 @@ async def move(uow: UnitOfWork, topic: str, order: OrderFacts, cause: Cause) -> 
     )
     if outcome is MoveOutcome.MOVED:
         await repository.add_entry(uow.conn, entry)
-        envelope = _publish(
+        await repository.add_cause(uow.conn, entry, cause)
+        await _announce(
             uow,
             topic,
-            order.order_id,
-            events.OrderRecycled(
-                order_id=order.order_id,
-                entry_id=entry.entry_id,
-                category=entry.category.value,
-                reason=entry.reason,
-                case_id=entry.case_id,
-                moved_by=entry.moved_by,
-                order_status=entry.order_status,
-                channel=entry.channel,
-                amount=entry.amount,
-                moved_at=entry.moved_at,
+            entry,
+            TimelineEntry(
+                at=cause.at,
+                what="moved_to_recycle_bin",
+                actor=cause.actor,
+                note=cause.reason,
+                details=_details(entry, **source),
             ),
+            outcome.value,
         )
-        timeline = TimelineEntry(
-            at=cause.at,
-            what="moved_to_recycle_bin",
-            actor=cause.actor,
-            note=cause.reason,
-            details=_details(entry, **source),
-        ).told_by(envelope.type, envelope.id)
         log.info(
             "order moved to the recycle bin",
             order_id=order.order_id,
@@ -123,26 +117,26 @@ async def move(uow: UnitOfWork, topic: str, order: OrderFacts, cause: Cause) -> 
             category=str(entry.category),
             actor=str(cause.actor),
         )
-    else:
-        await repository.save_entry(uow.conn, entry)
-        timeline = TimelineEntry(
-            at=cause.at,
-            what="recycle_bin_reason_added",
-            actor=cause.actor,
-            note=cause.reason,
-            event_type=cause.event_type,
-            event_id=cause.event_id,
-            details=_details(entry, added_category=str(cause.category)),
-        )
-        log.info(
-            "reason added to a recycle bin entry",
-            order_id=order.order_id,
-            entry_id=entry.entry_id,
-            category=str(cause.category),
-        )
+        return Moved(outcome, entry)
+    await repository.save_entry(uow.conn, entry)
     await repository.add_cause(uow.conn, entry, cause)
+    timeline = TimelineEntry(
+        at=cause.at,
+        what="recycle_bin_reason_added",
+        actor=cause.actor,
+        note=cause.reason,
+        event_type=cause.event_type,
+        event_id=cause.event_id,
+        details=_details(entry, added_category=str(cause.category)),
+    )
     await orders.record(uow.conn, [(order.order_id, timeline)])
     _count(uow, outcome.value, str(cause.category))
+    log.info(
+        "reason added to a recycle bin entry",
+        order_id=order.order_id,
+        entry_id=entry.entry_id,
+        category=str(cause.category),
+    )
     return Moved(outcome, entry)
 
 
@@ -165,31 +159,16 @@ async def restore(
     if entry is None:
         history = await repository.entries_of_order(uow.conn, order_id)
         raise NotInRecycleBin(order_id, history[0] if history else None)
-    entry.restore(actor, reason, uow.now)
+    entry.restore(actor, reason, uow.now, order_status=status)
     await repository.save_entry(uow.conn, entry)
-    envelope = _publish(
-        uow,
-        topic,
-        order_id,
-        events.OrderRestored(
-            order_id=order_id,
-            entry_id=entry.entry_id,
-            category=entry.category.value,
-            restored_by=str(actor),
-            reason=reason,
-            order_status=status,
-            restored_at=uow.now,
-        ),
-    )
     timeline = TimelineEntry(
         at=uow.now,
         what="restored_from_recycle_bin",
         actor=actor,
         note=reason,
         details=_details(entry, order_status=status, order_status_when_moved=entry.order_status),
-    ).told_by(envelope.type, envelope.id)
-    await orders.record(uow.conn, [(order_id, timeline)])
-    _count(uow, "restored", str(entry.category))
+    )
+    await _announce(uow, topic, entry, timeline, "restored")
     log.info("order restored from the recycle bin", order_id=order_id, entry_id=entry.entry_id)
     return entry
 
@@ -198,29 +177,14 @@ async def archive(uow: UnitOfWork, topic: str, entry: BinEntry, actor: Actor, re
     """in_bin -> archived, for an entry whose order is locked."""
     entry.archive(actor, reason, uow.now)
     await repository.save_entry(uow.conn, entry)
-    envelope = _publish(
-        uow,
-        topic,
-        entry.order_id,
-        events.OrderArchived(
-            order_id=entry.order_id,
-            entry_id=entry.entry_id,
-            category=entry.category.value,
-            archived_by=str(actor),
-            reason=reason,
-            case_id=entry.case_id,
-            archived_at=uow.now,
-        ),
-    )
     timeline = TimelineEntry(
         at=uow.now,
         what="archived_in_recycle_bin",
         actor=actor,
         note=reason,
         details=_details(entry),
-    ).told_by(envelope.type, envelope.id)
-    await orders.record(uow.conn, [(entry.order_id, timeline)])
-    _count(uow, "archived", str(entry.category))
+    )
+    await _announce(uow, topic, entry, timeline, "archived")
     log.info("recycle bin entry archived", order_id=entry.order_id, entry_id=entry.entry_id)
 
 
@@ -257,27 +221,14 @@ async def purge_past_retention(uow: UnitOfWork, topic: str, retention_s: float, 
         entry.purge(uow.now)
         await repository.save_entry(uow.conn, entry)
         await repository.purge_personal_data(uow.conn, entry, PURGED_FIELDS, uow.now)
-        envelope = _publish(
-            uow,
-            topic,
-            entry.order_id,
-            events.OrderPurged(
-                order_id=entry.order_id,
-                entry_id=entry.entry_id,
-                category=entry.category.value,
-                purged_fields=list(PURGED_FIELDS),
-                purged_at=uow.now,
-            ),
-        )
         timeline = TimelineEntry(
             at=uow.now,
             what="personal_data_purged",
             actor=actor,
             note=f"archived for longer than the retention ({retention_s / 86400:g} days)",
             details=_details(entry, purged_fields=list(PURGED_FIELDS)),
-        ).told_by(envelope.type, envelope.id)
-        await orders.record(uow.conn, [(entry.order_id, timeline)])
-        _count(uow, "purged", str(entry.category))
+        )
+        await _announce(uow, topic, entry, timeline, "purged")
         log.info("order personal data purged", order_id=entry.order_id, entry_id=entry.entry_id)
     return len(entries)
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from inmemory import InMemoryUnitOfWork
 from testkit import cancelled, placed
 
 from orderguard.services.inventory.domain import (
@@ -22,9 +23,7 @@ from orderguard.services.inventory.handlers import Inventory
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events.orders import OrderPlaced, OrderShipped
-from orderguard.shared.outbox import OutboxMessage
 from orderguard.shared.topics import Topics
-from orderguard.shared.uow import UnitOfWork
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
@@ -123,36 +122,21 @@ def test_what_a_commit_or_release_does_follows_the_lines_state(
 # -- the use cases, with a recording unit of work ------------------------------------------------
 
 
-class RecordingUnitOfWork:
-    """What Inventory needs of a unit of work, without a database: it records the outbox."""
-
-    def __init__(self) -> None:
-        self.outbox: list[OutboxMessage] = []
-        self.now = NOW
-        self.callbacks: list[Callable[[], None]] = []
-
-    def publish(self, topic: str, envelope: Envelope, key: str | None = None) -> None:
-        self.outbox.append(OutboxMessage.of(topic, envelope, key))
-
-    publish_event = UnitOfWork.publish_event  # the real one, over the recording `publish`
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        self.callbacks.append(callback)
+class RecordingUnitOfWork(InMemoryUnitOfWork):
+    inventory: Inventory
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
-        return [
-            Envelope.from_json(m.value).data
-            for m in self.outbox
-            if Envelope.from_json(m.value).type == event_type
-        ]
+        """What the inventory published so far (as `save` would), of this type."""
+        self.inventory.publish()
+        return [e.data for _, e in self.published if e.type == event_type]
 
 
 def inventory_with(on_hand: int) -> tuple[Inventory, RecordingUnitOfWork]:
-    uow = RecordingUnitOfWork()
-    inventory = Inventory(uow, Topics())  # type: ignore[arg-type]
+    uow = RecordingUnitOfWork(NOW)
+    inventory = uow.inventory = Inventory(uow, Topics())
     inventory.set_stock("SKU-1", "main", on_hand, None, actor="test")
     inventory.ledger.clear()
-    uow.outbox.clear()
+    inventory.events.clear()
     return inventory, uow
 
 

@@ -90,13 +90,18 @@ def test_an_exception_is_recorded_without_moving_the_status() -> None:
 
 def test_reassignment_keeps_status_and_is_refused_once_delivered_or_unchanged() -> None:
     s = shipment().apply_scan(scan("in_transit", 10)).shipment
-    moved = s.reassign("zto", "ZTO9")
+    moved, event = s.reassign("zto", "ZTO9", "carrier outage", "api:ops", T0)
     assert (moved.carrier, moved.tracking_number, moved.status) == ("zto", "ZTO9", "in_transit")
     assert moved.last_scan_at == s.last_scan_at
+    assert (event.previous_carrier, event.carrier, event.tracking_number) == (
+        s.carrier,
+        "zto",
+        "ZTO9",
+    )
     with pytest.raises(SameTracking):
-        moved.reassign("zto", "ZTO9")
+        moved.reassign("zto", "ZTO9", "again", "api:ops", T0)
     with pytest.raises(ShipmentDelivered):
-        s.apply_scan(scan("delivered", 20)).shipment.reassign("zto", "ZTO9")
+        s.apply_scan(scan("delivered", 20)).shipment.reassign("zto", "ZTO9", "x", "api:ops", T0)
 
 
 def test_delay_compensation_is_owed_once_when_overdue_or_stalled() -> None:

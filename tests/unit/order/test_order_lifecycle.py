@@ -90,8 +90,8 @@ def test_terminal_states_allow_nothing() -> None:
 
 def test_a_failed_payment_may_be_retried() -> None:
     placed = order()
-    placed.fail_payment("pay-1", "card_declined", None, OPERATOR, at(1))
-    placed.fail_payment("pay-2", "card_declined", None, OPERATOR, at(2))
+    placed.fail_payment("pay-1", "card_declined", None, OPERATOR, at(1), provider="alipay")
+    placed.fail_payment("pay-2", "card_declined", None, OPERATOR, at(2), provider="alipay")
     assert placed.status is OrderStatus.PAYMENT_FAILED
     entry = placed.pay("pay-3", Decimal("10.00"), at(86400), OPERATOR, at(3))
     assert placed.status is OrderStatus.PAID

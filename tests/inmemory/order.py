@@ -1,0 +1,81 @@
+"""The order repository in memory: what `services/order/handlers.py` reads and writes."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from orderguard.services.order.domain import Order, OrderStatus, TimelineEntry
+
+
+class OrderRepository:
+    """Stores copies, as a database would: a change not saved is not kept."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.timelines: dict[str, list[TimelineEntry]] = defaultdict(list)
+        self.payment_facts: set[tuple[str, str, str]] = set()
+
+    @staticmethod
+    def _copy(order: Order) -> Order:
+        stored = copy.deepcopy(order)
+        stored.events.clear()
+        return stored
+
+    async def add(self, conn: Any, order: Order) -> None:
+        assert order.order_id not in self.orders
+        self.orders[order.order_id] = self._copy(order)
+
+    async def save(self, conn: Any, order: Order) -> None:
+        assert order.order_id in self.orders
+        self.orders[order.order_id] = self._copy(order)
+
+    async def get(self, conn: Any, order_id: str, for_update: bool = False) -> Order | None:
+        found = self.orders.get(order_id)
+        return self._copy(found) if found else None
+
+    async def get_many(self, conn: Any, order_ids: Iterable[str]) -> dict[str, Order]:
+        return {i: self._copy(self.orders[i]) for i in sorted(set(order_ids)) if i in self.orders}
+
+    def _due(self, wanted: Any, limit: int) -> list[Order]:
+        return [self._copy(o) for _, o in sorted(self.orders.items()) if wanted(o)][:limit]
+
+    async def unpaid_past_deadline(self, conn: Any, now: datetime, limit: int) -> list[Order]:
+        unpaid = (OrderStatus.PLACED, OrderStatus.PAYMENT_FAILED)
+        return self._due(
+            lambda o: o.status in unpaid and o.payment_due_at and o.payment_due_at <= now, limit
+        )
+
+    async def holds_to_release(self, conn: Any, now: datetime, limit: int) -> list[Order]:
+        held = OrderStatus.ON_HOLD
+        return self._due(
+            lambda o: o.status is held and o.hold_release_at and o.hold_release_at <= now, limit
+        )
+
+    async def delivered_before(self, conn: Any, before: datetime, limit: int) -> list[Order]:
+        done = OrderStatus.DELIVERED
+        return self._due(
+            lambda o: o.status is done and o.delivered_at and o.delivered_at <= before, limit
+        )
+
+    async def first_time(self, conn: Any, order_id: str, payment_id: str, outcome: str) -> bool:
+        fact = (order_id, payment_id, outcome)
+        if fact in self.payment_facts:
+            return False
+        self.payment_facts.add(fact)
+        return True
+
+    async def record(self, conn: Any, entries: Iterable[tuple[str, TimelineEntry]]) -> None:
+        for order_id, entry in entries:
+            known = {e.event_id for e in self.timelines[order_id] if e.event_id}
+            if entry.event_id is None or entry.event_id not in known:
+                self.timelines[order_id].append(entry)
+
+    async def timeline(self, conn: Any, order_id: str) -> list[TimelineEntry]:
+        return list(self.timelines[order_id])
+
+    async def has_event(self, conn: Any, order_id: str, event_type: str) -> bool:
+        return any(e.event_type == event_type for e in self.timelines[order_id])

@@ -1,0 +1,293 @@
+"""Order use cases on an in-memory unit of work: the events and the state each one produces."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from inmemory import NOW, InMemoryUnitOfWork, incoming, one
+from inmemory.order import OrderRepository
+
+from orderguard.services.order import handlers
+from orderguard.services.order.domain import Actor, Address, HoldReason, Line, OrderStatus
+from orderguard.services.order.handlers import OrderConfig, PlaceOrder
+from orderguard.shared.events import orders as events
+from orderguard.shared.events.inventory import ReservationFailed, Shortage
+from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
+from orderguard.shared.events.notifications import NotificationRequested
+from orderguard.shared.events.payments import PaymentFailed, PaymentSucceeded
+
+CONFIG = OrderConfig(orders_topic="orders.events", notifications_topic="notifications.requests")
+API = Actor("api", "shop")
+CONSUMER = Actor("consumer", "order")
+ADDRESS = Address("浙江省", "杭州市", "西湖区", "文三路 100 号", "张三", "310000")
+
+
+@pytest.fixture
+def repo(monkeypatch: pytest.MonkeyPatch) -> OrderRepository:
+    fake = OrderRepository()
+    monkeypatch.setattr(handlers, "repository", fake)
+    return fake
+
+
+def command(**changes: object) -> PlaceOrder:
+    fields: dict[str, object] = {
+        "customer_id": "c-1",
+        "phone": "13800138000",
+        "address": ADDRESS,
+        "lines": (Line("SKU-1", 2, Decimal("10.00")),),
+        "channel": "web",
+        "warehouse": "hz",
+    }
+    return PlaceOrder(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+async def place(repo: OrderRepository, **changes: object) -> str:
+    uow = InMemoryUnitOfWork()
+    placed = await handlers.place_order(uow, CONFIG, command(**changes), API)
+    return placed.order.order_id
+
+
+async def pay(
+    order_id: str, amount: str = "20.00", payment_id: str = "pay-1"
+) -> InMemoryUnitOfWork:
+    uow = InMemoryUnitOfWork(NOW + timedelta(minutes=1))
+    paid = PaymentSucceeded(
+        order_id=order_id,
+        payment_id=payment_id,
+        amount=Decimal(amount),
+        provider="alipay",
+        occurred_at=NOW,
+    )
+    await handlers.apply_payment_events(uow, CONFIG, [incoming(paid, order_id)], CONSUMER)
+    return uow
+
+
+async def test_placing_an_order_publishes_order_placed_and_stores_it(repo: OrderRepository) -> None:
+    uow = InMemoryUnitOfWork()
+    placed = await handlers.place_order(uow, CONFIG, command(), API)
+
+    order_id = placed.order.order_id
+    assert uow.types() == ["order.placed.v1"]
+    event = one(uow.events(events.OrderPlaced))
+    assert (event.order_id, event.total_amount, event.phone) == (
+        order_id,
+        Decimal("20.00"),
+        "13800138000",
+    )
+    assert repo.orders[order_id].status is OrderStatus.PLACED
+    [entry] = repo.timelines[order_id]
+    assert (entry.what, entry.event_type) == ("placed", "order.placed.v1")
+    assert entry.event_id == uow.published[0][1].id
+    assert not placed.order.events  # published, not left to publish twice
+
+
+async def test_an_order_failing_intake_is_placed_held_and_the_customer_told(
+    repo: OrderRepository,
+) -> None:
+    uow = InMemoryUnitOfWork()
+    placed = await handlers.place_order(uow, CONFIG, command(phone="12345"), API)
+
+    assert uow.types() == ["order.placed.v1", "order.held.v1", "notification.requested.v1"]
+    held = one(uow.events(events.OrderHeld))
+    assert (held.reason, held.held_from, held.held_by) == (
+        "phone_invalid",
+        "placed",
+        "rule:order.intake",
+    )
+    notice = one(uow.events(NotificationRequested))
+    assert notice.template == "order.held"
+    assert notice.recipient.phone is None  # not a mobile the notifier may text
+    assert notice.request_id == f"order.held:{placed.order.order_id}:{uow.published[1][1].id}"
+    assert repo.orders[placed.order.order_id].status is OrderStatus.ON_HOLD
+    assert [e.event_type for e in repo.timelines[placed.order.order_id]] == [
+        "order.placed.v1",
+        "order.held.v1",
+    ]
+
+
+async def test_paying_announces_order_paid_and_confirms_to_the_customer(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    uow = await pay(order_id)
+
+    assert uow.types() == ["order.paid.v1", "notification.requested.v1"]
+    paid = one(uow.events(events.OrderPaid))
+    assert (paid.payment_id, paid.paid_amount, paid.paid_at) == ("pay-1", Decimal("20.00"), uow.now)
+    assert paid.promised_delivery_by == NOW + timedelta(days=3)
+    notice = one(uow.events(NotificationRequested))
+    assert (notice.template, notice.request_id) == (
+        "order.confirmed",
+        f"order.confirmed:{order_id}:pay-1",
+    )
+    assert notice.params == {"order_id": order_id, "total_amount": "20.00"}
+    assert repo.orders[order_id].status is OrderStatus.PAID
+    assert [e.what for e in repo.timelines[order_id]][-2:] == ["paid", "payment_announced"]
+
+
+async def test_the_same_payment_under_a_new_event_id_applies_once(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    again = await pay(order_id)
+
+    assert again.types() == []
+    assert [e.what for e in repo.timelines[order_id]].count("paid") == 1
+
+
+async def test_a_captured_amount_that_differs_holds_the_order(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    uow = await pay(order_id, amount="19.00")
+
+    assert uow.types() == ["order.held.v1", "notification.requested.v1"]
+    assert one(uow.events(events.OrderHeld)).reason == "amount_mismatch"
+    assert repo.orders[order_id].hold_reason is HoldReason.AMOUNT_MISMATCH
+
+
+async def test_a_failed_payment_publishes_order_payment_failed(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    uow = InMemoryUnitOfWork()
+    failed = PaymentFailed(
+        order_id=order_id,
+        payment_id="pay-9",
+        amount=Decimal("20.00"),
+        provider="wechat_pay",
+        code="insufficient_funds",
+        occurred_at=NOW - timedelta(seconds=5),
+    )
+    await handlers.apply_payment_events(uow, CONFIG, [incoming(failed, order_id)], CONSUMER)
+
+    event = one(uow.events(events.OrderPaymentFailed))
+    assert (event.provider, event.code, event.failed_at) == (
+        "wechat_pay",
+        "insufficient_funds",
+        NOW - timedelta(seconds=5),
+    )
+    assert repo.orders[order_id].status is OrderStatus.PAYMENT_FAILED
+
+
+async def test_cancelling_publishes_order_cancelled(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    uow = InMemoryUnitOfWork()
+    result = await handlers.cancel_order(uow, CONFIG, order_id, "changed my mind", API)
+
+    event = one(uow.events(events.OrderCancelled))
+    assert (event.reason, event.cancelled_by) == ("changed my mind", "api:shop")
+    assert result.order.status is OrderStatus.CANCELLED
+    assert result.timeline[-1].event_id == uow.published[0][1].id
+
+
+async def test_cancelling_an_unknown_order_is_not_found(repo: OrderRepository) -> None:
+    with pytest.raises(handlers.OrderNotFound):
+        await handlers.cancel_order(InMemoryUnitOfWork(), CONFIG, "ord_nope", "x", API)
+
+
+async def test_holding_then_releasing_a_paid_order(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    hold = InMemoryUnitOfWork()
+    await handlers.hold_order(hold, CONFIG, order_id, "check the address", None, API)
+    assert hold.types() == ["order.held.v1", "notification.requested.v1"]
+    assert one(hold.events(events.OrderHeld)).held_from == "paid"
+
+    release = InMemoryUnitOfWork()
+    result = await handlers.release_order(release, CONFIG, order_id, "checked", API)
+    released = one(release.events(events.OrderReleased))
+    assert (released.status, released.hold_reason) == ("paid", "manual")
+    assert release.types() == ["order.released.v1"]  # order.paid.v1 went out before the hold
+    assert result.order.status is OrderStatus.PAID
+
+
+async def test_an_order_paid_while_held_is_announced_on_release(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    await handlers.hold_order(InMemoryUnitOfWork(), CONFIG, order_id, "look", None, API)
+    paid_while_held = await pay(order_id)
+    assert paid_while_held.types() == []  # still held: nothing ships yet
+    assert repo.orders[order_id].held_from is OrderStatus.PAID
+
+    release = InMemoryUnitOfWork()
+    await handlers.release_order(release, CONFIG, order_id, "fine", API)
+    assert release.types() == [
+        "order.released.v1",
+        "order.paid.v1",
+        "notification.requested.v1",
+    ]
+    assert [e.what for e in repo.timelines[order_id]][-2:] == ["released", "payment_announced"]
+
+
+async def test_a_failed_reservation_holds_the_order_out_of_stock(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    failed = ReservationFailed(
+        order_id=order_id,
+        shortages=[Shortage(sku="SKU-1", warehouse="hz", requested=2, available=0)],
+    )
+    uow = InMemoryUnitOfWork()
+    await handlers.record_inventory_outcomes(uow, CONFIG, [incoming(failed, order_id)], CONSUMER)
+
+    assert uow.types() == ["order.held.v1", "notification.requested.v1"]
+    assert one(uow.events(events.OrderHeld)).reason == "out_of_stock"
+    notice = one(uow.events(NotificationRequested))
+    assert (notice.template, notice.params["skus"]) == ("order.out_of_stock", "SKU-1")
+    assert repo.orders[order_id].hold_reason is HoldReason.OUT_OF_STOCK
+    whats = [e.what for e in repo.timelines[order_id]]
+    assert whats[-2:] == ["stock_reservation_failed", "on_hold"]
+
+
+async def test_dispatch_ships_the_order_and_delivery_delivers_it(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    dispatched = ShipmentDispatched(
+        shipment_id="shp-1",
+        order_id=order_id,
+        carrier="sf-express",
+        tracking_number="SF1",
+        warehouse="hz",
+        dispatched_at=NOW + timedelta(hours=1),
+    )
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_shipment_events(uow, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
+    shipped = one(uow.events(events.OrderShipped))
+    assert (shipped.shipment_id, shipped.shipped_at) == ("shp-1", NOW + timedelta(hours=1))
+    assert one(uow.events(NotificationRequested)).template == "order.shipped"
+
+    again = InMemoryUnitOfWork()
+    await handlers.apply_shipment_events(again, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
+    assert again.types() == []  # the order already reflects it
+
+    delivered = ShipmentDelivered(
+        shipment_id="shp-1",
+        order_id=order_id,
+        carrier="sf-express",
+        tracking_number="SF1",
+        delivered_at=NOW + timedelta(days=1),
+    )
+    last = InMemoryUnitOfWork()
+    await handlers.apply_shipment_events(last, CONFIG, [incoming(delivered, "shp-1")], CONSUMER)
+    assert last.types() == []
+    assert repo.orders[order_id].status is OrderStatus.DELIVERED
+    assert repo.orders[order_id].delivered_at == NOW + timedelta(days=1)
+
+
+async def test_the_jobs_cancel_the_unpaid_and_complete_the_delivered(
+    repo: OrderRepository,
+) -> None:
+    unpaid = await place(repo)
+    later = InMemoryUnitOfWork(NOW + timedelta(hours=1))
+    assert await handlers.cancel_unpaid_orders(later, CONFIG, 10) == 1
+    cancelled = one(later.events(events.OrderCancelled))
+    assert (cancelled.order_id, cancelled.reason, cancelled.cancelled_by) == (
+        unpaid,
+        "payment_timeout",
+        "rule:order.payment_timeout",
+    )
+
+    order_id = await place(repo)
+    await pay(order_id)
+    repo.orders[order_id].status = OrderStatus.DELIVERED
+    repo.orders[order_id].delivered_at = NOW
+    week_later = InMemoryUnitOfWork(NOW + timedelta(days=8))
+    assert await handlers.complete_delivered_orders(week_later, CONFIG, 10) == 1
+    completed = one(week_later.events(events.OrderCompleted))
+    assert (completed.delivered_at, completed.completed_at) == (NOW, week_later.now)
+    assert repo.orders[order_id].status is OrderStatus.COMPLETED
