@@ -311,7 +311,7 @@ async def recycle_bin_stats(
 ) -> BinStats:
     """Orders that went into the bin (every state, purged ones too) counted per group, with
     their amount: the orders' totals, or with sku the amount of that SKU's lines."""
-    dimensions = list(dict.fromkeys(group_by))
+    dimensions: list[str] = list(dict.fromkeys(group_by))
     groups = await repository.counts(conn, dimensions, where)
     total = await repository.counts(conn, [], where) if groups else []
     return BinStats(
