@@ -22,6 +22,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """On release asyncpg rolls back what is open and drops listeners; its default reset adds a
+    round trip per release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) for session state
+    we never leave behind: `search_path` is a startup setting, the relay unlocks and unlistens
+    itself."""
+
+
 async def create_pool(database_url: str, schema: str, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections see only `schema` (plus pg_catalog): a service owns its schema."""
     return await asyncpg.create_pool(
@@ -30,7 +37,24 @@ async def create_pool(database_url: str, schema: str, max_size: int = 10) -> asy
         max_size=max_size,
         server_settings={"search_path": schema, "application_name": f"orderguard-{schema}"},
         init=_init_connection,
+        reset=_keep_session,
     )
+
+
+async def wait_for_database(database_url: str, timeout_s: float = 60.0) -> None:
+    """Block until PostgreSQL accepts connections: start-up ordering in compose and Kubernetes,
+    and a process restarted while its database is being restarted."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            conn = await asyncpg.connect(database_url, timeout=3)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            await conn.close()
+            return
 
 
 def _yoyo_url(database_url: str, schema: str) -> str:

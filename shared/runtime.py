@@ -19,16 +19,18 @@ from typing import Any, Literal, TypeVar
 
 import asyncpg
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics, telemetry
-from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.db import apply_migrations, create_pool, wait_for_database
 from orderguard.shared.engine import BatchHandler, Engine
+from orderguard.shared.engine.idle import IdleFetching, Wakeups
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.retention import engine_retentions, retention_job
 from orderguard.shared.scheduler import ScheduledJob, run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
@@ -62,6 +64,7 @@ class Runtime:
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
     engines: list[Engine] = field(default_factory=list)
+    wakeups: Wakeups | None = None
     failed: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,7 +88,15 @@ class Runtime:
     async def start(self) -> None:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
-        jobs = list(self.definition.jobs(self)) if "workers" in self.roles else []
+        jobs = (
+            [
+                *self.definition.jobs(self),
+                *(retention_job(r, self.settings) for r in engine_retentions(self.settings)),
+            ]
+            if "workers" in self.roles
+            else []
+        )
+        await wait_for_database(self.settings.database_url)
         applied = await apply_migrations(
             self.settings.database_url, self.schema, self.definition.migrations
         )
@@ -109,16 +120,20 @@ class Runtime:
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
-            self._spawn(self._prune_applied_events(), "prune-applied-events")
+            if handlers and self.settings.consumer_idle_after_s > 0:
+                self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
+                await self.wakeups.start(self.settings.database_url)
             for handler in handlers:
+                consumer = make_consumer(self.settings, handler.group)
                 engine = Engine(
                     handler,
-                    make_consumer(self.settings, handler.group),
+                    consumer,
                     self.pool,
                     self.schema,
                     batch_max=self.settings.consumer_batch_max,
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
+                    idle=self._idle_fetching(consumer, handler),
                 )
                 self.engines.append(engine)
                 self._spawn(engine.run(self._stop), f"engine:{handler.group}")
@@ -128,19 +143,14 @@ class Runtime:
                     f"job:{job.name}",
                 )
 
-    async def _prune_applied_events(self, every_s: float = 600.0) -> None:
-        """Keep the dedup table bounded; offsets, not this table, stop ordinary redelivery."""
-        while not self._stop.is_set():
-            try:
-                deleted = await self.pool.execute(
-                    "DELETE FROM applied_events WHERE applied_at < now() - make_interval(secs => $1)",
-                    self.settings.dedup_retention_s,
-                )
-                log.debug("applied events pruned", result=deleted)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("pruning applied events failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every_s)
+    def _idle_fetching(
+        self, consumer: AIOKafkaConsumer, handler: BatchHandler
+    ) -> IdleFetching | None:
+        if self.wakeups is None:
+            return None
+        return IdleFetching(
+            consumer, handler.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+        )
 
     def _spawn(self, coro: object, name: str) -> None:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -196,6 +206,8 @@ class Runtime:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.producer.stop()
+        if self.wakeups is not None:
+            await self.wakeups.close()
         with contextlib.suppress(Exception):
             await self.pool.close()
 

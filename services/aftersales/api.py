@@ -324,7 +324,12 @@ def _answer(found: CaseFile, status: int = 200) -> tuple[int, dict[str, Any]]:
 router = APIRouter(tags=["cases"])
 
 
-@router.post("/cases", status_code=201, response_model=CaseView)
+@router.post(
+    "/cases",
+    status_code=201,
+    response_model=CaseView,
+    responses={404: {"description": "The order is not known to after-sales"}},
+)
 async def open_case(
     request: OpenCaseRequest, caller: CaseWriter, desk: Desk, writes: Writes
 ) -> JSONResponse:
@@ -434,6 +439,7 @@ def _attached(attachment: Attachment, added: bool) -> JSONResponse:
     "/cases/{case_id}/attachments",
     status_code=201,
     response_model=AttachmentView,
+    responses={415: {"description": "Attachment type not accepted"}},
     openapi_extra={
         "requestBody": {
             "content": {
@@ -491,7 +497,10 @@ async def upload_attachment(
 
 
 @router.post(
-    "/cases/{case_id}/attachments/references", status_code=201, response_model=AttachmentView
+    "/cases/{case_id}/attachments/references",
+    status_code=201,
+    response_model=AttachmentView,
+    responses={415: {"description": "Attachment type not accepted"}},
 )
 async def reference_attachment(
     request: AttachmentReferenceRequest,

@@ -231,6 +231,7 @@ def _scan_of(body: bytes, carrier: str) -> CarrierScan:
     "/carriers/{carrier}/scans",
     status_code=202,
     response_model=ScanAccepted,
+    responses={401: {"description": "Signature or timestamp missing, invalid or stale"}},
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from orderguard.services.notifier import api, routing_api
 from orderguard.services.notifier.channels.registry import open_channels
 from orderguard.services.notifier.config import planner, routing_in_force, sla_policy
+from orderguard.services.notifier.console import pages as console_pages
 from orderguard.services.notifier.consumers import (
     RecordNotifications,
     RouteAnomalies,
@@ -19,10 +20,12 @@ from orderguard.services.notifier.consumers import (
 from orderguard.services.notifier.deliveries import api as deliveries_api
 from orderguard.services.notifier.deliveries.consumers import DeliverRequests
 from orderguard.services.notifier.deliveries.service import Sender
+from orderguard.services.notifier.retention import notifier_retentions
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items.consumers import ClearWorkItems, OpenWorkItems
 from orderguard.services.notifier.work_items.jobs import work_item_jobs
 from orderguard.shared.logging import get_logger
+from orderguard.shared.retention import retention_job
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 
@@ -52,6 +55,7 @@ def jobs(runtime: Runtime) -> list[ScheduledJob]:
         *router_jobs(routing_in_force(runtime), runtime.topics),
         *work_item_jobs(sla_policy(runtime), runtime.topics),
         ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
+        *(retention_job(r, runtime.settings) for r in notifier_retentions(runtime.settings)),
     ]
 
 
@@ -59,7 +63,13 @@ def routers(runtime: Runtime) -> list[APIRouter]:
     # Loaded now: an invalid routing file or SLA policy stops the API's start too.
     routing_in_force(runtime)
     sla_policy(runtime)
-    return [api.router, routing_api.router, work_items_api.router, deliveries_api.router]
+    return [
+        api.router,
+        routing_api.router,
+        work_items_api.router,
+        deliveries_api.router,
+        console_pages.build_router(runtime, sla_policy(runtime)),
+    ]
 
 
 DEFINITION = ServiceDefinition(

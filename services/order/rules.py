@@ -41,7 +41,8 @@ class DuplicateOrder:
     placed within `window_s` before or after it (event time: the orders' `placed_at`, so late
     or out-of-order events still pair up). One anomaly per duplicate order.
 
-    State per customer: only the orders of the last window (at most `max_orders_kept`).
+    State per customer: the orders of the last two windows before the newest (at most
+    `max_orders_kept`), so an order arriving up to a window late still finds its twin.
     """
 
     name = "order.duplicate"
@@ -91,7 +92,7 @@ class DuplicateOrder:
         mine = {"order_id": data.order_id, "at": at, "sig": signature}
         latest = max([at, *(seen["at"] for seen in orders)])
         kept = sorted(
-            (seen for seen in [*orders, mine] if seen["at"] >= latest - params.window_s),
+            (seen for seen in [*orders, mine] if seen["at"] > latest - 2 * params.window_s),
             key=lambda seen: (seen["at"], seen["order_id"]),
         )[-params.max_orders_kept :]
         new_state = {"orders": kept}

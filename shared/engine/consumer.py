@@ -25,12 +25,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
-from orderguard.shared import metrics, telemetry
+from orderguard.shared import dead_letters, metrics, telemetry
+from orderguard.shared.engine.idle import IdleFetching
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY, UnknownEventType
+from orderguard.shared.kafka import MAX_RECORD_BYTES
 from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import OutboxMessage
-from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -110,6 +111,10 @@ def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | Dea
     type_name = header_type.decode(errors="replace") if header_type is not None else None
     if type_name is not None and type_name not in wanted:
         return None
+    if record.value is not None and len(record.value) > MAX_RECORD_BYTES:
+        return DeadLetter(
+            record, "oversized", f"{len(record.value)} bytes, over the {MAX_RECORD_BYTES} limit"
+        )
     if type_name is not None and record.value is not None:
         # Fast path: envelope and data validated in one pass by the type's own envelope
         # model (its `data` is then the typed model). Any failure takes the general path
@@ -138,33 +143,7 @@ def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | Dea
 
 
 def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
-    """The record as it came, to `<topic>.dlq.<group>`, with why in `dlq_*` headers."""
-    record = letter.record
-    headers = [(name, value.decode(errors="replace")) for name, value in record.headers or ()]
-    headers += [
-        ("dlq_reason", letter.reason),
-        ("dlq_error", letter.error[:2000]),
-        ("dlq_group", group),
-        ("dlq_topic", record.topic),
-        ("dlq_partition", str(record.partition)),
-        ("dlq_offset", str(record.offset)),
-    ]
-    metrics.DEAD_LETTERS.labels(record.topic, group, letter.reason).inc()
-    log.warning(
-        "record dead-lettered",
-        group=group,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        reason=letter.reason,
-        error=letter.error[:500],
-    )
-    return OutboxMessage(
-        topic=Topics.dead_letter(record.topic, group),
-        key=record.key,
-        value=record.value or b"",
-        headers=headers,
-    )
+    return dead_letters.dead_letter_message(letter.record, letter.reason, letter.error, group)
 
 
 class Engine:
@@ -177,8 +156,11 @@ class Engine:
         batch_max: int = 2000,
         max_retries: int = 3,
         retry_backoff_s: float = 0.2,
+        idle: IdleFetching | None = None,
     ) -> None:
         self.handler = handler
+        # None: fetch continuously, however long nothing arrives.
+        self._idle = idle
         self.group = handler.group
         self._consumer = consumer
         self._pool = pool
@@ -206,9 +188,16 @@ class Engine:
         log.info("engine started", group=self.group, topics=list(self.handler.topics))
         try:
             while not stop.is_set():
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                idle = self._idle
+                batches = (
+                    await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                    if idle is None or await idle.before_poll(stop)
+                    else {}
+                )
                 self.last_progress = time.monotonic()
                 records = [record for partition in batches.values() for record in partition]
+                if idle is not None:
+                    idle.after_poll(bool(records))
                 if records:
                     next_offsets = await self._apply_with_retries(records)
                     if next_offsets:
@@ -480,6 +469,8 @@ class Engine:
     async def resume_from_database(self, assigned: set[TopicPartition]) -> None:
         metrics.REBALANCES.labels(self.group).inc()
         self.assigned = set(assigned)
+        if self._idle is not None:
+            self._idle.active()  # a new assignment starts unpaused: look at what it holds
         if not assigned:
             return
         async with self._pool.acquire() as conn:

@@ -16,7 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
-from orderguard.shared.actor import API_KEY, Actor
+from orderguard.shared.actor import API_KEY, PERSON, Actor
 from orderguard.shared.http.auth import Caller, require_scope
 from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
 from orderguard.shared.runtime import Runtime
@@ -89,7 +89,10 @@ Writes = Annotated[WriteContext, Depends(write_context)]
 
 
 def actor_of(caller: Caller) -> Actor:
-    """The actor a timeline records for a caller."""
+    """The actor a timeline records for a caller: the person a console key acts for, else
+    the key."""
+    if caller.person is not None:
+        return Actor(PERSON, caller.person)
     return Actor(API_KEY, caller.name)
 
 

@@ -15,7 +15,7 @@ from orderguard.services.notifier.config import sla_policy
 from orderguard.services.notifier.repository import Connection
 from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
 from orderguard.services.notifier.work_items.domain import SlaPolicy, State
-from orderguard.shared.actor import API_KEY, SYSTEM, Actor
+from orderguard.shared.actor import API_KEY, PERSON, SYSTEM, Actor
 from orderguard.shared.events.anomalies import Severity, Team
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, WriteContext, Writes
@@ -119,9 +119,14 @@ class CommentView(BaseModel):
 
 
 def _timeline_entry(row: dict[str, Any]) -> TimelineEntryView:
-    """A stored line of the item's timeline: its actor is the system or an API caller."""
-    who = row["actor"]
-    actor = Actor(SYSTEM, who) if who == domain.SYSTEM else Actor(API_KEY, who)
+    """A stored line of the item's timeline: its actor is the system, a person or an API key."""
+    who: str = row["actor"]
+    if who == domain.SYSTEM:
+        actor = Actor(SYSTEM, who)
+    elif who.startswith(f"{PERSON}:"):  # a person the console acted for
+        actor = Actor(PERSON, who.removeprefix(f"{PERSON}:"))
+    else:
+        actor = Actor(API_KEY, who)
     return TimelineEntryView.of(
         TimelineEntry(at=row["at"], what=row["what"], actor=actor, details=row["details"] or {})
     )

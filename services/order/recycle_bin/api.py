@@ -276,7 +276,12 @@ def filters(
 Filter = Annotated[BinFilter, Depends(filters)]
 
 
-@router.get("/recycle-bin", response_model=BinPage, dependencies=READ)
+@router.get(
+    "/recycle-bin",
+    response_model=BinPage,
+    dependencies=READ,
+    responses={400: {"description": "The cursor is not one a page returned"}},
+)
 async def list_recycle_bin(
     where: Filter,
     conn: Conn,
