@@ -4,43 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path as FilePath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.aftersales import handlers, repository
-from orderguard.services.aftersales.domain import (
-    Actor,
-    CaseLine,
-    IllegalTransition,
-    InvalidCase,
-    RefundLine,
-    TimelineEntry,
-    allowed_actions,
-    new_id,
-)
-from orderguard.services.aftersales.handlers import (
-    AlreadyRefunded,
-    CaseFile,
-    CaseNotFound,
-    OpenCase,
-    OrderUnknown,
-)
+from orderguard.services.aftersales.domain import CaseLine, RefundLine, new_id
+from orderguard.services.aftersales.handlers import CaseFile, CaseNotFound, OpenCase
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
-from orderguard.shared.detection.config import RuleConfig
+from orderguard.shared.actor import Actor
+from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
-from orderguard.shared.runtime import Runtime
+from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes
+from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text
+from orderguard.shared.http.views import TimelineEntryView
+from orderguard.shared.settings import Settings
+from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
-CASE_ID = Path(min_length=1, max_length=64)
-IDENTIFIER = r"^[A-Za-z0-9._-]+$"
 CaseTypeIn = Literal["return", "exchange", "refund", "repair", "complaint"]
 Action = Literal[
     "approve",
@@ -69,10 +57,10 @@ class CaseLineIn(BaseModel):
 class OpenCaseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    order_id: str = Field(min_length=1, max_length=64)
+    order_id: Text = Field(min_length=1, max_length=64)
     case_type: CaseTypeIn
     lines: list[CaseLineIn] = Field(default_factory=list, max_length=200)
-    reason: str | None = Field(
+    reason: Text | None = Field(
         default=None,
         max_length=1000,
         description="Optional for a return within the no-reason window; required otherwise",
@@ -95,25 +83,25 @@ class CaseActionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    note: str | None = Field(default=None, max_length=2000)
-    resolution: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
+    resolution: Text | None = Field(default=None, max_length=2000)
     satisfaction: int | None = Field(default=None, ge=1, le=5, description="1-5, with score")
 
 
 class CommentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(min_length=1, max_length=2000)
+    note: Text = Field(min_length=1, max_length=2000)
 
 
 class AttachmentReferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str = Field(min_length=1, max_length=100)
-    size_bytes: int = Field(ge=0)
+    filename: Text = Field(min_length=1, max_length=255)
+    content_type: Text = Field(min_length=1, max_length=100)
+    size_bytes: ByteSize
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    url: str = Field(pattern=r"^https://\S+$", max_length=2000)
+    url: Text = Field(pattern=r"^https://\S+$", max_length=2000)
 
 
 class RefundLineIn(BaseModel):
@@ -132,33 +120,7 @@ class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lines: list[RefundLineIn] = Field(min_length=1, max_length=200)
-    reason: str = Field(min_length=1, max_length=1000)
-
-
-class TimelineEntryView(BaseModel):
-    at: datetime
-    what: str
-    actor: str
-    note: str | None
-    from_state: str | None
-    to_state: str | None
-    event_type: str | None
-    event_id: str | None
-    details: dict[str, Any]
-
-    @classmethod
-    def of(cls, e: TimelineEntry) -> TimelineEntryView:
-        return cls(
-            at=e.at,
-            what=e.what,
-            actor=str(e.actor),
-            note=e.note,
-            from_state=e.from_state,
-            to_state=e.to_state,
-            event_type=e.event_type,
-            event_id=e.event_id,
-            details=dict(e.details),
-        )
+    reason: Text = Field(min_length=1, max_length=1000)
 
 
 class AttachmentView(BaseModel):
@@ -282,398 +244,316 @@ class CaseSummary(BaseModel):
     updated_at: datetime
 
 
-# -- problems ------------------------------------------------------------------------------
-
-
-def _case_not_found(case_id: str) -> Problem:
-    return Problem(404, "case-not-found", "Unknown case", f"No case {case_id}.", case_id=case_id)
-
-
-def _order_unknown(order_id: str) -> Problem:
-    return Problem(
-        404,
-        "order-not-found",
-        "Unknown order",
-        f"Aftersales has not learned of order {order_id} from orders.events (yet).",
-        order_id=order_id,
-    )
-
-
-def _illegal(exc: IllegalTransition) -> Problem:
-    allowed_from = exc.allowed_from
-    when = (
-        f"allowed only when it is {' or '.join(allowed_from)}"
-        if allowed_from
-        else f"never allowed for a {exc.case_type} case"
-    )
-    return Problem(
-        409,
-        "illegal-transition",
-        f"Case cannot {exc.action} now",
-        f"Case {exc.case_id} ({exc.case_type}) is {exc.current}; {exc.action} is {when}.",
-        case_id=exc.case_id,
-        current_state=exc.current,
-        allowed_actions=allowed_actions(exc.case_type, exc.current),
-    )
-
-
-def _invalid(exc: InvalidCase) -> Problem:
-    return Problem(422, exc.slug, "Request cannot be applied", str(exc), **exc.details)
-
-
-def _already_refunded(exc: AlreadyRefunded) -> Problem:
-    first_sku, first_action, refund_id = exc.issued[0]
-    return Problem(
-        409,
-        "already-refunded",
-        "Already refunded",
-        f"Case {exc.case_id}: SKU {first_sku} was already refunded for {first_action}"
-        f" (refund {refund_id}); each line is refunded once per action.",
-        case_id=exc.case_id,
-        refunded=[{"sku": s, "action": a, "refund_id": r} for s, a, r in exc.issued],
-    )
-
-
-def _answer(
-    status: int, body: dict[str, Any], replayed: bool, location: str | None
-) -> JSONResponse:
-    headers = {"Location": location} if status == 201 and location else {}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-# -- routes --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaseDesk:
+    """What the case routes need from the service: its topics, the first-response SLA, the
+    return window and the attachment limits."""
 
+    topics: Topics
+    sla: CaseSlaBreached
+    return_window_days: int
+    attachment_types: frozenset[str]
+    attachment_max_bytes: int
+    attachments: FilePath
 
-def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> APIRouter:
-    router = APIRouter(tags=["cases"])
-    settings = runtime.settings
-    topics = runtime.topics
-    sla_rule = CaseSlaBreached(sla)
-    allowed_types = frozenset(t.lower() for t in settings.aftersales_attachment_types)
-    max_bytes = settings.aftersales_attachment_max_bytes
-    store = FilePath(settings.aftersales_attachments_dir)
-
-    def staff(caller: Caller) -> Actor:
-        return Actor("staff", caller.name)
-
-    async def run(
-        key: str | None, route: str, body: Any, operation: Any, location: Any = None
-    ) -> JSONResponse:
-        status, response, replayed = await run_once_per_key(
-            runtime.pool, runtime.schema, key, route, body, operation
-        )
-        return _answer(status, response, replayed, location(response) if location else None)
-
-    @router.post(
-        "/cases",
-        status_code=201,
-        response_model=CaseView,
-        responses={404: {"description": "The order is not known to after-sales"}},
-    )
-    async def open_case(
-        request: OpenCaseRequest,
-        caller: Caller = Depends(require_scope("cases:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Open a case on an order's lines (case.opened.v1). A return within the no-reason window
-        is approved at once; after it, it needs a reason and waits for review (needs_review)."""
-
-        async def open_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                opened = await handlers.open_case(
-                    uow,
-                    topics,
-                    request.to_command(),
-                    Actor("customer", caller.name),
-                    settings.aftersales_return_window_days,
-                    sla_rule.first_response_s(request.case_type, request.priority),
-                )
-            except OrderUnknown as exc:
-                raise _order_unknown(exc.order_id) from None
-            except InvalidCase as exc:
-                raise _invalid(exc) from None
-            return 201, CaseView.of(opened).model_dump(mode="json")
-
-        return await run(
-            idempotency_key,
-            "POST /cases",
-            request.model_dump(mode="json"),
-            open_,
-            lambda body: f"/cases/{body['case_id']}",
-        )
-
-    @router.get("/cases/{case_id}", response_model=CaseView)
-    async def get_case(
-        case_id: str = CASE_ID, _: Caller = Depends(require_scope("cases:read"))
-    ) -> CaseView:
-        """A case with its state, allowed actions, policy outcome, evidence, refunds, timeline."""
-        async with (
-            runtime.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            try:
-                return CaseView.of(await handlers.case_file(conn, case_id))
-            except CaseNotFound:
-                raise _case_not_found(case_id) from None
-
-    @router.get("/cases", response_model=list[CaseSummary])
-    async def find_cases(
-        order_id: str | None = Query(default=None, max_length=64),
-        state: str | None = Query(default=None, max_length=32),
-        case_type: CaseTypeIn | None = Query(default=None, alias="type"),
-        limit: int = Query(default=100, ge=1, le=500),
-        _: Caller = Depends(require_scope("cases:read")),
-    ) -> list[CaseSummary]:
-        """Cases by order, state and type, newest first."""
-        async with runtime.pool.acquire() as conn:
-            found = await repository.find_cases(conn, order_id, state, case_type, limit)
-        return [
-            CaseSummary(
-                case_id=c.case_id,
-                order_id=c.order_id,
-                customer_id=c.customer_id,
-                case_type=c.case_type,
-                state=c.state,
-                priority=c.priority,
-                needs_review=c.needs_review,
-                opened_at=c.opened_at,
-                updated_at=c.updated_at,
-            )
-            for c in found
-        ]
-
-    @router.post("/cases/{case_id}/actions", response_model=CaseView)
-    async def act(
-        request: CaseActionRequest,
-        case_id: str = CASE_ID,
-        caller: Caller = Depends(require_scope("cases:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Move the case along its flow (case.updated.v1; case.closed.v1 when it closes). An
-        action its current state does not allow is a 409 naming that state."""
-
-        async def act_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                moved = await handlers.act_on_case(
-                    uow,
-                    topics,
-                    case_id,
-                    request.action,
-                    staff(caller),
-                    request.note,
-                    request.resolution,
-                    request.satisfaction,
-                )
-            except CaseNotFound:
-                raise _case_not_found(case_id) from None
-            except IllegalTransition as exc:
-                raise _illegal(exc) from None
-            except InvalidCase as exc:
-                raise _invalid(exc) from None
-            return 200, CaseView.of(moved).model_dump(mode="json")
-
-        return await run(
-            idempotency_key, f"POST /cases/{case_id}/actions", request.model_dump(mode="json"), act_
-        )
-
-    @router.post("/cases/{case_id}/comments", response_model=CaseView)
-    async def comment(
-        request: CommentRequest,
-        case_id: str = CASE_ID,
-        caller: Caller = Depends(require_scope("cases:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """An agent's comment: counts as the case's first response (case.updated.v1)."""
-
-        async def comment_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                found = await handlers.comment_on_case(
-                    uow, topics, case_id, staff(caller), request.note
-                )
-            except CaseNotFound:
-                raise _case_not_found(case_id) from None
-            except IllegalTransition as exc:
-                raise _illegal(exc) from None
-            return 200, CaseView.of(found).model_dump(mode="json")
-
-        return await run(
-            idempotency_key,
-            f"POST /cases/{case_id}/comments",
-            request.model_dump(mode="json"),
-            comment_,
-        )
-
-    def check_limits(content_type: str, size: int) -> None:
-        if content_type not in allowed_types:
+    def check_attachment(self, content_type: str, size: int) -> None:
+        if content_type not in self.attachment_types:
             raise Problem(
                 415,
                 "unsupported-attachment-type",
                 "Attachment type not accepted",
                 f"{content_type or 'no content type'} is not accepted; send one of"
-                f" {', '.join(sorted(allowed_types))}.",
+                f" {', '.join(sorted(self.attachment_types))}.",
                 content_type=content_type,
-                accepted=sorted(allowed_types),
+                accepted=sorted(self.attachment_types),
             )
-        if size > max_bytes:
+        if size > self.attachment_max_bytes:
             raise Problem(
                 413,
                 "attachment-too-large",
                 "Attachment too large",
-                f"{size} bytes is above the limit of {max_bytes} bytes per attachment.",
+                f"{size} bytes is above the limit of {self.attachment_max_bytes} bytes per"
+                " attachment.",
                 size_bytes=size,
-                max_bytes=max_bytes,
+                max_bytes=self.attachment_max_bytes,
             )
 
-    async def attach(attachment: Attachment) -> tuple[Attachment, bool]:
-        async with UnitOfWork(runtime.pool, runtime.schema) as uow:
-            try:
-                kept, added = await handlers.attach_evidence(uow, attachment)
-            except CaseNotFound:
-                raise _case_not_found(attachment.case_id) from None
-            await uow.commit()
-        return kept, added
 
-    def attached(attachment: Attachment, added: bool) -> JSONResponse:
-        """201 for new evidence; 200 with the attachment already there for the same content."""
-        return JSONResponse(
-            AttachmentView.of(attachment).model_dump(mode="json"),
-            status_code=201 if added else 200,
-            headers={"Location": f"/cases/{attachment.case_id}"},
+def case_desk(runtime: RuntimeDep) -> CaseDesk:
+    settings = runtime.settings
+
+    def build() -> CaseDesk:
+        return CaseDesk(
+            topics=runtime.topics,
+            sla=CaseSlaBreached(in_force(runtime).rule(CaseSlaBreached.name)),
+            return_window_days=settings.aftersales_return_window_days,
+            attachment_types=frozenset(t.lower() for t in settings.aftersales_attachment_types),
+            attachment_max_bytes=settings.aftersales_attachment_max_bytes,
+            attachments=FilePath(settings.aftersales_attachments_dir),
         )
 
-    @router.post(
-        "/cases/{case_id}/attachments",
-        status_code=201,
-        response_model=AttachmentView,
-        responses={415: {"description": "Attachment type not accepted"}},
-        openapi_extra={
-            "requestBody": {
-                "content": {
-                    t: {"schema": {"type": "string", "format": "binary"}}
-                    for t in sorted(allowed_types)
-                }
-            }
-        },
+    return runtime.once("aftersales.case_desk", build)
+
+
+Desk = Annotated[CaseDesk, Depends(case_desk)]
+CaseId = Annotated[Text, Path(min_length=1, max_length=64)]
+CaseWriter = Annotated[Caller, Depends(require_scope("cases:write"))]
+READ = [Depends(require_scope("cases:read"))]
+# The types documented; the deployment's own list (settings) is what is enforced.
+DOCUMENTED_TYPES = sorted(
+    Settings.model_fields["aftersales_attachment_types"].get_default(call_default_factory=True)
+)
+
+
+def staff(caller: Caller) -> Actor:
+    return Actor("staff", caller.name)
+
+
+def _case_location(body: dict[str, Any]) -> str:
+    return f"/cases/{body['case_id']}"
+
+
+def _answer(found: CaseFile, status: int = 200) -> tuple[int, dict[str, Any]]:
+    return status, CaseView.of(found).model_dump(mode="json")
+
+
+router = APIRouter(tags=["cases"])
+
+
+@router.post(
+    "/cases",
+    status_code=201,
+    response_model=CaseView,
+    responses={404: {"description": "The order is not known to after-sales"}},
+)
+async def open_case(
+    request: OpenCaseRequest, caller: CaseWriter, desk: Desk, writes: Writes
+) -> JSONResponse:
+    """Open a case on an order's lines (case.opened.v1). A return within the no-reason window
+    is approved at once; after it, it needs a reason and waits for review (needs_review)."""
+
+    async def open_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        opened = await handlers.open_case(
+            uow,
+            desk.topics,
+            request.to_command(),
+            Actor("customer", caller.name),
+            desk.return_window_days,
+            desk.sla.first_response_s(request.case_type, request.priority),
+        )
+        return _answer(opened, 201)
+
+    return await writes.once(request.model_dump(mode="json"), open_, _case_location)
+
+
+@router.get("/cases/{case_id}", response_model=CaseView, dependencies=READ)
+async def get_case(case_id: CaseId, conn: Snapshot) -> CaseView:
+    """A case with its state, allowed actions, policy outcome, evidence, refunds, timeline."""
+    return CaseView.of(await handlers.case_file(conn, case_id))
+
+
+@router.get("/cases", response_model=list[CaseSummary], dependencies=READ)
+async def find_cases(
+    conn: Conn,
+    order_id: Annotated[Text | None, Query(max_length=64)] = None,
+    state: Annotated[Text | None, Query(max_length=32)] = None,
+    case_type: Annotated[CaseTypeIn | None, Query(alias="type")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[CaseSummary]:
+    """Cases by order, state and type, newest first."""
+    found = await repository.find_cases(conn, order_id, state, case_type, limit)
+    return [
+        CaseSummary(
+            case_id=c.case_id,
+            order_id=c.order_id,
+            customer_id=c.customer_id,
+            case_type=c.case_type,
+            state=c.state,
+            priority=c.priority,
+            needs_review=c.needs_review,
+            opened_at=c.opened_at,
+            updated_at=c.updated_at,
+        )
+        for c in found
+    ]
+
+
+@router.post("/cases/{case_id}/actions", response_model=CaseView)
+async def act(
+    request: CaseActionRequest, case_id: CaseId, caller: CaseWriter, desk: Desk, writes: Writes
+) -> JSONResponse:
+    """Move the case along its flow (case.updated.v1; case.closed.v1 when it closes). An
+    action its current state does not allow is a 409 naming that state."""
+
+    async def act_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        moved = await handlers.act_on_case(
+            uow,
+            desk.topics,
+            case_id,
+            request.action,
+            staff(caller),
+            request.note,
+            request.resolution,
+            request.satisfaction,
+        )
+        return _answer(moved)
+
+    return await writes.once(request.model_dump(mode="json"), act_)
+
+
+@router.post("/cases/{case_id}/comments", response_model=CaseView)
+async def comment(
+    request: CommentRequest, case_id: CaseId, caller: CaseWriter, desk: Desk, writes: Writes
+) -> JSONResponse:
+    """An agent's comment: counts as the case's first response (case.updated.v1)."""
+
+    async def comment_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        return _answer(
+            await handlers.comment_on_case(uow, desk.topics, case_id, staff(caller), request.note)
+        )
+
+    return await writes.once(request.model_dump(mode="json"), comment_)
+
+
+async def _attach(writes: WriteContext, attachment: Attachment) -> tuple[Attachment, bool]:
+    async with writes.unit_of_work() as uow:
+        kept, added = await handlers.attach_evidence(uow, attachment)
+        await uow.commit()
+    return kept, added
+
+
+def _attached(attachment: Attachment, added: bool) -> JSONResponse:
+    """201 for new evidence; 200 with the attachment already there for the same content."""
+    return JSONResponse(
+        AttachmentView.of(attachment).model_dump(mode="json"),
+        status_code=201 if added else 200,
+        headers={"Location": f"/cases/{attachment.case_id}"},
     )
-    async def upload_attachment(
-        request: Request,
-        case_id: str = CASE_ID,
-        filename: str = Query(min_length=1, max_length=255),
-        caller: Caller = Depends(require_scope("cases:write")),
-    ) -> JSONResponse:
-        """Evidence as the raw request body (its Content-Type is the file's type), stored under
-        the attachments directory; 415 for a type not accepted, 413 above the size limit."""
-        content_type = _media_type(request.headers.get("content-type"))
-        declared = request.headers.get("content-length")
-        check_limits(content_type, int(declared) if declared and declared.isdigit() else 0)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            check_limits(content_type, len(body))  # a body longer than it said is cut short
-        digest = hashlib.sha256(body).hexdigest()
-        async with runtime.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id):
-                raise _case_not_found(case_id)
-            if existing := await repository.attachment_with(conn, case_id, digest):
-                return attached(existing, added=False)  # a retried upload: stored already
-        attachment_id = new_id("att")
-        await asyncio.to_thread(_store, store / case_id, attachment_id, bytes(body))
-        kept, added = await attach(
+
+
+@router.post(
+    "/cases/{case_id}/attachments",
+    status_code=201,
+    response_model=AttachmentView,
+    responses={415: {"description": "Attachment type not accepted"}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}} for t in DOCUMENTED_TYPES
+            }
+        }
+    },
+)
+async def upload_attachment(
+    request: Request,
+    case_id: CaseId,
+    filename: Annotated[Text, Query(min_length=1, max_length=255)],
+    caller: CaseWriter,
+    desk: Desk,
+    runtime: RuntimeDep,
+    writes: Writes,
+) -> JSONResponse:
+    """Evidence as the raw request body (its Content-Type is the file's type), stored under
+    the attachments directory; 415 for a type not accepted, 413 above the size limit."""
+    content_type = _media_type(request.headers.get("content-type"))
+    declared = request.headers.get("content-length")
+    desk.check_attachment(content_type, int(declared) if declared and declared.isdigit() else 0)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        desk.check_attachment(content_type, len(body))  # a body longer than it said is cut short
+    digest = hashlib.sha256(body).hexdigest()
+    # Not a Conn dependency: a second connection is taken for the write below.
+    async with runtime.pool.acquire() as conn:
+        if not await conn.fetchval("SELECT 1 FROM cases WHERE case_id = $1", case_id):
+            raise CaseNotFound(case_id)
+        if existing := await repository.attachment_with(conn, case_id, digest):
+            return _attached(existing, added=False)  # a retried upload: stored already
+    attachment_id = new_id("att")
+    store = desk.attachments / case_id
+    await asyncio.to_thread(_store, store, attachment_id, bytes(body))
+    kept, added = await _attach(
+        writes,
+        Attachment(
+            attachment_id=attachment_id,
+            case_id=case_id,
+            filename=filename,
+            content_type=content_type,
+            size_bytes=len(body),
+            sha256=digest,
+            storage="local",
+            reference=f"{case_id}/{attachment_id}",
+            uploaded_by=caller.name,
+            uploaded_at=datetime.now(UTC),
+        ),
+    )
+    if not added:  # a twin upload won the race: ours is not referenced
+        await asyncio.to_thread((store / attachment_id).unlink, True)
+    return _attached(kept, added)
+
+
+@router.post(
+    "/cases/{case_id}/attachments/references",
+    status_code=201,
+    response_model=AttachmentView,
+    responses={415: {"description": "Attachment type not accepted"}},
+)
+async def reference_attachment(
+    request: AttachmentReferenceRequest,
+    case_id: CaseId,
+    caller: CaseWriter,
+    desk: Desk,
+    writes: Writes,
+) -> JSONResponse:
+    """Evidence stored elsewhere: its metadata and an https URL (same type and size limits)."""
+    desk.check_attachment(_media_type(request.content_type), request.size_bytes)
+    return _attached(
+        *await _attach(
+            writes,
             Attachment(
-                attachment_id=attachment_id,
+                attachment_id=new_id("att"),
                 case_id=case_id,
-                filename=filename,
-                content_type=content_type,
-                size_bytes=len(body),
-                sha256=digest,
-                storage="local",
-                reference=f"{case_id}/{attachment_id}",
+                filename=request.filename,
+                content_type=_media_type(request.content_type),
+                size_bytes=request.size_bytes,
+                sha256=request.sha256,
+                storage="url",
+                reference=request.url,
                 uploaded_by=caller.name,
                 uploaded_at=datetime.now(UTC),
-            )
+            ),
         )
-        if not added:  # a twin upload won the race: ours is not referenced
-            await asyncio.to_thread((store / case_id / attachment_id).unlink, True)
-        return attached(kept, added)
-
-    @router.post(
-        "/cases/{case_id}/attachments/references",
-        status_code=201,
-        response_model=AttachmentView,
-        responses={415: {"description": "Attachment type not accepted"}},
     )
-    async def reference_attachment(
-        request: AttachmentReferenceRequest,
-        case_id: str = CASE_ID,
-        caller: Caller = Depends(require_scope("cases:write")),
-    ) -> JSONResponse:
-        """Evidence stored elsewhere: its metadata and an https URL (same type and size limits)."""
-        check_limits(_media_type(request.content_type), request.size_bytes)
-        return attached(
-            *await attach(
-                Attachment(
-                    attachment_id=new_id("att"),
-                    case_id=case_id,
-                    filename=request.filename,
-                    content_type=_media_type(request.content_type),
-                    size_bytes=request.size_bytes,
-                    sha256=request.sha256,
-                    storage="url",
-                    reference=request.url,
-                    uploaded_by=caller.name,
-                    uploaded_at=datetime.now(UTC),
-                )
-            )
+
+
+@router.post("/cases/{case_id}/refunds", status_code=201, response_model=CaseView)
+async def refund(
+    request: RefundRequest,
+    case_id: CaseId,
+    caller: Annotated[Caller, Depends(require_scope("refunds:write"))],
+    desk: Desk,
+    writes: Writes,
+) -> JSONResponse:
+    """Refund lines of the case's order (refund.issued.v1 and the customer's notification).
+    422 when a line is above what was paid for it minus what was refunded (naming the line,
+    the cap and what is left); 409 when a line was already refunded for that action."""
+
+    async def refund_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        _, found = await handlers.issue_refund(
+            uow,
+            desk.topics,
+            case_id,
+            [RefundLine(x.sku, x.quantity, x.amount, x.action) for x in request.lines],
+            request.reason,
+            staff(caller),
         )
+        return _answer(found, 201)
 
-    @router.post("/cases/{case_id}/refunds", status_code=201, response_model=CaseView)
-    async def refund(
-        request: RefundRequest,
-        case_id: str = CASE_ID,
-        caller: Caller = Depends(require_scope("refunds:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Refund lines of the case's order (refund.issued.v1 and the customer's notification).
-        422 when a line is above what was paid for it minus what was refunded (naming the line,
-        the cap and what is left); 409 when a line was already refunded for that action."""
-
-        async def refund_(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                _, found = await handlers.issue_refund(
-                    uow,
-                    topics,
-                    case_id,
-                    [RefundLine(x.sku, x.quantity, x.amount, x.action) for x in request.lines],
-                    request.reason,
-                    staff(caller),
-                )
-            except CaseNotFound:
-                raise _case_not_found(case_id) from None
-            except OrderUnknown as exc:
-                raise _order_unknown(exc.order_id) from None
-            except IllegalTransition as exc:
-                raise _illegal(exc) from None
-            except InvalidCase as exc:
-                raise _invalid(exc) from None
-            except AlreadyRefunded as exc:
-                raise _already_refunded(exc) from None
-            return 201, CaseView.of(found).model_dump(mode="json")
-
-        return await run(
-            idempotency_key,
-            f"POST /cases/{case_id}/refunds",
-            request.model_dump(mode="json"),
-            refund_,
-            lambda body: f"/cases/{body['case_id']}",
-        )
-
-    return router
+    return await writes.once(request.model_dump(mode="json"), refund_, _case_location)
 
 
 def _store(directory: FilePath, name: str, data: bytes) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import APIRouter
+
+from orderguard.services.aftersales import api
 from orderguard.services.aftersales import handlers as use_cases
-from orderguard.services.aftersales.api import build_router
-from orderguard.services.aftersales.rules import RULES, CaseSlaBreached
+from orderguard.services.aftersales.rules import RULES
 from orderguard.shared.detection.config import in_force
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
@@ -38,10 +40,16 @@ def workers(runtime: Runtime) -> Workers:
     )
 
 
+def routers(runtime: Runtime) -> list[APIRouter]:
+    # The API shows each case's first-response due time from the same SLA configuration; an
+    # invalid detectors file stops the API's start, not its first request.
+    in_force(runtime)
+    return [api.router]
+
+
 DEFINITION = ServiceDefinition(
     name="aftersales",
     migrations=Path(__file__).parent / "migrations",
-    # The API shows each case's first-response due time from the same SLA configuration.
-    routers=lambda runtime: [build_router(runtime, in_force(runtime).rule(CaseSlaBreached.name))],
+    routers=routers,
     workers=workers,
 )

@@ -14,8 +14,11 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, TypeAlias
 
+from orderguard.shared.actor import Actor
+from orderguard.shared.errors import IllegalTransition, Invalid
 from orderguard.shared.events import aftersales as contract
 from orderguard.shared.events.notifications import CustomerNotice
+from orderguard.shared.timeline import TimelineEntry
 
 CaseType = Literal["return", "exchange", "refund", "repair", "complaint"]
 CASE_TYPES: tuple[CaseType, ...] = ("return", "exchange", "refund", "repair", "complaint")
@@ -86,32 +89,32 @@ def allowed_actions(case_type: str, state: str) -> list[str]:
     return list(FLOWS[case_type][state])
 
 
-class IllegalTransition(Exception):
-    def __init__(self, case_id: str, case_type: str, current: str, action: str) -> None:
-        super().__init__(f"case {case_id} ({case_type}) is {current}: cannot {action}")
-        self.case_id = case_id
-        self.case_type = case_type
-        self.current = current
-        self.action = action
+def illegal_transition(
+    case_id: str, case_type: str, current: str, action: str
+) -> IllegalTransition:
+    """The action is not allowed now: names the current state and where it would be allowed."""
+    return IllegalTransition(
+        "case",
+        case_id,
+        current,
+        action,
+        allowed_actions(case_type, current),
+        sorted(s for s, moves in FLOWS[case_type].items() if action in moves),
+        kind=case_type,
+    )
 
-    @property
-    def allowed_from(self) -> list[str]:
-        return sorted(s for s, moves in FLOWS[self.case_type].items() if self.action in moves)
 
-
-class InvalidCase(ValueError):
-    """A request that can never be right as it stands (a 422): `field` names what is wrong."""
+class InvalidCase(Invalid):
+    """A request that can never be right as it stands (a 422): `details` name what is wrong."""
 
     def __init__(self, slug: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.slug = slug
-        self.details = details
+        super().__init__(message, slug=slug, **details)
 
 
 def next_state(case_id: str, case_type: str, current: str, action: str) -> str:
     found = FLOWS[case_type].get(current, {}).get(action)
     if found is None:
-        raise IllegalTransition(case_id, case_type, current, action)
+        raise illegal_transition(case_id, case_type, current, action)
     return found
 
 
@@ -180,33 +183,6 @@ def order_lines(
 
 
 # -- cases ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who did it: `staff` (an agent over the API), `customer`, `policy`, `consumer`."""
-
-    kind: str
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    at: datetime
-    what: str
-    actor: Actor
-    note: str | None = None
-    from_state: str | None = None
-    to_state: str | None = None
-    event_type: str | None = None
-    event_id: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def told_by(self, event_type: str, event_id: str) -> TimelineEntry:
-        return replace(self, event_type=event_type, event_id=event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +437,7 @@ class Case:
     def comment(self, actor: Actor, now: datetime, note: str) -> TimelineEntry:
         """An agent's comment: no state change, but a first response all the same."""
         if self.state == "closed":
-            raise IllegalTransition(self.case_id, self.case_type, self.state, "comment")
+            raise illegal_transition(self.case_id, self.case_type, self.state, "comment")
         self.updated_at = now
         self.version += 1
         if actor.kind == "staff" and self.first_response_at is None:

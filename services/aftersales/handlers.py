@@ -27,6 +27,7 @@ from orderguard.services.aftersales.domain import (
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.errors import Conflict, NotFound
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.logistics import ShipmentDelivered
 from orderguard.shared.events.orders import OrderPaid, OrderPlaced
@@ -40,23 +41,35 @@ SOURCE = "/orderguard/aftersales"
 log = get_logger(__name__)
 
 
-class CaseNotFound(LookupError):
+class CaseNotFound(NotFound):
     def __init__(self, case_id: str) -> None:
-        super().__init__(f"no case {case_id}")
+        super().__init__("case", case_id)
         self.case_id = case_id
 
 
-class OrderUnknown(LookupError):
+class OrderUnknown(NotFound):
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"no order {order_id}")
+        super().__init__(
+            "order",
+            order_id,
+            f"Aftersales has not learned of order {order_id} from orders.events (yet).",
+        )
         self.order_id = order_id
 
 
-class AlreadyRefunded(Exception):
+class AlreadyRefunded(Conflict):
     """Some lines of the request were already refunded for the same action on this case."""
 
     def __init__(self, case_id: str, issued: list[tuple[str, str, str]]) -> None:
-        super().__init__(f"case {case_id}: already refunded {issued}")
+        sku, action, refund_id = issued[0]
+        super().__init__(
+            f"Case {case_id}: SKU {sku} was already refunded for {action} (refund {refund_id});"
+            " each line is refunded once per action.",
+            slug="already-refunded",
+            title="Already refunded",
+            case_id=case_id,
+            refunded=[{"sku": s, "action": a, "refund_id": r} for s, a, r in issued],
+        )
         self.case_id = case_id
         self.issued = issued
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import APIRouter
+
+from orderguard.services.inventory import api
 from orderguard.services.inventory import handlers as use_cases
-from orderguard.services.inventory.api import build_router
-from orderguard.services.inventory.rules import RULES, LowStock, UnknownReservation
+from orderguard.services.inventory.rules import RULES, UnknownReservation
 from orderguard.shared.detection.config import in_force
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
@@ -30,9 +32,14 @@ def workers(runtime: Runtime) -> Workers:
     )
 
 
+def routers(runtime: Runtime) -> list[APIRouter]:
+    in_force(runtime)  # an invalid detectors file stops the API's start, not its first request
+    return [api.router]
+
+
 DEFINITION = ServiceDefinition(
     name="inventory",
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda runtime: [build_router(runtime, in_force(runtime).rule(LowStock.name))],
+    routers=routers,
     workers=workers,
 )

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Literal, TypeAlias
 
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events.inventory import (
     Movement,
     ReservationFailed,
@@ -25,10 +26,6 @@ from orderguard.shared.events.inventory import (
     StockReserved,
 )
 from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
-
-
-class IllegalTransition(ValueError):
-    """A reservation line asked to move from a state that does not allow it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,20 +144,19 @@ class ReservationLine:
     quantity: int
     state: ReservationState
 
+    def _illegal(self, action: str) -> IllegalTransition:
+        return IllegalTransition(
+            "reservation", f"{self.order_id}/{self.sku}@{self.warehouse}", self.state, action
+        )
+
     def commit(self) -> ReservationLine:
         if self.state != "held":
-            raise IllegalTransition(
-                f"cannot commit {self.quantity} of {self.sku} for order {self.order_id}:"
-                f" the reservation is {self.state}"
-            )
+            raise self._illegal("commit")
         return replace(self, state="committed")
 
     def release(self) -> ReservationLine:
         if self.state != "held":
-            raise IllegalTransition(
-                f"cannot release {self.quantity} of {self.sku} for order {self.order_id}:"
-                f" the reservation is {self.state}"
-            )
+            raise self._illegal("release")
         return replace(self, state="released")
 
     @property

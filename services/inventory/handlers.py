@@ -11,11 +11,13 @@ from orderguard.services.inventory.domain import (
     NoReservation,
     StockBook,
     StockKey,
+    StockLevel,
 )
 from orderguard.services.inventory.rules import UnknownReservation
 from orderguard.shared import metrics
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.inventory import StockCounted
 from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
@@ -131,3 +133,80 @@ async def reserve_stock_for_orders(
         elif isinstance(event.data, OrderCancelled):
             inventory.release_for(event.data, event.envelope)
     await inventory.save()
+
+
+# -- use cases the API runs, each in the caller's unit of work --------------------------------
+
+
+async def set_stock(
+    uow: UnitOfWork,
+    topics: Topics,
+    sku: str,
+    warehouse: str,
+    on_hand: int,
+    low_stock_threshold: int | None,
+    actor: str,
+) -> StockLevel:
+    """On hand and the SKU's own threshold set by hand (a `stock_set` movement)."""
+    inventory = Inventory(uow, topics)
+    await inventory.load({(sku, warehouse)})
+    level = inventory.set_stock(sku, warehouse, on_hand, low_stock_threshold, actor=actor)
+    await inventory.save()
+    return level
+
+
+async def set_threshold(
+    uow: UnitOfWork,
+    topics: Topics,
+    sku: str,
+    warehouse: str,
+    low_stock_threshold: int | None,
+    actor: str,
+) -> StockLevel | None:
+    """The SKU's own low-stock threshold; None when no stock of it is recorded there."""
+    inventory = Inventory(uow, topics)
+    await inventory.load({(sku, warehouse)})
+    if (sku, warehouse) not in inventory.levels:
+        return None
+    level = inventory.set_threshold(sku, warehouse, low_stock_threshold, actor=actor)
+    await inventory.save()
+    return level
+
+
+async def receive_stock(
+    uow: UnitOfWork,
+    topics: Topics,
+    sku: str,
+    warehouse: str,
+    quantity: int,
+    receipt_id: str,
+    actor: str,
+    note: str | None,
+) -> StockLevel:
+    """Goods received into the warehouse (a `received` movement)."""
+    inventory = Inventory(uow, topics)
+    await inventory.load({(sku, warehouse)})
+    level = inventory.receive(sku, warehouse, quantity, receipt_id, actor, note)
+    await inventory.save()
+    return level
+
+
+async def count_stock(
+    uow: UnitOfWork,
+    topics: Topics,
+    sku: str,
+    warehouse: str,
+    counted_on_hand: int,
+    count_id: str,
+    counted_by: str,
+    note: str | None,
+) -> tuple[StockLevel, StockCounted]:
+    """A stock count: on hand becomes what was counted, checked against the ledger's sums."""
+    inventory = Inventory(uow, topics)
+    await inventory.load({(sku, warehouse)})  # locks the row: the sums below hold
+    ledger = await repository.ledger_sums(uow.conn, sku, warehouse)
+    level, counted = inventory.count(
+        sku, warehouse, counted_on_hand, count_id, counted_by, ledger, uow.now, note=note
+    )
+    await inventory.save()
+    return level, counted

@@ -3,27 +3,20 @@ scan history, and reassignment to another carrier."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from orderguard.services.logistics import handlers, repository
-from orderguard.services.logistics.domain import (
-    SCAN_CLOCK_SKEW,
-    SameTracking,
-    ShipmentDelivered,
-    scan_from_the_future,
-)
-from orderguard.services.logistics.handlers import (
-    ShipmentNotFound,
-    ShipmentWithHistory,
-    TrackingTaken,
-    WebhookReplayed,
-)
+from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, scan_from_the_future
+from orderguard.services.logistics.handlers import ShipmentWithHistory, WebhookReplayed
 from orderguard.services.logistics.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -31,20 +24,21 @@ from orderguard.services.logistics.webhooks import (
     verify,
 )
 from orderguard.shared import metrics
+from orderguard.shared.errors import Invalid
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.logistics import ExceptionReason, ScanStatus
 from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
+from orderguard.shared.http.deps import RuntimeDep, Snapshot, Writes
+from orderguard.shared.http.inputs import IDENTIFIER, AwareInstant, Text
 from orderguard.shared.logging import get_logger
-from orderguard.shared.runtime import Runtime
+from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 log = get_logger(__name__)
 
-IDENTIFIER = r"^[A-Za-z0-9._-]+$"
-CARRIER = Path(min_length=1, max_length=64, pattern=IDENTIFIER)
-SHIPMENT_ID = Path(min_length=1, max_length=64)
-ORDER_ID = Path(min_length=1, max_length=64)
+Carrier = Annotated[str, Path(min_length=1, max_length=64, pattern=IDENTIFIER)]
+ShipmentId = Annotated[Text, Path(min_length=1, max_length=64)]
+OrderId = Annotated[Text, Path(min_length=1, max_length=64)]
 MAX_WEBHOOK_BODY = 64 * 1024
 
 
@@ -53,12 +47,12 @@ class WebhookScan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tracking_number: str = Field(min_length=1, max_length=64)
-    scan_id: str = Field(min_length=1, max_length=128)
+    tracking_number: Text = Field(min_length=1, max_length=64)
+    scan_id: Text = Field(min_length=1, max_length=128)
     status: ScanStatus
-    location: str | None = Field(default=None, max_length=200)
+    location: Text | None = Field(default=None, max_length=200)
     exception_reason: ExceptionReason | None = None
-    scanned_at: AwareDatetime = Field(description="With a UTC offset")
+    scanned_at: AwareInstant = Field(description="With a UTC offset")
 
 
 class ReassignRequest(BaseModel):
@@ -72,7 +66,7 @@ class ReassignRequest(BaseModel):
         pattern=IDENTIFIER,
         description="The new carrier's number; omitted: one is assigned",
     )
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class ScanView(BaseModel):
@@ -154,208 +148,169 @@ class ScanAccepted(BaseModel):
     status: str = "accepted"
 
 
-def _not_found(shipment_id: str) -> Problem:
-    return Problem(
-        404,
-        "shipment-not-found",
-        "Unknown shipment",
-        f"No shipment {shipment_id}.",
-        shipment_id=shipment_id,
+def _invalid(exc: ValidationError) -> RequestValidationError:
+    """The scan's errors, rendered like any other body's (the body is parsed here, after the
+    signature is checked, not by FastAPI)."""
+    return RequestValidationError(
+        [{**err, "loc": ("body", *err.get("loc", ()))} for err in exc.errors()]
     )
 
 
-def _invalid(exc: ValidationError) -> Problem:
-    return Problem(
-        422,
-        "validation",
-        "Scan is invalid",
-        "See errors for each field.",
-        errors=[
-            {
-                "field": ".".join(["body", *(str(p) for p in err.get("loc", ()))]),
-                "message": err.get("msg", "invalid"),
-                "code": err.get("type", "invalid"),
-            }
-            for err in exc.errors()
-        ],
-    )
+@dataclass(frozen=True)
+class Carriers:
+    """What the scan webhook needs: the carriers' secrets and the clock tolerance."""
+
+    topics: Topics
+    secrets: Mapping[str, SecretStr]
+    tolerance_s: float
 
 
-def build_router(runtime: Runtime) -> APIRouter:
-    router = APIRouter(tags=["logistics"])
+def carriers(runtime: RuntimeDep) -> Carriers:
     settings = runtime.settings
-    topics = runtime.topics
-
-    @router.post(
-        "/carriers/{carrier}/scans",
-        status_code=202,
-        response_model=ScanAccepted,
-        responses={401: {"description": "Signature or timestamp missing, invalid or stale"}},
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": WebhookScan.model_json_schema()}},
-            }
-        },
+    return Carriers(
+        runtime.topics, settings.carrier_secrets, settings.carrier_signature_tolerance_s
     )
-    async def receive_scan(request: Request, carrier: str = CARRIER) -> JSONResponse:
-        """A carrier's scan, signed: `X-Carrier-Timestamp` (unix seconds) and
-        `X-Carrier-Signature` = hex HMAC-SHA256 of "<timestamp>.<body>" with the carrier's
-        secret. Accepted once (401 unsigned or stale, 409 replayed, 422 invalid), then applied
-        from `carriers.scans` like a scan the carrier published there."""
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BODY:
-            raise Problem(
-                413, "body-too-large", "Scan too large", f"At most {MAX_WEBHOOK_BODY} bytes."
-            )
-        secret = settings.carrier_secrets.get(carrier)
-        try:
-            signature = verify(
-                secret.get_secret_value() if secret is not None else None,
-                request.headers.get(TIMESTAMP_HEADER),
-                request.headers.get(SIGNATURE_HEADER),
-                body,
-                datetime.now(UTC),
-                settings.carrier_signature_tolerance_s,
-            )
-        except SignatureRejected as exc:
-            log.info("carrier scan refused", carrier=carrier, reason=exc.slug)
-            metrics.CARRIER_WEBHOOK_SCANS.labels("unauthenticated").inc()
-            raise Problem(
-                401, exc.slug, "Scan not authenticated", exc.reason, carrier=carrier
-            ) from None
-        try:
-            posted = WebhookScan.model_validate(orjson.loads(body))
-            scan = CarrierScan(carrier=carrier, **posted.model_dump())
-        except orjson.JSONDecodeError:
+
+
+def topics_of(runtime: RuntimeDep) -> Topics:
+    return runtime.topics
+
+
+CarriersDep = Annotated[Carriers, Depends(carriers)]
+TopicsDep = Annotated[Topics, Depends(topics_of)]
+READ = [Depends(require_scope("logistics:read"))]
+
+router = APIRouter(tags=["logistics"])
+
+
+def _verified(request: Request, body: bytes, carrier: str, known: Carriers) -> str:
+    """The request's signature, once checked against the carrier's secret; 401 otherwise."""
+    secret = known.secrets.get(carrier)
+    try:
+        return verify(
+            secret.get_secret_value() if secret is not None else None,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            datetime.now(UTC),
+            known.tolerance_s,
+        )
+    except SignatureRejected as exc:
+        log.info("carrier scan refused", carrier=carrier, reason=exc.slug)
+        metrics.CARRIER_WEBHOOK_SCANS.labels("unauthenticated").inc()
+        raise Problem(
+            401, exc.slug, "Scan not authenticated", exc.reason, carrier=carrier
+        ) from None
+
+
+def _scan_of(body: bytes, carrier: str) -> CarrierScan:
+    """The posted scan, validated, and not dated ahead of our clock; 422 otherwise."""
+    try:
+        posted = WebhookScan.model_validate(orjson.loads(body))
+        scan = CarrierScan(carrier=carrier, **posted.model_dump())
+    except orjson.JSONDecodeError:
+        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+        raise Problem(422, "validation", "Scan is invalid", "The body is not JSON.") from None
+    except ValidationError as exc:
+        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+        raise _invalid(exc) from None
+    if scan_from_the_future(scan.scanned_at, datetime.now(UTC)):
+        metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
+        raise Invalid(
+            f"scanned_at {scan.scanned_at.isoformat()} is ahead of the server's clock by more"
+            f" than {SCAN_CLOCK_SKEW.total_seconds():g}s.",
+            slug="scan-in-the-future",
+            title="Scan dated in the future",
+            carrier=carrier,
+            scan_id=scan.scan_id,
+        )
+    return scan
+
+
+@router.post(
+    "/carriers/{carrier}/scans",
+    status_code=202,
+    response_model=ScanAccepted,
+    responses={401: {"description": "Signature or timestamp missing, invalid or stale"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": WebhookScan.model_json_schema()}},
+        }
+    },
+)
+async def receive_scan(
+    request: Request, carrier: Carrier, known: CarriersDep, writes: Writes
+) -> JSONResponse:
+    """A carrier's scan, signed: `X-Carrier-Timestamp` (unix seconds) and
+    `X-Carrier-Signature` = hex HMAC-SHA256 of "<timestamp>.<body>" with the carrier's
+    secret. Accepted once (401 unsigned or stale, 409 replayed, 422 invalid), then applied
+    from `carriers.scans` like a scan the carrier published there."""
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BODY:
+        raise Problem(413, "body-too-large", "Scan too large", f"At most {MAX_WEBHOOK_BODY} bytes.")
+    signature = _verified(request, body, carrier, known)
+    scan = _scan_of(body, carrier)
+    async with writes.unit_of_work() as uow:
+        owner = await repository.tracking_owner(uow.conn, carrier, scan.tracking_number)
+        if owner is None:
             metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-            raise Problem(422, "validation", "Scan is invalid", "The body is not JSON.") from None
-        except ValidationError as exc:
-            metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-            raise _invalid(exc) from None
-        if scan_from_the_future(scan.scanned_at, datetime.now(UTC)):
-            metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-            raise Problem(
-                422,
-                "scan-in-the-future",
-                "Scan dated in the future",
-                f"scanned_at {scan.scanned_at.isoformat()} is ahead of the server's clock by more"
-                f" than {SCAN_CLOCK_SKEW.total_seconds():g}s.",
+            raise Invalid(
+                f"No shipment has {carrier} tracking number {scan.tracking_number}.",
+                slug="tracking-unknown",
+                title="Unknown tracking number",
                 carrier=carrier,
-                scan_id=scan.scan_id,
+                tracking_number=scan.tracking_number,
             )
-        async with UnitOfWork(runtime.pool, runtime.schema) as uow:
-            owner = await repository.tracking_owner(uow.conn, carrier, scan.tracking_number)
-            if owner is None:
-                metrics.CARRIER_WEBHOOK_SCANS.labels("invalid").inc()
-                raise Problem(
-                    422,
-                    "tracking-unknown",
-                    "Unknown tracking number",
-                    f"No shipment has {carrier} tracking number {scan.tracking_number}.",
-                    carrier=carrier,
-                    tracking_number=scan.tracking_number,
-                )
-            try:
-                await handlers.accept_webhook_scan(uow, topics, scan, signature)
-            except WebhookReplayed as exc:
-                metrics.CARRIER_WEBHOOK_SCANS.labels("replayed").inc()
-                raise Problem(
-                    409,
-                    "scan-replayed",
-                    "Scan already received",
-                    f"This {'scan id' if exc.what == 'scan' else 'signature'} was accepted before;"
-                    " a scan is applied once.",
-                    carrier=carrier,
-                    scan_id=scan.scan_id,
-                ) from None
-            await uow.commit()
-        metrics.CARRIER_WEBHOOK_SCANS.labels("accepted").inc()
-        accepted = ScanAccepted(
-            carrier=carrier, scan_id=scan.scan_id, tracking_number=scan.tracking_number
-        )
-        return JSONResponse(accepted.model_dump(), status_code=202)
-
-    @router.get(
-        "/shipments/{shipment_id}",
-        response_model=ShipmentView,
-        dependencies=[Depends(require_scope("logistics:read"))],
+        try:
+            await handlers.accept_webhook_scan(uow, known.topics, scan, signature)
+        except WebhookReplayed as exc:
+            metrics.CARRIER_WEBHOOK_SCANS.labels("replayed").inc()
+            exc.details.update(carrier=carrier, scan_id=scan.scan_id)
+            raise
+        await uow.commit()
+    metrics.CARRIER_WEBHOOK_SCANS.labels("accepted").inc()
+    accepted = ScanAccepted(
+        carrier=carrier, scan_id=scan.scan_id, tracking_number=scan.tracking_number
     )
-    async def get_shipment(shipment_id: str = SHIPMENT_ID) -> ShipmentView:
-        """A shipment: status, carrier and every tracking number it had, scans, history."""
-        async with (
-            runtime.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            try:
-                found = await handlers.shipment_with_history(conn, shipment_id)
-            except ShipmentNotFound:
-                raise _not_found(shipment_id) from None
-        return ShipmentView.of(found)
+    return JSONResponse(accepted.model_dump(), status_code=202)
 
-    @router.get(
-        "/orders/{order_id}/shipments",
-        response_model=OrderShipmentsView,
-        dependencies=[Depends(require_scope("logistics:read"))],
-    )
-    async def shipments_of_order(order_id: str = ORDER_ID) -> OrderShipmentsView:
-        """The order's shipments (empty until the order is paid), with their scans."""
-        async with (
-            runtime.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            found = await handlers.shipments_of_order(conn, order_id)
-        return OrderShipmentsView(order_id=order_id, shipments=[ShipmentView.of(s) for s in found])
 
-    @router.post("/shipments/{shipment_id}/reassign", response_model=ShipmentView)
-    async def reassign(
-        request: ReassignRequest,
-        shipment_id: str = SHIPMENT_ID,
-        caller: Caller = Depends(require_scope("logistics:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Give the shipment to another carrier with a new tracking number (published as
-        shipment.reassigned.v1); history, scans and the stall clock carry on."""
+@router.get("/shipments/{shipment_id}", response_model=ShipmentView, dependencies=READ)
+async def get_shipment(shipment_id: ShipmentId, conn: Snapshot) -> ShipmentView:
+    """A shipment: status, carrier and every tracking number it had, scans, history."""
+    return ShipmentView.of(await handlers.shipment_with_history(conn, shipment_id))
 
-        async def run(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                await handlers.reassign(
-                    uow,
-                    topics,
-                    shipment_id,
-                    request.carrier,
-                    request.tracking_number,
-                    request.reason,
-                    caller.name,
-                )
-            except ShipmentNotFound:
-                raise _not_found(shipment_id) from None
-            except ShipmentDelivered:
-                raise Problem(
-                    409,
-                    "shipment-delivered",
-                    "Shipment already delivered",
-                    f"Shipment {shipment_id} is delivered; it cannot change carrier.",
-                    shipment_id=shipment_id,
-                ) from None
-            except TrackingTaken as exc:
-                raise Problem(409, "tracking-taken", "Tracking number in use", str(exc)) from None
-            except SameTracking as exc:
-                raise Problem(
-                    422, "same-tracking", "Nothing to reassign", str(exc), shipment_id=shipment_id
-                ) from None
-            found = await handlers.shipment_with_history(uow.conn, shipment_id)
-            return 200, ShipmentView.of(found).model_dump(mode="json")
 
-        status, body, replayed = await run_once_per_key(
-            runtime.pool,
-            runtime.schema,
-            idempotency_key,
-            f"POST /shipments/{shipment_id}/reassign",
-            request.model_dump(mode="json"),
-            run,
+@router.get("/orders/{order_id}/shipments", response_model=OrderShipmentsView, dependencies=READ)
+async def shipments_of_order(order_id: OrderId, conn: Snapshot) -> OrderShipmentsView:
+    """The order's shipments (empty until the order is paid), with their scans."""
+    found = await handlers.shipments_of_order(conn, order_id)
+    return OrderShipmentsView(order_id=order_id, shipments=[ShipmentView.of(s) for s in found])
+
+
+@router.post("/shipments/{shipment_id}/reassign", response_model=ShipmentView)
+async def reassign(
+    request: ReassignRequest,
+    shipment_id: ShipmentId,
+    caller: Annotated[Caller, Depends(require_scope("logistics:write"))],
+    topics: TopicsDep,
+    writes: Writes,
+) -> JSONResponse:
+    """Give the shipment to another carrier with a new tracking number (published as
+    shipment.reassigned.v1); history, scans and the stall clock carry on."""
+
+    async def run(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        await handlers.reassign(
+            uow,
+            topics,
+            shipment_id,
+            request.carrier,
+            request.tracking_number,
+            request.reason,
+            caller.name,
         )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return JSONResponse(body, status_code=status, headers=headers)
+        found = await handlers.shipment_with_history(uow.conn, shipment_id)
+        return 200, ShipmentView.of(found).model_dump(mode="json")
 
-    return router
+    return await writes.once(request.model_dump(mode="json"), run)

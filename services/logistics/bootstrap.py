@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orderguard.services.logistics import api
 from orderguard.services.logistics import handlers as use_cases
-from orderguard.services.logistics.api import build_router
 from orderguard.services.logistics.handlers import CarrierRule, CompensationPolicy
 from orderguard.services.logistics.rules import RULES
 from orderguard.shared.contract.ingest import build_ingest_router
@@ -71,6 +71,6 @@ DEFINITION = ServiceDefinition(
     name="logistics",
     migrations=Path(__file__).parent / "migrations",
     # Carriers without Kafka: the signed webhook, or POST /events with an API key (carriers.scans).
-    routers=lambda runtime: [build_router(runtime), build_ingest_router(runtime, [CarrierScan])],
+    routers=lambda runtime: [api.router, build_ingest_router(runtime, [CarrierScan])],
     workers=workers,
 )

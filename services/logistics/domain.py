@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal, TypeAlias
 
+from orderguard.shared.errors import Conflict, Invalid
 from orderguard.shared.events import logistics as contract
 from orderguard.shared.events.notifications import CustomerNotice
 
@@ -37,16 +38,24 @@ IN_TRANSIT = frozenset({"picked_up", "in_transit", "out_for_delivery"})
 SCAN_CLOCK_SKEW = timedelta(minutes=5)
 
 
-class ShipmentDelivered(Exception):
+class ShipmentDelivered(Conflict):
     """A delivered shipment cannot change carrier."""
 
     def __init__(self, shipment_id: str) -> None:
-        super().__init__(f"shipment {shipment_id} is delivered")
+        super().__init__(
+            f"Shipment {shipment_id} is delivered; it cannot change carrier.",
+            slug="shipment-delivered",
+            title="Shipment already delivered",
+            shipment_id=shipment_id,
+        )
         self.shipment_id = shipment_id
 
 
-class SameTracking(ValueError):
+class SameTracking(Invalid):
     """Reassigning to the carrier and tracking number the shipment already has."""
+
+    slug = "same-tracking"
+    title = "Nothing to reassign"
 
 
 @dataclass(frozen=True, slots=True)

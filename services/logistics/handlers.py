@@ -27,6 +27,7 @@ from orderguard.services.logistics.domain import (
 )
 from orderguard.shared.engine import Event, RejectEvent
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.errors import Conflict, NotFound
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.orders import OrderPaid
 from orderguard.shared.logging import get_logger
@@ -38,17 +39,26 @@ SOURCE = "/orderguard/logistics"
 log = get_logger(__name__)
 
 
-class ShipmentNotFound(LookupError):
-    pass
+class ShipmentNotFound(NotFound):
+    def __init__(self, shipment_id: str) -> None:
+        super().__init__("shipment", shipment_id)
 
 
-class TrackingTaken(ValueError):
+class TrackingTaken(Conflict):
     """The new tracking number already belongs to a shipment of that carrier."""
 
+    slug = "tracking-taken"
+    title = "Tracking number in use"
 
-class WebhookReplayed(Exception):
+
+class WebhookReplayed(Conflict):
     def __init__(self, what: str) -> None:
-        super().__init__(what)
+        super().__init__(
+            f"This {'scan id' if what == 'scan' else 'signature'} was accepted before;"
+            " a scan is applied once.",
+            slug="scan-replayed",
+            title="Scan already received",
+        )
         self.what = what  # "scan" or "signature"
 
 

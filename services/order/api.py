@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -12,7 +11,6 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,46 +19,44 @@ from pydantic import (
 )
 
 from orderguard.services.order import handlers
+from orderguard.services.order.config import order_config
 from orderguard.services.order.domain import (
-    TRANSITIONS,
     Actor,
     Address,
     HoldReason,
-    IllegalTransition,
     InvalidPhone,
     Line,
     MemberLevel,
     Order,
     OrderStatus,
-    TimelineEntry,
-    allowed_actions,
     mask_phone,
     normalise_mobile,
 )
-from orderguard.services.order.handlers import (
-    OrderConfig,
-    OrderNotFound,
-    OrderWithTimeline,
-    PlaceOrder,
-)
-from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
-from orderguard.shared.runtime import Runtime
+from orderguard.services.order.handlers import OrderConfig, OrderWithTimeline, PlaceOrder
+from orderguard.shared.http import require_scope
+from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, Writes, require_actor
+from orderguard.shared.http.inputs import IDENTIFIER, AwareInstant, NoNul, Offset, Text
+from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.uow import UnitOfWork
 
-ORDER_ID = Path(min_length=1, max_length=64)
-IDENTIFIER = r"^[A-Za-z0-9._-]+$"  # the same shape inventory accepts for SKUs and warehouses
+OrderId = Annotated[Text, Path(min_length=1, max_length=64)]
 
 Channel = Literal["web", "app", "mini_program", "marketplace", "pos"]
 
 
 # Trimmed, non-blank text of bounded length.
-AddressPart = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+AddressPart = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), NoNul
+]
 # May be blank: an incomplete address is held for a person to review, not refused (intake checks).
-Reviewable = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
-Street = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-Recipient = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reviewable = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), NoNul]
+Street = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul]
+Recipient = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul
+]
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -69,7 +65,7 @@ def _blank_is_none(value: Any) -> Any:
 
 # Any short text: one that is not six digits holds the order for review (intake checks).
 PostalCode = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=16)] | None,
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=16), NoNul] | None,
     BeforeValidator(_blank_is_none),
 ]
 
@@ -85,6 +81,7 @@ def _normalised_if_mobile(value: str) -> str:
 PhoneText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=32),
+    NoNul,
     AfterValidator(_normalised_if_mobile),
 ]
 
@@ -153,7 +150,7 @@ class HoldOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason
-    release_at: AwareDatetime | None = Field(
+    release_at: AwareInstant | None = Field(
         default=None, description="When the hold lifts by itself; omit for a person to release"
     )
 
@@ -175,37 +172,6 @@ class LineView(BaseModel):
     quantity: int
     unit_price: Decimal
     amount: Decimal
-
-
-class ActorView(BaseModel):
-    kind: str = Field(description="api, consumer, rule or operator")
-    id: str = Field(description="The API scope, consumer group or rule name")
-
-
-class TimelineEntryView(BaseModel):
-    at: datetime
-    what: str
-    actor: ActorView
-    reason: str | None
-    from_status: str | None
-    to_status: str | None
-    event_type: str | None
-    event_id: str | None
-    details: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: TimelineEntry) -> TimelineEntryView:
-        return cls(
-            at=entry.at,
-            what=entry.what,
-            actor=ActorView(kind=entry.actor.kind, id=entry.actor.id),
-            reason=entry.reason,
-            from_status=entry.from_status,
-            to_status=entry.to_status,
-            event_type=entry.event_type,
-            event_id=entry.event_id,
-            details=dict(entry.details),
-        )
 
 
 class ShippingAddressView(BaseModel):
@@ -323,205 +289,130 @@ class OrderView(OrderSummaryView):
         )
 
 
-def _not_found(order_id: str) -> Problem:
-    return Problem(
-        404, "order-not-found", "Unknown order", f"No order {order_id}.", order_id=order_id
+def _answer_with_order(changed: OrderWithTimeline, status: int = 200) -> tuple[int, dict[str, Any]]:
+    return status, OrderView.of(changed).model_dump(mode="json")
+
+
+def _location(body: dict[str, Any]) -> str:
+    return f"/orders/{body['order_id']}"
+
+
+def config(runtime: RuntimeDep) -> OrderConfig:
+    return order_config(runtime)
+
+
+Config = Annotated[OrderConfig, Depends(config)]
+OrderWriter = Annotated[Actor, Depends(require_actor("orders:write"))]
+READ = [Depends(require_scope("orders:read"))]
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderView,
+    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+)
+async def place_order(
+    request: PlaceOrderRequest, config: Config, actor: OrderWriter, writes: Writes
+) -> JSONResponse:
+    """Place an order, published as order.placed.v1. Retry with the same Idempotency-Key.
+
+    An order whose address looks incomplete or whose phone is not a mainland mobile is
+    created on hold (order.held.v1) with the reason, for a person to release or cancel."""
+
+    async def place(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        placed = await handlers.place_order(uow, config, request.to_command(), actor)
+        return _answer_with_order(placed, 201)
+
+    return await writes.once(request.model_dump(mode="json"), place, _location)
+
+
+@router.get("/orders", response_model=OrderListView, dependencies=READ)
+async def list_orders(
+    conn: Conn,
+    status: OrderStatus | None = None,
+    hold_reason: HoldReason | None = None,
+    customer_id: Annotated[Text | None, Query(max_length=64)] = None,
+    channel: Channel | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[Offset, Query()] = 0,
+) -> OrderListView:
+    """Orders filtered by status, hold reason, customer and channel, highest priority first,
+    then oldest first: e.g. `?status=on_hold` is the queue of orders waiting for a person."""
+    found = await handlers.list_orders(
+        conn,
+        status=status,
+        hold_reason=hold_reason,
+        customer_id=customer_id,
+        channel=channel,
+        limit=limit,
+        offset=offset,
+    )
+    return OrderListView(
+        orders=[OrderSummaryView.of(order) for order in found], limit=limit, offset=offset
     )
 
 
-def _illegal(exc: IllegalTransition) -> Problem:
-    allowed_from = sorted(
-        status for status, actions in TRANSITIONS.items() if exc.action in actions
-    )
-    return Problem(
-        409,
-        "illegal-transition",
-        f"Order cannot {exc.action} now",
-        f"Order {exc.order_id} is {exc.current}; {exc.action} is allowed only when it is"
-        f" {' or '.join(allowed_from)}.",
-        order_id=exc.order_id,
-        current_status=str(exc.current),
-        allowed_actions=[str(action) for action in allowed_actions(exc.current)],
-    )
+@router.get("/orders/{order_id}", response_model=OrderView, dependencies=READ)
+async def get_order(order_id: OrderId, conn: Snapshot) -> OrderView:
+    """An order with its status, priority, hold, lines, amounts and timeline (phone masked)."""
+    return OrderView.of(await handlers.order_with_timeline(conn, order_id))
 
 
-def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
-    headers = {"Location": f"/orders/{body['order_id']}"} if status == 201 else {}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body, status_code=status, headers=headers)
+@router.post("/orders/{order_id}/cancel", response_model=OrderView)
+async def cancel_order(
+    request: CancelOrderRequest,
+    order_id: OrderId,
+    config: Config,
+    actor: OrderWriter,
+    writes: Writes,
+) -> JSONResponse:
+    """Cancel an order before it ships (order.cancelled.v1); 409 names the current status."""
+
+    async def cancel(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        return _answer_with_order(
+            await handlers.cancel_order(uow, config, order_id, request.reason, actor)
+        )
+
+    return await writes.once(request.model_dump(mode="json"), cancel)
 
 
-def build_router(runtime: Runtime, config: OrderConfig) -> APIRouter:
-    router = APIRouter(tags=["orders"])
+@router.post("/orders/{order_id}/hold", response_model=OrderView)
+async def hold_order(
+    request: HoldOrderRequest,
+    order_id: OrderId,
+    config: Config,
+    actor: OrderWriter,
+    writes: Writes,
+) -> JSONResponse:
+    """Hold an order with a reason, optionally until `release_at` (order.held.v1; the
+    customer is told what they can do); 409 names the current status."""
 
-    @router.post(
-        "/orders",
-        status_code=201,
-        response_model=OrderView,
-        responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
-    )
-    async def place_order(
-        request: PlaceOrderRequest,
-        caller: Caller = Depends(require_scope("orders:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Place an order, published as order.placed.v1. Retry with the same Idempotency-Key.
-
-        An order whose address looks incomplete or whose phone is not a mainland mobile is
-        created on hold (order.held.v1) with the reason, for a person to release or cancel."""
-
-        async def place(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            placed = await handlers.place_order(
-                uow, config, request.to_command(), Actor("api", caller.name)
-            )
-            return 201, OrderView.of(placed).model_dump(mode="json")
-
-        return _answer(
-            *await run_once_per_key(
-                runtime.pool,
-                runtime.schema,
-                idempotency_key,
-                "POST /orders",
-                request.model_dump(mode="json"),
-                place,
+    async def hold(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        return _answer_with_order(
+            await handlers.hold_order(
+                uow, config, order_id, request.reason, request.release_at, actor
             )
         )
 
-    @router.get(
-        "/orders",
-        response_model=OrderListView,
-        dependencies=[Depends(require_scope("orders:read"))],
-    )
-    async def list_orders(
-        status: OrderStatus | None = None,
-        hold_reason: HoldReason | None = None,
-        customer_id: str | None = Query(default=None, max_length=64),
-        channel: Channel | None = None,
-        limit: int = Query(default=50, ge=1, le=500),
-        offset: int = Query(default=0, ge=0),
-    ) -> OrderListView:
-        """Orders filtered by status, hold reason, customer and channel, highest priority first,
-        then oldest first: e.g. `?status=on_hold` is the queue of orders waiting for a person."""
-        async with runtime.pool.acquire() as conn:
-            found = await handlers.list_orders(
-                conn,
-                status=status,
-                hold_reason=hold_reason,
-                customer_id=customer_id,
-                channel=channel,
-                limit=limit,
-                offset=offset,
-            )
-        return OrderListView(
-            orders=[OrderSummaryView.of(order) for order in found], limit=limit, offset=offset
+    return await writes.once(request.model_dump(mode="json"), hold)
+
+
+@router.post("/orders/{order_id}/release", response_model=OrderView)
+async def release_order(
+    request: ReleaseOrderRequest,
+    order_id: OrderId,
+    config: Config,
+    actor: OrderWriter,
+    writes: Writes,
+) -> JSONResponse:
+    """Release a held order to the status it was held from (order.released.v1)."""
+
+    async def release(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        return _answer_with_order(
+            await handlers.release_order(uow, config, order_id, request.reason, actor)
         )
 
-    @router.get(
-        "/orders/{order_id}",
-        response_model=OrderView,
-        dependencies=[Depends(require_scope("orders:read"))],
-    )
-    async def get_order(order_id: str = ORDER_ID) -> OrderView:
-        """An order with its status, priority, hold, lines, amounts and timeline (phone masked)."""
-        async with (
-            runtime.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            try:
-                found = await handlers.order_with_timeline(conn, order_id)
-            except OrderNotFound:
-                raise _not_found(order_id) from None
-        return OrderView.of(found)
-
-    def _change(
-        name: str,
-        request: BaseModel,
-        order_id: str,
-        caller: Caller,
-        idempotency_key: str | None,
-        change: Callable[[UnitOfWork, Actor], Awaitable[OrderWithTimeline]],
-    ) -> Awaitable[tuple[int, dict[str, Any], bool]]:
-        async def run(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                changed = await change(uow, Actor("api", caller.name))
-            except OrderNotFound:
-                raise _not_found(order_id) from None
-            except IllegalTransition as exc:
-                raise _illegal(exc) from None
-            return 200, OrderView.of(changed).model_dump(mode="json")
-
-        return run_once_per_key(
-            runtime.pool,
-            runtime.schema,
-            idempotency_key,
-            f"POST /orders/{order_id}/{name}",
-            request.model_dump(mode="json"),
-            run,
-        )
-
-    @router.post("/orders/{order_id}/cancel", response_model=OrderView)
-    async def cancel_order(
-        request: CancelOrderRequest,
-        order_id: str = ORDER_ID,
-        caller: Caller = Depends(require_scope("orders:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Cancel an order before it ships (order.cancelled.v1); 409 names the current status."""
-        return _answer(
-            *await _change(
-                "cancel",
-                request,
-                order_id,
-                caller,
-                idempotency_key,
-                lambda uow, actor: handlers.cancel_order(
-                    uow, config, order_id, request.reason, actor
-                ),
-            )
-        )
-
-    @router.post("/orders/{order_id}/hold", response_model=OrderView)
-    async def hold_order(
-        request: HoldOrderRequest,
-        order_id: str = ORDER_ID,
-        caller: Caller = Depends(require_scope("orders:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Hold an order with a reason, optionally until `release_at` (order.held.v1; the
-        customer is told what they can do); 409 names the current status."""
-        return _answer(
-            *await _change(
-                "hold",
-                request,
-                order_id,
-                caller,
-                idempotency_key,
-                lambda uow, actor: handlers.hold_order(
-                    uow, config, order_id, request.reason, request.release_at, actor
-                ),
-            )
-        )
-
-    @router.post("/orders/{order_id}/release", response_model=OrderView)
-    async def release_order(
-        request: ReleaseOrderRequest,
-        order_id: str = ORDER_ID,
-        caller: Caller = Depends(require_scope("orders:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Release a held order to the status it was held from (order.released.v1)."""
-        return _answer(
-            *await _change(
-                "release",
-                request,
-                order_id,
-                caller,
-                idempotency_key,
-                lambda uow, actor: handlers.release_order(
-                    uow, config, order_id, request.reason, actor
-                ),
-            )
-        )
-
-    return router
+    return await writes.once(request.model_dump(mode="json"), release)

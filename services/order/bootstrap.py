@@ -3,34 +3,21 @@ table, `workers`)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
+from orderguard.services.order import api
 from orderguard.services.order import handlers as use_cases
-from orderguard.services.order.api import build_router
-from orderguard.services.order.domain import Actor
-from orderguard.services.order.handlers import OrderConfig
+from orderguard.services.order.config import order_config
 from orderguard.services.order.recycle_bin import api as recycle_bin_api
 from orderguard.services.order.recycle_bin import handlers as recycle_bin
 from orderguard.services.order.recycle_bin.domain import anomaly_categories
 from orderguard.services.order.rules import RULES
+from orderguard.shared.actor import CONSUMER, Actor
 from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentFailed, PaymentSucceeded
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
-
-
-def order_config(runtime: Runtime) -> OrderConfig:
-    settings = runtime.settings
-    return OrderConfig(
-        orders_topic=runtime.topics.orders,
-        notifications_topic=runtime.topics.notification_requests,
-        payment_deadline=timedelta(seconds=settings.order_payment_deadline_s),
-        promise_days=settings.order_delivery_promise_days,
-        express_promise_days=settings.order_express_delivery_promise_days,
-        complete_after=timedelta(days=settings.order_complete_after_days),
-    )
 
 
 def workers(runtime: Runtime) -> Workers:
@@ -42,7 +29,7 @@ def workers(runtime: Runtime) -> Workers:
 
     def by(group: str) -> Actor:
         """What a consumer's timeline entries name as their actor."""
-        return Actor("consumer", group)
+        return Actor(CONSUMER, group)
 
     return Workers(
         consumers=[
@@ -135,8 +122,8 @@ DEFINITION = ServiceDefinition(
     name="order",
     migrations=Path(__file__).parent / "migrations",
     routers=lambda runtime: [
-        build_router(runtime, order_config(runtime)),
-        recycle_bin_api.build_router(runtime),
+        api.router,
+        recycle_bin_api.router,
         # Payment providers that cannot speak Kafka POST their facts here (onto payments.events).
         build_ingest_router(runtime, [PaymentSucceeded, PaymentFailed, PaymentAmountMismatch]),
     ],

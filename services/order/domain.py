@@ -15,8 +15,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal, TypeAlias
 
+from orderguard.shared.actor import Actor
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events import orders as contract
 from orderguard.shared.events.notifications import CustomerNotice
+from orderguard.shared.timeline import TimelineEntry
 
 CENT = Decimal("0.01")
 
@@ -82,14 +85,15 @@ TRANSITIONS: Mapping[OrderStatus, Mapping[OrderAction, OrderStatus | str]] = {
 PASS_THROUGH_HOLD = frozenset({OrderAction.PAY, OrderAction.FAIL_PAYMENT})
 
 
-class IllegalTransition(Exception):
-    """An action the order's current status does not allow."""
-
-    def __init__(self, order_id: str, current: OrderStatus, action: OrderAction) -> None:
-        super().__init__(f"order {order_id} is {current}: cannot {action}")
-        self.order_id = order_id
-        self.current = current
-        self.action = action
+def _illegal(order_id: str, current: OrderStatus, action: OrderAction) -> IllegalTransition:
+    return IllegalTransition(
+        "order",
+        order_id,
+        current,
+        action,
+        allowed_actions(current),
+        sorted(status for status, actions in TRANSITIONS.items() if action in actions),
+    )
 
 
 def next_status(
@@ -101,10 +105,10 @@ def next_status(
     try:
         target = TRANSITIONS[current][action]
     except KeyError:
-        raise IllegalTransition(order_id, current, action) from None
+        raise _illegal(order_id, current, action) from None
     if target == HELD_FROM:
         if held_from is None:
-            raise IllegalTransition(order_id, current, action)
+            raise _illegal(order_id, current, action)
         return held_from
     return OrderStatus(target)
 
@@ -183,35 +187,6 @@ class Address:
     street: str
     recipient: str
     postal_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who made something happen: an API caller (by scope), a consumer group, a rule, a person."""
-
-    kind: str  # api | consumer | rule | operator
-    id: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """One thing that happened to an order: what, when, who, why, and the event that told of it."""
-
-    at: datetime
-    what: str
-    actor: Actor
-    reason: str | None = None
-    from_status: OrderStatus | None = None
-    to_status: OrderStatus | None = None
-    event_type: str | None = None
-    event_id: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def told_by(self, event_type: str, event_id: str) -> TimelineEntry:
-        return replace(self, event_type=event_type, event_id=event_id)
 
 
 class HoldReason(StrEnum):
@@ -341,8 +316,8 @@ class Order:
                 at=now,
                 what="placed",
                 actor=actor,
-                reason=f"placed through {channel}",
-                to_status=OrderStatus.PLACED,
+                note=f"placed through {channel}",
+                to_state=OrderStatus.PLACED,
                 details={
                     "total_amount": str(total),
                     "lines": len(lines),
@@ -381,9 +356,9 @@ class Order:
                 at=now,
                 what=f"{self.held_from}_while_held",
                 actor=actor,
-                reason=reason,
-                from_status=before,
-                to_status=before,
+                note=reason,
+                from_state=before,
+                to_state=before,
                 details={**(details or {}), "held_from": str(self.held_from)},
             )
         self.status = next_status(self.order_id, before, action, self.held_from)
@@ -392,9 +367,9 @@ class Order:
             at=now,
             what=str(self.status) if action is not OrderAction.RELEASE else "released",
             actor=actor,
-            reason=reason,
-            from_status=before,
-            to_status=self.status,
+            note=reason,
+            from_state=before,
+            to_state=self.status,
             details=dict(details or {}),
         )
 
@@ -446,7 +421,7 @@ class Order:
             at=now,
             what="payment_announced",
             actor=actor,
-            reason="order.paid.v1 published: the order can ship",
+            note="order.paid.v1 published: the order can ship",
             details={"promised_delivery_by": self.promised_delivery_by.isoformat()},
         )
 

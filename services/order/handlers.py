@@ -27,6 +27,7 @@ from orderguard.services.order.domain import (
     out_of_stock_notice,
 )
 from orderguard.shared.engine import Event
+from orderguard.shared.errors import NotFound
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import CustomerNotice
@@ -48,9 +49,9 @@ AUTO_RELEASE = Actor("rule", "order.auto_release")
 AUTO_COMPLETE = Actor("rule", "order.auto_complete")
 
 
-class OrderNotFound(LookupError):
+class OrderNotFound(NotFound):
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"no order {order_id}")
+        super().__init__("order", order_id)
         self.order_id = order_id
 
 
@@ -244,7 +245,7 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
             at=at,
             what="stock_reserved",
             actor=actor,
-            reason="inventory reserved every line",
+            note="inventory reserved every line",
             details={"lines": [line.model_dump(mode="json") for line in data.lines]},
         )
     elif isinstance(data, ReservationFailed):
@@ -252,7 +253,7 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
             at=at,
             what="stock_reservation_failed",
             actor=actor,
-            reason="not enough stock for "
+            note="not enough stock for "
             + ", ".join(f"{s.sku}@{s.warehouse}" for s in data.shortages),
             details={
                 "shortages": [shortage.model_dump(mode="json") for shortage in data.shortages]
@@ -263,7 +264,7 @@ def inventory_outcome(event: Event, actor: Actor) -> tuple[str, TimelineEntry]:
             at=at,
             what="stock_released",
             actor=actor,
-            reason=data.reason,
+            note=data.reason,
             details={"lines": [line.model_dump(mode="json") for line in data.lines]},
         )
     else:
@@ -330,9 +331,9 @@ def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) 
         at=event.envelope.time,
         what=f"{action}_not_applied",
         actor=actor,
-        reason=f"{event.type} arrived while the order is {order.status}: cannot {action}",
-        from_status=order.status,
-        to_status=order.status,
+        note=f"{event.type} arrived while the order is {order.status}: cannot {action}",
+        from_state=order.status,
+        to_state=order.status,
     ).told_by(event.type, event.id)
 
 

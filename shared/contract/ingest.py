@@ -24,6 +24,7 @@ from orderguard.shared.envelope import CONTENT_TYPE, Envelope
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.idempotency import run_once_per_key
+from orderguard.shared.http.inputs import NUL_REFUSED
 from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
@@ -86,11 +87,32 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise _invalid(
             {"type": "object_type", "loc": ("body",), "msg": "An event is a JSON object"}
         )
+    if (at := _nul_at(raw, ("body",))) is not None:
+        raise _invalid({"type": "value_error", "loc": at, "msg": NUL_REFUSED})
     return raw
 
 
 def _in_body(errors: list[dict[str, Any]]) -> RequestValidationError:
     return _invalid(*({**err, "loc": ("body", *err["loc"])} for err in errors))
+
+
+def _nul_at(value: Any, at: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    """Where the event holds a NUL character (PostgreSQL text cannot store one), if it does."""
+    if isinstance(value, str):
+        return at if "\x00" in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return (*at, key)
+        if (found := _nul_at(item, (*at, key))) is not None:
+            return found
+    return None
 
 
 def _envelope(raw: dict[str, Any]) -> Envelope:

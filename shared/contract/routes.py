@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
 from orderguard.shared.contract.catalogue import messages_of
 from orderguard.shared.contract.schemas import event_schemas, render_schema
+from orderguard.shared.http.inputs import Text
 from orderguard.shared.http.problems import Problem
 from orderguard.shared.topics import Topics
 
@@ -46,7 +47,7 @@ def build_schema_router() -> APIRouter:
             404: {"description": "No such event type"},
         },
     )
-    async def get_schema(event_type: str = Path(max_length=200)) -> Response:
+    async def get_schema(event_type: Annotated[Text, Path(max_length=200)]) -> Response:
         """The JSON Schema (2020-12) of an event type's `data`, e.g. order.placed.v1."""
         if event_type not in rendered:
             raise Problem(

@@ -9,12 +9,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orderguard.shared.errors import Conflict, DomainError, IllegalTransition, Invalid, NotFound
 from orderguard.shared.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://orderguard.dev/problems/"
 
 log = get_logger(__name__)
+
+# The one place the domain's error vocabulary (shared/errors.py) becomes HTTP statuses.
+STATUS_OF_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (IllegalTransition, 409),
+    (Conflict, 409),
+    (Invalid, 422),
+)
 
 
 class Problem(Exception):
@@ -72,6 +81,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(DomainError)
+    async def _refused(request: Request, exc: DomainError) -> JSONResponse:
+        status = next((code for kind, code in STATUS_OF_ERROR if isinstance(exc, kind)), 400)
+        return problem_response(request, status, exc.slug, exc.title, exc.detail, **exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

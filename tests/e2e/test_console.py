@@ -335,4 +335,4 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
 
     detail = (await order.client.get(f"/orders/{placed[0]}")).json()
     actors = [entry["actor"] for entry in detail["timeline"]]
-    assert any("person:zhou" in str(actor) for actor in actors), actors
+    assert {"kind": "person", "id": "zhou", "name": "zhou"} in actors, actors

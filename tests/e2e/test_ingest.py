@@ -264,3 +264,21 @@ async def test_a_payment_provider_without_kafka_pays_an_order_over_http(
     wrong_type = {**payment, "id": "x-1", "type": "order.cancelled.v1"}
     refused = await order.client.post("/events", json=wrong_type, headers=HEADERS)
     assert refused.status_code == 422 and "event-type-not-accepted" in refused.text
+
+
+async def test_a_nul_character_anywhere_in_the_event_is_a_422_naming_where(
+    start_service: Any,
+) -> None:
+    """PostgreSQL text cannot hold NUL: refused at the door, field named, never a 500."""
+    service = await start_service(INGEST, roles=frozenset({"api"}))
+    data = cancellation()["data"]
+    for changes, field in [
+        ({"id": "evt\x00"}, "body.id"),
+        ({"source": "/x\x00"}, "body.source"),
+        ({"data": {**data, "reason": "a\x00b"}}, "body.data.reason"),
+        ({"data": {**data, "k\x00": 1}}, "body.data.k\x00"),
+    ]:
+        response = await service.client.post(
+            "/events", json=cancellation(**changes), headers=HEADERS
+        )
+        assert field_errors(response) == {field: "value_error"}

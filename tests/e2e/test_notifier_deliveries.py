@@ -293,7 +293,7 @@ async def test_a_permanent_failure_is_dead_lettered_and_can_be_resent(
 
     conflict = await notifier.client.post(f"/deliveries/{failed['id']}/resend")
     assert conflict.status_code == 409
-    assert conflict.json()["current_status"] == "delivered"
+    assert conflict.json()["current_state"] == "delivered"
     missing = await notifier.client.post("/deliveries/00000000-0000-0000-0000-000000000000/resend")
     assert missing.status_code == 404
 

@@ -296,7 +296,7 @@ async def test_routes_with_continue_the_root_default_and_the_http_api(
         assert response.status_code == 422, bad
         assert response.headers["content-type"] == "application/problem+json"
     missing = await notifier.client.get("/notifications/00000000-0000-0000-0000-000000000000")
-    assert missing.status_code == 404 and missing.json()["type"].endswith("/not-found")
+    assert missing.status_code == 404 and missing.json()["type"].endswith("/notification-not-found")
     assert (await notifier.client.get("/notifications/not-a-uuid")).status_code == 422
     anonymous = await notifier.client.get("/routing", headers={"X-API-Key": ""})
     assert anonymous.status_code == 401

@@ -84,10 +84,14 @@ async def test_placed_order_is_readable_with_its_timeline_and_published(
     assert view["total_amount"] == "45.30"
     [placed] = view["timeline"]
     assert placed["what"] == "placed"
-    assert placed["to_status"] == "placed"
+    assert placed["to_state"] == "placed"
     # The caller is named by scope and a short hash of its key, never the key itself.
-    assert placed["actor"] == {"kind": "api", "id": f"orders:write#{TEST_KEY_ID}"}
-    assert placed["reason"] == "placed through mini_program"
+    assert placed["actor"] == {
+        "kind": "api",
+        "id": f"orders:write#{TEST_KEY_ID}",
+        "name": f"orders:write#{TEST_KEY_ID}",
+    }
+    assert placed["note"] == "placed through mini_program"
     assert placed["event_type"] == "order.placed.v1"
     assert view == created  # the 201 body is the order view
 
@@ -203,9 +207,13 @@ async def test_cancel_publishes_once_and_a_second_cancel_is_a_409_naming_the_sta
     placed, cancelled = view["timeline"]
     assert placed["what"] == "placed"
     assert cancelled["what"] == "cancelled"
-    assert (cancelled["from_status"], cancelled["to_status"]) == ("placed", "cancelled")
-    assert cancelled["reason"] == "customer changed mind"
-    assert cancelled["actor"] == {"kind": "api", "id": f"orders:write#{TEST_KEY_ID}"}
+    assert (cancelled["from_state"], cancelled["to_state"]) == ("placed", "cancelled")
+    assert cancelled["note"] == "customer changed mind"
+    assert cancelled["actor"] == {
+        "kind": "api",
+        "id": f"orders:write#{TEST_KEY_ID}",
+        "name": f"orders:write#{TEST_KEY_ID}",
+    }
     assert cancelled["event_type"] == "order.cancelled.v1"
     assert (await order.client.get(f"/orders/{order_id}")).json() == view
 
@@ -213,7 +221,7 @@ async def test_cancel_publishes_once_and_a_second_cancel_is_a_409_naming_the_sta
     assert again.status_code == 409
     assert again.headers["content-type"] == "application/problem+json"
     problem = again.json()
-    assert problem["current_status"] == "cancelled"
+    assert problem["current_state"] == "cancelled"
     assert "cancelled" in problem["detail"]
     assert problem["type"].endswith("/illegal-transition")
 

@@ -39,7 +39,7 @@ async def test_incomplete_address_is_held_listed_by_priority_and_released_by_han
     assert held["priority"] == {"level": "P1", "score": 70}
     assert sorted(held["allowed_actions"]) == ["cancel", "fail_payment", "pay", "release"]
     hold_entry = held["timeline"][1]
-    assert hold_entry["actor"] == {"kind": "rule", "id": "order.intake"}
+    assert hold_entry["actor"] == {"kind": "rule", "id": "order.intake", "name": "order.intake"}
     assert hold_entry["details"]["problems"] == [
         "street_too_short",
         "district_missing",
@@ -74,12 +74,12 @@ async def test_incomplete_address_is_held_listed_by_priority_and_released_by_han
     view = released.json()
     assert view["status"] == "placed" and view["hold"] is None
     assert view["timeline"][-1]["what"] == "released"
-    assert view["timeline"][-1]["reason"] == "address confirmed by phone"
+    assert view["timeline"][-1]["note"] == "address confirmed by phone"
 
     again = await order.client.post(f"/orders/{held['order_id']}/release", json={"reason": "x"})
     assert again.status_code == 409
     problem = again.json()
-    assert problem["current_status"] == "placed"
+    assert problem["current_state"] == "placed"
     assert "on_hold" in problem["detail"]
     assert set(problem["allowed_actions"]) == {"cancel", "fail_payment", "hold", "pay"}
 
@@ -110,12 +110,16 @@ async def test_a_hold_with_an_auto_release_time_lifts_by_itself(
 
     twice = await order.client.post(f"/orders/{order_id}/hold", json={"reason": "again"})
     assert twice.status_code == 409
-    assert twice.json()["current_status"] == "on_hold"
+    assert twice.json()["current_state"] == "on_hold"
 
     view = await wait_status(order, order_id, "placed")
     released = view["timeline"][-1]
     assert released["what"] == "released"
-    assert released["actor"] == {"kind": "rule", "id": "order.auto_release"}
+    assert released["actor"] == {
+        "kind": "rule",
+        "id": "order.auto_release",
+        "name": "order.auto_release",
+    }
     [event] = await wait_until(
         lambda: published(settings, "orders.events", "order.released.v1", order_id),
         what="order.released.v1",

@@ -61,7 +61,11 @@ async def test_reserved_failed_and_released_are_recorded_once(
         lambda: timeline_once(order, reserved_id, "stock_reserved"), what="reservation"
     )
     reserved = next(entry for entry in timeline if entry["what"] == "stock_reserved")
-    assert reserved["actor"] == {"kind": "consumer", "id": "order.inventory-outcomes"}
+    assert reserved["actor"] == {
+        "kind": "consumer",
+        "id": "order.inventory-outcomes",
+        "name": "order.inventory-outcomes",
+    }
     assert reserved["event_type"] == "inventory.reserved.v1"
     assert reserved["details"] == {"lines": [{"sku": "SKU-9", "warehouse": "main", "quantity": 2}]}
     assert [entry["what"] for entry in timeline] == ["placed", "stock_reserved"]
@@ -74,7 +78,7 @@ async def test_reserved_failed_and_released_are_recorded_once(
     assert failed["details"] == {
         "shortages": [{"sku": "SKU-8", "warehouse": "main", "requested": 10, "available": 3}]
     }
-    assert "SKU-8@main" in failed["reason"]
+    assert "SKU-8@main" in failed["note"]
     short = (await order.client.get(f"/orders/{short_id}")).json()
     assert (short["status"], short["hold"]["reason"]) == ("on_hold", "out_of_stock")
 
@@ -86,7 +90,7 @@ async def test_reserved_failed_and_released_are_recorded_once(
         lambda: timeline_once(order, reserved_id, "stock_released"), what="release"
     )
     released = next(entry for entry in timeline if entry["what"] == "stock_released")
-    assert released["reason"] == "address wrong"
+    assert released["note"] == "address wrong"
     assert [entry["what"] for entry in timeline] == [
         "placed",
         "stock_reserved",

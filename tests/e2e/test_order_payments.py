@@ -43,8 +43,12 @@ async def test_success_pays_once_whatever_is_redelivered(
     assert view["payment_id"] == "pay-1" and view["paid_amount"] == "10.00"
     assert view["promised_delivery_by"]
     paid_entry = next(e for e in view["timeline"] if e["what"] == "paid")
-    assert paid_entry["actor"] == {"kind": "consumer", "id": "order.payments"}
-    assert paid_entry["from_status"] == "placed"
+    assert paid_entry["actor"] == {
+        "kind": "consumer",
+        "id": "order.payments",
+        "name": "order.payments",
+    }
+    assert paid_entry["from_state"] == "placed"
 
     # The same event again, and the same fact under a new event id; then a marker on the same
     # key (same partition): once the marker is applied, both copies before it were consumed.
@@ -120,8 +124,12 @@ async def test_unpaid_past_the_deadline_is_cancelled_and_inventory_releases_once
 
     view = await wait_status(order, order_id, "cancelled")
     cancelled = next(e for e in view["timeline"] if e["what"] == "cancelled")
-    assert cancelled["reason"] == "payment_timeout"
-    assert cancelled["actor"] == {"kind": "rule", "id": "order.payment_timeout"}
+    assert cancelled["note"] == "payment_timeout"
+    assert cancelled["actor"] == {
+        "kind": "rule",
+        "id": "order.payment_timeout",
+        "name": "order.payment_timeout",
+    }
     await wait_entry(order, order_id, "stock_released")
 
     async def stock() -> dict[str, Any]:

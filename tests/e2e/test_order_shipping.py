@@ -37,7 +37,11 @@ async def test_dispatch_delivery_and_completion(settings: Settings, start_servic
     view = await wait_status(order, order_id, "shipped")
     shipped_entry = next(e for e in view["timeline"] if e["what"] == "shipped")
     assert shipped_entry["details"]["shipment_id"] == "shp-1"
-    assert shipped_entry["actor"] == {"kind": "consumer", "id": "order.shipments"}
+    assert shipped_entry["actor"] == {
+        "kind": "consumer",
+        "id": "order.shipments",
+        "name": "order.shipments",
+    }
 
     await send(settings, "logistics.events", dispatched)  # the same event again
     await send(settings, "logistics.events", shipment("dispatched", order_id, "shp-1"))  # new id
@@ -46,7 +50,11 @@ async def test_dispatch_delivery_and_completion(settings: Settings, start_servic
     assert view["delivered_at"]
 
     view = await wait_status(order, order_id, "completed")
-    assert view["timeline"][-1]["actor"] == {"kind": "rule", "id": "order.auto_complete"}
+    assert view["timeline"][-1]["actor"] == {
+        "kind": "rule",
+        "id": "order.auto_complete",
+        "name": "order.auto_complete",
+    }
     whats = [e["what"] for e in view["timeline"]]
     assert whats.count("shipped") == 1
     [shipped] = await published(settings, "orders.events", "order.shipped.v1", order_id)

@@ -236,9 +236,9 @@ async def test_manual_move_list_filter_and_restore(settings: Settings, start_ser
         "recycle_bin_reason_added",
         "restored_from_recycle_bin",
     ]
-    assert steps[1]["actor"]["kind"] == "api" and steps[1]["reason"] == body["reason"]
+    assert steps[1]["actor"]["kind"] == "api" and steps[1]["note"] == body["reason"]
     assert steps[1]["event_type"] == "order.recycled.v1"
-    assert steps[3]["reason"] == "found the customer"
+    assert steps[3]["note"] == "found the customer"
     assert (await order.client.get(f"/orders/{order_id}")).json()["status"] == "placed"
 
     recycled = await wait_until(lambda: bin_events(settings, "order.recycled.v1", order_id))
@@ -328,7 +328,7 @@ async def test_configured_anomalies_move_the_order_they_name(
     assert await entries(order, low_stock) == []
     steps = await timeline(order, duplicate)
     assert whats(steps) == ["placed", "moved_to_recycle_bin"]
-    assert steps[1]["actor"] == {"kind": "rule", "id": "order.duplicate"}
+    assert steps[1]["actor"] == {"kind": "rule", "id": "order.duplicate", "name": "order.duplicate"}
 
 
 async def test_quiet_entries_are_archived_then_purged_and_still_counted(

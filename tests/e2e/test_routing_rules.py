@@ -405,7 +405,7 @@ async def test_silences_over_http_mute_count_and_release_on_expiry(
     assert deleted.json()["state"] == "expired"
     assert len((await client.get("/silences", params={"state": "expired"})).json()) == 2
     missing = await client.get("/silences/00000000-0000-0000-0000-000000000000")
-    assert missing.status_code == 404 and missing.json()["type"].endswith("/not-found")
+    assert missing.status_code == 404 and missing.json()["type"].endswith("/silence-not-found")
 
 
 FINANCE = """

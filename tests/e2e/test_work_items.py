@@ -178,8 +178,8 @@ async def test_a_routed_group_is_one_work_item_people_claim_comment_and_resolve(
     resolved = await client.post(f"/work-items/{item['id']}/resolve", json={"reason": "restocked"})
     assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
     twice = await client.post(f"/work-items/{item['id']}/resolve", json={"reason": "again"})
-    assert twice.status_code == 409 and twice.json()["state"] == "resolved"
-    assert "resolved" in twice.json()["title"]
+    assert twice.status_code == 409 and twice.json()["current_state"] == "resolved"
+    assert "resolved" in twice.json()["detail"]
 
     detail = (await client.get(f"/work-items/{item['id']}")).json()
     assert [a["fingerprint"] for a in detail["anomalies"]] == ["fp-a", "fp-b"]

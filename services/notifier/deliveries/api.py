@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 
 from orderguard.services.notifier.channels.base import CHANNEL_KINDS
 from orderguard.services.notifier.deliveries import repository, service
-from orderguard.shared.http import Problem, require_scope
-from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
-from orderguard.shared.runtime import Runtime
+from orderguard.shared.http import require_scope
+from orderguard.shared.http.deps import Conn, RuntimeDep, Writes
+from orderguard.shared.http.inputs import Text
+from orderguard.shared.notifier_settings import DeliverySettings
 from orderguard.shared.uow import UnitOfWork
 
 MAX_LIMIT = 500
@@ -61,83 +62,53 @@ class DeliveryWithAttempts(DeliveryView):
     attempt_log: list[AttemptView]
 
 
-def _not_found(delivery_id: uuid.UUID) -> Problem:
-    return Problem(404, "not-found", "Unknown delivery", f"No delivery {delivery_id}.")
+def _policy(runtime: RuntimeDep) -> DeliverySettings:
+    return runtime.settings.deliveries
 
 
-def build_router(runtime: Runtime) -> APIRouter:
-    router = APIRouter(tags=["deliveries"])
-    policy = runtime.settings.deliveries
+Policy = Annotated[DeliverySettings, Depends(_policy)]
+READ = [Depends(require_scope("notifications:read"))]
 
-    @router.get(
-        "/deliveries",
-        response_model=list[DeliveryView],
-        dependencies=[Depends(require_scope("notifications:read"))],
+router = APIRouter(tags=["deliveries"])
+
+
+@router.get("/deliveries", response_model=list[DeliveryView], dependencies=READ)
+async def list_deliveries(
+    conn: Conn,
+    status: Status | None = None,
+    channel: ChannelKind | None = None,
+    recipient: Annotated[
+        Text | None, Query(max_length=100, description="Recipient id (customer, team)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> list[dict[str, Any]]:
+    """Deliveries, newest first."""
+    return await repository.find_deliveries(
+        conn, status=status, channel=channel, recipient=recipient, limit=limit
     )
-    async def list_deliveries(
-        status: Status | None = None,
-        channel: ChannelKind | None = None,
-        recipient: Annotated[
-            str | None, Query(max_length=100, description="Recipient id (customer, team)")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    ) -> list[dict[str, Any]]:
-        """Deliveries, newest first."""
-        async with runtime.pool.acquire() as conn:
-            return await repository.find_deliveries(
-                conn, status=status, channel=channel, recipient=recipient, limit=limit
-            )
 
-    @router.get(
-        "/deliveries/{delivery_id}",
-        response_model=DeliveryWithAttempts,
-        dependencies=[Depends(require_scope("notifications:read"))],
-    )
-    async def get_delivery(delivery_id: uuid.UUID) -> dict[str, Any]:
-        """One delivery with every attempt: outcome, response status and snippet, timing."""
-        async with runtime.pool.acquire() as conn:
-            found = await repository.delivery_with_attempts(conn, delivery_id)
-        if found is None:
-            raise _not_found(delivery_id)
-        return found
 
-    @router.post(
-        "/deliveries/{delivery_id}/resend",
-        response_model=DeliveryWithAttempts,
-        status_code=202,
-        dependencies=[Depends(require_scope("notifications:write"))],
-    )
-    async def resend(
-        delivery_id: uuid.UUID, idempotency_key: str | None = IdempotencyKey
-    ) -> JSONResponse:
-        """Send a failed delivery again (soon, by the delivery job) with a fresh retry budget.
-        409 when it is not failed. Retry with the same Idempotency-Key."""
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryWithAttempts, dependencies=READ)
+async def get_delivery(delivery_id: uuid.UUID, conn: Conn) -> dict[str, Any]:
+    """One delivery with every attempt: outcome, response status and snippet, timing."""
+    found = await repository.delivery_with_attempts(conn, delivery_id)
+    if found is None:
+        raise service.DeliveryNotFound(str(delivery_id))
+    return found
 
-        async def reopen(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                found = await service.resend(uow, delivery_id, policy)
-            except service.DeliveryNotFound:
-                raise _not_found(delivery_id) from None
-            except service.NotResendable as exc:
-                raise Problem(
-                    409,
-                    "not-resendable",
-                    "Only failed deliveries can be resent",
-                    f"Delivery {delivery_id} is {exc.status}; only a failed one can be resent.",
-                    current_status=exc.status,
-                ) from None
-            return 202, DeliveryWithAttempts.model_validate(found).model_dump(mode="json")
 
-        status, body, replayed = await run_once_per_key(
-            runtime.pool,
-            runtime.schema,
-            idempotency_key,
-            f"POST /deliveries/{delivery_id}/resend",
-            {},
-            reopen,
-        )
-        return JSONResponse(
-            body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {}
-        )
+@router.post(
+    "/deliveries/{delivery_id}/resend",
+    response_model=DeliveryWithAttempts,
+    status_code=202,
+    dependencies=[Depends(require_scope("notifications:write"))],
+)
+async def resend(delivery_id: uuid.UUID, policy: Policy, writes: Writes) -> JSONResponse:
+    """Send a failed delivery again (soon, by the delivery job) with a fresh retry budget.
+    409 when it is not failed. Retry with the same Idempotency-Key."""
 
-    return router
+    async def reopen(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        found = await service.resend(uow, delivery_id, policy)
+        return 202, DeliveryWithAttempts.model_validate(found).model_dump(mode="json")
+
+    return await writes.once({}, reopen)

@@ -28,6 +28,7 @@ from orderguard.services.notifier.deliveries.policy import (
 )
 from orderguard.shared import metrics
 from orderguard.shared.engine import Event
+from orderguard.shared.errors import IllegalTransition, NotFound
 from orderguard.shared.events.notifications import (
     NotificationFailed,
     NotificationRequested,
@@ -382,13 +383,16 @@ def _message(row: dict[str, Any]) -> Message:
     )
 
 
-class DeliveryNotFound(LookupError):
-    pass
+class DeliveryNotFound(NotFound):
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__("delivery", delivery_id)
 
 
-class NotResendable(ValueError):
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
+class NotResendable(IllegalTransition):
+    """Only a failed delivery can be resent."""
+
+    def __init__(self, delivery_id: str, status: str) -> None:
+        super().__init__("delivery", delivery_id, status, "resend", allowed_from=["failed"])
         self.status = status
 
 
@@ -400,7 +404,7 @@ async def resend(
     if row is None:
         raise DeliveryNotFound(str(delivery_id))
     if row["status"] != "failed":
-        raise NotResendable(row["status"])
+        raise NotResendable(str(delivery_id), row["status"])
     await repository.reopen(uow.conn, delivery_id, uow.now, policy.max_attempts)
     _count(uow, row["channel"], "resend")
     log.info(

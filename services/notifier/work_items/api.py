@@ -11,31 +11,30 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from orderguard.services.notifier.config import sla_policy
+from orderguard.services.notifier.repository import Connection
 from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
-from orderguard.services.notifier.work_items.domain import (
-    ClaimedByAnother,
-    IllegalTransition,
-    SlaPolicy,
-    State,
-)
+from orderguard.services.notifier.work_items.domain import SlaPolicy, State
+from orderguard.shared.actor import API_KEY, PERSON, SYSTEM, Actor
 from orderguard.shared.events.anomalies import Severity, Team
 from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
-from orderguard.shared.runtime import Runtime
+from orderguard.shared.http.deps import Conn, RuntimeDep, WriteContext, Writes
+from orderguard.shared.http.inputs import Instant, NoNul, Offset, Seconds, Text
+from orderguard.shared.http.views import TimelineEntryView
+from orderguard.shared.timeline import TimelineEntry
 from orderguard.shared.uow import UnitOfWork
 
 MAX_LIMIT = 200
 READ = "work_items:read"
 WRITE = "work_items:write"
-ITEM_ID = Path(description="Work item id (a UUID)")
+ItemId = Annotated[uuid.UUID, Path(description="Work item id (a UUID)")]
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-PAST = {
-    domain.Action.CLAIM: "claimed",
-    domain.Action.RESOLVE: "resolved",
-    domain.Action.DISMISS: "dismissed",
-}
-Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul
+]
+Body = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), NoNul
+]
 
 
 class ResolveRequest(BaseModel):
@@ -119,11 +118,18 @@ class CommentView(BaseModel):
     created_at: datetime
 
 
-class TimelineEntryView(BaseModel):
-    at: datetime
-    what: str
-    actor: str
-    details: dict[str, Any]
+def _timeline_entry(row: dict[str, Any]) -> TimelineEntryView:
+    """A stored line of the item's timeline: its actor is the system, a person or an API key."""
+    who: str = row["actor"]
+    if who == domain.SYSTEM:
+        actor = Actor(SYSTEM, who)
+    elif who.startswith(f"{PERSON}:"):  # a person the console acted for
+        actor = Actor(PERSON, who.removeprefix(f"{PERSON}:"))
+    else:
+        actor = Actor(API_KEY, who)
+    return TimelineEntryView.of(
+        TimelineEntry(at=row["at"], what=row["what"], actor=actor, details=row["details"] or {})
+    )
 
 
 class WorkItemDetail(WorkItemView):
@@ -131,6 +137,10 @@ class WorkItemDetail(WorkItemView):
     links: list[LinkView]
     comments: list[CommentView]
     timeline: list[TimelineEntryView]
+
+    @classmethod
+    def of(cls, row: dict[str, Any], now: datetime) -> WorkItemView:
+        return super().of({**row, "timeline": [_timeline_entry(e) for e in row["timeline"]]}, now)
 
 
 class WorkItemPage(BaseModel):
@@ -153,215 +163,190 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     return start, end
 
 
-def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
-    router = APIRouter(tags=["work items"])
-    read = Depends(require_scope(READ))
+def _sla_policy(runtime: RuntimeDep) -> SlaPolicy:
+    return sla_policy(runtime)
 
-    async def detail(item_id: str) -> WorkItemView:
-        async with runtime.pool.acquire() as conn:
-            found = await repository.detail(conn, item_id)
-        if found is None:
-            raise Problem(404, "not-found", "Unknown work item", f"No work item {item_id}.")
-        return WorkItemDetail.of(found, datetime.now(UTC))
 
-    @router.get("/work-items", response_model=WorkItemPage, dependencies=[read])
-    async def list_work_items(
-        team: Team | None = None,
-        state: Annotated[list[State] | None, Query(description="Repeat for several")] = None,
-        severity: Severity | None = None,
-        rule: Annotated[str | None, Query(max_length=100)] = None,
-        min_age: Annotated[float | None, Query(ge=0, description="Seconds since opened")] = None,
-        max_age: Annotated[float | None, Query(ge=0, description="Seconds since opened")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> dict[str, Any]:
-        """A queue: by priority (P1 first), then due time (soonest first)."""
-        now = datetime.now(UTC)
-        where = repository.QueueFilter(
-            team=team,
-            states=tuple(str(s) for s in state or ()),
-            severity=severity,
-            rule=rule,
-            created_before=now - timedelta(seconds=min_age) if min_age is not None else None,
-            created_after=now - timedelta(seconds=max_age) if max_age is not None else None,
+Policy = Annotated[SlaPolicy, Depends(_sla_policy)]
+Worker = Annotated[Caller, Depends(require_scope(WRITE))]
+READ_SCOPE = [Depends(require_scope(READ))]
+
+router = APIRouter(tags=["work items"])
+
+
+async def _detail(conn: Connection, item_id: str) -> WorkItemView:
+    found = await repository.detail(conn, item_id)
+    if found is None:
+        raise handlers.WorkItemNotFound(item_id)
+    return WorkItemDetail.of(found, datetime.now(UTC))
+
+
+@router.get("/work-items", response_model=WorkItemPage, dependencies=READ_SCOPE)
+async def list_work_items(
+    conn: Conn,
+    team: Team | None = None,
+    state: Annotated[list[State] | None, Query(description="Repeat for several")] = None,
+    severity: Severity | None = None,
+    rule: Annotated[Text | None, Query(max_length=100)] = None,
+    min_age: Annotated[Seconds | None, Query(description="Seconds since opened")] = None,
+    max_age: Annotated[Seconds | None, Query(description="Seconds since opened")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    offset: Annotated[Offset, Query()] = 0,
+) -> dict[str, Any]:
+    """A queue: by priority (P1 first), then due time (soonest first)."""
+    now = datetime.now(UTC)
+    where = repository.QueueFilter(
+        team=team,
+        states=tuple(str(s) for s in state or ()),
+        severity=severity,
+        rule=rule,
+        created_before=now - timedelta(seconds=min_age) if min_age is not None else None,
+        created_after=now - timedelta(seconds=max_age) if max_age is not None else None,
+    )
+    rows, total = await repository.find(conn, where, limit, offset)
+    return {
+        "items": [WorkItemView.of(row, now) for row in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < total else None,
+    }
+
+
+@router.get("/work-items/{item_id}", response_model=WorkItemDetail, dependencies=READ_SCOPE)
+async def get_work_item(item_id: ItemId, conn: Conn) -> WorkItemView:
+    """The item with its anomalies, links, comments and timeline."""
+    return await _detail(conn, str(item_id))
+
+
+async def _act(writes: WriteContext, item_id: uuid.UUID, apply: handlers.Change) -> WorkItemView:
+    async with writes.unit_of_work() as uow:
+        await handlers.change(uow, writes.runtime.topics.work_items, str(item_id), apply)
+        await uow.commit()
+    async with writes.runtime.pool.acquire() as conn:
+        return await _detail(conn, str(item_id))
+
+
+@router.post("/work-items/{item_id}/claim", response_model=WorkItemDetail)
+async def claim_work_item(
+    item_id: ItemId, caller: Worker, policy: Policy, writes: Writes
+) -> WorkItemView:
+    """Take an open item; claiming your own claim again is a no-op."""
+    return await _act(
+        writes, item_id, lambda item: domain.claim(item, caller.name, datetime.now(UTC), policy)
+    )
+
+
+@router.post("/work-items/{item_id}/resolve", response_model=WorkItemDetail)
+async def resolve_work_item(
+    item_id: ItemId,
+    caller: Worker,
+    policy: Policy,
+    writes: Writes,
+    body: ResolveRequest | None = None,
+) -> WorkItemView:
+    """Close the item as done; the reason says what was done."""
+    reason = body.reason if body else None
+    return await _act(
+        writes,
+        item_id,
+        lambda item: domain.resolve(item, caller.name, reason, datetime.now(UTC), policy),
+    )
+
+
+@router.post("/work-items/{item_id}/dismiss", response_model=WorkItemDetail)
+async def dismiss_work_item(
+    body: DismissRequest, item_id: ItemId, caller: Worker, policy: Policy, writes: Writes
+) -> WorkItemView:
+    """Close the item as needing no work; a reason is required."""
+    return await _act(
+        writes,
+        item_id,
+        lambda item: domain.dismiss(item, caller.name, body.reason, datetime.now(UTC), policy),
+    )
+
+
+@router.post("/work-items/{item_id}/comments", response_model=CommentView, status_code=201)
+async def comment_on_work_item(
+    body: CommentRequest, item_id: ItemId, caller: Worker, writes: Writes
+) -> JSONResponse:
+    async def add(uow: UnitOfWork) -> tuple[int, Any]:
+        created = await handlers.comment(
+            uow, writes.runtime.topics.work_items, str(item_id), caller.name, body.body
         )
-        async with runtime.pool.acquire() as conn:
-            rows, total = await repository.find(conn, where, limit, offset)
-        return {
-            "items": [WorkItemView.of(row, now) for row in rows],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "next_offset": offset + limit if offset + limit < total else None,
-        }
+        return 201, CommentView(**created).model_dump(mode="json")
 
-    @router.get("/work-items/{item_id}", response_model=WorkItemDetail, dependencies=[read])
-    async def get_work_item(item_id: uuid.UUID = ITEM_ID) -> WorkItemView:
-        """The item with its anomalies, links, comments and timeline."""
-        return await detail(str(item_id))
+    return await writes.once(body.model_dump(), add)
 
-    async def act(
-        item_id: uuid.UUID, action: domain.Action, apply: handlers.Change
-    ) -> WorkItemView:
-        try:
-            async with UnitOfWork(runtime.pool, runtime.schema) as uow:
-                await handlers.change(uow, runtime.topics.work_items, str(item_id), apply)
-                await uow.commit()
-        except handlers.WorkItemNotFound:
-            raise Problem(
-                404, "not-found", "Unknown work item", f"No work item {item_id}."
-            ) from None
-        except IllegalTransition as exc:
-            raise Problem(
-                409,
-                "illegal-transition",
-                f"Work item is {exc.state}",
-                f"A {exc.state} work item cannot be {PAST[action]}; allowed now:"
-                f" {', '.join(domain.allowed_actions(exc.state)) or 'nothing'}.",
-                state=str(exc.state),
-            ) from None
-        except ClaimedByAnother as exc:
-            raise Problem(
-                409,
-                "claimed-by-another",
-                "Work item is claimed by someone else",
-                f"Work item {item_id} is claimed by {exc.claimed_by}.",
-                state="claimed",
-                claimed_by=exc.claimed_by,
-            ) from None
-        return await detail(str(item_id))
 
-    @router.post("/work-items/{item_id}/claim", response_model=WorkItemDetail)
-    async def claim_work_item(
-        item_id: uuid.UUID = ITEM_ID, caller: Caller = Depends(require_scope(WRITE))
-    ) -> WorkItemView:
-        """Take an open item; claiming your own claim again is a no-op."""
-        return await act(
-            item_id,
-            domain.Action.CLAIM,
-            lambda item: domain.claim(item, caller.name, datetime.now(UTC), policy),
+# ---- analytics ---------------------------------------------------------------------------
+
+WindowFrom = Annotated[
+    Instant | None, Query(alias="from", description="Default: `to` minus 7 days")
+]
+WindowTo = Annotated[Instant | None, Query(alias="to", description="Default: now")]
+
+
+@router.get("/analytics/anomalies", dependencies=READ_SCOPE)
+async def anomaly_analytics(
+    conn: Conn,
+    by: Literal[
+        "rule", "team", "severity", "reason", "sku", "warehouse", "carrier", "channel"
+    ] = "rule",
+    bucket: analytics.Bucket = "day",
+    start: WindowFrom = None,
+    end: WindowTo = None,
+    team: Team | None = None,
+) -> dict[str, Any]:
+    """Anomalies that reached a team queue (distinct fingerprints), by a label and time
+    bucket: counts and hourly rates, zero-filled. Recycle-bin reasons by product are the
+    order service's GET /recycle-bin/stats."""
+    return await _series(conn, "anomalies", by, bucket, start, end, team)
+
+
+@router.get("/analytics/work-items", dependencies=READ_SCOPE)
+async def work_item_analytics(
+    conn: Conn,
+    by: Literal[
+        "rule", "team", "severity", "state", "reason", "sku", "warehouse", "carrier", "channel"
+    ] = "rule",
+    bucket: analytics.Bucket = "day",
+    start: WindowFrom = None,
+    end: WindowTo = None,
+    team: Team | None = None,
+) -> dict[str, Any]:
+    """Work items opened, by rule, team, opening severity, state, closing reason or a label
+    of the anomaly that opened them, per time bucket."""
+    return await _series(conn, "work_items", by, bucket, start, end, team)
+
+
+async def _series(
+    conn: Connection,
+    table: Literal["anomalies", "work_items"],
+    by: str,
+    bucket: analytics.Bucket,
+    start: datetime | None,
+    end: datetime | None,
+    team: str | None,
+) -> dict[str, Any]:
+    start, end = _window(start, end)
+    if (end - start) / analytics.BUCKET_LENGTH[bucket] > analytics.MAX_BUCKETS:
+        raise Problem(
+            422,
+            "too-many-buckets",
+            "Time range too long for this bucket",
+            f"At most {analytics.MAX_BUCKETS} buckets; use a larger bucket or a shorter range.",
         )
+    return await analytics.series(
+        conn, table=table, by=by, bucket=bucket, start=start, end=end, team=team
+    )
 
-    @router.post("/work-items/{item_id}/resolve", response_model=WorkItemDetail)
-    async def resolve_work_item(
-        body: ResolveRequest | None = None,
-        item_id: uuid.UUID = ITEM_ID,
-        caller: Caller = Depends(require_scope(WRITE)),
-    ) -> WorkItemView:
-        """Close the item as done; the reason says what was done."""
-        reason = body.reason if body else None
-        return await act(
-            item_id,
-            domain.Action.RESOLVE,
-            lambda item: domain.resolve(item, caller.name, reason, datetime.now(UTC), policy),
-        )
 
-    @router.post("/work-items/{item_id}/dismiss", response_model=WorkItemDetail)
-    async def dismiss_work_item(
-        body: DismissRequest,
-        item_id: uuid.UUID = ITEM_ID,
-        caller: Caller = Depends(require_scope(WRITE)),
-    ) -> WorkItemView:
-        """Close the item as needing no work; a reason is required."""
-        return await act(
-            item_id,
-            domain.Action.DISMISS,
-            lambda item: domain.dismiss(item, caller.name, body.reason, datetime.now(UTC), policy),
-        )
-
-    @router.post("/work-items/{item_id}/comments", response_model=CommentView, status_code=201)
-    async def comment_on_work_item(
-        body: CommentRequest,
-        item_id: uuid.UUID = ITEM_ID,
-        caller: Caller = Depends(require_scope(WRITE)),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        async def add(uow: UnitOfWork) -> tuple[int, Any]:
-            created = await handlers.comment(
-                uow, runtime.topics.work_items, str(item_id), caller.name, body.body
-            )
-            return 201, CommentView(**created).model_dump(mode="json")
-
-        try:
-            status, response, _ = await run_once_per_key(
-                runtime.pool,
-                runtime.schema,
-                idempotency_key,
-                f"POST /work-items/{item_id}/comments",
-                body.model_dump(),
-                add,
-            )
-        except handlers.WorkItemNotFound:
-            raise Problem(
-                404, "not-found", "Unknown work item", f"No work item {item_id}."
-            ) from None
-        return JSONResponse(response, status_code=status)
-
-    # ---- analytics ---------------------------------------------------------------------
-
-    window_from = Query(default=None, alias="from", description="Default: `to` minus 7 days")
-    window_to = Query(default=None, alias="to", description="Default: now")
-
-    @router.get("/analytics/anomalies", dependencies=[read])
-    async def anomaly_analytics(
-        by: Literal[
-            "rule", "team", "severity", "reason", "sku", "warehouse", "carrier", "channel"
-        ] = "rule",
-        bucket: analytics.Bucket = "day",
-        start: datetime | None = window_from,
-        end: datetime | None = window_to,
-        team: Team | None = None,
-    ) -> dict[str, Any]:
-        """Anomalies that reached a team queue (distinct fingerprints), by a label and time
-        bucket: counts and hourly rates, zero-filled. Recycle-bin reasons by product are the
-        order service's GET /recycle-bin/stats."""
-        return await _series("anomalies", by, bucket, start, end, team)
-
-    @router.get("/analytics/work-items", dependencies=[read])
-    async def work_item_analytics(
-        by: Literal[
-            "rule", "team", "severity", "state", "reason", "sku", "warehouse", "carrier", "channel"
-        ] = "rule",
-        bucket: analytics.Bucket = "day",
-        start: datetime | None = window_from,
-        end: datetime | None = window_to,
-        team: Team | None = None,
-    ) -> dict[str, Any]:
-        """Work items opened, by rule, team, opening severity, state, closing reason or a label
-        of the anomaly that opened them, per time bucket."""
-        return await _series("work_items", by, bucket, start, end, team)
-
-    async def _series(
-        table: Literal["anomalies", "work_items"],
-        by: str,
-        bucket: analytics.Bucket,
-        start: datetime | None,
-        end: datetime | None,
-        team: str | None,
-    ) -> dict[str, Any]:
-        start, end = _window(start, end)
-        if (end - start) / analytics.BUCKET_LENGTH[bucket] > analytics.MAX_BUCKETS:
-            raise Problem(
-                422,
-                "too-many-buckets",
-                "Time range too long for this bucket",
-                f"At most {analytics.MAX_BUCKETS} buckets; use a larger bucket or a shorter range.",
-            )
-        async with runtime.pool.acquire() as conn:
-            return await analytics.series(
-                conn, table=table, by=by, bucket=bucket, start=start, end=end, team=team
-            )
-
-    @router.get("/analytics/response-times", dependencies=[read])
-    async def response_times(
-        start: datetime | None = window_from,
-        end: datetime | None = window_to,
-        team: Team | None = None,
-    ) -> dict[str, Any]:
-        """Time to claim and to resolve (seconds: p50, p90, average) per team and the severity
-        items opened with, over items opened in the range."""
-        start, end = _window(start, end)
-        async with runtime.pool.acquire() as conn:
-            return await analytics.response_times(conn, start=start, end=end, team=team)
-
-    return router
+@router.get("/analytics/response-times", dependencies=READ_SCOPE)
+async def response_times(
+    conn: Conn, start: WindowFrom = None, end: WindowTo = None, team: Team | None = None
+) -> dict[str, Any]:
+    """Time to claim and to resolve (seconds: p50, p90, average) per team and the severity
+    items opened with, over items opened in the range."""
+    start, end = _window(start, end)
+    return await analytics.response_times(conn, start=start, end=end, team=team)

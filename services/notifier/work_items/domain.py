@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from orderguard.shared.errors import Conflict, IllegalTransition
 from orderguard.shared.events import work_items as events
 
 SEVERITIES = ("P1", "P2", "P3", "P4")
@@ -67,19 +68,15 @@ TRANSITIONS: Mapping[State, Mapping[Action, State]] = {
 LIVE = frozenset({State.OPEN, State.CLAIMED})
 
 
-class IllegalTransition(Exception):
-    """An action the work item's state does not allow."""
-
-    def __init__(self, item_id: str, state: State, action: Action) -> None:
-        super().__init__(f"work item {item_id} is {state}: cannot {action}")
-        self.item_id = item_id
-        self.state = state
-        self.action = action
-
-
-class ClaimedByAnother(Exception):
+class ClaimedByAnother(Conflict):
     def __init__(self, item_id: str, claimed_by: str) -> None:
-        super().__init__(f"work item {item_id} is claimed by {claimed_by}")
+        super().__init__(
+            f"Work item {item_id} is claimed by {claimed_by}.",
+            slug="claimed-by-another",
+            title="Work item is claimed by someone else",
+            current_state="claimed",
+            claimed_by=claimed_by,
+        )
         self.item_id = item_id
         self.claimed_by = claimed_by
 
@@ -205,7 +202,9 @@ def _move(item: WorkItem, action: Action) -> State:
     try:
         return TRANSITIONS[item.state][action]
     except KeyError:
-        raise IllegalTransition(item.id, item.state, action) from None
+        raise IllegalTransition(
+            "work item", item.id, item.state, action, allowed_actions(item.state)
+        ) from None
 
 
 def allowed_actions(state: State) -> list[str]:

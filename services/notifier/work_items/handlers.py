@@ -18,6 +18,7 @@ from orderguard.services.notifier.work_items.domain import (
 )
 from orderguard.shared import metrics
 from orderguard.shared.engine import Event
+from orderguard.shared.errors import NotFound
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.logging import get_logger
@@ -244,8 +245,9 @@ async def apply_clearance(
 # ---- people --------------------------------------------------------------------------------
 
 
-class WorkItemNotFound(LookupError):
-    pass
+class WorkItemNotFound(NotFound):
+    def __init__(self, item_id: str) -> None:
+        super().__init__("work item", item_id)
 
 
 Change = Callable[[WorkItem], tuple[WorkItem, list[Entry]]]

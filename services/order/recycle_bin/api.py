@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orderguard.services.order.api import ORDER_ID, ActorView
-from orderguard.services.order.domain import Actor
+from orderguard.services.order.api import OrderId
 from orderguard.services.order.handlers import OrderNotFound
 from orderguard.services.order.recycle_bin import handlers, repository
 from orderguard.services.order.recycle_bin.domain import (
@@ -23,14 +22,17 @@ from orderguard.services.order.recycle_bin.domain import (
     MoveOutcome,
     manual_cause,
 )
-from orderguard.services.order.recycle_bin.handlers import NotInRecycleBin
 from orderguard.services.order.recycle_bin.repository import BinFilter, ListedEntry
-from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
-from orderguard.shared.runtime import Runtime
+from orderguard.shared.actor import Actor
+from orderguard.shared.http import Problem, require_scope
+from orderguard.shared.http.deps import Conn, RuntimeDep, Writes, require_actor
+from orderguard.shared.http.inputs import Instant, NoNul, Text
+from orderguard.shared.http.views import ActorView
 from orderguard.shared.uow import UnitOfWork
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul
+]
 Dimension = Literal["category", "reason", "channel", "week", "sku", "state", "customer_type"]
 
 
@@ -61,7 +63,7 @@ class CauseView(BaseModel):
         return cls(
             category=cause.category,
             reason=cause.reason,
-            actor=ActorView(kind=cause.actor.kind, id=cause.actor.id),
+            actor=ActorView.of(cause.actor),
             at=cause.at,
             case_id=cause.case_id,
             event_type=cause.event_type,
@@ -171,198 +173,157 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
         ) from None
 
 
-def _not_found(order_id: str) -> Problem:
-    return Problem(
-        404, "order-not-found", "Unknown order", f"No order {order_id}.", order_id=order_id
-    )
+OrderWriter = Annotated[Actor, Depends(require_actor("orders:write"))]
+READ = [Depends(require_scope("orders:read"))]
 
 
-def _not_in_bin(exc: NotInRecycleBin) -> Problem:
-    last = exc.last
-    detail = f"Order {exc.order_id} is not in the recycle bin"
-    detail += f"; its last entry is {last.state}." if last else "; it never was."
-    return Problem(
-        409,
-        "not-in-recycle-bin",
-        "Order is not in the recycle bin",
-        detail,
-        order_id=exc.order_id,
-        last_entry_id=last.entry_id if last else None,
-        last_entry_state=str(last.state) if last else None,
-    )
+def _topic(runtime: RuntimeDep) -> str:
+    return runtime.topics.orders
 
 
-def build_router(runtime: Runtime) -> APIRouter:
-    router = APIRouter(tags=["recycle bin"])
-    topic = runtime.topics.orders
+OrdersTopic = Annotated[str, Depends(_topic)]
 
-    @router.post(
-        "/orders/{order_id}/recycle-bin",
-        status_code=201,
-        response_model=MoveResult,
-        responses={200: {"model": MoveResult, "description": "Already in the bin"}},
-    )
-    async def move_to_recycle_bin(
-        request: MoveToBinRequest,
-        order_id: str = ORDER_ID,
-        caller: Caller = Depends(require_scope("orders:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Move an order to the recycle bin (order.recycled.v1): 201 with a new entry. If it is
-        already there, 200: the same cause changes nothing, another one joins the entry's
-        history. The order itself is not changed."""
+router = APIRouter(tags=["recycle bin"])
 
-        async def move(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            cause = manual_cause(
-                request.category, request.reason, Actor("api", caller.name), uow.now
+
+@router.post(
+    "/orders/{order_id}/recycle-bin",
+    status_code=201,
+    response_model=MoveResult,
+    responses={200: {"model": MoveResult, "description": "Already in the bin"}},
+)
+async def move_to_recycle_bin(
+    request: MoveToBinRequest,
+    order_id: OrderId,
+    topic: OrdersTopic,
+    actor: OrderWriter,
+    writes: Writes,
+) -> JSONResponse:
+    """Move an order to the recycle bin (order.recycled.v1): 201 with a new entry. If it is
+    already there, 200: the same cause changes nothing, another one joins the entry's
+    history. The order itself is not changed."""
+
+    async def move(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        cause = manual_cause(request.category, request.reason, actor, uow.now)
+        moved = await handlers.move_by_hand(uow, topic, order_id, cause)
+        assert moved.entry is not None
+        body = MoveResult(**BinEntryView.of(moved.entry).model_dump(), outcome=moved.outcome.value)
+        return 201 if moved.outcome is MoveOutcome.MOVED else 200, body.model_dump(mode="json")
+
+    return await writes.once(request.model_dump(mode="json"), move)
+
+
+@router.post("/orders/{order_id}/recycle-bin/restore", response_model=BinEntryView)
+async def restore_from_recycle_bin(
+    order_id: OrderId,
+    topic: OrdersTopic,
+    actor: OrderWriter,
+    writes: Writes,
+    request: RestoreRequest | None = None,
+) -> JSONResponse:
+    """Take an order out of the bin (order.restored.v1), back to the status it had; 409
+    when it is not in the bin."""
+    reason = request.reason if request else None
+
+    async def restore(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        entry = await handlers.restore(uow, topic, order_id, actor, reason)
+        return 200, BinEntryView.of(entry).model_dump(mode="json")
+
+    return await writes.once({"reason": reason}, restore)
+
+
+@router.get("/orders/{order_id}/recycle-bin", response_model=list[BinEntryView], dependencies=READ)
+async def recycle_bin_entries_of_order(order_id: OrderId, conn: Conn) -> list[BinEntryView]:
+    """Every stay of this order in the bin, newest first."""
+    entries = await repository.entries_of_order(conn, order_id)
+    if not entries and not await conn.fetchval(
+        "SELECT true FROM orders WHERE order_id = $1", order_id
+    ):
+        raise OrderNotFound(order_id)
+    return [BinEntryView.of(entry) for entry in entries]
+
+
+def filters(
+    reason: Annotated[Text | None, Query(max_length=200, description="Contained, any case")] = None,
+    category: Annotated[list[Category], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
+    state: Annotated[list[BinState], Query()] = [],  # noqa: B006
+    moved_from: Annotated[Instant | None, Query(alias="from", description="Inclusive")] = None,
+    moved_to: Annotated[Instant | None, Query(alias="to", description="Exclusive")] = None,
+    customer_type: Annotated[Text | None, Query(max_length=64)] = None,
+    channel: Annotated[Text | None, Query(max_length=64)] = None,
+    sku: Annotated[Text | None, Query(max_length=64)] = None,
+) -> BinFilter:
+    for name, value in (("from", moved_from), ("to", moved_to)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(
+                400,
+                "naive-time",
+                "Time without a zone",
+                f"`{name}` needs a time zone, e.g. 2026-11-22T00:00:00Z.",
             )
-            try:
-                moved = await handlers.move_by_hand(uow, topic, order_id, cause)
-            except OrderNotFound:
-                raise _not_found(order_id) from None
-            assert moved.entry is not None
-            body = MoveResult(
-                **BinEntryView.of(moved.entry).model_dump(), outcome=moved.outcome.value
-            )
-            status = 201 if moved.outcome is MoveOutcome.MOVED else 200
-            return status, body.model_dump(mode="json")
-
-        status, body, replayed = await run_once_per_key(
-            runtime.pool,
-            runtime.schema,
-            idempotency_key,
-            f"POST /orders/{order_id}/recycle-bin",
-            request.model_dump(mode="json"),
-            move,
-        )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    @router.post("/orders/{order_id}/recycle-bin/restore", response_model=BinEntryView)
-    async def restore_from_recycle_bin(
-        request: RestoreRequest | None = None,
-        order_id: str = ORDER_ID,
-        caller: Caller = Depends(require_scope("orders:write")),
-        idempotency_key: str | None = IdempotencyKey,
-    ) -> JSONResponse:
-        """Take an order out of the bin (order.restored.v1), back to the status it had; 409
-        when it is not in the bin."""
-        reason = request.reason if request else None
-
-        async def restore(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            try:
-                entry = await handlers.restore(
-                    uow, topic, order_id, Actor("api", caller.name), reason
-                )
-            except OrderNotFound:
-                raise _not_found(order_id) from None
-            except NotInRecycleBin as exc:
-                raise _not_in_bin(exc) from None
-            return 200, BinEntryView.of(entry).model_dump(mode="json")
-
-        status, body, replayed = await run_once_per_key(
-            runtime.pool,
-            runtime.schema,
-            idempotency_key,
-            f"POST /orders/{order_id}/recycle-bin/restore",
-            {"reason": reason},
-            restore,
-        )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    @router.get(
-        "/orders/{order_id}/recycle-bin",
-        response_model=list[BinEntryView],
-        dependencies=[Depends(require_scope("orders:read"))],
+    return BinFilter(
+        reason=reason,
+        categories=tuple(c.value for c in category),
+        states=tuple(s.value for s in state),
+        moved_from=moved_from,
+        moved_to=moved_to,
+        customer_type=customer_type,
+        channel=channel,
+        sku=sku,
     )
-    async def recycle_bin_entries_of_order(order_id: str = ORDER_ID) -> list[BinEntryView]:
-        """Every stay of this order in the bin, newest first."""
-        async with runtime.pool.acquire() as conn:
-            entries = await repository.entries_of_order(conn, order_id)
-            if not entries and not await conn.fetchval(
-                "SELECT true FROM orders WHERE order_id = $1", order_id
-            ):
-                raise _not_found(order_id)
-        return [BinEntryView.of(entry) for entry in entries]
 
-    def filters(
-        reason: str | None = Query(default=None, max_length=200, description="Contained, any case"),
-        category: list[Category] = Query(default=[]),
-        state: list[BinState] = Query(default=[]),
-        moved_from: datetime | None = Query(default=None, alias="from", description="Inclusive"),
-        moved_to: datetime | None = Query(default=None, alias="to", description="Exclusive"),
-        customer_type: str | None = Query(default=None, max_length=64),
-        channel: str | None = Query(default=None, max_length=64),
-        sku: str | None = Query(default=None, max_length=64),
-    ) -> BinFilter:
-        for name, value in (("from", moved_from), ("to", moved_to)):
-            if value is not None and value.tzinfo is None:
-                raise Problem(
-                    400,
-                    "naive-time",
-                    "Time without a zone",
-                    f"`{name}` needs a time zone, e.g. 2026-11-22T00:00:00Z.",
-                )
-        return BinFilter(
-            reason=reason,
-            categories=tuple(c.value for c in category),
-            states=tuple(s.value for s in state),
-            moved_from=moved_from,
-            moved_to=moved_to,
-            customer_type=customer_type,
-            channel=channel,
-            sku=sku,
-        )
 
-    @router.get(
-        "/recycle-bin",
-        response_model=BinPage,
-        dependencies=[Depends(require_scope("orders:read"))],
-        responses={400: {"description": "The cursor is not one a page returned"}},
+Filter = Annotated[BinFilter, Depends(filters)]
+
+
+@router.get(
+    "/recycle-bin",
+    response_model=BinPage,
+    dependencies=READ,
+    responses={400: {"description": "The cursor is not one a page returned"}},
+)
+async def list_recycle_bin(
+    where: Filter,
+    conn: Conn,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[Text | None, Query(max_length=200)] = None,
+) -> BinPage:
+    """Entries newest first (by time moved in, then entry id), filtered; page with `cursor`."""
+    listed = await repository.list_entries(conn, where, limit + 1, _after(cursor))
+    page = listed[:limit]
+    return BinPage(
+        items=[BinEntryView.of(item.entry, item) for item in page],
+        next_cursor=_cursor(page[-1].entry) if len(listed) > limit else None,
     )
-    async def list_recycle_bin(
-        where: BinFilter = Depends(filters),
-        limit: int = Query(default=50, ge=1, le=500),
-        cursor: str | None = Query(default=None, max_length=200),
-    ) -> BinPage:
-        """Entries newest first (by time moved in, then entry id), filtered; page with `cursor`."""
-        after = _after(cursor)
-        async with runtime.pool.acquire() as conn:
-            listed = await repository.list_entries(conn, where, limit + 1, after)
-        page = listed[:limit]
-        return BinPage(
-            items=[BinEntryView.of(item.entry, item) for item in page],
-            next_cursor=_cursor(page[-1].entry) if len(listed) > limit else None,
-        )
 
-    @router.get(
-        "/recycle-bin/stats",
-        response_model=BinStats,
-        response_model_by_alias=True,
-        dependencies=[Depends(require_scope("orders:read"))],
-    )
-    async def recycle_bin_stats(
-        group_by: list[Dimension] = Query(
-            default=["category"],
+
+@router.get(
+    "/recycle-bin/stats",
+    response_model=BinStats,
+    response_model_by_alias=True,
+    dependencies=READ,
+)
+async def recycle_bin_stats(
+    where: Filter,
+    conn: Conn,
+    group_by: Annotated[
+        list[Dimension],
+        Query(
             description="One or several of category, reason, channel, week (ISO), sku, state,"
-            " customer_type",
+            " customer_type"
         ),
-        where: BinFilter = Depends(filters),
-    ) -> BinStats:
-        """Orders that went into the bin (every state, purged ones too) counted per group, with
-        their amount: the orders' totals, or with sku the amount of that SKU's lines."""
-        dimensions = list(dict.fromkeys(group_by))
-        async with runtime.pool.acquire() as conn:
-            groups = await repository.counts(conn, dimensions, where)
-            total = await repository.counts(conn, [], where) if groups else []
-        return BinStats(
-            group_by=dimensions,
-            moved_from=where.moved_from,
-            moved_to=where.moved_to,
-            groups=[GroupView(key=g.key, orders=g.orders, amount=g.amount) for g in groups],
-            total_orders=total[0].orders if total else 0,
-            total_amount=total[0].amount if total else Decimal("0.00"),
-        )
-
-    return router
+    ] = ["category"],  # noqa: B006
+) -> BinStats:
+    """Orders that went into the bin (every state, purged ones too) counted per group, with
+    their amount: the orders' totals, or with sku the amount of that SKU's lines."""
+    dimensions: list[str] = list(dict.fromkeys(group_by))
+    groups = await repository.counts(conn, dimensions, where)
+    total = await repository.counts(conn, [], where) if groups else []
+    return BinStats(
+        group_by=dimensions,
+        moved_from=where.moved_from,
+        moved_to=where.moved_to,
+        groups=[GroupView(key=g.key, orders=g.orders, amount=g.amount) for g in groups],
+        total_orders=total[0].orders if total else 0,
+        total_amount=total[0].amount if total else Decimal("0.00"),
+    )

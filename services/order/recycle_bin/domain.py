@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from orderguard.services.order.domain import Actor, new_order_id
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events import recycle_bin as contract
 
 
@@ -63,22 +64,18 @@ CASE_CATEGORIES: Mapping[str, Category] = {
 DEFAULT_ANOMALY_CATEGORIES: Mapping[str, str] = {"order.duplicate": Category.ABNORMAL.value}
 
 
-class IllegalBinMove(Exception):
-    """A move the entry's state does not allow."""
-
-    def __init__(self, entry: BinEntry, action: BinAction) -> None:
-        super().__init__(f"order {entry.order_id}'s bin entry is {entry.state}: cannot {action}")
-        self.order_id = entry.order_id
-        self.entry_id = entry.entry_id
-        self.current = entry.state
-        self.action = action
-
-
 def next_state(entry: BinEntry, action: BinAction) -> BinState:
     try:
         return BIN_TRANSITIONS[entry.state][action]
     except KeyError:
-        raise IllegalBinMove(entry, action) from None
+        raise IllegalTransition(
+            "recycle bin entry",
+            entry.entry_id,
+            entry.state,
+            action,
+            sorted(BIN_TRANSITIONS[entry.state]),
+            sorted(state for state, moves in BIN_TRANSITIONS.items() if action in moves),
+        ) from None
 
 
 def case_category(case_type: str) -> Category | None:

@@ -30,6 +30,7 @@ from orderguard.services.order.recycle_bin.domain import (
 )
 from orderguard.shared import metrics
 from orderguard.shared.engine import Event
+from orderguard.shared.errors import Conflict
 from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, RefundIssued
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.logging import get_logger
@@ -38,9 +39,17 @@ from orderguard.shared.uow import UnitOfWork
 log = get_logger(__name__)
 
 
-class NotInRecycleBin(LookupError):
+class NotInRecycleBin(Conflict):
     def __init__(self, order_id: str, last: BinEntry | None) -> None:
-        super().__init__(f"order {order_id} is not in the recycle bin")
+        super().__init__(
+            f"Order {order_id} is not in the recycle bin"
+            + (f"; its last entry is {last.state}." if last else "; it never was."),
+            slug="not-in-recycle-bin",
+            title="Order is not in the recycle bin",
+            order_id=order_id,
+            last_entry_id=last.entry_id if last else None,
+            last_entry_state=str(last.state) if last else None,
+        )
         self.order_id = order_id
         self.last = last
 
@@ -105,7 +114,7 @@ async def move(uow: UnitOfWork, topic: str, order: OrderFacts, cause: Cause) -> 
                 at=cause.at,
                 what="moved_to_recycle_bin",
                 actor=cause.actor,
-                reason=cause.reason,
+                note=cause.reason,
                 details=_details(entry, **source),
             ),
             outcome.value,
@@ -124,7 +133,7 @@ async def move(uow: UnitOfWork, topic: str, order: OrderFacts, cause: Cause) -> 
         at=cause.at,
         what="recycle_bin_reason_added",
         actor=cause.actor,
-        reason=cause.reason,
+        note=cause.reason,
         event_type=cause.event_type,
         event_id=cause.event_id,
         details=_details(entry, added_category=str(cause.category)),
@@ -165,7 +174,7 @@ async def restore(
         at=uow.now,
         what="restored_from_recycle_bin",
         actor=actor,
-        reason=reason,
+        note=reason,
         details=_details(entry, order_status=status, order_status_when_moved=entry.order_status),
     )
     await _announce(uow, topic, entry, timeline, "restored")
@@ -181,7 +190,7 @@ async def archive(uow: UnitOfWork, topic: str, entry: BinEntry, actor: Actor, re
         at=uow.now,
         what="archived_in_recycle_bin",
         actor=actor,
-        reason=reason,
+        note=reason,
         details=_details(entry),
     )
     await _announce(uow, topic, entry, timeline, "archived")
@@ -225,7 +234,7 @@ async def purge_past_retention(uow: UnitOfWork, topic: str, retention_s: float, 
             at=uow.now,
             what="personal_data_purged",
             actor=actor,
-            reason=f"archived for longer than the retention ({retention_s / 86400:g} days)",
+            note=f"archived for longer than the retention ({retention_s / 86400:g} days)",
             details=_details(entry, purged_fields=list(PURGED_FIELDS)),
         )
         await _announce(uow, topic, entry, timeline, "purged")

@@ -13,11 +13,11 @@ from orderguard.services.aftersales import handlers
 from orderguard.services.aftersales.domain import (
     Actor,
     CaseLine,
-    IllegalTransition,
     RefundAboveCap,
     RefundLine,
 )
 from orderguard.services.aftersales.handlers import OpenCase
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress

@@ -12,7 +12,6 @@ from orderguard.services.aftersales.domain import (
     Actor,
     Case,
     CaseLine,
-    IllegalTransition,
     InvalidCase,
     KnownOrder,
     RefundAboveCap,
@@ -20,6 +19,7 @@ from orderguard.services.aftersales.domain import (
     check_refund,
     order_lines,
 )
+from orderguard.shared.errors import IllegalTransition
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 AGENT = Actor("staff", "agent-1")

@@ -14,7 +14,6 @@ from testkit import cancelled, placed
 
 from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.inventory.domain import (
-    IllegalTransition,
     LedgerEntry,
     ReservationLine,
     StockLevel,
@@ -25,6 +24,7 @@ from orderguard.services.inventory.handlers import Inventory
 from orderguard.services.inventory.rules import UnknownReservation
 from orderguard.shared.detection.config import parse_detector_config
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events.orders import OrderPlaced, OrderShipped
 from orderguard.shared.topics import Topics
 
@@ -97,7 +97,7 @@ def test_a_held_line_commits_or_releases_once() -> None:
 def test_only_a_held_line_may_move(
     state: str, move: Callable[[ReservationLine], ReservationLine]
 ) -> None:
-    with pytest.raises(IllegalTransition, match=f"the reservation is {state}"):
+    with pytest.raises(IllegalTransition, match=f"is {state}: cannot"):
         move(line(state))
 
 

@@ -11,10 +11,10 @@ from orderguard.services.notifier.work_items import domain
 from orderguard.services.notifier.work_items.domain import (
     Anomaly,
     ClaimedByAnother,
-    IllegalTransition,
     SlaPolicy,
     State,
 )
+from orderguard.shared.errors import IllegalTransition
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

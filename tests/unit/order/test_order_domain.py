@@ -13,7 +13,6 @@ from orderguard.services.order.domain import (
     TRANSITIONS,
     Actor,
     Address,
-    IllegalTransition,
     InvalidPhone,
     Line,
     Order,
@@ -26,6 +25,7 @@ from orderguard.services.order.domain import (
     normalise_mobile,
     order_total,
 )
+from orderguard.shared.errors import IllegalTransition
 
 NOW = datetime(2026, 11, 22, 8, 30, tzinfo=UTC)
 API = Actor("api", "orders:write")
@@ -88,14 +88,14 @@ def test_place_records_a_placed_entry() -> None:
         now=NOW,
     )
     assert order.status is OrderStatus.PLACED
-    assert (entry.what, entry.to_status, entry.from_status, entry.actor, entry.at) == (
+    assert (entry.what, entry.to_state, entry.from_state, entry.actor, entry.at) == (
         "placed",
         OrderStatus.PLACED,
         None,
         API,
         NOW,
     )
-    assert entry.reason == "placed through app"
+    assert entry.note == "placed through app"
 
 
 def test_place_needs_a_line() -> None:
@@ -109,7 +109,7 @@ def test_cancel_moves_placed_to_cancelled_with_who_and_why() -> None:
     entry = order.cancel("customer changed mind", Actor("api", "orders:write"), later)
     assert order.status is OrderStatus.CANCELLED
     assert order.updated_at == later
-    assert (entry.what, entry.from_status, entry.to_status, entry.reason, entry.at) == (
+    assert (entry.what, entry.from_state, entry.to_state, entry.note, entry.at) == (
         "cancelled",
         OrderStatus.PLACED,
         OrderStatus.CANCELLED,
@@ -124,7 +124,7 @@ def test_cancelling_twice_is_illegal_and_leaves_the_order_as_it_was() -> None:
     with pytest.raises(IllegalTransition) as caught:
         order.cancel("second", API, NOW + timedelta(seconds=1))
     assert caught.value.current is OrderStatus.CANCELLED
-    assert caught.value.order_id == "ord_1"
+    assert caught.value.thing_id == "ord_1"
     assert order.status is OrderStatus.CANCELLED
     assert order.updated_at == NOW
 

@@ -15,7 +15,6 @@ from orderguard.services.order.domain import (
     Actor,
     Address,
     HoldReason,
-    IllegalTransition,
     Line,
     Order,
     OrderAction,
@@ -26,6 +25,7 @@ from orderguard.services.order.domain import (
     next_status,
     priority_of,
 )
+from orderguard.shared.errors import IllegalTransition
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 OPERATOR = Actor("api", "orders:write")
@@ -95,7 +95,7 @@ def test_a_failed_payment_may_be_retried() -> None:
     assert placed.status is OrderStatus.PAYMENT_FAILED
     entry = placed.pay("pay-3", Decimal("10.00"), at(86400), OPERATOR, at(3))
     assert placed.status is OrderStatus.PAID
-    assert (entry.from_status, entry.to_status) == (OrderStatus.PAYMENT_FAILED, OrderStatus.PAID)
+    assert (entry.from_state, entry.to_state) == (OrderStatus.PAYMENT_FAILED, OrderStatus.PAID)
     assert placed.payment_id == "pay-3"
 
 
@@ -108,7 +108,7 @@ def test_release_returns_to_the_status_the_order_was_held_from() -> None:
         OrderStatus.PAID,
         at(600),
     )
-    assert entry.reason == "customer asked to wait"
+    assert entry.note == "customer asked to wait"
     assert entry.details["hold_reason"] == "manual"
     with pytest.raises(IllegalTransition):
         paid.ship("shp-1", "sf", "SF1", OPERATOR, at(3))  # held orders do not move
@@ -116,7 +116,7 @@ def test_release_returns_to_the_status_the_order_was_held_from() -> None:
         paid.hold(HoldReason.MANUAL, "again", None, OPERATOR, at(3))
     released = paid.release("waited enough", OPERATOR, at(4))
     assert paid.status is OrderStatus.PAID
-    assert (released.what, released.from_status, released.to_status) == (
+    assert (released.what, released.from_state, released.to_state) == (
         "released",
         OrderStatus.ON_HOLD,
         OrderStatus.PAID,

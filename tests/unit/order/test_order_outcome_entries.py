@@ -45,7 +45,7 @@ def test_reserved() -> None:
     assert (entry.what, entry.at, entry.actor) == ("stock_reserved", AT, CONSUMER)
     assert (entry.event_type, entry.event_id) == ("inventory.reserved.v1", "evt-1")
     assert entry.details == {"lines": [{"sku": "A", "warehouse": "main", "quantity": 2}]}
-    assert entry.from_status is entry.to_status is None  # the status is not touched
+    assert entry.from_state is entry.to_state is None  # the status is not touched
 
 
 def test_reservation_failed_carries_the_shortages() -> None:
@@ -61,20 +61,20 @@ def test_reservation_failed_carries_the_shortages() -> None:
         CONSUMER,
     )
     assert entry.what == "stock_reservation_failed"
-    assert entry.reason == "not enough stock for A@main, B@main"
+    assert entry.note == "not enough stock for A@main, B@main"
     assert entry.details["shortages"][0] == {
         "sku": "A",
         "warehouse": "main",
         "requested": 5,
         "available": 1,
     }
-    assert entry.to_status is None
+    assert entry.to_state is None
 
 
 def test_released_keeps_the_reason() -> None:
     released = ReservationReleased(order_id="ord_1", lines=[], reason="customer cancelled")
     _, entry = inventory_outcome(event("inventory.released.v1", released), CONSUMER)
-    assert (entry.what, entry.reason) == ("stock_released", "customer cancelled")
+    assert (entry.what, entry.note) == ("stock_released", "customer cancelled")
 
 
 def test_other_inventory_events_are_not_outcomes() -> None:

@@ -16,7 +16,6 @@ from orderguard.services.order.recycle_bin.domain import (
     BinEntry,
     BinState,
     Category,
-    IllegalBinMove,
     MoveOutcome,
     OrderFacts,
     anomaly_categories,
@@ -28,6 +27,7 @@ from orderguard.services.order.recycle_bin.domain import (
     move_to_recycle_bin,
     refund_cause,
 )
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
@@ -92,7 +92,7 @@ def test_illegal_moves_name_the_current_state(prepare, action) -> None:  # type:
     entry = new_entry()
     prepare(entry)
     before = entry.state
-    with pytest.raises(IllegalBinMove) as raised:
+    with pytest.raises(IllegalTransition) as raised:
         {
             BinAction.RESTORE: lambda: entry.restore(OPERATOR, None, T0),
             BinAction.ARCHIVE: lambda: entry.archive(CONSUMER, "again", T0),

@@ -16,13 +16,13 @@ from orderguard.services.order.recycle_bin import handlers
 from orderguard.services.order.recycle_bin.domain import (
     BinState,
     Category,
-    IllegalBinMove,
     MoveOutcome,
     OrderFacts,
     case_cause,
     manual_cause,
     refund_cause,
 )
+from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events import recycle_bin as events
 
 TOPIC = "orders.events"
@@ -133,7 +133,7 @@ async def test_a_closed_case_archives_and_retention_purges(
         "personal_data_purged",
     ]
     [entry] = bin_repo.entries.values()
-    with pytest.raises(IllegalBinMove):
+    with pytest.raises(IllegalTransition):
         entry.restore(OPERATOR, None, NOW)
 
 

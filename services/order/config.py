@@ -1,0 +1,24 @@
+"""The order service's configuration from settings, built once per process for its API and
+its workers alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from orderguard.services.order.handlers import OrderConfig
+from orderguard.shared.runtime import Runtime
+
+
+def order_config(runtime: Runtime) -> OrderConfig:
+    def build() -> OrderConfig:
+        settings = runtime.settings
+        return OrderConfig(
+            orders_topic=runtime.topics.orders,
+            notifications_topic=runtime.topics.notification_requests,
+            payment_deadline=timedelta(seconds=settings.order_payment_deadline_s),
+            promise_days=settings.order_delivery_promise_days,
+            express_promise_days=settings.order_express_delivery_promise_days,
+            complete_after=timedelta(days=settings.order_complete_after_days),
+        )
+
+    return runtime.once("order_config", build)

@@ -1,0 +1,105 @@
+"""Typed dependencies every service's routes declare: the runtime, a connection or a read
+snapshot, writes in a unit of work (idempotent with an Idempotency-Key), and who is asking.
+
+Routes live in module-level routers and name what they need in their signature
+(`runtime: RuntimeDep`, `conn: Conn`, `writes: Writes`, `actor: ActorOf`...). Who a request
+comes from is decided here only: API keys today, a console's signed-in person later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from asyncpg.pool import PoolConnectionProxy
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+
+from orderguard.shared.actor import API_KEY, PERSON, Actor
+from orderguard.shared.http.auth import Caller, require_scope
+from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
+from orderguard.shared.runtime import Runtime
+from orderguard.shared.uow import UnitOfWork
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The started service this app serves (`build_app` puts it on the app)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+async def connection(runtime: RuntimeDep) -> AsyncIterator[PoolConnectionProxy]:
+    """A pooled connection for reads, returned as soon as the route has answered."""
+    async with runtime.pool.acquire() as conn:
+        yield conn
+
+
+async def snapshot(runtime: RuntimeDep) -> AsyncIterator[PoolConnectionProxy]:
+    """A read-only repeatable-read transaction: an aggregate and its timeline read together."""
+    async with (
+        runtime.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        yield conn
+
+
+Conn = Annotated[PoolConnectionProxy, Depends(connection, scope="function")]
+Snapshot = Annotated[PoolConnectionProxy, Depends(snapshot, scope="function")]
+
+Operation = Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """Runs a route's write in one unit of work; with an Idempotency-Key, at most once per key
+    and route (a retry gets the first answer, marked Idempotent-Replayed)."""
+
+    runtime: Runtime
+    key: str | None
+    route: str
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.runtime.pool, self.runtime.schema)
+
+    async def once(
+        self, body: Any, operation: Operation, location: Callable[[Any], str] | None = None
+    ) -> JSONResponse:
+        """`operation` answers (status, JSON body); `location` names a created resource (201)."""
+        status, response, replayed = await run_once_per_key(
+            self.runtime.pool, self.runtime.schema, self.key, self.route, body, operation
+        )
+        headers = {"Location": location(response)} if status == 201 and location else {}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(response, status_code=status, headers=headers)
+
+
+def write_context(
+    request: Request, runtime: RuntimeDep, idempotency_key: str | None = IdempotencyKey
+) -> WriteContext:
+    # The concrete path: a key is remembered per resource, not per route template.
+    return WriteContext(runtime, idempotency_key, f"{request.method} {request.url.path}")
+
+
+Writes = Annotated[WriteContext, Depends(write_context)]
+
+
+def actor_of(caller: Caller) -> Actor:
+    """The actor a timeline records for a caller: the person a console key acts for, else
+    the key."""
+    if caller.person is not None:
+        return Actor(PERSON, caller.person)
+    return Actor(API_KEY, caller.name)
+
+
+def require_actor(scope: str) -> Callable[..., Actor]:
+    """A dependency: the caller, who must hold `scope`, as the actor of what the route does."""
+
+    def actor(caller: Caller = Depends(require_scope(scope))) -> Actor:
+        return actor_of(caller)
+
+    return actor
