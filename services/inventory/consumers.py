@@ -6,7 +6,12 @@ from aiokafka import TopicPartition
 
 from orderguard.services.inventory.handlers import Inventory
 from orderguard.shared.engine import Event
-from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
+from orderguard.shared.events.orders import (
+    OrderCancelled,
+    OrderPlaced,
+    OrderShipped,
+    ReservationRequested,
+)
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
@@ -17,7 +22,14 @@ class ReserveStockForOrders:
     same fact under a new event id changes nothing either)."""
 
     group = "inventory.reservations"
-    event_types = frozenset({"order.placed.v1", "order.cancelled.v1", "order.shipped.v1"})
+    event_types = frozenset(
+        {
+            "order.placed.v1",
+            "order.reservation_requested.v1",
+            "order.cancelled.v1",
+            "order.shipped.v1",
+        }
+    )
 
     def __init__(self, topics: Topics) -> None:
         self.topics = [topics.orders]
@@ -33,7 +45,7 @@ class ReserveStockForOrders:
         }
         await inventory.load(keys, [event.data.order_id for event in events])  # type: ignore[attr-defined]
         for event in events:
-            if isinstance(event.data, OrderPlaced):
+            if isinstance(event.data, OrderPlaced | ReservationRequested):
                 inventory.reserve_for(event.data, event.envelope)
             elif isinstance(event.data, OrderShipped):
                 inventory.commit_for(event.data, event.envelope)

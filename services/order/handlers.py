@@ -135,6 +135,7 @@ async def place_order(
         express=command.express,
         promised_days=config.promised_days(command.express),
         payment_due_at=uow.now + config.payment_deadline,
+        earlier_orders=await repository.orders_of_customer(uow.conn, command.customer_id),
     )
     entries = _announce(uow, config, order, entries)  # placed, and held by the intake checks
     await repository.add(uow.conn, order)
@@ -199,6 +200,17 @@ async def hold_order(
     return await _stored(uow, order, entries)
 
 
+async def _release_or_retry(
+    uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
+) -> list[TimelineEntry]:
+    """A release asked for by a person or the clock; an out-of-stock hold asks inventory
+    again instead and is released when stock is reserved (record_inventory_outcomes)."""
+    if order.hold_reason is HoldReason.OUT_OF_STOCK:
+        log.info("stock asked for again", order_id=order.order_id, actor=str(actor))
+        return _announce(uow, config, order, [order.retry_reservation(reason, actor, uow.now)])
+    return await _release(uow, config, order, reason, actor)
+
+
 async def _release(
     uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
 ) -> list[TimelineEntry]:
@@ -220,9 +232,10 @@ async def _release(
 async def release_order(
     uow: UnitOfWork, config: OrderConfig, order_id: str, reason: str, actor: Actor
 ) -> OrderWithTimeline:
-    """A held order returns to the status it was held from (order.released.v1)."""
+    """A held order returns to the status it was held from (order.released.v1); an
+    out-of-stock hold asks inventory again first (order.reservation_requested.v1)."""
     order = await _locked(uow, order_id)
-    return await _stored(uow, order, await _release(uow, config, order, reason, actor))
+    return await _stored(uow, order, await _release_or_retry(uow, config, order, reason, actor))
 
 
 async def order_with_timeline(conn: repository.Connection, order_id: str) -> OrderWithTimeline:
@@ -288,6 +301,13 @@ async def record_inventory_outcomes(
     entries = [(order_id, entry) for order_id in sorted(orders) for entry in by_order[order_id]]
     for event in outcomes:
         data = event.data
+        if isinstance(data, StockReserved) and data.order_id in orders:
+            order = orders[data.order_id]
+            if order.hold_reason is HoldReason.OUT_OF_STOCK:  # the retry a release asked for
+                released = await _release(uow, config, order, "stock reserved", actor)
+                entries += [(order.order_id, entry) for entry in released]
+                await repository.save(uow.conn, order)
+            continue
         if not isinstance(data, ReservationFailed) or data.order_id not in orders:
             continue
         order = orders[data.order_id]
@@ -523,7 +543,10 @@ async def release_due_holds(uow: UnitOfWork, config: OrderConfig, limit: int) ->
     due = await repository.holds_to_release(uow.conn, uow.now, limit)
     entries = []
     for order in due:
-        for entry in await _release(uow, config, order, "auto-release time reached", AUTO_RELEASE):
+        released = await _release_or_retry(
+            uow, config, order, "auto-release time reached", AUTO_RELEASE
+        )
+        for entry in released:
             entries.append((order.order_id, entry))
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)

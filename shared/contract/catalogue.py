@@ -44,6 +44,7 @@ from orderguard.shared.events.orders import (
     OrderPlaced,
     OrderReleased,
     OrderShipped,
+    ReservationRequested,
 )
 from orderguard.shared.events.payments import (
     PaymentAmountMismatch,
@@ -196,6 +197,12 @@ CATALOGUE: tuple[Topic, ...] = (
             ),
             Message(OrderHeld, key=ORDER_ID, producers=("order",)),
             Message(OrderReleased, key=ORDER_ID, producers=("order",)),
+            Message(
+                ReservationRequested,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("inventory", "inventory.reservations"),),
+            ),
             Message(OrderCompleted, key=ORDER_ID, producers=("order",)),
         ),
     ),

@@ -13,7 +13,12 @@ from orderguard.services.order import handlers
 from orderguard.services.order.domain import Actor, Address, HoldReason, Line, OrderStatus
 from orderguard.services.order.handlers import OrderConfig, PlaceOrder
 from orderguard.shared.events import orders as events
-from orderguard.shared.events.inventory import ReservationFailed, Shortage
+from orderguard.shared.events.inventory import (
+    ReservationFailed,
+    ReservedLine,
+    Shortage,
+    StockReserved,
+)
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.payments import PaymentFailed, PaymentSucceeded
@@ -291,3 +296,63 @@ async def test_the_jobs_cancel_the_unpaid_and_complete_the_delivered(
     completed = one(week_later.events(events.OrderCompleted))
     assert (completed.delivered_at, completed.completed_at) == (NOW, week_later.now)
     assert repo.orders[order_id].status is OrderStatus.COMPLETED
+
+
+async def test_customer_type_is_new_then_returning_and_a_member_is_typed_by_level(
+    repo: OrderRepository,
+) -> None:
+    first = await place(repo)
+    second = await place(repo, lines=(Line("SKU-9", 1, Decimal("1.00")),))
+    gold = await place(repo, customer_id="c-2", member_level="gold")
+    assert [repo.orders[i].customer_type for i in (first, second, gold)] == [
+        "new",
+        "returning",
+        "gold",
+    ]
+
+
+async def test_releasing_an_out_of_stock_hold_asks_inventory_again_and_waits_for_stock(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    short = [Shortage(sku="SKU-1", warehouse="hz", requested=2, available=0)]
+    failed = ReservationFailed(order_id=order_id, shortages=short)
+    await handlers.record_inventory_outcomes(
+        InMemoryUnitOfWork(), CONFIG, [incoming(failed, order_id)], CONSUMER
+    )
+
+    uow = InMemoryUnitOfWork()
+    view = await handlers.release_order(uow, CONFIG, order_id, "restock arrived", API)
+    assert uow.types() == ["order.reservation_requested.v1"]
+    asked = one(uow.events(events.ReservationRequested))
+    assert (asked.warehouse, [(line.sku, line.quantity) for line in asked.lines]) == (
+        "hz",
+        [("SKU-1", 2)],
+    )
+    assert view.order.status is OrderStatus.ON_HOLD  # held until stock is reserved
+    assert repo.orders[order_id].hold_reason is HoldReason.OUT_OF_STOCK
+
+    still_short = InMemoryUnitOfWork()
+    await handlers.record_inventory_outcomes(
+        still_short, CONFIG, [incoming(failed, order_id)], CONSUMER
+    )
+    assert still_short.types() == []  # stays held, with the reason
+    assert repo.orders[order_id].hold_reason is HoldReason.OUT_OF_STOCK
+
+    reserved = StockReserved(
+        order_id=order_id, lines=[ReservedLine(sku="SKU-1", warehouse="hz", quantity=2)]
+    )
+    later = InMemoryUnitOfWork()
+    await handlers.record_inventory_outcomes(
+        later, CONFIG, [incoming(reserved, order_id)], CONSUMER
+    )
+    assert later.types() == ["order.released.v1"]
+    assert repo.orders[order_id].status is OrderStatus.PLACED
+    whats = [e.what for e in repo.timelines[order_id]]
+    assert whats[-5:] == [
+        "on_hold",
+        "stock_reservation_requested",
+        "stock_reservation_failed",
+        "stock_reserved",
+        "released",
+    ]
