@@ -26,7 +26,10 @@ from orderguard.services.order.domain import (
     new_order_id,
     out_of_stock_notice,
 )
+from orderguard.shared import metrics
+from orderguard.shared.detection.rule import fingerprint
 from orderguard.shared.engine import Event
+from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import CustomerNotice
@@ -47,6 +50,13 @@ PAYMENT_TIMEOUT = Actor("rule", "order.payment_timeout")
 AUTO_RELEASE = Actor("rule", "order.auto_release")
 AUTO_COMPLETE = Actor("rule", "order.auto_complete")
 
+# Facts an order's status refuses that a team must act on, raised while applying them (not by
+# a stream rule); named so the routing file's `payment.*` (finance) and `shipment.*`
+# (logistics) routes take them.
+PAYMENT_AFTER_CANCEL = "payment.captured_after_cancel"
+DISPATCH_WHILE_HELD = "shipment.dispatched_while_held"
+ANOMALY_SOURCE = "/orderguard/order/facts"
+
 
 class OrderNotFound(LookupError):
     def __init__(self, order_id: str) -> None:
@@ -60,6 +70,7 @@ class OrderConfig:
 
     orders_topic: str
     notifications_topic: str
+    anomalies_topic: str = "anomalies.detected"
     payment_deadline: timedelta = timedelta(minutes=30)
     promise_days: int = 3
     express_promise_days: int = 1
@@ -356,6 +367,71 @@ def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) 
     ).told_by(event.type, event.id)
 
 
+def _raise_refused(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    event: Event,
+    order: Order,
+    rule: str,
+    team: str,
+    identity: dict[str, str],
+    context: dict[str, str],
+    summary: str,
+) -> None:
+    """An anomaly for a refused fact somebody must act on. Deterministic per fact (its
+    identity), so the same fact redelivered collapses downstream; `context` labels group it."""
+    labels = {"order_id": order.order_id, **identity}
+    anomaly = AnomalyDetected(
+        rule=rule,
+        fingerprint=fingerprint(rule, labels, 0),
+        severity="P2",
+        team=team,
+        labels={
+            **labels,
+            **context,
+            "channel": order.channel,
+            "severity": "P2",
+            "team": team,
+        },
+        summary=summary,
+        event_time=event.envelope.time,
+        detected_at=uow.now,
+        source_event_id=event.id,
+    )
+    uow.publish(
+        config.anomalies_topic,
+        anomaly,
+        source=ANOMALY_SOURCE,
+        subject=anomaly.fingerprint,
+        cause=event.envelope,
+        time=anomaly.detected_at,
+    )
+    uow.after_commit(metrics.ANOMALIES_DETECTED.labels(rule, "P2").inc)
+    log.warning("refused fact raised", order_id=order.order_id, rule=rule)
+
+
+def _captured_after_cancel(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    event: Event,
+    order: Order,
+    data: PaymentSucceeded | PaymentAmountMismatch,
+) -> None:
+    if order.status is OrderStatus.CANCELLED:  # money taken for nothing: finance refunds it
+        _raise_refused(
+            uow,
+            config,
+            event,
+            order,
+            PAYMENT_AFTER_CANCEL,
+            "finance",
+            {"payment_id": data.payment_id},
+            {"provider": data.provider},
+            f"payment {data.payment_id} captured {data.amount} on order {order.order_id},"
+            " which is cancelled: refund it",
+        )
+
+
 async def apply_payment_events(
     uow: UnitOfWork, config: OrderConfig, batch: Iterable[Event], actor: Actor
 ) -> None:
@@ -403,6 +479,7 @@ def _apply_success(
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
     if OrderAction.PAY not in order.allowed_actions:
+        _captured_after_cancel(uow, config, event, order, data)
         return [(order.order_id, _not_applied(event, order, OrderAction.PAY, actor))]
     promised = data.occurred_at + timedelta(days=config.promised_days(order.express))
     entry = order.pay(data.payment_id, data.amount, promised, actor, uow.now)
@@ -447,6 +524,7 @@ def _apply_mismatch(
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
     if OrderAction.HOLD not in order.allowed_actions:
+        _captured_after_cancel(uow, config, event, order, data)
         return [(order.order_id, _not_applied(event, order, OrderAction.HOLD, actor))]
     expected = data.expected_amount if data.expected_amount is not None else order.total_amount
     entry = order.hold(
@@ -491,6 +569,20 @@ async def apply_shipment_events(
             if order.status in _SHIPPED_OR_LATER:
                 continue
             if OrderAction.SHIP not in order.allowed_actions:
+                if order.status is OrderStatus.ON_HOLD:  # a parcel left for a held order
+                    _raise_refused(
+                        uow,
+                        config,
+                        event,
+                        order,
+                        DISPATCH_WHILE_HELD,
+                        "logistics",
+                        {"shipment_id": data.shipment_id},
+                        {"carrier": data.carrier},
+                        f"shipment {data.shipment_id} ({data.carrier} {data.tracking_number})"
+                        f" dispatched for order {order.order_id}, which is held"
+                        f" ({order.hold_reason}): stop or recall it",
+                    )
                 entries.append(
                     (order.order_id, _not_applied(event, order, OrderAction.SHIP, actor))
                 )

@@ -13,6 +13,7 @@ from orderguard.services.order import handlers
 from orderguard.services.order.domain import Actor, Address, HoldReason, Line, OrderStatus
 from orderguard.services.order.handlers import OrderConfig, PlaceOrder
 from orderguard.shared.events import orders as events
+from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import (
     ReservationFailed,
     ReservedLine,
@@ -356,3 +357,45 @@ async def test_releasing_an_out_of_stock_hold_asks_inventory_again_and_waits_for
         "stock_reserved",
         "released",
     ]
+
+
+async def test_a_payment_captured_on_a_cancelled_order_raises_a_finance_anomaly_once(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    await handlers.cancel_order(InMemoryUnitOfWork(), CONFIG, order_id, "changed mind", API)
+    uow = await pay(order_id)
+    anomaly = one(uow.events(AnomalyDetected))
+    assert (anomaly.rule, anomaly.team, anomaly.severity) == (
+        "payment.captured_after_cancel",
+        "finance",
+        "P2",
+    )
+    assert (anomaly.labels["order_id"], anomaly.labels["payment_id"]) == (order_id, "pay-1")
+    assert uow.types("anomalies.detected") == ["anomaly.detected.v1"]
+    assert repo.orders[order_id].status is OrderStatus.CANCELLED
+    assert repo.timelines[order_id][-1].what == "pay_not_applied"
+    again = await pay(order_id)  # the same capture again: already told
+    assert again.types() == []
+
+
+async def test_a_dispatch_for_a_held_order_raises_a_logistics_anomaly(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    await handlers.hold_order(InMemoryUnitOfWork(), CONFIG, order_id, "check", None, API)
+    dispatched = ShipmentDispatched(
+        shipment_id="shp-1",
+        order_id=order_id,
+        carrier="sf-express",
+        tracking_number="SF1",
+        warehouse="hz",
+        dispatched_at=NOW + timedelta(hours=1),
+    )
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_shipment_events(uow, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
+    anomaly = one(uow.events(AnomalyDetected))
+    assert (anomaly.rule, anomaly.team) == ("shipment.dispatched_while_held", "logistics")
+    assert anomaly.labels["shipment_id"] == "shp-1" and "held (manual)" in anomaly.summary
+    assert repo.orders[order_id].status is OrderStatus.ON_HOLD
