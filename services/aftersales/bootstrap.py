@@ -16,7 +16,7 @@ from orderguard.shared.runtime import Runtime, ServiceDefinition
 def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
     found: list[object] = [
-        LearnOrderFacts(topics.orders),
+        LearnOrderFacts(topics),
         LearnDeliveries(topics.logistics),
     ]
     rules = (CaseSlaBreached, RepeatedRefunds)

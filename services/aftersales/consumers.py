@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from orderguard.services.aftersales.handlers import learn_order_facts
+from orderguard.services.aftersales.handlers import apply_order_facts, learn_order_facts
 from orderguard.shared.engine import Event
+from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 
@@ -18,13 +19,14 @@ class LearnOrderFacts:
     """
 
     group = "aftersales.order-facts"
-    event_types = frozenset({"order.placed.v1", "order.paid.v1"})
+    event_types = frozenset({"order.placed.v1", "order.paid.v1", "order.refund_requested.v1"})
 
-    def __init__(self, orders_topic: str) -> None:
-        self.topics = [orders_topic]
+    def __init__(self, topics: Topics) -> None:
+        self.topics = [topics.orders]
+        self._topics = topics
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
-        await learn_order_facts(uow, events)
+        await apply_order_facts(uow, self._topics, events)
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """Nothing cached: every batch writes straight to the tables."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from pydantic import BaseModel
 
@@ -29,7 +30,7 @@ from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.logistics import ShipmentDelivered
-from orderguard.shared.events.orders import OrderPaid, OrderPlaced
+from orderguard.shared.events.orders import OrderPaid, OrderPlaced, OrderRefundRequested
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -134,6 +135,16 @@ async def case_file(conn: repository.Connection, case_id: str) -> CaseFile:
 
 
 # -- learning orders -----------------------------------------------------------------------
+
+
+async def apply_order_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Event]) -> None:
+    """Order facts in their order: a paid order's refund request comes after its payment on
+    the same partition, so what was paid is known when the refund is issued."""
+    for event in facts:
+        if isinstance(event.data, OrderRefundRequested):
+            await refund_cancelled_order(uow, topics, event.data)
+        else:
+            await learn_order_facts(uow, [event])
 
 
 async def learn_order_facts(uow: UnitOfWork, facts: Iterable[Event]) -> None:
@@ -327,3 +338,68 @@ async def issue_refund(
         amount=str(amount),
     )
     return refund, await case_file(uow.conn, case_id)
+
+
+CANCELLATION = Actor("consumer", "order-cancellation")
+
+
+async def refund_cancelled_order(
+    uow: UnitOfWork, topics: Topics, asked: OrderRefundRequested
+) -> Case | None:
+    """A paid order was cancelled: a refund case for all its lines, approved by the
+    cancellation, refunds what was paid (less what earlier cases refunded). Once per order:
+    the case id is the order's, so the request told again finds it."""
+    case_id = f"case_cancel_{asked.order_id}"
+    if await repository.get_case(uow.conn, case_id) is not None:
+        return None
+    order = await repository.get_order(uow.conn, asked.order_id, for_update=True)
+    if order is None or order.paid_amount is None:
+        log.warning("refund asked for an order not known as paid", order_id=asked.order_id)
+        return None
+    refunded = await repository.refunded_by_sku(uow.conn, order.order_id)
+    lines = [
+        RefundLine(ln.sku, ln.quantity, ln.paid - refunded.get(ln.sku, Decimal(0)), "return")
+        for ln in order.lines
+        if ln.paid > refunded.get(ln.sku, Decimal(0))
+    ]
+    if not lines:
+        return None  # earlier cases refunded everything
+    case, entries = Case.open(
+        case_id=case_id,
+        order=order,
+        case_type="refund",
+        lines=[CaseLine(ln.sku, ln.quantity) for ln in lines],
+        reason=f"order cancelled after payment: {asked.reason}",
+        priority="P3",
+        channel=None,
+        actor=CANCELLATION,
+        now=uow.now,
+        return_window_days=0,
+        first_response_s=None,
+    )
+    entries.append(case.apply("approve", CANCELLATION, uow.now, "nothing shipped: refund in full"))
+    amount = check_refund(order, lines, refunded)
+    refund = Refund(
+        refund_id=new_id("rf"),
+        case_id=case_id,
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        amount=amount,
+        reason=case.reason,
+        issued_by=str(CANCELLATION),
+        issued_at=uow.now,
+        lines=tuple(lines),
+    )
+    entries.append(case.refund(refund.refund_id, lines, amount, case.reason, CANCELLATION, uow.now))
+    told = (await _announce(uow, topics, case, entries)).entries
+    await repository.add_case(uow.conn, case)
+    await repository.add_refund(uow.conn, refund)
+    await repository.record(uow.conn, case_id, told)
+    log.info(
+        "cancelled order refunded",
+        case_id=case_id,
+        order_id=order.order_id,
+        refund_id=refund.refund_id,
+        amount=str(amount),
+    )
+    return case

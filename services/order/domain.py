@@ -411,6 +411,30 @@ class Order:
         )
         return entry
 
+    def request_refund(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry | None:
+        """A cancelled order that was paid asks for its payment back (after-sales issues it)."""
+        assert self.status is OrderStatus.CANCELLED
+        if self.payment_id is None or self.paid_amount is None:
+            return None
+        self.events.append(
+            contract.OrderRefundRequested(
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                payment_id=self.payment_id,
+                amount=self.paid_amount,
+                reason=reason,
+                requested_by=str(actor),
+                requested_at=now,
+            )
+        )
+        return TimelineEntry(
+            at=now,
+            what="refund_requested",
+            actor=actor,
+            reason=f"paid {self.paid_amount} ({self.payment_id}): after-sales refunds it",
+            details={"payment_id": self.payment_id, "amount": str(self.paid_amount)},
+        )
+
     def pay(
         self,
         payment_id: str,
@@ -632,6 +656,7 @@ OrderEvent: TypeAlias = (
     | contract.OrderReleased
     | contract.OrderCompleted
     | contract.ReservationRequested
+    | contract.OrderRefundRequested
 )
 
 

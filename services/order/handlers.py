@@ -179,11 +179,14 @@ async def _stored(uow: UnitOfWork, order: Order, entries: list[TimelineEntry]) -
 
 def _cancel(
     uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
-) -> TimelineEntry:
-    """-> cancelled (order.cancelled.v1: inventory releases)."""
-    [entry] = _announce(uow, config, order, [order.cancel(reason, actor, uow.now)])
-    log.info("order cancelled", order_id=order.order_id, actor=str(actor))
-    return entry
+) -> list[TimelineEntry]:
+    """-> cancelled (order.cancelled.v1: inventory releases); a paid order also asks for its
+    refund (order.refund_requested.v1: after-sales issues it)."""
+    entries = [order.cancel(reason, actor, uow.now)]
+    refund = order.request_refund(reason, actor, uow.now)
+    entries += [refund] if refund else []
+    log.info("order cancelled", order_id=order.order_id, actor=str(actor), refund=bool(refund))
+    return _announce(uow, config, order, entries)
 
 
 async def cancel_order(
@@ -191,7 +194,7 @@ async def cancel_order(
 ) -> OrderWithTimeline:
     """-> cancelled (order.cancelled.v1: inventory releases); IllegalTransition otherwise."""
     order = await _locked(uow, order_id)
-    return await _stored(uow, order, [_cancel(uow, config, order, reason, actor)])
+    return await _stored(uow, order, _cancel(uow, config, order, reason, actor))
 
 
 async def hold_order(
@@ -622,9 +625,8 @@ async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int)
     due = await repository.unpaid_past_deadline(uow.conn, uow.now, limit)
     entries = []
     for order in due:
-        entries.append(
-            (order.order_id, _cancel(uow, config, order, "payment_timeout", PAYMENT_TIMEOUT))
-        )
+        cancelled = _cancel(uow, config, order, "payment_timeout", PAYMENT_TIMEOUT)
+        entries += [(order.order_id, entry) for entry in cancelled]
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)
     return len(due)

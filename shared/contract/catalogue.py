@@ -42,6 +42,7 @@ from orderguard.shared.events.orders import (
     OrderPaid,
     OrderPaymentFailed,
     OrderPlaced,
+    OrderRefundRequested,
     OrderReleased,
     OrderShipped,
     ReservationRequested,
@@ -197,6 +198,12 @@ CATALOGUE: tuple[Topic, ...] = (
             ),
             Message(OrderHeld, key=ORDER_ID, producers=("order",)),
             Message(OrderReleased, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderRefundRequested,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("aftersales", "aftersales.order-facts"),),
+            ),
             Message(
                 ReservationRequested,
                 key=ORDER_ID,

@@ -279,6 +279,37 @@ class ReservationRequested(BaseModel):
     requested_at: datetime
 
 
+@event_type("order.refund_requested.v1")
+class OrderRefundRequested(BaseModel):
+    """A paid order was cancelled: its payment is to be refunded. After-sales, which owns
+    refunds (the refund caps, refund.issued.v1), issues it once per order and tells the
+    customer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "customer_id": "cust-1042",
+                    "payment_id": "pay_7Q2M",
+                    "amount": "137.80",
+                    "reason": "customer changed their mind",
+                    "requested_by": "api:orders:write#3f2a9c1d",
+                    "requested_at": "2026-11-22T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    customer_id: str
+    payment_id: str = Field(description="The captured payment to refund")
+    amount: Decimal = Field(ge=0, description="What was paid, in yuan")
+    reason: str = Field(description="Why the order was cancelled")
+    requested_by: str = Field(description="Who cancelled it, as kind:id")
+    requested_at: datetime
+
+
 @event_type("order.completed.v1")
 class OrderCompleted(BaseModel):
     """A delivered order completed: the after-sales window it waited through has passed."""

@@ -20,7 +20,13 @@ from orderguard.services.aftersales.domain import (
 from orderguard.services.aftersales.handlers import OpenCase
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.notifications import NotificationRequested
-from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress
+from orderguard.shared.events.orders import (
+    OrderLine,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefundRequested,
+    ShippingAddress,
+)
 from orderguard.shared.topics import Topics
 
 TOPICS = Topics()
@@ -210,3 +216,36 @@ async def test_a_refund_the_flow_does_not_allow_changes_nothing(
             uow, TOPICS, case_id, [RefundLine("A", 1, Decimal("1"), "return")], "x", AGENT
         )
     assert uow.types() == [] and repo.refunds == []
+
+
+async def test_a_cancelled_paid_order_is_refunded_in_full_once_and_the_customer_told(
+    repo: AftersalesRepository,
+) -> None:
+    asked = OrderRefundRequested(
+        order_id="o-1",
+        customer_id="c-1",
+        payment_id="pay-1",
+        amount=Decimal("100.00"),
+        reason="changed mind",
+        requested_by="api:shop",
+        requested_at=NOW,
+    )
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_order_facts(uow, TOPICS, [incoming(asked, "o-1")])
+    refund = one(uow.events(events.RefundIssued))
+    assert (refund.order_id, refund.amount) == ("o-1", Decimal("100.00"))
+    assert [(ln.sku, ln.amount) for ln in refund.lines] == [
+        ("A", Decimal("60.00")),
+        ("B", Decimal("40.00")),
+    ]
+    templates = [n.template for n in uow.events(NotificationRequested)]
+    assert "refund.issued" in templates
+    [case] = repo.cases.values()
+    assert (case.case_type, case.state) == ("refund", "refunded")
+    [issued] = repo.refunds
+    assert issued.issued_by == "consumer:order-cancellation"
+
+    again = InMemoryUnitOfWork()  # the same request under a new event id
+    await handlers.apply_order_facts(again, TOPICS, [incoming(asked, "o-1")])
+    assert again.types() == []
+    assert len(repo.refunds) == 1

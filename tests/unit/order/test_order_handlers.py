@@ -399,3 +399,19 @@ async def test_a_dispatch_for_a_held_order_raises_a_logistics_anomaly(
     assert (anomaly.rule, anomaly.team) == ("shipment.dispatched_while_held", "logistics")
     assert anomaly.labels["shipment_id"] == "shp-1" and "held (manual)" in anomaly.summary
     assert repo.orders[order_id].status is OrderStatus.ON_HOLD
+
+
+async def test_cancelling_a_paid_order_requests_its_refund_once(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    uow = InMemoryUnitOfWork()
+    await handlers.cancel_order(uow, CONFIG, order_id, "changed mind", API)
+    assert uow.types("orders.events") == ["order.cancelled.v1", "order.refund_requested.v1"]
+    asked = one(uow.events(events.OrderRefundRequested))
+    assert (asked.payment_id, asked.amount) == ("pay-1", Decimal("20.00"))
+    assert [e.what for e in repo.timelines[order_id]][-2:] == ["cancelled", "refund_requested"]
+
+    unpaid = await place(repo, customer_id="c-2")
+    plain = InMemoryUnitOfWork()
+    await handlers.cancel_order(plain, CONFIG, unpaid, "changed mind", API)
+    assert plain.types("orders.events") == ["order.cancelled.v1"]  # nothing was paid
