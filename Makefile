@@ -43,8 +43,10 @@ check-deploy: install
 dashboards:
 	$(PYTHON) deploy/monitoring/dashboards.py
 
+# Every performance row of issue 11 in one table (bench/system.py); BENCH_ARGS=--quick for a fast look.
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/system.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -22,6 +22,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """On release asyncpg rolls back what is open and drops listeners; its default reset adds a
+    round trip per release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) for session state
+    we never leave behind: `search_path` is a startup setting, the relay unlocks and unlistens
+    itself."""
+
+
 async def create_pool(database_url: str, schema: str, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections see only `schema` (plus pg_catalog): a service owns its schema."""
     return await asyncpg.create_pool(
@@ -30,6 +37,7 @@ async def create_pool(database_url: str, schema: str, max_size: int = 10) -> asy
         max_size=max_size,
         server_settings={"search_path": schema, "application_name": f"orderguard-{schema}"},
         init=_init_connection,
+        reset=_keep_session,
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from orderguard.shared import metrics
@@ -37,6 +38,11 @@ class OutboxMessage:
         )
 
 
+# After publishing, the relay announces the topics (comma-separated) it has just published to on
+# this channel: engines resting while idle fetch at once (shared/engine/idle.py).
+PUBLISHED_CHANNEL = "orderguard_published"
+
+
 def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
@@ -45,15 +51,24 @@ async def write_outbox(
     conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]
 ) -> int:
     """Insert messages inside the caller's transaction; the relay is woken when it commits."""
-    rows = [(m.topic, m.key, m.value, [list(h) for h in m.headers]) for m in messages]
-    if not rows:
+    batch = list(messages)
+    if not batch:
         return 0
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4)", rows
+    # One statement, one round trip: the rows in the given order (ids follow it, and the relay
+    # publishes by id), and the relay's wake-up, delivered on commit, collapsed per transaction.
+    await conn.execute(
+        "WITH written AS (INSERT INTO outbox (topic, key, value, headers)"
+        " SELECT topic, key, value, headers::jsonb"
+        " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
+        " WITH ORDINALITY AS m (topic, key, value, headers, n) ORDER BY n)"
+        " SELECT pg_notify($5, '')",
+        [m.topic for m in batch],
+        [m.key for m in batch],
+        [m.value for m in batch],
+        [orjson.dumps([list(h) for h in m.headers]).decode() for m in batch],
+        notify_channel(schema),
     )
-    # NOTIFY is delivered on commit and collapsed per transaction.
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
-    return len(rows)
+    return len(batch)
 
 
 def _lock_id(schema: str) -> int:
@@ -165,9 +180,12 @@ class OutboxRelay:
             for row in rows
         ]
         await asyncio.gather(*futures)
+        # Marked sent, and the topics announced (PUBLISHED_CHANNEL).
         await conn.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+            "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))"
+            f" SELECT pg_notify('{PUBLISHED_CHANNEL}', $2)",
             [row["id"] for row in rows],
+            ",".join({row["topic"] for row in rows}),
         )
         now = datetime.now(UTC)
         for topic, count in Counter(row["topic"] for row in rows).items():

@@ -19,12 +19,13 @@ from typing import Any, Literal, TypeVar
 
 import asyncpg
 import uvicorn
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics, telemetry
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import BatchHandler, Engine
+from orderguard.shared.engine.idle import IdleFetching, Wakeups
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
@@ -62,6 +63,7 @@ class Runtime:
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
     engines: list[Engine] = field(default_factory=list)
+    wakeups: Wakeups | None = None
     failed: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,15 +112,20 @@ class Runtime:
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
             self._spawn(self._prune_applied_events(), "prune-applied-events")
+            if handlers and self.settings.consumer_idle_after_s > 0:
+                self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
+                await self.wakeups.start(self.settings.database_url)
             for handler in handlers:
+                consumer = make_consumer(self.settings, handler.group)
                 engine = Engine(
                     handler,
-                    make_consumer(self.settings, handler.group),
+                    consumer,
                     self.pool,
                     self.schema,
                     batch_max=self.settings.consumer_batch_max,
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
+                    idle=self._idle_fetching(consumer, handler),
                 )
                 self.engines.append(engine)
                 self._spawn(engine.run(self._stop), f"engine:{handler.group}")
@@ -127,6 +134,15 @@ class Runtime:
                     run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
                     f"job:{job.name}",
                 )
+
+    def _idle_fetching(
+        self, consumer: AIOKafkaConsumer, handler: BatchHandler
+    ) -> IdleFetching | None:
+        if self.wakeups is None:
+            return None
+        return IdleFetching(
+            consumer, handler.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+        )
 
     async def _prune_applied_events(self, every_s: float = 600.0) -> None:
         """Keep the dedup table bounded; offsets, not this table, stop ordinary redelivery."""
@@ -196,6 +212,8 @@ class Runtime:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.producer.stop()
+        if self.wakeups is not None:
+            await self.wakeups.close()
         with contextlib.suppress(Exception):
             await self.pool.close()
 

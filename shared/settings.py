@@ -61,8 +61,13 @@ class Settings(BaseSettings):
     consumer_batch_max: int = Field(default=2000, ge=1)
     # Tansu's fetch does not wake on new data: latency follows this wait.
     consumer_fetch_max_wait_ms: int = Field(default=10, ge=0)
+    # An engine without records for this long pauses its fetching until a relay announces a
+    # topic it reads (shared/engine/idle.py), probing once every `consumer_idle_probe_s` for
+    # publishers outside orderguard. 0: never pause (fetch continuously).
+    consumer_idle_after_s: float = Field(default=1.0, ge=0)
+    consumer_idle_probe_s: float = Field(default=0.25, gt=0)
     consumer_session_timeout_ms: int = Field(default=6000, ge=1000)
-    consumer_heartbeat_interval_ms: int = Field(default=500, ge=100)
+    consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100)
     consumer_max_retries: int = Field(default=3, ge=0)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     outbox_batch_max: int = Field(default=2000, ge=1)

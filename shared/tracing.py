@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,8 +36,14 @@ def span_id(traceparent: str | None) -> str | None:
     return match.group(2) if match else None
 
 
+# Trace and span ids need to be unique, not secret (W3C trace context): the process's PRNG
+# (seeded from the OS at start) spares every request the os.urandom calls.
+def _hex_id(bits: int) -> str:
+    return f"{random.getrandbits(bits):0{bits // 4}x}"
+
+
 def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{_hex_id(128)}-{_hex_id(64)}-01"
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -50,7 +56,7 @@ def child_of(traceparent: str | None) -> str:
     match = _TRACEPARENT.match(traceparent or "")
     if match is None or trace_id(traceparent) is None:
         return new_traceparent()
-    child = secrets.token_hex(8)
+    child = _hex_id(64)
     if _remember_parents:
         _parents[child] = match.group(2)
         if len(_parents) > _PARENTS_MAX:

@@ -26,6 +26,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
 from orderguard.shared import metrics, telemetry
+from orderguard.shared.engine.idle import IdleFetching
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY, UnknownEventType
 from orderguard.shared.logging import get_logger
@@ -177,8 +178,11 @@ class Engine:
         batch_max: int = 2000,
         max_retries: int = 3,
         retry_backoff_s: float = 0.2,
+        idle: IdleFetching | None = None,
     ) -> None:
         self.handler = handler
+        # None: fetch continuously, however long nothing arrives.
+        self._idle = idle
         self.group = handler.group
         self._consumer = consumer
         self._pool = pool
@@ -206,9 +210,16 @@ class Engine:
         log.info("engine started", group=self.group, topics=list(self.handler.topics))
         try:
             while not stop.is_set():
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                idle = self._idle
+                batches = (
+                    await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
+                    if idle is None or await idle.before_poll(stop)
+                    else {}
+                )
                 self.last_progress = time.monotonic()
                 records = [record for partition in batches.values() for record in partition]
+                if idle is not None:
+                    idle.after_poll(bool(records))
                 if records:
                     next_offsets = await self._apply_with_retries(records)
                     if next_offsets:
@@ -480,6 +491,8 @@ class Engine:
     async def resume_from_database(self, assigned: set[TopicPartition]) -> None:
         metrics.REBALANCES.labels(self.group).inc()
         self.assigned = set(assigned)
+        if self._idle is not None:
+            self._idle.active()  # a new assignment starts unpaused: look at what it holds
         if not assigned:
             return
         async with self._pool.acquire() as conn:

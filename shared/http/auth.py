@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
@@ -37,10 +37,11 @@ class Caller:
         return f"{self.scope}#{self.key_id}"
 
 
-def require_scope(scope: str) -> Callable[..., Caller]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the request must carry an API key (X-API-Key or Bearer) granting `scope`."""
 
-    def check(
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
+    async def check(
         request: Request,
         api_key: str | None = Depends(_api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),

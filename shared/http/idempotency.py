@@ -68,7 +68,7 @@ async def run_once_per_key(
     Returns (status, response, replayed). A twin request racing on the same key loses on the
     key's primary key when it stores its response; it rolls back and answers what the winner stored.
     """
-    fingerprint = request_fingerprint(body)
+    fingerprint = request_fingerprint(body) if key is not None else ""
     try:
         async with UnitOfWork(pool, schema) as uow:
             if key is not None and (stored := await stored_response(uow, key, route, fingerprint)):

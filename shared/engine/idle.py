@@ -1,0 +1,161 @@
+"""Fetch while records flow; while idle, fetch only when told that something was published.
+
+Tansu answers a fetch after `fetch_max_wait_ms` even when it has nothing, and does not wake
+early when records arrive: latency follows the wait, and every consumer polling with a short
+wait keeps the broker busy. Measured on an idle `orderguard up` (27 consumer groups, 2 cores):
+a 10 ms wait cost 1.27 cores (broker 0.71); a 500 ms wait still 0.18-0.22 and a 2 s wait
+0.10 — each idle fetch costs Tansu about 1 ms — while a long wait makes the first event after
+a quiet spell wait that long at every hop.
+
+So an engine keeps the short wait while records flow and, after `idle_after_s` without
+records, pauses its partitions: no fetch at all. Every outbox relay of orderguard announces
+the topics it has just published on one PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines
+of the process that read one of those topics resume at once. Publishers outside orderguard
+(a payment provider on Kafka) and a missed notification are covered by a probe every
+`probe_every_s`: the partitions' end offsets against the consumer's positions, one request
+that the broker answers at once (a fetch would be held for its whole wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from orderguard.shared.logging import get_logger
+from orderguard.shared.outbox import PUBLISHED_CHANNEL
+
+log = get_logger(__name__)
+
+
+class Wakeups:
+    """What wakes the resting engines of one process: the relays' announcements (one LISTEN
+    connection) and the partitions' end offsets (one ListOffsets request per probe period for
+    every engine of the process, whatever their number)."""
+
+    def __init__(self, probe_every_s: float = 0.25) -> None:
+        self.probe_every_s = probe_every_s
+        self._waiters: dict[str, list[asyncio.Event]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._ends: dict[TopicPartition, int] = {}
+        self._ends_at = -1.0
+        self._asking = asyncio.Lock()
+
+    def watch(self, topics: Iterable[str]) -> asyncio.Event:
+        """An event set whenever one of `topics` has been published to."""
+        event = asyncio.Event()
+        for topic in topics:
+            self._waiters.setdefault(topic, []).append(event)
+        return event
+
+    async def start(self, database_url: str) -> None:
+        self._conn = await asyncpg.connect(database_url)
+        await self._conn.add_listener(PUBLISHED_CHANNEL, self._published)
+
+    def _published(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        for topic in payload.split(","):
+            for event in self._waiters.get(topic, ()):
+                event.set()
+
+    async def end_offsets(
+        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The end offsets of `partitions`, at most one probe period old; one engine asks for
+        every partition the process has asked about, the others read its answer."""
+        wanted = set(partitions)
+        async with self._asking:
+            fresh = time.monotonic() - self._ends_at < self.probe_every_s
+            if not (fresh and wanted <= self._ends.keys()):
+                self._ends = await consumer.end_offsets(list(wanted | self._ends.keys()))
+                self._ends_at = time.monotonic()
+        return {tp: self._ends[tp] for tp in wanted if tp in self._ends}
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+
+
+class IdleFetching:
+    """When an engine's consumer fetches: continuously while records flow, else when woken."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: Iterable[str],
+        wakeups: Wakeups,
+        idle_after_s: float = 1.0,
+        tick_s: float = 1.0,
+    ) -> None:
+        self._consumer = consumer
+        self._wakeups = wakeups
+        self._woken = wakeups.watch(topics)
+        self._idle_after_s = idle_after_s
+        self._probe_every_s = wakeups.probe_every_s
+        # While idle the engine's loop still turns this often (deadline sweeps, readiness).
+        self._tick_s = tick_s
+        self._last_records = time.monotonic()
+        self._next_probe = 0.0
+        self.idle = False
+
+    def active(self) -> None:
+        """Fetch continuously from now on (records arrived, partitions were assigned)."""
+        self._last_records = time.monotonic()
+        if self.idle:
+            self.idle = False
+            self._consumer.resume(*self._consumer.assignment())
+
+    async def before_poll(self, stop: asyncio.Event) -> bool:
+        """Wait while idle until there may be records; True when the next poll may fetch."""
+        now = time.monotonic()
+        if not self.idle:
+            if now - self._last_records < self._idle_after_s:
+                return True
+            self.idle = True
+            self._consumer.pause(*self._consumer.assignment())
+            self._next_probe = now + self._probe_every_s
+        timeout = max(0.0, min(self._tick_s, self._next_probe - now))
+        if not self._woken.is_set() and timeout > 0:
+            waits = {asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+        if self._woken.is_set():
+            # Cleared before fetching: what is announced after this fetch wakes us again.
+            self._woken.clear()
+            self.active()
+            return True
+        if time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + self._probe_every_s
+            if await self._records_waiting():
+                self.active()
+                return True
+        return False
+
+    async def _records_waiting(self) -> bool:
+        """Whether an owned partition ends past this consumer's position. A ListOffsets request
+        is answered at once, where a fetch is held for its whole wait. (Tansu answers the base
+        offset of the last batch + 1, below the true end, but above a position that has not
+        seen that batch: the comparison holds there too.)"""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return False
+        try:
+            ends = await self._wakeups.end_offsets(self._consumer, assigned)
+            for tp, end in ends.items():
+                if end > await self._consumer.position(tp):
+                    return True
+        except Exception as exc:  # an unanswered probe must not hide records: fetch instead
+            log.debug("idle probe failed; fetching", error=repr(exc))
+            return True
+        return False
+
+    def after_poll(self, had_records: bool) -> None:
+        if had_records:
+            self.active()
