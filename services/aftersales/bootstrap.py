@@ -17,7 +17,7 @@ def handlers(runtime: Runtime) -> list[object]:
     topics = runtime.topics
     found: list[object] = [
         LearnOrderFacts(topics),
-        LearnDeliveries(topics.logistics),
+        LearnDeliveries(topics),
     ]
     rules = (CaseSlaBreached, RepeatedRefunds)
     return [*found, *detector_handlers(runtime, rules, [topics.aftersales])]

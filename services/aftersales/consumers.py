@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from orderguard.services.aftersales.handlers import apply_order_facts, learn_order_facts
+from orderguard.services.aftersales.handlers import apply_order_facts, apply_shipment_facts
 from orderguard.shared.engine import Event
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -34,16 +34,18 @@ class LearnOrderFacts:
 
 class LearnDeliveries:
     """When each order's parcel was delivered (logistics.events): the no-reason return window
-    counts from it. The first delivery reported for an order stays; resends change nothing."""
+    counts from it. The first delivery reported for an order stays; resends change nothing.
+    A parcel declared lost opens a case for the customer, once per shipment."""
 
     group = "aftersales.deliveries"
-    event_types = frozenset({"shipment.delivered.v1"})
+    event_types = frozenset({"shipment.delivered.v1", "shipment.exception_reported.v1"})
 
-    def __init__(self, logistics_topic: str) -> None:
-        self.topics = [logistics_topic]
+    def __init__(self, topics: Topics) -> None:
+        self.topics = [topics.logistics]
+        self._topics = topics
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
-        await learn_order_facts(uow, events)
+        await apply_shipment_facts(uow, self._topics, events)
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """Nothing cached: every batch writes straight to the tables."""

@@ -29,7 +29,7 @@ from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import aftersales as events
-from orderguard.shared.events.logistics import ShipmentDelivered
+from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentExceptionReported
 from orderguard.shared.events.orders import OrderPaid, OrderPlaced, OrderRefundRequested
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
@@ -143,6 +143,17 @@ async def apply_order_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Eve
     for event in facts:
         if isinstance(event.data, OrderRefundRequested):
             await refund_cancelled_order(uow, topics, event.data)
+        else:
+            await learn_order_facts(uow, [event])
+
+
+async def apply_shipment_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Event]) -> None:
+    """Deliveries are remembered; a parcel the carrier declared lost opens a case."""
+    for event in facts:
+        data = event.data
+        if isinstance(data, ShipmentExceptionReported):
+            if data.reason == "lost":
+                await open_lost_parcel_case(uow, topics, data)
         else:
             await learn_order_facts(uow, [event])
 
@@ -402,4 +413,43 @@ async def refund_cancelled_order(
         refund_id=refund.refund_id,
         amount=str(amount),
     )
+    return case
+
+
+LOST_PARCEL = Actor("consumer", "lost-parcel")
+
+
+async def open_lost_parcel_case(
+    uow: UnitOfWork, topics: Topics, lost: ShipmentExceptionReported
+) -> Case | None:
+    """The carrier declared the parcel lost: a refund case on all the order's lines, waiting
+    for customer service to re-ship (reject, noting the new shipment) or refund (approve, then
+    refund). Once per shipment: the case id is the shipment's."""
+    case_id = f"case_lost_{lost.shipment_id}"
+    if await repository.get_case(uow.conn, case_id) is not None:
+        return None
+    order = await repository.get_order(uow.conn, lost.order_id)
+    if order is None:
+        log.warning("lost parcel of an order not known here", order_id=lost.order_id)
+        return None
+    case, entries = Case.open(
+        case_id=case_id,
+        order=order,
+        case_type="refund",
+        lines=[CaseLine(ln.sku, ln.quantity) for ln in order.lines],
+        reason=(
+            f"parcel lost by {lost.carrier} ({lost.tracking_number}, shipment"
+            f" {lost.shipment_id}): re-ship or refund"
+        ),
+        priority="P2",
+        channel=None,
+        actor=LOST_PARCEL,
+        now=uow.now,
+        return_window_days=0,
+        first_response_s=None,
+    )
+    told = (await _announce(uow, topics, case, entries)).entries
+    await repository.add_case(uow.conn, case)
+    await repository.record(uow.conn, case_id, told)
+    log.info("lost parcel case opened", case_id=case_id, order_id=order.order_id)
     return case

@@ -302,7 +302,12 @@ CATALOGUE: tuple[Topic, ...] = (
                 ShipmentExceptionReported,
                 key="shipment_id",
                 producers=("logistics",),
-                consumers=(Consumer("logistics", "logistics.detector.shipment.exception"),),
+                consumers=(
+                    Consumer("logistics", "logistics.detector.shipment.exception"),
+                    Consumer("aftersales", "aftersales.deliveries"),
+                    _LOGISTICS_STALLED,
+                    _LOGISTICS_OVERDUE,
+                ),
             ),
             Message(
                 ShipmentReassigned,

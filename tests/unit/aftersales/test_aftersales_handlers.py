@@ -19,6 +19,7 @@ from orderguard.services.aftersales.domain import (
 )
 from orderguard.services.aftersales.handlers import OpenCase
 from orderguard.shared.events import aftersales as events
+from orderguard.shared.events.logistics import ShipmentExceptionReported
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import (
     OrderLine,
@@ -249,3 +250,32 @@ async def test_a_cancelled_paid_order_is_refunded_in_full_once_and_the_customer_
     await handlers.apply_order_facts(again, TOPICS, [incoming(asked, "o-1")])
     assert again.types() == []
     assert len(repo.refunds) == 1
+
+
+async def test_a_parcel_declared_lost_opens_one_case_to_re_ship_or_refund(
+    repo: AftersalesRepository,
+) -> None:
+    def reported(reason: str, scan_id: str) -> ShipmentExceptionReported:
+        return ShipmentExceptionReported(
+            shipment_id="shp-1",
+            order_id="o-1",
+            carrier="sf-express",
+            tracking_number="SF1",
+            warehouse="hz",
+            scan_id=scan_id,
+            reason=reason,  # type: ignore[arg-type]
+            reported_at=NOW,
+            location="hub",
+        )
+
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_shipment_facts(uow, TOPICS, [incoming(reported("damaged", "x1"), "shp-1")])
+    assert uow.types() == [] and repo.cases == {}  # only a lost parcel opens a case
+    await handlers.apply_shipment_facts(uow, TOPICS, [incoming(reported("lost", "x2"), "shp-1")])
+    opened = one(uow.events(events.CaseOpened))
+    assert (opened.case_type, opened.priority) == ("refund", "P2")
+    assert "re-ship or refund" in opened.reason
+    assert [(ln.sku, ln.quantity) for ln in opened.lines] == [("A", 1), ("B", 2)]
+    again = InMemoryUnitOfWork()
+    await handlers.apply_shipment_facts(again, TOPICS, [incoming(reported("lost", "x3"), "shp-1")])
+    assert again.types() == [] and len(repo.cases) == 1

@@ -290,3 +290,18 @@ def test_exception_severity_is_overridable_per_carrier() -> None:
     d = Driver(ShipmentException(config.rule("shipment.exception")))
     assert d.apply(exception("refused", carrier="zto"))[0].severity == "P1"
     assert d.apply(exception("refused", n=2))[0].severity == "P3"
+
+
+def test_a_parcel_declared_lost_is_no_longer_watched_for_stall_or_overdue() -> None:
+    silent, late = stalled(silence_hours=24), overdue()
+    for d in (silent, late):
+        d.apply(created(promised=T0 + hours(48)))
+        d.apply(scanned(T0 + hours(1), "picked_up"))
+        d.apply(exception("damaged", n=71))  # another exception: still watched
+        assert d.rule.deadline(d.state) is not None
+        d.apply(exception("lost"))
+        assert d.rule.deadline(d.state) is None
+        assert d.clock(T0 + hours(200)) == []
+        d.apply(scanned(T0 + hours(2), "in_transit", n=3))  # a stray scan does not re-arm it
+        assert d.rule.deadline(d.state) is None
+    assert silent.anomalies == [] and late.anomalies == []
