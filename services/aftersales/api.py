@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path as FilePath
 from typing import Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.aftersales import handlers, repository
@@ -525,10 +526,12 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
                 max_bytes=max_bytes,
             )
 
-    async def attach(attachment: Attachment) -> tuple[Attachment, bool]:
+    async def attach(
+        attachment: Attachment, content: bytes | None = None
+    ) -> tuple[Attachment, bool]:
         async with UnitOfWork(runtime.pool, runtime.schema) as uow:
             try:
-                kept, added = await handlers.attach_evidence(uow, attachment)
+                kept, added = await handlers.attach_evidence(uow, attachment, content)
             except CaseNotFound:
                 raise _case_not_found(attachment.case_id) from None
             await uow.commit()
@@ -561,8 +564,8 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
         filename: str = Query(min_length=1, max_length=255),
         caller: Caller = Depends(require_scope("cases:write")),
     ) -> JSONResponse:
-        """Evidence as the raw request body (its Content-Type is the file's type), stored under
-        the attachments directory; 415 for a type not accepted, 413 above the size limit."""
+        """Evidence as the raw request body (its Content-Type is the file's type), stored in the
+        database; 415 for a type not accepted, 413 above the size limit."""
         content_type = _media_type(request.headers.get("content-type"))
         declared = request.headers.get("content-length")
         check_limits(content_type, int(declared) if declared and declared.isdigit() else 0)
@@ -577,24 +580,58 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
             if existing := await repository.attachment_with(conn, case_id, digest):
                 return attached(existing, added=False)  # a retried upload: stored already
         attachment_id = new_id("att")
-        await asyncio.to_thread(_store, store / case_id, attachment_id, bytes(body))
-        kept, added = await attach(
-            Attachment(
-                attachment_id=attachment_id,
-                case_id=case_id,
-                filename=filename,
-                content_type=content_type,
-                size_bytes=len(body),
-                sha256=digest,
-                storage="local",
-                reference=f"{case_id}/{attachment_id}",
-                uploaded_by=caller.name,
-                uploaded_at=datetime.now(UTC),
+        return attached(
+            *await attach(
+                Attachment(
+                    attachment_id=attachment_id,
+                    case_id=case_id,
+                    filename=filename,
+                    content_type=content_type,
+                    size_bytes=len(body),
+                    sha256=digest,
+                    storage="database",
+                    reference=attachment_id,
+                    uploaded_by=caller.name,
+                    uploaded_at=datetime.now(UTC),
+                ),
+                bytes(body),
             )
         )
-        if not added:  # a twin upload won the race: ours is not referenced
-            await asyncio.to_thread((store / case_id / attachment_id).unlink, True)
-        return attached(kept, added)
+
+    @router.get(
+        "/cases/{case_id}/attachments/{attachment_id}",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def download_attachment(
+        case_id: str = CASE_ID,
+        attachment_id: str = Path(min_length=1, max_length=64),
+        _: Caller = Depends(require_scope("cases:read")),
+    ) -> Response:
+        """The evidence's bytes, with its type and file name; a referenced one redirects to its
+        URL; 404 for an attachment not on this case."""
+        async with runtime.pool.acquire() as conn:
+            found = await repository.attachment_content(conn, case_id, attachment_id)
+        if found is None:
+            raise Problem(
+                404,
+                "attachment-not-found",
+                "Unknown attachment",
+                f"Case {case_id} has no attachment {attachment_id}.",
+                case_id=case_id,
+                attachment_id=attachment_id,
+            )
+        attachment, content = found
+        if attachment.storage == "url":
+            return RedirectResponse(attachment.reference, status_code=307)
+        if content is None:  # an upload from before evidence moved into the database
+            content = await asyncio.to_thread((store / attachment.reference).read_bytes)
+        disposition = f"attachment; filename*=UTF-8''{quote(attachment.filename)}"
+        return Response(
+            content,
+            media_type=attachment.content_type,
+            headers={"Content-Disposition": disposition, "ETag": f'"{attachment.sha256}"'},
+        )
 
     @router.post(
         "/cases/{case_id}/attachments/references", status_code=201, response_model=AttachmentView
@@ -665,10 +702,3 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
         )
 
     return router
-
-
-def _store(directory: FilePath, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{name}.partial"
-    partial.write_bytes(data)
-    partial.rename(directory / name)

@@ -274,9 +274,12 @@ async def comment_on_case(
     return await case_file(uow.conn, case_id)
 
 
-async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> tuple[Attachment, bool]:
+async def attach_evidence(
+    uow: UnitOfWork, attachment: Attachment, content: bytes | None = None
+) -> tuple[Attachment, bool]:
     """Attach evidence once per case and content: the same bytes again (a retried upload)
-    return the attachment already there, and False."""
+    return the attachment already there, and False. `content`: the uploaded bytes, stored in
+    the database with the attachment (durable, backed up with it)."""
     case = await _locked_case(uow, attachment.case_id)
     existing = await repository.attachment_with(uow.conn, case.case_id, attachment.sha256)
     if existing is not None:
@@ -294,6 +297,8 @@ async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> tuple[Atta
         },
     )
     await repository.add_attachment(uow.conn, attachment)
+    if content is not None:
+        await repository.add_attachment_content(uow.conn, attachment.attachment_id, content)
     await repository.record(uow.conn, case.case_id, [entry])
     return attachment, True
 

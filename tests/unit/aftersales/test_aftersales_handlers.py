@@ -18,6 +18,7 @@ from orderguard.services.aftersales.domain import (
     RefundLine,
 )
 from orderguard.services.aftersales.handlers import OpenCase
+from orderguard.services.aftersales.repository import Attachment
 from orderguard.shared.events import aftersales as events
 from orderguard.shared.events.logistics import ShipmentExceptionReported
 from orderguard.shared.events.notifications import NotificationRequested
@@ -279,3 +280,28 @@ async def test_a_parcel_declared_lost_opens_one_case_to_re_ship_or_refund(
     again = InMemoryUnitOfWork()
     await handlers.apply_shipment_facts(again, TOPICS, [incoming(reported("lost", "x3"), "shp-1")])
     assert again.types() == [] and len(repo.cases) == 1
+
+
+async def test_uploaded_evidence_is_stored_with_its_bytes_once_per_content(
+    repo: AftersalesRepository,
+) -> None:
+    case_id = await open_case("complaint", reason="scratched")
+
+    def photo(attachment_id: str) -> Attachment:
+        return Attachment(
+            attachment_id=attachment_id,
+            case_id=case_id,
+            filename="scratch.png",
+            content_type="image/png",
+            size_bytes=3,
+            sha256="abc",
+            storage="database",
+            reference=attachment_id,
+            uploaded_by="agent-7",
+            uploaded_at=NOW,
+        )
+
+    _, added = await handlers.attach_evidence(InMemoryUnitOfWork(), photo("att-1"), b"PNG")
+    assert added and repo.contents == {"att-1": b"PNG"}
+    again, added = await handlers.attach_evidence(InMemoryUnitOfWork(), photo("att-2"), b"PNG")
+    assert not added and again.attachment_id == "att-1" and list(repo.contents) == ["att-1"]
