@@ -5,7 +5,7 @@ VENV   ?= .venv
 UP_ARGS ?=
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench check-deploy dashboards contract check-contract clean
+.PHONY: install run test lint bench chaos check-deploy dashboards contract check-contract clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ check-deploy: install
 # Regenerates the dashboards, their Kubernetes copies and the PrometheusRule from deploy/monitoring/.
 dashboards:
 	$(PYTHON) deploy/monitoring/dashboards.py
+
+# Ten minutes of load while processes are killed with SIGKILL; prints the figures and the
+# invariants broken (none, or it exits 1). CHAOS_ARGS="--duration 120 --seed 7" to vary.
+chaos: install
+	$(BIN)/python tests/chaos.py $(CHAOS_ARGS)
 
 # Every performance row of issue 11 in one table (bench/system.py); BENCH_ARGS=--quick for a fast look.
 BENCH_ARGS ?=

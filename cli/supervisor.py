@@ -17,14 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
+from orderguard.cli.users import first_admin_password
 from orderguard.shared.kafka import create_topics
-from orderguard.shared.settings import SERVICES, Settings
+from orderguard.shared.settings import SCHEMAS, SERVICES, Settings
 
 BROKER_PORT = 9092
 FIRST_SERVICE_PORT = 8001
 DATABASE = "orderguard"
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+# A service that ran this long before it died restarts at the first step of the backoff again.
+STABLE_AFTER_S = 60.0
 
 
 def _die_with_parent() -> None:
@@ -46,6 +51,7 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
+    started_at: float = 0.0
     log_file: Any = field(default=None, repr=False)
 
     @property
@@ -53,6 +59,9 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if self.log_file:
+            self.log_file.close()
+        self.started_at = time.monotonic()
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orderguard.cli", "run", self.name],
@@ -71,6 +80,23 @@ class ServiceProcess:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
                 return bool(response.status == 200)
         except Exception:
+            return False
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 25) -> bool:
+        """SIGTERM, then SIGKILL after `timeout_s`; False when it had to be killed."""
+        if not self.running():
+            return True
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
             return False
 
 
@@ -152,13 +178,15 @@ class Supervisor:
         self.demo = demo
         self.generator: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self._database_url = ""
+        self._api_key = ""
 
     def _say(self, message: str) -> None:
         # A closed terminal or pipe (`make run | tee` on Ctrl-C) must not stop the shutdown.
         with contextlib.suppress(OSError):
             print(f"orderguard | {message}", flush=True)
 
-    def _api_key(self) -> str:
+    def _read_api_key(self) -> str:
         path = self.data_dir / "api-key"
         if not path.exists():
             path.write_text(secrets.token_urlsafe(24) + "\n")
@@ -181,12 +209,14 @@ class Supervisor:
             started = time.monotonic()
             postgres.start()
             database_url = postgres.ensure_database(DATABASE)
+            self._database_url = database_url
             self._say(f"PostgreSQL ready: {database_url} (data kept in {postgres.datadir})")
             broker.start()
             self._say(
                 f"broker (Tansu, in memory: nothing is kept across restarts) on {broker.bootstrap}"
             )
-            api_key = self._api_key()
+            api_key = self._read_api_key()
+            self._api_key = api_key
             base_env = {
                 **os.environ,
                 "ORDERGUARD_DATABASE_URL": database_url,
@@ -219,6 +249,10 @@ class Supervisor:
                     )
                 )
                 port += 1
+            by_name = {service.name: service for service in services}
+            # The console (in the notifier) calls the order service for people, server-side.
+            by_name["notifier"].env["ORDERGUARD_CONSOLE_ORDER_URL"] = by_name["order"].url
+            admin_password = asyncio.run(first_admin_password(database_url))
             for service in services:
                 service.start()
             self._write_status(broker, database_url, api_key, services)
@@ -233,6 +267,14 @@ class Supervisor:
             self._say(
                 f"API key: {api_key}   (also in {self.data_dir / 'api-key'}; `orderguard status --json`)"
             )
+            self._say(
+                f"console: {by_name['notifier'].url}/console/  "
+                + (
+                    f"first admin: admin / {admin_password}  (one-time: change it at sign-in)"
+                    if admin_password
+                    else "(people: `orderguard users list`)"
+                )
+            )
             self._say("Ctrl-C stops everything.")
             if self.demo:
                 self._say(
@@ -246,7 +288,7 @@ class Supervisor:
                     start_new_session=True,
                     preexec_fn=_die_with_parent,
                 )
-            self._watch(services)
+            self._watch(services, broker, postgres, settings)
             return 0
         finally:
             self._stop_all(services, broker, postgres)
@@ -271,8 +313,15 @@ class Supervisor:
                 )
             time.sleep(0.2)
 
-    def _watch(self, services: list[ServiceProcess]) -> None:
-        """Restart a service that died, with backoff, until asked to stop."""
+    def _watch(
+        self,
+        services: list[ServiceProcess],
+        broker: EmbeddedBroker,
+        postgres: EmbeddedPostgres,
+        settings: Settings,
+    ) -> None:
+        """Restart what died, with backoff, until asked to stop: the database and the broker
+        first (the services cannot work without them), then any service."""
         while not self._stopping:
             now = time.monotonic()
             if self.generator and self.generator.poll() is not None:
@@ -281,12 +330,20 @@ class Supervisor:
                     " running. `orderguard scenario check` compares again."
                 )
                 self.generator = None
+            if not postgres.alive():
+                self._recover_database(postgres, services)
+                continue
+            if not broker.alive():
+                self._recover_broker(broker, postgres, services, settings)
+                continue
             for service in services:
                 assert service.process is not None
                 code = service.process.poll()
                 if code is None:
                     continue
                 if service.next_start == 0.0:
+                    if now - service.started_at > STABLE_AFTER_S:
+                        service.restarts = 0
                     delay = RESTART_BACKOFF_S[min(service.restarts, len(RESTART_BACKOFF_S) - 1)]
                     service.next_start = now + delay
                     self._say(
@@ -296,7 +353,64 @@ class Supervisor:
                     service.restarts += 1
                     service.next_start = 0.0
                     service.start()
+                    self._write_status(broker, self._database_url, self._api_key, services)
             time.sleep(0.2)
+
+    def _recover_database(self, postgres: EmbeddedPostgres, services: list[ServiceProcess]) -> None:
+        """Start PostgreSQL again on its data dir: every committed transaction is kept. The
+        services ride it out (their pools reconnect); one that exited meanwhile restarts at once."""
+        self._say("PostgreSQL died; restarting it (committed data is kept)")
+        for attempt in range(len(RESTART_BACKOFF_S) * 4):
+            if self._stopping:
+                return
+            try:
+                postgres.restart()
+                break
+            except Exception as exc:
+                delay = RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)]
+                self._say(f"PostgreSQL did not start ({exc!r}); trying again in {delay}s")
+                time.sleep(delay)
+        else:
+            raise RuntimeError(f"PostgreSQL does not start again; see {postgres.datadir / 'log'}")
+        if postgres.url(DATABASE) != self._database_url:
+            raise RuntimeError("PostgreSQL came back on another address; restart `orderguard up`")
+        self._say("PostgreSQL is back")
+        for service in services:
+            service.restarts = 0
+            if not service.running():
+                service.next_start = time.monotonic()
+
+    def _recover_broker(
+        self,
+        broker: EmbeddedBroker,
+        postgres: EmbeddedPostgres,
+        services: list[ServiceProcess],
+        settings: Settings,
+    ) -> None:
+        """Start the broker again. It keeps nothing in memory, so the services stop while it is
+        rebuilt: topics created again, the consumers' stored offsets (which point into the lost
+        logs) forgotten, and every outbox row still kept published again, so the events of the
+        last hour reach their consumers (which drop what they applied already, by event id).
+        Lost for good: records other systems published straight to Kafka (payments.events,
+        carriers.scans) that were not consumed yet, outbox rows already cleaned up (sent over an
+        hour ago) that a consumer had not reached, and dead letters older than that hour."""
+        self._say(
+            "broker died; restarting it. It kept everything in memory: stopping the services"
+            " while its topics are created again and the outboxes published again"
+        )
+        # Their state is in the database: a short grace, as their Kafka clients cannot leave cleanly.
+        self._stop_services(services, timeout_s=5)
+        broker.start()
+        asyncio.run(create_topics(settings))
+        republished = forget_broker_state(self._database_url)
+        self._say(
+            f"broker is back; {republished} outbox row(s) to publish again; starting services"
+        )
+        for service in services:
+            service.restarts = 0
+            service.next_start = 0.0
+            service.start()
+        self._write_status(broker, self._database_url, self._api_key, services)
 
     def _write_status(
         self,
@@ -327,6 +441,17 @@ class Supervisor:
         }
         (self.data_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
 
+    def _stop_services(self, services: list[ServiceProcess], timeout_s: float) -> None:
+        """SIGTERM to every running service at once, SIGKILL to those still running after."""
+        running = [s for s in services if s.running()]
+        for service in running:
+            assert service.process is not None
+            service.process.terminate()
+        deadline = time.monotonic() + timeout_s
+        for service in running:
+            if not service.stop(timeout_s=max(0.1, deadline - time.monotonic())):
+                self._say(f"{service.name} did not stop in time; killed it")
+
     def _stop_all(
         self, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres
     ) -> None:
@@ -335,19 +460,7 @@ class Supervisor:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.generator.wait(timeout=5)
         self._say("stopping services")
-        running = [s for s in services if s.process and s.process.poll() is None]
-        for service in running:
-            assert service.process is not None
-            service.process.terminate()
-        deadline = time.monotonic() + 25
-        for service in running:
-            assert service.process is not None
-            try:
-                service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._say(f"{service.name} did not stop in time; killing it")
-                service.process.kill()
-                service.process.wait()
+        self._stop_services(services, timeout_s=25)
         for service in services:
             if service.log_file:
                 service.log_file.close()
@@ -356,3 +469,25 @@ class Supervisor:
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "status.json").unlink()
         self._say("stopped")
+
+
+def forget_broker_state(database_url: str) -> int:
+    """After the broker lost its logs: forget every service's stored consumer offsets and mark
+    its kept outbox rows unsent, so its relay publishes them to the new broker in id order.
+    Returns how many rows will be published again. Run while the services are stopped."""
+    republished = 0
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as conn:
+        for schema in SCHEMAS.values():
+            exists = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                (f'"{schema}".outbox', f'"{schema}".consumer_offsets'),
+            ).fetchone()
+            if not (exists and exists[0]):
+                continue  # a service that never started: nothing stored
+            conn.execute(f'DELETE FROM "{schema}".consumer_offsets')
+            cursor = conn.execute(
+                f'UPDATE "{schema}".outbox SET sent_at = NULL WHERE sent_at IS NOT NULL'
+            )
+            republished += cursor.rowcount
+        conn.commit()
+    return republished

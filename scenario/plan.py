@@ -176,7 +176,12 @@ Action = (
 class Step:
     at: float  # simulated seconds from the start
     action: Action
-    label: str | None = None  # the planned anomaly this step injects
+    # the planned anomaly this step injects, or one of the steps that together inject it (the
+    # refunds of a customer, the failures of a burst, an order and its twin)
+    label: str | None = None
+    # played at least this long (simulated) after the story's previous step started, however
+    # late the player is: an injected silence stays a silence
+    min_gap_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -328,7 +333,7 @@ class _Planner:
     refunded: set[str] = field(default_factory=set)
     reserved_customers: set[str] = field(default_factory=set)
     failures: list[float] = field(default_factory=list)  # clean ones
-    burst_failures: list[float] = field(default_factory=list)
+    burst_failures: list[float] = field(default_factory=list)  # each burst's first and last
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -375,6 +380,10 @@ class _Planner:
         gap = 0.75 * span / max(len(bursts), 1)
         for n, i in enumerate(bursts):
             slots[i] = 0.05 * span + n * gap + gap / 2
+        # Every burst's failures are known before any injection plans a payment: an injected
+        # order's clean failure planned before a later burst must keep away from it too.
+        burst_span = self.windows.payment_burst_span_s
+        self.burst_failures = [t for i in bursts for t in (slots[i], slots[i] + burst_span)]
         for at, (kind, n) in zip(slots, injections, strict=True):
             getattr(self, f"inject_{kind}")(at, n)
         # Clean traffic.
@@ -544,6 +553,7 @@ class _Planner:
                     scan("in_transit", label_=label)
                     at += 1.5 * stall  # silence
                     scan("in_transit")
+                    steps[-1] = Step(steps[-1].at, steps[-1].action, min_gap_s=1.5 * stall)
                 else:
                     scan("in_transit")
         at += rng.uniform(0.4, 0.8) * gap_max
@@ -732,12 +742,10 @@ class _Planner:
             steps = self.life(
                 order, order_at, f"refunds {customer.customer_id} #{i + 1}", cases=False
             )
-            case_steps = self.case_flow(order, 0, "refund", at=refunds_at + i * 30 * MINUTE)
-            if i == threshold - 1:
-                case_steps = [
-                    Step(s.at, s.action, label if isinstance(s.action, Refund) else None)
-                    for s in case_steps
-                ]
+            case_steps = [
+                Step(s.at, s.action, label if isinstance(s.action, Refund) else None)
+                for s in self.case_flow(order, 0, "refund", at=refunds_at + i * 30 * MINUTE)
+            ]
             self.stories[-1] = Story(self.stories[-1].name, tuple(steps + case_steps))
 
     def inject_payment_failure_burst(self, at: float, n: int) -> None:
@@ -758,35 +766,33 @@ class _Planner:
             f"{len(channels)} payment failures within"
             f" {self.windows.payment_burst_span_s:g} s (simulated)",
         )
-        steps: list[Step] = []
-        fail: list[Step] = []
-        retries: list[Step] = []
+        # One story per failing order, so that no failure waits for the other orders' requests.
         for i, channel in enumerate(channels):
             order_at = at - 10 * MINUTE + i
             order = self.order(order_at, self.customer(), channel=channel)
-            steps.append(Step(order_at, order))
             failed_at = at + i * self.windows.payment_burst_span_s / len(channels)
-            self.burst_failures.append(failed_at)
-            last = i == len(channels) - 1
             code = self.rng.choice(FAILURE_CODES)
-            fail.append(Step(failed_at, self.payment(order, code), label if last else None))
             # The customer pays again a little later (after the failure, in the same story: a
             # success first would leave nothing to fail); the parcel goes out as usual.
             paid_at = at + 10 * MINUTE + i
-            retries.append(Step(paid_at, self.payment(order)))
+            steps = (
+                Step(order_at, order),
+                Step(failed_at, self.payment(order, code), label),
+                Step(paid_at, self.payment(order)),
+            )
+            self.stories.append(Story(f"failure burst {label} {order.ref}", steps))
             scans, _ = self.journey(order, paid_at)
             self.stories.append(Story(f"burst parcel {order.ref}", tuple(scans)))
-        self.stories.append(Story(f"failure burst {label}", tuple(steps + fail + retries)))
 
     def inject_duplicate_order(self, at: float, n: int) -> None:
         customer = self.customer()
         first = self.order(at, customer)
-        self.life(first, at, f"duplicated {first.ref}", cases=False)
         label = self.label(
             "duplicate_order",
             {"customer_id": customer.customer_id},
             "the same lines to the same address again within minutes (not paid)",
         )
+        self.life(first, at, f"duplicated {first.ref}", cases=False, place_label=label)
         twin_at = at + self.rng.uniform(1, 4) * MINUTE
         twin = self.order(twin_at, customer, first.lines, first.channel, warehouse=first.warehouse)
         self.stories.append(Story(f"duplicate {twin.ref}", (Step(twin_at, twin, label),)))

@@ -51,6 +51,42 @@ SOURCE_PAYMENTS = "/scenario/payments"
 SOURCE_CARRIERS = "/scenario/carriers"
 
 
+@dataclass(frozen=True)
+class Played:
+    """A step as played: its time as the detecting rule counts it, and when it was sent."""
+
+    at: datetime
+    sent: datetime
+
+
+def label_of(
+    anomaly: PlannedAnomaly,
+    match: dict[str, str],
+    parts: list[Played],
+    scale: Scale,
+    tolerance_s: float,
+) -> Label:
+    """The label of an injection from the steps that made it, as played (stories run on their
+    own: the failures of a burst, the refunds of a customer, an order and its twin may go out
+    in any order). Injected when its first step was sent; due when its rule counts it due —
+    the latest step's own time plus the silence or SLA it waits for — and never before its
+    last step was sent (nothing can see it sooner)."""
+    due = max(
+        max(p.at for p in parts) + timedelta(seconds=scale.real(anomaly.fires_after_s)),
+        max(p.sent for p in parts),
+    )
+    return Label(
+        anomaly.id,
+        anomaly.kind,
+        anomaly.rule,
+        match,
+        min(p.sent for p in parts),
+        due,
+        due + timedelta(seconds=tolerance_s),
+        anomaly.note,
+    )
+
+
 class StepFailed(Exception):
     """A step could not be played (the system refused it or never got ready for it)."""
 
@@ -88,6 +124,9 @@ class Progress:
     labels: int = 0
     unplayed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the first few, in words
+    # how late each step started against the plan (s): a player behind its plan plays
+    # another shop than the one planned (longer silences, later deliveries)
+    lags_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -100,7 +139,7 @@ class Player:
     tolerance_s: float = 10.0
     carrier_secrets: dict[str, str] = field(default_factory=dict)
     wait_s: float = 60.0  # how long a step waits for what it needs from the system
-    concurrency: int = 16
+    concurrency: int = 16  # HTTP requests in flight
     on_label: Callable[[Label], None] | None = None
     progress: Progress = field(default_factory=Progress)
 
@@ -112,6 +151,11 @@ class Player:
         self.scans: Counter[str] = Counter()
         self.anomalies = {anomaly.id: anomaly for anomaly in self.plan.anomalies}
         self.labels: list[Label] = []
+        # Per label, the steps that inject it and those played so far.
+        self.parts = Counter(
+            step.label for story in self.plan.stories for step in story.steps if step.label
+        )
+        self.played: dict[str, list[Played]] = {}
         self.started_at: datetime | None = None
         self._semaphore = asyncio.Semaphore(self.concurrency)
         self._producer: AIOKafkaProducer | None = None
@@ -140,12 +184,17 @@ class Player:
         self.progress.steps_done += 1
 
     async def _story(self, story: Story) -> None:
+        previous_start = self._t0
         for n, step in enumerate(story.steps):
-            delay = self._t0 + self.scale.real(step.at) - time.monotonic()
+            planned = self._t0 + self.scale.real(step.at)
+            start = max(planned, previous_start + self.scale.real(step.min_gap_s))
+            delay = start - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            previous_start = time.monotonic()
+            self.progress.lags_s.append(max(0.0, previous_start - planned))
             try:
-                injected_at = await self._do(step)
+                played = await self._do(step)
             except (StepFailed, httpx.HTTPError) as exc:
                 self.progress.failed[type(step.action).__name__] += 1
                 if len(self.progress.errors) < 20:
@@ -157,23 +206,17 @@ class Player:
                 return
             self.progress.steps_done += 1
             if step.label:
-                await self._record(self.anomalies[step.label], injected_at)
+                parts = self.played.setdefault(step.label, [])
+                parts.append(played)
+                if len(parts) == self.parts[step.label]:
+                    await self._record(self.anomalies[step.label], parts)
 
-    async def _record(self, anomaly: PlannedAnomaly, injected_at: datetime) -> None:
+    async def _record(self, anomaly: PlannedAnomaly, parts: list[Played]) -> None:
+        """The label, once every step that injects it was played."""
         match = {}
         for key, value in anomaly.match.items():
             match[key] = await self._resolve(value[1:]) if value.startswith("@") else value
-        due = injected_at + timedelta(seconds=self.scale.real(anomaly.fires_after_s))
-        label = Label(
-            anomaly.id,
-            anomaly.kind,
-            anomaly.rule,
-            match,
-            injected_at,
-            due,
-            due + timedelta(seconds=self.tolerance_s),
-            anomaly.note,
-        )
+        label = label_of(anomaly, match, parts, self.scale, self.tolerance_s)
         self.labels.append(label)
         self.progress.labels += 1
         if self.on_label:
@@ -194,19 +237,21 @@ class Player:
 
     # -- steps ----------------------------------------------------------------------------
 
-    async def _do(self, step: Step) -> datetime:
-        """Plays one step; returns when it took effect (for an injected anomaly's label)."""
+    async def _do(self, step: Step) -> Played:
+        """Plays one step; returns when it was sent (the successful request, not the start of
+        the step: the player's own queue and retries are not the system's delay) and its time
+        as the rule that detects it counts it: the same for a request, the case's own opening
+        time, the payment's or the scan's own time."""
         action = step.action
-        now = datetime.now(UTC)
         if isinstance(action, SetStock):
-            await self._call(
+            _, sent = await self._call(
                 "inventory",
                 "PUT",
                 f"/stock/{action.sku}/{action.warehouse}",
                 {"on_hand": action.on_hand, "low_stock_threshold": action.threshold},
             )
         elif isinstance(action, ReceiveStock):
-            await self._call(
+            _, sent = await self._call(
                 "inventory",
                 "POST",
                 f"/stock/{action.sku}/{action.warehouse}/receipts",
@@ -214,24 +259,24 @@ class Player:
                 key=f"{self.plan.tag}-{action.reference}",
             )
         elif isinstance(action, CountStock):
-            await self._call(
+            _, sent = await self._call(
                 "inventory",
                 "POST",
                 f"/stock/{action.sku}/{action.warehouse}/counts",
                 {"counted_on_hand": action.counted_on_hand, "counted_by": action.counted_by},
             )
         elif isinstance(action, PlaceOrder):
-            body = await self._call(
+            body, sent = await self._call(
                 "order", "POST", "/orders", _order_body(action), key=self._key(action.ref)
             )
             self._name(action.ref, body["order_id"])
         elif isinstance(action, Pay):
-            now = await self._pay(action, step)
+            return await self._pay(action, step)
         elif isinstance(action, Scan):
-            now = await self._scan(action)
+            return await self._scan(action)
         elif isinstance(action, OpenCase):
             order_id = await self._resolve(action.order_ref)
-            body = await self._call(
+            body, sent = await self._call(
                 "aftersales",
                 "POST",
                 "/cases",
@@ -246,22 +291,24 @@ class Player:
                 retry_on=(404,),
             )
             self._name(action.case_ref, body["case_id"])
+            # the SLA runs from the service's time
+            return Played(datetime.fromisoformat(body["opened_at"]), sent)
         elif isinstance(action, CaseAction):
             case_id = await self._resolve(action.case_ref)
-            body = {"action": action.action}
+            payload: dict[str, Any] = {"action": action.action}
             if action.satisfaction is not None:
-                body["satisfaction"] = action.satisfaction
+                payload["satisfaction"] = action.satisfaction
             if action.resolution is not None:
-                body["resolution"] = action.resolution
-            await self._call("aftersales", "POST", f"/cases/{case_id}/actions", body)
+                payload["resolution"] = action.resolution
+            _, sent = await self._call("aftersales", "POST", f"/cases/{case_id}/actions", payload)
         elif isinstance(action, Comment):
             case_id = await self._resolve(action.case_ref)
-            await self._call(
+            _, sent = await self._call(
                 "aftersales", "POST", f"/cases/{case_id}/comments", {"note": action.note}
             )
         elif isinstance(action, Refund):
             case_id = await self._resolve(action.case_ref)
-            await self._call(
+            _, sent = await self._call(
                 "aftersales",
                 "POST",
                 f"/cases/{case_id}/refunds",
@@ -277,7 +324,7 @@ class Player:
             )
         else:  # pragma: no cover - the plan has no other actions
             raise StepFailed(f"unknown action {action!r}")
-        return now
+        return Played(sent, sent)
 
     def _key(self, ref: str) -> str:
         return f"scenario-{self.plan.tag}-{ref}"
@@ -290,15 +337,16 @@ class Player:
         body: dict[str, Any],
         key: str | None = None,
         retry_on: tuple[int, ...] = (),
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], datetime]:
         """One request; retried while the answer is one of `retry_on` (not ready yet) or the
-        connection fails, up to `wait_s`."""
+        connection fails, up to `wait_s`. The answer, and when the request that got it was sent."""
         headers = {"Idempotency-Key": key} if key else {}
         deadline = time.monotonic() + self.wait_s
         delay = 0.05
         while True:
             try:
                 async with self._semaphore:
+                    sent = datetime.now(UTC)
                     response = await self.clients[service].request(
                         method, path, json=body, headers=headers
                     )
@@ -307,7 +355,7 @@ class Player:
                     raise StepFailed(f"{method} {path}: {exc}") from exc
             else:
                 if response.status_code < 300:
-                    return response.json() if response.content else {}  # type: ignore[no-any-return]
+                    return (response.json() if response.content else {}), sent
                 if response.status_code not in retry_on or time.monotonic() > deadline:
                     raise StepFailed(
                         f"{method} {path}: {response.status_code} {response.text[:300]}"
@@ -316,20 +364,24 @@ class Player:
             delay = min(delay * 2, 1.0)
 
     async def _publish(self, topic: str, envelope: Envelope, key: str) -> None:
+        """Send and wait for the broker's ack. No HTTP slot is taken: the producer batches, and
+        a scan or a payment queued behind slow HTTP calls would stretch the plan's gaps."""
         assert self._producer is not None
-        async with self._semaphore:
-            await self._producer.send_and_wait(
-                topic, envelope.to_json(), key=key.encode(), headers=envelope.kafka_headers()
-            )
+        await self._producer.send_and_wait(
+            topic, envelope.to_json(), key=key.encode(), headers=envelope.kafka_headers()
+        )
 
-    async def _pay(self, action: Pay, step: Step) -> datetime:
+    async def _pay(self, action: Pay, step: Step) -> Played:
+        """Publish the payment's outcome. A success happens when it is sent (the delivery
+        promise runs from it); a failure's own time is the plan's, so a burst stays a burst
+        whatever the player's lag, but nothing can see it before it is sent."""
         order_id = await self._resolve(action.ref)
+        sent = datetime.now(UTC)
         if action.failure_code is None:
-            occurred = datetime.now(UTC)
+            occurred = sent
             kind = "payment.succeeded.v1"
             data: dict[str, Any] = {}
         else:
-            # The failure's own time is the plan's: a burst stays a burst whatever the lag.
             assert self.started_at is not None
             occurred = self.started_at + timedelta(seconds=self.scale.real(step.at))
             kind = "payment.failed.v1"
@@ -348,9 +400,7 @@ class Player:
             },
         )
         await self._publish(self.topics.name("payments.events"), envelope, order_id)
-        return (
-            datetime.now(UTC) if action.failure_code is None else max(occurred, datetime.now(UTC))
-        )
+        return Played(occurred, sent)
 
     async def _shipment(self, ref: str) -> tuple[str, str]:
         """The carrier and tracking number of the order's parcel, once logistics made it."""
@@ -358,6 +408,7 @@ class Player:
             return self.tracking[ref]
         order_id = await self._resolve(ref)
         deadline = time.monotonic() + self.wait_s
+        delay = 0.2
         while True:
             async with self._semaphore:
                 response = await self.clients["logistics"].get(f"/orders/{order_id}/shipments")
@@ -367,9 +418,14 @@ class Player:
                 return self.tracking[ref]
             if time.monotonic() > deadline:
                 raise StepFailed(f"no shipment for {ref} ({order_id}) after {self.wait_s}s")
-            await asyncio.sleep(0.2)
+            # Backing off: hundreds of parcels polling every 0.2 s while the system lags would
+            # take every HTTP slot and make the lag they wait out.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
-    async def _scan(self, action: Scan) -> datetime:
+    async def _scan(self, action: Scan) -> Played:
+        """One scan, stamped when its step comes (the carrier's scan time: the plan's gaps
+        between scans stay what they are whatever the player's queue), then sent."""
         carrier, tracking = await self._shipment(action.ref)
         self.scans[action.ref] += 1
         scanned_at = datetime.now(UTC)
@@ -383,8 +439,11 @@ class Player:
         if action.exception_reason:
             body["exception_reason"] = action.exception_reason
         secret = self.carrier_secrets.get(carrier)
+        sent = datetime.now(UTC)
         if secret and self.scans[action.ref] % 2 == 0:
-            await self._webhook(carrier, secret, body)
+            async with self._semaphore:
+                sent = datetime.now(UTC)
+                await self._webhook(carrier, secret, body)
         else:
             envelope = Envelope(
                 type="carrier.scan.v1",
@@ -393,25 +452,25 @@ class Player:
                 data={"carrier": carrier, **body},
             )
             await self._publish(self.topics.carrier_scans, envelope, tracking)
-        return scanned_at
+        return Played(scanned_at, sent)
 
     async def _webhook(self, carrier: str, secret: str, body: dict[str, Any]) -> None:
-        """A carrier's signed POST: HMAC-SHA256 of "<timestamp>.<body>" with its secret."""
+        """A carrier's signed POST: HMAC-SHA256 of "<timestamp>.<body>" with its secret (the
+        caller holds the semaphore)."""
         raw = orjson.dumps(body)
         timestamp = str(int(time.time()))
         signature = hmac.new(
             secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256
         ).hexdigest()
-        async with self._semaphore:
-            response = await self.clients["logistics"].post(
-                f"/carriers/{carrier}/scans",
-                content=raw,
-                headers={
-                    "X-Carrier-Timestamp": timestamp,
-                    "X-Carrier-Signature": f"sha256={signature}",
-                    "Content-Type": "application/json",
-                },
-            )
+        response = await self.clients["logistics"].post(
+            f"/carriers/{carrier}/scans",
+            content=raw,
+            headers={
+                "X-Carrier-Timestamp": timestamp,
+                "X-Carrier-Signature": f"sha256={signature}",
+                "Content-Type": "application/json",
+            },
+        )
         if response.status_code >= 300:
             raise StepFailed(f"webhook scan: {response.status_code} {response.text[:300]}")
 

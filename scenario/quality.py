@@ -1,9 +1,10 @@
 """Detection quality: what the system raised against what the scenario injected. Pure.
 
 Every injected anomaly (a `Label`) must be raised exactly once — one distinct fingerprint of
-its rule whose labels contain the label's identity — between its injection and its window end
+its rule whose labels contain the label's identity — between its due time and its window end
 plus a tolerance. Every firing the labels do not explain is a false alarm. Resolutions
 (status `resolved`: recovered, resumed, responded late) are not alarms and are not counted.
+`Figures` sums reports (several seeds) per kind and overall.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+# A raise this much before its due time is still on time: scaled windows are floats, and the
+# label and the rule round them to microseconds separately.
+EARLY_SLACK_S = 0.001
 
 # Order holds that are the intake's detection of a bad address or phone (order.held.v1).
 INTAKE_HOLD_REASONS = frozenset({"address_incomplete", "phone_invalid"})
@@ -71,7 +76,7 @@ class Observation:
 @dataclass(frozen=True)
 class Outcome:
     label: Label
-    verdict: str  # hit, missed, late, early, duplicated
+    verdict: str  # hit, missed, late, early, duplicated (duplicated wins over early and late)
     raised: int  # distinct fingerprints that match
     delay_s: float | None  # first matching detection minus due_at
 
@@ -192,8 +197,8 @@ def compare(
             verdict = "duplicated"
         elif (first.detected_at - label.window_end).total_seconds() > tolerance_s:
             verdict = "late"
-        elif (label.injected_at - first.detected_at).total_seconds() > tolerance_s:
-            verdict = "early"  # raised before it was injected: something else raised it
+        elif -delay > tolerance_s + EARLY_SLACK_S:
+            verdict = "early"  # before it was due: something else raised it, or too soon
         else:
             verdict = "hit"
         outcomes.append(Outcome(label, verdict, raised, delay))
@@ -229,3 +234,93 @@ def observation_of_hold(data: dict[str, Any]) -> Observation | None:
         },
         detected_at=datetime.fromisoformat(data["held_at"]),
     )
+
+
+# kind of the labels a rule raises (a false alarm is counted under it), from the reports' labels
+def _kind_of_rules(reports: list[Report]) -> dict[str, str]:
+    return {o.label.rule: o.label.kind for report in reports for o in report.outcomes}
+
+
+@dataclass
+class KindFigures:
+    """One kind (or all) over several reports."""
+
+    injected: int = 0
+    hits: int = 0
+    missed: int = 0
+    late: int = 0
+    early: int = 0  # first raise before the due time (also when duplicated)
+    duplicated: int = 0  # injections raised under more than one fingerprint
+    false_alarms: int = 0
+    delays: list[float] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float:
+        return self.hits / self.injected if self.injected else 1.0
+
+    def add(self, outcome: Outcome, tolerance_s: float) -> None:
+        self.injected += 1
+        self.hits += outcome.verdict == "hit"
+        self.missed += outcome.verdict == "missed"
+        self.late += outcome.verdict == "late"
+        self.duplicated += outcome.verdict == "duplicated"
+        if outcome.delay_s is not None:
+            self.early += -outcome.delay_s > tolerance_s + EARLY_SLACK_S
+            self.delays.append(outcome.delay_s)
+
+
+@dataclass
+class Figures:
+    """Reports of several runs (seeds) summed per kind and overall; delays after due pooled."""
+
+    kinds: dict[str, KindFigures]
+    overall: KindFigures
+
+    @classmethod
+    def of(cls, reports: list[Report]) -> Figures:
+        kinds: dict[str, KindFigures] = {}
+        overall = KindFigures()
+        kind_of = _kind_of_rules(reports)
+        for report in reports:
+            for outcome in report.outcomes:
+                for figures in (kinds.setdefault(outcome.label.kind, KindFigures()), overall):
+                    figures.add(outcome, report.tolerance_s)
+            for alarm in report.false_alarms:
+                kind = kind_of.get(alarm.rule, alarm.rule)
+                kinds.setdefault(kind, KindFigures()).false_alarms += 1
+                overall.false_alarms += 1
+        for figures in [*kinds.values(), overall]:
+            figures.delays.sort()
+        return cls(dict(sorted(kinds.items())), overall)
+
+    @property
+    def ok(self) -> bool:
+        o = self.overall
+        return o.hits == o.injected and not (o.false_alarms or o.early or o.duplicated)
+
+    HEADER = (
+        f"{'kind':<25}{'inj':>5}{'recall':>8}{'miss':>5}{'dup':>5}{'early':>6}{'late':>5}"
+        f"{'false':>7}{'p50':>7}{'p95':>7}{'max':>7}"
+    )
+
+    @staticmethod
+    def row(name: str, f: KindFigures) -> str:
+        delays = (
+            f"{percentile(f.delays, 50) or 0:>7.2f}{percentile(f.delays, 95) or 0:>7.2f}"
+            f"{f.delays[-1]:>7.2f}"
+            if f.delays
+            else ""
+        )
+        return (
+            f"{name:<25}{f.injected:>5}{f.recall:>8.3f}{f.missed:>5}{f.duplicated:>5}"
+            f"{f.early:>6}{f.late:>5}{f.false_alarms:>7}{delays}"
+        )
+
+    def lines(self) -> list[str]:
+        """A table: per kind and overall, recall, misses, duplicates, early and late raises,
+        false alarms, delay after due p50/p95/max (seconds)."""
+        return [
+            self.HEADER,
+            *(self.row(kind, f) for kind, f in self.kinds.items()),
+            self.row("overall", self.overall),
+        ]

@@ -15,7 +15,7 @@ from typing import Any
 from orderguard.scenario.observe import Observer, read_observations
 from orderguard.scenario.plan import Plan, ShopConfig, plan_scenario
 from orderguard.scenario.player import Clients, Player
-from orderguard.scenario.quality import Label, Report, compare
+from orderguard.scenario.quality import Label, Report, compare, percentile
 from orderguard.scenario.scale import Scale
 
 # Events (HTTP calls and messages) an order's story makes on average: placing, paying, ~6 scans,
@@ -89,6 +89,16 @@ def read_labels(path: Path) -> tuple[dict[str, Any], list[Label]]:
     return header, labels
 
 
+def lag_figures(lags_s: list[float]) -> dict[str, float]:
+    """How far behind its plan the player started its steps: p50, p95, max (seconds)."""
+    ordered = sorted(lags_s)
+    return {
+        "p50": percentile(ordered, 50) or 0.0,
+        "p95": percentile(ordered, 95) or 0.0,
+        "max": ordered[-1] if ordered else 0.0,
+    }
+
+
 async def open_work_items(target: Target) -> int | None:
     with contextlib.suppress(Exception):
         response = await target.clients["notifier"].get(
@@ -107,6 +117,7 @@ async def summary_line(player: Player, observer: Observer, target: Target, t0: f
     return (
         f"t+{time.monotonic() - t0:5.0f}s  steps {progress.steps_done}/{progress.steps_total}"
         f"  injected {progress.labels}/{len(player.plan.anomalies)}"
+        + (f"  behind plan {progress.lags_s[-1]:.1f}s" if progress.lags_s else "")
         + (f"  failed steps {failed}" if failed else "")
         + "  | raised: "
         + (", ".join(f"{rule} {n}" for rule, n in sorted(raised.items())) or "nothing yet")
@@ -166,6 +177,7 @@ async def run_scenario(
             "injected": len(plan.anomalies),
             "unplayed": player.progress.unplayed,
             "failed_steps": dict(player.progress.failed),
+            "player_lag_s": lag_figures(player.progress.lags_s),
         }
         if labels_path:
             write_labels(labels_path, header, labels)

@@ -41,6 +41,22 @@ async def create_pool(database_url: str, schema: str, max_size: int = 10) -> asy
     )
 
 
+async def wait_for_database(database_url: str, timeout_s: float = 60.0) -> None:
+    """Block until PostgreSQL accepts connections: start-up ordering in compose and Kubernetes,
+    and a process restarted while its database is being restarted."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            conn = await asyncpg.connect(database_url, timeout=3)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            await conn.close()
+            return
+
+
 def _yoyo_url(database_url: str, schema: str) -> str:
     parts = urlsplit(database_url)
     query = dict(parse_qsl(parts.query))

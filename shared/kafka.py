@@ -12,6 +12,15 @@ from aiokafka.errors import TopicAlreadyExistsError
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 
+# One set of size limits, largest last, so that nothing we accept can be refused further on:
+# an HTTP JSON body (shared/http) < a record we publish or apply < what a topic accepts < what a
+# consumer fetches. A consumed record above MAX_RECORD_BYTES (a foreign producer on a broker that
+# does not enforce the topic's limit, like Tansu) is dead-lettered as oversized, a bounded copy.
+MAX_RECORD_BYTES = 1024 * 1024
+# Kafka counts a record batch with its header and the record's headers: room for our dlq_* ones.
+TOPIC_MAX_MESSAGE_BYTES = MAX_RECORD_BYTES + 64 * 1024
+CONSUMER_MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
@@ -22,6 +31,8 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=settings.outbox_linger_ms,
         max_batch_size=256 * 1024,
         compression_type=None,
+        # Larger outbox rows are parked by the relay, not sent to be refused by the topic.
+        max_request_size=TOPIC_MAX_MESSAGE_BYTES,
     )
 
 
@@ -35,7 +46,7 @@ def make_consumer(settings: Settings, group_id: str) -> AIOKafkaConsumer:
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        max_partition_fetch_bytes=CONSUMER_MAX_PARTITION_FETCH_BYTES,
         isolation_level="read_uncommitted",
     )
 
@@ -61,6 +72,7 @@ async def create_topics(settings: Settings, extra: list[str] | None = None) -> l
                             topic_configs={
                                 "retention.ms": str(7 * 24 * 3600 * 1000),
                                 "cleanup.policy": "delete",
+                                "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
                             },
                         )
                         for name in missing

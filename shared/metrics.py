@@ -55,7 +55,7 @@ REBALANCES = Counter(
 DEAD_LETTERS = Counter(
     "orderguard_dead_letters_total",
     "Records sent to a dead-letter topic, by reason",
-    ["topic", "group", "reason"],  # reason: malformed, invalid, unknown_type, failed
+    ["topic", "group", "reason"],  # reason: malformed, invalid, unknown_type, oversized, failed
 )
 
 OUTBOX_BACKLOG = Gauge(
@@ -66,6 +66,16 @@ OUTBOX_BACKLOG = Gauge(
 OUTBOX_OLDEST_UNSENT_AGE = Gauge(
     "orderguard_outbox_oldest_unsent_age_seconds",
     "Age of the oldest unsent outbox row (0 when none)",
+    ["schema"],
+)
+OUTBOX_PARKED = Counter(
+    "orderguard_outbox_parked_total",
+    "Outbox rows Kafka refused for good (too large, invalid topic), parked with the reason",
+    ["schema", "topic"],
+)
+OUTBOX_PARKED_ROWS = Gauge(
+    "orderguard_outbox_parked_messages",
+    "Parked outbox rows waiting for an operator (counted by the publishing relay)",
     ["schema"],
 )
 OUTBOX_PUBLISHED = Counter(
@@ -111,6 +121,16 @@ NOTIFICATION_ATTEMPT_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+TABLE_ROWS = Gauge(
+    "orderguard_table_rows",
+    "Rows of a table under retention (exact below 100k, the planner's estimate above)",
+    ["schema", "table"],
+)
+TABLE_OLDEST_ROW_AGE = Gauge(
+    "orderguard_table_oldest_row_age_seconds",
+    "Age of the oldest row of a table under retention, by the column that dates it",
+    ["schema", "table"],
+)
 JOB_RUNS = Counter(
     "orderguard_scheduled_job_runs_total",
     "Runs of a scheduled job (payment timeouts, auto-releases, escalations), by outcome",

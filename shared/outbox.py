@@ -12,12 +12,29 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from orderguard.shared import metrics
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.logging import get_logger
 
 log = get_logger(__name__)
+
+# What no retry can fix for one row: it is parked (kept, with the reason) and the relay goes on.
+UNPUBLISHABLE: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    CorruptRecordException,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +100,9 @@ class OutboxRelay:
     Only one relay per schema publishes at a time (a PostgreSQL advisory lock), so rows of
     one key reach Kafka in the order they were written however many replicas run.
     A crash between publish and mark re-publishes: consumers dedup by event id.
+    A row Kafka refuses for good (too large, an invalid topic) is parked with the reason and
+    counted; the rows after it are published all the same. A broker that is away (a timeout,
+    no leader) fails the pass instead: nothing is parked, the rows are tried again.
     """
 
     def __init__(
@@ -110,7 +130,7 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 await self._run_as_leader(stop)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
                 log.warning(
                     "outbox relay lost its connection; retrying",
                     schema=self._schema,
@@ -163,45 +183,95 @@ class OutboxRelay:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        """Publish one batch; returns how many rows it settled (sent or parked)."""
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers, created_at FROM outbox"
-            " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            " WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT $1",
             self._batch_max,
         )
         if not rows:
             return 0
-        futures = [
-            await self._producer.send(
-                row["topic"],
-                value=row["value"],
-                key=row["key"],
-                headers=[(name, value.encode()) for name, value in row["headers"]],
+        parked: list[tuple[asyncpg.Record, str]] = []
+        pending: list[tuple[asyncpg.Record, asyncio.Future[object]]] = []
+        broker_error: KafkaError | None = None
+        for row in rows:
+            try:
+                future = await self._producer.send(
+                    row["topic"],
+                    value=row["value"],
+                    key=row["key"],
+                    headers=[(name, value.encode()) for name, value in row["headers"]],
+                )
+            except UNPUBLISHABLE as exc:
+                parked.append((row, _reason(exc)))
+                continue
+            except KafkaError as exc:
+                broker_error = exc  # the rows from here on are tried again in the next pass
+                break
+            pending.append((row, future))
+        results = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        sent: list[asyncpg.Record] = []
+        for (row, _), result in zip(pending, results, strict=True):
+            if isinstance(result, UNPUBLISHABLE):
+                parked.append((row, _reason(result)))
+            elif isinstance(result, KafkaError):
+                broker_error = broker_error or result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                sent.append(row)
+        if sent:
+            # Marked sent, and the topics announced (PUBLISHED_CHANNEL).
+            await conn.execute(
+                "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))"
+                f" SELECT pg_notify('{PUBLISHED_CHANNEL}', $2)",
+                [row["id"] for row in sent],
+                ",".join({row["topic"] for row in sent}),
             )
-            for row in rows
-        ]
-        await asyncio.gather(*futures)
-        # Marked sent, and the topics announced (PUBLISHED_CHANNEL).
-        await conn.execute(
-            "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))"
-            f" SELECT pg_notify('{PUBLISHED_CHANNEL}', $2)",
-            [row["id"] for row in rows],
-            ",".join({row["topic"] for row in rows}),
-        )
+        if parked:
+            await self._park(conn, parked)
         now = datetime.now(UTC)
-        for topic, count in Counter(row["topic"] for row in rows).items():
+        for topic, count in Counter(row["topic"] for row in sent).items():
             metrics.OUTBOX_PUBLISHED.labels(topic).inc(count)
         latency = metrics.OUTBOX_RELAY_LATENCY.labels(self._schema)
-        for row in rows:
+        for row in sent:
             latency.observe((now - row["created_at"]).total_seconds())
-        return len(rows)
+        if broker_error is not None:
+            raise broker_error
+        return len(sent) + len(parked)
+
+    async def _park(
+        self, conn: asyncpg.Connection, parked: list[tuple[asyncpg.Record, str]]
+    ) -> None:
+        await conn.executemany(
+            "UPDATE outbox SET parked_at = now(), parked_reason = $2 WHERE id = $1",
+            [(row["id"], reason) for row, reason in parked],
+        )
+        for row, reason in parked:
+            metrics.OUTBOX_PARKED.labels(self._schema, row["topic"]).inc()
+            log.error(
+                "outbox row parked: Kafka refuses it",
+                schema=self._schema,
+                outbox_id=row["id"],
+                topic=row["topic"],
+                value_bytes=len(row["value"]),
+                reason=reason,
+            )
 
     async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
         count, oldest_age = await conn.fetchrow(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
-            " FROM outbox WHERE sent_at IS NULL"
+            " FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
         )
         metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
         metrics.OUTBOX_OLDEST_UNSENT_AGE.labels(self._schema).set(float(max(oldest_age, 0)))
+        metrics.OUTBOX_PARKED_ROWS.labels(self._schema).set(
+            await conn.fetchval("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL")
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

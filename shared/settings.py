@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderguard.shared.notifier_settings import ChannelSettings, DeliverySettings
@@ -31,6 +31,24 @@ class DelayCompensation(BaseModel):
 
     kind: Literal["coupon", "points"]
     amount: Decimal = Field(gt=0, decimal_places=2)
+
+
+class RetentionSettings(BaseModel):
+    """How long rows that grow with traffic are kept (docs/operations.md lists every table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A retried HTTP write within this window gets the first answer again.
+    idempotency_keys_s: float = Field(default=24 * 3600, gt=0)
+    # Anomalies the router saw, once resolved: a copy re-sent later than this is routed again.
+    resolved_anomalies_s: float = Field(default=7 * 24 * 3600, gt=0)
+    # Anomalies never resolved (one-off rules, a detector gone): forgotten after this.
+    open_anomalies_s: float = Field(default=90 * 24 * 3600, gt=0)
+    # Finished deliveries (delivered or failed) and their attempts: the delivery log's depth.
+    deliveries_s: float = Field(default=30 * 24 * 3600, gt=0)
+    # How often each retention job looks; how many rows one transaction deletes at most.
+    interval_s: float = Field(default=300.0, gt=0)
+    batch_max: int = Field(default=1000, ge=1)
 
 
 class Settings(BaseSettings):
@@ -80,6 +98,16 @@ class Settings(BaseSettings):
     # How often scheduled jobs (timeouts, auto-releases, escalations) look for due work.
     job_interval_s: float = Field(default=5.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 24 * 3600, gt=0)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    # The operators' console (services/notifier/console): session lifetimes; cookies marked
+    # Secure (browsers treat http://127.0.0.1 and localhost as secure); the order service's URL
+    # the console calls server-side with its own key (scope `delegate`) on behalf of a person.
+    console_session_idle_s: float = Field(default=30 * 60, gt=0)
+    console_session_absolute_s: float = Field(default=12 * 3600, gt=0)
+    console_cookie_secure: bool = True
+    console_order_url: str | None = None
+    console_api_key: SecretStr | None = None
 
     routing_file: str | None = None
     # How often the routing file's modification time is checked for a hot reload (0: never).
@@ -162,6 +190,15 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("ORDERGUARD_DATABASE_URL must be a postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _deliveries_outlive_their_dedup_window(self) -> Settings:
+        if self.retention.deliveries_s < self.deliveries.dedup_window_s:
+            raise ValueError(
+                "ORDERGUARD_RETENTION__DELIVERIES_S must be at least the deliveries' dedup window"
+                f" ({self.deliveries.dedup_window_s}s): a delivery is its own dedup record"
+            )
+        return self
 
     @cached_property
     def scope_by_key(self) -> dict[str, frozenset[str]]:

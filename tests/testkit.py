@@ -112,10 +112,14 @@ async def publish(
     value: bytes,
     key: bytes | None = None,
     headers: list[tuple[str, bytes]] | None = None,
+    max_request_size: int = 1024 * 1024,
 ) -> None:
     """Publish like an outside producer would."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        max_request_size=max_request_size,
     )
     await producer.start()
     try:

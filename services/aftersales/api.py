@@ -371,7 +371,12 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
         )
         return _answer(status, response, replayed, location(response) if location else None)
 
-    @router.post("/cases", status_code=201, response_model=CaseView)
+    @router.post(
+        "/cases",
+        status_code=201,
+        response_model=CaseView,
+        responses={404: {"description": "The order is not known to after-sales"}},
+    )
     async def open_case(
         request: OpenCaseRequest,
         caller: Caller = Depends(require_scope("cases:write")),
@@ -549,6 +554,7 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
         "/cases/{case_id}/attachments",
         status_code=201,
         response_model=AttachmentView,
+        responses={415: {"description": "Attachment type not accepted"}},
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -634,7 +640,10 @@ def build_router(runtime: Runtime, sla: RuleConfig[CaseSlaBreached.Params]) -> A
         )
 
     @router.post(
-        "/cases/{case_id}/attachments/references", status_code=201, response_model=AttachmentView
+        "/cases/{case_id}/attachments/references",
+        status_code=201,
+        response_model=AttachmentView,
+        responses={415: {"description": "Attachment type not accepted"}},
     )
     async def reference_attachment(
         request: AttachmentReferenceRequest,

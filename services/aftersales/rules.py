@@ -21,7 +21,10 @@ class CaseSlaBreached:
     engine sweeps it on the partition's clock, which follows the wall clock when the partition
     is quiet. The first response — a `case.updated.v1` with `responded` (an agent's comment or a
     state change by staff) or the case's closing — disarms it; after a breach it resolves the
-    anomaly (status resolved, same fingerprint). One breach per case at most.
+    anomaly (status resolved, same fingerprint). A first response later than the deadline that
+    arrives before the clock reached it raises the breach and its resolution at once, so what
+    is raised depends on event times, not on the order events arrive in (within the allowed
+    lateness). One breach per case at most.
     """
 
     name = "case.sla_breached"
@@ -74,11 +77,20 @@ class CaseSlaBreached:
         )
         if not responded or state["responded"]:
             return state, []
-        at = data.closed_at if isinstance(data, CaseClosed) else data.updated_at
-        new_state = {**state, "responded": True, "responded_at": as_utc(at).isoformat()}
-        if not state["breached"]:
-            return new_state, []
-        return new_state, [self._anomaly(new_state, data.case_id, now, event.id, "resolved")]
+        at = as_utc(data.closed_at if isinstance(data, CaseClosed) else data.updated_at)
+        new_state = {**state, "responded": True, "responded_at": at.isoformat()}
+        anomalies = []
+        due = self.deadline(state)
+        if due is not None and at >= due:
+            # Answered after the deadline, before the clock got there (the answer was on its
+            # way): the breach is a fact of event time all the same; then its resolution.
+            new_state["breached"] = True
+            anomalies.append(
+                self._anomaly(new_state, data.case_id, now, state["opened_event"], "firing")
+            )
+        if new_state["breached"]:
+            anomalies.append(self._anomaly(new_state, data.case_id, now, event.id, "resolved"))
+        return new_state, anomalies
 
     def deadline(self, state: State) -> datetime | None:
         if state["responded"] or state["breached"] or state["due_at"] is None:
@@ -121,11 +133,13 @@ class CaseSlaBreached:
 class RepeatedRefunds:
     """`refund.repeated`: one customer got `threshold` refunds within `window_s` (event time).
 
-    The window slides with the customer's latest refund time; a late refund counts if it falls
-    inside the window ending at that latest time. State is bounded: only refund times still in
-    the window are kept (at most MAX_KEPT, the latest). Fires once per episode; re-arms when a
-    refund arrives and the window holds fewer than the threshold. A refund resent under a new
-    event id (same refund id) is not counted twice. Per-channel overrides by label `channel`.
+    A refund counts in every window it falls in, late or out of order: it fires when some
+    window holding the new refund holds `threshold`. State is bounded: the refunds of the last
+    two windows before the latest (at most MAX_KEPT), so a refund arriving up to a window late
+    still counts. Fires once per episode; re-arms when a refund arrives and the window ending
+    at the latest holds fewer than the threshold, and a new episode's window must not overlap
+    the one that fired. A refund resent under a new event id (same refund id) is not counted
+    twice. Per-channel overrides by label `channel`.
     """
 
     name = "refund.repeated"
@@ -162,17 +176,38 @@ class RepeatedRefunds:
         if any(refund_id == data.refund_id for _, refund_id in state["refunds"]):
             return state, []
         params = self.config.params_for({"channel": data.channel or ""})
-        at = as_utc(data.issued_at).isoformat()
-        refunds = sorted([*state["refunds"], [at, data.refund_id]])
-        latest = datetime.fromisoformat(refunds[-1][0])
-        start = latest - timedelta(seconds=params.window_s)
-        kept = [r for r in refunds if datetime.fromisoformat(r[0]) >= start][-self.MAX_KEPT :]
-        in_window = len(kept)
-        new_state = {**state, "refunds": kept}
-        if state["firing"] and in_window < params.threshold:
-            return {**new_state, "firing": False}, []
-        if state["firing"] or in_window < params.threshold:
+        window = timedelta(seconds=params.window_s)
+        at = as_utc(data.issued_at)
+        refunds = sorted([*state["refunds"], [at.isoformat(), data.refund_id]])
+        times = [datetime.fromisoformat(issued) for issued, _ in refunds]
+        latest = times[-1]
+        kept = [r for r, t in zip(refunds, times, strict=True) if t > latest - 2 * window]
+        kept = kept[-self.MAX_KEPT :]
+        times = times[-len(kept) :]
+
+        def in_window(end: datetime) -> int:
+            return sum(1 for t in times if end - window <= t <= end)
+
+        firing = state["firing"] and in_window(latest) >= params.threshold
+        new_state = {**state, "refunds": kept, "firing": firing}
+        # The first window holding this refund that holds a burst (a late refund may complete
+        # one that ends before the latest).
+        burst_end = next(
+            (
+                end
+                for end in times
+                if at <= end <= at + window and in_window(end) >= params.threshold
+            ),
+            None,
+        )
+        fired_end = state.get("fired_end")
+        if (
+            burst_end is None
+            or firing
+            or (fired_end is not None and burst_end - window <= datetime.fromisoformat(fired_end))
+        ):
             return new_state, []
+        in_window_count = in_window(burst_end)
         episode = state["episode"] + 1
         days = params.window_s / 86400
         labels = {
@@ -188,14 +223,15 @@ class RepeatedRefunds:
             team="risk",
             labels=labels,
             summary=(
-                f"Customer {data.customer_id}: {in_window} refunds within {days:g} days"
+                f"Customer {data.customer_id}: {in_window_count} refunds within {days:g} days"
                 f" (threshold {params.threshold}); latest {data.refund_id} on order {data.order_id}"
             ),
             event_time=as_utc(data.issued_at),
             detected_at=now,
             source_event_id=event.id,
         )
-        return {**new_state, "firing": True, "episode": episode}, [anomaly]
+        new_state.update(firing=True, episode=episode, fired_end=burst_end.isoformat())
+        return new_state, [anomaly]
 
 
 # The rules this module declares to the detectors configuration (its RULE_MODULES lists us).

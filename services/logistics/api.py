@@ -190,6 +190,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         "/carriers/{carrier}/scans",
         status_code=202,
         response_model=ScanAccepted,
+        responses={401: {"description": "Signature or timestamp missing, invalid or stale"}},
         openapi_extra={
             "requestBody": {
                 "required": True,

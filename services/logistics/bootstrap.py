@@ -10,14 +10,15 @@ from orderguard.services.logistics.handlers import (
     CarrierRule,
     CompensationPolicy,
     compensate_delays,
-    purge_webhook_receipts,
 )
 from orderguard.services.logistics.rules import RULES
 from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.events.carriers import CarrierScan
+from orderguard.shared.retention import Retention, retention_job
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
+from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
 
 
@@ -46,13 +47,21 @@ def jobs(runtime: Runtime) -> list[ScheduledJob]:
     async def run(uow: UnitOfWork, limit: int) -> int:
         return await compensate_delays(uow, topics, policy, limit)
 
-    async def purge(uow: UnitOfWork, limit: int) -> int:
-        return await purge_webhook_receipts(uow, settings.dedup_retention_s, limit)
-
     return [
         ScheduledJob("logistics.delay-compensation", run),
-        ScheduledJob("logistics.webhook-receipts-purge", purge, every_s=3600.0),
+        retention_job(webhook_receipts_retention(settings), settings),
     ]
+
+
+def webhook_receipts_retention(settings: Settings) -> Retention:
+    """Receipts past retention are long stale (their signatures are refused before any replay
+    check), and the scans consumer still applies a scan id once."""
+    return Retention(
+        "carrier_webhook_receipts",
+        "carrier_webhook_receipts",
+        "received_at",
+        settings.dedup_retention_s,
+    )
 
 
 DEFINITION = ServiceDefinition(

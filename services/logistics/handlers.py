@@ -291,12 +291,6 @@ async def compensate_delays(
     return len(changed)
 
 
-async def purge_webhook_receipts(uow: UnitOfWork, retention_s: float, limit: int) -> int:
-    """Forget webhook receipts past retention: their timestamps are long stale (refused before
-    any replay check), and the scans consumer still applies a scan id once."""
-    return await repository.purge_webhook_receipts(uow.conn, uow.now, retention_s, limit)
-
-
 # -- queries ------------------------------------------------------------------------------------
 
 

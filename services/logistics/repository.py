@@ -206,17 +206,3 @@ async def add_webhook_receipt(conn: Connection, carrier: str, scan_id: str, sign
         scan_id,
         signature,
     )
-
-
-async def purge_webhook_receipts(
-    conn: Connection, now: datetime, retention_s: float, limit: int
-) -> int:
-    deleted = await conn.fetch(
-        "DELETE FROM carrier_webhook_receipts WHERE ctid IN (SELECT ctid FROM carrier_webhook_receipts"
-        " WHERE received_at < $1::timestamptz - make_interval(secs => $2::float8)"
-        " LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING 1",
-        now,
-        retention_s,
-        limit,
-    )
-    return len(deleted)

@@ -107,6 +107,20 @@ def _anomaly(
     )
 
 
+def _passed_deadline(
+    rule: ShipmentStalled | ShipmentOverdue, state: State, data: object, now: datetime
+) -> tuple[State, list[AnomalyDetected]]:
+    """A scan stamped at or after the state's deadline that arrives before the clock got there
+    (it was on its way): the deadline passed in event time all the same, so it is ticked first
+    and the scan applies after it — what is raised depends on event times, not on the order
+    events arrive in (within the allowed lateness)."""
+    due = rule.deadline(state)
+    if isinstance(data, ShipmentScanned) and due is not None and data.scanned_at >= due:
+        state, anomalies = rule.tick(state, data.shipment_id, now)
+        return state, anomalies
+    return state, []
+
+
 class ShipmentStalled:
     """`shipment.stalled`: a shipment the carrier holds (picked up, in transit, out for delivery)
     with no scan for `silence_hours` of event time. It fires while the shipment is silent (a
@@ -169,9 +183,9 @@ class ShipmentStalled:
     def apply(
         self, state: State, event: Event, now: datetime
     ) -> tuple[State, list[AnomalyDetected]]:
-        new = _follow(state, event)
-        anomalies: list[AnomalyDetected] = []
         data = event.data
+        state, anomalies = _passed_deadline(self, state, data, now)
+        new = _follow(state, event)
         if isinstance(data, ShipmentScanned):
             last = _at(state["last_scan_at"])
             newer = last is None or data.scanned_at > last
@@ -270,11 +284,11 @@ class ShipmentOverdue:
     def apply(
         self, state: State, event: Event, now: datetime
     ) -> tuple[State, list[AnomalyDetected]]:
-        new = _follow(state, event)
-        if isinstance(event.data, ShipmentCreated):
-            new["last_event"] = event.id
-        anomalies: list[AnomalyDetected] = []
         data = event.data
+        state, anomalies = _passed_deadline(self, state, data, now)
+        new = _follow(state, event)
+        if isinstance(data, ShipmentCreated):
+            new["last_event"] = event.id
         if state["overdue"] and new["status"] == "delivered" and isinstance(data, ShipmentScanned):
             new["overdue"] = False
             anomalies.append(

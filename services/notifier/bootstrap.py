@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orderguard.services.notifier.api import build_router
 from orderguard.services.notifier.channels.registry import configured_kinds, open_channels
+from orderguard.services.notifier.console import pages as console_pages
 from orderguard.services.notifier.consumers import (
     RecordNotifications,
     RouteAnomalies,
@@ -18,6 +19,7 @@ from orderguard.services.notifier.deliveries.consumers import DeliverRequests
 from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.service import Sender
 from orderguard.services.notifier.deliveries.templates import Templates
+from orderguard.services.notifier.retention import notifier_retentions
 from orderguard.services.notifier.routing_api import build_routing_router
 from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
 from orderguard.services.notifier.work_items import api as work_items_api
@@ -25,6 +27,7 @@ from orderguard.services.notifier.work_items.consumers import ClearWorkItems, Op
 from orderguard.services.notifier.work_items.domain import SlaPolicy
 from orderguard.services.notifier.work_items.jobs import work_item_jobs
 from orderguard.shared.logging import get_logger
+from orderguard.shared.retention import retention_job
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
 
@@ -106,6 +109,7 @@ def jobs(runtime: Runtime) -> list[ScheduledJob]:
         *router_jobs(routing_in_force(runtime), runtime.topics),
         *work_item_jobs(sla_policy(runtime), runtime.topics),
         ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
+        *(retention_job(r, runtime.settings) for r in notifier_retentions(runtime.settings)),
     ]
 
 
@@ -117,6 +121,7 @@ DEFINITION = ServiceDefinition(
         build_routing_router(runtime, routing_in_force(runtime)),
         work_items_api.build_router(runtime, sla_policy(runtime)),
         deliveries_api.build_router(runtime),
+        console_pages.build_router(runtime, sla_policy(runtime)),
     ],
     handlers=handlers,  # type: ignore[arg-type]
     jobs=jobs,

@@ -42,7 +42,8 @@ class DuplicateOrder:
     or out-of-order events still pair up). One anomaly per duplicate order, labelled with that
     later order's `order_id` so the recycle bin takes it in.
 
-    State per customer: only the orders of the last window (at most `max_orders_kept`).
+    State per customer: the orders of the last two windows before the newest (at most
+    `max_orders_kept`), so an order arriving up to a window late still finds its twin.
     """
 
     name = "order.duplicate"
@@ -92,7 +93,7 @@ class DuplicateOrder:
         mine = {"order_id": data.order_id, "at": at, "sig": signature}
         latest = max([at, *(seen["at"] for seen in orders)])
         kept = sorted(
-            (seen for seen in [*orders, mine] if seen["at"] >= latest - params.window_s),
+            (seen for seen in [*orders, mine] if seen["at"] > latest - 2 * params.window_s),
             key=lambda seen: (seen["at"], seen["order_id"]),
         )[-params.max_orders_kept :]
         new_state = {"orders": kept}

@@ -25,13 +25,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
-from orderguard.shared import metrics, telemetry
+from orderguard.shared import dead_letters, metrics, telemetry
 from orderguard.shared.engine.idle import IdleFetching
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY, UnknownEventType
+from orderguard.shared.kafka import MAX_RECORD_BYTES
 from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import OutboxMessage
-from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -111,6 +111,10 @@ def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | Dea
     type_name = header_type.decode(errors="replace") if header_type is not None else None
     if type_name is not None and type_name not in wanted:
         return None
+    if record.value is not None and len(record.value) > MAX_RECORD_BYTES:
+        return DeadLetter(
+            record, "oversized", f"{len(record.value)} bytes, over the {MAX_RECORD_BYTES} limit"
+        )
     if type_name is not None and record.value is not None:
         # Fast path: envelope and data validated in one pass by the type's own envelope
         # model (its `data` is then the typed model). Any failure takes the general path
@@ -139,33 +143,7 @@ def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | Dea
 
 
 def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
-    """The record as it came, to `<topic>.dlq.<group>`, with why in `dlq_*` headers."""
-    record = letter.record
-    headers = [(name, value.decode(errors="replace")) for name, value in record.headers or ()]
-    headers += [
-        ("dlq_reason", letter.reason),
-        ("dlq_error", letter.error[:2000]),
-        ("dlq_group", group),
-        ("dlq_topic", record.topic),
-        ("dlq_partition", str(record.partition)),
-        ("dlq_offset", str(record.offset)),
-    ]
-    metrics.DEAD_LETTERS.labels(record.topic, group, letter.reason).inc()
-    log.warning(
-        "record dead-lettered",
-        group=group,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        reason=letter.reason,
-        error=letter.error[:500],
-    )
-    return OutboxMessage(
-        topic=Topics.dead_letter(record.topic, group),
-        key=record.key,
-        value=record.value or b"",
-        headers=headers,
-    )
+    return dead_letters.dead_letter_message(letter.record, letter.reason, letter.error, group)
 
 
 class Engine:

@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orderguard.shared import metrics, telemetry
+from orderguard.shared.http.limits import BodyLimit
+from orderguard.shared.http.openapi import install_openapi
 from orderguard.shared.http.problems import install_problem_handlers
 from orderguard.shared.settings import Settings
 from orderguard.shared.tracing import child_of, span_id, take_parent, traced
@@ -101,6 +103,7 @@ def create_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, other_types_max_bytes=settings.aftersales_attachment_max_bytes)
 
     app.add_middleware(ObserveRequests, service=service)
 
@@ -109,7 +112,16 @@ def create_app(
         """Liveness: the process answers. Depends on nothing else."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={
+            503: {
+                "description": "Not ready: a check failed (the body says which)",
+                "content": {"application/json": {}},
+            }
+        },
+    )
     async def readyz() -> JSONResponse:
         """Readiness: the database and the broker answer, and the workers have started."""
         checks = await readiness()
@@ -119,7 +131,12 @@ def create_app(
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    )
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -130,4 +147,5 @@ def create_app(
     app.include_router(build_schema_router())
     for router in routers:
         app.include_router(router)
+    install_openapi(app)
     return app

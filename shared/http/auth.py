@@ -1,9 +1,14 @@
-"""API keys with scopes, from settings. Every API route requires a key; writes require a write scope."""
+"""API keys with scopes, from settings. Every API route requires a key; writes require a write scope.
+
+A key that also holds scope `delegate` (the console's) may name the person it acts for in
+X-Acting-Person; the request is then that person's: timelines and events record them, not the key.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -14,6 +19,10 @@ from orderguard.shared.http.problems import Problem
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
+_acting_person = APIKeyHeader(name="X-Acting-Person", auto_error=False)
+DELEGATE = "delegate"
+# A person's id (the console's login): short and plain, as it goes into timelines and events.
+_PERSON_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def _scopes_of(request: Request, presented: str) -> frozenset[str] | None:
@@ -27,14 +36,17 @@ def _scopes_of(request: Request, presented: str) -> frozenset[str] | None:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made a request: the scope used and a short id of the key that reveals nothing of it."""
+    """Who made a request: the scope used and a short id of the key that reveals nothing of it,
+    or the person a delegating key acts for."""
 
     scope: str
     key_id: str
+    person: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.scope}#{self.key_id}"
+        # shared.actor's string form: `person:<id>` for a person, the key otherwise.
+        return f"person:{self.person}" if self.person else f"{self.scope}#{self.key_id}"
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
@@ -45,6 +57,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         api_key: str | None = Depends(_api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        acting_person: str | None = Depends(_acting_person),
     ) -> Caller:
         presented = api_key or (bearer.credentials if bearer else None)
         if not presented:
@@ -62,6 +75,20 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
             raise Problem(
                 403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}."
             )
-        return Caller(scope, hashlib.sha256(presented.encode()).hexdigest()[:8])
+        key_id = hashlib.sha256(presented.encode()).hexdigest()[:8]
+        if acting_person is None:
+            return Caller(scope, key_id)
+        if "*" not in scopes and DELEGATE not in scopes:
+            raise Problem(
+                403,
+                "forbidden",
+                "API key may not act for a person",
+                f"X-Acting-Person needs a key with scope {DELEGATE!r}.",
+            )
+        if not _PERSON_ID.fullmatch(acting_person):
+            raise Problem(
+                422, "validation", "Invalid X-Acting-Person", "1-64 of A-Z a-z 0-9 . _ @ -."
+            )
+        return Caller(scope, key_id, acting_person)
 
     return check

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,12 +22,13 @@ from pydantic import SecretStr
 from testkit import RunningService, events_of_type, publish_event, read_topic, wait_until
 
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
+from orderguard.services.logistics.bootstrap import webhook_receipts_retention
 from orderguard.services.logistics.domain import shipment_id_for
-from orderguard.services.logistics.handlers import purge_webhook_receipts
 from orderguard.services.logistics.webhooks import sign
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.orders import OrderLine, OrderPaid, ShippingAddress
+from orderguard.shared.retention import delete_expired
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
 
@@ -348,9 +350,10 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
     assert b"in the future" in dead.headers["dlq_error"]
     assert len((await s.shipment(shipment_id))["scans"]) == 4
 
-    # Receipts past retention are purged by the scheduled job's handler.
+    # Receipts past retention are purged by the retention job's delete.
+    expired = replace(webhook_receipts_retention(logistics_settings), keep_s=0)
     async with UnitOfWork(s.service.runtime.pool, s.service.runtime.schema) as uow:
-        assert await purge_webhook_receipts(uow, retention_s=0, limit=100) == 1
+        assert await delete_expired(uow.conn, expired, limit=100) == 1
         await uow.commit()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> Non
         assert httpx.put(f"{inventory}/stock/S/main", json={"on_hand": 1}).status_code == 401
         ok = httpx.put(f"{inventory}/stock/S/main", json={"on_hand": 1}, headers={"X-API-Key": key})
         assert ok.status_code == 200, ok.text
+        console = status["services"]["notifier"]["url"] + "/console/sign-in"
+        assert httpx.get(console).status_code == 200
         pids = [s["pid"] for s in status["services"].values()] + [status["broker"]["pid"]]
         assert all(psutil.pid_exists(pid) for pid in pids)
         postgres_pids = [
@@ -67,6 +70,7 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path) -> Non
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
     assert "stopped" in output
+    assert re.search(r"console: http://127\.0\.0\.1:\d+/console/  first admin: admin / \S+", output)
     for pid in pids + postgres_pids:
         assert not _running(pid), f"process {pid} outlived `orderguard up`"
     assert _status(data_dir) is None

@@ -319,6 +319,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         "/recycle-bin",
         response_model=BinPage,
         dependencies=[Depends(require_scope("orders:read"))],
+        responses={400: {"description": "The cursor is not one a page returned"}},
     )
     async def list_recycle_bin(
         where: BinFilter = Depends(filters),

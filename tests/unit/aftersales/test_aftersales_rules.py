@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import BaseModel
+from rulereplay import Replay, arrivals_within, same_transitions
 
 from orderguard.services.aftersales.rules import CaseSlaBreached, RepeatedRefunds
 from orderguard.shared.detection.config import Override, RuleConfig
@@ -274,3 +275,115 @@ def test_the_anomaly_is_for_risk_and_deterministic() -> None:
     assert first.team == "risk" and first.rule == "refund.repeated"
     assert first.labels["customer_id"] == "cust-1"
     assert first.fingerprint == again.fingerprint
+
+
+# -- late and out-of-order events (the engine's clock, tests/rulereplay.py) -------------------
+
+
+def case_opened(case_id: str, at: datetime) -> Event:
+    data = CaseOpened(
+        case_id=case_id,
+        order_id=f"ord-{case_id}",
+        customer_id="cust-1",
+        case_type="complaint",
+        reason="crushed",
+        priority="P3",
+        opened_at=at,
+    )
+    return event(data, at, int(case_id[1:]))
+
+
+def case_answered(case_id: str, at: datetime) -> Event:
+    data = CaseUpdated(
+        case_id=case_id,
+        order_id=f"ord-{case_id}",
+        customer_id="cust-1",
+        case_type="complaint",
+        action="comment",
+        from_state="intake",
+        to_state="intake",
+        actor="staff:agent-1",
+        responded=True,
+        updated_at=at,
+    )
+    return event(data, at, 100 + int(case_id[1:]))
+
+
+def test_sla_out_of_order_within_the_lateness_gives_what_in_order_gives() -> None:
+    rule, lateness = sla_rule(), 2 * H
+    events = [
+        case_opened("k1", T0),
+        case_answered("k1", T0 + 20 * H),  # in time
+        case_opened("k2", T0 + 5 * H),  # never answered: breached at 29 h
+        case_opened("k3", T0 + 6 * H),
+        case_answered("k3", T0 + 31 * H),  # breached at 30 h, answered late
+        case_opened("k5", T0 + 32.5 * H),  # arriving before k3's answer, it moves the clock
+        case_answered("k5", T0 + 33 * H),  # past k3's deadline: a tick, not only the answer
+        case_opened("k4", T0 + 40 * H),
+        case_answered("k4", T0 + 41 * H),
+    ]
+    in_order = Replay(rule, lateness).feed(sorted(events, key=lambda e: e.envelope.time))
+    in_order.finish(T0 + 100 * H)
+    # k3's answer (31 h) is after its deadline (30 h): breached and resolved, whether the
+    # clock got to 30 h before the answer arrived or not.
+    assert sorted((a.labels["case_id"], a.status) for a in in_order.raised) == [
+        ("k2", "firing"),
+        ("k3", "firing"),
+        ("k3", "resolved"),
+    ]
+    for seed in range(30):
+        shuffled = Replay(rule, lateness).feed(arrivals_within(events, lateness, seed))
+        shuffled.finish(T0 + 100 * H)
+        assert same_transitions(in_order, shuffled), seed
+        assert shuffled.late == 0
+
+
+def test_a_response_later_than_the_lateness_is_counted_late_and_resolves_the_breach() -> None:
+    replay = Replay(sla_rule(), 2 * H).feed(
+        [case_opened("k1", T0), case_opened("k2", T0 + 27 * H), case_answered("k1", T0 + 20 * H)]
+    )
+    # k2's opening moved the clock to 25 h, past k1's deadline (24 h): breached, then the
+    # answer (20 h, 5 h behind the clock) arrives late: counted, applied, and it resolves.
+    assert replay.late == 1
+    assert [(a.labels["case_id"], a.status) for a in replay.raised] == [
+        ("k1", "firing"),
+        ("k1", "resolved"),
+    ]
+    assert "responded to late" in replay.raised[1].summary
+
+
+def test_refunds_out_of_order_within_the_lateness_give_what_in_order_gives() -> None:
+    rule, lateness = refunds_rule(days=100), 30 * DAY
+    events = [
+        refund(T0, "r1"),
+        refund(T0 + 10 * DAY, "r2"),
+        refund(T0 + 95 * DAY, "r3"),  # r1, r2, r3 within 100 days: fires
+        refund(T0 + 120 * DAY, "r4"),  # only r2..r4 in the window ending here
+        refund(T0 + 400 * DAY, "r5"),
+        refund(T0 + 401 * DAY, "r6"),
+        refund(T0 + 402 * DAY, "r7"),  # a new episode
+        refund(T0 + 50 * DAY, "x1", customer="cust-2"),
+        refund(T0 + 60 * DAY, "x2", customer="cust-2"),
+    ]
+    in_order = Replay(rule, lateness).feed(sorted(events, key=lambda e: e.envelope.time))
+    assert [a.labels["customer_id"] for a in in_order.raised] == ["cust-1", "cust-1"]
+    for seed in range(30):
+        shuffled = Replay(rule, lateness).feed(arrivals_within(events, lateness, seed))
+        assert same_transitions(in_order, shuffled), seed
+    # r4 (120 d) before r3 (95 d): the window ending at r3 must still see r1 and r2.
+    r4_first = Replay(rule, lateness).feed([events[i] for i in (0, 1, 3, 2, 4, 5, 6)])
+    assert [a.fingerprint for a in r4_first.raised] == [
+        a.fingerprint for a in in_order.raised if a.labels["customer_id"] == "cust-1"
+    ]
+
+
+def test_a_refund_later_than_the_lateness_is_counted_late_and_still_counts() -> None:
+    rule = refunds_rule(days=100)
+    replay = Replay(rule, 10 * DAY).feed(
+        [refund(T0, "r1"), refund(T0 + 150 * DAY, "r4"), refund(T0 + 20 * DAY, "r2")]
+    )
+    assert replay.late == 0 or replay.raised == []
+    replay.feed([refund(T0 + 60 * DAY, "r3")])  # 90 days behind the newest: late
+    assert replay.late == 2
+    [anomaly] = replay.raised
+    assert anomaly.source_event_id == refund(T0 + 60 * DAY, "r3").id, "r1, r2, r3 in 100 days"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
+from rulereplay import Replay, arrivals_within, same_transitions
 
 from orderguard.services.logistics.rules import ShipmentException, ShipmentOverdue, ShipmentStalled
 from orderguard.shared.detection.config import RuleConfig, parse_detector_config
@@ -290,6 +291,135 @@ def test_exception_severity_is_overridable_per_carrier() -> None:
     d = Driver(ShipmentException(config.rule("shipment.exception")))
     assert d.apply(exception("refused", carrier="zto"))[0].severity == "P1"
     assert d.apply(exception("refused", n=2))[0].severity == "P3"
+
+
+# -- late and out-of-order events (the engine's clock, tests/rulereplay.py) -------------------
+
+
+def shipment_events(
+    shipment: str, n: int, created_at: float, scans: list[tuple[float, str]]
+) -> list[Event]:
+    """A shipment's created event and scans (hours after T0), with ids of their own."""
+    promised = T0 + hours(created_at + 72)
+    events = [
+        _event(
+            "shipment.created.v1",
+            ShipmentCreated(
+                shipment_id=shipment,
+                order_id=f"o-{shipment}",
+                carrier="sf-express",
+                tracking_number=f"SF-{shipment}",
+                warehouse="main",
+                promised_delivery_by=promised,
+                created_at=T0 + hours(created_at),
+            ),
+            T0 + hours(created_at),
+            n * 100,
+        )
+    ]
+    for i, (at, status) in enumerate(scans, start=1):
+        data = ShipmentScanned(
+            shipment_id=shipment,
+            order_id=f"o-{shipment}",
+            carrier="sf-express",
+            tracking_number=f"SF-{shipment}",
+            scan_id=f"{shipment}-s{i}",
+            scan_status=status,  # type: ignore[arg-type]
+            scanned_at=T0 + hours(at),
+            shipment_status=status,  # type: ignore[arg-type]
+            status_changed=True,
+        )
+        events.append(_event("shipment.scanned.v1", data, T0 + hours(at), n * 100 + i))
+    return events
+
+
+def traffic() -> list[Event]:
+    """Four shipments on one partition: clean; silent for 30 h then resumed; delivered 4 h
+    after its promise; silent for 25 h, then for 39 h across its promise."""
+    return [
+        *shipment_events(
+            "a", 1, 0, [(2, "picked_up"), (20, "in_transit"), (40, "in_transit"), (60, "delivered")]
+        ),
+        *shipment_events(
+            "b", 2, 1, [(3, "picked_up"), (10, "in_transit"), (40, "in_transit"), (50, "delivered")]
+        ),
+        *shipment_events(
+            "c",
+            3,
+            2,
+            [
+                (4, "picked_up"),
+                (24, "in_transit"),
+                (44, "in_transit"),
+                (64, "in_transit"),
+                (78, "delivered"),
+            ],
+        ),
+        *shipment_events(
+            "d",
+            4,
+            5,
+            [(6, "picked_up"), (26, "in_transit"), (51, "out_for_delivery"), (90, "delivered")],
+        ),
+    ]
+
+
+def test_stalls_out_of_order_within_the_lateness_give_what_in_order_gives() -> None:
+    rule, lateness = ShipmentStalled(RuleConfig.of(ShipmentStalled, silence_hours=24)), hours(3)
+    events = traffic()
+    in_order = Replay(rule, lateness).feed(sorted(events, key=lambda e: e.envelope.time))
+    in_order.finish(T0 + hours(200))
+    stalls = sorted((a.labels["shipment_id"], a.status) for a in in_order.raised)
+    assert (
+        stalls
+        == [("b", "firing"), ("b", "resolved")] + [("d", "firing")] * 2 + [("d", "resolved")] * 2
+    )
+    for seed in range(30):
+        shuffled = Replay(rule, lateness).feed(arrivals_within(events, lateness, seed))
+        shuffled.finish(T0 + hours(200))
+        assert same_transitions(in_order, shuffled), seed
+        assert shuffled.late == 0
+
+
+def test_overdue_out_of_order_within_the_lateness_gives_what_in_order_gives() -> None:
+    rule, lateness = ShipmentOverdue(RuleConfig.of(ShipmentOverdue)), hours(3)
+    events = traffic()
+    in_order = Replay(rule, lateness).feed(sorted(events, key=lambda e: e.envelope.time))
+    in_order.finish(T0 + hours(200))
+    overdue = sorted((a.labels["shipment_id"], a.status) for a in in_order.raised)
+    assert overdue == [("c", "firing"), ("c", "resolved"), ("d", "firing"), ("d", "resolved")]
+    for seed in range(30):
+        shuffled = Replay(rule, lateness).feed(arrivals_within(events, lateness, seed))
+        shuffled.finish(T0 + hours(200))
+        assert same_transitions(in_order, shuffled), seed
+
+
+def test_a_scan_later_than_the_lateness_is_counted_late_and_resolves_the_stall() -> None:
+    rule = ShipmentStalled(RuleConfig.of(ShipmentStalled, silence_hours=24))
+    a = shipment_events("a", 1, 0, [(2, "picked_up"), (20, "in_transit")])
+    e = shipment_events("e", 2, 0, [(1, "picked_up"), (24, "in_transit"), (30, "in_transit")])
+    replay = Replay(rule, hours(3)).feed([*a[:2], *e[:3], e[3]])
+    # e's scan at 30 h moved the clock to 27 h: a (last scanned at 2 h) stalled at 26 h; its
+    # scan at 20 h (7 h behind the clock) arrives late: counted, applied, and it resumes.
+    replay.feed([a[2]])
+    assert replay.late == 1
+    assert [(x.labels["shipment_id"], x.rule, x.status) for x in replay.raised] == [
+        ("a", "shipment.stalled", "firing"),
+        ("a", "shipment.resumed", "resolved"),
+    ]
+    assert replay.raised[0].fingerprint == replay.raised[1].fingerprint
+
+
+def test_a_delivery_later_than_the_lateness_is_counted_late_and_resolves_the_overdue() -> None:
+    rule = ShipmentOverdue(RuleConfig.of(ShipmentOverdue))
+    a = shipment_events("a", 1, 0, [(2, "picked_up"), (70, "delivered")])
+    other = shipment_events("f", 2, 60, [(80, "picked_up")])
+    replay = Replay(rule, hours(3)).feed([*a[:2], *other, a[2]])
+    assert replay.late == 1, "delivered at 70 h, arriving when the clock is at 77 h"
+    assert [(x.labels["shipment_id"], x.status) for x in replay.raised] == [
+        ("a", "firing"),
+        ("a", "resolved"),
+    ]
 
 
 def test_a_parcel_declared_lost_is_no_longer_watched_for_stall_or_overdue() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orderflow import placed_event as placed
+from rulereplay import Replay, arrivals_within, same_transitions
 
 from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
 from orderguard.shared.detection.config import RuleConfig, parse_detector_config
@@ -81,11 +82,11 @@ def test_a_late_order_still_pairs_with_the_one_placed_after_it() -> None:
     assert anomaly.labels["order_id"] == "o2"  # the later by placement, not by arrival
 
 
-def test_the_state_keeps_only_the_window() -> None:
+def test_the_state_keeps_only_two_windows() -> None:
     state, _ = run(
         DUPLICATE, [placed(f"o{n}", n * 400, lines=(("SKU-1", n + 1),)) for n in range(10)]
     )
-    assert [kept["order_id"] for kept in state["orders"]] == ["o8", "o9"]
+    assert [kept["order_id"] for kept in state["orders"]] == ["o7", "o8", "o9"], "> 3600 - 1200"
     bounded = DuplicateOrder(RuleConfig.of(DuplicateOrder, max_orders_kept=3))
     state, _ = run(bounded, [placed(f"o{n}", n, lines=(("SKU-1", n + 1),)) for n in range(10)])
     assert len(state["orders"]) == 3
@@ -220,3 +221,63 @@ rules:
 def test_the_state_stays_bounded() -> None:
     state, _ = run(BURST, [failed(n, n) for n in range(500)])
     assert len(state["scopes"]["channel:web"]["times"]) <= 4 * 5 + 16
+
+
+# -- late and out-of-order events (the engine's clock, tests/rulereplay.py) -------------------
+
+LATENESS = timedelta(seconds=30)
+
+
+def test_duplicates_out_of_order_within_the_lateness_give_what_in_order_gives() -> None:
+    other = (("SKU-9", 1),)
+    events = [
+        placed("o1", 0),
+        placed("o2", 590),  # o1's twin, 590 s later
+        placed("o3", 610, lines=other),
+        placed("o4", 900, lines=other),  # o3's twin
+        placed("o5", 1500, lines=(("SKU-7", 1),)),
+    ]
+    in_order = Replay(DUPLICATE, LATENESS).feed(events)
+    assert len(in_order.raised) == 2 and in_order.late == 0
+    for seed in range(20):
+        shuffled = Replay(DUPLICATE, LATENESS).feed(arrivals_within(events, LATENESS, seed))
+        assert same_transitions(in_order, shuffled), seed
+        assert shuffled.late == 0
+    # o3 (610) before o2 (590): 20 s behind, within the lateness; o1 must still be remembered.
+    assert same_transitions(
+        in_order, Replay(DUPLICATE, LATENESS).feed([events[i] for i in (0, 2, 1, 3, 4)])
+    )
+
+
+def test_a_duplicate_later_than_the_lateness_is_counted_late_and_still_raised() -> None:
+    events = [placed("o1", 0), placed("o3", 500, lines=(("SKU-9", 1),)), placed("o2", 300)]
+    replay = Replay(DUPLICATE, LATENESS).feed(events)
+    assert replay.late == 1, "o2 is 200 s behind the newest order: late, counted"
+    [anomaly] = replay.raised
+    assert "o1 then o2" in anomaly.summary, "applied all the same: the twin pairs by event time"
+
+
+def test_payment_failures_out_of_order_within_the_lateness_give_what_in_order_gives() -> None:
+    channels = ["web", "app", "pos", "marketplace", "mini_program"]
+    events = [
+        *(failed(n, n * 20) for n in range(5)),  # a web burst
+        *(failed(10 + n, 400 + n * 10, channel=channels[n % 5]) for n in range(10)),  # overall
+        failed(30, 700, channel="app"),
+        *(failed(40 + n, 1000 + n * 15) for n in range(6)),  # web again, re-armed
+    ]
+    in_order = Replay(BURST, LATENESS).feed(events)
+    assert [a.labels["scope"] for a in in_order.raised] == ["channel", "overall", "channel"]
+    for seed in range(30):
+        shuffled = Replay(BURST, LATENESS).feed(arrivals_within(events, LATENESS, seed))
+        assert same_transitions(in_order, shuffled), seed
+
+
+def test_a_payment_failure_later_than_the_lateness_is_counted_late_and_still_counts() -> None:
+    events = [failed(n, n * 20) for n in range(4)] + [failed(9, 250, channel="app")]
+    fifth = failed(4, 80)  # 170 s behind the newest failure: beyond the lateness, in the window
+    replay = Replay(BURST, LATENESS).feed([*events, fifth])
+    assert replay.late == 1
+    [anomaly] = replay.raised
+    assert anomaly.labels["channel"] == "web" and anomaly.source_event_id == "f-4"
+    in_order = Replay(BURST, LATENESS).feed(sorted([*events, fifth], key=lambda e: e.envelope.time))
+    assert same_transitions(in_order, replay), "the same burst, the same fingerprint"

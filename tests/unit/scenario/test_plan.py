@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,10 +27,16 @@ from orderguard.scenario.plan import (
     plan_scenario,
 )
 from orderguard.scenario.scale import Scale
-from orderguard.shared.detection.config import parse_detector_config, rule_catalogue
+from orderguard.services.order.rules import PaymentFailureBurst
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config, rule_catalogue
+from orderguard.shared.engine import Event
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.events.orders import OrderPaymentFailed
 
 SCALE = Scale(speedup=1440)
 WINDOWS = SCALE.windows()
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def plan(seed: int = 3, **config: object) -> Plan:
@@ -56,11 +63,17 @@ def test_every_kind_is_injected_as_often_as_asked_with_the_identity_its_rule_lab
         a.match["scope"] for a in injected.anomalies if a.kind == "payment_failure_burst"
     )
     assert scopes == {"channel": 2, "overall": 1}
-    # Each label is injected by exactly one step.
+    # Each label is injected by one step, or by the steps that together make it.
     triggers = Counter(
         step.label for story in injected.stories for step in story.steps if step.label
     )
-    assert triggers == {a.id: 1 for a in injected.anomalies}
+    together = {
+        a.id: {"repeated_refunds": 3, "duplicate_order": 2}.get(a.kind, 1)
+        if a.kind != "payment_failure_burst"
+        else {"channel": 5, "overall": 10}[a.match["scope"]]
+        for a in injected.anomalies
+    }
+    assert triggers == together
 
 
 def test_a_clean_plan_injects_nothing() -> None:
@@ -212,6 +225,14 @@ def test_injected_silences_outlast_their_windows_and_deadlines_fall_inside_the_r
         if isinstance(s.action, Scan) and s.action.ref == ref
     )
     assert max(b - a for a, b in itertools.pairwise(scans)) > 1.2 * WINDOWS.stall_silence_s
+    # The player keeps that silence even when it runs behind its plan.
+    [resume] = [
+        s
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, Scan) and s.action.ref == ref and s.min_gap_s
+    ]
+    assert resume.min_gap_s == 1.5 * WINDOWS.stall_silence_s
     overdue = next(a for a in p.anomalies if a.kind == "overdue_delivery")
     assert overdue.fires_after_s == WINDOWS.delivery_promise_s
     assert p.end_s > WINDOWS.delivery_promise_s
@@ -227,3 +248,67 @@ def test_the_detectors_file_is_valid_and_scaled() -> None:
     assert config.rule("payment.failures").base.window_s == 10.0
     assert Scale(speedup=10).detector_params()["payment.failures"]["window_s"] == 30.0
     assert SCALE.windows().duplicate_window_s == 30.0 * 1440
+
+
+def payment_failed(pay: Pay, channel: str, at: datetime) -> Event:
+    data = OrderPaymentFailed(
+        order_id=pay.ref,
+        customer_id="c-1",
+        channel=channel,
+        payment_id=pay.payment_id,
+        provider=pay.provider,
+        code=pay.failure_code or "",
+        failed_at=at,
+    )
+    envelope = Envelope(
+        type="order.payment_failed.v1",
+        source="/test",
+        subject=pay.ref,
+        time=at,
+        data=data.model_dump(mode="json"),
+    )
+    return Event(envelope, data, "orders.events", 0, 0)
+
+
+def identity(anomaly: AnomalyDetected) -> dict[str, str]:
+    return {k: v for k, v in anomaly.labels.items() if k in ("scope", "channel")}
+
+
+@pytest.mark.parametrize("seed", [1, 11, 23])
+def test_the_payment_rule_over_a_bench_sized_plan_raises_exactly_the_labelled_bursts(
+    seed: int,
+) -> None:
+    """The plan's failures (their time is the plan's) through the real rule with the scaled
+    params: one raise per labelled burst, with its identity, at its last failure — nothing
+    else. Seed 11 once planned an injected order's clean `app` failure 2.5 s (real) before an
+    overall burst whose four `app` failures made it five: a true channel burst no label told."""
+    scale = Scale(speedup=2880)
+    p = plan_scenario(
+        seed, scale.windows(), ShopConfig(orders=2000, injections_per_kind=20, tag="t")
+    )
+    rule = PaymentFailureBurst(
+        RuleConfig.of(PaymentFailureBurst, **scale.detector_params()["payment.failures"])
+    )
+    channel_of = {
+        s.action.ref: s.action.channel
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, PlaceOrder)
+    }
+    failures = sorted(
+        (s.at, s.action, s.label or "")
+        for story in p.stories
+        for s in story.steps
+        if isinstance(s.action, Pay) and s.action.failure_code
+    )
+    match_of = {a.id: a.match for a in p.anomalies}
+    last_of = {label: at for at, _, label in failures}  # a burst is due at its last failure
+    state, raised, labelled = rule.initial_state(), [], []
+    for at, pay, label in failures:
+        event = payment_failed(pay, channel_of[pay.ref], T0 + timedelta(seconds=scale.real(at)))
+        state, anomalies = rule.apply(state, event, event.envelope.time)
+        raised += [(at, identity(anomaly)) for anomaly in anomalies]
+        if label and last_of[label] == at:
+            labelled.append((at, match_of[label]))
+    assert len(labelled) >= 19
+    assert raised == labelled

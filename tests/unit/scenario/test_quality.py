@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from orderguard.scenario.quality import (
+    Figures,
     Label,
     Observation,
     compare,
@@ -176,3 +177,46 @@ def test_injections_sharing_an_identity_are_judged_one_by_one_by_time() -> None:
         ("missed", 0),
     ]
     assert report.false_alarms == []
+
+
+def test_figures_sum_seeds_per_kind_with_early_raises_duplicates_and_false_alarms() -> None:
+    burst = Label(
+        "a-1",
+        "payment_failure_burst",
+        "payment.failures",
+        {"scope": "channel"},
+        at(0),
+        at(0),
+        at(10),
+    )
+    stall = Label(
+        "a-2", "stalled_tracking", "shipment.stalled", {"order_id": "o1"}, at(0), at(30), at(40)
+    )
+    seed_1 = compare(
+        [burst, stall],
+        [
+            # raised 29 s before it was due, then again on time: duplicated, and early
+            seen("payment.failures", {"scope": "channel"}, -29, "f1"),
+            seen("payment.failures", {"scope": "channel"}, 0.5, "f2"),
+            seen("shipment.stalled", {"order_id": "o1"}, 31, "f3"),
+        ],
+    )
+    seed_2 = compare(
+        [stall],
+        [
+            seen("shipment.stalled", {"order_id": "o1"}, 29.5, "f4"),  # before its due: early
+            seen("shipment.stalled", {"order_id": "o9"}, 50, "f5"),  # no label: false alarm
+        ],
+    )
+    figures = Figures.of([seed_1, seed_2])
+    payments, stalls = figures.kinds["payment_failure_burst"], figures.kinds["stalled_tracking"]
+    assert (payments.injected, payments.hits, payments.duplicated, payments.early) == (1, 0, 1, 1)
+    assert (stalls.injected, stalls.hits, stalls.early, stalls.false_alarms) == (2, 1, 1, 1)
+    assert stalls.delays == [-0.5, 1.0]
+    overall = figures.overall
+    assert (overall.injected, overall.hits, overall.false_alarms) == (3, 1, 1)
+    assert overall.recall == 1 / 3 and not figures.ok
+    assert figures.lines()[-1].startswith("overall")
+    assert Figures.of(
+        [compare([stall], [seen("shipment.stalled", {"order_id": "o1"}, 30, "f")])]
+    ).ok

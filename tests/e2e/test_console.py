@@ -1,0 +1,338 @@
+"""The console on the real broker and database, through HTTP like a browser: people sign in,
+see their teams' queue only, act on items under their own name (timeline and events), are
+refused other teams' items by the server (403), need the CSRF token for every change, and
+sign out. A key with scope `delegate` acts for a named person on the services' APIs."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TEST_API_KEY
+from orderflow import order_body
+from pydantic import SecretStr
+from testkit import RunningService, publish_event, read_topic, wait_until
+
+from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
+from orderguard.services.notifier.console import people, sessions
+from orderguard.services.notifier.console.order_client import OrderClient
+from orderguard.services.order.bootstrap import DEFINITION as ORDER
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
+from orderguard.shared.runtime import build_app
+from orderguard.shared.settings import Settings
+
+PASSWORD = "correct horse battery"
+
+
+async def route(settings: Settings, fingerprint: str, rule: str, team: str) -> None:
+    """An anomaly routed to `team`'s queue, as the router publishes it."""
+    now = datetime.now(UTC)
+    detected = AnomalyDetected(
+        rule=rule,
+        fingerprint=fingerprint,
+        status="firing",
+        severity="P3",
+        team=team,  # type: ignore[arg-type]
+        labels={"sku": "S-1", "order_id": "o-1"},
+        summary=f"{rule} on {fingerprint}",
+        event_time=now,
+        detected_at=now,
+        source_event_id="e-1",
+    )
+    routed = AnomalyRouted(
+        anomaly=detected, route=team, queue=team, channels=["in_app"], routed_at=now
+    )
+    envelope = Envelope(
+        type="anomaly.routed.v1",
+        source="/orderguard/notifier/router",
+        subject=fingerprint,
+        data=routed.model_dump(mode="json"),
+    )
+    await publish_event(settings, f"{settings.topic_prefix}queues.{team}", envelope)
+
+
+async def items(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    response = await client.get("/work-items", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+async def item_events(settings: Settings, at_least: int) -> list[Envelope]:
+    found = [
+        r.envelope for r in await read_topic(settings, settings.topic_prefix + "work_items.events")
+    ]
+    return found if len(found) >= at_least else []
+
+
+def browser(service: RunningService) -> httpx.AsyncClient:
+    # https: the session cookie is Secure (and __Host-), so a client sends it over https only.
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(service.runtime)),
+        base_url="https://console.test",
+    )
+
+
+def csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, login: str, password: str = PASSWORD) -> str:
+    """Signs in; returns the session's CSRF token (from the queue page)."""
+    form = await client.get("/console/sign-in")
+    signed = await client.post(
+        "/console/sign-in",
+        data={"csrf_token": csrf_in(form.text), "login": login, "password": password},
+    )
+    assert signed.status_code == 303, signed.text
+    queue = await client.get("/console/")
+    assert queue.status_code == 200, queue.text
+    return csrf_in(queue.text)
+
+
+async def two_teams(settings: Settings, start_service: Any) -> tuple[RunningService, str, str]:
+    """The notifier with a warehouse item and a logistics item, and one operator of each team."""
+    keys = {SecretStr("test-key"): ["*"], SecretStr("reader"): ["work_items:read"]}
+    notifier = await start_service(
+        NOTIFIER, settings_=settings.model_copy(update={"api_keys": keys})
+    )
+    await notifier.wait_assigned()
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "wang", "Wang Wei", PASSWORD, teams={"warehouse": "operator"})
+        await people.add(conn, "li", "Li Na", PASSWORD, teams={"logistics": "lead"})
+    await route(settings, "fp-w", "stock.low", "warehouse")
+    await route(settings, "fp-l", "shipment.stalled", "logistics")
+    [warehouse] = await wait_until(
+        lambda: items(notifier.client, team="warehouse"), what="the warehouse item"
+    )
+    [logistics] = await wait_until(
+        lambda: items(notifier.client, team="logistics"), what="the logistics item"
+    )
+    return notifier, warehouse["id"], logistics["id"]
+
+
+async def test_an_operator_works_their_teams_queue_under_their_own_name(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier, warehouse_item, logistics_item = await two_teams(settings, start_service)
+    async with browser(notifier) as wang:
+        assert (await wang.get("/console/")).headers["location"] == "/console/sign-in"
+        csrf = await sign_in(wang, "wang")
+        assert any(c.name == "__Host-og_session" for c in wang.cookies.jar)
+        queue = (await wang.get("/console/")).text
+        assert warehouse_item in queue and logistics_item not in queue
+        assert (await wang.get("/console/", params={"team": "logistics"})).status_code == 403
+        assert (await wang.get(f"/console/work-items/{logistics_item}")).status_code == 403
+
+        # Without the CSRF token nothing changes.
+        forged = await wang.post(f"/console/work-items/{warehouse_item}/claim")
+        assert forged.status_code == 403
+        claimed = await wang.post(
+            f"/console/work-items/{warehouse_item}/claim", data={"csrf_token": csrf}
+        )
+        assert claimed.status_code == 303, claimed.text
+        resolved = await wang.post(
+            f"/console/work-items/{warehouse_item}/resolve",
+            data={"csrf_token": csrf, "reason": "restocked"},
+        )
+        assert resolved.status_code == 303 and "error" not in resolved.headers["location"]
+        page = (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        timeline = page[page.index('id="timeline"') :]
+        assert "claimed</td><td>Wang Wei" in timeline and "resolved</td><td>Wang Wei" in timeline
+
+        # The events others follow name the person, not a key.
+        events = await wait_until(lambda: item_events(settings, 3), what="work item events")
+        actors = [e.data.get("actor") for e in events if e.subject == warehouse_item]
+        assert "person:wang" in actors, actors
+
+        # Signing out ends the session on the server: the old cookie opens nothing.
+        cookie = wang.cookies.get("__Host-og_session")
+        assert (await wang.post("/console/sign-out", data={"csrf_token": csrf})).status_code == 303
+        wang.cookies.set("__Host-og_session", cookie or "", domain="console.test")
+        assert (await wang.get("/console/")).status_code == 303
+
+    async with browser(notifier) as li:
+        await sign_in(li, "li")
+        assert (await li.get(f"/console/work-items/{warehouse_item}")).status_code == 403
+        csrf = await sign_in(li, "li")
+        refused = await li.post(
+            f"/console/work-items/{warehouse_item}/dismiss",
+            data={"csrf_token": csrf, "reason": "not mine"},
+        )
+        assert refused.status_code == 403
+        [item] = await items(notifier.client, team="warehouse", state="resolved")
+        assert item["closed_by"] == "person:wang"
+
+
+async def test_wrong_passwords_disabled_people_and_expired_sessions_get_nothing(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier, _, _ = await two_teams(settings, start_service)
+    async with browser(notifier) as client:
+        form = await client.get("/console/sign-in")
+        wrong = await client.post(
+            "/console/sign-in",
+            data={"csrf_token": csrf_in(form.text), "login": "wang", "password": "nope"},
+        )
+        assert wrong.status_code == 401 and "Wrong login or password" in wrong.text
+        await sign_in(client, "wang")
+        async with notifier.runtime.pool.acquire() as conn:
+            await people.disable(conn, "wang")
+        assert (await client.get("/console/")).status_code == 303
+
+    async with notifier.runtime.pool.acquire() as conn:
+        person = await people.authenticate(conn, "li", PASSWORD)
+        assert person is not None
+        now = datetime.now(UTC)
+        token, _ = await sessions.start(conn, person.id, now, timedelta(hours=12))
+        idle = timedelta(minutes=30)
+        assert await sessions.resume(conn, token, now + timedelta(minutes=29), idle)
+        assert await sessions.resume(conn, token, now + timedelta(minutes=60), idle) is None
+        token, _ = await sessions.start(conn, person.id, now, timedelta(hours=1))
+        assert await sessions.resume(conn, token, now + timedelta(minutes=61), idle) is None
+
+
+async def test_a_first_admin_must_choose_a_password_then_manages_people(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier = await start_service(NOTIFIER)
+    async with notifier.runtime.pool.acquire() as conn:
+        one_time = await people.ensure_first_admin(conn)
+        assert one_time and await people.ensure_first_admin(conn) is None
+    async with browser(notifier) as admin:
+        form = await admin.get("/console/sign-in")
+        signed = await admin.post(
+            "/console/sign-in",
+            data={"csrf_token": csrf_in(form.text), "login": "admin", "password": one_time},
+        )
+        assert signed.headers["location"] == "/console/password"
+        assert (await admin.get("/console/")).headers["location"] == "/console/password"
+        csrf = csrf_in((await admin.get("/console/password")).text)
+        changed = await admin.post(
+            "/console/password",
+            data={"csrf_token": csrf, "password": one_time, "new_password": PASSWORD},
+        )
+        assert changed.status_code == 303
+        added = await admin.post(
+            "/console/people",
+            data={
+                "csrf_token": csrf,
+                "login": "zhao",
+                "display_name": "Zhao Lei",
+                "password": PASSWORD,
+                "teams": "finance:lead, risk",
+            },
+        )
+        assert added.headers["location"] == "/console/people"
+    async with notifier.runtime.pool.acquire() as conn:
+        zhao = next(p for p in await people.all_people(conn) if p.login == "zhao")
+    assert zhao.teams == {"finance": "lead", "risk": "operator"} and not zhao.is_admin
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+async def test_the_browser_language_is_the_default_and_a_choice_sticks(
+    settings: Settings, start_service: Any, language: str
+) -> None:
+    notifier = await start_service(NOTIFIER, roles=frozenset({"api"}))
+    async with browser(notifier) as client:
+        page = await client.get("/console/sign-in", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+        assert "登录" in page.text and '<html lang="zh-CN">' in page.text
+        chosen = await client.get(f"/console/language/{language}")
+        assert chosen.status_code == 303
+        page = await client.get("/console/sign-in", headers={"Accept-Language": "zh-CN"})
+        assert f'<html lang="{language}">' in page.text
+
+
+async def test_a_delegating_key_acts_for_a_person_and_other_keys_may_not(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier, warehouse_item, _ = await two_teams(settings, start_service)
+    as_wang = {"X-Acting-Person": "wang"}
+    refused = await notifier.client.get("/work-items", headers={"X-API-Key": "reader", **as_wang})
+    assert refused.status_code == 403 and "delegate" in refused.json()["detail"]
+    bad = await notifier.client.post(
+        f"/work-items/{warehouse_item}/claim", headers={"X-Acting-Person": "wang\nroot"}
+    )
+    assert bad.status_code == 422
+    claimed = await notifier.client.post(f"/work-items/{warehouse_item}/claim", headers=as_wang)
+    assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "person:wang"
+
+
+async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their_numbers(
+    settings: Settings, start_service: Any
+) -> None:
+    order = await start_service(ORDER)
+    notifier = await start_service(NOTIFIER, roles=frozenset({"api"}))
+    # The console reaches the order service in-process here; `up` gives it the URL.
+    notifier.runtime.once(
+        "console.order_client",
+        lambda: OrderClient(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=build_app(order.runtime)),
+                base_url="http://order",
+                headers={"X-API-Key": TEST_API_KEY},
+            )
+        ),
+    )
+    placed = []
+    for sku in ("S-1", "S-1", "S-2"):
+        response = await order.client.post("/orders", json=order_body(sku=sku))
+        assert response.status_code == 201, response.text
+        placed.append(response.json()["order_id"])
+    for order_id, reason in zip(
+        placed, ("address wrong", "address wrong", "duplicate"), strict=True
+    ):
+        moved = await order.client.post(
+            f"/orders/{order_id}/recycle-bin", json={"category": "held", "reason": reason}
+        )
+        assert moved.status_code == 201, moved.text
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "zhou", "Zhou Min", PASSWORD, teams={"customer_service": "operator"})
+
+    async with browser(notifier) as zhou:
+        csrf = await sign_in(zhou, "zhou")
+        page = (await zhou.get("/console/recycle-bin")).text
+        assert all(order_id in page for order_id in placed)
+        assert '"label": "address wrong", "value": 2' in page  # the reasons chart's data
+        one = await zhou.post(
+            "/console/recycle-bin/restore", data={"csrf_token": csrf, "order_id": placed[0]}
+        )
+        assert "restored=1" in one.headers["location"] and "error" not in one.headers["location"]
+        both = await zhou.post(
+            "/console/recycle-bin/restore",
+            content=f"csrf_token={csrf}&order_id={placed[0]}&order_id={placed[1]}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        # The first was restored already: its refusal is shown in words; the second is restored.
+        shown = await zhou.get(both.headers["location"])
+        assert "restored=1" in both.headers["location"]
+        assert "not in the recycle bin" in shown.text.lower(), shown.text
+        analytics = await zhou.get("/console/analytics")
+        assert analytics.status_code == 200 and 'id="bin-pareto"' in analytics.text
+
+        # Orders: search by id, hold with a reason, an illegal action's problem shown in words.
+        found = await zhou.get("/console/orders", params={"order_id": placed[2]})
+        assert found.headers["location"] == f"/console/orders/{placed[2]}"
+        page = await zhou.get(found.headers["location"])
+        assert 'id="order-hold"' in page.text and "139****5678" in page.text
+        held = await zhou.post(
+            f"/console/orders/{placed[2]}/hold", data={"csrf_token": csrf, "reason": "call back"}
+        )
+        assert "error" not in held.headers["location"], held.headers["location"]
+        again = await zhou.post(
+            f"/console/orders/{placed[2]}/hold", data={"csrf_token": csrf, "reason": "twice"}
+        )
+        assert "error=" in again.headers["location"]
+        shown = (await zhou.get(again.headers["location"])).text
+        assert 'id="error-message"' in shown and 'id="order-status">on_hold' in shown
+        listing = await zhou.get("/console/orders", params={"status": "on_hold"})
+        assert placed[2] in listing.text and placed[1] not in listing.text
+
+    detail = (await order.client.get(f"/orders/{placed[0]}")).json()
+    actors = [entry["actor"] for entry in detail["timeline"]]
+    assert any("person:zhou" in str(actor) for actor in actors), actors
