@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orderguard.cli.services_registry import STREAM_RULES, rule_catalogue
 from orderguard.services.notifier.backtest import (
     BacktestInputError,
     BacktestResult,
     Comparison,
     compare,
-    configured_rules,
     decode,
     live_record,
     merge_by_time,
@@ -32,7 +32,6 @@ from orderguard.shared.detection.config import (
     DetectorConfigError,
     builtin_params,
     load_detector_config,
-    rule_catalogue,
 )
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import TEAMS, Topics
@@ -84,7 +83,7 @@ def run(
     except (RoutingFileError, DetectorConfigError) as exc:
         typer.echo(str(exc), err=True)
         return 2
-    rules = configured_rules(config)
+    rules = config.enabled(STREAM_RULES)
     prefixed = Topics(settings.topic_prefix)
     try:
         if events_file is not None:

@@ -38,7 +38,7 @@ DATA_DIR = Annotated[
 
 
 def _run_roles(service: str, roles: frozenset[str]) -> None:
-    from orderguard.cli.services_registry import definition_of
+    from orderguard.cli.services_registry import definition_of, rule_catalogue
     from orderguard.shared.runtime import run_service
 
     try:
@@ -47,7 +47,9 @@ def _run_roles(service: str, roles: frozenset[str]) -> None:
         uvloop.install()
     except ImportError:
         pass
-    code = asyncio.run(run_service(definition_of(service), roles, Settings()))  # type: ignore[arg-type]
+    code = asyncio.run(
+        run_service(definition_of(service), roles, Settings(), rule_catalogue())  # type: ignore[arg-type]
+    )
     raise typer.Exit(code)
 
 
@@ -76,10 +78,12 @@ def worker(
     if engine is StreamEngine.engine:
         _run_roles(service.value, frozenset({"workers"}))
         return
-    from orderguard.cli.services_registry import definition_of
+    from orderguard.cli.services_registry import definition_of, rule_catalogue
     from orderguard.shared.detection.faust_driver import run_faust_service
 
-    raise typer.Exit(asyncio.run(run_faust_service(definition_of(service.value), Settings())))
+    raise typer.Exit(
+        asyncio.run(run_faust_service(definition_of(service.value), Settings(), rule_catalogue()))
+    )
 
 
 @app.command()

@@ -153,7 +153,7 @@ class Demo:
         return [
             sys.executable,
             "-m",
-            "orderguard",
+            "orderguard.cli",
             "scenario",
             "run",
             "--data-dir",

@@ -24,16 +24,19 @@ from fastapi import APIRouter, FastAPI
 
 from orderguard.shared import metrics, telemetry
 from orderguard.shared.db import apply_migrations, create_pool, wait_for_database
-from orderguard.shared.engine import BatchHandler, Engine
+from orderguard.shared.detection.config import ConfigurableRule
+from orderguard.shared.detection.consumer import detector_consumers
+from orderguard.shared.engine import BatchConsumer, Engine
 from orderguard.shared.engine.idle import IdleFetching, Wakeups
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
 from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.retention import engine_retentions, retention_job
-from orderguard.shared.scheduler import ScheduledJob, run_job
+from orderguard.shared.scheduler import run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
+from orderguard.shared.wiring import Workers
 
 log = get_logger(__name__)
 
@@ -51,8 +54,8 @@ class ServiceDefinition:
     name: ServiceName
     migrations: Path | None
     routers: Callable[[Runtime], Sequence[APIRouter]] = lambda runtime: ()
-    handlers: Callable[[Runtime], Sequence[BatchHandler]] = lambda runtime: ()
-    jobs: Callable[[Runtime], Sequence[ScheduledJob]] = lambda runtime: ()
+    # The worker's table: engine consumers of use cases, detector rules, scheduled jobs.
+    workers: Callable[[Runtime], Workers] = lambda runtime: Workers()
 
 
 @dataclass
@@ -60,6 +63,9 @@ class Runtime:
     definition: ServiceDefinition
     settings: Settings
     roles: frozenset[Role]
+    # Every service's configurable rules (the composition root's list): the detectors file is
+    # shared, so each process checks all of it.
+    rule_catalogue: Sequence[ConfigurableRule]
     pool: asyncpg.Pool = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
@@ -85,12 +91,19 @@ class Runtime:
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
+    def engine_consumers(self, workers: Workers | None = None) -> list[BatchConsumer]:
+        """What the worker's engines run: the table's use-case consumers, then a detector
+        consumer per rule the detectors file enables."""
+        workers = self.definition.workers(self) if workers is None else workers
+        return [*workers.consumers, *detector_consumers(self, workers.detectors)]
+
     async def start(self) -> None:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
-        handlers = list(self.definition.handlers(self)) if "workers" in self.roles else []
+        workers = self.definition.workers(self) if "workers" in self.roles else Workers()
+        consumers = self.engine_consumers(workers)
         jobs = (
             [
-                *self.definition.jobs(self),
+                *workers.jobs,
                 *(retention_job(r, self.settings) for r in engine_retentions(self.settings)),
             ]
             if "workers" in self.roles
@@ -107,7 +120,7 @@ class Runtime:
         # Dead letters go out through the outbox; their topics must exist where auto-create is off.
         await create_topics(
             self.settings,
-            [Topics.dead_letter(topic, h.group) for h in handlers for topic in h.topics],
+            [Topics.dead_letter(topic, c.group) for c in consumers for topic in c.topics],
         )
         self.producer = make_producer(self.settings)
         await self.producer.start()
@@ -120,23 +133,23 @@ class Runtime:
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
-            if handlers and self.settings.consumer_idle_after_s > 0:
+            if consumers and self.settings.consumer_idle_after_s > 0:
                 self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
                 await self.wakeups.start(self.settings.database_url)
-            for handler in handlers:
-                consumer = make_consumer(self.settings, handler.group)
+            for consumer in consumers:
+                kafka = make_consumer(self.settings, consumer.group)
                 engine = Engine(
-                    handler,
                     consumer,
+                    kafka,
                     self.pool,
                     self.schema,
                     batch_max=self.settings.consumer_batch_max,
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
-                    idle=self._idle_fetching(consumer, handler),
+                    idle=self._idle_fetching(kafka, consumer),
                 )
                 self.engines.append(engine)
-                self._spawn(engine.run(self._stop), f"engine:{handler.group}")
+                self._spawn(engine.run(self._stop), f"engine:{consumer.group}")
             for job in jobs:
                 self._spawn(
                     run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
@@ -144,12 +157,12 @@ class Runtime:
                 )
 
     def _idle_fetching(
-        self, consumer: AIOKafkaConsumer, handler: BatchHandler
+        self, kafka: AIOKafkaConsumer, consumer: BatchConsumer
     ) -> IdleFetching | None:
         if self.wakeups is None:
             return None
         return IdleFetching(
-            consumer, handler.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+            kafka, consumer.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
         )
 
     def _spawn(self, coro: object, name: str) -> None:
@@ -255,13 +268,16 @@ def http_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
 
 
 async def run_service(
-    definition: ServiceDefinition, roles: frozenset[Role], settings: Settings
+    definition: ServiceDefinition,
+    roles: frozenset[Role],
+    settings: Settings,
+    rule_catalogue: Sequence[ConfigurableRule],
 ) -> int:
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
     role_label = "+".join(sorted(roles))
     metrics.BUILD_INFO.info({"version": "0.1.0", "service": definition.name, "role": role_label})
     telemetry.configure(settings, definition.name, role_label)
-    runtime = Runtime(definition, settings, roles)
+    runtime = Runtime(definition, settings, roles, rule_catalogue)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runtime.request_stop)

@@ -2,10 +2,11 @@
 hold's auto-release, a purge after retention, a work item's escalation, a delivery retry.
 
 A `ScheduledJob` handles up to `batch_max` due items in one transaction (state change and
-the events it causes, through the outbox). Jobs pick their rows with `FOR UPDATE SKIP
-LOCKED`, so every worker replica can run them at once without doing anything twice. Anomalies
-that come from silence (no scan for N hours) are not jobs: they are `TimedRule` deadlines on
-the detector's event-time clock.
+the events it causes, through the outbox); a job that measures handles none. Jobs are declared
+in each service's `bootstrap.py` table, named `<service>.<what-it-does>`. They pick their rows
+with `FOR UPDATE SKIP LOCKED`, so every worker replica can run them at once without doing
+anything twice. Anomalies that come from silence (no scan for N hours) are not jobs: they are
+`TimedRule` deadlines on the detector's event-time clock.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """`run(uow, limit)` handles at most `limit` due items and returns how many it handled."""
+    """`run(uow, limit)` handles at most `limit` due items and returns how many it handled
+    (None: it handles no items, e.g. it sets a gauge)."""
 
     name: str
-    run: Callable[[UnitOfWork, int], Awaitable[int]]
+    run: Callable[[UnitOfWork, int], Awaitable[int | None]]
     every_s: float | None = None  # None: the deployment's `job_interval_s`
     batch_max: int = 500
 
@@ -46,7 +48,7 @@ async def run_job(
         handled = 0
         try:
             async with UnitOfWork(pool, schema) as uow:
-                handled = await job.run(uow, job.batch_max)
+                handled = await job.run(uow, job.batch_max) or 0
                 await uow.commit()
             metrics.JOB_RUNS.labels(job=job.name, outcome="ok").inc()
             metrics.JOB_ITEMS.labels(job=job.name).inc(handled)

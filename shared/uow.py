@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 
 from orderguard.shared import telemetry
+from orderguard.shared.db import Connection
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.notifications import (
     CustomerNotice,
@@ -30,7 +30,7 @@ class UnitOfWork:
     the block without `commit()` rolls everything back.
     """
 
-    conn: asyncpg.Connection | PoolConnectionProxy
+    conn: Connection
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool

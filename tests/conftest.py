@@ -15,6 +15,7 @@ import pytest
 from testkit import RunningService
 
 from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.logging import configure_logging
 from orderguard.shared.runtime import Role, Runtime, ServiceDefinition, build_app
@@ -76,7 +77,7 @@ async def start_service(settings: Settings) -> AsyncIterator[StartService]:
         roles: frozenset[Role] = frozenset({"api", "workers"}),
         settings_: Settings | None = None,
     ) -> RunningService:
-        runtime = Runtime(definition, settings_ or settings, roles)
+        runtime = Runtime(definition, settings_ or settings, roles, rule_catalogue())
         await runtime.start()
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=build_app(runtime)),

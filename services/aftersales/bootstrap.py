@@ -1,26 +1,43 @@
-"""Wires the aftersales service: its API, its copy of orders, and its detectors (first-response
-SLA breaches, repeated refunds)."""
+"""Wires the aftersales service: its API and what its worker runs (one table, `workers`): its
+copy of orders and deliveries, and its detectors (first-response SLA breaches, repeated
+refunds)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from orderguard.services.aftersales import handlers as use_cases
 from orderguard.services.aftersales.api import build_router
-from orderguard.services.aftersales.consumers import LearnDeliveries, LearnOrderFacts
-from orderguard.services.aftersales.rules import CaseSlaBreached, RepeatedRefunds
+from orderguard.services.aftersales.rules import RULES, CaseSlaBreached
 from orderguard.shared.detection.config import in_force
-from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
+from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
 
 
-def handlers(runtime: Runtime) -> list[object]:
+def workers(runtime: Runtime) -> Workers:
     topics = runtime.topics
-    found: list[object] = [
-        LearnOrderFacts(topics),
-        LearnDeliveries(topics),
-    ]
-    rules = (CaseSlaBreached, RepeatedRefunds)
-    return [*found, *detector_handlers(runtime, rules, [topics.aftersales])]
+    return Workers(
+        consumers=[
+            # Our own copy of orders: lines, prices, what was paid, the customer and channel.
+            # Payment facts keep their first value; the same fact resent upserts the same values.
+            UseCaseConsumer(
+                "aftersales.order-facts",
+                [topics.orders],
+                frozenset({"order.placed.v1", "order.paid.v1", "order.refund_requested.v1"}),
+                # A paid order's refund request follows its payment on the same partition.
+                lambda uow, events: use_cases.apply_order_facts(uow, topics, events),
+            ),
+            # When each parcel was delivered: the no-reason return window counts from it.
+            # A parcel declared lost opens a case for the customer, once per shipment.
+            UseCaseConsumer(
+                "aftersales.deliveries",
+                [topics.logistics],
+                frozenset({"shipment.delivered.v1", "shipment.exception_reported.v1"}),
+                lambda uow, events: use_cases.apply_shipment_facts(uow, topics, events),
+            ),
+        ],
+        detectors=Detectors(RULES, [topics.aftersales]),
+    )
 
 
 DEFINITION = ServiceDefinition(
@@ -28,5 +45,5 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     # The API shows each case's first-response due time from the same SLA configuration.
     routers=lambda runtime: [build_router(runtime, in_force(runtime).rule(CaseSlaBreached.name))],
-    handlers=handlers,  # type: ignore[arg-type]
+    workers=workers,
 )

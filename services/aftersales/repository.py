@@ -7,10 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any
 
 from orderguard.services.aftersales.domain import (
     Actor,
@@ -21,8 +18,7 @@ from orderguard.services.aftersales.domain import (
     RefundLine,
     TimelineEntry,
 )
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+from orderguard.shared.db import Connection
 
 # -- known orders --------------------------------------------------------------------------
 

@@ -234,5 +234,6 @@ class RepeatedRefunds:
         return new_state, [anomaly]
 
 
-# The rules this module declares to the detectors configuration (its RULE_MODULES lists us).
+# The rules the detectors run (bootstrap.py) and the detectors file configures
+# (cli/services_registry.py lists this tuple with the other services').
 RULES = (CaseSlaBreached, RepeatedRefunds)

@@ -1,28 +1,45 @@
-"""Wires the inventory service: its API, its consumers and its detectors."""
+"""Wires the inventory service: its API and what its worker runs (one table, `workers`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from orderguard.services.inventory import handlers as use_cases
 from orderguard.services.inventory.api import build_router
-from orderguard.services.inventory.consumers import ReserveStockForOrders
-from orderguard.services.inventory.rules import RULES, LowStock
+from orderguard.services.inventory.rules import RULES, LowStock, UnknownReservation
 from orderguard.shared.detection.config import in_force
-from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.runtime import Runtime, ServiceDefinition
+from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
 
 
-def handlers(runtime: Runtime) -> list[object]:
+def workers(runtime: Runtime) -> Workers:
     topics = runtime.topics
-    return [
-        ReserveStockForOrders(topics),
-        *detector_handlers(runtime, RULES, [topics.inventory]),
-    ]
+    unknown_reservation = UnknownReservation(in_force(runtime).rule(UnknownReservation.name))
+    return Workers(
+        consumers=[
+            UseCaseConsumer(
+                "inventory.reservations",
+                [topics.orders],
+                frozenset(
+                    {
+                        "order.placed.v1",
+                        "order.reservation_requested.v1",
+                        "order.cancelled.v1",
+                        "order.shipped.v1",
+                    }
+                ),
+                lambda uow, events: use_cases.reserve_stock_for_orders(
+                    uow, topics, unknown_reservation, events
+                ),
+            ),
+        ],
+        detectors=Detectors(RULES, [topics.inventory]),
+    )
 
 
 DEFINITION = ServiceDefinition(
     name="inventory",
     migrations=Path(__file__).parent / "migrations",
     routers=lambda runtime: [build_router(runtime, in_force(runtime).rule(LowStock.name))],
-    handlers=handlers,  # type: ignore[arg-type]
+    workers=workers,
 )

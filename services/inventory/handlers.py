@@ -12,11 +12,10 @@ from orderguard.services.inventory.domain import (
     StockBook,
     StockKey,
 )
+from orderguard.services.inventory.rules import UnknownReservation
 from orderguard.shared import metrics
-from orderguard.shared.detection.rule import fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.orders import (
     OrderCancelled,
     OrderPlaced,
@@ -30,7 +29,6 @@ from orderguard.shared.uow import UnitOfWork
 SOURCE = "/orderguard/inventory"
 # Anomalies found while applying an event (not by a stream rule) come from here.
 CONSUMER_SOURCE = "/orderguard/inventory/reservations"
-UNKNOWN_RESERVATION = "inventory.unknown_reservation"
 
 log = get_logger(__name__)
 
@@ -39,10 +37,18 @@ class Inventory(StockBook):
     """The stock book of one unit of work: loaded once (locked), written back once with the
     ledger rows, and its events published then, each continuing the trace of its cause."""
 
-    def __init__(self, uow: UnitOfWork, topics: Topics) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        topics: Topics,
+        unknown_reservation: UnknownReservation | None = None,
+    ) -> None:
+        """`unknown_reservation`: for the reservations use case, what it raises when a fact
+        finds no reservation to act on."""
         super().__init__(uow.now)
         self._uow = uow
         self._topics = topics
+        self._unknown = unknown_reservation
 
     async def load(self, keys: set[StockKey], order_ids: Sequence[str] = ()) -> None:
         """Lock the orders' reservations and every stock row they or `keys` touch."""
@@ -86,43 +92,35 @@ class Inventory(StockBook):
         self.cancelled_after_commit.clear()
 
     def _unknown_reservation(self, unknown: NoReservation, envelope: Envelope) -> None:
-        """A fact found while applying: raised here as an anomaly. Deterministic per order and
-        action, so the same fact redelivered collapses downstream."""
+        """A fact found while applying: raised here (the declared `UnknownReservation`)."""
+        assert self._unknown is not None, "reservations are applied with unknown_reservation"
         order_id, action, found = unknown.order_id, unknown.action, unknown.found
-        identity = {"order_id": order_id, "action": action}
-        anomaly = AnomalyDetected(
-            rule=UNKNOWN_RESERVATION,
-            fingerprint=fingerprint(UNKNOWN_RESERVATION, identity, 0),
-            severity="P3",
-            team="warehouse",
-            labels={**identity, "found": found, "severity": "P3", "team": "warehouse"},
-            summary=(
-                f"order {order_id}: {envelope.type} asks to {action} its reservation,"
-                f" but there is no live reservation (found: {found})"
-            ),
-            event_time=envelope.time,
-            detected_at=self._uow.now,
-            source_event_id=envelope.id,
-        )
-        self._uow.publish(
-            self._topics.anomalies,
-            anomaly,
-            source=CONSUMER_SOURCE,
-            subject=anomaly.fingerprint,
-            cause=envelope,
-            time=anomaly.detected_at,
-        )
-        self._uow.after_commit(metrics.ANOMALIES_DETECTED.labels(UNKNOWN_RESERVATION, "P3").inc)
+        anomaly = self._unknown.anomaly(order_id, action, found, envelope, self._uow.now)
+        if anomaly is not None:
+            self._uow.publish(
+                self._topics.anomalies,
+                anomaly,
+                source=CONSUMER_SOURCE,
+                subject=anomaly.fingerprint,
+                cause=envelope,
+                time=anomaly.detected_at,
+            )
+            self._uow.after_commit(
+                metrics.ANOMALIES_DETECTED.labels(anomaly.rule, anomaly.severity).inc
+            )
         log.warning("no reservation to act on", order_id=order_id, action=action, found=found)
 
 
 async def reserve_stock_for_orders(
-    uow: UnitOfWork, topics: Topics, events: Sequence[Event]
+    uow: UnitOfWork,
+    topics: Topics,
+    unknown_reservation: UnknownReservation,
+    events: Sequence[Event],
 ) -> None:
     """Reserve stock for placed orders, commit it for shipped ones and release it for cancelled
     ones: each exactly once per order, guarded by the reservation's state (so the same fact
     under a new event id changes nothing either)."""
-    inventory = Inventory(uow, topics)
+    inventory = Inventory(uow, topics, unknown_reservation)
     keys = {
         (line.sku, event.data.warehouse)
         for event in events

@@ -6,16 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from asyncpg.pool import PoolConnectionProxy
-
 from orderguard.services.inventory.domain import (
     LedgerEntry,
     ReservationLine,
     StockKey,
     StockLevel,
 )
-
-Connection = PoolConnectionProxy
+from orderguard.shared.db import Connection
 
 
 def _level(row: Any) -> StockLevel:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
+from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected, Severity
 from orderguard.shared.events.inventory import StockChanged, StockCounted
 
@@ -267,5 +268,54 @@ class InventoryInconsistent:
         return state, anomalies
 
 
-# The rules this module declares to the detectors configuration (its RULE_MODULES lists us).
+class UnknownReservation:
+    """`inventory.unknown_reservation`: a shipment or a cancellation asks to commit or release
+    an order's reservation, and there is no live one (found: the states of what there is).
+
+    Not a stream rule: the reservations use case finds it while applying the event, from the
+    reservation it has just locked, and raises the anomaly built here. Configured like the
+    rules (enabled, severity). One per order and action: the same fact redelivered collapses
+    downstream.
+    """
+
+    name = "inventory.unknown_reservation"
+    team = "warehouse"
+    override_labels: tuple[str, ...] = ()
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        severity: Severity = Field(default="P3", description="Severity of the anomaly")
+
+    def __init__(self, config: RuleConfig[UnknownReservation.Params]) -> None:
+        self.config = config
+
+    def anomaly(
+        self, order_id: str, action: str, found: str, cause: Envelope, now: datetime
+    ) -> AnomalyDetected | None:
+        """The anomaly for this order and action; None when the detectors file disables it."""
+        if not self.config.enabled:
+            return None
+        severity = self.config.base.severity
+        identity = {"order_id": order_id, "action": action}
+        return AnomalyDetected(
+            rule=self.name,
+            fingerprint=fingerprint(self.name, identity, 0),
+            severity=severity,
+            team=self.team,
+            labels={**identity, "found": found, "severity": severity, "team": self.team},
+            summary=(
+                f"order {order_id}: {cause.type} asks to {action} its reservation,"
+                f" but there is no live reservation (found: {found})"
+            ),
+            event_time=cause.time,
+            detected_at=now,
+            source_event_id=cause.id,
+        )
+
+
+# The stream rules the inventory detectors run (bootstrap.py) and the detectors file configures
+# (cli/services_registry.py lists this tuple with the other services').
 RULES = (LowStock, NegativeAvailable, InventoryInconsistent)
+# Anomalies a use case raises while applying an event: configured by the same file.
+USE_CASE_ANOMALIES = (UnknownReservation,)

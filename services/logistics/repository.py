@@ -6,12 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-
 from orderguard.services.logistics.domain import Scan, Shipment
-
-Connection = asyncpg.Connection | PoolConnectionProxy
+from orderguard.shared.db import Connection
 
 _COLUMNS = (
     "shipment_id, order_id, warehouse, carrier, tracking_number, status, promised_delivery_by,"

@@ -397,5 +397,6 @@ class ShipmentException:
         return {"exceptions": state["exceptions"] + 1}, [anomaly]
 
 
-# The rules this module declares to the detectors configuration (its RULE_MODULES lists us).
+# The rules the detectors run (bootstrap.py) and the detectors file configures
+# (cli/services_registry.py lists this tuple with the other services').
 RULES = (ShipmentStalled, ShipmentOverdue, ShipmentException)

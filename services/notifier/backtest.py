@@ -2,9 +2,9 @@
 simulated clock, and compare with what fired live.
 
 It lives with the notifier because it needs both halves of the pipeline: the detector rules
-(every module of `shared/detection/config.RULE_MODULES`, configured by the detectors file) and
-the router — the very routing pipeline the live router runs (`router/pipeline.py`), over a
-`MemoryStore` instead of tables. The core (`Backtest`, `compare`) is pure and used by
+(every service's, configured by the detectors file: the caller builds them) and the router —
+the very routing pipeline the live router runs (`router/pipeline.py`), over a `MemoryStore`
+instead of tables. The core (`Backtest`, `compare`) is pure and used by
 tests; `read_topic_range` / `read_events_file` read the input; `orderguard backtest` prints.
 
 The simulated clock is event time: before each event it moves to the event's time minus the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import importlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,6 @@ from orderguard.services.notifier.router.route import Destination
 from orderguard.services.notifier.router.silence import Silence, Silenced
 from orderguard.services.notifier.router.store import AnomalyState, Hold
 from orderguard.services.notifier.routing import RouteMatch, RoutingTree
-from orderguard.shared.detection.config import RULE_MODULES, DetectorConfig
 from orderguard.shared.detection.deadlines import as_utc
 from orderguard.shared.detection.rule import Rule, State, TimedRule
 from orderguard.shared.engine import Event
@@ -88,22 +86,6 @@ class BacktestResult:
     first_event_at: datetime | None = None
     last_event_at: datetime | None = None  # or `until`, when the clock ran on to it
     clock: datetime | None = None
-
-
-def configured_rules(config: DetectorConfig) -> list[Rule]:
-    """Every enabled rule of every module in RULE_MODULES, built with its configuration the way
-    the services build them (`RuleClass(rule_config)`; a rule without params: `RuleClass()`)."""
-    rules: list[Rule] = []
-    for module in RULE_MODULES:
-        for rule_class in importlib.import_module(module).RULES:
-            rule_config = config.rule(rule_class.name)
-            if not rule_config.enabled:
-                continue
-            try:
-                rules.append(rule_class(rule_config))
-            except TypeError:
-                rules.append(rule_class())
-    return rules
 
 
 class Backtest:

@@ -1,35 +1,31 @@
-"""Wires the notifier: the routing file in force, work items, deliveries, their APIs,
-consumers and jobs."""
+"""Wires the notifier: the routing file in force, work items, deliveries, their APIs, and what
+its worker runs (one table, `workers`)."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
 
+from orderguard.services.notifier import handlers as routing_use_cases
 from orderguard.services.notifier.api import build_router
 from orderguard.services.notifier.channels.registry import configured_kinds, open_channels
 from orderguard.services.notifier.console import pages as console_pages
-from orderguard.services.notifier.consumers import (
-    RecordNotifications,
-    RouteAnomalies,
-    router_jobs,
-)
 from orderguard.services.notifier.deliveries import api as deliveries_api
-from orderguard.services.notifier.deliveries.consumers import DeliverRequests
+from orderguard.services.notifier.deliveries import service as deliveries
 from orderguard.services.notifier.deliveries.domain import Planner
-from orderguard.services.notifier.deliveries.service import Sender
 from orderguard.services.notifier.deliveries.templates import Templates
 from orderguard.services.notifier.retention import notifier_retentions
 from orderguard.services.notifier.routing_api import build_routing_router
 from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
 from orderguard.services.notifier.work_items import api as work_items_api
-from orderguard.services.notifier.work_items.consumers import ClearWorkItems, OpenWorkItems
+from orderguard.services.notifier.work_items import handlers as work_items
 from orderguard.services.notifier.work_items.domain import SlaPolicy
-from orderguard.services.notifier.work_items.jobs import work_item_jobs
 from orderguard.shared.logging import get_logger
 from orderguard.shared.retention import retention_job
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
+from orderguard.shared.topics import TEAMS
+from orderguard.shared.wiring import UseCaseConsumer, Workers
 
 log = get_logger(__name__)
 
@@ -89,28 +85,95 @@ def planner(runtime: Runtime) -> Planner:
     return runtime.once("planner", build)
 
 
-def handlers(runtime: Runtime) -> list[object]:
-    return [
-        RouteAnomalies(routing_in_force(runtime), runtime.topics),
-        RecordNotifications(runtime.topics, planner(runtime)),
-        OpenWorkItems(sla_policy(runtime), runtime.topics),
-        ClearWorkItems(sla_policy(runtime), runtime.topics),
-        DeliverRequests(planner(runtime), runtime.topics),
-    ]
-
-
-def jobs(runtime: Runtime) -> list[ScheduledJob]:
-    sender = Sender(
+def workers(runtime: Runtime) -> Workers:
+    topics = runtime.topics
+    routing = routing_in_force(runtime)
+    policy = sla_policy(runtime)
+    plan = planner(runtime)
+    queues = {topics.queue(team): team for team in TEAMS}
+    sender = deliveries.Sender(
         partial(open_channels, runtime.settings.channels),
         runtime.settings.deliveries,
-        runtime.topics.notifications_dead,
+        topics.notifications_dead,
     )
-    return [
-        *router_jobs(routing_in_force(runtime), runtime.topics),
-        *work_item_jobs(sla_policy(runtime), runtime.topics),
-        ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
-        *(retention_job(r, runtime.settings) for r in notifier_retentions(runtime.settings)),
-    ]
+    return Workers(
+        consumers=[
+            # Each anomaly (firing, then its resolution) to its team queues, once per
+            # fingerprint, through silences, inhibition and route groups.
+            UseCaseConsumer(
+                "notifier.router",
+                [topics.anomalies],
+                frozenset({"anomaly.detected.v1"}),
+                lambda uow, events: routing_use_cases.route_anomalies(
+                    uow, routing.current(), topics.queue, events
+                ),
+            ),
+            # The notifications each routed anomaly asks for, once per queue and channel.
+            UseCaseConsumer(
+                "notifier.notifications",
+                list(queues),
+                frozenset({"anomaly.routed.v1"}),
+                lambda uow, events: routing_use_cases.record_notifications(
+                    uow, events, plan, topics.notifications_dead
+                ),
+            ),
+            UseCaseConsumer(
+                "notifier.work-items",
+                list(queues),
+                frozenset({"anomaly.routed.v1"}),
+                lambda uow, events: work_items.open_work_items(
+                    uow, policy, topics.work_items, queues, events
+                ),
+            ),
+            UseCaseConsumer(
+                "notifier.work-items.clearances",
+                [topics.anomalies],
+                frozenset({"anomaly.detected.v1"}),
+                lambda uow, events: work_items.clear_work_items(
+                    uow, policy, topics.work_items, events
+                ),
+            ),
+            # Customer-facing requests become planned deliveries (sent by notifier.deliveries).
+            UseCaseConsumer(
+                "notifier.deliveries",
+                [topics.notification_requests],
+                frozenset({"notification.requested.v1"}),
+                lambda uow, events: deliveries.plan_requested_deliveries(
+                    uow, plan, topics.notifications_dead, events
+                ),
+            ),
+        ],
+        jobs=[
+            ScheduledJob(
+                "notifier.route-group-flush",
+                lambda uow, limit: routing_use_cases.flush_route_groups(
+                    uow, routing.current(), topics.queue, limit
+                ),
+                batch_max=200,
+            ),
+            ScheduledJob(
+                "notifier.silence-release",
+                lambda uow, limit: routing_use_cases.release_silenced(
+                    uow, routing.current(), topics.queue, limit
+                ),
+                batch_max=200,
+            ),
+            ScheduledJob(
+                "notifier.work-items.escalate",
+                lambda uow, limit: work_items.escalate_due(uow, policy, topics, limit),
+            ),
+            ScheduledJob(
+                "notifier.work-items.remind",
+                lambda uow, limit: work_items.remind_due(uow, policy, topics, limit),
+            ),
+            ScheduledJob(
+                "notifier.work-items.open-gauge",
+                lambda uow, limit: work_items.refresh_open_gauge(uow, TEAMS),
+            ),
+            ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
+            *(retention_job(r, runtime.settings) for r in notifier_retentions(runtime.settings)),
+        ],
+    )
 
 
 DEFINITION = ServiceDefinition(
@@ -123,6 +186,5 @@ DEFINITION = ServiceDefinition(
         deliveries_api.build_router(runtime),
         console_pages.build_router(runtime, sla_policy(runtime)),
     ],
-    handlers=handlers,  # type: ignore[arg-type]
-    jobs=jobs,
+    workers=workers,
 )

@@ -5,14 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any
 
 from orderguard.services.notifier.domain import Notification
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+from orderguard.shared.db import Connection
 
 
 async def record_notifications(

@@ -1,4 +1,5 @@
-"""Wires the order service: its API, its consumers, its detectors and its scheduled jobs."""
+"""Wires the order service (with its recycle bin): its APIs and what its worker runs (one
+table, `workers`)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,17 @@ from pathlib import Path
 
 from orderguard.services.order import handlers as use_cases
 from orderguard.services.order.api import build_router
-from orderguard.services.order.consumers import (
-    ApplyPayments,
-    ApplyShipments,
-    RecordInventoryOutcomes,
-)
+from orderguard.services.order.domain import Actor
 from orderguard.services.order.handlers import OrderConfig
-from orderguard.services.order.recycle_bin import bootstrap as recycle_bin
-from orderguard.services.order.rules import DuplicateOrder, PaymentFailureBurst
+from orderguard.services.order.recycle_bin import api as recycle_bin_api
+from orderguard.services.order.recycle_bin import handlers as recycle_bin
+from orderguard.services.order.recycle_bin.domain import anomaly_categories
+from orderguard.services.order.rules import RULES
 from orderguard.shared.contract.ingest import build_ingest_router
-from orderguard.shared.detection.consumer import detector_handlers
 from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentFailed, PaymentSucceeded
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
-from orderguard.shared.uow import UnitOfWork
+from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
 
 
 def order_config(runtime: Runtime) -> OrderConfig:
@@ -36,36 +34,102 @@ def order_config(runtime: Runtime) -> OrderConfig:
     )
 
 
-def handlers(runtime: Runtime) -> list[object]:
+def workers(runtime: Runtime) -> Workers:
+    settings = runtime.settings
     topics = runtime.topics
     config = order_config(runtime)
-    found: list[object] = [
-        RecordInventoryOutcomes(topics.inventory, config),
-        ApplyPayments(topics.name("payments.events"), config),
-        ApplyShipments(topics.logistics, config),
-        *recycle_bin.handlers(runtime),
-    ]
-    return [
-        *found,
-        *detector_handlers(runtime, (DuplicateOrder, PaymentFailureBurst), [topics.orders]),
-    ]
+    # An unknown category in the setting stops start-up here, with a clear message.
+    bin_categories = anomaly_categories(settings.recycle_bin_anomaly_rules)
 
+    def by(group: str) -> Actor:
+        """What a consumer's timeline entries name as their actor."""
+        return Actor("consumer", group)
 
-def jobs(runtime: Runtime) -> list[ScheduledJob]:
-    config = order_config(runtime)
-
-    def job(name: str, run: use_cases.JobRun) -> ScheduledJob:
-        async def run_with_config(uow: UnitOfWork, limit: int) -> int:
-            return await run(uow, config, limit)
-
-        return ScheduledJob(name, run_with_config)
-
-    return [
-        job("order.payment_timeout", use_cases.cancel_unpaid_orders),
-        job("order.auto_release", use_cases.release_due_holds),
-        job("order.auto_complete", use_cases.complete_delivered_orders),
-        *recycle_bin.jobs(runtime),
-    ]
+    return Workers(
+        consumers=[
+            # What inventory did for an order goes on its timeline; a failed reservation holds
+            # the order as out of stock and tells the customer what they can do.
+            UseCaseConsumer(
+                "order.inventory-outcomes",
+                [topics.inventory],
+                frozenset(
+                    {
+                        "inventory.reserved.v1",
+                        "inventory.reservation_failed.v1",
+                        "inventory.released.v1",
+                    }
+                ),
+                lambda uow, events: use_cases.record_inventory_outcomes(
+                    uow, config, events, by("order.inventory-outcomes")
+                ),
+            ),
+            # Payment outcomes: paid, payment failed (a retry may still pay), held on a mismatch.
+            UseCaseConsumer(
+                "order.payments",
+                [topics.name("payments.events")],
+                frozenset(
+                    {"payment.succeeded.v1", "payment.failed.v1", "payment.amount_mismatch.v1"}
+                ),
+                lambda uow, events: use_cases.apply_payment_events(
+                    uow, config, events, by("order.payments")
+                ),
+            ),
+            # Carriers' facts: dispatched -> shipped, delivered -> delivered.
+            UseCaseConsumer(
+                "order.shipments",
+                [topics.logistics],
+                frozenset({"shipment.dispatched.v1", "shipment.delivered.v1"}),
+                lambda uow, events: use_cases.apply_shipment_events(
+                    uow, config, events, by("order.shipments")
+                ),
+            ),
+            UseCaseConsumer(
+                "order.recycle-bin.aftersales",
+                [topics.aftersales],
+                frozenset({"refund.issued.v1", "case.opened.v1", "case.closed.v1"}),
+                lambda uow, events: recycle_bin.move_on_aftersales_events(
+                    uow, topics.orders, by("order.recycle-bin.aftersales"), events
+                ),
+            ),
+            UseCaseConsumer(
+                "order.recycle-bin.anomalies",
+                [topics.anomalies],
+                frozenset({"anomaly.detected.v1"}),
+                lambda uow, events: recycle_bin.move_on_anomalies(
+                    uow, topics.orders, bin_categories, events
+                ),
+            ),
+        ],
+        detectors=Detectors(RULES, [topics.orders]),
+        jobs=[
+            ScheduledJob(
+                "order.payment-timeout",
+                lambda uow, limit: use_cases.cancel_unpaid_orders(uow, config, limit),
+            ),
+            ScheduledJob(
+                "order.auto-release",
+                lambda uow, limit: use_cases.release_due_holds(uow, config, limit),
+            ),
+            ScheduledJob(
+                "order.auto-complete",
+                lambda uow, limit: use_cases.complete_delivered_orders(uow, config, limit),
+            ),
+            ScheduledJob(
+                "order.recycle-bin.archive-quiet",
+                lambda uow, limit: recycle_bin.archive_quiet_entries(
+                    uow, topics.orders, settings.recycle_bin_quiet_period_s, limit
+                ),
+            ),
+            ScheduledJob(
+                "order.recycle-bin.purge",
+                lambda uow, limit: recycle_bin.purge_past_retention(
+                    uow, topics.orders, settings.recycle_bin_retention_s, limit
+                ),
+                batch_max=200,
+            ),
+            ScheduledJob("order.recycle-bin.measure", lambda uow, limit: recycle_bin.measure(uow)),
+        ],
+    )
 
 
 DEFINITION = ServiceDefinition(
@@ -73,10 +137,9 @@ DEFINITION = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=lambda runtime: [
         build_router(runtime, order_config(runtime)),
-        recycle_bin.build_router(runtime),
+        recycle_bin_api.build_router(runtime),
         # Payment providers that cannot speak Kafka POST their facts here (onto payments.events).
         build_ingest_router(runtime, [PaymentSucceeded, PaymentFailed, PaymentAmountMismatch]),
     ],
-    handlers=handlers,  # type: ignore[arg-type]
-    jobs=jobs,
+    workers=workers,
 )

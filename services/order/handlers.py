@@ -6,7 +6,7 @@ Every state change and the events it causes are written in the caller's unit of 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -615,8 +615,6 @@ async def apply_shipment_events(
 
 
 # -- scheduled jobs (wall time) ----------------------------------------------------------------
-
-JobRun = Callable[[UnitOfWork, "OrderConfig", int], Awaitable[int]]
 
 
 async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int) -> int:

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TypeAlias
-
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import Any
 
 from orderguard.services.order.domain import (
     Actor,
@@ -20,8 +17,7 @@ from orderguard.services.order.domain import (
     Priority,
     TimelineEntry,
 )
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy  # what UnitOfWork.conn is
+from orderguard.shared.db import Connection
 
 
 async def add(conn: Connection, order: Order) -> None:

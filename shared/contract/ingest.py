@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from orderguard.shared.contract.catalogue import Message, message_of
+from orderguard.shared.contract.received import InvalidEvent, check_subject, parse_envelope
 from orderguard.shared.envelope import CONTENT_TYPE, Envelope
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.http import Caller, Problem, require_scope
@@ -88,26 +89,24 @@ def _parse(body: bytes) -> dict[str, Any]:
     return raw
 
 
+def _in_body(errors: list[dict[str, Any]]) -> RequestValidationError:
+    return _invalid(*({**err, "loc": ("body", *err["loc"])} for err in errors))
+
+
 def _envelope(raw: dict[str, Any]) -> Envelope:
-    errors: list[dict[str, Any]] = []
-    event_id = raw.get("id")
-    # The envelope would make up an id; here the publisher's id is what makes a retry safe.
-    if "id" not in raw:
-        errors.append({"type": "missing", "loc": ("body", "id"), "msg": "Field required"})
-    elif isinstance(event_id, str) and len(event_id) > MAX_EVENT_ID_LENGTH:
-        errors.append(
+    """The envelope, validated as on every door (`received.parse_envelope`: an id of its own)."""
+    try:
+        envelope = parse_envelope(raw)
+    except InvalidEvent as exc:
+        raise _in_body(exc.errors) from None
+    if len(envelope.id) > MAX_EVENT_ID_LENGTH:
+        raise _invalid(
             {
                 "type": "string_too_long",
                 "loc": ("body", "id"),
                 "msg": f"String should have at most {MAX_EVENT_ID_LENGTH} characters",
             }
         )
-    try:
-        envelope = Envelope.model_validate(raw)
-    except ValidationError as exc:
-        raise _invalid(*errors, *_located(exc, "body").errors()) from None
-    if errors:
-        raise _invalid(*errors)
     return envelope
 
 
@@ -118,30 +117,22 @@ def _data(model: type[BaseModel], envelope: Envelope) -> BaseModel:
         raise _located(exc, "body", "data") from None
 
 
-def _check_subject(message: Message, key_description: str, envelope: Envelope) -> None:
-    key = message.key_of(envelope.data)
-    if envelope.subject != str(key):
-        raise _invalid(
-            {
-                "type": "subject_mismatch",
-                "loc": ("body", "subject"),
-                "msg": (
-                    f"subject must be the {key_description}, data.{message.key} ({key!r}):"
-                    " it is the Kafka key that keeps the events of one thing in order"
-                ),
-            }
-        )
+def _check_subject(envelope: Envelope) -> None:
+    try:
+        check_subject(envelope)  # the same check the engine makes of a Kafka record
+    except InvalidEvent as exc:
+        raise _in_body(exc.errors) from None
 
 
 def build_ingest_router(runtime: Runtime, accepts: Sequence[type[BaseModel]]) -> APIRouter:
     """POST /events for the given event models, each published to its catalogued topic."""
-    accepted: dict[str, tuple[str, str, Message]] = {}
+    accepted: dict[str, tuple[str, Message]] = {}
     for model in accepts:
         event_type = REGISTRY.type_of(model)
         topic, message = message_of(event_type)
         if topic.parameters:
             raise ValueError(f"{event_type} goes to a family of topics ({topic.address})")
-        accepted[event_type] = (runtime.topics.name(topic.address), topic.key, message)
+        accepted[event_type] = (runtime.topics.name(topic.address), message)
     router = APIRouter(tags=["events"])
 
     @router.post(
@@ -183,9 +174,9 @@ def build_ingest_router(runtime: Runtime, accepts: Sequence[type[BaseModel]]) ->
                 event_type=envelope.type,
                 accepted=sorted(accepted),
             )
-        topic, key_description, message = accepted[envelope.type]
+        topic, message = accepted[envelope.type]
         data = _data(message.model, envelope)
-        _check_subject(message, key_description, envelope)
+        _check_subject(envelope)
         # Published as our own producers publish: data as the model serialises it.
         event = envelope.model_copy(update={"data": data.model_dump(mode="json")})
         answer = {

@@ -22,15 +22,14 @@ Precedence, lowest first:
   4. a value the event itself carries, when the rule takes one (e.g. the low-stock threshold a
      SKU sets over HTTP): the rule documents it.
 The merged result is validated against `Params`. Loading checks the whole file against every
-rule of every service (the file is shared) and fails with ONE `DetectorConfigError` naming each
-problem and where it is.
+rule of every service (the file is shared; `cli/services_registry.py` lists the rules) and
+fails with ONE `DetectorConfigError` naming each problem and where it is.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,19 +47,11 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# Modules that declare detector rules, each in a `RULES` tuple. Every process checks the whole
-# detectors file against all of them, so a rule of another service is known, not a typo.
-RULE_MODULES = (
-    "orderguard.services.inventory.rules",
-    "orderguard.services.aftersales.rules",
-    "orderguard.services.logistics.rules",
-    "orderguard.services.order.rules",
-)
-
 # Distinct label tuples whose resolved params stay cached per rule (e.g. SKU x warehouse).
 PARAMS_CACHE_SIZE = 65_536
 
 P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R")
 
 
 class DetectorConfigError(ValueError):
@@ -74,11 +65,6 @@ class ConfigurableRule(Protocol):
     Params: ClassVar[type[BaseModel]]
     # The labels an override may `match` on, e.g. ("sku", "warehouse").
     override_labels: ClassVar[tuple[str, ...]]
-
-
-def rule_catalogue() -> list[ConfigurableRule]:
-    """Every detector rule of every service."""
-    return [rule for module in RULE_MODULES for rule in importlib.import_module(module).RULES]
 
 
 def builtin_params(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -187,6 +173,11 @@ class DetectorConfig:
     def rule(self, name: str) -> RuleConfig[Any]:
         return self._rules[name]
 
+    def enabled(self, rules: Iterable[Callable[[RuleConfig[Any]], R]]) -> list[R]:
+        """Each of these rules that the file enables, built with its configuration."""
+        configs = [(rule, self.rule(rule.name)) for rule in rules]  # type: ignore[attr-defined]
+        return [rule(config) for rule, config in configs if config.enabled]
+
     def __iter__(self) -> Iterator[RuleConfig[Any]]:
         return iter(self._rules.values())
 
@@ -222,9 +213,10 @@ def load_detector_config(
     return parse_detector_config(text, str(file), rules, defaults)
 
 
-def load_for(settings: Settings) -> DetectorConfig:
-    """The detectors configuration in force for this deployment, checked against every rule."""
-    return load_detector_config(settings.detectors_file, rule_catalogue(), builtin_params(settings))
+def load_for(settings: Settings, catalogue: Iterable[ConfigurableRule]) -> DetectorConfig:
+    """The detectors configuration in force for this deployment, checked against every rule of
+    every service (`catalogue`: the composition root knows the services)."""
+    return load_detector_config(settings.detectors_file, catalogue, builtin_params(settings))
 
 
 def parse_detector_config(
@@ -410,7 +402,7 @@ def in_force(runtime: Runtime) -> DetectorConfig:
     workers; an invalid file stops start-up, naming every problem."""
 
     def load() -> DetectorConfig:
-        config = load_for(runtime.settings)
+        config = load_for(runtime.settings, runtime.rule_catalogue)
         log.info("detectors configured", source=config.source)
         return config
 

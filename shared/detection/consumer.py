@@ -1,6 +1,6 @@
 """Runs a pure detector rule under the engine: state cached per partition, stored per batch.
 
-For a timed rule (`detection.TimedRule`) the handler also keeps the rule's deadlines in
+For a timed rule (`detection.rule.TimedRule`) the consumer also keeps the rule's deadlines in
 `detector_deadlines`, written in the same transaction as the state, and sweeps the ones due on
 the clocks of the partitions this worker owns when the engine asks (`deadlines_due`, `sweep`).
 """
@@ -8,9 +8,9 @@ the clocks of the partitions this worker owns when the engine asks (`deadlines_d
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
@@ -31,6 +31,7 @@ from orderguard.shared.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from orderguard.shared.runtime import Runtime
+    from orderguard.shared.wiring import Detectors
 
 # Deadlines ticked per sweep transaction; more due go to the next sweep, right after.
 SWEEP_MAX = 1000
@@ -46,7 +47,9 @@ def _counter(rule: str, anomaly: AnomalyDetected) -> Callable[[], None]:
     return count
 
 
-class DetectorHandler:
+class DetectorConsumer:
+    """The engine consumer of one detector rule: group `<service>.detector.<rule>`."""
+
     def __init__(
         self,
         rule: Rule,
@@ -84,19 +87,28 @@ class DetectorHandler:
         times: dict[TopicPartition, list[datetime]] = defaultdict(list)
         changed: dict[str, State] = {}
         deadlines: dict[str, tuple[TopicPartition, datetime | None]] = {}
+        cache, now = self._cache, uow.now
+        tp = TopicPartition("", -1)
+        moments: list[datetime] = []
+        keys: set[str] = set()
         for key, event in keyed:
-            tp = TopicPartition(event.topic, event.partition)
-            times[tp].append(event.envelope.time)
+            if event.partition != tp.partition or event.topic != tp.topic:
+                # Events come partition by partition: one lookup per run, not per event.
+                tp = TopicPartition(event.topic, event.partition)
+                moments = times[tp]
+                keys = self._keys_by_partition.setdefault(tp, set())
+            moments.append(event.envelope.time)
             if key is None:
                 continue
-            self._keys_by_partition.setdefault(tp, set()).add(key)
-            state = self._cache[key]
-            new_state, anomalies = rule.apply(state, event, uow.now)
+            keys.add(key)
+            state = cache[key]
+            new_state, anomalies = rule.apply(state, event, now)
             if new_state is not state:
-                self._cache[key] = changed[key] = new_state
+                cache[key] = changed[key] = new_state
                 if self._timed is not None:
                     deadlines[key] = (tp, self._deadline(new_state))
-            self._publish(uow, anomalies, event.envelope)
+            if anomalies:
+                self._publish(uow, anomalies, event.envelope)
         await self._save(uow, changed, deadlines)
         late = sum(self.clocks.count_late(tp, moments) for tp, moments in times.items())
 
@@ -239,23 +251,18 @@ class DetectorHandler:
                 self._cache.pop(key, None)
 
 
-def detector_handlers(
-    runtime: Runtime, rules: Iterable[Callable[[Any], Rule]], topics: Sequence[str]
-) -> list[DetectorHandler]:
-    """A handler for each of a service's rules that the detectors configuration enables, on
-    `topics`, with the deployment's event-time clocks."""
-    config = in_force(runtime)
-    found = []
-    for rule in rules:
-        configured = config.rule(rule.name)  # type: ignore[attr-defined]
-        if configured.enabled:
-            found.append(
-                DetectorHandler(
-                    rule(configured),
-                    topics=topics,
-                    anomalies_topic=runtime.topics.anomalies,
-                    service=runtime.definition.name,
-                    clocks=PartitionClocks.from_settings(runtime.settings),
-                )
-            )
-    return found
+def detector_consumers(runtime: Runtime, detectors: Detectors | None) -> list[DetectorConsumer]:
+    """A consumer for each of a service's rules that the detectors configuration enables, on
+    the declared topics, with the deployment's event-time clocks."""
+    if detectors is None:
+        return []
+    return [
+        DetectorConsumer(
+            rule,
+            topics=detectors.topics,
+            anomalies_topic=runtime.topics.anomalies,
+            service=runtime.definition.name,
+            clocks=PartitionClocks.from_settings(runtime.settings),
+        )
+        for rule in in_force(runtime).enabled(detectors.rules)
+    ]

@@ -13,15 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
 
-import asyncpg
 from aiokafka import TopicPartition
-from asyncpg.pool import PoolConnectionProxy
 
+from orderguard.shared.db import Connection
 from orderguard.shared.settings import Settings
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 
 def _utcnow() -> datetime:

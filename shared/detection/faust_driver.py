@@ -31,7 +31,8 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from orderguard.shared import metrics
-from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.config import ConfigurableRule
+from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.detection.deadlines import PartitionClocks, as_utc
 from orderguard.shared.detection.rule import Rule, State, TimedRule, anomaly_envelope
 from orderguard.shared.engine.consumer import DeadLetter, dead_letter_message, decode_record
@@ -69,19 +70,19 @@ def build_faust_app(settings: Settings, service: str) -> faust.App:
 
 
 class FaustDetector:
-    """One pure rule run as a faust agent; what `DetectorHandler` is to the engine."""
+    """One pure rule run as a faust agent; what `DetectorConsumer` is to the engine."""
 
-    def __init__(self, app: faust.App, handler: DetectorHandler) -> None:
+    def __init__(self, app: faust.App, consumer: DetectorConsumer) -> None:
         self.app = app
-        self.rule: Rule = handler.rule
-        self.group = f"{handler.group}.faust"
-        self.clocks: PartitionClocks = handler.clocks
+        self.rule: Rule = consumer.rule
+        self.group = f"{consumer.group}.faust"
+        self.clocks: PartitionClocks = consumer.clocks
         self._timed = self.rule if isinstance(self.rule, TimedRule) else None
         self._wanted = self.rule.event_types
-        self._source_topics = list(handler.topics)
-        self._source = f"{handler._source}/faust"
+        self._source_topics = list(consumer.topics)
+        self._source = f"{consumer._source}/faust"
         self.table = app.Table(f"{self.rule.name}-state", default=None)
-        self._anomalies = app.topic(handler._anomalies_topic, value_serializer="raw")
+        self._anomalies = app.topic(consumer._anomalies_topic, value_serializer="raw")
         topic = app.topic(*self._source_topics, key_serializer="raw", value_serializer="raw")
         self._heaps: dict[TopicPartition, list[tuple[datetime, str]]] = {}
         self._due: dict[
@@ -224,20 +225,20 @@ def _record_of(message: Any) -> ConsumerRecord:
     )
 
 
-def faust_detectors(app: faust.App, handlers: Sequence[object]) -> list[FaustDetector]:
-    """A faust agent for every detector among a service's engine handlers."""
+def faust_detectors(app: faust.App, consumers: Sequence[object]) -> list[FaustDetector]:
+    """A faust agent for every detector among a service's engine consumers."""
     detectors = []
-    for handler in handlers:
-        if not isinstance(handler, DetectorHandler):
+    for consumer in consumers:
+        if not isinstance(consumer, DetectorConsumer):
             continue
-        if handler.keys_span_partitions:
+        if consumer.keys_span_partitions:
             # Its keys arrive on several partitions: a partition-local faust Table cannot hold
             # them; the engine's workers run it (with its per-key locks).
             log.warning(
-                "rule stays on the engine: its keys span partitions", rule=handler.rule.name
+                "rule stays on the engine: its keys span partitions", rule=consumer.rule.name
             )
             continue
-        detectors.append(FaustDetector(app, handler))
+        detectors.append(FaustDetector(app, consumer))
     return detectors
 
 
@@ -253,15 +254,17 @@ async def run_faust_worker(app: faust.App, stop: asyncio.Event) -> None:
         await app.stop()
 
 
-async def run_faust_service(definition: ServiceDefinition, settings: Settings) -> int:
+async def run_faust_service(
+    definition: ServiceDefinition, settings: Settings, rule_catalogue: Sequence[ConfigurableRule]
+) -> int:
     """`orderguard worker <service> --engine faust`: the service's detectors as faust agents,
     with /healthz, /readyz and /metrics. Its other consumers stay on the engine's workers."""
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
     metrics.BUILD_INFO.info({"version": "0.1.0", "service": definition.name, "role": "faust"})
-    # Handlers are built from configuration only; nothing here connects to anything.
-    handlers = definition.handlers(Runtime(definition, settings, frozenset({"workers"})))
+    # Consumers are built from configuration only; nothing here connects to anything.
+    runtime = Runtime(definition, settings, frozenset({"workers"}), rule_catalogue)
     app = build_faust_app(settings, definition.name)
-    detectors = faust_detectors(app, handlers)
+    detectors = faust_detectors(app, runtime.engine_consumers())
     if not detectors:
         log.error("no detectors to run on faust", service=definition.name)
         return 2

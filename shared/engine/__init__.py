@@ -1,11 +1,11 @@
 """The batched, transactional consumer engine that runs service consumers and detectors."""
 
 from orderguard.shared.engine.consumer import (
-    BatchHandler,
+    BatchConsumer,
     DeadlineSweeper,
     Engine,
     Event,
     RejectEvent,
 )
 
-__all__ = ["BatchHandler", "DeadlineSweeper", "Engine", "Event", "RejectEvent"]
+__all__ = ["BatchConsumer", "DeadlineSweeper", "Engine", "Event", "RejectEvent"]

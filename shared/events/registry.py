@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
 from orderguard.shared.envelope import Envelope
 
@@ -64,7 +64,8 @@ class EventRegistry:
     def envelope_model(self, type_name: str) -> type[Envelope]:
         """An Envelope of exactly `type_name` whose `data` is its model: one validation per record.
 
-        Its `data` attribute is the typed model, not a dict (the engine's fast path).
+        Its `data` attribute is the typed model, not a dict (the engine's fast path). It parses
+        received events only, so the id is required: a made-up id would make a copy count twice.
         """
         try:
             return self._envelopes[type_name]
@@ -73,6 +74,7 @@ class EventRegistry:
             typed: type[Envelope] = create_model(  # type: ignore[call-overload]
                 f"{model.__name__}Envelope",
                 __base__=Envelope,
+                id=(str, Field(min_length=1)),
                 type=(Literal[type_name], ...),  # type: ignore[valid-type]
                 data=(model, ...),
             )
@@ -81,6 +83,9 @@ class EventRegistry:
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
         return {name: model.model_json_schema() for name, model in sorted(self._models.items())}
+
+    def __contains__(self, type_name: object) -> bool:
+        return type_name in self._models
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(sorted(self._models))

@@ -528,8 +528,8 @@ def code_consumer_groups() -> dict[str, set[str]]:
     groups = {}
     for service in SERVICES:
         definition = registry.definition_of(service)
-        runtime = Runtime(definition, Settings(), frozenset({"workers"}))
-        groups[service] = {handler.group for handler in definition.handlers(runtime)}
+        runtime = Runtime(definition, Settings(), frozenset({"workers"}), registry.rule_catalogue())
+        groups[service] = {consumer.group for consumer in runtime.engine_consumers()}
     return groups
 
 

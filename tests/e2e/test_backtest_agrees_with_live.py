@@ -15,10 +15,10 @@ from testkit import events_of_type, wait_until
 from typer.testing import CliRunner
 
 from orderguard.cli.commands import app
+from orderguard.cli.services_registry import STREAM_RULES, rule_catalogue
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.notifier.backtest import (
     compare,
-    configured_rules,
     decode,
     live_record,
     read_topic_range,
@@ -65,7 +65,7 @@ async def test_backtest_over_the_recorded_topic_agrees_with_what_fired_live(
     envelopes = await read_topic_range(settings, notifier.runtime.topics.inventory)
     events = [e for e in map(decode, envelopes) if e is not None]
     assert len(events) == len(CHANGES)
-    rules = configured_rules(load_for(settings))
+    rules = load_for(settings, rule_catalogue()).enabled(STREAM_RULES)
     result = run_backtest(events, rules, load_routing())
     live = live_record(
         [

@@ -22,11 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from testkit import events_of_type, stock_event, wait_until
 
 from orderguard.cli.embedded import free_port
+from orderguard.cli.services_registry import STREAM_RULES, rule_catalogue
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.inventory.rules import LowStock
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
 from orderguard.services.notifier.backtest import (
-    configured_rules,
     decode,
     read_topic_range,
     run_backtest,
@@ -55,7 +55,7 @@ def recorded_scenario() -> list:  # type: ignore[type-arg]
 
 
 def expected_anomalies(settings: Settings) -> Counter[tuple[str, str]]:
-    rule = LowStock(load_for(settings).rule(LowStock.name))
+    rule = LowStock(load_for(settings, rule_catalogue()).rule(LowStock.name))
     states: dict[str, dict] = {}  # type: ignore[type-arg]
     fired: Counter[tuple[str, str]] = Counter()
     for event in recorded_scenario():
@@ -297,7 +297,7 @@ async def backtested(
     """What the backtest replay of a topic's whole range fires: (fingerprint, status)."""
     envelopes = await read_topic_range(settings, settings.topic_prefix + topic)
     events = [event for event in map(decode, envelopes) if event is not None]
-    rules = configured_rules(load_for(settings))
+    rules = load_for(settings, rule_catalogue()).enabled(STREAM_RULES)
     result = run_backtest(events, rules, load_routing(), until=until)
     return Counter((fired.fingerprint, fired.status) for fired in result.fired)
 

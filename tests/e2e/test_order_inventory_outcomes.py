@@ -12,8 +12,6 @@ from testkit import RunningService, events_of_type, publish_event, wait_until
 
 from orderguard.services.inventory.bootstrap import DEFINITION as INVENTORY
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
-from orderguard.services.order.bootstrap import order_config
-from orderguard.services.order.consumers import RecordInventoryOutcomes
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import ReservationFailed, Shortage, StockReserved
@@ -126,7 +124,11 @@ async def test_the_handler_itself_records_an_event_once_and_skips_foreign_orders
 ) -> None:
     order = await start_service(ORDER, frozenset({"api"}))
     order_id = (await order.client.post("/orders", json=order_body("SKU-1", 1))).json()["order_id"]
-    handler = RecordInventoryOutcomes("inventory.events", order_config(order.runtime))
+    [handler] = [
+        consumer
+        for consumer in ORDER.workers(order.runtime).consumers
+        if consumer.group == "order.inventory-outcomes"
+    ]
 
     def reserved(for_order: str) -> Event:
         data = StockReserved(order_id=for_order, lines=[])

@@ -22,7 +22,7 @@ def test_up_demo_shows_anomalies_and_work_items_within_a_minute(tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "orderguard",
+            "orderguard.cli",
             "up",
             "--data-dir",
             str(data_dir),

@@ -15,8 +15,6 @@ from pydantic import SecretStr
 from testkit import RunningService, events_of_type, publish_event, read_topic, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
-from orderguard.services.notifier.bootstrap import sla_policy
-from orderguard.services.notifier.work_items.jobs import work_item_jobs
 from orderguard.shared.envelope import Envelope, new_event_id
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.scheduler import run_job
@@ -265,7 +263,11 @@ async def test_an_unclaimed_item_escalates_when_due_once_per_due_time(
     await notifier.wait_assigned()
     # A second worker's escalation loop on the same database: they must not escalate twice.
     stop = asyncio.Event()
-    escalate = work_item_jobs(sla_policy(notifier.runtime), notifier.runtime.topics)[0]
+    [escalate] = [
+        job
+        for job in NOTIFIER.workers(notifier.runtime).jobs
+        if job.name == "notifier.work-items.escalate"
+    ]
     twin = asyncio.create_task(run_job(escalate, notifier.runtime.pool, "notifier", stop, 0.05))
     try:
         await publish_routed(settings, routed(anomaly("fp-late", severity="P3")))

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from testkit import wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.detection.deadlines import PartitionClocks
 from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Engine, Event
@@ -97,7 +97,7 @@ class Deployment:
 
     @contextlib.asynccontextmanager
     async def engine(self, idle_after_s: float, lateness_s: float = 0) -> AsyncIterator[Engine]:
-        handler = DetectorHandler(
+        handler = DetectorConsumer(
             SilentKey(),
             topics=[self.topic],
             anomalies_topic=self.anomalies_topic,

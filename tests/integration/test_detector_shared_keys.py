@@ -14,7 +14,7 @@ import pytest
 from orderguard.services.aftersales.rules import RepeatedRefunds
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.detection.config import RuleConfig
-from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.detection.deadlines import PartitionClocks
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
@@ -36,8 +36,8 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-def worker() -> DetectorHandler:
-    return DetectorHandler(
+def worker() -> DetectorConsumer:
+    return DetectorConsumer(
         RepeatedRefunds(RuleConfig.of(RepeatedRefunds, threshold=3)),
         topics=["aftersales.events"],
         anomalies_topic="anomalies.detected",
@@ -68,7 +68,7 @@ def refund(n: int, partition: int) -> Event:
     return Event(envelope, data, "aftersales.events", partition, n)
 
 
-async def fired(pool: asyncpg.Pool, handler: DetectorHandler, event: Event) -> int:
+async def fired(pool: asyncpg.Pool, handler: DetectorConsumer, event: Event) -> int:
     async with UnitOfWork(pool, SCHEMA) as uow:
         await handler.handle(uow, [event])
         count = len(uow.outbox)

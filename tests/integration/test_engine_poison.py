@@ -60,7 +60,7 @@ def cancellation(order_id: str, reason: str) -> Envelope:
     return Envelope(
         type="order.cancelled.v1",
         source="/test",
-        subject="same-key",
+        subject=order_id,
         data=data.model_dump(mode="json"),
     )
 
@@ -125,7 +125,9 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
             ("c", "ok"),
             ("d", "ok"),
         ]:
-            await publish_event(settings, harness.topic, cancellation(order_id, reason))
+            await publish_event(
+                settings, harness.topic, cancellation(order_id, reason), key="same-key"
+            )
 
         dead = await wait_until(
             lambda: read_topic(settings, harness.dead_letters),

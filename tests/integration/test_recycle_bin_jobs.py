@@ -9,7 +9,6 @@ from typing import Any
 from testkit import ORDER_BODY, wait_until
 
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
-from orderguard.services.order.recycle_bin.scheduled import jobs
 from orderguard.shared.scheduler import run_job
 from orderguard.shared.settings import Settings
 
@@ -36,7 +35,9 @@ async def test_two_workers_purge_each_archived_order_once(
         "UPDATE recycle_bin_entries SET state = 'archived', archived_at = now() - interval '1 hour'"
     )
 
-    [purge] = [job for job in jobs(order.runtime) if job.name == "recycle-bin.purge"]
+    [purge] = [
+        job for job in ORDER.workers(order.runtime).jobs if job.name == "order.recycle-bin.purge"
+    ]
     purge = type(purge)(purge.name, purge.run, batch_max=4)  # small batches: the workers interleave
     stop = asyncio.Event()
     workers = [

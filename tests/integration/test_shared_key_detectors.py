@@ -11,7 +11,7 @@ from orderflow import placed_event as placed
 from orderguard.services.order.rules import DuplicateOrder
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.detection.config import RuleConfig
-from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.detection.deadlines import PartitionClocks
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
@@ -19,8 +19,8 @@ from orderguard.shared.uow import UnitOfWork
 SCHEMA = "sharedkeytest"
 
 
-def worker(settings: Settings) -> DetectorHandler:
-    return DetectorHandler(
+def worker(settings: Settings) -> DetectorConsumer:
+    return DetectorConsumer(
         DuplicateOrder(RuleConfig.of(DuplicateOrder)),
         topics=["orders.events"],
         anomalies_topic="anomalies.detected",
@@ -34,7 +34,7 @@ async def test_two_workers_share_a_customer_s_state(settings: Settings) -> None:
     pool = await create_pool(settings.database_url, SCHEMA)
     one, two = worker(settings), worker(settings)
 
-    async def handle(handler: DetectorHandler, *events: object) -> int:
+    async def handle(handler: DetectorConsumer, *events: object) -> int:
         async with UnitOfWork(pool, SCHEMA) as uow:
             await handler.handle(uow, list(events))  # type: ignore[arg-type]
             await uow.commit()

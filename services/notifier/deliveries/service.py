@@ -7,7 +7,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +27,12 @@ from orderguard.services.notifier.deliveries.policy import (
     retry_delay_s,
 )
 from orderguard.shared import metrics
-from orderguard.shared.events.notifications import NotificationFailed, RecipientRef
+from orderguard.shared.engine import Event
+from orderguard.shared.events.notifications import (
+    NotificationFailed,
+    NotificationRequested,
+    RecipientRef,
+)
 from orderguard.shared.logging import get_logger
 from orderguard.shared.notifier_settings import DeliverySettings
 from orderguard.shared.uow import UnitOfWork
@@ -83,6 +88,19 @@ def publish_failed(
         reason=reason,
         error=error,
     )
+
+
+async def plan_requested_deliveries(
+    uow: UnitOfWork, planner: Planner, dead_topic: str, batch: Sequence[Event]
+) -> None:
+    """Plan the deliveries each notification.requested.v1 asks for; the `notifier.deliveries`
+    job sends them."""
+    requests = [
+        DeliveryRequest.of_request(event.data, event.id)
+        for event in batch
+        if isinstance(event.data, NotificationRequested)
+    ]
+    await request_deliveries(uow, planner, requests, dead_topic)
 
 
 async def request_deliveries(

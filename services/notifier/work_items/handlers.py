@@ -4,7 +4,7 @@ items, clearances clear them, people claim/resolve/dismiss/comment, jobs escalat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,8 @@ from orderguard.services.notifier.work_items.domain import (
     WorkItem,
 )
 from orderguard.shared import metrics
-from orderguard.shared.events.anomalies import AnomalyRouted
+from orderguard.shared.engine import Event
+from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
@@ -112,6 +113,40 @@ async def apply_routed(
             )
         else:
             await _apply_firing(uow, policy, events_topic, routed)
+
+
+async def open_work_items(
+    uow: UnitOfWork,
+    policy: SlaPolicy,
+    events_topic: str,
+    team_of: Mapping[str, str],
+    batch: Sequence[Event],
+) -> None:
+    """Every routed group on `queues.<team>` becomes (or joins) a work item of that team.
+    `team_of`: queue topic -> team, so the team is a bounded set whatever the event says."""
+    await apply_routed(
+        uow,
+        policy,
+        events_topic,
+        [
+            Routed(team_of[event.topic], event.data, event.id)
+            for event in batch
+            if isinstance(event.data, AnomalyRouted)
+        ],
+    )
+
+
+async def clear_work_items(
+    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, batch: Sequence[Event]
+) -> None:
+    """Anomalies that resolve (stock recovered, parcel scanned again) clear their work items.
+    The router routes firing anomalies only, so clearances are read where detectors write them."""
+    for event in batch:
+        anomaly = event.data
+        if isinstance(anomaly, AnomalyDetected) and anomaly.status == "resolved":
+            await apply_clearance(
+                uow, policy, events_topic, anomaly.fingerprint, anomaly.event_time
+            )
 
 
 async def _apply_firing(

@@ -6,14 +6,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from orderguard.services.notifier.work_items.domain import Entry, State, WorkItem
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+from orderguard.shared.db import Connection
 
 _ITEM_COLUMNS = (
     "id, team, group_key, state, severity, initial_severity, tier, title, rules, labels,"

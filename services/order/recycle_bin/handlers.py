@@ -6,6 +6,7 @@ Every move is on the order's timeline and published on `orders.events` (through 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,9 +21,17 @@ from orderguard.services.order.recycle_bin.domain import (
     Cause,
     MoveOutcome,
     OrderFacts,
+    anomaly_category,
+    anomaly_cause,
+    case_category,
+    case_cause,
     move_to_recycle_bin,
+    refund_cause,
 )
 from orderguard.shared import metrics
+from orderguard.shared.engine import Event
+from orderguard.shared.events.aftersales import CaseClosed, CaseOpened, RefundIssued
+from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.logging import get_logger
 from orderguard.shared.uow import UnitOfWork
 
@@ -233,3 +242,79 @@ async def measure(uow: UnitOfWork) -> None:
             metrics.RECYCLE_BIN_IN_BIN.labels(category.value).set(found.get(category.value, 0))
 
     uow.after_commit(publish)
+
+
+# -- moves told by other services' events (engine consumers) ---------------------------------
+
+
+def _told_by(cause: Cause, event: Event) -> Cause:
+    return Cause(
+        cause.key,
+        cause.category,
+        cause.reason,
+        cause.actor,
+        cause.at,
+        cause.case_id,
+        event.type,
+        event.id,
+    )
+
+
+def _aftersales_cause(event: Event, actor: Actor) -> Cause | None:
+    data = event.data
+    at = event.envelope.time
+    if isinstance(data, RefundIssued):
+        return refund_cause(data.refund_id, data.case_id, data.amount, data.reason, actor, at)
+    if isinstance(data, CaseOpened) and (category := case_category(data.case_type)):
+        return case_cause(data.case_id, category, data.reason, actor, at)
+    return None
+
+
+async def move_on_aftersales_events(
+    uow: UnitOfWork, topic: str, actor: Actor, batch: Sequence[Event]
+) -> None:
+    """Refunds and return/refund/complaint/exchange cases move their order into the bin; a
+    closed case archives it. Each applies once per order whatever is redelivered."""
+    locked = await lock_orders(uow, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
+    for event in batch:
+        data = event.data
+        order = locked.get(data.order_id)  # type: ignore[attr-defined]
+        if order is None:
+            # After-sales also serves orders placed by outside storefronts: none of ours.
+            log.info("after-sales event for an order not placed here", event_type=event.type)
+            continue
+        if isinstance(data, CaseClosed):
+            await archive_for_closed_case(
+                uow, topic, data.case_id, data.order_id, data.resolution, actor
+            )
+            continue
+        cause = _aftersales_cause(event, actor)
+        if cause is not None:
+            await move(uow, topic, order, _told_by(cause, event))
+
+
+async def move_on_anomalies(
+    uow: UnitOfWork, topic: str, categories: Mapping[str, Category], batch: Sequence[Event]
+) -> None:
+    """Anomalies of the configured rules (`categories`: rule -> category) whose labels name an
+    order move that order in."""
+    wanted: list[tuple[str, Cause]] = []
+    for event in batch:
+        data = event.data
+        assert isinstance(data, AnomalyDetected)
+        found = anomaly_category(data.rule, data.status, data.labels, categories)
+        if found is None:
+            continue
+        order_id, category = found
+        cause = anomaly_cause(
+            data.fingerprint, category, data.summary, Actor("rule", data.rule), event.envelope.time
+        )
+        wanted.append((order_id, _told_by(cause, event)))
+    if not wanted:
+        return
+    locked = await lock_orders(uow, {order_id for order_id, _ in wanted})
+    for order_id, cause in wanted:
+        if order_id in locked:
+            await move(uow, topic, locked[order_id], cause)
+        else:
+            log.info("anomaly names an order not placed here", order_id=order_id)

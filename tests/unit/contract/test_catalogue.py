@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderguard.cli.services_registry import definition_of
+from orderguard.cli.services_registry import definition_of, rule_catalogue
 from orderguard.shared.contract.asyncapi import example_envelope
 from orderguard.shared.contract.catalogue import (
     CATALOGUE,
@@ -71,11 +71,11 @@ def _consumers_in_code() -> set[tuple[str, str, str, str]]:
     found = set()
     for service in SERVICES:
         definition = definition_of(service)
-        runtime = Runtime(definition, Settings(), frozenset({"workers"}))
-        for handler in definition.handlers(runtime):
-            for topic in handler.topics:
-                for event_type in handler.event_types:
-                    found.add((service, handler.group, topic, event_type))
+        runtime = Runtime(definition, Settings(), frozenset({"workers"}), rule_catalogue())
+        for consumer in runtime.engine_consumers():
+            for topic in consumer.topics:
+                for event_type in consumer.event_types:
+                    found.add((service, consumer.group, topic, event_type))
     return found
 
 

@@ -12,6 +12,8 @@ from testkit import cancelled, placed
 
 from orderguard.services.inventory import handlers
 from orderguard.services.inventory.domain import StockLevel
+from orderguard.services.inventory.rules import UnknownReservation
+from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected
@@ -27,6 +29,7 @@ from orderguard.shared.events.registry import REGISTRY
 from orderguard.shared.topics import Topics
 
 TOPICS = Topics()
+UNKNOWN = UnknownReservation(RuleConfig.of(UnknownReservation))
 TRACE = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
 
 
@@ -56,7 +59,7 @@ def shipped(order_id: str) -> Event:
 
 async def batch(*events: Event) -> InMemoryUnitOfWork:
     uow = InMemoryUnitOfWork(NOW + timedelta(minutes=1))
-    await handlers.reserve_stock_for_orders(uow, TOPICS, list(events))
+    await handlers.reserve_stock_for_orders(uow, TOPICS, UNKNOWN, list(events))
     return uow
 
 

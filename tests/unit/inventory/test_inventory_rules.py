@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from testkit import T0
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.inventory.rules import InventoryInconsistent, NegativeAvailable
-from orderguard.shared.detection.config import RuleConfig, parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

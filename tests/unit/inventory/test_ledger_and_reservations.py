@@ -12,6 +12,7 @@ import pytest
 from inmemory import InMemoryUnitOfWork
 from testkit import cancelled, placed
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.inventory.domain import (
     IllegalTransition,
     LedgerEntry,
@@ -21,6 +22,8 @@ from orderguard.services.inventory.domain import (
     replay,
 )
 from orderguard.services.inventory.handlers import Inventory
+from orderguard.services.inventory.rules import UnknownReservation
+from orderguard.shared.detection.config import parse_detector_config
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderPlaced, OrderShipped, ReservationRequested
 from orderguard.shared.topics import Topics
@@ -131,9 +134,11 @@ class RecordingUnitOfWork(InMemoryUnitOfWork):
         return [e.data for _, e in self.published if e.type == event_type]
 
 
-def inventory_with(on_hand: int) -> tuple[Inventory, RecordingUnitOfWork]:
+def inventory_with(on_hand: int, detectors_file: str = "") -> tuple[Inventory, RecordingUnitOfWork]:
     uow = RecordingUnitOfWork(NOW)
-    inventory = uow.inventory = Inventory(uow, Topics())
+    config = parse_detector_config(detectors_file, "test", rule_catalogue())
+    unknown = UnknownReservation(config.rule(UnknownReservation.name))
+    inventory = uow.inventory = Inventory(uow, Topics(), unknown)
     inventory.set_stock("SKU-1", "main", on_hand, None, actor="test")
     inventory.ledger.clear()
     inventory.events.clear()
@@ -205,6 +210,22 @@ def test_release_once_then_a_shipment_is_an_unknown_reservation() -> None:
     assert anomaly["rule"] == "inventory.unknown_reservation"
     assert anomaly["labels"]["found"] == "released"
     assert anomaly["labels"]["action"] == "commit"
+
+
+def test_the_unknown_reservation_anomaly_is_configured_by_the_detectors_file() -> None:
+    inventory, uow = inventory_with(
+        10, "rules:\n  inventory.unknown_reservation:\n    params: {severity: P1}\n"
+    )
+    apply(inventory, shipped("ghost"))
+    [anomaly] = uow.of_type("anomaly.detected.v1")
+    assert (anomaly["severity"], anomaly["labels"]["severity"]) == ("P1", "P1")
+    assert anomaly["team"] == "warehouse"
+
+    inventory, uow = inventory_with(
+        10, "rules:\n  inventory.unknown_reservation: {enabled: false}\n"
+    )
+    apply(inventory, shipped("ghost"))
+    assert uow.of_type("anomaly.detected.v1") == [], "disabled: nothing raised"
 
 
 def test_commit_and_release_of_an_order_never_seen_raise_one_fingerprint_each() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.inventory.api import StockView
 from orderguard.services.inventory.domain import StockLevel
 from orderguard.services.inventory.rules import LowStock
-from orderguard.shared.detection.config import parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import parse_detector_config
 
 FILE = """
 rules:

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from testkit import T0, stock_event
 
+from orderguard.cli.services_registry import STREAM_RULES, rule_catalogue
 from orderguard.services.notifier.backtest import (
     Backtest,
     BacktestInputError,
     Fired,
     LiveRecord,
     compare,
-    configured_rules,
     merge_by_time,
     read_events_file,
     result_json,
@@ -25,7 +25,7 @@ from orderguard.services.notifier.backtest import (
 )
 from orderguard.services.notifier.router.silence import Silence
 from orderguard.services.notifier.routing import Matcher, load_routing, parse_routing
-from orderguard.shared.detection.config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.config import load_detector_config
 from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
@@ -34,7 +34,7 @@ from orderguard.shared.events.inventory import StockChanged
 
 S10 = timedelta(seconds=10)
 S30 = timedelta(seconds=30)
-RULES = configured_rules(load_detector_config(None, rule_catalogue()))
+RULES = load_detector_config(None, rule_catalogue()).enabled(STREAM_RULES)
 GROUPED = parse_routing(
     textwrap.dedent(
         """

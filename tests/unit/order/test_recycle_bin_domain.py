@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.order.bootstrap import DEFINITION
 from orderguard.services.order.domain import Actor
 from orderguard.services.order.recycle_bin.domain import (
@@ -206,4 +207,4 @@ def test_an_unknown_category_in_the_setting_is_a_clear_start_up_error() -> None:
 def test_the_order_worker_refuses_to_start_with_an_unknown_category() -> None:
     settings = Settings(recycle_bin_anomaly_rules={"order.duplicate": "fraud"})
     with pytest.raises(ValueError, match="unknown category 'fraud'"):
-        DEFINITION.handlers(Runtime(DEFINITION, settings, frozenset({"workers"})))
+        Runtime(DEFINITION, settings, frozenset({"workers"}), rule_catalogue()).engine_consumers()

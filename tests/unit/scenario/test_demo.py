@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.cli.supervisor import Demo
 from orderguard.scenario.scale import SYSTEM_ENV, Scale
-from orderguard.shared.detection.config import load_detector_config, rule_catalogue
+from orderguard.shared.detection.config import load_detector_config
 from orderguard.shared.settings import Settings
 
 
@@ -27,7 +28,7 @@ def test_demo_env_points_the_services_at_the_scaled_detectors_file(tmp_path: Pat
     )
     assert set(settings.carrier_secrets) == {"sf-express"}
     command = demo.command(tmp_path)
-    assert command[2:5] == ["orderguard", "scenario", "run"]
+    assert command[2:5] == ["orderguard.cli", "scenario", "run"]
     assert command[command.index("--speedup") + 1] == "3600"
     assert command[command.index("--data-dir") + 1] == str(tmp_path)
     assert command[command.index("--seed") + 1] == "4"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.scenario.plan import (
     KINDS,
     THRESHOLD,
@@ -28,7 +29,7 @@ from orderguard.scenario.plan import (
 )
 from orderguard.scenario.scale import Scale
 from orderguard.services.order.rules import PaymentFailureBurst
-from orderguard.shared.detection.config import RuleConfig, parse_detector_config, rule_catalogue
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected

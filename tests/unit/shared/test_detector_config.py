@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel, Field, model_validator
 from testkit import stock_event
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.inventory import bootstrap
 from orderguard.services.inventory.rules import LowStock
 from orderguard.shared.detection.config import (
@@ -22,7 +23,7 @@ from orderguard.shared.detection.config import (
     load_for,
     parse_detector_config,
 )
-from orderguard.shared.detection.consumer import DetectorHandler
+from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
@@ -123,7 +124,7 @@ def test_a_missing_label_matches_no_override_that_needs_it() -> None:
 
 
 def test_built_in_defaults_come_from_settings_without_a_file() -> None:
-    config = load_for(Settings(default_low_stock_threshold=7))
+    config = load_for(Settings(default_low_stock_threshold=7), rule_catalogue())
     assert config.source == "<built-in defaults>"
     rule = config.rule("stock.low")
     assert rule.enabled
@@ -137,9 +138,11 @@ def test_the_file_wins_over_the_setting_it_replaces(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low:\n    params: {threshold: 3}\n")
     settings = Settings(default_low_stock_threshold=7, detectors_file=str(file))
-    assert load_for(settings).rule("stock.low").base.threshold == 3
+    assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 3
     file.write_text("rules:\n  stock.low:\n    params: {hysteresis: 4}\n")
-    assert load_for(settings).rule("stock.low").base.threshold == 7, "only what the file names"
+    assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 7, (
+        "only what the file names"
+    )
 
 
 def test_a_threshold_the_event_carries_wins_over_the_file() -> None:
@@ -319,7 +322,7 @@ def test_a_rule_without_overrides_returns_its_base_without_a_lookup() -> None:
 
 def runtime(detectors_file: str | None) -> Runtime:
     settings = Settings(detectors_file=detectors_file, topic_prefix="p.")
-    return Runtime(bootstrap.DEFINITION, settings, frozenset({"workers"}))
+    return Runtime(bootstrap.DEFINITION, settings, frozenset({"workers"}), rule_catalogue())
 
 
 def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> None:
@@ -328,7 +331,7 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
         "rules:\n  stock.low:\n    overrides:\n"
         "      - {match: {warehouse: WH-SH}, params: {threshold: 20}}\n"
     )
-    detector = [h for h in bootstrap.handlers(runtime(str(file))) if isinstance(h, DetectorHandler)]
+    detector = [h for h in runtime(str(file)).engine_consumers() if isinstance(h, DetectorConsumer)]
     assert [h.group for h in detector] == [
         "inventory.detector.stock.low",
         "inventory.detector.inventory.negative_available",
@@ -342,7 +345,7 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
 def test_a_disabled_rule_runs_no_detector(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low: {enabled: false}\n")
-    groups = [getattr(h, "group", None) for h in bootstrap.handlers(runtime(str(file)))]
+    groups = [getattr(h, "group", None) for h in runtime(str(file)).engine_consumers()]
     assert "inventory.detector.stock.low" not in groups
     assert groups[0] == "inventory.reservations"
 
@@ -351,4 +354,4 @@ def test_an_invalid_file_stops_the_worker_before_anything_starts(tmp_path: Path)
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low:\n    params: {threshold: -3}\n")
     with pytest.raises(DetectorConfigError, match=r"rules\.stock\.low\.params\.threshold"):
-        bootstrap.handlers(runtime(str(file)))
+        runtime(str(file)).engine_consumers()

@@ -1,0 +1,199 @@
+"""The engine on the real broker and database, fed what producers really send: events without
+an id, with a lying `ce_type` header, with a subject that is not their aggregate id (each
+dead-lettered with a reason), and copies of events already applied (each applied once, with or
+without the `ce_id` header, back to back or after other events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+from aiokafka import TopicPartition
+from testkit import Record, publish, read_topic, wait_until
+
+from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.engine import Engine, Event
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.orders import OrderCancelled
+from orderguard.shared.kafka import create_topics, make_consumer, make_producer
+from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.settings import Settings
+from orderguard.shared.topics import Topics
+from orderguard.shared.uow import UnitOfWork
+
+SCHEMA = "enginecontract"
+KEY = b"one-partition"  # every record on one partition: the order of the test is the order applied
+
+
+class CountsCancellations:
+    """Appends one row per application: a doubled effect shows as two rows."""
+
+    group = "test.contract"
+    event_types = frozenset({"order.cancelled.v1"})
+
+    def __init__(self, topic: str) -> None:
+        self.topics = [topic]
+
+    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
+        await uow.conn.executemany(
+            "INSERT INTO cancellations (order_id) VALUES ($1)",
+            [(event.data.order_id,) for event in events],  # type: ignore[attr-defined]
+        )
+
+    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        pass
+
+
+def cancellation(order_id: str, **envelope: str) -> Envelope:
+    data = OrderCancelled(
+        order_id=order_id, reason="test", cancelled_by="test", cancelled_at=datetime.now(UTC)
+    )
+    fields = {"type": "order.cancelled.v1", "source": "/test", "subject": order_id, **envelope}
+    return Envelope(data=data.model_dump(mode="json"), **fields)  # type: ignore[arg-type]
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    topic: str
+    dead_letters: str
+    pool: asyncpg.Pool
+
+    async def send(self, value: bytes, headers: list[tuple[str, bytes]], key: bytes = KEY) -> None:
+        await publish(self.settings, self.topic, value, key, headers)
+
+    async def send_event(self, envelope: Envelope, *, with_ce_id: bool = True) -> None:
+        headers = [(k, v) for k, v in envelope.kafka_headers() if with_ce_id or k != "ce_id"]
+        await self.send(envelope.to_json(), headers)
+
+    async def applied(self) -> list[str]:
+        rows = await self.pool.fetch("SELECT order_id FROM cancellations ORDER BY id")
+        return [row["order_id"] for row in rows]
+
+    async def offsets_at(self, total: int) -> bool:
+        stored = await self.pool.fetchval(
+            "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
+            CountsCancellations.group,
+        )
+        return bool(stored == total)
+
+
+@contextlib.asynccontextmanager
+async def running_engine(settings: Settings) -> AsyncIterator[Harness]:
+    topic = settings.topic_prefix + "orders.events"
+    dead_letters = Topics.dead_letter(topic, CountsCancellations.group)
+    await create_topics(settings, [dead_letters])
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    await pool.execute("CREATE TABLE cancellations (id serial PRIMARY KEY, order_id text)")
+    producer = make_producer(settings)
+    await producer.start()
+    handler = CountsCancellations(topic)
+    engine = Engine(handler, make_consumer(settings, handler.group), pool, SCHEMA)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(engine.run(stop)),
+        asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
+    ]
+    try:
+        yield Harness(settings, topic, dead_letters, pool)
+    finally:
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await producer.stop()
+        await pool.close()
+
+
+def reasons(letters: list[Record]) -> dict[str, tuple[bytes, bytes]]:
+    """Dead letters by the order id in their body: (dlq_reason, dlq_error)."""
+    return {
+        orjson.loads(letter.value)["data"]["order_id"]: (
+            letter.headers["dlq_reason"],
+            letter.headers["dlq_error"],
+        )
+        for letter in letters
+    }
+
+
+async def test_events_that_break_the_contract_are_dead_lettered_with_a_reason(
+    settings: Settings,
+) -> None:
+    async with running_engine(settings) as harness:
+        await harness.send_event(cancellation("good-1"))
+        # A valid event whose ce_type header is corrupt: neither skipped nor applied.
+        corrupt = cancellation("corrupt-header")
+        await harness.send(
+            corrupt.to_json(),
+            [("ce_type", b"order.cancel\xffled.v1"), ("ce_id", corrupt.id.encode())],
+        )
+        # A ce_type header naming another event type than the body's.
+        lying = cancellation("lying-header")
+        await harness.send(lying.to_json(), [("ce_type", b"order.cancelled.v2")])
+        # No id: applied under a made-up id, a re-sent copy would count twice.
+        without_id = orjson.loads(cancellation("no-id").to_json())
+        del without_id["id"]
+        await harness.send(orjson.dumps(without_id), [("ce_type", b"order.cancelled.v1")])
+        await harness.send(orjson.dumps(without_id), [])
+        # A subject that is not the order id the data names.
+        await harness.send_event(cancellation("wrong-subject", subject="another-order"))
+        await harness.send_event(cancellation("good-2"))
+
+        letters = await wait_until(
+            lambda: _at_least(settings, harness.dead_letters, 5),
+            timeout=30,
+            what="five dead letters",
+        )
+        await wait_until(lambda: harness.offsets_at(7), what="every record consumed")
+        assert await harness.applied() == ["good-1", "good-2"]
+        found = reasons(letters)
+        assert len(letters) == 5
+        assert found["corrupt-header"][0] == b"malformed"
+        assert b"ce_type header" in found["corrupt-header"][1]
+        assert found["lying-header"][0] == b"malformed"
+        assert b"order.cancelled.v2" in found["lying-header"][1]
+        assert found["no-id"] == (b"malformed", b"id: Field required")
+        assert found["wrong-subject"][0] == b"invalid"
+        assert b"subject must be the aggregate id, data.order_id" in found["wrong-subject"][1]
+        # Dead letters are not recorded as applied: a re-drive after a fix applies them.
+        recorded = await harness.pool.fetchval(
+            "SELECT count(*) FROM applied_events WHERE group_id = $1", CountsCancellations.group
+        )
+        assert recorded == 2
+
+
+async def test_copies_of_an_event_are_applied_once(settings: Settings) -> None:
+    async with running_engine(settings) as harness:
+        first, second, third = (cancellation(f"order-{n}") for n in (1, 2, 3))
+        # Back to back, in one batch; a copy without ce_id header (foreign producers); a stale
+        # copy after later events (a relay that re-publishes what it sent before it crashed).
+        for envelope, with_ce_id in [
+            (first, True),
+            (first, True),
+            (second, True),
+            (first, False),
+            (second, False),
+            (third, True),
+            (second, True),
+        ]:
+            await harness.send_event(envelope, with_ce_id=with_ce_id)
+        await wait_until(lambda: harness.offsets_at(7), what="every record consumed")
+        # In a later batch too, once the first copies are committed.
+        await harness.send_event(first)
+        await harness.send_event(third, with_ce_id=False)
+        await wait_until(lambda: harness.offsets_at(9), what="the late copies consumed")
+        assert await harness.applied() == ["order-1", "order-2", "order-3"]
+        assert await read_topic(settings, harness.dead_letters) == []
+
+
+async def _at_least(settings: Settings, topic: str, count: int) -> list[Record] | None:
+    found = await read_topic(settings, topic)
+    return found if len(found) >= count else None
