@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.aftersales import handlers, repository
@@ -419,9 +420,11 @@ async def comment(
     return await writes.once(request.model_dump(mode="json"), comment_)
 
 
-async def _attach(writes: WriteContext, attachment: Attachment) -> tuple[Attachment, bool]:
+async def _attach(
+    writes: WriteContext, attachment: Attachment, content: bytes | None = None
+) -> tuple[Attachment, bool]:
     async with writes.unit_of_work() as uow:
-        kept, added = await handlers.attach_evidence(uow, attachment)
+        kept, added = await handlers.attach_evidence(uow, attachment, content)
         await uow.commit()
     return kept, added
 
@@ -457,8 +460,8 @@ async def upload_attachment(
     runtime: RuntimeDep,
     writes: Writes,
 ) -> JSONResponse:
-    """Evidence as the raw request body (its Content-Type is the file's type), stored under
-    the attachments directory; 415 for a type not accepted, 413 above the size limit."""
+    """Evidence as the raw request body (its Content-Type is the file's type), stored in the
+    database; 415 for a type not accepted, 413 above the size limit."""
     content_type = _media_type(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     desk.check_attachment(content_type, int(declared) if declared and declared.isdigit() else 0)
@@ -474,8 +477,6 @@ async def upload_attachment(
         if existing := await repository.attachment_with(conn, case_id, digest):
             return _attached(existing, added=False)  # a retried upload: stored already
     attachment_id = new_id("att")
-    store = desk.attachments / case_id
-    await asyncio.to_thread(_store, store, attachment_id, bytes(body))
     kept, added = await _attach(
         writes,
         Attachment(
@@ -485,15 +486,51 @@ async def upload_attachment(
             content_type=content_type,
             size_bytes=len(body),
             sha256=digest,
-            storage="local",
-            reference=f"{case_id}/{attachment_id}",
+            storage="database",
+            reference=attachment_id,
             uploaded_by=caller.name,
             uploaded_at=datetime.now(UTC),
         ),
+        bytes(body),
     )
-    if not added:  # a twin upload won the race: ours is not referenced
-        await asyncio.to_thread((store / attachment_id).unlink, True)
     return _attached(kept, added)
+
+
+@router.get(
+    "/cases/{case_id}/attachments/{attachment_id}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+    dependencies=READ,
+)
+async def download_attachment(
+    case_id: CaseId,
+    attachment_id: Annotated[Text, Path(min_length=1, max_length=64)],
+    desk: Desk,
+    conn: Conn,
+) -> Response:
+    """The evidence's bytes, with its type and file name; a referenced one redirects to its
+    URL; 404 for an attachment not on this case."""
+    found = await repository.attachment_content(conn, case_id, attachment_id)
+    if found is None:
+        raise Problem(
+            404,
+            "attachment-not-found",
+            "Unknown attachment",
+            f"Case {case_id} has no attachment {attachment_id}.",
+            case_id=case_id,
+            attachment_id=attachment_id,
+        )
+    attachment, content = found
+    if attachment.storage == "url":
+        return RedirectResponse(attachment.reference, status_code=307)
+    if content is None:  # an upload from before evidence moved into the database
+        content = await asyncio.to_thread((desk.attachments / attachment.reference).read_bytes)
+    disposition = f"attachment; filename*=UTF-8''{quote(attachment.filename)}"
+    return Response(
+        content,
+        media_type=attachment.content_type,
+        headers={"Content-Disposition": disposition, "ETag": f'"{attachment.sha256}"'},
+    )
 
 
 @router.post(
@@ -555,9 +592,3 @@ async def refund(
 
     return await writes.once(request.model_dump(mode="json"), refund_, _case_location)
 
-
-def _store(directory: FilePath, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{name}.partial"
-    partial.write_bytes(data)
-    partial.rename(directory / name)

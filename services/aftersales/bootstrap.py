@@ -25,15 +25,17 @@ def workers(runtime: Runtime) -> Workers:
             UseCaseConsumer(
                 "aftersales.order-facts",
                 [topics.orders],
-                frozenset({"order.placed.v1", "order.paid.v1"}),
-                use_cases.learn_order_facts,
+                frozenset({"order.placed.v1", "order.paid.v1", "order.refund_requested.v1"}),
+                # A paid order's refund request follows its payment on the same partition.
+                lambda uow, events: use_cases.apply_order_facts(uow, topics, events),
             ),
             # When each parcel was delivered: the no-reason return window counts from it.
+            # A parcel declared lost opens a case for the customer, once per shipment.
             UseCaseConsumer(
                 "aftersales.deliveries",
                 [topics.logistics],
-                frozenset({"shipment.delivered.v1"}),
-                use_cases.learn_order_facts,
+                frozenset({"shipment.delivered.v1", "shipment.exception_reported.v1"}),
+                lambda uow, events: use_cases.apply_shipment_facts(uow, topics, events),
             ),
         ],
         detectors=Detectors(RULES, [topics.aftersales]),

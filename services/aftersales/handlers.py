@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from pydantic import BaseModel
 
@@ -29,8 +30,8 @@ from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import Conflict, NotFound
 from orderguard.shared.events import aftersales as events
-from orderguard.shared.events.logistics import ShipmentDelivered
-from orderguard.shared.events.orders import OrderPaid, OrderPlaced
+from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentExceptionReported
+from orderguard.shared.events.orders import OrderPaid, OrderPlaced, OrderRefundRequested
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -149,6 +150,27 @@ async def case_file(conn: repository.Connection, case_id: str) -> CaseFile:
 # -- learning orders -----------------------------------------------------------------------
 
 
+async def apply_order_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Event]) -> None:
+    """Order facts in their order: a paid order's refund request comes after its payment on
+    the same partition, so what was paid is known when the refund is issued."""
+    for event in facts:
+        if isinstance(event.data, OrderRefundRequested):
+            await refund_cancelled_order(uow, topics, event.data)
+        else:
+            await learn_order_facts(uow, [event])
+
+
+async def apply_shipment_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Event]) -> None:
+    """Deliveries are remembered; a parcel the carrier declared lost opens a case."""
+    for event in facts:
+        data = event.data
+        if isinstance(data, ShipmentExceptionReported):
+            if data.reason == "lost":
+                await open_lost_parcel_case(uow, topics, data)
+        else:
+            await learn_order_facts(uow, [event])
+
+
 async def learn_order_facts(uow: UnitOfWork, facts: Iterable[Event]) -> None:
     """Keep our own copy of orders (lines, prices, paid) and deliveries; idempotent by state."""
     for event in facts:
@@ -265,9 +287,12 @@ async def comment_on_case(
     return await case_file(uow.conn, case_id)
 
 
-async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> tuple[Attachment, bool]:
+async def attach_evidence(
+    uow: UnitOfWork, attachment: Attachment, content: bytes | None = None
+) -> tuple[Attachment, bool]:
     """Attach evidence once per case and content: the same bytes again (a retried upload)
-    return the attachment already there, and False."""
+    return the attachment already there, and False. `content`: the uploaded bytes, stored in
+    the database with the attachment (durable, backed up with it)."""
     case = await _locked_case(uow, attachment.case_id)
     existing = await repository.attachment_with(uow.conn, case.case_id, attachment.sha256)
     if existing is not None:
@@ -285,6 +310,8 @@ async def attach_evidence(uow: UnitOfWork, attachment: Attachment) -> tuple[Atta
         },
     )
     await repository.add_attachment(uow.conn, attachment)
+    if content is not None:
+        await repository.add_attachment_content(uow.conn, attachment.attachment_id, content)
     await repository.record(uow.conn, case.case_id, [entry])
     return attachment, True
 
@@ -340,3 +367,107 @@ async def issue_refund(
         amount=str(amount),
     )
     return refund, await case_file(uow.conn, case_id)
+
+
+CANCELLATION = Actor("consumer", "order-cancellation")
+
+
+async def refund_cancelled_order(
+    uow: UnitOfWork, topics: Topics, asked: OrderRefundRequested
+) -> Case | None:
+    """A paid order was cancelled: a refund case for all its lines, approved by the
+    cancellation, refunds what was paid (less what earlier cases refunded). Once per order:
+    the case id is the order's, so the request told again finds it."""
+    case_id = f"case_cancel_{asked.order_id}"
+    if await repository.get_case(uow.conn, case_id) is not None:
+        return None
+    order = await repository.get_order(uow.conn, asked.order_id, for_update=True)
+    if order is None or order.paid_amount is None:
+        log.warning("refund asked for an order not known as paid", order_id=asked.order_id)
+        return None
+    refunded = await repository.refunded_by_sku(uow.conn, order.order_id)
+    lines = [
+        RefundLine(ln.sku, ln.quantity, ln.paid - refunded.get(ln.sku, Decimal(0)), "return")
+        for ln in order.lines
+        if ln.paid > refunded.get(ln.sku, Decimal(0))
+    ]
+    if not lines:
+        return None  # earlier cases refunded everything
+    case, entries = Case.open(
+        case_id=case_id,
+        order=order,
+        case_type="refund",
+        lines=[CaseLine(ln.sku, ln.quantity) for ln in lines],
+        reason=f"order cancelled after payment: {asked.reason}",
+        priority="P3",
+        channel=None,
+        actor=CANCELLATION,
+        now=uow.now,
+        return_window_days=0,
+        first_response_s=None,
+    )
+    entries.append(case.apply("approve", CANCELLATION, uow.now, "nothing shipped: refund in full"))
+    amount = check_refund(order, lines, refunded)
+    refund = Refund(
+        refund_id=new_id("rf"),
+        case_id=case_id,
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        amount=amount,
+        reason=case.reason,
+        issued_by=str(CANCELLATION),
+        issued_at=uow.now,
+        lines=tuple(lines),
+    )
+    entries.append(case.refund(refund.refund_id, lines, amount, case.reason, CANCELLATION, uow.now))
+    told = (await _announce(uow, topics, case, entries)).entries
+    await repository.add_case(uow.conn, case)
+    await repository.add_refund(uow.conn, refund)
+    await repository.record(uow.conn, case_id, told)
+    log.info(
+        "cancelled order refunded",
+        case_id=case_id,
+        order_id=order.order_id,
+        refund_id=refund.refund_id,
+        amount=str(amount),
+    )
+    return case
+
+
+LOST_PARCEL = Actor("consumer", "lost-parcel")
+
+
+async def open_lost_parcel_case(
+    uow: UnitOfWork, topics: Topics, lost: ShipmentExceptionReported
+) -> Case | None:
+    """The carrier declared the parcel lost: a refund case on all the order's lines, waiting
+    for customer service to re-ship (reject, noting the new shipment) or refund (approve, then
+    refund). Once per shipment: the case id is the shipment's."""
+    case_id = f"case_lost_{lost.shipment_id}"
+    if await repository.get_case(uow.conn, case_id) is not None:
+        return None
+    order = await repository.get_order(uow.conn, lost.order_id)
+    if order is None:
+        log.warning("lost parcel of an order not known here", order_id=lost.order_id)
+        return None
+    case, entries = Case.open(
+        case_id=case_id,
+        order=order,
+        case_type="refund",
+        lines=[CaseLine(ln.sku, ln.quantity) for ln in order.lines],
+        reason=(
+            f"parcel lost by {lost.carrier} ({lost.tracking_number}, shipment"
+            f" {lost.shipment_id}): re-ship or refund"
+        ),
+        priority="P2",
+        channel=None,
+        actor=LOST_PARCEL,
+        now=uow.now,
+        return_window_days=0,
+        first_response_s=None,
+    )
+    told = (await _announce(uow, topics, case, entries)).entries
+    await repository.add_case(uow.conn, case)
+    await repository.record(uow.conn, case_id, told)
+    log.info("lost parcel case opened", case_id=case_id, order_id=order.order_id)
+    return case

@@ -280,7 +280,7 @@ class Attachment:
     content_type: str
     size_bytes: int
     sha256: str
-    storage: str  # local | url
+    storage: str  # database (the bytes in case_attachment_content) | url | local (older uploads)
     reference: str
     uploaded_by: str
     uploaded_at: datetime
@@ -302,6 +302,34 @@ async def add_attachment(conn: Connection, attachment: Attachment) -> None:
         attachment.uploaded_by,
         attachment.uploaded_at,
     )
+
+
+async def add_attachment_content(conn: Connection, attachment_id: str, content: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO case_attachment_content (attachment_id, content) VALUES ($1, $2)",
+        attachment_id,
+        content,
+    )
+
+
+async def attachment_content(
+    conn: Connection, case_id: str, attachment_id: str
+) -> tuple[Attachment, bytes | None] | None:
+    """An attachment of the case and its stored bytes (None when stored elsewhere)."""
+    row = await conn.fetchrow(
+        "SELECT a.attachment_id, a.case_id, a.filename, a.content_type, a.size_bytes, a.sha256,"
+        " a.storage, a.reference, a.uploaded_by, a.uploaded_at, c.content"
+        " FROM case_attachments a"
+        " LEFT JOIN case_attachment_content c ON c.attachment_id = a.attachment_id"
+        " WHERE a.case_id = $1 AND a.attachment_id = $2",
+        case_id,
+        attachment_id,
+    )
+    if row is None:
+        return None
+    fields = dict(row)
+    content = fields.pop("content")
+    return Attachment(**fields), content
 
 
 async def attachment_with(conn: Connection, case_id: str, sha256: str) -> Attachment | None:

@@ -22,7 +22,14 @@ def workers(runtime: Runtime) -> Workers:
             UseCaseConsumer(
                 "inventory.reservations",
                 [topics.orders],
-                frozenset({"order.placed.v1", "order.cancelled.v1", "order.shipped.v1"}),
+                frozenset(
+                    {
+                        "order.placed.v1",
+                        "order.reservation_requested.v1",
+                        "order.cancelled.v1",
+                        "order.shipped.v1",
+                    }
+                ),
                 lambda uow, events: use_cases.reserve_stock_for_orders(
                     uow, topics, unknown_reservation, events
                 ),

@@ -25,7 +25,12 @@ from orderguard.shared.events.inventory import (
     StockCounted,
     StockReserved,
 )
-from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
+from orderguard.shared.events.orders import (
+    OrderCancelled,
+    OrderPlaced,
+    OrderShipped,
+    ReservationRequested,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,10 +385,13 @@ class StockBook:
 
     # -- orders: reserve, commit, release -------------------------------------------------------
 
-    def reserve_for(self, placed: OrderPlaced, cause: Envelope) -> None:
+    def reserve_for(self, placed: OrderPlaced | ReservationRequested, cause: Envelope) -> None:
         """All or nothing; once per order whatever is redelivered (its lines, held or failed,
-        are recorded)."""
-        if placed.order_id in self.reservations:
+        are recorded). A reservation requested again (an out-of-stock hold released) tries
+        once more only when every line of the last attempt failed: once per order line."""
+        earlier = self.reservations.get(placed.order_id)
+        retry = isinstance(placed, ReservationRequested)
+        if earlier and not (retry and all(line.state == "failed" for line in earlier)):
             return
         wanted = lines_by_stock(
             ReservedLine(sku=line.sku, warehouse=placed.warehouse, quantity=line.quantity)

@@ -18,7 +18,12 @@ from orderguard.shared import metrics
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import StockCounted
-from orderguard.shared.events.orders import OrderCancelled, OrderPlaced, OrderShipped
+from orderguard.shared.events.orders import (
+    OrderCancelled,
+    OrderPlaced,
+    OrderShipped,
+    ReservationRequested,
+)
 from orderguard.shared.logging import get_logger
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -121,12 +126,12 @@ async def reserve_stock_for_orders(
     keys = {
         (line.sku, event.data.warehouse)
         for event in events
-        if isinstance(event.data, OrderPlaced)
+        if isinstance(event.data, OrderPlaced | ReservationRequested)
         for line in event.data.lines
     }
     await inventory.load(keys, [event.data.order_id for event in events])  # type: ignore[attr-defined]
     for event in events:
-        if isinstance(event.data, OrderPlaced):
+        if isinstance(event.data, OrderPlaced | ReservationRequested):
             inventory.reserve_for(event.data, event.envelope)
         elif isinstance(event.data, OrderShipped):
             inventory.commit_for(event.data, event.envelope)

@@ -69,6 +69,8 @@ def _follow(state: State, event: Event) -> State:
         # Events of one shipment arrive in order, but a status never goes back regardless.
         if PROGRESS[data.shipment_status] > PROGRESS[new.get("status") or "created"]:
             new["status"] = data.shipment_status
+    elif isinstance(data, ShipmentExceptionReported) and data.reason == "lost":
+        new["lost"] = True  # declared lost: a case is opened for the customer; no more alarms
     return new
 
 
@@ -133,7 +135,12 @@ class ShipmentStalled:
     name = "shipment.stalled"
     resumed = "shipment.resumed"
     event_types = frozenset(
-        {"shipment.created.v1", "shipment.scanned.v1", "shipment.reassigned.v1"}
+        {
+            "shipment.created.v1",
+            "shipment.scanned.v1",
+            "shipment.reassigned.v1",
+            "shipment.exception_reported.v1",  # a lost parcel is no longer watched
+        }
     )
     override_labels = ("carrier", "warehouse")
 
@@ -168,6 +175,8 @@ class ShipmentStalled:
     def _due(self, state: State) -> str | None:
         last = _at(state["last_scan_at"])
         if state["stalled"] or last is None or state["status"] not in IN_TRANSIT:
+            return None
+        if state.get("lost"):
             return None
         return _iso(last + timedelta(hours=self._params(state).silence_hours))
 
@@ -233,7 +242,12 @@ class ShipmentOverdue:
 
     name = "shipment.overdue"
     event_types = frozenset(
-        {"shipment.created.v1", "shipment.scanned.v1", "shipment.reassigned.v1"}
+        {
+            "shipment.created.v1",
+            "shipment.scanned.v1",
+            "shipment.reassigned.v1",
+            "shipment.exception_reported.v1",  # a lost parcel is no longer watched
+        }
     )
     override_labels = ("carrier", "warehouse")
 
@@ -262,6 +276,8 @@ class ShipmentOverdue:
     def _due(self, state: State) -> str | None:
         promised = _at(state["promised"])
         if state["overdue"] or promised is None or state["status"] == "delivered":
+            return None
+        if state.get("lost"):
             return None
         return _iso(promised + timedelta(hours=self._params(state).grace_hours))
 

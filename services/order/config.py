@@ -15,6 +15,7 @@ def order_config(runtime: Runtime) -> OrderConfig:
         return OrderConfig(
             orders_topic=runtime.topics.orders,
             notifications_topic=runtime.topics.notification_requests,
+            anomalies_topic=runtime.topics.anomalies,
             payment_deadline=timedelta(seconds=settings.order_payment_deadline_s),
             promise_days=settings.order_delivery_promise_days,
             express_promise_days=settings.order_express_delivery_promise_days,

@@ -222,6 +222,7 @@ class Order:
     placed_at: datetime
     updated_at: datetime
     member_level: MemberLevel = "regular"
+    customer_type: str = "new"  # at placement: see customer_type_of
     express: bool = False
     priority: Priority = field(default_factory=lambda: Priority(0, "P4"))
     payment_due_at: datetime | None = None
@@ -282,6 +283,7 @@ class Order:
         express: bool = False,
         promised_days: int = 3,
         payment_due_at: datetime | None = None,
+        earlier_orders: int = 0,
     ) -> tuple[Order, list[TimelineEntry]]:
         """A new order: placed, or held for manual review when the intake checks find problems
         (an incomplete address, a phone that is not a reachable mobile): never silently accepted."""
@@ -306,6 +308,7 @@ class Order:
             placed_at=now,
             updated_at=now,
             member_level=member_level,
+            customer_type=customer_type_of(member_level, earlier_orders),
             express=express,
             priority=priority_of(member_level, total, promised_days),
             payment_due_at=payment_due_at,
@@ -382,6 +385,30 @@ class Order:
             )
         )
         return entry
+
+    def request_refund(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry | None:
+        """A cancelled order that was paid asks for its payment back (after-sales issues it)."""
+        assert self.status is OrderStatus.CANCELLED
+        if self.payment_id is None or self.paid_amount is None:
+            return None
+        self.events.append(
+            contract.OrderRefundRequested(
+                order_id=self.order_id,
+                customer_id=self.customer_id,
+                payment_id=self.payment_id,
+                amount=self.paid_amount,
+                reason=reason,
+                requested_by=str(actor),
+                requested_at=now,
+            )
+        )
+        return TimelineEntry(
+            at=now,
+            what="refund_requested",
+            actor=actor,
+            reason=f"paid {self.paid_amount} ({self.payment_id}): after-sales refunds it",
+            details={"payment_id": self.payment_id, "amount": str(self.paid_amount)},
+        )
 
     def pay(
         self,
@@ -564,6 +591,29 @@ class Order:
         )
         return entry
 
+    def retry_reservation(self, reason: str, actor: Actor, now: datetime) -> TimelineEntry:
+        """Releasing an out-of-stock hold asks inventory again instead: the order stays held
+        (its reason kept) until stock is reserved, so nothing ships without stock."""
+        assert self.status is OrderStatus.ON_HOLD and self.hold_reason is HoldReason.OUT_OF_STOCK
+        self.updated_at = now
+        self.events.append(
+            contract.ReservationRequested(
+                order_id=self.order_id,
+                warehouse=self.warehouse,
+                lines=self._facts()["lines"],
+                reason=reason,
+                requested_by=str(actor),
+                requested_at=now,
+            )
+        )
+        return TimelineEntry(
+            at=now,
+            what="stock_reservation_requested",
+            actor=actor,
+            reason=reason,
+            details={"hold_reason": str(self.hold_reason)},
+        )
+
     def _clear_hold(self) -> None:
         self.held_from = None
         self.hold_reason = None
@@ -580,6 +630,8 @@ OrderEvent: TypeAlias = (
     | contract.OrderHeld
     | contract.OrderReleased
     | contract.OrderCompleted
+    | contract.ReservationRequested
+    | contract.OrderRefundRequested
 )
 
 
@@ -732,6 +784,15 @@ def intake_problems(phone: str, address: Address) -> list[IntakeProblem]:
 # -- priority --------------------------------------------------------------------------------
 
 MemberLevel = Literal["regular", "silver", "gold", "platinum"]
+
+
+def customer_type_of(member_level: MemberLevel, earlier_orders: int) -> str:
+    """Who placed the order, fixed at placement: a member by level, else `returning` when the
+    customer had ordered before, else `new` (the recycle bin's customer type dimension)."""
+    if member_level != "regular":
+        return member_level
+    return "returning" if earlier_orders else "new"
+
 
 # Weights of the priority score (0..100): member level up to 30, amount up to 30, delivery
 # promise up to 40 (a promise due soon matters most to the warehouse and to people).

@@ -26,8 +26,11 @@ from orderguard.services.order.domain import (
     new_order_id,
     out_of_stock_notice,
 )
+from orderguard.shared import metrics
+from orderguard.shared.detection.rule import fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.errors import NotFound
+from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import ReservationFailed, ReservationReleased, StockReserved
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import CustomerNotice
@@ -48,6 +51,13 @@ PAYMENT_TIMEOUT = Actor("rule", "order.payment_timeout")
 AUTO_RELEASE = Actor("rule", "order.auto_release")
 AUTO_COMPLETE = Actor("rule", "order.auto_complete")
 
+# Facts an order's status refuses that a team must act on, raised while applying them (not by
+# a stream rule); named so the routing file's `payment.*` (finance) and `shipment.*`
+# (logistics) routes take them.
+PAYMENT_AFTER_CANCEL = "payment.captured_after_cancel"
+DISPATCH_WHILE_HELD = "shipment.dispatched_while_held"
+ANOMALY_SOURCE = "/orderguard/order/facts"
+
 
 class OrderNotFound(NotFound):
     def __init__(self, order_id: str) -> None:
@@ -61,6 +71,7 @@ class OrderConfig:
 
     orders_topic: str
     notifications_topic: str
+    anomalies_topic: str = "anomalies.detected"
     payment_deadline: timedelta = timedelta(minutes=30)
     promise_days: int = 3
     express_promise_days: int = 1
@@ -136,6 +147,7 @@ async def place_order(
         express=command.express,
         promised_days=config.promised_days(command.express),
         payment_due_at=uow.now + config.payment_deadline,
+        earlier_orders=await repository.orders_of_customer(uow.conn, command.customer_id),
     )
     entries = _announce(uow, config, order, entries)  # placed, and held by the intake checks
     await repository.add(uow.conn, order)
@@ -168,11 +180,14 @@ async def _stored(uow: UnitOfWork, order: Order, entries: list[TimelineEntry]) -
 
 def _cancel(
     uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
-) -> TimelineEntry:
-    """-> cancelled (order.cancelled.v1: inventory releases)."""
-    [entry] = _announce(uow, config, order, [order.cancel(reason, actor, uow.now)])
-    log.info("order cancelled", order_id=order.order_id, actor=str(actor))
-    return entry
+) -> list[TimelineEntry]:
+    """-> cancelled (order.cancelled.v1: inventory releases); a paid order also asks for its
+    refund (order.refund_requested.v1: after-sales issues it)."""
+    entries = [order.cancel(reason, actor, uow.now)]
+    refund = order.request_refund(reason, actor, uow.now)
+    entries += [refund] if refund else []
+    log.info("order cancelled", order_id=order.order_id, actor=str(actor), refund=bool(refund))
+    return _announce(uow, config, order, entries)
 
 
 async def cancel_order(
@@ -180,7 +195,7 @@ async def cancel_order(
 ) -> OrderWithTimeline:
     """-> cancelled (order.cancelled.v1: inventory releases); IllegalTransition otherwise."""
     order = await _locked(uow, order_id)
-    return await _stored(uow, order, [_cancel(uow, config, order, reason, actor)])
+    return await _stored(uow, order, _cancel(uow, config, order, reason, actor))
 
 
 async def hold_order(
@@ -198,6 +213,17 @@ async def hold_order(
     )
     log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
     return await _stored(uow, order, entries)
+
+
+async def _release_or_retry(
+    uow: UnitOfWork, config: OrderConfig, order: Order, reason: str, actor: Actor
+) -> list[TimelineEntry]:
+    """A release asked for by a person or the clock; an out-of-stock hold asks inventory
+    again instead and is released when stock is reserved (record_inventory_outcomes)."""
+    if order.hold_reason is HoldReason.OUT_OF_STOCK:
+        log.info("stock asked for again", order_id=order.order_id, actor=str(actor))
+        return _announce(uow, config, order, [order.retry_reservation(reason, actor, uow.now)])
+    return await _release(uow, config, order, reason, actor)
 
 
 async def _release(
@@ -221,9 +247,10 @@ async def _release(
 async def release_order(
     uow: UnitOfWork, config: OrderConfig, order_id: str, reason: str, actor: Actor
 ) -> OrderWithTimeline:
-    """A held order returns to the status it was held from (order.released.v1)."""
+    """A held order returns to the status it was held from (order.released.v1); an
+    out-of-stock hold asks inventory again first (order.reservation_requested.v1)."""
     order = await _locked(uow, order_id)
-    return await _stored(uow, order, await _release(uow, config, order, reason, actor))
+    return await _stored(uow, order, await _release_or_retry(uow, config, order, reason, actor))
 
 
 async def order_with_timeline(conn: repository.Connection, order_id: str) -> OrderWithTimeline:
@@ -289,6 +316,13 @@ async def record_inventory_outcomes(
     entries = [(order_id, entry) for order_id in sorted(orders) for entry in by_order[order_id]]
     for event in outcomes:
         data = event.data
+        if isinstance(data, StockReserved) and data.order_id in orders:
+            order = orders[data.order_id]
+            if order.hold_reason is HoldReason.OUT_OF_STOCK:  # the retry a release asked for
+                released = await _release(uow, config, order, "stock reserved", actor)
+                entries += [(order.order_id, entry) for entry in released]
+                await repository.save(uow.conn, order)
+            continue
         if not isinstance(data, ReservationFailed) or data.order_id not in orders:
             continue
         order = orders[data.order_id]
@@ -335,6 +369,71 @@ def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) 
         from_state=order.status,
         to_state=order.status,
     ).told_by(event.type, event.id)
+
+
+def _raise_refused(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    event: Event,
+    order: Order,
+    rule: str,
+    team: str,
+    identity: dict[str, str],
+    context: dict[str, str],
+    summary: str,
+) -> None:
+    """An anomaly for a refused fact somebody must act on. Deterministic per fact (its
+    identity), so the same fact redelivered collapses downstream; `context` labels group it."""
+    labels = {"order_id": order.order_id, **identity}
+    anomaly = AnomalyDetected(
+        rule=rule,
+        fingerprint=fingerprint(rule, labels, 0),
+        severity="P2",
+        team=team,
+        labels={
+            **labels,
+            **context,
+            "channel": order.channel,
+            "severity": "P2",
+            "team": team,
+        },
+        summary=summary,
+        event_time=event.envelope.time,
+        detected_at=uow.now,
+        source_event_id=event.id,
+    )
+    uow.publish(
+        config.anomalies_topic,
+        anomaly,
+        source=ANOMALY_SOURCE,
+        subject=anomaly.fingerprint,
+        cause=event.envelope,
+        time=anomaly.detected_at,
+    )
+    uow.after_commit(metrics.ANOMALIES_DETECTED.labels(rule, "P2").inc)
+    log.warning("refused fact raised", order_id=order.order_id, rule=rule)
+
+
+def _captured_after_cancel(
+    uow: UnitOfWork,
+    config: OrderConfig,
+    event: Event,
+    order: Order,
+    data: PaymentSucceeded | PaymentAmountMismatch,
+) -> None:
+    if order.status is OrderStatus.CANCELLED:  # money taken for nothing: finance refunds it
+        _raise_refused(
+            uow,
+            config,
+            event,
+            order,
+            PAYMENT_AFTER_CANCEL,
+            "finance",
+            {"payment_id": data.payment_id},
+            {"provider": data.provider},
+            f"payment {data.payment_id} captured {data.amount} on order {order.order_id},"
+            " which is cancelled: refund it",
+        )
 
 
 async def apply_payment_events(
@@ -384,6 +483,7 @@ def _apply_success(
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
     if OrderAction.PAY not in order.allowed_actions:
+        _captured_after_cancel(uow, config, event, order, data)
         return [(order.order_id, _not_applied(event, order, OrderAction.PAY, actor))]
     promised = data.occurred_at + timedelta(days=config.promised_days(order.express))
     entry = order.pay(data.payment_id, data.amount, promised, actor, uow.now)
@@ -428,6 +528,7 @@ def _apply_mismatch(
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
     if OrderAction.HOLD not in order.allowed_actions:
+        _captured_after_cancel(uow, config, event, order, data)
         return [(order.order_id, _not_applied(event, order, OrderAction.HOLD, actor))]
     expected = data.expected_amount if data.expected_amount is not None else order.total_amount
     entry = order.hold(
@@ -472,6 +573,20 @@ async def apply_shipment_events(
             if order.status in _SHIPPED_OR_LATER:
                 continue
             if OrderAction.SHIP not in order.allowed_actions:
+                if order.status is OrderStatus.ON_HOLD:  # a parcel left for a held order
+                    _raise_refused(
+                        uow,
+                        config,
+                        event,
+                        order,
+                        DISPATCH_WHILE_HELD,
+                        "logistics",
+                        {"shipment_id": data.shipment_id},
+                        {"carrier": data.carrier},
+                        f"shipment {data.shipment_id} ({data.carrier} {data.tracking_number})"
+                        f" dispatched for order {order.order_id}, which is held"
+                        f" ({order.hold_reason}): stop or recall it",
+                    )
                 entries.append(
                     (order.order_id, _not_applied(event, order, OrderAction.SHIP, actor))
                 )
@@ -509,9 +624,8 @@ async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int)
     due = await repository.unpaid_past_deadline(uow.conn, uow.now, limit)
     entries = []
     for order in due:
-        entries.append(
-            (order.order_id, _cancel(uow, config, order, "payment_timeout", PAYMENT_TIMEOUT))
-        )
+        cancelled = _cancel(uow, config, order, "payment_timeout", PAYMENT_TIMEOUT)
+        entries += [(order.order_id, entry) for entry in cancelled]
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)
     return len(due)
@@ -522,7 +636,10 @@ async def release_due_holds(uow: UnitOfWork, config: OrderConfig, limit: int) ->
     due = await repository.holds_to_release(uow.conn, uow.now, limit)
     entries = []
     for order in due:
-        for entry in await _release(uow, config, order, "auto-release time reached", AUTO_RELEASE):
+        released = await _release_or_retry(
+            uow, config, order, "auto-release time reached", AUTO_RELEASE
+        )
+        for entry in released:
             entries.append((order.order_id, entry))
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)

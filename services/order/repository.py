@@ -24,8 +24,8 @@ async def add(conn: Connection, order: Order) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, customer_id, channel, warehouse, status, phone,"
         " shipping_address, total_amount, placed_at, updated_at, member_level, express,"
-        " priority_score, priority_level, payment_due_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        " priority_score, priority_level, payment_due_at, customer_type)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         order.order_id,
         order.customer_id,
         order.channel,
@@ -41,6 +41,7 @@ async def add(conn: Connection, order: Order) -> None:
         order.priority.score,
         order.priority.level,
         order.payment_due_at,
+        order.customer_type,
     )
     await _save_mutable(conn, order)
     await conn.executemany(
@@ -57,8 +58,15 @@ _COLUMNS = (
     "order_id, customer_id, channel, warehouse, status, phone, shipping_address, placed_at,"
     " updated_at, member_level, express, priority_score, priority_level, payment_due_at,"
     " payment_id, paid_amount, promised_delivery_by, delivered_at, held_from, hold_reason,"
-    " hold_note, hold_release_at"
+    " hold_note, hold_release_at, customer_type"
 )
+
+
+async def orders_of_customer(conn: Connection, customer_id: str) -> int:
+    """How many orders the customer has placed here (any status)."""
+    return int(
+        await conn.fetchval("SELECT count(*) FROM orders WHERE customer_id = $1", customer_id)
+    )
 
 
 async def get(conn: Connection, order_id: str, for_update: bool = False) -> Order | None:
@@ -99,6 +107,7 @@ def _order(row: Any, lines: list[Line]) -> Order:
         placed_at=row["placed_at"],
         updated_at=row["updated_at"],
         member_level=row["member_level"],
+        customer_type=row["customer_type"] or "regular",
         express=row["express"],
         priority=Priority(row["priority_score"], row["priority_level"]),
         payment_due_at=row["payment_due_at"],

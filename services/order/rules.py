@@ -39,7 +39,8 @@ def order_signature(data: OrderPlaced) -> str:
 class DuplicateOrder:
     """`order.duplicate`: a customer placed an order with the same lines and address as one
     placed within `window_s` before or after it (event time: the orders' `placed_at`, so late
-    or out-of-order events still pair up). One anomaly per duplicate order.
+    or out-of-order events still pair up). One anomaly per duplicate order, labelled with that
+    later order's `order_id` so the recycle bin takes it in.
 
     State per customer: the orders of the last two windows before the newest (at most
     `max_orders_kept`), so an order arriving up to a window late still finds its twin.
@@ -111,6 +112,8 @@ class DuplicateOrder:
             team="risk",
             labels={
                 "customer_id": data.customer_id,
+                # the later order of the pair: the recycle bin moves the order this names
+                "order_id": duplicate["order_id"],
                 "channel": data.channel,
                 "severity": "P3",
                 "team": "risk",

@@ -42,8 +42,10 @@ from orderguard.shared.events.orders import (
     OrderPaid,
     OrderPaymentFailed,
     OrderPlaced,
+    OrderRefundRequested,
     OrderReleased,
     OrderShipped,
+    ReservationRequested,
 )
 from orderguard.shared.events.payments import (
     PaymentAmountMismatch,
@@ -196,6 +198,18 @@ CATALOGUE: tuple[Topic, ...] = (
             ),
             Message(OrderHeld, key=ORDER_ID, producers=("order",)),
             Message(OrderReleased, key=ORDER_ID, producers=("order",)),
+            Message(
+                OrderRefundRequested,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("aftersales", "aftersales.order-facts"),),
+            ),
+            Message(
+                ReservationRequested,
+                key=ORDER_ID,
+                producers=("order",),
+                consumers=(Consumer("inventory", "inventory.reservations"),),
+            ),
             Message(OrderCompleted, key=ORDER_ID, producers=("order",)),
         ),
     ),
@@ -288,7 +302,12 @@ CATALOGUE: tuple[Topic, ...] = (
                 ShipmentExceptionReported,
                 key="shipment_id",
                 producers=("logistics",),
-                consumers=(Consumer("logistics", "logistics.detector.shipment.exception"),),
+                consumers=(
+                    Consumer("logistics", "logistics.detector.shipment.exception"),
+                    Consumer("aftersales", "aftersales.deliveries"),
+                    _LOGISTICS_STALLED,
+                    _LOGISTICS_OVERDUE,
+                ),
             ),
             Message(
                 ShipmentReassigned,

@@ -249,6 +249,67 @@ class OrderReleased(BaseModel):
     released_at: datetime
 
 
+@event_type("order.reservation_requested.v1")
+class ReservationRequested(BaseModel):
+    """The order service asks inventory to reserve an order's lines again: an operator released
+    its out-of-stock hold. Inventory tries only when the order's last attempt failed (once per
+    order line otherwise) and answers with stock.reserved.v1 or reservation.failed.v1; the
+    order stays held until stock is reserved."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "warehouse": "main",
+                    "lines": ORDER_PLACED_EXAMPLE["lines"],
+                    "reason": "restock arrived",
+                    "requested_by": "api:orders:write#3f2a9c1d",
+                    "requested_at": "2026-11-22T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    warehouse: str = Field(description="Where to reserve, as at placement")
+    lines: list[OrderLine] = Field(min_length=1, description="The order's lines, as placed")
+    reason: str = Field(description="Why it is tried again, in words")
+    requested_by: str = Field(description="Who asked, as kind:id")
+    requested_at: datetime
+
+
+@event_type("order.refund_requested.v1")
+class OrderRefundRequested(BaseModel):
+    """A paid order was cancelled: its payment is to be refunded. After-sales, which owns
+    refunds (the refund caps, refund.issued.v1), issues it once per order and tells the
+    customer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
+                    "customer_id": "cust-1042",
+                    "payment_id": "pay_7Q2M",
+                    "amount": "137.80",
+                    "reason": "customer changed their mind",
+                    "requested_by": "api:orders:write#3f2a9c1d",
+                    "requested_at": "2026-11-22T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    order_id: str = Field(description="The order's id; also the event's subject and Kafka key")
+    customer_id: str
+    payment_id: str = Field(description="The captured payment to refund")
+    amount: Decimal = Field(ge=0, description="What was paid, in yuan")
+    reason: str = Field(description="Why the order was cancelled")
+    requested_by: str = Field(description="Who cancelled it, as kind:id")
+    requested_at: datetime
+
+
 @event_type("order.completed.v1")
 class OrderCompleted(BaseModel):
     """A delivered order completed: the after-sales window it waited through has passed."""

@@ -5,6 +5,7 @@ SLA breaches detected, evidence limits, and a restart that loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -377,9 +378,17 @@ async def test_evidence_attachments_with_type_and_size_limits(
     assert stored.status_code == 201, stored.text
     attachment = stored.json()
     assert attachment["sha256"] == hashlib.sha256(photo).hexdigest()
-    assert attachment["size_bytes"] == len(photo) and attachment["storage"] == "local"
-    on_disk = Path(shop.settings.aftersales_attachments_dir) / attachment["reference"]
-    assert on_disk.read_bytes() == photo
+    assert attachment["size_bytes"] == len(photo) and attachment["storage"] == "database"
+    local = Path(shop.settings.aftersales_attachments_dir)
+    assert not await asyncio.to_thread(local.exists)  # nothing on a local disk
+    downloaded = await shop.client.get(f"{url}/{attachment['attachment_id']}")
+    assert downloaded.status_code == 200 and downloaded.content == photo
+    assert downloaded.headers["content-type"] == "image/png"
+    assert "scratch.png" in downloaded.headers["content-disposition"]
+    missing = await shop.client.get(f"{url}/att_nope")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.json()["attachment_id"] == "att_nope"
 
     wrong_type = await shop.client.post(
         url,
@@ -395,6 +404,7 @@ async def test_evidence_attachments_with_type_and_size_limits(
         headers={"Content-Type": "image/png"},
     )
     assert too_big.status_code == 413 and too_big.json()["max_bytes"] == 1024
+    assert too_big.headers["content-type"].startswith("application/problem+json")
     referenced = await shop.client.post(
         f"{url}/references",
         json={
@@ -406,6 +416,9 @@ async def test_evidence_attachments_with_type_and_size_limits(
         },
     )
     assert referenced.status_code == 201 and referenced.json()["storage"] == "url"
+    elsewhere = await shop.client.get(f"{url}/{referenced.json()['attachment_id']}")
+    assert elsewhere.status_code == 307
+    assert elsewhere.headers["location"] == "https://cdn.example.com/evidence/video.mp4"
     big_reference = await shop.client.post(
         f"{url}/references",
         json={

@@ -505,3 +505,44 @@ async def test_a_restart_mid_flow_loses_nothing_and_doubles_nothing(
     assert len(await s.events("shipment.created.v1")) == 2
     assert len(await s.events("shipment.dispatched.v1")) == 1
     assert len(await s.events("shipment.delivered.v1")) == 1
+
+
+async def test_a_parcel_declared_lost_is_not_watched_any_more_and_opens_a_case(
+    logistics_settings: Settings, start_service: Start
+) -> None:
+    from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
+
+    s = await started(start_service, logistics_settings)
+    aftersales = await start_service(AFTERSALES, settings_=logistics_settings)
+    await aftersales.wait_assigned(timeout=60)
+    for order_id in ("ord-lost", "ord-control"):
+        await publish_event(logistics_settings, s.orders_topic, paid(order_id))
+    lost = await s.wait_shipment("ord-lost")
+    control = await s.wait_shipment("ord-control")
+    scan = topic_scan("sf-express", lost["tracking_number"], "picked_up", "l-1")
+    await publish_event(logistics_settings, s.scans_topic, scan)
+    declared = topic_scan(
+        "sf-express", lost["tracking_number"], "exception", "l-2", exception_reason="lost"
+    )
+    await publish_event(logistics_settings, s.scans_topic, declared)
+    [exception] = await s.wait_anomaly("shipment.exception")
+    assert exception["labels"]["reason"] == "lost"
+    # The control parcel goes silent after the lost one did: once its stall fires, the lost
+    # one's silence is longer still, and it has raised nothing.
+    scan = topic_scan("sf-express", control["tracking_number"], "picked_up", "c-1")
+    await publish_event(logistics_settings, s.scans_topic, scan)
+    [stalled] = await s.wait_anomaly("shipment.stalled")
+    assert stalled["labels"]["shipment_id"] == control["shipment_id"]
+    assert [a["labels"]["shipment_id"] for a in await s.anomalies("shipment.stalled")] == [
+        control["shipment_id"]
+    ]
+
+    async def cases() -> list[dict[str, Any]]:
+        response = await aftersales.client.get("/cases", params={"order_id": "ord-lost"})
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    [case] = await wait_until(cases, what="the lost parcel's case")
+    assert (case["case_type"], case["state"]) == ("refund", "requested")
+    view = (await aftersales.client.get(f"/cases/{case['case_id']}")).json()
+    assert "re-ship or refund" in view["reason"] and view["priority"] == "P2"

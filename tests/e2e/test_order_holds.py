@@ -156,3 +156,49 @@ async def test_stock_that_cannot_be_reserved_holds_the_order_and_tells_the_custo
     )
     assert response.status_code == 200
     await wait_entry(order, order_id, "cancelled")
+
+
+async def test_releasing_an_out_of_stock_hold_reserves_again_or_stays_held_with_the_reason(
+    settings: Settings, start_service: Any
+) -> None:
+    inventory = await start_service(INVENTORY)
+    order = await start_service(ORDER)
+    assert (await inventory.client.put("/stock/SKU-R/main", json={"on_hand": 1})).status_code == 200
+    await inventory.wait_assigned()
+    await order.wait_assigned()
+    order_id = (await place(order, order_body(sku="SKU-R", quantity=3)))["order_id"]
+    await wait_status(order, order_id, "on_hold")
+
+    # Still short: inventory is asked again, says no, and the order stays held.
+    response = await order.client.post(
+        f"/orders/{order_id}/release", json={"reason": "checking the shelf"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "on_hold"
+    await wait_until(
+        lambda: published(settings, "orders.events", "order.reservation_requested.v1", order_id),
+        what="order.reservation_requested.v1",
+    )
+
+    async def failed_twice() -> bool:
+        view = (await order.client.get(f"/orders/{order_id}")).json()
+        return [e["what"] for e in view["timeline"]].count("stock_reservation_failed") == 2
+
+    await wait_until(failed_twice, what="the second attempt failed")
+    view = (await order.client.get(f"/orders/{order_id}")).json()
+    assert (view["status"], view["hold"]["reason"]) == ("on_hold", "out_of_stock")
+
+    # Restocked: the next release reserves and the order is released.
+    assert (
+        await inventory.client.put("/stock/SKU-R/main", json={"on_hand": 10})
+    ).status_code == 200
+    response = await order.client.post(
+        f"/orders/{order_id}/release", json={"reason": "restock arrived"}
+    )
+    assert response.status_code == 200, response.text
+    view = await wait_status(order, order_id, "placed")
+    whats = [e["what"] for e in view["timeline"]]
+    assert whats[-3:] == ["stock_reservation_requested", "stock_reserved", "released"]
+    reservations = (await inventory.client.get(f"/reservations/{order_id}")).json()
+    assert [(r["sku"], r["quantity"], r["state"]) for r in reservations] == [("SKU-R", 3, "held")]
+    assert len(await published(settings, "orders.events", "order.released.v1", order_id)) == 1

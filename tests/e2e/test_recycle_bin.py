@@ -24,11 +24,18 @@ from orderguard.shared.settings import Settings
 
 
 def order_body(
-    channel: str = "web", lines: list[tuple[str, int, str]] | None = None
+    channel: str = "web",
+    lines: list[tuple[str, int, str]] | None = None,
+    member_level: str = "regular",
 ) -> dict[str, Any]:
     # A customer of its own per order: the same lines twice from one customer would be a real
     # order.duplicate, and that anomaly moves orders into the bin too.
-    body = dict(ORDER_BODY, channel=channel, customer_id=f"c-{uuid.uuid4().hex[:8]}")
+    body = dict(
+        ORDER_BODY,
+        channel=channel,
+        customer_id=f"c-{uuid.uuid4().hex[:8]}",
+        member_level=member_level,
+    )
     if lines:
         body["lines"] = [{"sku": s, "quantity": q, "unit_price": p} for s, q, p in lines]
     return body
@@ -196,8 +203,8 @@ async def test_manual_move_list_filter_and_restore(settings: Settings, start_ser
         ({"category": ["held", "deleted_by_mistake"]}, [other, order_id]),
         ({"channel": "app"}, [order_id]),
         ({"reason": "BY MISTAKE"}, [order_id]),
-        ({"customer_type": "regular"}, [other, order_id]),
-        ({"customer_type": "vip"}, []),
+        ({"customer_type": "new"}, [other, order_id]),  # each its customer's first order
+        ({"customer_type": "gold"}, []),
         ({"sku": "SKU-E2E"}, [other, order_id]),
         ({"sku": "SKU-OTHER"}, []),
         ({"state": "restored"}, []),
@@ -331,6 +338,57 @@ async def test_configured_anomalies_move_the_order_they_name(
     assert steps[1]["actor"] == {"kind": "rule", "id": "order.duplicate", "name": "order.duplicate"}
 
 
+async def test_the_later_order_of_a_real_duplicate_pair_lands_in_the_bin_and_is_restored(
+    settings: Settings, start_service: Any
+) -> None:
+    # No made-up anomaly: the order.duplicate detector's own firing moves the order.
+    order = await start_service(ORDER)
+    await order.wait_assigned()
+    body = order_body()
+    placed = []
+    for _ in range(2):
+        response = await order.client.post("/orders", json=body)
+        assert response.status_code == 201, response.text
+        placed.append(response.json()["order_id"])
+    first, later = placed
+    [entry] = await entries_when(order, later, "in_bin")
+    assert entry["category"] == "abnormal"
+    assert entry["moved_by"] == "rule:order.duplicate"
+    assert await entries(order, first) == []
+    restored = await order.client.post(
+        f"/orders/{later}/recycle-bin/restore", json={"reason": "the customer meant two"}
+    )
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["state"] == "restored"
+
+
+async def test_customer_type_is_set_at_placement_new_returning_or_member_level(
+    settings: Settings, start_service: Any
+) -> None:
+    order = await start_service(ORDER)
+    body = order_body()
+    first = await order.client.post("/orders", json=body)
+    again = dict(body, lines=[{"sku": "SKU-OTHER", "quantity": 1, "unit_price": "1.00"}])
+    second = await order.client.post("/orders", json=again)
+    gold = await order.client.post("/orders", json=order_body(member_level="gold"))
+    placed = [r.json()["order_id"] for r in (first, second, gold)]
+    for order_id in placed:
+        moved = await order.client.post(
+            f"/orders/{order_id}/recycle-bin", json={"category": "other", "reason": "typed"}
+        )
+        assert moved.status_code == 201, moved.text
+    listing = (await order.client.get("/recycle-bin")).json()["items"]
+    assert {i["order_id"]: i["customer_type"] for i in listing} == dict(
+        zip(placed, ["new", "returning", "gold"], strict=True)
+    )
+    by_type = (await order.client.get("/recycle-bin/stats?group_by=customer_type")).json()
+    assert sorted((g["key"]["customer_type"], g["orders"]) for g in by_type["groups"]) == [
+        ("gold", 1),
+        ("new", 1),
+        ("returning", 1),
+    ]
+
+
 async def test_quiet_entries_are_archived_then_purged_and_still_counted(
     settings: Settings, start_service: Any
 ) -> None:
@@ -402,15 +460,21 @@ async def test_stats_by_week_sku_and_channel_on_a_known_data_set(
     order = await start_service(ORDER)
     week1 = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)  # Monday of ISO week 2026-W47
     week2 = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)  # Monday of ISO week 2026-W48
-    data = [  # channel, lines, category, moved at
-        ("web", [("SKU-A", 2, "10.00")], "refund", week1),
-        ("app", [("SKU-A", 1, "10.00"), ("SKU-B", 1, "5.00")], "return", week1 + timedelta(days=6)),
-        ("web", [("SKU-B", 3, "5.00")], "refund", week2),
-        ("pos", [("SKU-C", 1, "7.50")], "other", week2 + timedelta(days=1)),
+    data = [  # channel, lines, category, moved at, member level
+        ("web", [("SKU-A", 2, "10.00")], "refund", week1, "regular"),
+        (
+            "app",
+            [("SKU-A", 1, "10.00"), ("SKU-B", 1, "5.00")],
+            "return",
+            week1 + timedelta(days=6),
+            "gold",
+        ),
+        ("web", [("SKU-B", 3, "5.00")], "refund", week2, "regular"),
+        ("pos", [("SKU-C", 1, "7.50")], "other", week2 + timedelta(days=1), "regular"),
     ]
     ids = []
-    for channel, lines, category, at in data:
-        order_id = await place(order, channel=channel, lines=lines)
+    for channel, lines, category, at, level in data:
+        order_id = await place(order, channel=channel, lines=lines, member_level=level)
         ids.append(order_id)
         response = await order.client.post(
             f"/orders/{order_id}/recycle-bin", json={"category": category, "reason": category}
@@ -420,9 +484,6 @@ async def test_stats_by_week_sku_and_channel_on_a_known_data_set(
             "UPDATE recycle_bin_entries SET moved_at = $2 WHERE order_id = $1", order_id, at
         )
     assert (await order.client.post(f"/orders/{ids[3]}/recycle-bin/restore")).status_code == 200
-    await order.runtime.pool.execute(
-        "UPDATE orders SET customer_type = 'vip' WHERE order_id = $1", ids[1]
-    )
 
     async def stats(**params: Any) -> dict[str, Any]:
         response = await order.client.get("/recycle-bin/stats", params=params)
@@ -466,7 +527,7 @@ async def test_stats_by_week_sku_and_channel_on_a_known_data_set(
         ({"sku": "SKU-C", "channel": "pos"}, 1, "7.50"),
     ]
     assert in_week2["from"] == "2026-11-23T00:30:00Z"
-    assert groups(await stats(group_by="category", state="in_bin", customer_type="vip")) == [
+    assert groups(await stats(group_by="category", state="in_bin", customer_type="gold")) == [
         ({"category": "return"}, 1, "15.00")
     ]
     assert groups(await stats(group_by="reason", sku="SKU-C")) == [({"reason": "other"}, 1, "7.50")]

@@ -29,6 +29,7 @@ class AftersalesRepository:
         self.timelines: dict[str, list[TimelineEntry]] = defaultdict(list)
         self.attachments_by_case: dict[str, list[Attachment]] = defaultdict(list)
         self.refunds: list[Refund] = []
+        self.contents: dict[str, bytes] = {}
 
     async def remember_order(
         self,
@@ -94,6 +95,9 @@ class AftersalesRepository:
 
     async def add_attachment(self, conn: Any, attachment: Attachment) -> None:
         self.attachments_by_case[attachment.case_id].append(attachment)
+
+    async def add_attachment_content(self, conn: Any, attachment_id: str, content: bytes) -> None:
+        self.contents[attachment_id] = content
 
     async def attachment_with(self, conn: Any, case_id: str, sha256: str) -> Attachment | None:
         return next((a for a in self.attachments_by_case[case_id] if a.sha256 == sha256), None)

@@ -33,6 +33,9 @@ class OrderRepository:
         assert order.order_id in self.orders
         self.orders[order.order_id] = self._copy(order)
 
+    async def orders_of_customer(self, conn: Any, customer_id: str) -> int:
+        return sum(1 for order in self.orders.values() if order.customer_id == customer_id)
+
     async def get(self, conn: Any, order_id: str, for_update: bool = False) -> Order | None:
         found = self.orders.get(order_id)
         return self._copy(found) if found else None

@@ -17,10 +17,18 @@ from orderguard.services.aftersales.domain import (
     RefundLine,
 )
 from orderguard.services.aftersales.handlers import OpenCase
+from orderguard.services.aftersales.repository import Attachment
 from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.events import aftersales as events
+from orderguard.shared.events.logistics import ShipmentExceptionReported
 from orderguard.shared.events.notifications import NotificationRequested
-from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress
+from orderguard.shared.events.orders import (
+    OrderLine,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefundRequested,
+    ShippingAddress,
+)
 from orderguard.shared.topics import Topics
 
 TOPICS = Topics()
@@ -210,3 +218,90 @@ async def test_a_refund_the_flow_does_not_allow_changes_nothing(
             uow, TOPICS, case_id, [RefundLine("A", 1, Decimal("1"), "return")], "x", AGENT
         )
     assert uow.types() == [] and repo.refunds == []
+
+
+async def test_a_cancelled_paid_order_is_refunded_in_full_once_and_the_customer_told(
+    repo: AftersalesRepository,
+) -> None:
+    asked = OrderRefundRequested(
+        order_id="o-1",
+        customer_id="c-1",
+        payment_id="pay-1",
+        amount=Decimal("100.00"),
+        reason="changed mind",
+        requested_by="api:shop",
+        requested_at=NOW,
+    )
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_order_facts(uow, TOPICS, [incoming(asked, "o-1")])
+    refund = one(uow.events(events.RefundIssued))
+    assert (refund.order_id, refund.amount) == ("o-1", Decimal("100.00"))
+    assert [(ln.sku, ln.amount) for ln in refund.lines] == [
+        ("A", Decimal("60.00")),
+        ("B", Decimal("40.00")),
+    ]
+    templates = [n.template for n in uow.events(NotificationRequested)]
+    assert "refund.issued" in templates
+    [case] = repo.cases.values()
+    assert (case.case_type, case.state) == ("refund", "refunded")
+    [issued] = repo.refunds
+    assert issued.issued_by == "consumer:order-cancellation"
+
+    again = InMemoryUnitOfWork()  # the same request under a new event id
+    await handlers.apply_order_facts(again, TOPICS, [incoming(asked, "o-1")])
+    assert again.types() == []
+    assert len(repo.refunds) == 1
+
+
+async def test_a_parcel_declared_lost_opens_one_case_to_re_ship_or_refund(
+    repo: AftersalesRepository,
+) -> None:
+    def reported(reason: str, scan_id: str) -> ShipmentExceptionReported:
+        return ShipmentExceptionReported(
+            shipment_id="shp-1",
+            order_id="o-1",
+            carrier="sf-express",
+            tracking_number="SF1",
+            warehouse="hz",
+            scan_id=scan_id,
+            reason=reason,  # type: ignore[arg-type]
+            reported_at=NOW,
+            location="hub",
+        )
+
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_shipment_facts(uow, TOPICS, [incoming(reported("damaged", "x1"), "shp-1")])
+    assert uow.types() == [] and repo.cases == {}  # only a lost parcel opens a case
+    await handlers.apply_shipment_facts(uow, TOPICS, [incoming(reported("lost", "x2"), "shp-1")])
+    opened = one(uow.events(events.CaseOpened))
+    assert (opened.case_type, opened.priority) == ("refund", "P2")
+    assert "re-ship or refund" in opened.reason
+    assert [(ln.sku, ln.quantity) for ln in opened.lines] == [("A", 1), ("B", 2)]
+    again = InMemoryUnitOfWork()
+    await handlers.apply_shipment_facts(again, TOPICS, [incoming(reported("lost", "x3"), "shp-1")])
+    assert again.types() == [] and len(repo.cases) == 1
+
+
+async def test_uploaded_evidence_is_stored_with_its_bytes_once_per_content(
+    repo: AftersalesRepository,
+) -> None:
+    case_id = await open_case("complaint", reason="scratched")
+
+    def photo(attachment_id: str) -> Attachment:
+        return Attachment(
+            attachment_id=attachment_id,
+            case_id=case_id,
+            filename="scratch.png",
+            content_type="image/png",
+            size_bytes=3,
+            sha256="abc",
+            storage="database",
+            reference=attachment_id,
+            uploaded_by="agent-7",
+            uploaded_at=NOW,
+        )
+
+    _, added = await handlers.attach_evidence(InMemoryUnitOfWork(), photo("att-1"), b"PNG")
+    assert added and repo.contents == {"att-1": b"PNG"}
+    again, added = await handlers.attach_evidence(InMemoryUnitOfWork(), photo("att-2"), b"PNG")
+    assert not added and again.attachment_id == "att-1" and list(repo.contents) == ["att-1"]

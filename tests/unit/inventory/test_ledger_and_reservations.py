@@ -25,7 +25,7 @@ from orderguard.services.inventory.rules import UnknownReservation
 from orderguard.shared.detection.config import parse_detector_config
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import IllegalTransition
-from orderguard.shared.events.orders import OrderPlaced, OrderShipped
+from orderguard.shared.events.orders import OrderPlaced, OrderShipped, ReservationRequested
 from orderguard.shared.topics import Topics
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -291,3 +291,39 @@ def test_a_threshold_change_is_published_but_is_no_movement() -> None:
     assert level.low_stock_threshold == 4 and inventory.ledger == []
     [change] = uow.of_type("inventory.stock_changed.v1")
     assert (change["low_stock_threshold"], change["movement"]) == (4, None)
+
+
+def requested_again(order_id: str, quantity: int) -> Envelope:
+    placed_facts = OrderPlaced.model_validate(placed(order_id, "SKU-1", quantity).data)
+    data = ReservationRequested(
+        order_id=order_id,
+        warehouse=placed_facts.warehouse,
+        lines=placed_facts.lines,
+        reason="restock arrived",
+        requested_by="api:ops",
+        requested_at=NOW,
+    )
+    return Envelope(
+        type="order.reservation_requested.v1",
+        source="/t",
+        subject=order_id,
+        data=data.model_dump(mode="json"),
+    )
+
+
+def test_a_reservation_requested_again_retries_only_what_failed_and_only_once() -> None:
+    inventory, uow = inventory_with(2)
+    inventory.reserve_for(
+        OrderPlaced.model_validate(placed("o-1", "SKU-1", 3).data), placed("o-1", "SKU-1", 3)
+    )
+    assert [line.state for line in inventory.reservations["o-1"]] == ["failed"]
+    retry = requested_again("o-1", 3)
+    inventory.reserve_for(ReservationRequested.model_validate(retry.data), retry)
+    assert len(uow.of_type("inventory.reservation_failed.v1")) == 2  # still short: told again
+    inventory.receive("SKU-1", "main", 5, "rcpt-1", actor="test")
+    for _ in range(2):  # the request redelivered reserves nothing twice
+        inventory.reserve_for(ReservationRequested.model_validate(retry.data), retry)
+    level = inventory.levels[("SKU-1", "main")]
+    assert (level.on_hand, level.reserved) == (7, 3)
+    assert [line.state for line in inventory.reservations["o-1"]] == ["held"]
+    assert len(uow.of_type("inventory.reserved.v1")) == 1

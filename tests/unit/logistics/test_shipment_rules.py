@@ -420,3 +420,18 @@ def test_a_delivery_later_than_the_lateness_is_counted_late_and_resolves_the_ove
         ("a", "firing"),
         ("a", "resolved"),
     ]
+
+
+def test_a_parcel_declared_lost_is_no_longer_watched_for_stall_or_overdue() -> None:
+    silent, late = stalled(silence_hours=24), overdue()
+    for d in (silent, late):
+        d.apply(created(promised=T0 + hours(48)))
+        d.apply(scanned(T0 + hours(1), "picked_up"))
+        d.apply(exception("damaged", n=71))  # another exception: still watched
+        assert d.rule.deadline(d.state) is not None
+        d.apply(exception("lost"))
+        assert d.rule.deadline(d.state) is None
+        assert d.clock(T0 + hours(200)) == []
+        d.apply(scanned(T0 + hours(2), "in_transit", n=3))  # a stray scan does not re-arm it
+        assert d.rule.deadline(d.state) is None
+    assert silent.anomalies == [] and late.anomalies == []

@@ -13,7 +13,13 @@ from orderguard.services.order import handlers
 from orderguard.services.order.domain import Actor, Address, HoldReason, Line, OrderStatus
 from orderguard.services.order.handlers import OrderConfig, PlaceOrder
 from orderguard.shared.events import orders as events
-from orderguard.shared.events.inventory import ReservationFailed, Shortage
+from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.events.inventory import (
+    ReservationFailed,
+    ReservedLine,
+    Shortage,
+    StockReserved,
+)
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.payments import PaymentFailed, PaymentSucceeded
@@ -291,3 +297,121 @@ async def test_the_jobs_cancel_the_unpaid_and_complete_the_delivered(
     completed = one(week_later.events(events.OrderCompleted))
     assert (completed.delivered_at, completed.completed_at) == (NOW, week_later.now)
     assert repo.orders[order_id].status is OrderStatus.COMPLETED
+
+
+async def test_customer_type_is_new_then_returning_and_a_member_is_typed_by_level(
+    repo: OrderRepository,
+) -> None:
+    first = await place(repo)
+    second = await place(repo, lines=(Line("SKU-9", 1, Decimal("1.00")),))
+    gold = await place(repo, customer_id="c-2", member_level="gold")
+    assert [repo.orders[i].customer_type for i in (first, second, gold)] == [
+        "new",
+        "returning",
+        "gold",
+    ]
+
+
+async def test_releasing_an_out_of_stock_hold_asks_inventory_again_and_waits_for_stock(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    short = [Shortage(sku="SKU-1", warehouse="hz", requested=2, available=0)]
+    failed = ReservationFailed(order_id=order_id, shortages=short)
+    await handlers.record_inventory_outcomes(
+        InMemoryUnitOfWork(), CONFIG, [incoming(failed, order_id)], CONSUMER
+    )
+
+    uow = InMemoryUnitOfWork()
+    view = await handlers.release_order(uow, CONFIG, order_id, "restock arrived", API)
+    assert uow.types() == ["order.reservation_requested.v1"]
+    asked = one(uow.events(events.ReservationRequested))
+    assert (asked.warehouse, [(line.sku, line.quantity) for line in asked.lines]) == (
+        "hz",
+        [("SKU-1", 2)],
+    )
+    assert view.order.status is OrderStatus.ON_HOLD  # held until stock is reserved
+    assert repo.orders[order_id].hold_reason is HoldReason.OUT_OF_STOCK
+
+    still_short = InMemoryUnitOfWork()
+    await handlers.record_inventory_outcomes(
+        still_short, CONFIG, [incoming(failed, order_id)], CONSUMER
+    )
+    assert still_short.types() == []  # stays held, with the reason
+    assert repo.orders[order_id].hold_reason is HoldReason.OUT_OF_STOCK
+
+    reserved = StockReserved(
+        order_id=order_id, lines=[ReservedLine(sku="SKU-1", warehouse="hz", quantity=2)]
+    )
+    later = InMemoryUnitOfWork()
+    await handlers.record_inventory_outcomes(
+        later, CONFIG, [incoming(reserved, order_id)], CONSUMER
+    )
+    assert later.types() == ["order.released.v1"]
+    assert repo.orders[order_id].status is OrderStatus.PLACED
+    whats = [e.what for e in repo.timelines[order_id]]
+    assert whats[-5:] == [
+        "on_hold",
+        "stock_reservation_requested",
+        "stock_reservation_failed",
+        "stock_reserved",
+        "released",
+    ]
+
+
+async def test_a_payment_captured_on_a_cancelled_order_raises_a_finance_anomaly_once(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    await handlers.cancel_order(InMemoryUnitOfWork(), CONFIG, order_id, "changed mind", API)
+    uow = await pay(order_id)
+    anomaly = one(uow.events(AnomalyDetected))
+    assert (anomaly.rule, anomaly.team, anomaly.severity) == (
+        "payment.captured_after_cancel",
+        "finance",
+        "P2",
+    )
+    assert (anomaly.labels["order_id"], anomaly.labels["payment_id"]) == (order_id, "pay-1")
+    assert uow.types("anomalies.detected") == ["anomaly.detected.v1"]
+    assert repo.orders[order_id].status is OrderStatus.CANCELLED
+    assert repo.timelines[order_id][-1].what == "pay_not_applied"
+    again = await pay(order_id)  # the same capture again: already told
+    assert again.types() == []
+
+
+async def test_a_dispatch_for_a_held_order_raises_a_logistics_anomaly(
+    repo: OrderRepository,
+) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    await handlers.hold_order(InMemoryUnitOfWork(), CONFIG, order_id, "check", None, API)
+    dispatched = ShipmentDispatched(
+        shipment_id="shp-1",
+        order_id=order_id,
+        carrier="sf-express",
+        tracking_number="SF1",
+        warehouse="hz",
+        dispatched_at=NOW + timedelta(hours=1),
+    )
+    uow = InMemoryUnitOfWork()
+    await handlers.apply_shipment_events(uow, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
+    anomaly = one(uow.events(AnomalyDetected))
+    assert (anomaly.rule, anomaly.team) == ("shipment.dispatched_while_held", "logistics")
+    assert anomaly.labels["shipment_id"] == "shp-1" and "held (manual)" in anomaly.summary
+    assert repo.orders[order_id].status is OrderStatus.ON_HOLD
+
+
+async def test_cancelling_a_paid_order_requests_its_refund_once(repo: OrderRepository) -> None:
+    order_id = await place(repo)
+    await pay(order_id)
+    uow = InMemoryUnitOfWork()
+    await handlers.cancel_order(uow, CONFIG, order_id, "changed mind", API)
+    assert uow.types("orders.events") == ["order.cancelled.v1", "order.refund_requested.v1"]
+    asked = one(uow.events(events.OrderRefundRequested))
+    assert (asked.payment_id, asked.amount) == ("pay-1", Decimal("20.00"))
+    assert [e.what for e in repo.timelines[order_id]][-2:] == ["cancelled", "refund_requested"]
+
+    unpaid = await place(repo, customer_id="c-2")
+    plain = InMemoryUnitOfWork()
+    await handlers.cancel_order(plain, CONFIG, unpaid, "changed mind", API)
+    assert plain.types("orders.events") == ["order.cancelled.v1"]  # nothing was paid

@@ -45,6 +45,7 @@ def test_the_same_order_twice_within_the_window_fires_naming_both() -> None:
     assert anomaly.rule == "order.duplicate" and anomaly.team == "risk"
     assert anomaly.labels["customer_id"] == "c-1" and anomaly.labels["channel"] == "web"
     assert "o1 then o2" in anomaly.summary
+    assert anomaly.labels["order_id"] == "o2"  # the later order: the one the bin takes
     assert anomaly.source_event_id == "e-o2"
 
 
@@ -78,6 +79,7 @@ def test_the_same_order_told_again_is_not_a_duplicate() -> None:
 def test_a_late_order_still_pairs_with_the_one_placed_after_it() -> None:
     _, [anomaly] = run(DUPLICATE, [placed("o2", 300), placed("o1", 0)])
     assert "o1 then o2" in anomaly.summary  # first and duplicate by placement time
+    assert anomaly.labels["order_id"] == "o2"  # the later by placement, not by arrival
 
 
 def test_the_state_keeps_only_two_windows() -> None:
