@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from orderguard.shared.engine import Event
+from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.inventory import StockChanged
 from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlaced, ShippingAddress
+from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
@@ -247,3 +250,27 @@ def stock_event(
         data=data.model_dump(mode="json"),
     )
     return Event(envelope, data, "inventory.events", 0, n)
+
+
+@contextlib.asynccontextmanager
+async def engine_and_relay(
+    engine: Engine, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str
+) -> AsyncIterator[None]:
+    """Runs an engine and the outbox relay of its schema for the block; then stops both and
+    closes the producer and the pool."""
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(engine.run(stop)),
+        asyncio.create_task(OutboxRelay(pool, producer, schema, poll_interval_s=0.2).run(stop)),
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await producer.stop()
+        await pool.close()

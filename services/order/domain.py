@@ -406,7 +406,7 @@ class Order:
             at=now,
             what="refund_requested",
             actor=actor,
-            reason=f"paid {self.paid_amount} ({self.payment_id}): after-sales refunds it",
+            note=f"paid {self.paid_amount} ({self.payment_id}): after-sales refunds it",
             details={"payment_id": self.payment_id, "amount": str(self.paid_amount)},
         )
 
@@ -610,7 +610,7 @@ class Order:
             at=now,
             what="stock_reservation_requested",
             actor=actor,
-            reason=reason,
+            note=reason,
             details={"hold_reason": str(self.hold_reason)},
         )
 

@@ -5,7 +5,6 @@ without the `ce_id` header, back to back or after other events)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,14 +13,13 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 from aiokafka import TopicPartition
-from testkit import Record, publish, read_topic, wait_until
+from testkit import Record, engine_and_relay, publish, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer
-from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -95,22 +93,8 @@ async def running_engine(settings: Settings) -> AsyncIterator[Harness]:
     await producer.start()
     handler = CountsCancellations(topic)
     engine = Engine(handler, make_consumer(settings, handler.group), pool, SCHEMA)
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(engine.run(stop)),
-        asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
-    ]
-    try:
+    async with engine_and_relay(engine, pool, producer, SCHEMA):
         yield Harness(settings, topic, dead_letters, pool)
-    finally:
-        stop.set()
-        await asyncio.wait(tasks, timeout=15)
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        await producer.stop()
-        await pool.close()
 
 
 def reasons(letters: list[Record]) -> dict[str, tuple[bytes, bytes]]:

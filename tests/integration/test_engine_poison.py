@@ -3,7 +3,6 @@ that event dead-lettered after bounded retries, and everything around it is appl
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import TopicPartition
-from testkit import publish_event, read_topic, wait_until
+from testkit import engine_and_relay, publish_event, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.dead_letters import redrive
@@ -19,7 +18,6 @@ from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer
-from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
@@ -95,22 +93,8 @@ async def engine_with_relay(settings: Settings, max_retries: int) -> AsyncIterat
         max_retries=max_retries,
         retry_backoff_s=0.01,
     )
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(engine.run(stop)),
-        asyncio.create_task(OutboxRelay(pool, producer, SCHEMA, poll_interval_s=0.2).run(stop)),
-    ]
-    try:
+    async with engine_and_relay(engine, pool, producer, SCHEMA):
         yield Harness(topic, dead_letters, pool, handler)
-    finally:
-        stop.set()
-        await asyncio.wait(tasks, timeout=15)
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        await producer.stop()
-        await pool.close()
 
 
 async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_once(
