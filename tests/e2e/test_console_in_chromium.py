@@ -264,7 +264,8 @@ async def test_the_console_in_chromium(system: dict[str, Any], chromium: Any) ->
     restored = await in_browser(restore_from_bin, chromium, base, order_id)
     assert restored.endswith("1"), restored
     detail = (await system["order"].client.get(f"/orders/{order_id}")).json()
-    assert "person:wang" in str(detail["timeline"][-1]["actor"])
+    actor = detail["timeline"][-1]["actor"]
+    assert (actor["kind"], actor["id"]) == ("person", "wang"), actor
 
     seen = await in_browser(analytics_in_two_languages, chromium, base)
     assert all(n > 0 for n in seen["painted"].values()), seen["painted"]
