@@ -77,7 +77,8 @@ def _problem(description: str, status: str) -> dict[str, Any]:
 def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[str]:
     statuses = {"422"} if operation.get("parameters") or operation.get("requestBody") else set()
     if operation.get("security"):
-        statuses |= {"401", "403"}
+        # 422 too: a delegating key's X-Acting-Person header that names no valid login.
+        statuses |= {"401", "403", "422"}
     if "{" in path:
         statuses.add("404")
     if method in WRITES:
