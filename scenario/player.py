@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,6 +127,13 @@ class Progress:
     # how late each step started against the plan (s): a player behind its plan plays
     # another shop than the one planned (longer silences, later deliveries)
     lags_s: list[float] = field(default_factory=list)
+    # the same per kind of step, and how long steps of each kind took (s): what made it late
+    lags_by_step: dict[str, list[float]] = field(default_factory=dict)
+    took_by_step: dict[str, list[float]] = field(default_factory=dict)
+    # seconds spent waiting for an HTTP slot of the player's own (not the system's delay)
+    slot_waits_s: list[float] = field(default_factory=list)
+    # how long the system took to answer, per kind of request (s)
+    requests_s: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,9 +199,15 @@ class Player:
             if delay > 0:
                 await asyncio.sleep(delay)
             previous_start = time.monotonic()
-            self.progress.lags_s.append(max(0.0, previous_start - planned))
+            lag = max(0.0, previous_start - planned)
+            kind = type(step.action).__name__
+            self.progress.lags_s.append(lag)
+            self.progress.lags_by_step.setdefault(kind, []).append(lag)
             try:
                 played = await self._do(step)
+                self.progress.took_by_step.setdefault(kind, []).append(
+                    time.monotonic() - previous_start
+                )
             except (StepFailed, httpx.HTTPError) as exc:
                 self.progress.failed[type(step.action).__name__] += 1
                 if len(self.progress.errors) < 20:
@@ -326,6 +339,18 @@ class Player:
             raise StepFailed(f"unknown action {action!r}")
         return Played(sent, sent)
 
+    @contextlib.asynccontextmanager
+    async def _slot(self, request: str) -> AsyncIterator[None]:
+        """One of the player's HTTP slots; the wait for it and the request's time are recorded."""
+        asked = time.monotonic()
+        async with self._semaphore:
+            got = time.monotonic()
+            self.progress.slot_waits_s.append(got - asked)
+            try:
+                yield
+            finally:
+                self.progress.requests_s.setdefault(request, []).append(time.monotonic() - got)
+
     def _key(self, ref: str) -> str:
         return f"scenario-{self.plan.tag}-{ref}"
 
@@ -345,7 +370,7 @@ class Player:
         delay = 0.05
         while True:
             try:
-                async with self._semaphore:
+                async with self._slot(f"{method} {service} {path.split('/')[1]}"):
                     sent = datetime.now(UTC)
                     response = await self.clients[service].request(
                         method, path, json=body, headers=headers
@@ -410,7 +435,7 @@ class Player:
         deadline = time.monotonic() + self.wait_s
         delay = 0.2
         while True:
-            async with self._semaphore:
+            async with self._slot("GET logistics shipments"):
                 response = await self.clients["logistics"].get(f"/orders/{order_id}/shipments")
             if response.status_code == 200 and response.json()["shipments"]:
                 shipment = response.json()["shipments"][0]
@@ -441,7 +466,7 @@ class Player:
         secret = self.carrier_secrets.get(carrier)
         sent = datetime.now(UTC)
         if secret and self.scans[action.ref] % 2 == 0:
-            async with self._semaphore:
+            async with self._slot("POST logistics webhook scan"):
                 sent = datetime.now(UTC)
                 await self._webhook(carrier, secret, body)
         else:

@@ -151,6 +151,14 @@ def percentile(values: list[float], p: float) -> float | None:
     return values[min(rank, len(values)) - 1]
 
 
+def player_kept_its_plan(player_lag_s: dict[str, float], tolerance_s: float) -> bool:
+    """Whether a run's figures judge the rules: its player started every step at most
+    `tolerance_s` behind its plan (`max` of the lag figures; unknown is not kept). A player
+    further behind played another shop than the labelled one: its clean parcels really went
+    silent, were delivered late, its cases answered late."""
+    return player_lag_s.get("max", math.inf) <= tolerance_s
+
+
 def matches(label: Label, observation: Observation) -> bool:
     return observation.rule == label.rule and all(
         observation.labels.get(key) == value for key, value in label.match.items()

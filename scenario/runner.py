@@ -34,6 +34,7 @@ class ScenarioOptions:
     tolerance_s: float = 10.0
     tag: str | None = None
     closeness_floor_s: float = 30.0
+    concurrency: int = 16  # the player's HTTP requests in flight
 
     def scale(self) -> Scale:
         return Scale(self.speedup, self.closeness_floor_s)
@@ -89,8 +90,9 @@ def read_labels(path: Path) -> tuple[dict[str, Any], list[Label]]:
     return header, labels
 
 
-def lag_figures(lags_s: list[float]) -> dict[str, float]:
-    """How far behind its plan the player started its steps: p50, p95, max (seconds)."""
+def spread_of(lags_s: list[float]) -> dict[str, float]:
+    """p50, p95 and max of durations (seconds): how far behind its plan the player started
+    its steps, how long they took."""
     ordered = sorted(lags_s)
     return {
         "p50": percentile(ordered, 50) or 0.0,
@@ -153,6 +155,7 @@ async def run_scenario(
         target.topic_prefix,
         tolerance_s=options.tolerance_s,
         carrier_secrets=target.carrier_secrets,
+        concurrency=options.concurrency,
     )
     t0 = time.monotonic()
 
@@ -177,7 +180,19 @@ async def run_scenario(
             "injected": len(plan.anomalies),
             "unplayed": player.progress.unplayed,
             "failed_steps": dict(player.progress.failed),
-            "player_lag_s": lag_figures(player.progress.lags_s),
+            "player_lag_s": spread_of(player.progress.lags_s),
+            # what made it late: per kind of step, how late it started and how long it took,
+            # and the waits for the player's own HTTP slots
+            "player_lag_by_step_s": {
+                kind: spread_of(lags) for kind, lags in sorted(player.progress.lags_by_step.items())
+            },
+            "player_step_took_s": {
+                kind: spread_of(took) for kind, took in sorted(player.progress.took_by_step.items())
+            },
+            "player_slot_wait_s": spread_of(player.progress.slot_waits_s),
+            "player_requests_s": {
+                kind: spread_of(took) for kind, took in sorted(player.progress.requests_s.items())
+            },
         }
         if labels_path:
             write_labels(labels_path, header, labels)

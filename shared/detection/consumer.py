@@ -123,10 +123,14 @@ class DetectorConsumer:
     # -- deadlines (the engine's sweep hook) -------------------------------------------------
 
     def deadlines_due(
-        self, owned: set[TopicPartition], polled: set[TopicPartition]
+        self,
+        owned: set[TopicPartition],
+        polled: set[TopicPartition],
+        behind: set[TopicPartition],
     ) -> set[TopicPartition]:
         """Owned partitions whose clock may have reached a deadline (no I/O)."""
         self.clocks.polled(polled)
+        self.clocks.behind(behind)
         if self._timed is None:
             return set()
         due: set[TopicPartition] = set()

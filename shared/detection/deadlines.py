@@ -2,10 +2,12 @@
 `detector_deadlines` table the engine sweeps.
 
 A partition's clock is the latest event time applied from it, minus the allowed lateness. Once
-the partition has delivered no records for `idle_after` of wall time, the clock follows the wall
-clock instead (minus the lateness too), so that silence is detected while nothing arrives. A
-clock never goes back. An event whose time is behind its partition's clock is late: still
-applied, and counted.
+the partition has delivered no records for `idle_after` of wall time and holds none this worker
+has not applied, the clock follows the wall clock instead (minus the lateness too), so that
+silence is detected while nothing arrives. A partition with records waiting (its consumer is
+behind) is not silent, however long since it last delivered: its clock waits for their event
+times, so a backlog never passes for silence. A clock never goes back. An event whose time is
+behind its partition's clock is late: still applied, and counted.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class PartitionClocks:
         self.idle_after = idle_after
         self._wall = wall
         self._partitions: dict[TopicPartition, _Partition] = {}
+        self._behind: frozenset[TopicPartition] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PartitionClocks:
@@ -67,7 +70,7 @@ class PartitionClocks:
         candidates = [partition.clock]
         if partition.latest_event is not None:
             candidates.append(partition.latest_event - self.allowed_lateness)
-        if wall - partition.last_record_at >= self.idle_after:
+        if wall - partition.last_record_at >= self.idle_after and tp not in self._behind:
             candidates.append(wall - self.allowed_lateness)
         known = [moment for moment in candidates if moment is not None]
         partition.clock = max(known) if known else None
@@ -99,6 +102,11 @@ class PartitionClocks:
         wall = self._wall()
         for tp in partitions:
             self._partition(tp).last_record_at = wall
+
+    def behind(self, partitions: Iterable[TopicPartition]) -> None:
+        """These partitions hold records not applied yet (all the others are caught up): they
+        are not idle, whatever the time since they last delivered."""
+        self._behind = frozenset(partitions)
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions this worker no longer owns; their next owner starts its own clocks."""

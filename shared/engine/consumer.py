@@ -93,10 +93,14 @@ class DeadlineSweeper(Protocol):
     """What a handler adds to be swept: work that comes due while no record arrives."""
 
     def deadlines_due(
-        self, owned: set[TopicPartition], polled: set[TopicPartition]
+        self,
+        owned: set[TopicPartition],
+        polled: set[TopicPartition],
+        behind: set[TopicPartition],
     ) -> set[TopicPartition]:
         """The owned partitions with something due now, without I/O; `polled`: the partitions
-        that just delivered records (of any type)."""
+        that just delivered records (of any type); `behind`: those known to hold records not
+        applied yet (the consumer's position below the partition's high watermark)."""
 
     async def sweep(self, uow: UnitOfWork, partitions: set[TopicPartition]) -> None:
         """Do what is due on these partitions inside the sweep's transaction."""
@@ -258,6 +262,17 @@ class Engine:
             if position is not None:
                 self._last_seen[tp] = position
 
+    def _behind(self) -> set[TopicPartition]:
+        """Owned partitions whose high watermark, as of their last fetch, is past the next
+        offset to apply: records wait there."""
+        behind = set()
+        for tp in self.assigned:
+            highwater = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if highwater is not None and position is not None and position < highwater:
+                behind.add(tp)
+        return behind
+
     def stalled_partitions(self, after_s: float) -> list[TopicPartition]:
         """Owned partitions with records waiting whose applied offset has not moved for
         `after_s`: the loop may still poll, but this consumer is not doing its work."""
@@ -290,7 +305,7 @@ class Engine:
     async def _sweep(self, sweeper: DeadlineSweeper, polled: set[TopicPartition]) -> None:
         """Let the handler do what is due on the partitions this worker owns, in one transaction
         that holds their offset rows (like a batch) so a zombie owner of them waits."""
-        due = sweeper.deadlines_due(set(self.assigned), polled)
+        due = sweeper.deadlines_due(set(self.assigned), polled, self._behind())
         if not due or time.monotonic() < self._sweep_not_before:
             return
         try:

@@ -13,6 +13,7 @@ from orderguard.scenario.quality import (
     observation_of_anomaly,
     observation_of_hold,
     percentile,
+    player_kept_its_plan,
 )
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -220,3 +221,10 @@ def test_figures_sum_seeds_per_kind_with_early_raises_duplicates_and_false_alarm
     assert Figures.of(
         [compare([stall], [seen("shipment.stalled", {"order_id": "o1"}, 30, "f")])]
     ).ok
+
+
+def test_a_run_judges_the_rules_only_when_its_player_kept_its_plan() -> None:
+    assert player_kept_its_plan({"p50": 0.1, "p95": 1.0, "max": 5.0}, tolerance_s=5)
+    # one step 6 s late: a clean parcel may really have gone silent, a delivery come late
+    assert not player_kept_its_plan({"p50": 0.1, "p95": 1.0, "max": 6.0}, tolerance_s=5)
+    assert not player_kept_its_plan({}, tolerance_s=5), "a lag nobody measured is not kept"

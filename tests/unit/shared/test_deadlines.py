@@ -91,6 +91,22 @@ def test_records_of_any_type_keep_a_partition_from_being_idle() -> None:
     assert clock.now(TP) == at(50)
 
 
+def test_a_partition_with_records_waiting_is_not_idle_however_long_it_delivered_nothing() -> None:
+    # A backlog (the detector behind its partition) is not silence: the records waiting may
+    # carry the scans that keep their parcels from stalling; the clock waits for their times.
+    clock, wall = clocks(idle_after_s=0.5, wall_start=at(60))
+    clock.advance(TP, [at(50)])
+    assert clock.now(OTHER) is None  # seen: its idle timer starts
+    clock.behind({TP})
+    wall.pass_(300)
+    assert clock.now(TP) == at(50), "behind: event time only"
+    assert clock.now(OTHER) == at(360), "a caught-up partition of the same worker is idle"
+    clock.behind(set())  # caught up: nothing else is there, so silence is silence
+    assert clock.now(TP) == at(360)
+    clock.behind({TP})  # and a clock that followed the wall does not go back
+    assert clock.now(TP) == at(360)
+
+
 def test_a_partition_that_never_had_an_event_starts_its_idle_timer_when_first_seen() -> None:
     clock, wall = clocks(lateness_s=1, idle_after_s=10, wall_start=at(0))
     assert clock.now(TP) is None
