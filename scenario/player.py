@@ -146,7 +146,7 @@ class Player:
     tolerance_s: float = 10.0
     carrier_secrets: dict[str, str] = field(default_factory=dict)
     wait_s: float = 60.0  # how long a step waits for what it needs from the system
-    concurrency: int = 16  # HTTP requests in flight
+    concurrency: int = 64  # HTTP requests in flight
     on_label: Callable[[Label], None] | None = None
     progress: Progress = field(default_factory=Progress)
 

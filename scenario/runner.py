@@ -34,7 +34,7 @@ class ScenarioOptions:
     tolerance_s: float = 10.0
     tag: str | None = None
     closeness_floor_s: float = 30.0
-    concurrency: int = 16  # the player's HTTP requests in flight
+    concurrency: int = 64  # the player's HTTP requests in flight (16 queued 10 s under load)
 
     def scale(self) -> Scale:
         return Scale(self.speedup, self.closeness_floor_s)
