@@ -512,6 +512,11 @@ def _apply_mismatch(
 
 _SHIPPED_OR_LATER = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
 _DELIVERED_OR_LATER = frozenset({OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+# What each carrier fact does to the order, and the statuses that already reflect it.
+_SHIPMENT_ACTIONS: dict[type, tuple[OrderAction, frozenset[OrderStatus]]] = {
+    ShipmentDispatched: (OrderAction.SHIP, _SHIPPED_OR_LATER),
+    ShipmentDelivered: (OrderAction.DELIVER, _DELIVERED_OR_LATER),
+}
 
 
 async def apply_shipment_events(
@@ -534,17 +539,16 @@ async def apply_shipment_events(
         if order is None:
             log.info("shipment for an order not placed here", order_id=data.order_id)
             continue
+        action, reflected_by = _SHIPMENT_ACTIONS[type(data)]
+        if order.status in reflected_by:
+            continue
+        if action not in order.allowed_actions:
+            if isinstance(data, ShipmentDispatched) and order.status is OrderStatus.ON_HOLD:
+                anomaly = dispatched_while_held.anomaly(order, data, event.envelope, uow.now)
+                _raise(uow, config, anomaly, event)
+            entries.append((order.order_id, _not_applied(event, order, action, actor)))
+            continue
         if isinstance(data, ShipmentDispatched):
-            if order.status in _SHIPPED_OR_LATER:
-                continue
-            if OrderAction.SHIP not in order.allowed_actions:
-                if order.status is OrderStatus.ON_HOLD:  # a parcel left for a held order
-                    anomaly = dispatched_while_held.anomaly(order, data, event.envelope, uow.now)
-                    _raise(uow, config, anomaly, event)
-                entries.append(
-                    (order.order_id, _not_applied(event, order, OrderAction.SHIP, actor))
-                )
-                continue
             entry = order.ship(
                 data.shipment_id,
                 data.carrier,
@@ -554,17 +558,10 @@ async def apply_shipment_events(
                 shipped_at=data.dispatched_at,
             )
             [entry] = _announce(uow, config, order, [entry])
-            entries.append((order.order_id, entry))
         else:
-            if order.status in _DELIVERED_OR_LATER:
-                continue
-            if OrderAction.DELIVER not in order.allowed_actions:
-                entries.append(
-                    (order.order_id, _not_applied(event, order, OrderAction.DELIVER, actor))
-                )
-                continue
             entry = order.deliver(data.shipment_id, actor, uow.now, delivered_at=data.delivered_at)
-            entries.append((order.order_id, entry.told_by(event.type, event.id)))
+            entry = entry.told_by(event.type, event.id)
+        entries.append((order.order_id, entry))
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)
 
