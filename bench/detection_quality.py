@@ -203,6 +203,12 @@ async def play(
             f"    waits for the player's HTTP slots: p50 {slot['p50']:.2f} max {slot['max']:.2f}",
             flush=True,
         )
+    loop = header.get("player_loop_late_s", {})
+    if loop:
+        print(
+            f"    the player's own event loop woke late: p50 {loop['p50']:.3f} max {loop['max']:.2f}",
+            flush=True,
+        )
     for request, took in header.get("player_requests_s", {}).items():
         print(
             f"    {request:<28} answered p50 {took['p50']:5.2f} p95 {took['p95']:5.2f}"

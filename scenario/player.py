@@ -155,6 +155,7 @@ class Player:
         self.refs: dict[str, str] = {}
         self.ref_ready: dict[str, asyncio.Event] = {}
         self.tracking: dict[str, tuple[str, str]] = {}
+        self.shipment_ids: dict[str, str] = {}
         self.scans: Counter[str] = Counter()
         self.anomalies = {anomaly.id: anomaly for anomaly in self.plan.anomalies}
         self.labels: list[Label] = []
@@ -223,6 +224,33 @@ class Player:
                 parts.append(played)
                 if len(parts) == self.parts[step.label]:
                     await self._record(self.anomalies[step.label], parts)
+                if isinstance(step.action, Scan) and step.action.exception_reason == "lost":
+                    try:
+                        await self._record_lost_parcel_case(step.action.ref, step.label, played)
+                    except (StepFailed, httpx.HTTPError) as exc:
+                        self.progress.unplayed.append(f"{step.label}-case: {exc}")
+
+    async def _record_lost_parcel_case(self, ref: str, injection: str, scan: Played) -> None:
+        """A parcel its carrier declares lost makes aftersales open a refund case for it
+        (`case_lost_<shipment>`) that nobody in the scenario answers: its first-response SLA
+        breach is expected too, due at the case's own opening time plus the SLA."""
+        case_id = f"case_lost_{self.shipment_ids[ref]}"
+        body, _ = await self._call("aftersales", "GET", f"/cases/{case_id}", None, retry_on=(404,))
+        sla = timedelta(seconds=self.scale.real(self.scale.windows().first_response_s))
+        due = max(datetime.fromisoformat(body["opened_at"]) + sla, scan.sent)
+        self.labels.append(
+            Label(
+                f"{injection}-case",
+                "sla_breach",
+                "case.sla_breached",
+                {"case_id": case_id},
+                scan.sent,
+                due,
+                due + timedelta(seconds=self.tolerance_s),
+                "the refund case the system opens for a lost parcel, which nobody answers",
+            )
+        )
+        self.progress.labels += 1
 
     async def _record(self, anomaly: PlannedAnomaly, parts: list[Played]) -> None:
         """The label, once every step that injects it was played."""
@@ -359,7 +387,7 @@ class Player:
         service: str,
         method: str,
         path: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         key: str | None = None,
         retry_on: tuple[int, ...] = (),
     ) -> tuple[dict[str, Any], datetime]:
@@ -440,6 +468,7 @@ class Player:
             if response.status_code == 200 and response.json()["shipments"]:
                 shipment = response.json()["shipments"][0]
                 self.tracking[ref] = (shipment["carrier"], shipment["tracking_number"])
+                self.shipment_ids[ref] = shipment["shipment_id"]
                 return self.tracking[ref]
             if time.monotonic() > deadline:
                 raise StepFailed(f"no shipment for {ref} ({order_id}) after {self.wait_s}s")

@@ -165,6 +165,17 @@ async def run_scenario(
             say(await summary_line(player, observer, target, t0))
 
     summary = asyncio.create_task(summarise())
+    # How late the player's own event loop wakes: a busy player (its thousands of stories, the
+    # observer decoding every record) inflates the answer times and the lag it reports.
+    loop_lags_s: list[float] = []
+
+    async def watch_loop() -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(0.1)
+            loop_lags_s.append(max(0.0, time.monotonic() - asked - 0.1))
+
+    loop_watch = asyncio.create_task(watch_loop())
     try:
         labels = await player.play()
         finished = datetime.now(UTC)
@@ -190,6 +201,7 @@ async def run_scenario(
                 kind: spread_of(took) for kind, took in sorted(player.progress.took_by_step.items())
             },
             "player_slot_wait_s": spread_of(player.progress.slot_waits_s),
+            "player_loop_late_s": spread_of(loop_lags_s),
             "player_requests_s": {
                 kind: spread_of(took) for kind, took in sorted(player.progress.requests_s.items())
             },
@@ -212,8 +224,11 @@ async def run_scenario(
         say(await summary_line(player, observer, target, t0))
     finally:
         summary.cancel()
+        loop_watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await summary
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_watch
         await observer.stop()
     report = compare(labels, observations)
     for line in report.lines():
