@@ -212,7 +212,7 @@ class Player:
             except (StepFailed, httpx.HTTPError) as exc:
                 self.progress.failed[type(step.action).__name__] += 1
                 if len(self.progress.errors) < 20:
-                    self.progress.errors.append(f"{story.name}: {exc}")
+                    self.progress.errors.append(f"{story.name}: {type(exc).__name__} {exc}")
                 self.progress.steps_done += len(story.steps) - n
                 for rest in story.steps[n:]:
                     if rest.label:
