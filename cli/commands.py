@@ -38,7 +38,7 @@ DATA_DIR = Annotated[
 
 
 def _run_roles(service: str, roles: frozenset[str]) -> None:
-    from orderguard.cli.services_registry import definition_of, rule_catalogue
+    from orderguard.cli.services_registry import OrderguardSettings, definition_of, rule_catalogue
     from orderguard.shared.runtime import run_service
 
     try:
@@ -48,7 +48,7 @@ def _run_roles(service: str, roles: frozenset[str]) -> None:
     except ImportError:
         pass
     code = asyncio.run(
-        run_service(definition_of(service), roles, Settings(), rule_catalogue())  # type: ignore[arg-type]
+        run_service(definition_of(service), roles, OrderguardSettings(), rule_catalogue())  # type: ignore[arg-type]
     )
     raise typer.Exit(code)
 
@@ -78,11 +78,13 @@ def worker(
     if engine is StreamEngine.engine:
         _run_roles(service.value, frozenset({"workers"}))
         return
-    from orderguard.cli.services_registry import definition_of, rule_catalogue
+    from orderguard.cli.services_registry import OrderguardSettings, definition_of, rule_catalogue
     from orderguard.shared.detection.faust_driver import run_faust_service
 
     raise typer.Exit(
-        asyncio.run(run_faust_service(definition_of(service.value), Settings(), rule_catalogue()))
+        asyncio.run(
+            run_faust_service(definition_of(service.value), OrderguardSettings(), rule_catalogue())
+        )
     )
 
 

@@ -1,6 +1,7 @@
 """The composition root's knowledge of the services: each by name (its definition is imported
-only when it runs), and the detector rules they declare, for what every process checks or
-replays across services (the detectors file is shared; a backtest replays every rule)."""
+only when it runs), their settings sections composed into the settings every process reads, and
+the detector rules they declare, for what every process checks or replays across services (the
+detectors file is shared; a backtest replays every rule)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,42 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import Field
+
 from orderguard.services.aftersales import rules as aftersales
+from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.services.inventory import rules as inventory
+from orderguard.services.inventory.settings import InventorySettings
 from orderguard.services.logistics import rules as logistics
+from orderguard.services.logistics.settings import LogisticsSettings
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.order import rules as order
+from orderguard.services.order.settings import OrderSettings
 from orderguard.shared.detection.config import ConfigurableRule
 from orderguard.shared.detection.rule import Rule
 from orderguard.shared.runtime import ServiceDefinition
-from orderguard.shared.settings import SERVICES
+from orderguard.shared.settings import SERVICES, Settings
+
+
+class OrderguardSettings(Settings):
+    """The settings every orderguard process reads: the common ones (ORDERGUARD_<FIELD>) and
+    each service's own section (ORDERGUARD_<SERVICE>__<FIELD>), one field per service named as
+    the service is (`Settings.section` finds them)."""
+
+    order: OrderSettings = Field(default_factory=OrderSettings, description="Order service")
+    inventory: InventorySettings = Field(
+        default_factory=InventorySettings, description="Inventory service"
+    )
+    logistics: LogisticsSettings = Field(
+        default_factory=LogisticsSettings, description="Logistics service"
+    )
+    aftersales: AftersalesSettings = Field(
+        default_factory=AftersalesSettings, description="After-sales service"
+    )
+    notifier: NotifierSettings = Field(
+        default_factory=NotifierSettings, description="Notifier service"
+    )
+
 
 # The services' stream rules: each `rules.RULES`, the very tuple its bootstrap runs.
 STREAM_RULES: tuple[Callable[[Any], Rule], ...] = (

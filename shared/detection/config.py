@@ -69,7 +69,7 @@ class ConfigurableRule(Protocol):
 
 def builtin_params(settings: Settings) -> dict[str, dict[str, Any]]:
     """Settings that predate the detectors file stay the built-in defaults of what they set."""
-    return {"stock.low": {"threshold": settings.default_low_stock_threshold}}
+    return settings.detector_defaults()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from orderguard.services.notifier.deliveries.templates import (
     Templates,
     language_for,
 )
+from orderguard.services.notifier.settings import ChannelSettings, DeliverySettings
 from orderguard.shared.events.anomalies import AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested
-from orderguard.shared.notifier_settings import ChannelSettings, DeliverySettings
 
 # One id per (request, channel), whoever computes it: a redelivered request finds its rows.
 _DELIVERY_IDS = uuid.UUID("0d9b8c3e-51f4-4f0e-8a52-3b1f6c2e7d90")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from orderguard.shared.settings import Settings
+from orderguard.cli.services_registry import OrderguardSettings as Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 # A variable name, not a prose prefix (`ORDERGUARD_*`, `ORDERGUARD_CHANNELS__<CHANNEL>__…`).
