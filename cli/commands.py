@@ -28,6 +28,10 @@ contract_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(contract_app, name="contract")
+settings_app = typer.Typer(
+    help="Settings (ORDERGUARD_* environment variables).", no_args_is_help=True
+)
+app.add_typer(settings_app, name="settings")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(users_app, name="users")
 
@@ -209,6 +213,21 @@ def backtest(
         bootstrap=bootstrap,
     )
     raise typer.Exit(code)
+
+
+@settings_app.command("table")
+def settings_table(
+    out: Annotated[Path | None, typer.Option(help="Write the table to this file.")] = None,
+) -> None:
+    """Print (or write) every setting as one Markdown table (docs/settings.md)."""
+    from orderguard.cli.settings_table import render
+
+    document = render()
+    if out is None:
+        typer.echo(document, nl=False)
+        return
+    out.write_text(document)
+    typer.echo(f"settings table written to {out}")
 
 
 @contract_app.command("asyncapi")

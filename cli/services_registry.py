@@ -6,10 +6,11 @@ detectors file is shared; a backtest replays every rule)."""
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orderguard.services.aftersales import rules as aftersales
 from orderguard.services.aftersales.settings import AftersalesSettings
@@ -44,6 +45,85 @@ class OrderguardSettings(Settings):
     notifier: NotifierSettings = Field(
         default_factory=NotifierSettings, description="Notifier service"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_renamed_variables(cls, values: Any) -> Any:
+        # A renamed variable left in a deployment would be ignored silently: refuse to start.
+        set_names = {name.upper() for name in os.environ}
+        stale = [
+            f"{old} is now {new}"
+            for old, new in RENAMED.items()
+            if old in set_names or any(name.startswith(f"{old}__") for name in set_names)
+        ]
+        if stale:
+            raise ValueError(f"renamed settings are set: {'; '.join(stale)} (docs/settings.md)")
+        return values
+
+
+# Settings renamed when each service's own moved into its section: old name -> new name (the
+# variables under an old section's name, e.g. ORDERGUARD_CHANNELS__SMS__URL, moved with it).
+RENAMED: dict[str, str] = {
+    **{
+        f"ORDERGUARD_ORDER_{name}": f"ORDERGUARD_ORDER__{name}"
+        for name in (
+            "PAYMENT_DEADLINE_S",
+            "DELIVERY_PROMISE_DAYS",
+            "EXPRESS_DELIVERY_PROMISE_DAYS",
+            "COMPLETE_AFTER_DAYS",
+        )
+    },
+    **{
+        f"ORDERGUARD_RECYCLE_BIN_{name}": f"ORDERGUARD_ORDER__RECYCLE_BIN_{name}"
+        for name in ("ANOMALY_RULES", "QUIET_PERIOD_S", "RETENTION_S")
+    },
+    "ORDERGUARD_DEFAULT_LOW_STOCK_THRESHOLD": "ORDERGUARD_INVENTORY__DEFAULT_LOW_STOCK_THRESHOLD",
+    **{
+        f"ORDERGUARD_LOGISTICS_{name}": f"ORDERGUARD_LOGISTICS__{name}"
+        for name in (
+            "DEFAULT_CARRIER",
+            "CARRIER_BY_WAREHOUSE",
+            "DELAY_COMPENSATION",
+            "OVERDUE_COMPENSATION_AFTER_S",
+            "STALL_COMPENSATION_AFTER_S",
+        )
+    },
+    **{
+        f"ORDERGUARD_CARRIER_{name}": f"ORDERGUARD_LOGISTICS__CARRIER_{name}"
+        for name in ("SECRETS", "SIGNATURE_TOLERANCE_S")
+    },
+    **{
+        f"ORDERGUARD_AFTERSALES_{name}": f"ORDERGUARD_AFTERSALES__{name}"
+        for name in (
+            "RETURN_WINDOW_DAYS",
+            "ATTACHMENTS_DIR",
+            "ATTACHMENT_MAX_BYTES",
+            "ATTACHMENT_TYPES",
+        )
+    },
+    **{
+        f"ORDERGUARD_{name}": f"ORDERGUARD_NOTIFIER__{name}"
+        for name in (
+            "CHANNELS",
+            "DELIVERIES",
+            "ROUTING_FILE",
+            "ROUTING_RELOAD_INTERVAL_S",
+            "WORK_ITEM_CLAIM_WITHIN_S",
+            "WORK_ITEM_REMINDER_EVERY_S",
+            "WORK_ITEM_REOPEN_WINDOW_S",
+            "WORK_ITEM_MAX_TIER",
+            "CONSOLE_SESSION_IDLE_S",
+            "CONSOLE_SESSION_ABSOLUTE_S",
+            "CONSOLE_COOKIE_SECURE",
+            "CONSOLE_ORDER_URL",
+            "CONSOLE_API_KEY",
+        )
+    },
+    **{
+        f"ORDERGUARD_RETENTION__{name}": f"ORDERGUARD_NOTIFIER__RETENTION__{name}"
+        for name in ("RESOLVED_ANOMALIES_S", "OPEN_ANOMALIES_S", "DELIVERIES_S")
+    },
+}
 
 
 # The services' stream rules: each `rules.RULES`, the very tuple its bootstrap runs.

@@ -214,7 +214,7 @@ class Planner:
             return f"unknown channel {channel[:50]!r}; known: {', '.join(CHANNEL_KINDS)}"
         if channel not in self.configured:
             return (
-                f"channel {channel} is not configured (ORDERGUARD_CHANNELS__{channel.upper()}__...)"
+                f"channel {channel} is not configured (ORDERGUARD_NOTIFIER__CHANNELS__{channel.upper()}__...)"
             )
         if channel in CONTACT_OF and not contact:
             return f"the recipient has no {CONTACT_OF[channel]} for {channel}"
@@ -225,6 +225,6 @@ class Planner:
         ):
             return (
                 f"no {channel} robot for {request.recipient_kind} {request.recipient_id[:50]}"
-                f" (ORDERGUARD_CHANNELS__{channel.upper()}__URL or __TEAMS__<team>__URL)"
+                f" (ORDERGUARD_NOTIFIER__CHANNELS__{channel.upper()}__URL or __TEAMS__<team>__URL)"
             )
         return None
