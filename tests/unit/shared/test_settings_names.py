@@ -14,7 +14,7 @@ from orderguard.cli.services_registry import OrderguardSettings
 from orderguard.cli.settings_table import section_model
 
 ROOT = Path(__file__).resolve().parents[3]
-# A variable name, not a prose prefix (`ORDERGUARD_*`, `ORDERGUARD_CHANNELS__<CHANNEL>__…`).
+# A variable name, not a prose prefix (`ORDERGUARD_*`, `ORDERGUARD_NOTIFIER__CHANNELS__<CHANNEL>__…`).
 NAME = re.compile(r"\bORDERGUARD_[A-Z0-9]+(?:_{1,2}[A-Z0-9]+)*\b(?![_*<…])")
 # Variables of the tooling around the code (and a dashboard query's name), not settings.
 NOT_SETTINGS = {"ORDERGUARD_PYTHON", "ORDERGUARD_JOBS"}
