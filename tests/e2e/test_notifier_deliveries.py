@@ -559,9 +559,9 @@ async def test_customer_messages_in_quiet_hours_wait_for_their_end(
         timezone="UTC",
     )
     settings = configured(settings, receiver)
-    deliveries = settings.section(NotifierSettings).deliveries
+    policy = settings.section(NotifierSettings).deliveries
     settings = tuned(
-        settings, notifier={"deliveries": deliveries.model_copy(update={"quiet_hours": quiet})}
+        settings, notifier={"deliveries": policy.model_copy(update={"quiet_hours": quiet})}
     )
     notifier = await start_service(NOTIFIER, settings_=settings)
     await publish_event(
