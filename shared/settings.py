@@ -101,12 +101,15 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     # The operators' console (services/notifier/console): session lifetimes; cookies marked
-    # Secure (browsers treat http://127.0.0.1 and localhost as secure); the order service's URL
-    # the console calls server-side with its own key (scope `delegate`) on behalf of a person.
+    # Secure (browsers treat http://127.0.0.1 and localhost as secure); the URLs of the order,
+    # aftersales and logistics services the console calls server-side with its own key (scope
+    # `delegate`) on behalf of a person.
     console_session_idle_s: float = Field(default=30 * 60, gt=0)
     console_session_absolute_s: float = Field(default=12 * 3600, gt=0)
     console_cookie_secure: bool = True
     console_order_url: str | None = None
+    console_aftersales_url: str | None = None
+    console_logistics_url: str | None = None
     console_api_key: SecretStr | None = None
 
     routing_file: str | None = None

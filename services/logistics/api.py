@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -134,6 +134,22 @@ class ShipmentView(BaseModel):
             scans=[ScanView(**dict(row)) for row in found.scans],
             history=[HistoryView(**dict(row)) for row in found.history],
         )
+
+
+class ShipmentSummary(BaseModel):
+    """A shipment in a list: no scans, no contact."""
+
+    shipment_id: str
+    order_id: str
+    warehouse: str
+    carrier: str
+    tracking_number: str
+    status: str
+    promised_delivery_by: datetime
+    dispatched_at: datetime | None
+    last_scan_at: datetime | None
+    last_exception: str | None
+    compensated_for: str | None
 
 
 class OrderShipmentsView(BaseModel):
@@ -274,6 +290,31 @@ async def receive_scan(
         carrier=carrier, scan_id=scan.scan_id, tracking_number=scan.tracking_number
     )
     return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+@router.get("/shipments", response_model=list[ShipmentSummary], dependencies=READ)
+async def find_shipments(
+    conn: Snapshot,
+    which: Annotated[
+        Literal["stalled", "overdue", "exception", "compensated"],
+        Query(
+            alias="list",
+            description="stalled: in transit without a scan for silent_hours; overdue: not"
+            " delivered by the promised time; exception: undelivered after an exception scan;"
+            " compensated: the customer was given a delay compensation",
+        ),
+    ],
+    silent_hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24.0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ShipmentSummary]:
+    """One list of shipments for the people who chase them, most urgent first."""
+    found = await repository.find_shipments(
+        conn, which, datetime.now(UTC), silent_hours * 3600, limit
+    )
+    return [
+        ShipmentSummary(**{name: getattr(s, name) for name in ShipmentSummary.model_fields})
+        for s in found
+    ]
 
 
 @router.get("/shipments/{shipment_id}", response_model=ShipmentView, dependencies=READ)
