@@ -375,3 +375,28 @@ def console_calls_in_process(console: RunningService, other: RunningService) -> 
             ),
         ),
     )
+
+
+@contextlib.asynccontextmanager
+async def served(runtime: Runtime) -> AsyncIterator[str]:
+    """The runtime's app on a real port on this event loop (for streams and browsers, which an
+    in-process transport cannot serve); yields its base URL."""
+    import uvicorn
+
+    from orderguard.cli.embedded import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await wait_until(started, 20, what="uvicorn started")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -9,6 +9,7 @@ session's CSRF token (a form field or the X-CSRF-Token header).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -260,23 +261,34 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
 
     @router.get("/live")
     async def live_queue(me: SignedIn = Worker) -> StreamingResponse:
-        """Server-sent events: `queue` whenever an item of my teams changes."""
+        """Server-sent events: `queue` whenever items of my teams change, its data the ids of
+        the items changed (JSON: {"items": [...]})."""
         teams = sorted(me.person.teams) if not me.person.is_admin else list(_all_teams())
 
         async def changes() -> AsyncIterator[str]:
-            seen = None
             ends = asyncio.get_running_loop().time() + LIVE_STREAM_S
+            async with runtime.pool.acquire() as conn:
+                seen = await conn.fetchval(
+                    "SELECT coalesce(max(updated_at), '-infinity') FROM work_items"
+                    " WHERE team = ANY($1::text[])",
+                    teams,
+                )
+            # Sent once the baseline is taken: every change after it is told.
             yield "retry: 3000\n\n"
             while asyncio.get_running_loop().time() < ends:
-                async with runtime.pool.acquire() as conn:
-                    latest = await conn.fetchval(
-                        "SELECT max(updated_at) FROM work_items WHERE team = ANY($1::text[])",
-                        teams,
-                    )
-                if seen is not None and latest != seen:
-                    yield "event: queue\ndata: changed\n\n"
-                seen = latest
                 await asyncio.sleep(LIVE_POLL_S)
+                async with runtime.pool.acquire() as conn:
+                    changed = await conn.fetch(
+                        "SELECT id, updated_at FROM work_items WHERE team = ANY($1::text[])"
+                        " AND updated_at > $2 ORDER BY updated_at LIMIT $3",
+                        teams,
+                        seen,
+                        QUEUE_LIMIT,
+                    )
+                if changed:
+                    seen = changed[-1]["updated_at"]
+                    ids = [str(row["id"]) for row in changed]
+                    yield f"event: queue\ndata: {json.dumps({'items': ids})}\n\n"
 
         return StreamingResponse(
             changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

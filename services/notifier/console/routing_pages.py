@@ -21,6 +21,7 @@ from orderguard.services.notifier.deliveries import service as delivery_service
 from orderguard.services.notifier.routing_api import CreateSilence, SilenceView, routing_view
 from orderguard.shared.errors import DomainError
 from orderguard.shared.http.idempotency import run_once_per_key
+from orderguard.shared.http.problems import Problem
 from orderguard.shared.uow import UnitOfWork
 
 PREFIX = "/console"
@@ -31,12 +32,23 @@ SHOWN = 100
 def add_pages(router: APIRouter, kit: PageKit) -> None:
     runtime = kit.runtime
 
-    async def once(key: str | None, route: str, body: Any, operation: Any) -> Any:
-        """One effect per submitted form: its token is the Idempotency-Key of the write."""
-        _, response, _ = await run_once_per_key(
-            runtime.pool, runtime.schema, f"console:{key}" if key else None, route, body, operation
-        )
-        return response
+    async def once(key: str | None, route: str, body: Any, operation: Any) -> str | None:
+        """One effect per submitted form (its token is the Idempotency-Key of the write); the
+        refusal in words, or None."""
+        try:
+            await run_once_per_key(
+                runtime.pool,
+                runtime.schema,
+                f"console:{key}" if key else None,
+                route,
+                body,
+                operation,
+            )
+        except DomainError as exc:
+            return f"{exc.title}: {exc.detail}"
+        except Problem as exc:
+            return f"{exc.title}: {exc.detail}" if exc.detail else exc.title
+        return None
 
     @router.get("/routing")
     async def routing_page(request: Request, me: SignedIn = kit.admin) -> Response:
@@ -59,7 +71,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
             routing=routing_view(routing_in_force(runtime)),
             silences=silences,
             deliveries=log,
-            status=status,
+            delivery_status=status,
             statuses=DELIVERY_STATUSES,
             error=request.query_params.get("error"),
             done=request.query_params.get("done"),
@@ -97,10 +109,10 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
             )
             return 201, SilenceView.of(row, uow.now).model_dump(mode="json")
 
-        await once(
-            given.get("form_token"), "POST /silences", silence.model_dump(mode="json"), create
-        )
-        return back(done="silence_created")
+        # The form's fields, not ends_at: a resubmission computes another end.
+        posted = {"matchers": silence.matchers, "comment": silence.comment, "hours": hours}
+        refused = await once(given.get("form_token"), "POST /silences", posted, create)
+        return back(error=refused) if refused else back(done="silence_created")
 
     @router.post("/silences/{silence_id}/expire")
     async def expire_silence(silence_id: uuid.UUID, me: SignedIn = kit.admin) -> Response:
@@ -121,13 +133,10 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
             found = await delivery_service.resend(uow, delivery_id, runtime.settings.deliveries)
             return 202, {"id": str(found["id"]), "status": found["status"]}
 
-        try:
-            await once(
-                given.get("form_token"), f"POST /deliveries/{delivery_id}/resend", {}, reopen
-            )
-        except DomainError as exc:
-            return back(error=f"{exc.title}: {exc.detail}")
-        return back(done="resend")
+        refused = await once(
+            given.get("form_token"), f"POST /deliveries/{delivery_id}/resend", {}, reopen
+        )
+        return back(error=refused) if refused else back(done="resend")
 
 
 def _words(error: Any) -> str:
