@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from orderguard.services.logistics import handlers, repository
-from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, scan_from_the_future
+from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, Shipment, scan_from_the_future
 from orderguard.services.logistics.handlers import ShipmentWithHistory, WebhookReplayed
 from orderguard.services.logistics.webhooks import (
     SIGNATURE_HEADER,
@@ -93,8 +93,8 @@ class HistoryView(BaseModel):
     details: dict[str, Any]
 
 
-class ShipmentView(BaseModel):
-    """A shipment with every tracking number it had, its scans and its history."""
+class ShipmentSummary(BaseModel):
+    """A shipment as lists show it: no scans, no contact."""
 
     shipment_id: str
     order_id: str
@@ -109,47 +109,27 @@ class ShipmentView(BaseModel):
     last_scan_at: datetime | None
     last_exception: str | None
     compensated_for: str | None
+
+    @classmethod
+    def of_shipment(cls, s: Shipment) -> ShipmentSummary:
+        return cls(**{name: getattr(s, name) for name in ShipmentSummary.model_fields})
+
+
+class ShipmentView(ShipmentSummary):
+    """A shipment with every tracking number it had, its scans and its history."""
+
     tracking: list[TrackingView]
     scans: list[ScanView]
     history: list[HistoryView]
 
     @classmethod
     def of(cls, found: ShipmentWithHistory) -> ShipmentView:
-        s = found.shipment
         return cls(
-            shipment_id=s.shipment_id,
-            order_id=s.order_id,
-            warehouse=s.warehouse,
-            carrier=s.carrier,
-            tracking_number=s.tracking_number,
-            status=s.status,
-            promised_delivery_by=s.promised_delivery_by,
-            created_at=s.created_at,
-            dispatched_at=s.dispatched_at,
-            delivered_at=s.delivered_at,
-            last_scan_at=s.last_scan_at,
-            last_exception=s.last_exception,
-            compensated_for=s.compensated_for,
+            **ShipmentSummary.of_shipment(found.shipment).model_dump(),
             tracking=[TrackingView(**dict(row)) for row in found.tracking],
             scans=[ScanView(**dict(row)) for row in found.scans],
             history=[HistoryView(**dict(row)) for row in found.history],
         )
-
-
-class ShipmentSummary(BaseModel):
-    """A shipment in a list: no scans, no contact."""
-
-    shipment_id: str
-    order_id: str
-    warehouse: str
-    carrier: str
-    tracking_number: str
-    status: str
-    promised_delivery_by: datetime
-    dispatched_at: datetime | None
-    last_scan_at: datetime | None
-    last_exception: str | None
-    compensated_for: str | None
 
 
 class OrderShipmentsView(BaseModel):
@@ -311,10 +291,7 @@ async def find_shipments(
     found = await repository.find_shipments(
         conn, which, datetime.now(UTC), silent_hours * 3600, limit
     )
-    return [
-        ShipmentSummary(**{name: getattr(s, name) for name in ShipmentSummary.model_fields})
-        for s in found
-    ]
+    return [ShipmentSummary.of_shipment(s) for s in found]
 
 
 @router.get("/shipments/{shipment_id}", response_model=ShipmentView, dependencies=READ)

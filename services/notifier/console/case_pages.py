@@ -68,9 +68,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         try:
             case = await aftersales().call(me.person.login, "GET", case_path(case_id))
         except ServiceError as exc:
-            return kit.render(
-                request, "error.html", 404, signed_in=me, status=404, message=str(exc)
-            )
+            return kit.not_found(request, me, str(exc))
         async with kit.runtime.pool.acquire() as conn:
             names = await people.display_names(conn)
         return kit.render(

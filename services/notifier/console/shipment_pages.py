@@ -60,9 +60,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
                 me.person.login, "GET", f"/shipments/{quote(shipment_id, safe='')}"
             )
         except ServiceError as exc:
-            return kit.render(
-                request, "error.html", 404, signed_in=me, status=404, message=str(exc)
-            )
+            return kit.not_found(request, me, str(exc))
         return kit.render(
             request,
             "shipment.html",

@@ -52,3 +52,7 @@ class PageKit:
     render: Callable[..., HTMLResponse]
     worker: Any
     admin: Any
+
+    def not_found(self, request: Request, me: SignedIn, message: str) -> HTMLResponse:
+        """The error page for a thing another service does not know, in its words."""
+        return self.render(request, "error.html", 404, signed_in=me, status=404, message=message)
