@@ -275,3 +275,32 @@ async def test_only_admins_open_routing_silence_and_resend(
         )
         shown = (await root.get(refused.headers["location"])).text
         assert 'id="error-message"' in shown and "resend" in shown
+
+
+async def test_analytics_count_the_persons_teams_and_admins_see_all(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier = await start_service(NOTIFIER)
+    await notifier.wait_assigned()
+    await add_people(notifier.runtime, ("wang", "Wang Wei", {"warehouse": "operator"}))
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "root", "Root", CONSOLE_PASSWORD, is_admin=True)
+    await route_anomaly(settings, "fp-w", "stock.low", "warehouse")
+    await route_anomaly(settings, "fp-l", "shipment.stalled", "logistics")
+    for team in ("warehouse", "logistics"):
+        await wait_until(lambda t=team: work_items_of(notifier.client, team=t), what=team)
+    charts: dict[str, tuple[Any, Any]] = {}
+    for login in ("wang", "root"):
+        async with console_browser(notifier) as client:
+            await console_sign_in(client, login)
+            page = (await client.get("/console/analytics")).text
+        per_team = page.split('id="per-team-data">', 1)[1].split("</script>", 1)[0]
+        per_rule = page.split('id="per-rule-data">', 1)[1].split("</script>", 1)[0]
+        charts[login] = (json.loads(per_team), json.loads(per_rule))
+    assert charts["wang"] == (
+        [{"label": "warehouse", "value": 1}],
+        [{"label": "stock.low", "value": 1}],
+    ), charts["wang"]
+    teams, rules = charts["root"]
+    assert {r["label"] for r in teams} == {"warehouse", "logistics"}, teams
+    assert {r["label"] for r in rules} == {"stock.low", "shipment.stalled"}, rules

@@ -65,6 +65,8 @@ QUEUE_LIMIT = 200
 # browser's EventSource reconnects by itself).
 LIVE_POLL_S = 2.0
 LIVE_STREAM_S = 300.0
+# A change is stamped with its transaction's start and seen at its commit: look back this far.
+LIVE_LOOKBACK = timedelta(seconds=10)
 MIN_PASSWORD = 12
 STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.suffix in {".js", ".css"})
 
@@ -265,30 +267,33 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         the items changed (JSON: {"items": [...]})."""
         teams = sorted(me.person.teams) if not me.person.is_admin else list(_all_teams())
 
+        async def recent(since: datetime) -> tuple[datetime, dict[str, datetime]]:
+            """The database's clock, and my teams' items changed since LIVE_LOOKBACK before
+            `since` (the previous look)."""
+            async with runtime.pool.acquire() as conn:
+                now = await conn.fetchval("SELECT clock_timestamp()")
+                rows = await conn.fetch(
+                    "SELECT id, updated_at FROM work_items WHERE team = ANY($1::text[])"
+                    " AND updated_at > $2::timestamptz - $3::interval",
+                    teams,
+                    since,
+                    LIVE_LOOKBACK,
+                )
+            return now, {str(row["id"]): row["updated_at"] for row in rows}
+
         async def changes() -> AsyncIterator[str]:
             ends = asyncio.get_running_loop().time() + LIVE_STREAM_S
-            async with runtime.pool.acquire() as conn:
-                seen = await conn.fetchval(
-                    "SELECT coalesce(max(updated_at), '-infinity') FROM work_items"
-                    " WHERE team = ANY($1::text[])",
-                    teams,
-                )
+            now, told = await recent(datetime.now(UTC))
             # Sent once the baseline is taken: every change after it is told.
             yield "retry: 3000\n\n"
             while asyncio.get_running_loop().time() < ends:
                 await asyncio.sleep(LIVE_POLL_S)
-                async with runtime.pool.acquire() as conn:
-                    changed = await conn.fetch(
-                        "SELECT id, updated_at FROM work_items WHERE team = ANY($1::text[])"
-                        " AND updated_at > $2 ORDER BY updated_at LIMIT $3",
-                        teams,
-                        seen,
-                        QUEUE_LIMIT,
-                    )
+                now, current = await recent(now)
+                changed = [item for item, at in current.items() if told.get(item) != at]
+                told = {**told, **current}
+                told = {item: at for item, at in told.items() if at > now - LIVE_LOOKBACK}
                 if changed:
-                    seen = changed[-1]["updated_at"]
-                    ids = [str(row["id"]) for row in changed]
-                    yield f"event: queue\ndata: {json.dumps({'items': ids})}\n\n"
+                    yield f"event: queue\ndata: {json.dumps({'items': changed})}\n\n"
 
         return StreamingResponse(
             changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
