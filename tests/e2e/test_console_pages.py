@@ -227,6 +227,7 @@ async def test_only_admins_open_routing_silence_and_resend(
     async with console_browser(notifier) as wang:
         csrf = await console_sign_in(wang, "wang")
         assert (await wang.get("/console/routing")).status_code == 403
+        assert (await wang.get(f"/console/deliveries/{failed}")).status_code == 403
         refused = await wang.post(
             "/console/silences",
             data={"csrf_token": csrf, "matchers": 'rule="x"', "comment": "c", "hours": "1"},
@@ -268,6 +269,8 @@ async def test_only_admins_open_routing_silence_and_resend(
             assert "done=resend" in again.headers["location"], again.headers["location"]
         delivery = (await notifier.client.get(f"/deliveries/{failed}")).json()
         assert (delivery["status"], delivery["deferred_reason"]) == ("pending", "resend")
+        shown = (await root.get(f"/console/deliveries/{failed}")).text
+        assert 'id="delivery-status">pending · resend' in shown and "No attempt yet." in shown
         assert delivery["attempt_limit"] == 3 + settings.deliveries.max_attempts
         # Not failed any more: a new click is refused in words.
         refused = await root.post(

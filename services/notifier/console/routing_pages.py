@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from orderguard.services.notifier import repository
 from orderguard.services.notifier.config import routing_in_force
-from orderguard.services.notifier.console.web import PageKit, SignedIn, form
+from orderguard.services.notifier.console.web import Denied, PageKit, SignedIn, form
 from orderguard.services.notifier.deliveries import repository as deliveries
 from orderguard.services.notifier.deliveries import service as delivery_service
 from orderguard.services.notifier.routing_api import CreateSilence, SilenceView, routing_view
@@ -76,6 +76,17 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
             error=request.query_params.get("error"),
             done=request.query_params.get("done"),
         )
+
+    @router.get("/deliveries/{delivery_id}")
+    async def delivery_page(
+        request: Request, delivery_id: uuid.UUID, me: SignedIn = kit.admin
+    ) -> Response:
+        """One delivery with every attempt made (a re-send's attempt among them)."""
+        async with runtime.pool.acquire() as conn:
+            found = await deliveries.delivery_with_attempts(conn, delivery_id)
+        if found is None:
+            raise Denied(404, "no_delivery")
+        return kit.render(request, "delivery.html", signed_in=me, delivery=found)
 
     def back(**outcome: str) -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}/routing?{urlencode(outcome)}", 303)
