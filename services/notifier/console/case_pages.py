@@ -43,7 +43,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         error = None
         try:
             found = await aftersales().call(
-                me.person.login, "GET", "/cases", params={**query, "order": "sla_due"}
+                me.person, "GET", "/cases", params={**query, "order": "sla_due"}
             )
         except ServiceError as exc:
             error = str(exc)
@@ -66,7 +66,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
     @router.get("/cases/{case_id}")
     async def case_page(request: Request, case_id: str, me: SignedIn = kit.worker) -> Response:
         try:
-            case = await aftersales().call(me.person.login, "GET", case_path(case_id))
+            case = await aftersales().call(me.person, "GET", case_path(case_id))
         except ServiceError as exc:
             return kit.not_found(request, me, str(exc))
         async with kit.runtime.pool.acquire() as conn:
@@ -90,7 +90,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         """The evidence's bytes, fetched as the person (a referenced file: its URL)."""
         path = f"{case_path(case_id)}/attachments/{quote(attachment_id, safe='')}"
         try:
-            found = await aftersales().send(me.person.login, "GET", path)
+            found = await aftersales().send(me.person, "GET", path)
         except ServiceError:
             raise Denied(404, "no_attachment") from None
         if found.status_code in (301, 302, 307, 308) and found.headers.get(
@@ -129,7 +129,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
                     body["satisfaction"] = int(given["satisfaction"])
                 call = ("/actions", body)
             await aftersales().call(
-                me.person.login,
+                me.person,
                 "POST",
                 case_path(case_id) + call[0],
                 json=call[1],

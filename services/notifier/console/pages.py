@@ -400,13 +400,11 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         charts: dict[str, list[dict[str, Any]]] = {}
         try:
             client = orders()
-            entries = (await client.call(me.person.login, "GET", "/recycle-bin", params=params))[
-                "items"
-            ]
+            entries = (await client.call(me.person, "GET", "/recycle-bin", params=params))["items"]
             stats_filter = {k: v for k, v in params.items() if k != "state"}
             for dimension in ("reason", "sku", "channel", "week"):
                 stats = await client.call(
-                    me.person.login,
+                    me.person,
                     "GET",
                     "/recycle-bin/stats",
                     params={"group_by": dimension, **stats_filter},
@@ -451,7 +449,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         for order_id in chosen:
             try:
                 await client.call(
-                    me.person.login,
+                    me.person,
                     "POST",
                     f"/orders/{quote(order_id, safe='')}/recycle-bin/restore",
                     json={"reason": "restored in the console"},
@@ -474,7 +472,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         found: list[dict[str, Any]] = []
         error = None
         try:
-            found = (await orders().call(me.person.login, "GET", "/orders", params=query))["orders"]
+            found = (await orders().call(me.person, "GET", "/orders", params=query))["orders"]
         except service_client.ServiceError as exc:
             error = str(exc)
         return render(request, "orders.html", signed_in=me, orders=found, query=query, error=error)
@@ -482,9 +480,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     @router.get("/orders/{order_id}")
     async def order_page(request: Request, order_id: str, me: SignedIn = Worker) -> Response:
         try:
-            order = await orders().call(
-                me.person.login, "GET", f"/orders/{quote(order_id, safe='')}"
-            )
+            order = await orders().call(me.person, "GET", f"/orders/{quote(order_id, safe='')}")
         except service_client.ServiceError as exc:
             return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
         return render(
@@ -509,7 +505,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             raise Denied(404, "not_found")
         target = f"{PREFIX}/orders/{quote(order_id, safe='')}"
         try:
-            await orders().call(me.person.login, "POST", f"{path}/{action}", json=body)
+            await orders().call(me.person, "POST", f"{path}/{action}", json=body)
         except service_client.ServiceError as exc:
             target += "?" + urlencode({"error": str(exc)})
         return RedirectResponse(target, 303)
@@ -535,7 +531,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         if client is not None:
             try:
                 stats = await client.call(
-                    me.person.login, "GET", "/recycle-bin/stats", params={"group_by": "reason"}
+                    me.person, "GET", "/recycle-bin/stats", params={"group_by": "reason"}
                 )
                 pareto = [
                     {"label": g["key"]["reason"], "value": g["orders"]}

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import httpx
 
+from orderguard.services.notifier.console.people import Person
 from orderguard.shared.http.auth import DELEGATE
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
@@ -29,13 +30,15 @@ class ServiceClient:
 
     async def send(
         self,
-        login: str,
+        acting: str | Person,
         method: str,
         path: str,
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """The answer as it came (for files); ServiceError for none or a problem."""
+        """The answer as it came (for files); ServiceError for none or a problem. `acting`: the
+        person (or their login) the request is made for."""
+        login = acting if isinstance(acting, str) else acting.login
         try:
             response = await self.http.request(
                 method, path, headers={**(headers or {}), "X-Acting-Person": login}, **kwargs
@@ -46,9 +49,9 @@ class ServiceClient:
             raise ServiceError(words_of(self.service, response))
         return response
 
-    async def call(self, login: str, method: str, path: str, **kwargs: Any) -> Any:
+    async def call(self, acting: str | Person, method: str, path: str, **kwargs: Any) -> Any:
         """The JSON answer."""
-        return (await self.send(login, method, path, **kwargs)).json()
+        return (await self.send(acting, method, path, **kwargs)).json()
 
 
 def words_of(service: str, response: httpx.Response) -> str:

@@ -36,9 +36,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         found: list[dict[str, Any]] = []
         error = None
         try:
-            found = await logistics().call(
-                me.person.login, "GET", "/shipments", params={"list": which}
-            )
+            found = await logistics().call(me.person, "GET", "/shipments", params={"list": which})
         except ServiceError as exc:
             error = str(exc)
         return kit.render(
@@ -57,7 +55,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
     ) -> Response:
         try:
             shipment = await logistics().call(
-                me.person.login, "GET", f"/shipments/{quote(shipment_id, safe='')}"
+                me.person, "GET", f"/shipments/{quote(shipment_id, safe='')}"
             )
         except ServiceError as exc:
             return kit.not_found(request, me, str(exc))
@@ -84,7 +82,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         target = f"{PREFIX}/shipments/{quote(shipment_id, safe='')}"
         try:
             await logistics().call(
-                me.person.login,
+                me.person,
                 "POST",
                 f"/shipments/{quote(shipment_id, safe='')}/reassign",
                 json=body,
