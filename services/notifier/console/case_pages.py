@@ -13,11 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from orderguard.services.notifier.console import people
-from orderguard.services.notifier.console.service_client import (
-    ServiceClient,
-    ServiceError,
-    service_client,
-)
+from orderguard.services.notifier.console.service_client import ServiceError
 from orderguard.services.notifier.console.web import Denied, PageKit, SignedIn, form
 
 PREFIX = "/console"
@@ -27,12 +23,6 @@ REFUND_ACTIONS = ("return", "partial", "compensation")
 
 
 def add_pages(router: APIRouter, kit: PageKit) -> None:
-    def aftersales() -> ServiceClient:
-        client = service_client(kit.runtime, "aftersales")
-        if client is None:
-            raise Denied(503, "no_aftersales_service")
-        return client
-
     def case_path(case_id: str) -> str:
         return f"/cases/{quote(case_id, safe='')}"
 
@@ -42,7 +32,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         found: list[dict[str, Any]] = []
         error = None
         try:
-            found = await aftersales().call(
+            found = await kit.client_of("aftersales").call(
                 me.person, "GET", "/cases", params={**query, "order": "sla_due"}
             )
         except ServiceError as exc:
@@ -66,7 +56,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
     @router.get("/cases/{case_id}")
     async def case_page(request: Request, case_id: str, me: SignedIn = kit.worker) -> Response:
         try:
-            case = await aftersales().call(me.person, "GET", case_path(case_id))
+            case = await kit.client_of("aftersales").call(me.person, "GET", case_path(case_id))
         except ServiceError as exc:
             return kit.not_found(request, me, str(exc))
         async with kit.runtime.pool.acquire() as conn:
@@ -90,7 +80,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         """The evidence's bytes, fetched as the person (a referenced file: its URL)."""
         path = f"{case_path(case_id)}/attachments/{quote(attachment_id, safe='')}"
         try:
-            found = await aftersales().send(me.person, "GET", path)
+            found = await kit.client_of("aftersales").send(me.person, "GET", path)
         except ServiceError:
             raise Denied(404, "no_attachment") from None
         if found.status_code in (301, 302, 307, 308) and found.headers.get(
@@ -128,7 +118,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
                 if given.get("satisfaction"):
                     body["satisfaction"] = int(given["satisfaction"])
                 call = ("/actions", body)
-            await aftersales().call(
+            await kit.client_of("aftersales").call(
                 me.person,
                 "POST",
                 case_path(case_id) + call[0],

@@ -10,24 +10,14 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from orderguard.services.notifier.console.service_client import (
-    ServiceClient,
-    ServiceError,
-    service_client,
-)
-from orderguard.services.notifier.console.web import Denied, PageKit, SignedIn, form
+from orderguard.services.notifier.console.service_client import ServiceError
+from orderguard.services.notifier.console.web import PageKit, SignedIn, form
 
 PREFIX = "/console"
 LISTS = ("stalled", "overdue", "exception", "compensated")
 
 
 def add_pages(router: APIRouter, kit: PageKit) -> None:
-    def logistics() -> ServiceClient:
-        client = service_client(kit.runtime, "logistics")
-        if client is None:
-            raise Denied(503, "no_logistics_service")
-        return client
-
     @router.get("/shipments")
     async def shipments_page(request: Request, me: SignedIn = kit.worker) -> Response:
         which = request.query_params.get("list", "stalled")
@@ -36,7 +26,9 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         found: list[dict[str, Any]] = []
         error = None
         try:
-            found = await logistics().call(me.person, "GET", "/shipments", params={"list": which})
+            found = await kit.client_of("logistics").call(
+                me.person, "GET", "/shipments", params={"list": which}
+            )
         except ServiceError as exc:
             error = str(exc)
         return kit.render(
@@ -54,7 +46,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         request: Request, shipment_id: str, me: SignedIn = kit.worker
     ) -> Response:
         try:
-            shipment = await logistics().call(
+            shipment = await kit.client_of("logistics").call(
                 me.person, "GET", f"/shipments/{quote(shipment_id, safe='')}"
             )
         except ServiceError as exc:
@@ -81,7 +73,7 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
             body["tracking_number"] = given["tracking_number"].strip()
         target = f"{PREFIX}/shipments/{quote(shipment_id, safe='')}"
         try:
-            await logistics().call(
+            await kit.client_of("logistics").call(
                 me.person,
                 "POST",
                 f"/shipments/{quote(shipment_id, safe='')}/reassign",

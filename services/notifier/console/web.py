@@ -12,6 +12,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from orderguard.services.notifier.console import people, sessions
+from orderguard.services.notifier.console.service_client import (
+    Service,
+    ServiceClient,
+    service_client,
+)
 from orderguard.shared.runtime import Runtime
 
 
@@ -52,6 +57,13 @@ class PageKit:
     render: Callable[..., HTMLResponse]
     worker: Any
     admin: Any
+
+    def client_of(self, service: Service) -> ServiceClient:
+        """The client of another service's API; 503 (in words) when it is not configured."""
+        client = service_client(self.runtime, service)
+        if client is None:
+            raise Denied(503, f"no_{service}_service")
+        return client
 
     def not_found(self, request: Request, me: SignedIn, message: str) -> HTMLResponse:
         """The error page for a thing another service does not know, in its words."""
