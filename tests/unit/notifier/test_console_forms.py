@@ -1,12 +1,17 @@
-"""The console's pure pieces: a refund form as the aftersales API's body, and other services'
-problem+json answers as words."""
+"""The console's pure pieces: a refund form as the aftersales API's body, other services'
+problem+json answers as words, and every word of the templates in both languages."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import httpx
 import pytest
 
+from orderguard.services.notifier.console import pages
 from orderguard.services.notifier.console.case_pages import refund_body
+from orderguard.services.notifier.console.i18n import LANGUAGES, MESSAGES
 from orderguard.services.notifier.console.service_client import words_of
 
 
@@ -45,3 +50,19 @@ def test_problems_become_words_and_other_answers_their_status() -> None:
     assert words_of("logistics", httpx.Response(502, text="<html>")) == (
         "The logistics service answered 502."
     )
+
+
+def test_every_word_the_templates_ask_for_is_in_both_languages() -> None:
+    asked = {
+        key
+        for template in (pages.HERE / "templates").glob("*.html")
+        for key in re.findall(r"""\bt\(["']([a-z_]+)["']\)""", Path(template).read_text())
+    }
+    assert len(asked) > 100
+    missing = {
+        (key, language)
+        for key in asked
+        for language in LANGUAGES
+        if language not in MESSAGES.get(key, {})
+    }
+    assert not missing, sorted(missing)
