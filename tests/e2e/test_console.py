@@ -88,6 +88,7 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         )
         assert resolved.status_code == 303 and "error" not in resolved.headers["location"]
         page = (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        assert 'href="/console/orders/o-1"' in page  # the linked order's page
         timeline = page[page.index('id="timeline"') :]
         assert "claimed</td><td>Wang Wei" in timeline and "resolved</td><td>Wang Wei" in timeline
 
