@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.aftersales import handlers, repository
-from orderguard.services.aftersales.domain import CaseLine, RefundLine, new_id
+from orderguard.services.aftersales.domain import FLOWS, CaseLine, RefundLine, new_id
 from orderguard.services.aftersales.handlers import CaseFile, CaseNotFound, OpenCase
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
@@ -187,6 +187,7 @@ class CaseView(BaseModel):
     channel: str | None
     case_type: str
     state: str
+    stages: list[str] = Field(description="The states of this case type's flow, in order")
     allowed_actions: list[str]
     priority: str
     reason: str
@@ -214,6 +215,7 @@ class CaseView(BaseModel):
             channel=c.channel,
             case_type=c.case_type,
             state=c.state,
+            stages=list(FLOWS[c.case_type]),
             allowed_actions=c.allowed_actions(),
             priority=c.priority,
             reason=c.reason,
@@ -243,6 +245,8 @@ class CaseSummary(BaseModel):
     needs_review: bool
     opened_at: datetime
     updated_at: datetime
+    first_response_due_at: datetime | None
+    first_response_at: datetime | None
 
 
 def _media_type(value: str | None) -> str:
@@ -364,9 +368,13 @@ async def find_cases(
     state: Annotated[Text | None, Query(max_length=32)] = None,
     case_type: Annotated[CaseTypeIn | None, Query(alias="type")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    order: Annotated[
+        Literal["newest", "sla_due"],
+        Query(description="sla_due: open cases first, by first-response due time"),
+    ] = "newest",
 ) -> list[CaseSummary]:
-    """Cases by order, state and type, newest first."""
-    found = await repository.find_cases(conn, order_id, state, case_type, limit)
+    """Cases by order, state and type, newest first (or by SLA due)."""
+    found = await repository.find_cases(conn, order_id, state, case_type, limit, order)
     return [
         CaseSummary(
             case_id=c.case_id,
@@ -378,6 +386,8 @@ async def find_cases(
             needs_review=c.needs_review,
             opened_at=c.opened_at,
             updated_at=c.updated_at,
+            first_response_due_at=c.first_response_due_at,
+            first_response_at=c.first_response_at,
         )
         for c in found
     ]
@@ -591,4 +601,3 @@ async def refund(
         return _answer(found, 201)
 
     return await writes.once(request.model_dump(mode="json"), refund_, _case_location)
-

@@ -247,6 +247,14 @@ class NotifierSettings(ServiceSettings):
         default=None,
         description="The order service's URL the console calls server-side for a person",
     )
+    console_aftersales_url: str | None = Field(
+        default=None,
+        description="The after-sales service's URL the console calls server-side for a person",
+    )
+    console_logistics_url: str | None = Field(
+        default=None,
+        description="The logistics service's URL the console calls server-side for a person",
+    )
     console_api_key: SecretStr | None = Field(
         default=None,
         description="The console's key to the order service (scope `delegate`)",

@@ -14,50 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from orderflow import paid_order_events as order_events
 from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
 from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentDelivered
-from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress
 from orderguard.shared.settings import Settings
-
-ADDRESS = ShippingAddress(
-    province="Zhejiang", city="Hangzhou", district="Xihu", street="1 Wensan Rd", recipient="Li Lei"
-)
-LINES = [
-    OrderLine(sku="MUG", quantity=2, unit_price=Decimal("39.90")),
-    OrderLine(sku="TEA", quantity=1, unit_price=Decimal("58.00")),
-]
-
-
-def order_events(
-    order_id: str, customer: str = "cust-1", paid_ago: timedelta = timedelta(days=1)
-) -> list[Envelope]:
-    paid_at = datetime.now(UTC) - paid_ago
-    common: dict[str, Any] = {
-        "order_id": order_id,
-        "customer_id": customer,
-        "channel": "web",
-        "warehouse": "main",
-        "lines": LINES,
-        "total_amount": Decimal("137.80"),
-        "phone": "13800138000",
-        "shipping_address": ADDRESS,
-    }
-    placed = OrderPlaced(**common, placed_at=paid_at - timedelta(minutes=2))
-    paid = OrderPaid(
-        **common,
-        paid_amount=Decimal("137.80"),
-        payment_id=f"pay-{order_id}",
-        promised_delivery_by=paid_at + timedelta(days=3),
-        paid_at=paid_at,
-    )
-    return [
-        Envelope(type=t, source="/test/order", subject=order_id, data=d.model_dump(mode="json"))
-        for t, d in (("order.placed.v1", placed), ("order.paid.v1", paid))
-    ]
 
 
 class Shop:
