@@ -42,10 +42,10 @@ from orderguard.services.notifier.console.i18n import (
     language_of,
     translator,
 )
-from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.notifier.console.web import Denied, PageKit, Redirect, SignedIn
 from orderguard.services.notifier.console.web import form as _form
 from orderguard.services.notifier.console.web import form_lists as _form_lists
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
 from orderguard.services.notifier.work_items.domain import (
     ClaimedByAnother,
