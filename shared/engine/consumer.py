@@ -366,9 +366,12 @@ class Engine:
         started_ns = telemetry.now_ns()
         async with UnitOfWork(self._pool, self._schema) as uow:
             conn = uow.conn
-            stored = await self._lock_offsets(conn, records)
+            runs = _runs(records)
+            stored = await self._lock_offsets(conn, runs)
             # Records below the stored offset were applied by an earlier owner of the partition.
-            records = [r for r in records if r.offset >= stored.get((r.topic, r.partition), -1)]
+            if any(stored.get(tp, -1) > first for tp, (first, _) in runs.items()):
+                records = [r for r in records if r.offset >= stored.get((r.topic, r.partition), -1)]
+                runs = _runs(records)
             type_headers, announced = self._read_headers(records)
             # The ids the producers announce (`ce_id`) are recorded while the bodies are decoded:
             # PostgreSQL inserts them in its own process while this one validates.
@@ -387,7 +390,7 @@ class Engine:
             if events:
                 await self.handler.handle(uow, events)
             uow.outbox.extend(self._dead_letter_message(letter) for letter in dead)
-            next_offsets = self._next_offsets(records)
+            next_offsets = {TopicPartition(*tp): last + 1 for tp, (_, last) in runs.items()}
             await conn.execute(
                 "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
                 " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
@@ -412,11 +415,11 @@ class Engine:
         return next_offsets
 
     async def _lock_offsets(
-        self, conn: asyncpg.Connection, records: list[ConsumerRecord]
+        self, conn: asyncpg.Connection, partitions: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         """Lock this batch's offset rows so a zombie owner of the same partitions waits, then skips."""
         locked = await self._lock_partitions(
-            conn, {TopicPartition(topic, partition) for topic, partition in _partitions(records)}
+            conn, {TopicPartition(topic, partition) for topic, partition in partitions}
         )
         return {(tp.topic, tp.partition): offset for tp, offset in locked.items()}
 
@@ -515,7 +518,7 @@ class Engine:
             return events, []
         unique: dict[str, Event] = {}
         for event in events:
-            unique.setdefault(event.id, event)
+            unique.setdefault(event.envelope.id, event)
         # Rare: an event without (or with another) ce_id header; an announced id that is no event.
         unannounced = [event_id for event_id in unique if event_id not in announced]
         if unannounced:
@@ -547,15 +550,6 @@ class Engine:
 
     def _dead_letter_message(self, letter: DeadLetter) -> OutboxMessage:
         return dead_letter_message(letter, self.group)
-
-    @staticmethod
-    def _next_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
-        last: dict[tuple[str, int], int] = {}
-        for record in records:
-            last[(record.topic, record.partition)] = record.offset + 1
-        return {
-            TopicPartition(topic, partition): offset for (topic, partition), offset in last.items()
-        }
 
     def _count(
         self,
@@ -643,12 +637,19 @@ def _record_of(event: Event, records: list[ConsumerRecord]) -> ConsumerRecord:
     raise LookupError("event without its record")
 
 
-def _partitions(records: list[ConsumerRecord]) -> set[tuple[str, int]]:
-    """The (topic, partition) of a batch; getmany hands records over partition by partition."""
-    found: set[tuple[str, int]] = set()
-    current: tuple[str, int] | None = None
+def _runs(records: list[ConsumerRecord]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per (topic, partition) of a batch, its first and last offset; getmany hands records over
+    partition by partition, in offset order (a partition met again only extends its run)."""
+    runs: dict[tuple[str, int], tuple[int, int]] = {}
+    if not records:
+        return runs
+    first = records[0]
+    tp, start = (first.topic, first.partition), first.offset
+    last = start
     for record in records:
-        if current is None or record.partition != current[1] or record.topic != current[0]:
-            current = (record.topic, record.partition)
-            found.add(current)
-    return found
+        if record.partition != tp[1] or record.topic != tp[0]:
+            runs[tp] = (runs[tp][0], last) if tp in runs else (start, last)
+            tp, start = (record.topic, record.partition), record.offset
+        last = record.offset
+    runs[tp] = (runs[tp][0], last) if tp in runs else (start, last)
+    return runs
