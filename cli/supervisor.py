@@ -146,7 +146,7 @@ class Demo:
             **SYSTEM_ENV,
             "ORDERGUARD_DETECTORS_FILE": str(detectors),
             # the generator sends part of the scans over the signed carrier webhook
-            "ORDERGUARD_CARRIER_SECRETS": json.dumps({"sf-express": secret}),
+            "ORDERGUARD_LOGISTICS__CARRIER_SECRETS": json.dumps({"sf-express": secret}),
         }
 
     def command(self, data_dir: Path) -> list[str]:
@@ -251,7 +251,7 @@ class Supervisor:
                 port += 1
             by_name = {service.name: service for service in services}
             # The console (in the notifier) calls the order service for people, server-side.
-            by_name["notifier"].env["ORDERGUARD_CONSOLE_ORDER_URL"] = by_name["order"].url
+            by_name["notifier"].env["ORDERGUARD_NOTIFIER__CONSOLE_ORDER_URL"] = by_name["order"].url
             admin_password = asyncio.run(first_admin_password(database_url))
             for service in services:
                 service.start()

@@ -24,6 +24,21 @@ from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Settings)
+
+
+def tuned(settings: S, **changes: Any) -> S:
+    """`settings` with `changes`; a service's section takes a dict of its own changes, e.g.
+    `tuned(settings, job_interval_s=0.1, order={"recycle_bin_retention_s": 0.01})`."""
+    sections = settings.sections()
+    return settings.model_copy(
+        update={
+            name: sections[name].model_copy(update=value)
+            if name in sections and isinstance(value, dict)
+            else value
+            for name, value in changes.items()
+        }
+    )
 
 
 async def wait_until(

@@ -20,13 +20,13 @@ from orderguard.services.aftersales.domain import CaseLine, RefundLine, new_id
 from orderguard.services.aftersales.handlers import CaseFile, CaseNotFound, OpenCase
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
+from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.actor import Actor
 from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes
 from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text
 from orderguard.shared.http.views import TimelineEntryView
-from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
@@ -285,16 +285,16 @@ class CaseDesk:
 
 
 def case_desk(runtime: RuntimeDep) -> CaseDesk:
-    settings = runtime.settings
+    settings = runtime.settings.section(AftersalesSettings)
 
     def build() -> CaseDesk:
         return CaseDesk(
             topics=runtime.topics,
             sla=CaseSlaBreached(in_force(runtime).rule(CaseSlaBreached.name)),
-            return_window_days=settings.aftersales_return_window_days,
-            attachment_types=frozenset(t.lower() for t in settings.aftersales_attachment_types),
-            attachment_max_bytes=settings.aftersales_attachment_max_bytes,
-            attachments=FilePath(settings.aftersales_attachments_dir),
+            return_window_days=settings.return_window_days,
+            attachment_types=frozenset(t.lower() for t in settings.attachment_types),
+            attachment_max_bytes=settings.attachment_max_bytes,
+            attachments=FilePath(settings.attachments_dir),
         )
 
     return runtime.once("aftersales.case_desk", build)
@@ -306,7 +306,7 @@ CaseWriter = Annotated[Caller, Depends(require_scope("cases:write"))]
 READ = [Depends(require_scope("cases:read"))]
 # The types documented; the deployment's own list (settings) is what is enforced.
 DOCUMENTED_TYPES = sorted(
-    Settings.model_fields["aftersales_attachment_types"].get_default(call_default_factory=True)
+    AftersalesSettings.model_fields["attachment_types"].get_default(call_default_factory=True)
 )
 
 

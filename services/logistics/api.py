@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from orderguard.services.logistics import handlers, repository
 from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, scan_from_the_future
 from orderguard.services.logistics.handlers import ShipmentWithHistory, WebhookReplayed
+from orderguard.services.logistics.settings import LogisticsSettings
 from orderguard.services.logistics.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -166,7 +167,7 @@ class Carriers:
 
 
 def carriers(runtime: RuntimeDep) -> Carriers:
-    settings = runtime.settings
+    settings = runtime.settings.section(LogisticsSettings)
     return Carriers(
         runtime.topics, settings.carrier_secrets, settings.carrier_signature_tolerance_s
     )

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
+from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentDelivered
 from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress
@@ -120,14 +121,15 @@ def aftersales_settings(settings: Settings, tmp_path: Path) -> Settings:
         "      - match: {priority: P4}\n"
         "        params: {first_response_s: 3600}\n"
     )
-    return settings.model_copy(
-        update={
-            "detectors_file": str(detectors),
-            "detector_idle_after_s": 0.3,
-            "detector_allowed_lateness_s": 0.0,
-            "aftersales_attachments_dir": str(tmp_path / "attachments"),
-            "aftersales_attachment_max_bytes": 1024,
-        }
+    return tuned(
+        settings,
+        detectors_file=str(detectors),
+        detector_idle_after_s=0.3,
+        detector_allowed_lateness_s=0.0,
+        aftersales={
+            "attachments_dir": str(tmp_path / "attachments"),
+            "attachment_max_bytes": 1024,
+        },
     )
 
 
@@ -379,7 +381,7 @@ async def test_evidence_attachments_with_type_and_size_limits(
     attachment = stored.json()
     assert attachment["sha256"] == hashlib.sha256(photo).hexdigest()
     assert attachment["size_bytes"] == len(photo) and attachment["storage"] == "database"
-    local = Path(shop.settings.aftersales_attachments_dir)
+    local = Path(shop.settings.section(AftersalesSettings).attachments_dir)
     assert not await asyncio.to_thread(local.exists)  # nothing on a local disk
     downloaded = await shop.client.get(f"{url}/{attachment['attachment_id']}")
     assert downloaded.status_code == 200 and downloaded.content == photo

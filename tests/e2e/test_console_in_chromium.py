@@ -20,7 +20,7 @@ import httpx
 import pytest
 import uvicorn
 from orderflow import order_body
-from testkit import publish_event, wait_until
+from testkit import publish_event, tuned, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people
@@ -120,8 +120,8 @@ async def system(settings: Settings, start_service: Any) -> AsyncIterator[dict[s
     servers = [await serve(order.runtime, order_port)]
     notifier = await start_service(
         NOTIFIER,
-        settings_=settings.model_copy(
-            update={"console_order_url": f"http://127.0.0.1:{order_port}"}
+        settings_=tuned(
+            settings, notifier={"console_order_url": f"http://127.0.0.1:{order_port}"}
         ),
     )
     servers.append(await serve(notifier.runtime, notifier_port))

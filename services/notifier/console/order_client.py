@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.shared.http.auth import DELEGATE
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
@@ -51,8 +52,9 @@ def words_of(response: httpx.Response) -> str:
 def console_key(settings: Settings) -> str | None:
     """The key the console presents: its own if configured, else one of this deployment's keys
     that may act for people."""
-    if settings.console_api_key is not None:
-        return settings.console_api_key.get_secret_value()
+    own = settings.section(NotifierSettings)
+    if own.console_api_key is not None:
+        return own.console_api_key.get_secret_value()
     for key, scopes in settings.api_keys.items():
         if "*" in scopes or DELEGATE in scopes:
             return key.get_secret_value()
@@ -65,11 +67,12 @@ def order_client(runtime: Runtime) -> OrderClient | None:
     def build() -> OrderClient | None:
         settings = runtime.settings
         key = console_key(settings)
-        if not settings.console_order_url or key is None:
+        order_url = settings.section(NotifierSettings).console_order_url
+        if not order_url or key is None:
             return None
         return OrderClient(
             httpx.AsyncClient(
-                base_url=settings.console_order_url,
+                base_url=order_url,
                 headers={"X-API-Key": key},
                 timeout=TIMEOUT_S,
             )

@@ -35,6 +35,7 @@ from orderguard.services.notifier.console.i18n import (
     language_of,
     translator,
 )
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
 from orderguard.services.notifier.work_items.domain import (
     ClaimedByAnother,
@@ -81,7 +82,11 @@ class SignedIn:
 
 def cookie_name(runtime: Runtime) -> str:
     # __Host- cookies must be Secure, path /, and without a domain: no subdomain can set them.
-    return "__Host-og_session" if runtime.settings.console_cookie_secure else "og_session"
+    return (
+        "__Host-og_session"
+        if runtime.settings.section(NotifierSettings).console_cookie_secure
+        else "og_session"
+    )
 
 
 ORDER_FILTERS = ("order_id", "customer_id", "status", "hold_reason", "channel")
@@ -100,7 +105,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ConsoleRoute)
-    settings = runtime.settings
+    settings = runtime.settings.section(NotifierSettings)
     idle = timedelta(seconds=settings.console_session_idle_s)
     absolute = timedelta(seconds=settings.console_session_absolute_s)
     session_cookie = cookie_name(runtime)
