@@ -176,8 +176,8 @@ class Settings(BaseSettings):
     detector_idle_after_s: float = Field(
         default=10.0,
         gt=0,
-        description="A partition without records this long follows the wall clock,"
-        " so silence is detected",
+        description="A partition without records this long, and none waiting, follows the"
+        " wall clock, so silence is detected",
     )
 
     @field_validator("database_url")
