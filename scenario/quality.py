@@ -188,7 +188,17 @@ def compare(
         if not candidates:
             false_alarms.append(observation)
             continue
-        nearest = min(candidates, key=lambda i: (_distance(labels[i], observation), i))
+        # Nearest window first; between equally near ones (overlapping windows), a label not
+        # yet raised under another fingerprint, so two injections of one identity raised
+        # twice count as two hits, not a duplicate and a miss.
+        nearest = min(
+            candidates,
+            key=lambda i: (
+                _distance(labels[i], observation),
+                any(o.fingerprint != observation.fingerprint for o in assigned[i]),
+                i,
+            ),
+        )
         assigned[nearest].append(observation)
     outcomes = []
     for i, label in enumerate(labels):

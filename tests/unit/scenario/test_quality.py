@@ -228,3 +228,24 @@ def test_a_run_judges_the_rules_only_when_its_player_kept_its_plan() -> None:
     # one step 6 s late: a clean parcel may really have gone silent, a delivery come late
     assert not player_kept_its_plan({"p50": 0.1, "p95": 1.0, "max": 6.0}, tolerance_s=5)
     assert not player_kept_its_plan({}, tolerance_s=5), "a lag nobody measured is not kept"
+
+
+def test_two_injections_of_one_identity_with_overlapping_windows_raised_twice_are_two_hits() -> (
+    None
+):
+    # Seed 4 planned two duplicate orders of one customer 0.7 s apart: the rule raised both
+    # (two fingerprints), inside both windows; they were judged a duplicate and a miss.
+    injected = [
+        label("a-154", "order.duplicate", {"customer_id": "c1"}, due=0, tolerance=10),
+        label("a-156", "order.duplicate", {"customer_id": "c1"}, due=0.7, tolerance=10),
+    ]
+    report = compare(
+        injected,
+        [
+            seen("order.duplicate", {"customer_id": "c1"}, 0.5, fingerprint="f1"),
+            seen("order.duplicate", {"customer_id": "c1"}, 1.2, fingerprint="f2"),
+            seen("order.duplicate", {"customer_id": "c1"}, 1.3, fingerprint="f2"),  # redelivery
+        ],
+    )
+    assert [o.verdict for o in report.outcomes] == ["hit", "hit"]
+    assert report.ok
