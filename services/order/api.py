@@ -297,7 +297,7 @@ def _location(body: dict[str, Any]) -> str:
     return f"/orders/{body['order_id']}"
 
 
-def config(runtime: RuntimeDep) -> OrderConfig:
+async def config(runtime: RuntimeDep) -> OrderConfig:  # async: no thread hop (shared/http/deps)
     return order_config(runtime)
 
 
