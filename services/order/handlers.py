@@ -145,8 +145,9 @@ async def place_order(
         payment_due_at=uow.now + config.payment_deadline,
     )
     entries = _announce(uow, config, order, entries)  # placed, and held by the intake checks
-    # Also decides the customer type (new or returning: has the customer ordered before?).
-    await repository.add(uow.conn, order, entries)
+    # The order, its timeline and its events in one statement, which also decides the customer
+    # type (new or returning: has the customer ordered before?).
+    await repository.add(uow.conn, order, entries, uow.take_outbox())
     log.info(
         "order placed",
         order_id=order.order_id,

@@ -25,6 +25,7 @@ from orderguard.services.order.domain import (
     customer_type_of,
 )
 from orderguard.shared.db import Connection
+from orderguard.shared.outbox import OutboxRows
 
 _COLUMNS = (
     "order_id, customer_id, channel, warehouse, status, phone, shipping_address, placed_at,"
@@ -58,10 +59,13 @@ def _insert_timeline(first: int) -> str:
     return _INSERT_TIMELINE.format(*range(first, first + 11))
 
 
-async def add(conn: Connection, order: Order, timeline: Iterable[TimelineEntry]) -> None:
-    """Store a new order with its lines and its first timeline entries in one statement. Its
-    customer type (`customer_type_of`) depends on whether the customer ordered here before: the
-    same statement looks, and `order` gets the type stored."""
+async def add(
+    conn: Connection, order: Order, timeline: Iterable[TimelineEntry], outbox: OutboxRows
+) -> None:
+    """Store a new order with its lines, its first timeline entries and the events it caused
+    (`outbox`) in one statement. Its customer type (`customer_type_of`) depends on whether the
+    customer ordered here before: the same statement looks, and `order` gets the type stored."""
+    events, wake, outbox_args = outbox.insert(first=40)
     order.customer_type = await conn.fetchval(
         "WITH placed AS (INSERT INTO orders (order_id, customer_id, channel, warehouse, status,"
         " phone, shipping_address, total_amount, placed_at, updated_at, member_level, express,"
@@ -76,8 +80,9 @@ async def add(conn: Connection, order: Order, timeline: Iterable[TimelineEntry])
         " SELECT $1, n, sku, quantity, unit_price"
         " FROM unnest($26::text[], $27::integer[], $28::numeric[])"
         " WITH ORDINALITY AS l (sku, quantity, unit_price, n)),"
-        f" timeline AS ({_insert_timeline(29)})"
-        " SELECT customer_type FROM placed",
+        f" timeline AS ({_insert_timeline(29)}),"
+        f" events AS ({events})"
+        f" SELECT customer_type, {wake} FROM placed",
         order.order_id,
         order.customer_id,
         order.channel,
@@ -100,6 +105,7 @@ async def add(conn: Connection, order: Order, timeline: Iterable[TimelineEntry])
         [line.quantity for line in order.lines],
         [line.unit_price for line in order.lines],
         *_timeline_arrays((order.order_id, entry) for entry in timeline),
+        *outbox_args,
     )
 
 
