@@ -22,6 +22,7 @@ from aiokafka.errors import (
 )
 
 from orderguard.shared import metrics
+from orderguard.shared.db import Connection
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.logging import get_logger
 
@@ -64,9 +65,7 @@ def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
 
-async def write_outbox(
-    conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]
-) -> int:
+async def write_outbox(conn: Connection, schema: str, messages: Iterable[OutboxMessage]) -> int:
     """Insert messages inside the caller's transaction; the relay is woken when it commits."""
     batch = list(messages)
     if not batch:
@@ -182,7 +181,7 @@ class OutboxRelay:
                 await conn.remove_listener(notify_channel(self._schema), listener)
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))
 
-    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+    async def _publish_batch(self, conn: Connection) -> int:
         """Publish one batch; returns how many rows it settled (sent or parked)."""
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers, created_at FROM outbox"
@@ -240,9 +239,7 @@ class OutboxRelay:
             raise broker_error
         return len(sent) + len(parked)
 
-    async def _park(
-        self, conn: asyncpg.Connection, parked: list[tuple[asyncpg.Record, str]]
-    ) -> None:
+    async def _park(self, conn: Connection, parked: list[tuple[asyncpg.Record, str]]) -> None:
         await conn.executemany(
             "UPDATE outbox SET parked_at = now(), parked_reason = $2 WHERE id = $1",
             [(row["id"], reason) for row, reason in parked],
@@ -258,11 +255,13 @@ class OutboxRelay:
                 reason=reason,
             )
 
-    async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
-        count, oldest_age = await conn.fetchrow(
+    async def _measure_backlog(self, conn: Connection) -> None:
+        row = await conn.fetchrow(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
             " FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
         )
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        count, oldest_age = row
         metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
         metrics.OUTBOX_OLDEST_UNSENT_AGE.labels(self._schema).set(float(max(oldest_age, 0)))
         metrics.OUTBOX_PARKED_ROWS.labels(self._schema).set(

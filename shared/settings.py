@@ -163,12 +163,11 @@ class Settings(BaseSettings):
     # A signed webhook request whose timestamp is further than this from now is refused.
     carrier_signature_tolerance_s: float = Field(default=300.0, gt=0)
     # Delay compensation, once per shipment: what the customer gets per reason, and when.
-    logistics_delay_compensation: dict[Literal["overdue", "stalled"], DelayCompensation] = Field(
-        default_factory=lambda: {
-            "overdue": DelayCompensation(kind="coupon", amount=Decimal("10")),
-            "stalled": DelayCompensation(kind="points", amount=Decimal("100")),
-        }
-    )
+    # (pydantic copies a mutable default per instance)
+    logistics_delay_compensation: dict[Literal["overdue", "stalled"], DelayCompensation] = {
+        "overdue": DelayCompensation(kind="coupon", amount=Decimal("10")),
+        "stalled": DelayCompensation(kind="points", amount=Decimal("100")),
+    }
     # Compensate an undelivered shipment this long after its promised date...
     logistics_overdue_compensation_after_s: float = Field(default=0.0, ge=0)
     # ... or an in-transit one this long after its last scan.

@@ -33,7 +33,7 @@ class OrderClient:
             raise OrderServiceError(f"The order service did not answer ({exc!s}).") from None
         if response.status_code >= 400:
             raise OrderServiceError(words_of(response))
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
 
 def words_of(response: httpx.Response) -> str:

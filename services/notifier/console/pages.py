@@ -123,6 +123,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 "me": signed_in.person if signed_in else None,
                 "csrf": signed_in.session.csrf_token if signed_in else None,
                 "prefix": PREFIX,
+                "status": status,
                 **context,
             },
             status_code=status,
@@ -373,7 +374,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     raise Denied(404, "not_found")
                 await uow.commit()
         except IllegalTransition as exc:
-            error = f"A {exc.state} work item cannot be {action}ed now."
+            error = f"A {exc.current} work item cannot be {action}ed now."
         except ClaimedByAnother as exc:
             error = f"Claimed by {item['names'].get(exc.claimed_by, exc.claimed_by)}."
         except ValueError as exc:
@@ -473,7 +474,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 me.person.login, "GET", f"/orders/{quote(order_id, safe='')}"
             )
         except order_client.OrderServiceError as exc:
-            return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
+            return render(request, "error.html", 404, signed_in=me, message=str(exc))
         return render(
             request,
             "order.html",
@@ -602,7 +603,7 @@ def parse_memberships(text: str) -> dict[str, people.TeamRole]:
             raise ValueError(f"unknown team {team!r}; one of {', '.join(_all_teams())}")
         if role not in people.ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(people.ROLES)}")
-        teams[team.strip()] = role  # type: ignore[assignment]
+        teams[team.strip()] = role
     return teams
 
 
