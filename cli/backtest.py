@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -164,7 +164,7 @@ class _progress:
             else None
         )
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], None] | None:
         if self.bar is None:
             return None
         self.bar.start()

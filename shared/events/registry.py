@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -88,7 +88,7 @@ class EventRegistry:
     def __contains__(self, type_name: object) -> bool:
         return type_name in self._models
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._models))
 
 
