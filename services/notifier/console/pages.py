@@ -374,7 +374,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     raise Denied(404, "not_found")
                 await uow.commit()
         except IllegalTransition as exc:
-            error = f"A {exc.current} work item cannot be {action}ed now."
+            error = f"Cannot {action} a {exc.current} work item."
         except ClaimedByAnother as exc:
             error = f"Claimed by {item['names'].get(exc.claimed_by, exc.claimed_by)}."
         except ValueError as exc:
