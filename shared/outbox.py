@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import orjson
@@ -22,6 +23,7 @@ from aiokafka.errors import (
 )
 
 from orderguard.shared import metrics
+from orderguard.shared.db import Connection
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.logging import get_logger
 
@@ -64,27 +66,45 @@ def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRows:
+    """Messages for one schema's outbox, to be written in a caller's own statement: a use case
+    that stores its state and its events in one round trip (`UnitOfWork.take_outbox`)."""
+
+    schema: str
+    messages: list[OutboxMessage]
+
+    def insert(self, first: int) -> tuple[str, str, list[Any]]:
+        """(a data-modifying statement for a WITH clause, an expression for the final SELECT
+        that wakes the relay on commit, their parameters from ${first} on)."""
+        return (
+            "INSERT INTO outbox (topic, key, value, headers)"
+            " SELECT topic, key, value, headers::jsonb"
+            f" FROM unnest(${first}::text[], ${first + 1}::bytea[], ${first + 2}::bytea[],"
+            f" ${first + 3}::text[]) WITH ORDINALITY AS m (topic, key, value, headers, n)"
+            # In the given order: ids follow it, and the relay publishes by id.
+            " ORDER BY n",
+            f"pg_notify(${first + 4}, '')",
+            [
+                [m.topic for m in self.messages],
+                [m.key for m in self.messages],
+                [m.value for m in self.messages],
+                [orjson.dumps([list(h) for h in m.headers]).decode() for m in self.messages],
+                notify_channel(self.schema),
+            ],
+        )
+
+
 async def write_outbox(
-    conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]
+    conn: Connection, schema: str, messages: Iterable[OutboxMessage]
 ) -> int:
     """Insert messages inside the caller's transaction; the relay is woken when it commits."""
     batch = list(messages)
     if not batch:
         return 0
-    # One statement, one round trip: the rows in the given order (ids follow it, and the relay
-    # publishes by id), and the relay's wake-up, delivered on commit, collapsed per transaction.
-    await conn.execute(
-        "WITH written AS (INSERT INTO outbox (topic, key, value, headers)"
-        " SELECT topic, key, value, headers::jsonb"
-        " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
-        " WITH ORDINALITY AS m (topic, key, value, headers, n) ORDER BY n)"
-        " SELECT pg_notify($5, '')",
-        [m.topic for m in batch],
-        [m.key for m in batch],
-        [m.value for m in batch],
-        [orjson.dumps([list(h) for h in m.headers]).decode() for m in batch],
-        notify_channel(schema),
-    )
+    # One statement, one round trip; the relay's wake-up is collapsed per transaction.
+    insert, wake, args = OutboxRows(schema, batch).insert(first=1)
+    await conn.execute(f"WITH written AS ({insert}) SELECT {wake}", *args)
     return len(batch)
 
 
@@ -182,7 +202,7 @@ class OutboxRelay:
                 await conn.remove_listener(notify_channel(self._schema), listener)
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))
 
-    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+    async def _publish_batch(self, conn: Connection) -> int:
         """Publish one batch; returns how many rows it settled (sent or parked)."""
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers, created_at FROM outbox"
@@ -240,9 +260,7 @@ class OutboxRelay:
             raise broker_error
         return len(sent) + len(parked)
 
-    async def _park(
-        self, conn: asyncpg.Connection, parked: list[tuple[asyncpg.Record, str]]
-    ) -> None:
+    async def _park(self, conn: Connection, parked: list[tuple[asyncpg.Record, str]]) -> None:
         await conn.executemany(
             "UPDATE outbox SET parked_at = now(), parked_reason = $2 WHERE id = $1",
             [(row["id"], reason) for row, reason in parked],
@@ -258,11 +276,13 @@ class OutboxRelay:
                 reason=reason,
             )
 
-    async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
-        count, oldest_age = await conn.fetchrow(
+    async def _measure_backlog(self, conn: Connection) -> None:
+        row = await conn.fetchrow(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
             " FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
         )
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        count, oldest_age = row
         metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
         metrics.OUTBOX_OLDEST_UNSENT_AGE.labels(self._schema).set(float(max(oldest_age, 0)))
         metrics.OUTBOX_PARKED_ROWS.labels(self._schema).set(

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -114,6 +115,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 "prefix": PREFIX,
                 # Keys a form's write once (Idempotency-Key): a resubmitted form has no second effect.
                 "form_token": uuid.uuid4().hex,
+                "status": status,
                 **context,
             },
             status_code=status,
@@ -378,7 +380,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     raise Denied(404, "not_found")
                 await uow.commit()
         except IllegalTransition as exc:
-            error = f"A {exc.state} work item cannot be {action}ed now."
+            error = f"Cannot {action} a {exc.current} work item."
         except ClaimedByAnother as exc:
             error = f"Claimed by {item['names'].get(exc.claimed_by, exc.claimed_by)}."
         except ValueError as exc:
@@ -487,7 +489,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         try:
             order = await orders().call(me.person, "GET", f"/orders/{quote(order_id, safe='')}")
         except service_client.ServiceError as exc:
-            return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
+            return render(request, "error.html", 404, signed_in=me, message=str(exc))
         return render(
             request,
             "order.html",
@@ -523,10 +525,12 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         start = end - timedelta(days=7)
         # A person sees their teams' numbers; admins see every team's.
         teams = None if me.person.is_admin else sorted(me.person.teams)
-        window = {"bucket": "day", "start": start, "end": end, "team": None, "teams": teams}
+        window = partial(
+            analytics.series, bucket="day", start=start, end=end, team=None, teams=teams
+        )
         async with runtime.pool.acquire() as conn:
-            per_rule = await analytics.series(conn, table="anomalies", by="rule", **window)
-            per_team = await analytics.series(conn, table="work_items", by="team", **window)
+            per_rule = await window(conn, table="anomalies", by="rule")
+            per_team = await window(conn, table="work_items", by="team")
             times = await analytics.response_times(
                 conn, start=start, end=end, team=None, teams=teams
             )
@@ -623,7 +627,7 @@ def parse_memberships(text: str) -> dict[str, people.TeamRole]:
             raise ValueError(f"unknown team {team!r}; one of {', '.join(_all_teams())}")
         if role not in people.ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(people.ROLES)}")
-        teams[team.strip()] = role  # type: ignore[assignment]
+        teams[team.strip()] = role
     return teams
 
 
