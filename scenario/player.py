@@ -220,15 +220,19 @@ class Player:
                 return
             self.progress.steps_done += 1
             if step.label:
-                parts = self.played.setdefault(step.label, [])
-                parts.append(played)
-                if len(parts) == self.parts[step.label]:
-                    await self._record(self.anomalies[step.label], parts)
-                if isinstance(step.action, Scan) and step.action.exception_reason == "lost":
-                    try:
-                        await self._record_lost_parcel_case(step.action.ref, step.label, played)
-                    except (StepFailed, httpx.HTTPError) as exc:
-                        self.progress.unplayed.append(f"{step.label}-case: {exc}")
+                await self._injected(step, step.label, played)
+
+    async def _injected(self, step: Step, injection: str, played: Played) -> None:
+        """A step of an injection was played: its label once every step of it was."""
+        parts = self.played.setdefault(injection, [])
+        parts.append(played)
+        if len(parts) == self.parts[injection]:
+            await self._record(self.anomalies[injection], parts)
+        if isinstance(step.action, Scan) and step.action.exception_reason == "lost":
+            try:
+                await self._record_lost_parcel_case(step.action.ref, injection, played)
+            except (StepFailed, httpx.HTTPError) as exc:
+                self.progress.unplayed.append(f"{injection}-case: {exc}")
 
     async def _record_lost_parcel_case(self, ref: str, injection: str, scan: Played) -> None:
         """A parcel its carrier declares lost makes aftersales open a refund case for it

@@ -14,7 +14,7 @@ from typing import Any
 
 from orderguard.scenario.observe import Observer, read_observations
 from orderguard.scenario.plan import Plan, ShopConfig, plan_scenario
-from orderguard.scenario.player import Clients, Player
+from orderguard.scenario.player import Clients, Player, Progress
 from orderguard.scenario.quality import Label, Report, compare, percentile
 from orderguard.scenario.scale import Scale
 
@@ -101,6 +101,33 @@ def spread_of(lags_s: list[float]) -> dict[str, float]:
     }
 
 
+async def watch_loop(lags_s: list[float], every_s: float = 0.1) -> None:
+    """How late the player's own event loop wakes: a busy player (its thousands of stories, the
+    observer decoding every record) inflates the answer times and the lag it reports."""
+    while True:
+        asked = time.monotonic()
+        await asyncio.sleep(every_s)
+        lags_s.append(max(0.0, time.monotonic() - asked - every_s))
+
+
+def player_timings(progress: Progress, loop_lags_s: list[float]) -> dict[str, Any]:
+    """How far behind its plan the player ran and what made it late: per kind of step, how
+    late it started and how long it took; the waits for its own HTTP slots, how late its own
+    event loop woke, how long the system took to answer each kind of request."""
+
+    def per_kind(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+        return {kind: spread_of(values) for kind, values in sorted(durations.items())}
+
+    return {
+        "player_lag_s": spread_of(progress.lags_s),
+        "player_lag_by_step_s": per_kind(progress.lags_by_step),
+        "player_step_took_s": per_kind(progress.took_by_step),
+        "player_slot_wait_s": spread_of(progress.slot_waits_s),
+        "player_loop_late_s": spread_of(loop_lags_s),
+        "player_requests_s": per_kind(progress.requests_s),
+    }
+
+
 async def open_work_items(target: Target) -> int | None:
     with contextlib.suppress(Exception):
         response = await target.clients["notifier"].get(
@@ -165,17 +192,8 @@ async def run_scenario(
             say(await summary_line(player, observer, target, t0))
 
     summary = asyncio.create_task(summarise())
-    # How late the player's own event loop wakes: a busy player (its thousands of stories, the
-    # observer decoding every record) inflates the answer times and the lag it reports.
     loop_lags_s: list[float] = []
-
-    async def watch_loop() -> None:
-        while True:
-            asked = time.monotonic()
-            await asyncio.sleep(0.1)
-            loop_lags_s.append(max(0.0, time.monotonic() - asked - 0.1))
-
-    loop_watch = asyncio.create_task(watch_loop())
+    loop_watch = asyncio.create_task(watch_loop(loop_lags_s))
     try:
         labels = await player.play()
         finished = datetime.now(UTC)
@@ -191,20 +209,7 @@ async def run_scenario(
             "injected": len(plan.anomalies),
             "unplayed": player.progress.unplayed,
             "failed_steps": dict(player.progress.failed),
-            "player_lag_s": spread_of(player.progress.lags_s),
-            # what made it late: per kind of step, how late it started and how long it took,
-            # and the waits for the player's own HTTP slots
-            "player_lag_by_step_s": {
-                kind: spread_of(lags) for kind, lags in sorted(player.progress.lags_by_step.items())
-            },
-            "player_step_took_s": {
-                kind: spread_of(took) for kind, took in sorted(player.progress.took_by_step.items())
-            },
-            "player_slot_wait_s": spread_of(player.progress.slot_waits_s),
-            "player_loop_late_s": spread_of(loop_lags_s),
-            "player_requests_s": {
-                kind: spread_of(took) for kind, took in sorted(player.progress.requests_s.items())
-            },
+            **player_timings(player.progress, loop_lags_s),
         }
         if labels_path:
             write_labels(labels_path, header, labels)
