@@ -263,6 +263,65 @@ async def test_a_delegating_key_acts_for_a_person_and_other_keys_may_not(
     assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "person:wang"
 
 
+async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier, warehouse_item, logistics_item = await two_teams(settings, start_service)
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "zhang", "Zhang Min", PASSWORD, teams={"warehouse": "lead"})
+        await people.add(conn, "chen", "Chen Jie", PASSWORD, teams={"warehouse": "operator"})
+
+    # Over HTTP with a delegating key: the operator is refused (403), the lead is not.
+    def as_(login: str) -> dict[str, str]:
+        return {"X-Acting-Person": login}
+
+    path = f"/work-items/{warehouse_item}/reassign"
+    refused = await notifier.client.post(path, json={"assignee": "chen"}, headers=as_("wang"))
+    assert refused.status_code == 403 and refused.json()["type"].endswith("not-a-lead")
+    outsider = await notifier.client.post(path, json={"assignee": "li"}, headers=as_("zhang"))
+    assert outsider.status_code == 422 and outsider.json()["assignee"] == "li"
+    # li leads logistics, not warehouse: no reassigning warehouse work either.
+    foreign = await notifier.client.post(path, json={"assignee": "chen"}, headers=as_("li"))
+    assert foreign.status_code == 403
+    given = await notifier.client.post(path, json={"assignee": "wang"}, headers=as_("zhang"))
+    assert given.status_code == 200, given.text
+    assert (given.json()["state"], given.json()["claimed_by"]) == ("claimed", "person:wang")
+    entry = given.json()["timeline"][-1]
+    assert (entry["what"], entry["actor"]["id"], entry["details"]) == (
+        "reassigned",
+        "zhang",
+        {"from": None, "to": "person:wang"},
+    )
+
+    # In the console: the lead sees the control and moves it on to chen; an operator gets 403.
+    async with browser(notifier) as zhang, browser(notifier) as wang:
+        lead_csrf = await sign_in(zhang, "zhang")
+        page = (await zhang.get(f"/console/work-items/{warehouse_item}")).text
+        assert 'id="reassign-to"' in page and "Chen Jie (chen)" in page
+        moved = await zhang.post(
+            f"/console/work-items/{warehouse_item}/reassign",
+            data={"csrf_token": lead_csrf, "assignee": "chen"},
+        )
+        assert moved.status_code == 303 and "error" not in moved.headers["location"]
+        operator_csrf = await sign_in(wang, "wang")
+        assert 'id="reassign-to"' not in (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        denied = await wang.post(
+            f"/console/work-items/{warehouse_item}/reassign",
+            data={"csrf_token": operator_csrf, "assignee": "wang"},
+        )
+        assert denied.status_code == 403
+        assert (await zhang.get(f"/console/work-items/{logistics_item}")).status_code == 403
+
+    item = (await notifier.client.get(f"/work-items/{warehouse_item}")).json()
+    assert item["claimed_by"] == "person:chen"
+    events = await wait_until(lambda: item_events(settings, 4), what="the items' events")
+    reassigned = [e.data for e in events if e.type == "work_item.reassigned.v1"]
+    assert [(e["actor"], e["previous_assignee"], e["assignee"]) for e in reassigned] == [
+        ("person:zhang", None, "person:wang"),
+        ("person:zhang", "person:wang", "person:chen"),
+    ]
+
+
 async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their_numbers(
     settings: Settings, start_service: Any
 ) -> None:

@@ -42,6 +42,7 @@ from orderguard.services.notifier.work_items.domain import (
     SlaPolicy,
     State,
 )
+from orderguard.shared.errors import Forbidden, Invalid
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
 
@@ -317,11 +318,16 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         request: Request, item_id: uuid.UUID, me: SignedIn = Worker
     ) -> Response:
         item = await item_for(me, item_id)
+        members: list[people.Person] = []
+        if me.person.leads(item["team"]):  # whom a lead may give it to
+            async with runtime.pool.acquire() as conn:
+                members = await people.members_of(conn, item["team"])
         return render(
             request,
             "work_item.html",
             signed_in=me,
             item=item,
+            members=members,
             allowed=domain.allowed_actions(State(item["state"])),
             now=datetime.now(UTC),
             error=request.query_params.get("error"),
@@ -362,6 +368,17 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         str(item_id),
                         lambda it: domain.dismiss(it, actor, reason, now, policy),
                     )
+                elif action == "reassign":
+                    # The handler checks that I lead the item's team and the assignee is in it.
+                    await handlers.reassign(
+                        uow,
+                        runtime.topics.work_items,
+                        policy,
+                        str(item_id),
+                        actor,
+                        me.person.login,
+                        form.get("assignee", ""),
+                    )
                 elif action == "comment":
                     body = form.get("body", "").strip()
                     if not body:
@@ -378,6 +395,10 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             error = f"Claimed by {item['names'].get(exc.claimed_by, exc.claimed_by)}."
         except ValueError as exc:
             error = f"{exc}: required"
+        except Forbidden:
+            raise Denied(403, "forbidden") from None
+        except Invalid as exc:
+            error = exc.detail
         if request.headers.get("hx-request") == "true" and error:
             return Response(error, status_code=409)
         target = f"{PREFIX}/work-items/{item_id}"

@@ -47,6 +47,13 @@ class DismissRequest(BaseModel):
     reason: Reason = Field(description="Why this needs no work (required)")
 
 
+class ReassignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,64}$")] = Field(
+        description="The login of a member of the item's team"
+    )
+
+
 class CommentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: Body
@@ -264,6 +271,31 @@ async def dismiss_work_item(
         item_id,
         lambda item: domain.dismiss(item, caller.name, body.reason, datetime.now(UTC), policy),
     )
+
+
+@router.post(
+    "/work-items/{item_id}/reassign",
+    response_model=WorkItemDetail,
+    responses={403: {"description": "The acting person does not lead the item's team"}},
+)
+async def reassign_work_item(
+    body: ReassignRequest, item_id: ItemId, caller: Worker, policy: Policy, writes: Writes
+) -> WorkItemView:
+    """Give a live item to a member of its team (claimed in their name). A person acting
+    through a delegating key (X-Acting-Person) must lead the item's team; 403 otherwise."""
+    async with writes.unit_of_work() as uow:
+        await handlers.reassign(
+            uow,
+            writes.runtime.topics.work_items,
+            policy,
+            str(item_id),
+            caller.name,
+            caller.person,
+            body.assignee,
+        )
+        await uow.commit()
+    async with writes.runtime.pool.acquire() as conn:
+        return await _detail(conn, str(item_id))
 
 
 @router.post("/work-items/{item_id}/comments", response_model=CommentView, status_code=201)
