@@ -304,7 +304,9 @@ async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
         )
         assert moved.status_code == 303 and "error" not in moved.headers["location"]
         operator_csrf = await sign_in(wang, "wang")
-        assert 'id="reassign-to"' not in (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        assert (
+            'id="reassign-to"' not in (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        )
         denied = await wang.post(
             f"/console/work-items/{warehouse_item}/reassign",
             data={"csrf_token": operator_csrf, "assignee": "wang"},
