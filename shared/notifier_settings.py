@@ -153,3 +153,42 @@ class DeliverySettings(_Section):
     # Messages per channel per window; a channel not listed is not limited.
     rate_limits: dict[str, int] = Field(default_factory=lambda: {"sms": 100, "dingtalk": 20})
     rate_window_s: float = Field(default=60.0, gt=0)
+
+
+class ConsoleOidcSettings(_Section):
+    """OpenID Connect sign-in to the console (authorization code + PKCE). Unset: local accounts
+    only. Teams and roles come from claims of the ID token: `groups_claim` (a list of the
+    provider's group names, mapped by `group_map`) and `roles_claim` (a list of orderguard's own
+    `team:role` / `admin` grants, for providers that can emit them)."""
+
+    issuer: str = Field(
+        pattern=r"^https?://", description="Issuer URL; its discovery document is read"
+    )
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = Field(
+        default=None, description="Confidential client's secret (none: a public client, PKCE only)"
+    )
+    provider_name: str = Field(default="SSO", description="Shown as 'Sign in with <name>'")
+    scopes: str = "openid profile email"
+    groups_claim: str = "groups"
+    roles_claim: str = "orderguard_roles"
+    # provider group -> grants: "warehouse" (operator), "warehouse:lead", "admin"
+    group_map: dict[str, list[str]] = Field(default_factory=dict)
+    redirect_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The callback registered at the provider (default: from the request's URL)",
+    )
+
+    @field_validator("group_map")
+    @classmethod
+    def _grants_name_teams_and_roles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for group, grants in value.items():
+            for grant in grants:
+                team, _, role = grant.partition(":")
+                if grant != "admin" and (team not in TEAMS or role not in ("", "operator", "lead")):
+                    raise ValueError(
+                        f"group {group!r}: grant {grant!r} is not admin, <team> or <team>:lead"
+                        f" (teams: {', '.join(TEAMS)})"
+                    )
+        return value

@@ -9,7 +9,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orderguard.shared.notifier_settings import ChannelSettings, DeliverySettings
+from orderguard.shared.notifier_settings import (
+    ChannelSettings,
+    ConsoleOidcSettings,
+    DeliverySettings,
+)
 
 SERVICES = ("order", "inventory", "logistics", "aftersales", "notifier")
 ServiceName = Literal["order", "inventory", "logistics", "aftersales", "notifier"]
@@ -108,6 +112,8 @@ class Settings(BaseSettings):
     console_cookie_secure: bool = True
     console_order_url: str | None = None
     console_api_key: SecretStr | None = None
+    # OpenID Connect sign-in (ORDERGUARD_CONSOLE_OIDC__ISSUER, __CLIENT_ID, ...); None: off.
+    console_oidc: ConsoleOidcSettings | None = None
 
     routing_file: str | None = None
     # How often the routing file's modification time is checked for a hot reload (0: never).
