@@ -23,7 +23,7 @@ from orderguard.services.aftersales.rules import CaseSlaBreached
 from orderguard.shared.actor import Actor
 from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes
+from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes, actor_of
 from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text
 from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.settings import Settings
@@ -311,6 +311,9 @@ DOCUMENTED_TYPES = sorted(
 
 
 def staff(caller: Caller) -> Actor:
+    """A person the console acts for (with their display name), else the staff's key."""
+    if caller.person is not None:
+        return actor_of(caller)
     return Actor("staff", caller.name)
 
 
@@ -591,4 +594,3 @@ async def refund(
         return _answer(found, 201)
 
     return await writes.once(request.model_dump(mode="json"), refund_, _case_location)
-

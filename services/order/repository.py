@@ -234,9 +234,9 @@ async def known(conn: Connection, order_ids: Iterable[str]) -> set[str]:
 async def record(conn: Connection, entries: Iterable[tuple[str, TimelineEntry]]) -> None:
     """Append (order id, entry) pairs; an entry whose event the order already has is skipped."""
     await conn.executemany(
-        "INSERT INTO order_timeline (order_id, at, what, actor_kind, actor_id, reason,"
-        " from_status, to_status, event_type, event_id, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO order_timeline (order_id, at, what, actor_kind, actor_id, actor_name,"
+        " reason, from_status, to_status, event_type, event_id, details)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         " ON CONFLICT (order_id, event_id) DO NOTHING",
         [
             (
@@ -245,6 +245,7 @@ async def record(conn: Connection, entries: Iterable[tuple[str, TimelineEntry]])
                 entry.what,
                 entry.actor.kind,
                 entry.actor.id,
+                entry.actor.name,
                 entry.note,
                 str(entry.from_state) if entry.from_state else None,
                 str(entry.to_state) if entry.to_state else None,
@@ -259,8 +260,8 @@ async def record(conn: Connection, entries: Iterable[tuple[str, TimelineEntry]])
 
 async def timeline(conn: Connection, order_id: str) -> list[TimelineEntry]:
     rows = await conn.fetch(
-        "SELECT at, what, actor_kind, actor_id, reason, from_status, to_status, event_type,"
-        " event_id, details FROM order_timeline WHERE order_id = $1 ORDER BY at, id",
+        "SELECT at, what, actor_kind, actor_id, actor_name, reason, from_status, to_status,"
+        " event_type, event_id, details FROM order_timeline WHERE order_id = $1 ORDER BY at, id",
         order_id,
     )
     return [_entry(row) for row in rows]
@@ -270,7 +271,7 @@ def _entry(row: Any) -> TimelineEntry:
     return TimelineEntry(
         at=row["at"],
         what=row["what"],
-        actor=Actor(row["actor_kind"], row["actor_id"]),
+        actor=Actor(row["actor_kind"], row["actor_id"], row["actor_name"]),
         note=row["reason"],
         from_state=OrderStatus(row["from_status"]) if row["from_status"] else None,
         to_state=OrderStatus(row["to_status"]) if row["to_status"] else None,

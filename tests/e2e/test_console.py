@@ -22,6 +22,7 @@ from orderguard.services.notifier.console.order_client import OrderClient
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
+from orderguard.shared.http.auth import acting_person_headers
 from orderguard.shared.runtime import build_app
 from orderguard.shared.settings import Settings
 
@@ -168,6 +169,16 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         [item] = await items(notifier.client, team="warehouse", state="resolved")
         assert item["closed_by"] == "person:wang"
 
+    # The timeline stored the name with each of wang's entries: it names him through the API
+    # too, and keeps the name he had then after it changes.
+    async with notifier.runtime.pool.acquire() as conn:
+        await conn.execute("UPDATE console_people SET display_name = 'W. Wei' WHERE login = 'wang'")
+    detail = (await notifier.client.get(f"/work-items/{warehouse_item}")).json()
+    named = {
+        e["what"]: e["actor"]["name"] for e in detail["timeline"] if e["actor"]["id"] == "wang"
+    }
+    assert named == {"claimed": "Wang Wei", "resolved": "Wang Wei"}, detail["timeline"]
+
 
 async def test_wrong_passwords_disabled_people_and_expired_sessions_get_nothing(
     settings: Settings, start_service: Any
@@ -259,8 +270,29 @@ async def test_a_delegating_key_acts_for_a_person_and_other_keys_may_not(
         f"/work-items/{warehouse_item}/claim", headers={"X-Acting-Person": "wang\nroot"}
     )
     assert bad.status_code == 422
-    claimed = await notifier.client.post(f"/work-items/{warehouse_item}/claim", headers=as_wang)
+    unreadable = await notifier.client.post(
+        f"/work-items/{warehouse_item}/claim",
+        headers={**as_wang, "X-Acting-Person-Name": "%FF%FE"},
+    )
+    assert unreadable.status_code == 422 and "X-Acting-Person-Name" in unreadable.text
+    # The display name goes along (UTF-8, percent-encoded) and is stored with the entry.
+    claimed = await notifier.client.post(
+        f"/work-items/{warehouse_item}/claim",
+        headers=acting_person_headers("wang", "王伟 (Wang Wei)"),
+    )
     assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "person:wang"
+    assert claimed.json()["timeline"][-1]["actor"] == {
+        "kind": "person",
+        "id": "wang",
+        "name": "王伟 (Wang Wei)",
+    }
+    # A key without `delegate` may not name a person, whatever name it gives.
+    named = await notifier.client.post(
+        f"/work-items/{warehouse_item}/comments",
+        json={"body": "x"},
+        headers={"X-API-Key": "reader", **acting_person_headers("wang", "Wang")},
+    )
+    assert named.status_code == 403
 
 
 async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
@@ -396,4 +428,7 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
 
     detail = (await order.client.get(f"/orders/{placed[0]}")).json()
     actors = [entry["actor"] for entry in detail["timeline"]]
-    assert {"kind": "person", "id": "zhou", "name": "zhou"} in actors, actors
+    # The order service stored the name the console sent: it reads well outside the console.
+    assert {"kind": "person", "id": "zhou", "name": "Zhou Min"} in actors, actors
+    held = (await order.client.get(f"/orders/{placed[2]}")).json()["timeline"][-1]
+    assert held["actor"] == {"kind": "person", "id": "zhou", "name": "Zhou Min"}, held

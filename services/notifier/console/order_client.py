@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from orderguard.shared.http.auth import DELEGATE
+from orderguard.services.notifier.console.people import Person
+from orderguard.shared.http.auth import DELEGATE, acting_person_headers
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
@@ -24,11 +25,17 @@ class OrderServiceError(Exception):
 class OrderClient:
     http: httpx.AsyncClient
 
-    async def call(self, login: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def call(
+        self, acting: str | Person, method: str, path: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """`acting`: the person (their login and display name go along), or only a login."""
+        headers = (
+            acting_person_headers(acting)
+            if isinstance(acting, str)
+            else acting_person_headers(acting.login, acting.display_name)
+        )
         try:
-            response = await self.http.request(
-                method, path, headers={"X-Acting-Person": login}, **kwargs
-            )
+            response = await self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise OrderServiceError(f"The order service did not answer ({exc!s}).") from None
         if response.status_code >= 400:

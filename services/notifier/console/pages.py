@@ -413,6 +413,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         item = await item_for(me, item_id)
         form = await _form(request)
         actor = me.person.actor
+        name = me.person.display_name  # stored with the timeline entry
         reason = form.get("reason", "").strip() or None
         now = datetime.now(UTC)
         error = None
@@ -424,6 +425,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         runtime.topics.work_items,
                         str(item_id),
                         lambda it: domain.claim(it, actor, now, policy),
+                        name,
                     )
                 elif action == "resolve":
                     await handlers.change(
@@ -431,6 +433,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         runtime.topics.work_items,
                         str(item_id),
                         lambda it: domain.resolve(it, actor, reason, now, policy),
+                        name,
                     )
                 elif action == "dismiss":
                     if reason is None:
@@ -440,6 +443,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         runtime.topics.work_items,
                         str(item_id),
                         lambda it: domain.dismiss(it, actor, reason, now, policy),
+                        name,
                     )
                 elif action == "reassign":
                     # The handler checks that I lead the item's team and the assignee is in it.
@@ -451,13 +455,14 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         actor,
                         me.person.login,
                         form.get("assignee", ""),
+                        name,
                     )
                 elif action == "comment":
                     body = form.get("body", "").strip()
                     if not body:
                         raise ValueError("comment")
                     await handlers.comment(
-                        uow, runtime.topics.work_items, str(item_id), actor, body[:5000]
+                        uow, runtime.topics.work_items, str(item_id), actor, body[:5000], name
                     )
                 else:
                     raise Denied(404, "not_found")
@@ -494,13 +499,11 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         charts: dict[str, list[dict[str, Any]]] = {}
         try:
             client = orders()
-            entries = (await client.call(me.person.login, "GET", "/recycle-bin", params=params))[
-                "items"
-            ]
+            entries = (await client.call(me.person, "GET", "/recycle-bin", params=params))["items"]
             stats_filter = {k: v for k, v in params.items() if k != "state"}
             for dimension in ("reason", "sku", "channel", "week"):
                 stats = await client.call(
-                    me.person.login,
+                    me.person,
                     "GET",
                     "/recycle-bin/stats",
                     params={"group_by": dimension, **stats_filter},
@@ -532,7 +535,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         for order_id in chosen:
             try:
                 await client.call(
-                    me.person.login,
+                    me.person,
                     "POST",
                     f"/orders/{quote(order_id, safe='')}/recycle-bin/restore",
                     json={"reason": "restored in the console"},
@@ -555,7 +558,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         found: list[dict[str, Any]] = []
         error = None
         try:
-            found = (await orders().call(me.person.login, "GET", "/orders", params=query))["orders"]
+            found = (await orders().call(me.person, "GET", "/orders", params=query))["orders"]
         except order_client.OrderServiceError as exc:
             error = str(exc)
         return render(request, "orders.html", signed_in=me, orders=found, query=query, error=error)
@@ -563,9 +566,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     @router.get("/orders/{order_id}")
     async def order_page(request: Request, order_id: str, me: SignedIn = Worker) -> Response:
         try:
-            order = await orders().call(
-                me.person.login, "GET", f"/orders/{quote(order_id, safe='')}"
-            )
+            order = await orders().call(me.person, "GET", f"/orders/{quote(order_id, safe='')}")
         except order_client.OrderServiceError as exc:
             return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
         return render(
@@ -590,7 +591,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             raise Denied(404, "not_found")
         target = f"{PREFIX}/orders/{quote(order_id, safe='')}"
         try:
-            await orders().call(me.person.login, "POST", f"{path}/{action}", json=body)
+            await orders().call(me.person, "POST", f"{path}/{action}", json=body)
         except order_client.OrderServiceError as exc:
             target += "?" + urlencode({"error": str(exc)})
         return RedirectResponse(target, 303)
@@ -615,7 +616,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         if client is not None:
             try:
                 stats = await client.call(
-                    me.person.login, "GET", "/recycle-bin/stats", params={"group_by": "reason"}
+                    me.person, "GET", "/recycle-bin/stats", params={"group_by": "reason"}
                 )
                 pareto = [
                     {"label": g["key"]["reason"], "value": g["orders"]}

@@ -150,6 +150,7 @@ class Entry:
     what: str
     actor: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    actor_name: str | None = None  # a person's display name at the time (stamped by handlers)
 
 
 @dataclass(frozen=True)

@@ -255,12 +255,27 @@ class WorkItemNotFound(NotFound):
 Change = Callable[[WorkItem], tuple[WorkItem, list[Entry]]]
 
 
-async def change(uow: UnitOfWork, events_topic: str, item_id: str, apply: Change) -> WorkItem:
-    """Apply a person's action to an item, locked; raises domain errors for illegal ones."""
+def _named(entries: list[Entry], actor_name: str | None) -> list[Entry]:
+    """The acting person's display name on what they did (not on the system's entries)."""
+    if actor_name is None:
+        return entries
+    return [e if e.actor == domain.SYSTEM else replace(e, actor_name=actor_name) for e in entries]
+
+
+async def change(
+    uow: UnitOfWork,
+    events_topic: str,
+    item_id: str,
+    apply: Change,
+    actor_name: str | None = None,
+) -> WorkItem:
+    """Apply a person's action to an item, locked; raises domain errors for illegal ones.
+    `actor_name`: the person's display name, stored on the timeline with the entry."""
     item = await repository.get(uow.conn, item_id, for_update=True)
     if item is None:
         raise WorkItemNotFound(item_id)
     item, entries = apply(item)
+    entries = _named(entries, actor_name)
     if entries:
         await _store(uow, events_topic, item, entries)
     return item
@@ -274,6 +289,7 @@ async def reassign(
     actor: str,
     lead: str | None,
     assignee: str,
+    actor_name: str | None = None,
 ) -> WorkItem:
     """Give an item to `assignee` (a login). `lead` is the acting person's login: they must lead
     the item's team (or be an admin); None for a machine key, which its scope already allows.
@@ -298,19 +314,25 @@ async def reassign(
             assignee=assignee,
         )
     item, entries = domain.reassign(item, actor, target.actor, uow.now, policy)
+    entries = _named(entries, actor_name)
     if entries:
         await _store(uow, events_topic, item, entries)
     return item
 
 
 async def comment(
-    uow: UnitOfWork, events_topic: str, item_id: str, author: str, body: str
+    uow: UnitOfWork,
+    events_topic: str,
+    item_id: str,
+    author: str,
+    body: str,
+    author_name: str | None = None,
 ) -> dict[str, Any]:
     item = await repository.get(uow.conn, item_id, for_update=True)
     if item is None:
         raise WorkItemNotFound(item_id)
     created = await repository.add_comment(uow.conn, item_id, author, body, uow.now)
-    entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])})]
+    entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])}, author_name)]
     await repository.add_timeline(uow.conn, item_id, entries)
     _announce(uow, events_topic, item, entries)
     return created
