@@ -24,8 +24,10 @@ from orderguard.shared.http.problems import Problem
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
-_acting_person = APIKeyHeader(name="X-Acting-Person", auto_error=False)
-_acting_person_name = APIKeyHeader(name="X-Acting-Person-Name", auto_error=False)
+# Read from the request, not declared as security schemes: FastAPI names every APIKeyHeader
+# scheme "APIKeyHeader", so a second one would replace X-API-Key in the OpenAPI document.
+ACTING_PERSON = "X-Acting-Person"
+ACTING_PERSON_NAME = "X-Acting-Person-Name"
 DELEGATE = "delegate"
 MAX_PERSON_NAME = 200
 # A person's id (the console's login): short and plain, as it goes into timelines and events.
@@ -65,8 +67,6 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         api_key: str | None = Depends(_api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-        acting_person: str | None = Depends(_acting_person),
-        acting_person_name: str | None = Depends(_acting_person_name),
     ) -> Caller:
         presented = api_key or (bearer.credentials if bearer else None)
         if not presented:
@@ -85,6 +85,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
                 403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}."
             )
         key_id = hashlib.sha256(presented.encode()).hexdigest()[:8]
+        acting_person = request.headers.get(ACTING_PERSON)
         if acting_person is None:
             return Caller(scope, key_id)
         if "*" not in scopes and DELEGATE not in scopes:
@@ -98,7 +99,9 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
             raise Problem(
                 422, "validation", "Invalid X-Acting-Person", "1-64 of A-Z a-z 0-9 . _ @ -."
             )
-        return Caller(scope, key_id, acting_person, _person_name(acting_person_name))
+        return Caller(
+            scope, key_id, acting_person, _person_name(request.headers.get(ACTING_PERSON_NAME))
+        )
 
     return check
 
@@ -122,7 +125,7 @@ def _person_name(header: str | None) -> str | None:
 
 def acting_person_headers(login: str, name: str | None = None) -> dict[str, str]:
     """The headers a delegating client sends to act for a person (the console's)."""
-    headers = {"X-Acting-Person": login}
+    headers = {ACTING_PERSON: login}
     if name:
-        headers["X-Acting-Person-Name"] = quote(name[:MAX_PERSON_NAME], safe=" ")
+        headers[ACTING_PERSON_NAME] = quote(name[:MAX_PERSON_NAME], safe=" ")
     return headers
