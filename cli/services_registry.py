@@ -25,7 +25,7 @@ STREAM_RULES: tuple[Callable[[Any], Rule], ...] = (
     *order.RULES,
 )
 # Anomalies raised by a use case while it applies an event, configured like the rules.
-USE_CASE_ANOMALIES = inventory.USE_CASE_ANOMALIES
+USE_CASE_ANOMALIES = (*inventory.USE_CASE_ANOMALIES, *order.USE_CASE_ANOMALIES)
 
 
 def definition_of(service: str) -> ServiceDefinition:

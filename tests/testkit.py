@@ -158,6 +158,36 @@ class RunningService:
             all_assigned, timeout, what=f"{self.runtime.definition.name} consumers assigned"
         )
 
+    async def caught_up(self, group: str, topic: str, timeout: float = 30.0) -> None:
+        """Wait until `group` has applied every record now on `topic`, whichever partition each
+        went to: the offsets it stores with its effects reached every partition's end."""
+        end: dict[int, int] = {}
+        for record in await read_topic(self.runtime.settings, topic):
+            end[record.partition] = max(end.get(record.partition, 0), record.offset + 1)
+
+        async def applied_all() -> bool:
+            rows = await self.runtime.pool.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE group_id = $1 AND topic = $2",
+                group,
+                topic,
+            )
+            stored = {row["partition"]: row["next_offset"] for row in rows}
+            return all(stored.get(partition, 0) >= n for partition, n in end.items())
+
+        await wait_until(applied_all, timeout, what=f"{group} caught up on {topic}")
+
+    async def outbox_sent(self, timeout: float = 15.0) -> None:
+        """Wait until the relay has published every outbox row the service has written."""
+
+        async def drained() -> bool:
+            unsent = await self.runtime.pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+            )
+            return unsent == 0
+
+        await wait_until(drained, timeout, what=f"{self.runtime.definition.name} outbox published")
+
     async def stop(self) -> None:
         await self.client.aclose()
         await self.runtime.stop()

@@ -11,9 +11,14 @@ from orderguard.services.order.config import order_config
 from orderguard.services.order.recycle_bin import api as recycle_bin_api
 from orderguard.services.order.recycle_bin import handlers as recycle_bin
 from orderguard.services.order.recycle_bin.domain import anomaly_categories
-from orderguard.services.order.rules import RULES
+from orderguard.services.order.rules import (
+    RULES,
+    PaymentCapturedAfterCancel,
+    ShipmentDispatchedWhileHeld,
+)
 from orderguard.shared.actor import CONSUMER, Actor
 from orderguard.shared.contract.ingest import build_ingest_router
+from orderguard.shared.detection.config import in_force
 from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentFailed, PaymentSucceeded
 from orderguard.shared.runtime import Runtime, ServiceDefinition
 from orderguard.shared.scheduler import ScheduledJob
@@ -26,6 +31,13 @@ def workers(runtime: Runtime) -> Workers:
     config = order_config(runtime)
     # An unknown category in the setting stops start-up here, with a clear message.
     bin_categories = anomaly_categories(settings.recycle_bin_anomaly_rules)
+    detectors = in_force(runtime)
+    captured_after_cancel = PaymentCapturedAfterCancel(
+        detectors.rule(PaymentCapturedAfterCancel.name)
+    )
+    dispatched_while_held = ShipmentDispatchedWhileHeld(
+        detectors.rule(ShipmentDispatchedWhileHeld.name)
+    )
 
     def by(group: str) -> Actor:
         """What a consumer's timeline entries name as their actor."""
@@ -57,7 +69,7 @@ def workers(runtime: Runtime) -> Workers:
                     {"payment.succeeded.v1", "payment.failed.v1", "payment.amount_mismatch.v1"}
                 ),
                 lambda uow, events: use_cases.apply_payment_events(
-                    uow, config, events, by("order.payments")
+                    uow, config, captured_after_cancel, events, by("order.payments")
                 ),
             ),
             # Carriers' facts: dispatched -> shipped, delivered -> delivered.
@@ -66,7 +78,7 @@ def workers(runtime: Runtime) -> Workers:
                 [topics.logistics],
                 frozenset({"shipment.dispatched.v1", "shipment.delivered.v1"}),
                 lambda uow, events: use_cases.apply_shipment_events(
-                    uow, config, events, by("order.shipments")
+                    uow, config, dispatched_while_held, events, by("order.shipments")
                 ),
             ),
             UseCaseConsumer(

@@ -26,8 +26,8 @@ from orderguard.services.order.domain import (
     new_order_id,
     out_of_stock_notice,
 )
+from orderguard.services.order.rules import PaymentCapturedAfterCancel, ShipmentDispatchedWhileHeld
 from orderguard.shared import metrics
-from orderguard.shared.detection.rule import fingerprint
 from orderguard.shared.engine import Event
 from orderguard.shared.errors import NotFound
 from orderguard.shared.events.anomalies import AnomalyDetected
@@ -51,11 +51,7 @@ PAYMENT_TIMEOUT = Actor("rule", "order.payment_timeout")
 AUTO_RELEASE = Actor("rule", "order.auto_release")
 AUTO_COMPLETE = Actor("rule", "order.auto_complete")
 
-# Facts an order's status refuses that a team must act on, raised while applying them (not by
-# a stream rule); named so the routing file's `payment.*` (finance) and `shipment.*`
-# (logistics) routes take them.
-PAYMENT_AFTER_CANCEL = "payment.captured_after_cancel"
-DISPATCH_WHILE_HELD = "shipment.dispatched_while_held"
+# Anomalies found while applying a fact (the declared `RefusedFact`s, not a stream rule).
 ANOMALY_SOURCE = "/orderguard/order/facts"
 
 
@@ -71,7 +67,7 @@ class OrderConfig:
 
     orders_topic: str
     notifications_topic: str
-    anomalies_topic: str = "anomalies.detected"
+    anomalies_topic: str
     payment_deadline: timedelta = timedelta(minutes=30)
     promise_days: int = 3
     express_promise_days: int = 1
@@ -371,37 +367,12 @@ def _not_applied(event: Event, order: Order, action: OrderAction, actor: Actor) 
     ).told_by(event.type, event.id)
 
 
-def _raise_refused(
-    uow: UnitOfWork,
-    config: OrderConfig,
-    event: Event,
-    order: Order,
-    rule: str,
-    team: str,
-    identity: dict[str, str],
-    context: dict[str, str],
-    summary: str,
+def _raise(
+    uow: UnitOfWork, config: OrderConfig, anomaly: AnomalyDetected | None, event: Event
 ) -> None:
-    """An anomaly for a refused fact somebody must act on. Deterministic per fact (its
-    identity), so the same fact redelivered collapses downstream; `context` labels group it."""
-    labels = {"order_id": order.order_id, **identity}
-    anomaly = AnomalyDetected(
-        rule=rule,
-        fingerprint=fingerprint(rule, labels, 0),
-        severity="P2",
-        team=team,
-        labels={
-            **labels,
-            **context,
-            "channel": order.channel,
-            "severity": "P2",
-            "team": team,
-        },
-        summary=summary,
-        event_time=event.envelope.time,
-        detected_at=uow.now,
-        source_event_id=event.id,
-    )
+    """Publish an anomaly found while applying `event` (None: the detectors file disables it)."""
+    if anomaly is None:
+        return
     uow.publish(
         config.anomalies_topic,
         anomaly,
@@ -410,37 +381,28 @@ def _raise_refused(
         cause=event.envelope,
         time=anomaly.detected_at,
     )
-    uow.after_commit(metrics.ANOMALIES_DETECTED.labels(rule, "P2").inc)
-    log.warning("refused fact raised", order_id=order.order_id, rule=rule)
+    uow.after_commit(metrics.ANOMALIES_DETECTED.labels(anomaly.rule, anomaly.severity).inc)
+    log.warning("refused fact raised", order_id=anomaly.labels["order_id"], rule=anomaly.rule)
 
 
-def _captured_after_cancel(
-    uow: UnitOfWork,
-    config: OrderConfig,
-    event: Event,
-    order: Order,
-    data: PaymentSucceeded | PaymentAmountMismatch,
-) -> None:
-    if order.status is OrderStatus.CANCELLED:  # money taken for nothing: finance refunds it
-        _raise_refused(
-            uow,
-            config,
-            event,
-            order,
-            PAYMENT_AFTER_CANCEL,
-            "finance",
-            {"payment_id": data.payment_id},
-            {"provider": data.provider},
-            f"payment {data.payment_id} captured {data.amount} on order {order.order_id},"
-            " which is cancelled: refund it",
-        )
+# What each payment fact does to the order; a fact its status does not allow is not applied.
+_PAYMENT_ACTIONS: dict[type, OrderAction] = {
+    PaymentSucceeded: OrderAction.PAY,
+    PaymentFailed: OrderAction.FAIL_PAYMENT,
+    PaymentAmountMismatch: OrderAction.HOLD,
+}
 
 
 async def apply_payment_events(
-    uow: UnitOfWork, config: OrderConfig, batch: Iterable[Event], actor: Actor
+    uow: UnitOfWork,
+    config: OrderConfig,
+    captured_after_cancel: PaymentCapturedAfterCancel,
+    batch: Iterable[Event],
+    actor: Actor,
 ) -> None:
     """Payment outcomes: succeeded -> paid, failed -> payment_failed (a retry may still pay),
-    amount mismatch -> held. Each payment fact applies once per order, whatever its event id."""
+    amount mismatch -> held. Each payment fact applies once per order, whatever its event id.
+    A capture on a cancelled order raises `captured_after_cancel` (finance refunds it)."""
     batch = list(batch)
     orders = await repository.get_many(uow.conn, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
     entries: list[tuple[str, TimelineEntry]] = []
@@ -464,7 +426,13 @@ async def apply_payment_events(
                 reason="captured amount differs from the order total",
                 occurred_at=data.occurred_at,
             )
-        if isinstance(data, PaymentSucceeded):
+        action = _PAYMENT_ACTIONS[type(data)]
+        if action not in order.allowed_actions:
+            if order.status is OrderStatus.CANCELLED and not isinstance(data, PaymentFailed):
+                anomaly = captured_after_cancel.anomaly(order, data, event.envelope, uow.now)
+                _raise(uow, config, anomaly, event)
+            entries.append((order.order_id, _not_applied(event, order, action, actor)))
+        elif isinstance(data, PaymentSucceeded):
             entries += _apply_success(uow, config, order, event, data, actor)
         elif isinstance(data, PaymentFailed):
             entries += _apply_failure(uow, config, order, event, data, actor)
@@ -482,9 +450,6 @@ def _apply_success(
     data: PaymentSucceeded,
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
-    if OrderAction.PAY not in order.allowed_actions:
-        _captured_after_cancel(uow, config, event, order, data)
-        return [(order.order_id, _not_applied(event, order, OrderAction.PAY, actor))]
     promised = data.occurred_at + timedelta(days=config.promised_days(order.express))
     entry = order.pay(data.payment_id, data.amount, promised, actor, uow.now)
     entries = [(order.order_id, entry.told_by(event.type, event.id))]
@@ -503,8 +468,6 @@ def _apply_failure(
     data: PaymentFailed,
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
-    if OrderAction.FAIL_PAYMENT not in order.allowed_actions:
-        return [(order.order_id, _not_applied(event, order, OrderAction.FAIL_PAYMENT, actor))]
     entry = order.fail_payment(
         data.payment_id,
         data.code,
@@ -527,9 +490,6 @@ def _apply_mismatch(
     data: PaymentAmountMismatch,
     actor: Actor,
 ) -> list[tuple[str, TimelineEntry]]:
-    if OrderAction.HOLD not in order.allowed_actions:
-        _captured_after_cancel(uow, config, event, order, data)
-        return [(order.order_id, _not_applied(event, order, OrderAction.HOLD, actor))]
     expected = data.expected_amount if data.expected_amount is not None else order.total_amount
     entry = order.hold(
         HoldReason.AMOUNT_MISMATCH,
@@ -552,13 +512,23 @@ def _apply_mismatch(
 
 _SHIPPED_OR_LATER = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
 _DELIVERED_OR_LATER = frozenset({OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+# What each carrier fact does to the order, and the statuses that already reflect it.
+_SHIPMENT_ACTIONS: dict[type, tuple[OrderAction, frozenset[OrderStatus]]] = {
+    ShipmentDispatched: (OrderAction.SHIP, _SHIPPED_OR_LATER),
+    ShipmentDelivered: (OrderAction.DELIVER, _DELIVERED_OR_LATER),
+}
 
 
 async def apply_shipment_events(
-    uow: UnitOfWork, config: OrderConfig, batch: Iterable[Event], actor: Actor
+    uow: UnitOfWork,
+    config: OrderConfig,
+    dispatched_while_held: ShipmentDispatchedWhileHeld,
+    batch: Iterable[Event],
+    actor: Actor,
 ) -> None:
     """dispatched -> shipped (order.shipped.v1: inventory commits; the customer is told),
-    delivered -> delivered. A fact the order already reflects changes nothing."""
+    delivered -> delivered. A fact the order already reflects changes nothing. A dispatch for
+    a held order raises `dispatched_while_held` (logistics stops or recalls the parcel)."""
     batch = list(batch)
     orders = await repository.get_many(uow.conn, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
     entries: list[tuple[str, TimelineEntry]] = []
@@ -569,28 +539,16 @@ async def apply_shipment_events(
         if order is None:
             log.info("shipment for an order not placed here", order_id=data.order_id)
             continue
+        action, reflected_by = _SHIPMENT_ACTIONS[type(data)]
+        if order.status in reflected_by:
+            continue
+        if action not in order.allowed_actions:
+            if isinstance(data, ShipmentDispatched) and order.status is OrderStatus.ON_HOLD:
+                anomaly = dispatched_while_held.anomaly(order, data, event.envelope, uow.now)
+                _raise(uow, config, anomaly, event)
+            entries.append((order.order_id, _not_applied(event, order, action, actor)))
+            continue
         if isinstance(data, ShipmentDispatched):
-            if order.status in _SHIPPED_OR_LATER:
-                continue
-            if OrderAction.SHIP not in order.allowed_actions:
-                if order.status is OrderStatus.ON_HOLD:  # a parcel left for a held order
-                    _raise_refused(
-                        uow,
-                        config,
-                        event,
-                        order,
-                        DISPATCH_WHILE_HELD,
-                        "logistics",
-                        {"shipment_id": data.shipment_id},
-                        {"carrier": data.carrier},
-                        f"shipment {data.shipment_id} ({data.carrier} {data.tracking_number})"
-                        f" dispatched for order {order.order_id}, which is held"
-                        f" ({order.hold_reason}): stop or recall it",
-                    )
-                entries.append(
-                    (order.order_id, _not_applied(event, order, OrderAction.SHIP, actor))
-                )
-                continue
             entry = order.ship(
                 data.shipment_id,
                 data.carrier,
@@ -600,17 +558,10 @@ async def apply_shipment_events(
                 shipped_at=data.dispatched_at,
             )
             [entry] = _announce(uow, config, order, [entry])
-            entries.append((order.order_id, entry))
         else:
-            if order.status in _DELIVERED_OR_LATER:
-                continue
-            if OrderAction.DELIVER not in order.allowed_actions:
-                entries.append(
-                    (order.order_id, _not_applied(event, order, OrderAction.DELIVER, actor))
-                )
-                continue
             entry = order.deliver(data.shipment_id, actor, uow.now, delivered_at=data.delivered_at)
-            entries.append((order.order_id, entry.told_by(event.type, event.id)))
+            entry = entry.told_by(event.type, event.id)
+        entries.append((order.order_id, entry))
         await repository.save(uow.conn, order)
     await repository.record(uow.conn, entries)
 

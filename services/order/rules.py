@@ -7,21 +7,29 @@
 Both keep state across partitions (orders are keyed by order id, the state by customer or by
 scope): `keys_span_partitions` makes the engine read that state fresh and locked per batch, so
 several worker replicas count together.
+
+Declared here too, configured by the same detectors file: the anomalies the order's use cases
+raise for facts its status refuses (`payment.captured_after_cancel`,
+`shipment.dispatched_while_held`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orderguard.services.order.domain import Order
 from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.detection.rule import State, fingerprint
 from orderguard.shared.engine import Event
-from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected, Severity
+from orderguard.shared.events.logistics import ShipmentDispatched
 from orderguard.shared.events.orders import OrderPaymentFailed, OrderPlaced
+from orderguard.shared.events.payments import PaymentAmountMismatch, PaymentSucceeded
 
 
 def order_signature(data: OrderPlaced) -> str:
@@ -256,6 +264,112 @@ class PaymentFailureBurst:
         )
 
 
+class RefusedFact:
+    """A fact the order's status refuses that a team must act on.
+
+    Not a stream rule: the use case applying the fact finds it, from the order it has just
+    read, and raises the anomaly built here. Configured like the rules (enabled; severity,
+    overridable per channel). One per fact: the order and the payment or shipment are the
+    fingerprint, so the same fact redelivered collapses downstream. Named so the routing
+    file's `payment.*` (finance) and `shipment.*` (logistics) routes take them.
+    """
+
+    name: ClassVar[str]
+    team: ClassVar[str]
+    override_labels: ClassVar[tuple[str, ...]] = ("channel",)
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        severity: Severity = Field(default="P2", description="Severity of the anomaly")
+
+    def __init__(self, config: RuleConfig[RefusedFact.Params]) -> None:
+        self.config = config
+
+    def _anomaly(
+        self,
+        order: Order,
+        fact: dict[str, str],
+        context: dict[str, str],
+        summary: str,
+        cause: Envelope,
+        now: datetime,
+    ) -> AnomalyDetected | None:
+        """`fact` names the refused fact (its identity); `context` labels group it."""
+        if not self.config.enabled:
+            return None
+        severity = self.config.params_for({"channel": order.channel}).severity
+        identity = {"order_id": order.order_id, **fact}
+        return AnomalyDetected(
+            rule=self.name,
+            fingerprint=fingerprint(self.name, identity, 0),
+            severity=severity,
+            team=self.team,
+            labels={
+                **identity,
+                **context,
+                "channel": order.channel,
+                "severity": severity,
+                "team": self.team,
+            },
+            summary=summary,
+            event_time=cause.time,
+            detected_at=now,
+            source_event_id=cause.id,
+        )
+
+
+class PaymentCapturedAfterCancel(RefusedFact):
+    """`payment.captured_after_cancel`: a payment captured on a cancelled order; money taken
+    for nothing, so finance refunds it."""
+
+    name = "payment.captured_after_cancel"
+    team = "finance"
+
+    def anomaly(
+        self,
+        order: Order,
+        payment: PaymentSucceeded | PaymentAmountMismatch,
+        cause: Envelope,
+        now: datetime,
+    ) -> AnomalyDetected | None:
+        """The anomaly for this capture; None when the detectors file disables it."""
+        return self._anomaly(
+            order,
+            {"payment_id": payment.payment_id},
+            {"provider": payment.provider},
+            f"payment {payment.payment_id} captured {payment.amount} on order {order.order_id},"
+            " which is cancelled: refund it",
+            cause,
+            now,
+        )
+
+
+class ShipmentDispatchedWhileHeld(RefusedFact):
+    """`shipment.dispatched_while_held`: a parcel left for a held order; logistics stops or
+    recalls it."""
+
+    name = "shipment.dispatched_while_held"
+    team = "logistics"
+
+    def anomaly(
+        self, order: Order, dispatch: ShipmentDispatched, cause: Envelope, now: datetime
+    ) -> AnomalyDetected | None:
+        """The anomaly for this dispatch; None when the detectors file disables it."""
+        return self._anomaly(
+            order,
+            {"shipment_id": dispatch.shipment_id},
+            {"carrier": dispatch.carrier},
+            f"shipment {dispatch.shipment_id} ({dispatch.carrier} {dispatch.tracking_number})"
+            f" dispatched for order {order.order_id}, which is held ({order.hold_reason}):"
+            " stop or recall it",
+            cause,
+            now,
+        )
+
+
 # The rules the detectors run (bootstrap.py) and the detectors file configures
 # (cli/services_registry.py lists this tuple with the other services').
 RULES = (DuplicateOrder, PaymentFailureBurst)
+# Anomalies a use case raises while applying an event: configured by the same file.
+USE_CASE_ANOMALIES = (PaymentCapturedAfterCancel, ShipmentDispatchedWhileHeld)

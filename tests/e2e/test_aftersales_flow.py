@@ -496,14 +496,19 @@ async def test_a_restart_mid_flow_loses_nothing(
     )
     assert approved.status_code == 200, approved.text
 
-    async def delivery_known() -> bool:
+    async def order_and_delivery_known() -> bool:
+        """ord-2 placed and paid (orders.events) and delivered (logistics.events): learnt by
+        two consumers, in either order, after the restart."""
         return bool(
             await shop.service.runtime.pool.fetchval(
-                "SELECT 1 FROM order_deliveries WHERE order_id = 'ord-2'"
+                "SELECT 1 FROM known_orders JOIN order_deliveries USING (order_id)"
+                " WHERE order_id = 'ord-2' AND paid_at IS NOT NULL"
             )
         )
 
-    await wait_until(delivery_known, what="the delivery learnt after the restart")
+    await wait_until(
+        order_and_delivery_known, timeout=30, what="ord-2 and its delivery learnt after the restart"
+    )
     no_reason = await shop.client.post(
         "/cases",
         json={"order_id": "ord-2", "case_type": "return", "lines": [{"sku": "TEA", "quantity": 1}]},

@@ -196,23 +196,6 @@ class Logistics:
             reached, timeout=30, what=f"{shipment_id} {status} with {scans} scans"
         )
 
-    async def caught_up(self, group: str, topic: str) -> None:
-        """Every record now on `topic` has been consumed by `group` (its offsets in the DB)."""
-        highwater: dict[int, int] = {}
-        for record in await read_topic(self.settings, topic):
-            highwater[record.partition] = max(highwater.get(record.partition, 0), record.offset + 1)
-
-        async def done() -> bool:
-            rows = await self.service.runtime.pool.fetch(
-                "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
-                group,
-                topic,
-            )
-            stored = {row["partition"]: row["next_offset"] for row in rows}
-            return all(stored.get(p, 0) >= end for p, end in highwater.items())
-
-        await wait_until(done, timeout=30, what=f"{group} caught up on {topic}")
-
 
 async def started(start_service: Start, settings: Settings) -> Logistics:
     service = await start_service(LOGISTICS, settings_=settings)
@@ -240,7 +223,7 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
         == order.data["promised_delivery_by"].replace("+00:00", "Z")
         or True
     )
-    await s.caught_up("logistics.shipments", s.orders_topic)
+    await s.service.caught_up("logistics.shipments", s.orders_topic)
     [created] = await s.wait_events("shipment.created.v1")
     assert (
         created.subject == shipment_id
@@ -323,7 +306,7 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
     [delivered] = await s.wait_events("shipment.delivered.v1")
     assert delivered.data["order_id"] == "ord-1"
     await publish_event(logistics_settings, s.scans_topic, delivered_scan)
-    await s.caught_up("logistics.scans", s.scans_topic)
+    await s.service.caught_up("logistics.scans", s.scans_topic)
     assert len(await s.events("shipment.dispatched.v1")) == 1
     assert len(await s.events("shipment.delivered.v1")) == 1
     assert len(await s.events("shipment.scanned.v1")) == 4
@@ -504,8 +487,8 @@ async def test_a_restart_mid_flow_loses_nothing_and_doubles_nothing(
     await s.wait_status(shipment["shipment_id"], "delivered", scans=3)
     await s.wait_shipment("ord-5")
     await s.wait_events("shipment.delivered.v1")
-    await s.caught_up("logistics.scans", s.scans_topic)
-    await s.caught_up("logistics.shipments", s.orders_topic)
+    await s.service.caught_up("logistics.scans", s.scans_topic)
+    await s.service.caught_up("logistics.shipments", s.orders_topic)
     assert len(await s.events("shipment.created.v1")) == 2
     assert len(await s.events("shipment.dispatched.v1")) == 1
     assert len(await s.events("shipment.delivered.v1")) == 1

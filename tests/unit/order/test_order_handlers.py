@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from inmemory import NOW, InMemoryUnitOfWork, incoming, one
 from inmemory.order import OrderRepository
 
+from orderguard.cli.services_registry import rule_catalogue
 from orderguard.services.order import handlers
 from orderguard.services.order.domain import Actor, Address, HoldReason, Line, OrderStatus
 from orderguard.services.order.handlers import OrderConfig, PlaceOrder
+from orderguard.services.order.rules import (
+    PaymentCapturedAfterCancel,
+    RefusedFact,
+    ShipmentDispatchedWhileHeld,
+)
+from orderguard.shared.detection.config import RuleConfig, parse_detector_config
 from orderguard.shared.events import orders as events
 from orderguard.shared.events.anomalies import AnomalyDetected
 from orderguard.shared.events.inventory import (
@@ -23,8 +31,16 @@ from orderguard.shared.events.inventory import (
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.payments import PaymentFailed, PaymentSucceeded
+from orderguard.shared.topics import Topics
 
-CONFIG = OrderConfig(orders_topic="orders.events", notifications_topic="notifications.requests")
+TOPICS = Topics()
+CONFIG = OrderConfig(
+    orders_topic=TOPICS.orders,
+    notifications_topic=TOPICS.notification_requests,
+    anomalies_topic=TOPICS.anomalies,
+)
+CAPTURED_AFTER_CANCEL = PaymentCapturedAfterCancel(RuleConfig.of(PaymentCapturedAfterCancel))
+DISPATCHED_WHILE_HELD = ShipmentDispatchedWhileHeld(RuleConfig.of(ShipmentDispatchedWhileHeld))
 API = Actor("api", "shop")
 CONSUMER = Actor("consumer", "order")
 ADDRESS = Address("浙江省", "杭州市", "西湖区", "文三路 100 号", "张三", "310000")
@@ -56,7 +72,10 @@ async def place(repo: OrderRepository, **changes: object) -> str:
 
 
 async def pay(
-    order_id: str, amount: str = "20.00", payment_id: str = "pay-1"
+    order_id: str,
+    amount: str = "20.00",
+    payment_id: str = "pay-1",
+    captured_after_cancel: PaymentCapturedAfterCancel = CAPTURED_AFTER_CANCEL,
 ) -> InMemoryUnitOfWork:
     uow = InMemoryUnitOfWork(NOW + timedelta(minutes=1))
     paid = PaymentSucceeded(
@@ -66,7 +85,9 @@ async def pay(
         provider="alipay",
         occurred_at=NOW,
     )
-    await handlers.apply_payment_events(uow, CONFIG, [incoming(paid, order_id)], CONSUMER)
+    await handlers.apply_payment_events(
+        uow, CONFIG, captured_after_cancel, [incoming(paid, order_id)], CONSUMER
+    )
     return uow
 
 
@@ -162,7 +183,9 @@ async def test_a_failed_payment_publishes_order_payment_failed(repo: OrderReposi
         code="insufficient_funds",
         occurred_at=NOW - timedelta(seconds=5),
     )
-    await handlers.apply_payment_events(uow, CONFIG, [incoming(failed, order_id)], CONSUMER)
+    await handlers.apply_payment_events(
+        uow, CONFIG, CAPTURED_AFTER_CANCEL, [incoming(failed, order_id)], CONSUMER
+    )
 
     event = one(uow.events(events.OrderPaymentFailed))
     assert (event.provider, event.code, event.failed_at) == (
@@ -252,13 +275,17 @@ async def test_dispatch_ships_the_order_and_delivery_delivers_it(repo: OrderRepo
         dispatched_at=NOW + timedelta(hours=1),
     )
     uow = InMemoryUnitOfWork()
-    await handlers.apply_shipment_events(uow, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
+    await handlers.apply_shipment_events(
+        uow, CONFIG, DISPATCHED_WHILE_HELD, [incoming(dispatched, "shp-1")], CONSUMER
+    )
     shipped = one(uow.events(events.OrderShipped))
     assert (shipped.shipment_id, shipped.shipped_at) == ("shp-1", NOW + timedelta(hours=1))
     assert one(uow.events(NotificationRequested)).template == "order.shipped"
 
     again = InMemoryUnitOfWork()
-    await handlers.apply_shipment_events(again, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
+    await handlers.apply_shipment_events(
+        again, CONFIG, DISPATCHED_WHILE_HELD, [incoming(dispatched, "shp-1")], CONSUMER
+    )
     assert again.types() == []  # the order already reflects it
 
     delivered = ShipmentDelivered(
@@ -269,7 +296,9 @@ async def test_dispatch_ships_the_order_and_delivery_delivers_it(repo: OrderRepo
         delivered_at=NOW + timedelta(days=1),
     )
     last = InMemoryUnitOfWork()
-    await handlers.apply_shipment_events(last, CONFIG, [incoming(delivered, "shp-1")], CONSUMER)
+    await handlers.apply_shipment_events(
+        last, CONFIG, DISPATCHED_WHILE_HELD, [incoming(delivered, "shp-1")], CONSUMER
+    )
     assert last.types() == []
     assert repo.orders[order_id].status is OrderStatus.DELIVERED
     assert repo.orders[order_id].delivered_at == NOW + timedelta(days=1)
@@ -372,17 +401,20 @@ async def test_a_payment_captured_on_a_cancelled_order_raises_a_finance_anomaly_
         "P2",
     )
     assert (anomaly.labels["order_id"], anomaly.labels["payment_id"]) == (order_id, "pay-1")
-    assert uow.types("anomalies.detected") == ["anomaly.detected.v1"]
+    assert uow.types(TOPICS.anomalies) == ["anomaly.detected.v1"]
     assert repo.orders[order_id].status is OrderStatus.CANCELLED
     assert repo.timelines[order_id][-1].what == "pay_not_applied"
     again = await pay(order_id)  # the same capture again: already told
     assert again.types() == []
 
 
-async def test_a_dispatch_for_a_held_order_raises_a_logistics_anomaly(
+async def dispatch_for_held_order(
     repo: OrderRepository,
-) -> None:
-    order_id = await place(repo)
+    dispatched_while_held: ShipmentDispatchedWhileHeld = DISPATCHED_WHILE_HELD,
+    channel: str = "web",
+) -> InMemoryUnitOfWork:
+    """A parcel dispatched for an order paid, then held by a person."""
+    order_id = await place(repo, channel=channel)
     await pay(order_id)
     await handlers.hold_order(InMemoryUnitOfWork(), CONFIG, order_id, "check", None, API)
     dispatched = ShipmentDispatched(
@@ -394,11 +426,73 @@ async def test_a_dispatch_for_a_held_order_raises_a_logistics_anomaly(
         dispatched_at=NOW + timedelta(hours=1),
     )
     uow = InMemoryUnitOfWork()
-    await handlers.apply_shipment_events(uow, CONFIG, [incoming(dispatched, "shp-1")], CONSUMER)
-    anomaly = one(uow.events(AnomalyDetected))
-    assert (anomaly.rule, anomaly.team) == ("shipment.dispatched_while_held", "logistics")
-    assert anomaly.labels["shipment_id"] == "shp-1" and "held (manual)" in anomaly.summary
+    await handlers.apply_shipment_events(
+        uow, CONFIG, dispatched_while_held, [incoming(dispatched, "shp-1")], CONSUMER
+    )
     assert repo.orders[order_id].status is OrderStatus.ON_HOLD
+    assert repo.timelines[order_id][-1].what == "ship_not_applied"
+    return uow
+
+
+async def test_a_dispatch_for_a_held_order_raises_a_logistics_anomaly(
+    repo: OrderRepository,
+) -> None:
+    uow = await dispatch_for_held_order(repo)
+    anomaly = one(uow.events(AnomalyDetected))
+    assert (anomaly.rule, anomaly.team, anomaly.severity) == (
+        "shipment.dispatched_while_held",
+        "logistics",
+        "P2",
+    )
+    assert anomaly.labels["shipment_id"] == "shp-1" and "held (manual)" in anomaly.summary
+    assert uow.types(TOPICS.anomalies) == ["anomaly.detected.v1"]
+
+
+def declared(kind: type[RefusedFact], detectors_file: str) -> Any:
+    """The declared anomaly kind as the detectors file configures it (checked against the
+    whole catalogue, as a worker loads it)."""
+    config = parse_detector_config(detectors_file, "test", rule_catalogue())
+    return kind(config.rule(kind.name))
+
+
+async def test_the_detectors_file_re_levels_a_capture_after_cancel_and_can_switch_it_off(
+    repo: OrderRepository,
+) -> None:
+    p1 = declared(
+        PaymentCapturedAfterCancel,
+        "rules:\n  payment.captured_after_cancel:\n    params: {severity: P1}\n",
+    )
+    order_id = await place(repo)
+    await handlers.cancel_order(InMemoryUnitOfWork(), CONFIG, order_id, "changed mind", API)
+    anomaly = one((await pay(order_id, captured_after_cancel=p1)).events(AnomalyDetected))
+    assert (anomaly.severity, anomaly.labels["severity"], anomaly.team) == ("P1", "P1", "finance")
+
+    off = declared(
+        PaymentCapturedAfterCancel, "rules:\n  payment.captured_after_cancel: {enabled: false}\n"
+    )
+    other = await place(repo, customer_id="c-2")
+    await handlers.cancel_order(InMemoryUnitOfWork(), CONFIG, other, "changed mind", API)
+    uow = await pay(other, captured_after_cancel=off)
+    assert uow.types() == [], "disabled: nothing raised"
+    assert repo.timelines[other][-1].what == "pay_not_applied", "still kept on the timeline"
+
+
+async def test_the_detectors_file_re_levels_a_dispatch_while_held_per_channel_and_off(
+    repo: OrderRepository,
+) -> None:
+    by_channel = declared(
+        ShipmentDispatchedWhileHeld,
+        "rules:\n  shipment.dispatched_while_held:\n    params: {severity: P3}\n"
+        "    overrides:\n      - match: {channel: app}\n        params: {severity: P1}\n",
+    )
+    web = one((await dispatch_for_held_order(repo, by_channel)).events(AnomalyDetected))
+    app = one((await dispatch_for_held_order(repo, by_channel, "app")).events(AnomalyDetected))
+    assert [(a.labels["channel"], a.severity) for a in (web, app)] == [("web", "P3"), ("app", "P1")]
+
+    off = declared(
+        ShipmentDispatchedWhileHeld, "rules:\n  shipment.dispatched_while_held: {enabled: false}\n"
+    )
+    assert (await dispatch_for_held_order(repo, off)).types() == [], "disabled: nothing raised"
 
 
 async def test_cancelling_a_paid_order_requests_its_refund_once(repo: OrderRepository) -> None:

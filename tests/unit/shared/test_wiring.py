@@ -39,6 +39,13 @@ def test_every_rules_module_is_in_the_catalogue(service: str) -> None:
     assert set(declared) <= set(rule_catalogue())
 
 
+@pytest.mark.parametrize("service", WITH_RULES)
+def test_every_declared_use_case_anomaly_is_in_the_catalogue(service: str) -> None:
+    """So the detectors file configures it (and a typo in its name there is an error)."""
+    module = importlib.import_module(f"orderguard.services.{service}.rules")
+    assert set(getattr(module, "USE_CASE_ANOMALIES", ())) <= set(rule_catalogue())
+
+
 def test_a_rule_disabled_in_the_file_does_not_run(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  order.duplicate: {enabled: false}\n")
