@@ -15,7 +15,7 @@ import pytest
 from e2e.test_console import csrf_in, two_teams
 from oidc_provider_mock import User, run_server_in_thread
 
-from orderguard.services.notifier.console import oidc
+from orderguard.services.notifier.console import oidc, people
 from orderguard.shared.notifier_settings import ConsoleOidcSettings
 from orderguard.shared.runtime import build_app
 from orderguard.shared.settings import Settings
@@ -144,6 +144,11 @@ async def test_a_person_signs_in_with_the_provider_and_works_their_teams_queue(
         assert 'id="reassign-to"' in page and "Zhao Lei (lead)" in page
     async with notifier.runtime.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM console_people WHERE login = 'zhao'") == 1
+        # Disabled here stays disabled, whatever the provider says.
+        await people.disable(conn, "zhao")
+    async with browser(app) as disabled:
+        refused, _ = await through_provider(disabled, "idp-0001")
+        assert refused.status_code == 401 and 'id="oidc-error"' in refused.text
 
 
 async def test_a_wrong_state_and_a_login_of_a_local_account_sign_nobody_in(

@@ -191,11 +191,16 @@ async def person_of(
     )
     name = claims.get("name") if isinstance(claims.get("name"), str) else None
     async with conn.transaction():
-        person_id = await conn.fetchval(
-            "SELECT id FROM console_people WHERE oidc_issuer = $1 AND oidc_subject = $2",
+        found = await conn.fetchrow(
+            "SELECT id, disabled_at FROM console_people"
+            " WHERE oidc_issuer = $1 AND oidc_subject = $2 FOR UPDATE",
             issuer,
             subject,
         )
+        if found is not None and found["disabled_at"] is not None:
+            # Disabled here stays disabled, whatever the provider says.
+            raise SignInRefused("oidc_failed", "person disabled")
+        person_id = found["id"] if found is not None else None
         if person_id is None:
             if login is None:
                 raise SignInRefused("oidc_failed", "neither preferred_username nor sub is a login")
@@ -229,6 +234,4 @@ async def person_of(
         )
     person = await people.by_id(conn, person_id)
     assert person is not None
-    if person.disabled:
-        raise SignInRefused("oidc_failed", "person disabled")
     return person
