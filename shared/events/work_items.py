@@ -44,6 +44,9 @@ class WorkItemChange(BaseModel):
         description="Claim-by while open, resolve-by while claimed; None once closed"
     )
     actor: str = Field(description="Who changed it: an operator's name, or `system`")
+    actor_name: str | None = Field(
+        default=None, description="A person's display name at the time (`person:` actors)"
+    )
     at: datetime
 
 

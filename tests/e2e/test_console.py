@@ -150,6 +150,8 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         events = await wait_until(lambda: item_events(settings, 3), what="work item events")
         actors = [e.data.get("actor") for e in events if e.subject == warehouse_item]
         assert "person:wang" in actors, actors
+        names = {e.data.get("actor_name") for e in events if e.data.get("actor") == "person:wang"}
+        assert names == {"Wang Wei"}, names
 
         # Signing out ends the session on the server: the old cookie opens nothing.
         cookie = wang.cookies.get("__Host-og_session")

@@ -14,15 +14,21 @@ import hashlib
 import re
 import secrets
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.starlette_client import OAuth
+import authlib.deprecate  # noqa: F401  (sets its "always" filter before ours goes in front)
 from joserfc.errors import JoseError
+
+with warnings.catch_warnings():
+    # authlib 1.9 nudges towards httpx2 (a fork) but works with httpx, the project's client.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.base_client import OAuthError
+    from authlib.integrations.starlette_client import OAuth
 
 from orderguard.services.notifier.console import people
 from orderguard.shared.logging import get_logger

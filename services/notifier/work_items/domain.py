@@ -506,6 +506,7 @@ def change_event(item: WorkItem, entry: Entry) -> events.WorkItemChange | None:
         tier=item.tier,
         due_at=item.due_at,
         actor=entry.actor,
+        actor_name=entry.actor_name,
         at=entry.at,
         **extra,
     )
