@@ -424,10 +424,10 @@ async def comment(
 
 
 async def _attach(
-    writes: WriteContext, attachment: Attachment, content: bytes | None = None
+    writes: WriteContext, caller: Caller, attachment: Attachment, content: bytes | None = None
 ) -> tuple[Attachment, bool]:
     async with writes.unit_of_work() as uow:
-        kept, added = await handlers.attach_evidence(uow, attachment, content)
+        kept, added = await handlers.attach_evidence(uow, attachment, content, staff(caller))
         await uow.commit()
     return kept, added
 
@@ -482,6 +482,7 @@ async def upload_attachment(
     attachment_id = new_id("att")
     kept, added = await _attach(
         writes,
+        caller,
         Attachment(
             attachment_id=attachment_id,
             case_id=case_id,
@@ -554,6 +555,7 @@ async def reference_attachment(
     return _attached(
         *await _attach(
             writes,
+            caller,
             Attachment(
                 attachment_id=new_id("att"),
                 case_id=case_id,
