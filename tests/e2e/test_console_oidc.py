@@ -6,15 +6,19 @@ wrong state, and a provider login that a local account already has sign nobody i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from e2e import test_console_in_chromium as in_chromium
 from e2e.test_console import csrf_in, two_teams
+from e2e.test_console_in_chromium import chromium  # noqa: F401  (the browser fixture)
 from oidc_provider_mock import User, run_server_in_thread
 
+from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import oidc, people
 from orderguard.shared.notifier_settings import ConsoleOidcSettings
 from orderguard.shared.runtime import build_app
@@ -202,3 +206,49 @@ def test_teams_and_roles_come_from_the_configured_claims() -> None:
     assert oidc.grants_of({}, settings) == oidc.Grants({}, is_admin=False)
     with pytest.raises(ValueError, match="not admin, <team> or <team>:lead"):
         ConsoleOidcSettings(issuer="https://idp.example", client_id="c", group_map={"g": ["ops"]})
+
+
+def sign_in_with_the_provider(driver: Any, base: str) -> str:
+    """In Chromium: the console's button, the provider's page, back to the console signed in.
+    The provider is another site: its redirect back carries the Lax cookie of the pending
+    sign-in, and the Strict session cookie is used from the console's own page onwards."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/sign-in")
+    driver.find_element(By.ID, "sign-in-oidc").click()
+    in_chromium.wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, 'button[name="sub"]'))
+    in_chromium.shot(driver, "7-oidc-provider")
+    driver.find_element(By.CSS_SELECTOR, 'button[name="sub"][value="idp-0001"]').click()
+    me = in_chromium.wait_for(driver, lambda d: d.find_elements(By.ID, "me")).pop()
+    in_chromium.shot(driver, "8-oidc-signed-in")
+    return str(me.text)
+
+
+@pytest.fixture
+async def served_console(
+    settings: Settings, start_service: Any, provider: str
+) -> AsyncIterator[str]:
+    """The notifier with sign-in at the provider, on a real port; its console's URL. Asked for
+    before the browser, so the browser has quit (its connections closed) when this stops."""
+    port = in_chromium.free_port()
+    notifier = await start_service(
+        NOTIFIER,
+        roles=frozenset({"api"}),
+        settings_=settings.model_copy(update={"console_oidc": oidc_settings(provider)}),
+    )
+    server, task = await in_chromium.serve(notifier.runtime, port)
+    yield f"http://127.0.0.1:{port}/console"
+    server.should_exit = True
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.skipif(
+    in_chromium.CHROMIUM is None or in_chromium.CHROMEDRIVER is None,
+    reason="Debian's chromium and chromium-driver are not installed",
+)
+async def test_sign_in_with_the_provider_in_chromium(
+    served_console: str,
+    chromium: Any,  # noqa: F811
+) -> None:
+    name = await in_chromium.in_browser(sign_in_with_the_provider, chromium, served_console)
+    assert name == "Zhao Lei"
