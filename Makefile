@@ -5,7 +5,7 @@ VENV   ?= .venv
 UP_ARGS ?=
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench chaos check-deploy dashboards contract check-contract clean
+.PHONY: install run test lint bench chaos check-deploy dashboards contract check-contract settings-doc clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ contract: install
 # Fails when docs/contract is stale or a change would break a published event version.
 check-contract: install
 	$(BIN)/orderguard contract check
+
+# Regenerate docs/settings.md (every setting, from the settings models; a unit test fails when stale).
+settings-doc: install
+	$(BIN)/orderguard settings table --out docs/settings.md
 
 # Offline checks of Dockerfile, compose and deploy/k8s (installs its own pinned tools).
 check-deploy: install

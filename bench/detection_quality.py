@@ -49,7 +49,7 @@ def start_system(data_dir: Path, options: ScenarioOptions, secret: str) -> subpr
         **os.environ,
         **SYSTEM_ENV,
         "ORDERGUARD_DETECTORS_FILE": str(detectors),
-        "ORDERGUARD_CARRIER_SECRETS": json.dumps({"sf-express": secret}),
+        "ORDERGUARD_LOGISTICS__CARRIER_SECRETS": json.dumps({"sf-express": secret}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "orderguard.cli", "up", "--data-dir", str(data_dir)],

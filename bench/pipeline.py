@@ -159,7 +159,7 @@ def rule_params(rule: Any, settings: Any) -> RuleParams:
         return params
     threshold = getattr(rule, "default_threshold", None)
     if threshold is None:
-        threshold = settings.default_low_stock_threshold
+        threshold = settings.detector_defaults()["stock.low"]["threshold"]
     hysteresis = getattr(rule, "hysteresis", 0)
     return lambda sku, warehouse: (threshold, hysteresis)
 
@@ -204,9 +204,9 @@ class Infra:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def settings(self, tag: str, **overrides: Any) -> Any:
-        from orderguard.shared.settings import Settings
+        from orderguard.cli.services_registry import OrderguardSettings
 
-        return Settings(
+        return OrderguardSettings(
             database_url=self.postgres.ensure_database(f"bench_{tag}"),
             kafka_bootstrap=self.broker.bootstrap,
             kafka_embedded_compat=True,

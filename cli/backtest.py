@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orderguard.cli.services_registry import STREAM_RULES, rule_catalogue
+from orderguard.cli.services_registry import STREAM_RULES, OrderguardSettings, rule_catalogue
 from orderguard.services.notifier.backtest import (
     BacktestInputError,
     BacktestResult,
@@ -28,6 +28,7 @@ from orderguard.services.notifier.backtest import (
     run_backtest,
 )
 from orderguard.services.notifier.routing import RoutingFileError, load_routing
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.shared.detection.config import (
     DetectorConfigError,
     builtin_params,
@@ -73,10 +74,10 @@ def run(
     data_dir: Path,
     bootstrap: str | None,
 ) -> int:
-    settings = where_things_are(Settings(), data_dir, bootstrap)
+    settings = where_things_are(OrderguardSettings(), data_dir, bootstrap)
     console = Console(stderr=True)
     try:
-        tree = load_routing(routing_file or settings.routing_file)
+        tree = load_routing(routing_file or settings.section(NotifierSettings).routing_file)
         config = load_detector_config(
             detectors_file or settings.detectors_file, rule_catalogue(), builtin_params(settings)
         )

@@ -28,6 +28,10 @@ contract_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(contract_app, name="contract")
+settings_app = typer.Typer(
+    help="Settings (ORDERGUARD_* environment variables).", no_args_is_help=True
+)
+app.add_typer(settings_app, name="settings")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(users_app, name="users")
 
@@ -38,7 +42,7 @@ DATA_DIR = Annotated[
 
 
 def _run_roles(service: str, roles: frozenset[str]) -> None:
-    from orderguard.cli.services_registry import definition_of, rule_catalogue
+    from orderguard.cli.services_registry import OrderguardSettings, definition_of, rule_catalogue
     from orderguard.shared.runtime import run_service
 
     try:
@@ -48,7 +52,7 @@ def _run_roles(service: str, roles: frozenset[str]) -> None:
     except ImportError:
         pass
     code = asyncio.run(
-        run_service(definition_of(service), roles, Settings(), rule_catalogue())  # type: ignore[arg-type]
+        run_service(definition_of(service), roles, OrderguardSettings(), rule_catalogue())  # type: ignore[arg-type]
     )
     raise typer.Exit(code)
 
@@ -78,11 +82,13 @@ def worker(
     if engine is StreamEngine.engine:
         _run_roles(service.value, frozenset({"workers"}))
         return
-    from orderguard.cli.services_registry import definition_of, rule_catalogue
+    from orderguard.cli.services_registry import OrderguardSettings, definition_of, rule_catalogue
     from orderguard.shared.detection.faust_driver import run_faust_service
 
     raise typer.Exit(
-        asyncio.run(run_faust_service(definition_of(service.value), Settings(), rule_catalogue()))
+        asyncio.run(
+            run_faust_service(definition_of(service.value), OrderguardSettings(), rule_catalogue())
+        )
     )
 
 
@@ -207,6 +213,21 @@ def backtest(
         bootstrap=bootstrap,
     )
     raise typer.Exit(code)
+
+
+@settings_app.command("table")
+def settings_table(
+    out: Annotated[Path | None, typer.Option(help="Write the table to this file.")] = None,
+) -> None:
+    """Print (or write) every setting as one Markdown table (docs/settings.md)."""
+    from orderguard.cli.settings_table import render
+
+    document = render()
+    if out is None:
+        typer.echo(document, nl=False)
+        return
+    out.write_text(document)
+    typer.echo(f"settings table written to {out}")
 
 
 @contract_app.command("asyncapi")

@@ -146,7 +146,7 @@ class Demo:
             **SYSTEM_ENV,
             "ORDERGUARD_DETECTORS_FILE": str(detectors),
             # the generator sends part of the scans over the signed carrier webhook
-            "ORDERGUARD_CARRIER_SECRETS": json.dumps({"sf-express": secret}),
+            "ORDERGUARD_LOGISTICS__CARRIER_SECRETS": json.dumps({"sf-express": secret}),
         }
 
     def command(self, data_dir: Path) -> list[str]:
@@ -250,8 +250,11 @@ class Supervisor:
                 )
                 port += 1
             by_name = {service.name: service for service in services}
-            # The console (in the notifier) calls the order service for people, server-side.
-            by_name["notifier"].env["ORDERGUARD_CONSOLE_ORDER_URL"] = by_name["order"].url
+            # The console (in the notifier) calls these services for people, server-side.
+            for called in ("order", "aftersales", "logistics"):
+                by_name["notifier"].env[f"ORDERGUARD_NOTIFIER__CONSOLE_{called.upper()}_URL"] = (
+                    by_name[called].url
+                )
             admin_password = asyncio.run(first_admin_password(database_url))
             for service in services:
                 service.start()

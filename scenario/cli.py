@@ -43,12 +43,13 @@ def resolve_target(
     topic_prefix: str | None,
 ) -> Any:
     """Endpoints from the options, else from `orderguard up`'s state, else from the settings."""
+    from orderguard.cli.services_registry import OrderguardSettings
     from orderguard.cli.supervisor import read_status
     from orderguard.scenario.player import Clients
     from orderguard.scenario.runner import Target
-    from orderguard.shared.settings import Settings
+    from orderguard.services.logistics.settings import LogisticsSettings
 
-    settings = Settings()
+    settings = OrderguardSettings()
     status = read_status(data_dir.resolve()) or {}
     urls = {name: s["url"] for name, s in status.get("services", {}).items()}
     if ports:
@@ -79,7 +80,10 @@ def resolve_target(
         Clients.connect(urls, key),
         bootstrap or status.get("broker", {}).get("bootstrap") or settings.kafka_bootstrap,
         settings.topic_prefix if topic_prefix is None else topic_prefix,
-        {name: secret.get_secret_value() for name, secret in settings.carrier_secrets.items()},
+        {
+            name: secret.get_secret_value()
+            for name, secret in settings.section(LogisticsSettings).carrier_secrets.items()
+        },
     )
 
 

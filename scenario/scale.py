@@ -37,8 +37,8 @@ REFUND_THRESHOLD = 3
 # Settings the system under test needs besides the detectors file (environment variables).
 SYSTEM_ENV = {
     # the promise is carried by shipment.overdue's grace, scaled (days cannot be scaled)
-    "ORDERGUARD_ORDER_DELIVERY_PROMISE_DAYS": "0",
-    "ORDERGUARD_ORDER_EXPRESS_DELIVERY_PROMISE_DAYS": "0",
+    "ORDERGUARD_ORDER__DELIVERY_PROMISE_DAYS": "0",
+    "ORDERGUARD_ORDER__EXPRESS_DELIVERY_PROMISE_DAYS": "0",
     # silences are seconds long here: no lateness allowance, a quiet partition follows the wall soon
     "ORDERGUARD_DETECTOR_ALLOWED_LATENESS_S": "0",
     "ORDERGUARD_DETECTOR_IDLE_AFTER_S": "0.5",

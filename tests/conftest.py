@@ -15,7 +15,7 @@ import pytest
 from testkit import RunningService
 
 from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from orderguard.cli.services_registry import rule_catalogue
+from orderguard.cli.services_registry import OrderguardSettings, rule_catalogue
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.logging import configure_logging
 from orderguard.shared.runtime import Role, Runtime, ServiceDefinition, build_app
@@ -49,7 +49,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
 async def settings(embedded: Embedded) -> Settings:
     """Settings of a fresh deployment: its own database and topics on the shared broker."""
     run = uuid.uuid4().hex[:10]
-    settings = Settings(
+    settings = OrderguardSettings(
         database_url=embedded.postgres.ensure_database(f"t_{run}"),
         kafka_bootstrap=embedded.broker.bootstrap,
         kafka_embedded_compat=True,

@@ -12,7 +12,7 @@ from testkit import RunningService, events_of_type, publish_event, wait_until
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentDelivered, ShipmentDispatched
-from orderguard.shared.events.orders import OrderLine, OrderPlaced, ShippingAddress
+from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress
 from orderguard.shared.events.payments import (
     PaymentAmountMismatch,
     PaymentFailed,
@@ -200,3 +200,42 @@ async def notifications(settings: Settings, template: str, order_id: str) -> lis
 def fast(settings: Settings, **overrides: Any) -> Settings:
     """The test deployment's settings with scheduled jobs every 0.1 s (and `overrides`)."""
     return settings.model_copy(update={"job_interval_s": 0.1, **overrides})
+
+
+SHOP_ADDRESS = ShippingAddress(
+    province="Zhejiang", city="Hangzhou", district="Xihu", street="1 Wensan Rd", recipient="Li Lei"
+)
+PAID_LINES = [
+    OrderLine(sku="MUG", quantity=2, unit_price=Decimal("39.90")),
+    OrderLine(sku="TEA", quantity=1, unit_price=Decimal("58.00")),
+]
+
+
+def paid_order_events(
+    order_id: str, customer: str = "cust-1", paid_ago: timedelta = timedelta(days=1)
+) -> list[Envelope]:
+    """order.placed.v1 and order.paid.v1 of one order (2 MUG, 1 TEA), paid `paid_ago`; the
+    promised delivery three days after payment."""
+    paid_at = datetime.now(UTC) - paid_ago
+    common: dict[str, Any] = {
+        "order_id": order_id,
+        "customer_id": customer,
+        "channel": "web",
+        "warehouse": "main",
+        "lines": PAID_LINES,
+        "total_amount": Decimal("137.80"),
+        "phone": "13800138000",
+        "shipping_address": SHOP_ADDRESS,
+    }
+    placed = OrderPlaced(**common, placed_at=paid_at - timedelta(minutes=2))
+    paid = OrderPaid(
+        **common,
+        paid_amount=Decimal("137.80"),
+        payment_id=f"pay-{order_id}",
+        promised_delivery_by=paid_at + timedelta(days=3),
+        paid_at=paid_at,
+    )
+    return [
+        Envelope(type=t, source="/test/order", subject=order_id, data=d.model_dump(mode="json"))
+        for t, d in (("order.placed.v1", placed), ("order.paid.v1", paid))
+    ]

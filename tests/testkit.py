@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,13 +18,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.inventory import StockChanged
 from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlaced, ShippingAddress
 from orderguard.shared.outbox import OutboxRelay
-from orderguard.shared.runtime import Runtime
+from orderguard.shared.runtime import Runtime, build_app
 from orderguard.shared.settings import Settings
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Settings)
+
+
+def tuned(settings: S, **changes: Any) -> S:
+    """`settings` with `changes`; a service's section takes a dict of its own changes, e.g.
+    `tuned(settings, job_interval_s=0.1, order={"recycle_bin_retention_s": 0.01})`."""
+    sections = settings.sections()
+    return settings.model_copy(
+        update={
+            name: sections[name].model_copy(update=value)
+            if name in sections and isinstance(value, dict)
+            else value
+            for name, value in changes.items()
+        }
+    )
 
 
 async def wait_until(
@@ -304,3 +321,127 @@ async def engine_and_relay(
                 await task
         await producer.stop()
         await pool.close()
+
+
+# -- the console (tests/e2e/test_console*.py) -----------------------------------------------
+
+CONSOLE_PASSWORD = "correct horse battery"
+
+
+async def route_anomaly(
+    settings: Settings, fingerprint: str, rule: str, team: str, severity: str = "P3"
+) -> None:
+    """An anomaly routed to `team`'s queue, as the router publishes it (a work item follows)."""
+    now = datetime.now(UTC)
+    detected = AnomalyDetected(
+        rule=rule,
+        fingerprint=fingerprint,
+        status="firing",
+        severity=severity,  # type: ignore[arg-type]
+        team=team,  # type: ignore[arg-type]
+        labels={"sku": "S-1", "order_id": "o-1"},
+        summary=f"{rule} on {fingerprint}",
+        event_time=now,
+        detected_at=now,
+        source_event_id="e-1",
+    )
+    routed = AnomalyRouted(
+        anomaly=detected, route=team, queue=team, channels=["in_app"], routed_at=now
+    )
+    envelope = Envelope(
+        type="anomaly.routed.v1",
+        source="/orderguard/notifier/router",
+        subject=fingerprint,
+        data=routed.model_dump(mode="json"),
+    )
+    await publish_event(settings, f"{settings.topic_prefix}queues.{team}", envelope)
+
+
+async def work_items_of(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    """The notifier's work items (GET /work-items) matching `params`."""
+    response = await client.get("/work-items", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+async def add_people(runtime: Runtime, *people_: tuple[str, str, dict[str, str]]) -> None:
+    """(login, display name, {team: role}) each, with CONSOLE_PASSWORD."""
+    from orderguard.services.notifier.console import people
+
+    async with runtime.pool.acquire() as conn:
+        for login, name, teams in people_:
+            await people.add(conn, login, name, CONSOLE_PASSWORD, teams=teams)  # type: ignore[arg-type]
+
+
+def console_browser(service: RunningService) -> httpx.AsyncClient:
+    """A client of the console in-process, like a browser (cookies kept)."""
+    # https: the session cookie is Secure (and __Host-), so a client sends it over https only.
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app(service.runtime)),
+        base_url="https://console.test",
+    )
+
+
+def csrf_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+async def console_sign_in(
+    client: httpx.AsyncClient, login: str, password: str = CONSOLE_PASSWORD
+) -> str:
+    """Signs in; returns the session's CSRF token (from the queue page)."""
+    form = await client.get("/console/sign-in")
+    signed = await client.post(
+        "/console/sign-in",
+        data={"csrf_token": csrf_in(form.text), "login": login, "password": password},
+    )
+    assert signed.status_code == 303, signed.text
+    queue = await client.get("/console/")
+    assert queue.status_code == 200, queue.text
+    return csrf_in(queue.text)
+
+
+def console_calls_in_process(console: RunningService, other: RunningService) -> None:
+    """The console reaches `other` (order, aftersales, logistics) in-process with the key of
+    `other`'s test client; `up` gives it their URLs."""
+    from orderguard.services.notifier.console.service_client import ServiceClient, client_slot
+
+    name = other.runtime.definition.name
+    console.runtime.once(
+        client_slot(name),  # type: ignore[arg-type]
+        lambda: ServiceClient(
+            name,  # type: ignore[arg-type]
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=build_app(other.runtime)),
+                base_url=f"http://{name}",
+                headers={"X-API-Key": other.client.headers["X-API-Key"]},
+            ),
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def served(runtime: Runtime) -> AsyncIterator[str]:
+    """The runtime's app on a real port on this event loop (for streams and browsers, which an
+    in-process transport cannot serve); yields its base URL."""
+    import uvicorn
+
+    from orderguard.cli.embedded import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await wait_until(started, 20, what="uvicorn started")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

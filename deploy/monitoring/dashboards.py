@@ -317,7 +317,7 @@ def routing_panels(jobs: str) -> list[Json]:
         timeseries(
             "Delivery attempt duration p99 by channel",
             "One attempt on an outgoing channel (webhook, email, SMS, IM robots), connect to "
-            "answer; bounded by ORDERGUARD_CHANNELS__TIMEOUT_S.",
+            "answer; bounded by ORDERGUARD_NOTIFIER__CHANNELS__TIMEOUT_S.",
             [
                 (
                     histogram_p99(

@@ -16,17 +16,17 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.services.aftersales import handlers, repository
-from orderguard.services.aftersales.domain import CaseLine, RefundLine, new_id
+from orderguard.services.aftersales.domain import FLOWS, CaseLine, RefundLine, new_id
 from orderguard.services.aftersales.handlers import CaseFile, CaseNotFound, OpenCase
 from orderguard.services.aftersales.repository import Attachment, Refund
 from orderguard.services.aftersales.rules import CaseSlaBreached
+from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.actor import Actor
 from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes, actor_of
 from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text
 from orderguard.shared.http.views import TimelineEntryView
-from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 
@@ -187,6 +187,7 @@ class CaseView(BaseModel):
     channel: str | None
     case_type: str
     state: str
+    stages: list[str] = Field(description="The states of this case type's flow, in order")
     allowed_actions: list[str]
     priority: str
     reason: str
@@ -214,6 +215,7 @@ class CaseView(BaseModel):
             channel=c.channel,
             case_type=c.case_type,
             state=c.state,
+            stages=list(FLOWS[c.case_type]),
             allowed_actions=c.allowed_actions(),
             priority=c.priority,
             reason=c.reason,
@@ -243,6 +245,8 @@ class CaseSummary(BaseModel):
     needs_review: bool
     opened_at: datetime
     updated_at: datetime
+    first_response_due_at: datetime | None
+    first_response_at: datetime | None
 
 
 def _media_type(value: str | None) -> str:
@@ -285,16 +289,16 @@ class CaseDesk:
 
 
 def case_desk(runtime: RuntimeDep) -> CaseDesk:
-    settings = runtime.settings
+    settings = runtime.settings.section(AftersalesSettings)
 
     def build() -> CaseDesk:
         return CaseDesk(
             topics=runtime.topics,
             sla=CaseSlaBreached(in_force(runtime).rule(CaseSlaBreached.name)),
-            return_window_days=settings.aftersales_return_window_days,
-            attachment_types=frozenset(t.lower() for t in settings.aftersales_attachment_types),
-            attachment_max_bytes=settings.aftersales_attachment_max_bytes,
-            attachments=FilePath(settings.aftersales_attachments_dir),
+            return_window_days=settings.return_window_days,
+            attachment_types=frozenset(t.lower() for t in settings.attachment_types),
+            attachment_max_bytes=settings.attachment_max_bytes,
+            attachments=FilePath(settings.attachments_dir),
         )
 
     return runtime.once("aftersales.case_desk", build)
@@ -306,7 +310,7 @@ CaseWriter = Annotated[Caller, Depends(require_scope("cases:write"))]
 READ = [Depends(require_scope("cases:read"))]
 # The types documented; the deployment's own list (settings) is what is enforced.
 DOCUMENTED_TYPES = sorted(
-    Settings.model_fields["aftersales_attachment_types"].get_default(call_default_factory=True)
+    AftersalesSettings.model_fields["attachment_types"].get_default(call_default_factory=True)
 )
 
 
@@ -367,9 +371,13 @@ async def find_cases(
     state: Annotated[Text | None, Query(max_length=32)] = None,
     case_type: Annotated[CaseTypeIn | None, Query(alias="type")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    order: Annotated[
+        Literal["newest", "sla_due"],
+        Query(description="sla_due: open cases first, by first-response due time"),
+    ] = "newest",
 ) -> list[CaseSummary]:
-    """Cases by order, state and type, newest first."""
-    found = await repository.find_cases(conn, order_id, state, case_type, limit)
+    """Cases by order, state and type, newest first (or by SLA due)."""
+    found = await repository.find_cases(conn, order_id, state, case_type, limit, order)
     return [
         CaseSummary(
             case_id=c.case_id,
@@ -381,6 +389,8 @@ async def find_cases(
             needs_review=c.needs_review,
             opened_at=c.opened_at,
             updated_at=c.updated_at,
+            first_response_due_at=c.first_response_due_at,
+            first_response_at=c.first_response_at,
         )
         for c in found
     ]

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from orderguard.services.aftersales.domain import (
     Actor,
@@ -210,11 +210,18 @@ async def find_cases(
     state: str | None,
     case_type: str | None,
     limit: int,
+    order: Literal["newest", "sla_due"] = "newest",
 ) -> list[Case]:
+    # sla_due: closed cases last, then the earliest first-response due (none due: after).
+    ordering = (
+        "opened_at DESC, case_id"
+        if order == "newest"
+        else "closed_at IS NOT NULL, first_response_due_at ASC NULLS LAST, opened_at, case_id"
+    )
     rows = await conn.fetch(
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE ($1::text IS NULL OR order_id = $1)"
         " AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR case_type = $3)"
-        " ORDER BY opened_at DESC, case_id LIMIT $4",
+        f" ORDER BY {ordering} LIMIT $4",
         order_id,
         state,
         case_type,

@@ -6,17 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from orderguard.services.logistics import handlers, repository
-from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, scan_from_the_future
+from orderguard.services.logistics.domain import SCAN_CLOCK_SKEW, Shipment, scan_from_the_future
 from orderguard.services.logistics.handlers import ShipmentWithHistory, WebhookReplayed
+from orderguard.services.logistics.settings import LogisticsSettings
 from orderguard.services.logistics.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -93,8 +94,8 @@ class HistoryView(BaseModel):
     details: dict[str, Any]
 
 
-class ShipmentView(BaseModel):
-    """A shipment with every tracking number it had, its scans and its history."""
+class ShipmentSummary(BaseModel):
+    """A shipment as lists show it: no scans, no contact."""
 
     shipment_id: str
     order_id: str
@@ -109,27 +110,23 @@ class ShipmentView(BaseModel):
     last_scan_at: datetime | None
     last_exception: str | None
     compensated_for: str | None
+
+    @classmethod
+    def of_shipment(cls, s: Shipment) -> ShipmentSummary:
+        return cls(**{name: getattr(s, name) for name in ShipmentSummary.model_fields})
+
+
+class ShipmentView(ShipmentSummary):
+    """A shipment with every tracking number it had, its scans and its history."""
+
     tracking: list[TrackingView]
     scans: list[ScanView]
     history: list[HistoryView]
 
     @classmethod
     def of(cls, found: ShipmentWithHistory) -> ShipmentView:
-        s = found.shipment
         return cls(
-            shipment_id=s.shipment_id,
-            order_id=s.order_id,
-            warehouse=s.warehouse,
-            carrier=s.carrier,
-            tracking_number=s.tracking_number,
-            status=s.status,
-            promised_delivery_by=s.promised_delivery_by,
-            created_at=s.created_at,
-            dispatched_at=s.dispatched_at,
-            delivered_at=s.delivered_at,
-            last_scan_at=s.last_scan_at,
-            last_exception=s.last_exception,
-            compensated_for=s.compensated_for,
+            **ShipmentSummary.of_shipment(found.shipment).model_dump(),
             tracking=[TrackingView(**dict(row)) for row in found.tracking],
             scans=[ScanView(**dict(row)) for row in found.scans],
             history=[HistoryView(**dict(row)) for row in found.history],
@@ -166,7 +163,7 @@ class Carriers:
 
 
 def carriers(runtime: RuntimeDep) -> Carriers:
-    settings = runtime.settings
+    settings = runtime.settings.section(LogisticsSettings)
     return Carriers(
         runtime.topics, settings.carrier_secrets, settings.carrier_signature_tolerance_s
     )
@@ -274,6 +271,28 @@ async def receive_scan(
         carrier=carrier, scan_id=scan.scan_id, tracking_number=scan.tracking_number
     )
     return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+@router.get("/shipments", response_model=list[ShipmentSummary], dependencies=READ)
+async def find_shipments(
+    conn: Snapshot,
+    which: Annotated[
+        Literal["stalled", "overdue", "exception", "compensated"],
+        Query(
+            alias="list",
+            description="stalled: in transit without a scan for silent_hours; overdue: not"
+            " delivered by the promised time; exception: undelivered after an exception scan;"
+            " compensated: the customer was given a delay compensation",
+        ),
+    ],
+    silent_hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24.0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ShipmentSummary]:
+    """One list of shipments for the people who chase them, most urgent first."""
+    found = await repository.find_shipments(
+        conn, which, datetime.now(UTC), silent_hours * 3600, limit
+    )
+    return [ShipmentSummary.of_shipment(s) for s in found]
 
 
 @router.get("/shipments/{shipment_id}", response_model=ShipmentView, dependencies=READ)

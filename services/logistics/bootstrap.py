@@ -8,6 +8,7 @@ from orderguard.services.logistics import api
 from orderguard.services.logistics import handlers as use_cases
 from orderguard.services.logistics.handlers import CarrierRule, CompensationPolicy
 from orderguard.services.logistics.rules import RULES
+from orderguard.services.logistics.settings import LogisticsSettings
 from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.retention import Retention, retention_job
@@ -20,13 +21,12 @@ from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
 def workers(runtime: Runtime) -> Workers:
     settings = runtime.settings
     topics = runtime.topics
-    carriers = CarrierRule(
-        settings.logistics_default_carrier, settings.logistics_carrier_by_warehouse
-    )
+    own = settings.section(LogisticsSettings)
+    carriers = CarrierRule(own.default_carrier, own.carrier_by_warehouse)
     compensation = CompensationPolicy(
-        by_reason=settings.logistics_delay_compensation,
-        overdue_after_s=settings.logistics_overdue_compensation_after_s,
-        stalled_after_s=settings.logistics_stall_compensation_after_s,
+        by_reason=own.delay_compensation,
+        overdue_after_s=own.overdue_compensation_after_s,
+        stalled_after_s=own.stall_compensation_after_s,
     )
     return Workers(
         consumers=[

@@ -25,13 +25,13 @@ from orderguard.services.logistics.domain import (
     shipment_id_for,
     tracking_number_for,
 )
+from orderguard.services.logistics.settings import DelayCompensation
 from orderguard.shared.engine import Event, RejectEvent
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import Conflict, NotFound
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.orders import OrderPaid
 from orderguard.shared.logging import get_logger
-from orderguard.shared.settings import DelayCompensation
 from orderguard.shared.topics import Topics
 from orderguard.shared.uow import UnitOfWork
 

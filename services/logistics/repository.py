@@ -202,3 +202,35 @@ async def add_webhook_receipt(conn: Connection, carrier: str, scan_id: str, sign
         scan_id,
         signature,
     )
+
+
+# Which shipments each operators' list holds (the console's shipments page); a whitelist.
+_LISTS = {
+    "stalled": "delivered_at IS NULL AND status IN ('picked_up', 'in_transit', 'out_for_delivery')"
+    " AND last_scan_at <= $1::timestamptz - make_interval(secs => $2::float8)",
+    "overdue": "delivered_at IS NULL AND promised_delivery_by <= $1::timestamptz",
+    "exception": "delivered_at IS NULL AND last_exception IS NOT NULL",
+    "compensated": "compensated_for IS NOT NULL",
+}
+_LIST_ORDER = {
+    "stalled": "last_scan_at",
+    "overdue": "promised_delivery_by",
+    "exception": "coalesce(last_scan_at, created_at) DESC",
+    "compensated": "promised_delivery_by DESC",
+}
+
+
+async def find_shipments(
+    conn: Connection, which: str, now: datetime, silent_s: float, limit: int
+) -> list[Shipment]:
+    """The shipments of one list (stalled, overdue, exception, compensated), most urgent first."""
+    rows = await conn.fetch(
+        # Every list names both parameters, so PostgreSQL knows their types whichever is used.
+        f"SELECT {_COLUMNS} FROM shipments WHERE {_LISTS[which]}"
+        " AND $1::timestamptz IS NOT NULL AND $2::float8 IS NOT NULL"
+        f" ORDER BY {_LIST_ORDER[which]}, shipment_id LIMIT $3",
+        now,
+        silent_s,
+        limit,
+    )
+    return [_shipment(row) for row in rows]

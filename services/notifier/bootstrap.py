@@ -16,6 +16,7 @@ from orderguard.services.notifier.console import pages as console_pages
 from orderguard.services.notifier.deliveries import api as deliveries_api
 from orderguard.services.notifier.deliveries import service as deliveries
 from orderguard.services.notifier.retention import notifier_retentions
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.notifier.work_items import api as work_items_api
 from orderguard.services.notifier.work_items import handlers as work_items
 from orderguard.shared.logging import get_logger
@@ -38,8 +39,8 @@ def workers(runtime: Runtime) -> Workers:
     plan = planner(runtime)
     queues = {topics.queue(team): team for team in TEAMS}
     sender = deliveries.Sender(
-        partial(open_channels, runtime.settings.channels),
-        runtime.settings.deliveries,
+        partial(open_channels, runtime.settings.section(NotifierSettings).channels),
+        runtime.settings.section(NotifierSettings).deliveries,
         topics.notifications_dead,
     )
     return Workers(
@@ -117,7 +118,10 @@ def workers(runtime: Runtime) -> Workers:
                 lambda uow, limit: work_items.refresh_open_gauge(uow, TEAMS),
             ),
             ScheduledJob("notifier.deliveries", sender.send_due, batch_max=DELIVERY_BATCH),
-            *(retention_job(r, runtime.settings) for r in notifier_retentions(runtime.settings)),
+            *(
+                retention_job(r, runtime.settings)
+                for r in notifier_retentions(runtime.settings.section(NotifierSettings))
+            ),
         ],
     )
 

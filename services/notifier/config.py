@@ -7,6 +7,7 @@ from orderguard.services.notifier.channels.registry import configured_kinds
 from orderguard.services.notifier.deliveries.domain import Planner
 from orderguard.services.notifier.deliveries.templates import Templates
 from orderguard.services.notifier.routing_in_force import RoutingInForce, reload_on_sighup
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.notifier.work_items.domain import SlaPolicy
 from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime
@@ -20,9 +21,8 @@ def routing_in_force(runtime: Runtime) -> RoutingInForce:
     stays)."""
 
     def load() -> RoutingInForce:
-        routing = RoutingInForce(
-            runtime.settings.routing_file, runtime.settings.routing_reload_interval_s
-        )
+        own = runtime.settings.section(NotifierSettings)
+        routing = RoutingInForce(own.routing_file, own.routing_reload_interval_s)
         reload_on_sighup(routing)
         tree = routing.tree
         log.info(
@@ -40,7 +40,7 @@ def sla_policy(runtime: Runtime) -> SlaPolicy:
     """Work items' times per severity: to resolve, the routing file's processing time limits
     (as loaded at start-up); to claim, remind and reopen, settings work_item_*. An invalid
     policy stops start-up."""
-    settings = runtime.settings
+    settings = runtime.settings.section(NotifierSettings)
     routing = routing_in_force(runtime).tree
     return runtime.once(
         "work_item_sla",
@@ -58,7 +58,7 @@ def planner(runtime: Runtime) -> Planner:
     """Turns requests into deliveries on the channels this deployment configured."""
 
     def build() -> Planner:
-        settings = runtime.settings
+        settings = runtime.settings.section(NotifierSettings)
         kinds = configured_kinds(settings.channels)
         log.info("notification channels configured", channels=sorted(kinds))
         return Planner(settings.channels, settings.deliveries, kinds, Templates())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.shared.retention import Retention
-from orderguard.shared.settings import Settings
 
 
-def notifier_retentions(settings: Settings) -> list[Retention]:
+def notifier_retentions(settings: NotifierSettings) -> list[Retention]:
     keep = settings.retention
     return [
         # The router's dedup claim per fingerprint (and the suppressions that cascade with it):

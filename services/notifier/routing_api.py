@@ -126,7 +126,7 @@ SilenceWriter = Annotated[Caller, Depends(require_scope("silences:write"))]
 router = APIRouter(tags=["routing"])
 
 
-def _routing_view(routing: RoutingInForce) -> dict[str, Any]:
+def routing_view(routing: RoutingInForce) -> dict[str, Any]:
     tree = routing.current()
     rejection = routing.rejection
     return {
@@ -142,7 +142,7 @@ def _routing_view(routing: RoutingInForce) -> dict[str, Any]:
 async def get_routing(routing: Routing) -> dict[str, Any]:
     """The routing file in force in this process (its version, a digest of its text), and
     the error of the last rejected reload, if the file on disk is invalid."""
-    return _routing_view(routing)
+    return routing_view(routing)
 
 
 @router.get("/routing/groups", response_model=list[RouteGroupView], dependencies=READ)
@@ -165,7 +165,7 @@ async def reload_routing(routing: Routing) -> JSONResponse:
             title="Routing file rejected; the previous one stays in force",
             version_in_force=routing.tree.version,
         )
-    return JSONResponse(_routing_view(routing))
+    return JSONResponse(routing_view(routing))
 
 
 @router.post(

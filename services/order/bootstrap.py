@@ -16,6 +16,7 @@ from orderguard.services.order.rules import (
     PaymentCapturedAfterCancel,
     ShipmentDispatchedWhileHeld,
 )
+from orderguard.services.order.settings import OrderSettings
 from orderguard.shared.actor import CONSUMER, Actor
 from orderguard.shared.contract.ingest import build_ingest_router
 from orderguard.shared.detection.config import in_force
@@ -26,11 +27,11 @@ from orderguard.shared.wiring import Detectors, UseCaseConsumer, Workers
 
 
 def workers(runtime: Runtime) -> Workers:
-    settings = runtime.settings
+    own = runtime.settings.section(OrderSettings)
     topics = runtime.topics
     config = order_config(runtime)
     # An unknown category in the setting stops start-up here, with a clear message.
-    bin_categories = anomaly_categories(settings.recycle_bin_anomaly_rules)
+    bin_categories = anomaly_categories(own.recycle_bin_anomaly_rules)
     detectors = in_force(runtime)
     captured_after_cancel = PaymentCapturedAfterCancel(
         detectors.rule(PaymentCapturedAfterCancel.name)
@@ -115,13 +116,13 @@ def workers(runtime: Runtime) -> Workers:
             ScheduledJob(
                 "order.recycle-bin.archive-quiet",
                 lambda uow, limit: recycle_bin.archive_quiet_entries(
-                    uow, topics.orders, settings.recycle_bin_quiet_period_s, limit
+                    uow, topics.orders, own.recycle_bin_quiet_period_s, limit
                 ),
             ),
             ScheduledJob(
                 "order.recycle-bin.purge",
                 lambda uow, limit: recycle_bin.purge_past_retention(
-                    uow, topics.orders, settings.recycle_bin_retention_s, limit
+                    uow, topics.orders, own.recycle_bin_retention_s, limit
                 ),
                 batch_max=200,
             ),

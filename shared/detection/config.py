@@ -68,8 +68,9 @@ class ConfigurableRule(Protocol):
 
 
 def builtin_params(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Settings that predate the detectors file stay the built-in defaults of what they set."""
-    return {"stock.low": {"threshold": settings.default_low_stock_threshold}}
+    """Rule params a service's settings set (e.g. inventory's default low-stock threshold): the
+    built-in defaults, under the detectors file's."""
+    return settings.detector_defaults()
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ def create_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    app.add_middleware(BodyLimit, other_types_max_bytes=settings.aftersales_attachment_max_bytes)
+    app.add_middleware(BodyLimit, other_types_max_bytes=settings.upload_max_bytes(service))
 
     app.add_middleware(ObserveRequests, service=service)
 

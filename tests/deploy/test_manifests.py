@@ -58,8 +58,8 @@ RECOMMENDED_LABELS = (
 SECRET_SETTINGS = (
     "ORDERGUARD_API_KEYS",
     "ORDERGUARD_DATABASE_URL",
-    "ORDERGUARD_CARRIER_SECRETS",
-    "ORDERGUARD_CHANNELS",
+    "ORDERGUARD_LOGISTICS__CARRIER_SECRETS",
+    "ORDERGUARD_NOTIFIER__CHANNELS",
 )
 SECRET_NAME = "orderguard-secrets"
 UID = 10001
@@ -523,12 +523,11 @@ def code_consumer_groups() -> dict[str, set[str]]:
         "orderguard.cli.services_registry", reason="orderguard is not installed here"
     )
     from orderguard.shared.runtime import Runtime
-    from orderguard.shared.settings import Settings
 
     groups = {}
     for service in SERVICES:
         definition = registry.definition_of(service)
-        runtime = Runtime(definition, Settings(), frozenset({"workers"}), registry.rule_catalogue())
+        runtime = Runtime(definition, registry.OrderguardSettings(), frozenset({"workers"}), registry.rule_catalogue())
         groups[service] = {consumer.group for consumer in runtime.engine_consumers()}
     return groups
 

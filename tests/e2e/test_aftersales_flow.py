@@ -14,50 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from orderflow import paid_order_events as order_events
+from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
+from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentDelivered
-from orderguard.shared.events.orders import OrderLine, OrderPaid, OrderPlaced, ShippingAddress
 from orderguard.shared.http.auth import acting_person_headers
 from orderguard.shared.settings import Settings
-
-ADDRESS = ShippingAddress(
-    province="Zhejiang", city="Hangzhou", district="Xihu", street="1 Wensan Rd", recipient="Li Lei"
-)
-LINES = [
-    OrderLine(sku="MUG", quantity=2, unit_price=Decimal("39.90")),
-    OrderLine(sku="TEA", quantity=1, unit_price=Decimal("58.00")),
-]
-
-
-def order_events(
-    order_id: str, customer: str = "cust-1", paid_ago: timedelta = timedelta(days=1)
-) -> list[Envelope]:
-    paid_at = datetime.now(UTC) - paid_ago
-    common: dict[str, Any] = {
-        "order_id": order_id,
-        "customer_id": customer,
-        "channel": "web",
-        "warehouse": "main",
-        "lines": LINES,
-        "total_amount": Decimal("137.80"),
-        "phone": "13800138000",
-        "shipping_address": ADDRESS,
-    }
-    placed = OrderPlaced(**common, placed_at=paid_at - timedelta(minutes=2))
-    paid = OrderPaid(
-        **common,
-        paid_amount=Decimal("137.80"),
-        payment_id=f"pay-{order_id}",
-        promised_delivery_by=paid_at + timedelta(days=3),
-        paid_at=paid_at,
-    )
-    return [
-        Envelope(type=t, source="/test/order", subject=order_id, data=d.model_dump(mode="json"))
-        for t, d in (("order.placed.v1", placed), ("order.paid.v1", paid))
-    ]
 
 
 class Shop:
@@ -121,14 +86,15 @@ def aftersales_settings(settings: Settings, tmp_path: Path) -> Settings:
         "      - match: {priority: P4}\n"
         "        params: {first_response_s: 3600}\n"
     )
-    return settings.model_copy(
-        update={
-            "detectors_file": str(detectors),
-            "detector_idle_after_s": 0.3,
-            "detector_allowed_lateness_s": 0.0,
-            "aftersales_attachments_dir": str(tmp_path / "attachments"),
-            "aftersales_attachment_max_bytes": 1024,
-        }
+    return tuned(
+        settings,
+        detectors_file=str(detectors),
+        detector_idle_after_s=0.3,
+        detector_allowed_lateness_s=0.0,
+        aftersales={
+            "attachments_dir": str(tmp_path / "attachments"),
+            "attachment_max_bytes": 1024,
+        },
     )
 
 
@@ -390,7 +356,7 @@ async def test_evidence_attachments_with_type_and_size_limits(
     attachment = stored.json()
     assert attachment["sha256"] == hashlib.sha256(photo).hexdigest()
     assert attachment["size_bytes"] == len(photo) and attachment["storage"] == "database"
-    local = Path(shop.settings.aftersales_attachments_dir)
+    local = Path(shop.settings.section(AftersalesSettings).attachments_dir)
     assert not await asyncio.to_thread(local.exists)  # nothing on a local disk
     downloaded = await shop.client.get(f"{url}/{attachment['attachment_id']}")
     assert downloaded.status_code == 200 and downloaded.content == photo

@@ -5,61 +5,32 @@ sign out. A key with scope `delegate` acts for a named person on the services' A
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-from conftest import TEST_API_KEY
 from orderflow import order_body
 from pydantic import SecretStr
-from testkit import RunningService, publish_event, read_topic, wait_until
+from testkit import (
+    CONSOLE_PASSWORD,
+    RunningService,
+    add_people,
+    console_browser,
+    console_calls_in_process,
+    console_sign_in,
+    csrf_in,
+    read_topic,
+    route_anomaly,
+    wait_until,
+    work_items_of,
+)
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people, sessions
-from orderguard.services.notifier.console.order_client import OrderClient
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.http.auth import acting_person_headers
-from orderguard.shared.runtime import build_app
 from orderguard.shared.settings import Settings
-
-PASSWORD = "correct horse battery"
-
-
-async def route(settings: Settings, fingerprint: str, rule: str, team: str) -> None:
-    """An anomaly routed to `team`'s queue, as the router publishes it."""
-    now = datetime.now(UTC)
-    detected = AnomalyDetected(
-        rule=rule,
-        fingerprint=fingerprint,
-        status="firing",
-        severity="P3",
-        team=team,  # type: ignore[arg-type]
-        labels={"sku": "S-1", "order_id": "o-1"},
-        summary=f"{rule} on {fingerprint}",
-        event_time=now,
-        detected_at=now,
-        source_event_id="e-1",
-    )
-    routed = AnomalyRouted(
-        anomaly=detected, route=team, queue=team, channels=["in_app"], routed_at=now
-    )
-    envelope = Envelope(
-        type="anomaly.routed.v1",
-        source="/orderguard/notifier/router",
-        subject=fingerprint,
-        data=routed.model_dump(mode="json"),
-    )
-    await publish_event(settings, f"{settings.topic_prefix}queues.{team}", envelope)
-
-
-async def items(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
-    response = await client.get("/work-items", params=params)
-    assert response.status_code == 200, response.text
-    return response.json()["items"]  # type: ignore[no-any-return]
 
 
 async def item_events(settings: Settings, at_least: int) -> list[Envelope]:
@@ -69,33 +40,6 @@ async def item_events(settings: Settings, at_least: int) -> list[Envelope]:
     return found if len(found) >= at_least else []
 
 
-def browser(service: RunningService) -> httpx.AsyncClient:
-    # https: the session cookie is Secure (and __Host-), so a client sends it over https only.
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(service.runtime)),
-        base_url="https://console.test",
-    )
-
-
-def csrf_in(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no CSRF token in the page"
-    return found.group(1)
-
-
-async def sign_in(client: httpx.AsyncClient, login: str, password: str = PASSWORD) -> str:
-    """Signs in; returns the session's CSRF token (from the queue page)."""
-    form = await client.get("/console/sign-in")
-    signed = await client.post(
-        "/console/sign-in",
-        data={"csrf_token": csrf_in(form.text), "login": login, "password": password},
-    )
-    assert signed.status_code == 303, signed.text
-    queue = await client.get("/console/")
-    assert queue.status_code == 200, queue.text
-    return csrf_in(queue.text)
-
-
 async def two_teams(settings: Settings, start_service: Any) -> tuple[RunningService, str, str]:
     """The notifier with a warehouse item and a logistics item, and one operator of each team."""
     keys = {SecretStr("test-key"): ["*"], SecretStr("reader"): ["work_items:read"]}
@@ -103,16 +47,18 @@ async def two_teams(settings: Settings, start_service: Any) -> tuple[RunningServ
         NOTIFIER, settings_=settings.model_copy(update={"api_keys": keys})
     )
     await notifier.wait_assigned()
-    async with notifier.runtime.pool.acquire() as conn:
-        await people.add(conn, "wang", "Wang Wei", PASSWORD, teams={"warehouse": "operator"})
-        await people.add(conn, "li", "Li Na", PASSWORD, teams={"logistics": "lead"})
-    await route(settings, "fp-w", "stock.low", "warehouse")
-    await route(settings, "fp-l", "shipment.stalled", "logistics")
+    await add_people(
+        notifier.runtime,
+        ("wang", "Wang Wei", {"warehouse": "operator"}),
+        ("li", "Li Na", {"logistics": "lead"}),
+    )
+    await route_anomaly(settings, "fp-w", "stock.low", "warehouse")
+    await route_anomaly(settings, "fp-l", "shipment.stalled", "logistics")
     [warehouse] = await wait_until(
-        lambda: items(notifier.client, team="warehouse"), what="the warehouse item"
+        lambda: work_items_of(notifier.client, team="warehouse"), what="the warehouse item"
     )
     [logistics] = await wait_until(
-        lambda: items(notifier.client, team="logistics"), what="the logistics item"
+        lambda: work_items_of(notifier.client, team="logistics"), what="the logistics item"
     )
     return notifier, warehouse["id"], logistics["id"]
 
@@ -121,9 +67,9 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
     settings: Settings, start_service: Any
 ) -> None:
     notifier, warehouse_item, logistics_item = await two_teams(settings, start_service)
-    async with browser(notifier) as wang:
+    async with console_browser(notifier) as wang:
         assert (await wang.get("/console/")).headers["location"] == "/console/sign-in"
-        csrf = await sign_in(wang, "wang")
+        csrf = await console_sign_in(wang, "wang")
         assert any(c.name == "__Host-og_session" for c in wang.cookies.jar)
         queue = (await wang.get("/console/")).text
         assert warehouse_item in queue and logistics_item not in queue
@@ -143,6 +89,7 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         )
         assert resolved.status_code == 303 and "error" not in resolved.headers["location"]
         page = (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        assert 'href="/console/orders/o-1"' in page  # the linked order's page
         timeline = page[page.index('id="timeline"') :]
         assert "claimed</td><td>Wang Wei" in timeline and "resolved</td><td>Wang Wei" in timeline
 
@@ -159,16 +106,16 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         wang.cookies.set("__Host-og_session", cookie or "", domain="console.test")
         assert (await wang.get("/console/")).status_code == 303
 
-    async with browser(notifier) as li:
-        await sign_in(li, "li")
+    async with console_browser(notifier) as li:
+        await console_sign_in(li, "li")
         assert (await li.get(f"/console/work-items/{warehouse_item}")).status_code == 403
-        csrf = await sign_in(li, "li")
+        csrf = await console_sign_in(li, "li")
         refused = await li.post(
             f"/console/work-items/{warehouse_item}/dismiss",
             data={"csrf_token": csrf, "reason": "not mine"},
         )
         assert refused.status_code == 403
-        [item] = await items(notifier.client, team="warehouse", state="resolved")
+        [item] = await work_items_of(notifier.client, team="warehouse", state="resolved")
         assert item["closed_by"] == "person:wang"
 
     # The timeline stored the name with each of wang's entries: it names him through the API
@@ -186,20 +133,20 @@ async def test_wrong_passwords_disabled_people_and_expired_sessions_get_nothing(
     settings: Settings, start_service: Any
 ) -> None:
     notifier, _, _ = await two_teams(settings, start_service)
-    async with browser(notifier) as client:
+    async with console_browser(notifier) as client:
         form = await client.get("/console/sign-in")
         wrong = await client.post(
             "/console/sign-in",
             data={"csrf_token": csrf_in(form.text), "login": "wang", "password": "nope"},
         )
         assert wrong.status_code == 401 and "Wrong login or password" in wrong.text
-        await sign_in(client, "wang")
+        await console_sign_in(client, "wang")
         async with notifier.runtime.pool.acquire() as conn:
             await people.disable(conn, "wang")
         assert (await client.get("/console/")).status_code == 303
 
     async with notifier.runtime.pool.acquire() as conn:
-        person = await people.authenticate(conn, "li", PASSWORD)
+        person = await people.authenticate(conn, "li", CONSOLE_PASSWORD)
         assert person is not None
         now = datetime.now(UTC)
         token, _ = await sessions.start(conn, person.id, now, timedelta(hours=12))
@@ -217,7 +164,7 @@ async def test_a_first_admin_must_choose_a_password_then_manages_people(
     async with notifier.runtime.pool.acquire() as conn:
         one_time = await people.ensure_first_admin(conn)
         assert one_time and await people.ensure_first_admin(conn) is None
-    async with browser(notifier) as admin:
+    async with console_browser(notifier) as admin:
         form = await admin.get("/console/sign-in")
         signed = await admin.post(
             "/console/sign-in",
@@ -228,7 +175,7 @@ async def test_a_first_admin_must_choose_a_password_then_manages_people(
         csrf = csrf_in((await admin.get("/console/password")).text)
         changed = await admin.post(
             "/console/password",
-            data={"csrf_token": csrf, "password": one_time, "new_password": PASSWORD},
+            data={"csrf_token": csrf, "password": one_time, "new_password": CONSOLE_PASSWORD},
         )
         assert changed.status_code == 303
         added = await admin.post(
@@ -237,7 +184,7 @@ async def test_a_first_admin_must_choose_a_password_then_manages_people(
                 "csrf_token": csrf,
                 "login": "zhao",
                 "display_name": "Zhao Lei",
-                "password": PASSWORD,
+                "password": CONSOLE_PASSWORD,
                 "teams": "finance:lead, risk",
             },
         )
@@ -252,7 +199,7 @@ async def test_the_browser_language_is_the_default_and_a_choice_sticks(
     settings: Settings, start_service: Any, language: str
 ) -> None:
     notifier = await start_service(NOTIFIER, roles=frozenset({"api"}))
-    async with browser(notifier) as client:
+    async with console_browser(notifier) as client:
         page = await client.get("/console/sign-in", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
         assert "登录" in page.text and '<html lang="zh-CN">' in page.text
         chosen = await client.get(f"/console/language/{language}")
@@ -302,8 +249,10 @@ async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
 ) -> None:
     notifier, warehouse_item, logistics_item = await two_teams(settings, start_service)
     async with notifier.runtime.pool.acquire() as conn:
-        await people.add(conn, "zhang", "Zhang Min", PASSWORD, teams={"warehouse": "lead"})
-        await people.add(conn, "chen", "Chen Jie", PASSWORD, teams={"warehouse": "operator"})
+        await people.add(conn, "zhang", "Zhang Min", CONSOLE_PASSWORD, teams={"warehouse": "lead"})
+        await people.add(
+            conn, "chen", "Chen Jie", CONSOLE_PASSWORD, teams={"warehouse": "operator"}
+        )
 
     # Over HTTP with a delegating key: the operator is refused (403), the lead is not.
     def as_(login: str) -> dict[str, str]:
@@ -328,8 +277,8 @@ async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
     )
 
     # In the console: the lead sees the control and moves it on to chen; an operator gets 403.
-    async with browser(notifier) as zhang, browser(notifier) as wang:
-        lead_csrf = await sign_in(zhang, "zhang")
+    async with console_browser(notifier) as zhang, console_browser(notifier) as wang:
+        lead_csrf = await console_sign_in(zhang, "zhang")
         page = (await zhang.get(f"/console/work-items/{warehouse_item}")).text
         assert 'id="reassign-to"' in page and "Chen Jie (chen)" in page
         moved = await zhang.post(
@@ -337,7 +286,7 @@ async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
             data={"csrf_token": lead_csrf, "assignee": "chen"},
         )
         assert moved.status_code == 303 and "error" not in moved.headers["location"]
-        operator_csrf = await sign_in(wang, "wang")
+        operator_csrf = await console_sign_in(wang, "wang")
         assert (
             'id="reassign-to"' not in (await wang.get(f"/console/work-items/{warehouse_item}")).text
         )
@@ -363,17 +312,7 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
 ) -> None:
     order = await start_service(ORDER)
     notifier = await start_service(NOTIFIER, roles=frozenset({"api"}))
-    # The console reaches the order service in-process here; `up` gives it the URL.
-    notifier.runtime.once(
-        "console.order_client",
-        lambda: OrderClient(
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=build_app(order.runtime)),
-                base_url="http://order",
-                headers={"X-API-Key": TEST_API_KEY},
-            )
-        ),
-    )
+    console_calls_in_process(notifier, order)
     placed = []
     for sku in ("S-1", "S-1", "S-2"):
         response = await order.client.post("/orders", json=order_body(sku=sku))
@@ -386,11 +325,10 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
             f"/orders/{order_id}/recycle-bin", json={"category": "held", "reason": reason}
         )
         assert moved.status_code == 201, moved.text
-    async with notifier.runtime.pool.acquire() as conn:
-        await people.add(conn, "zhou", "Zhou Min", PASSWORD, teams={"customer_service": "operator"})
+    await add_people(notifier.runtime, ("zhou", "Zhou Min", {"customer_service": "operator"}))
 
-    async with browser(notifier) as zhou:
-        csrf = await sign_in(zhou, "zhou")
+    async with console_browser(notifier) as zhou:
+        csrf = await console_sign_in(zhou, "zhou")
         page = (await zhou.get("/console/recycle-bin")).text
         assert all(order_id in page for order_id in placed)
         assert '"label": "address wrong", "value": 2' in page  # the reasons chart's data

@@ -2,7 +2,8 @@
 against the order service and the notifier served over real HTTP ports, on the real embedded
 broker and PostgreSQL: an operator sees only their team's queue, claims and resolves an item
 and the timeline names them; another team's operator gets 403 from the server; an order comes
-back from the recycle bin; the analytics charts are drawn; zh-CN and en switch.
+back from the recycle bin; the analytics charts are drawn; zh-CN and en switch; the cases,
+shipments, routing (admins only) and archived-bin pages open, one of them by the keyboard.
 
 Screenshots go to test-artifacts/console/ (gitignored)."""
 
@@ -10,24 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from orderflow import order_body
-from testkit import publish_event, wait_until
+from testkit import (
+    CONSOLE_PASSWORD,
+    add_people,
+    console_calls_in_process,
+    route_anomaly,
+    served,
+    tuned,
+    wait_until,
+    work_items_of,
+)
 
+from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
+from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
-from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
-from orderguard.shared.runtime import Runtime, build_app
 from orderguard.shared.settings import Settings
 
 CHROMIUM = shutil.which("chromium")
@@ -38,25 +44,8 @@ pytestmark = pytest.mark.skipif(
     " (apt-get install -y chromium chromium-driver; .ci/run installs them)",
 )
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-PASSWORD = "correct horse battery"
 WAIT_S = 20
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def serve(runtime: Runtime, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    """Serve the runtime's app on a real port, on this event loop."""
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(runtime), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: asyncio.sleep(0, server.started), 20, what="uvicorn started")
-    return server, task
 
 
 @pytest.fixture
@@ -83,74 +72,46 @@ def chromium() -> Iterator[Any]:
         driver.quit()
 
 
-async def route(settings: Settings, fingerprint: str, rule: str, team: str) -> None:
-    now = datetime.now(UTC)
-    detected = AnomalyDetected(
-        rule=rule,
-        fingerprint=fingerprint,
-        status="firing",
-        severity="P2",
-        team=team,  # type: ignore[arg-type]
-        labels={"sku": "S-1", "order_id": "o-1"},
-        summary=f"{rule} on {fingerprint}",
-        event_time=now,
-        detected_at=now,
-        source_event_id="e-1",
-    )
-    routed = AnomalyRouted(
-        anomaly=detected, route=team, queue=team, channels=["in_app"], routed_at=now
-    )
-    await publish_event(
-        settings,
-        f"{settings.topic_prefix}queues.{team}",
-        Envelope(
-            type="anomaly.routed.v1",
-            source="/orderguard/notifier/router",
-            subject=fingerprint,
-            data=routed.model_dump(mode="json"),
-        ),
-    )
-
-
 @pytest.fixture
 async def system(settings: Settings, start_service: Any) -> AsyncIterator[dict[str, Any]]:
-    """Order and notifier on real ports; two operators; one item per team; an order in the bin."""
-    order_port, notifier_port = free_port(), free_port()
+    """Order and notifier on real ports (aftersales and logistics reached in-process); two
+    operators and an admin; one item per team; an order in the bin."""
     order = await start_service(ORDER, roles=frozenset({"api"}))
-    servers = [await serve(order.runtime, order_port)]
-    notifier = await start_service(
-        NOTIFIER,
-        settings_=settings.model_copy(
-            update={"console_order_url": f"http://127.0.0.1:{order_port}"}
-        ),
-    )
-    servers.append(await serve(notifier.runtime, notifier_port))
-    await notifier.wait_assigned()
-    async with notifier.runtime.pool.acquire() as conn:
-        await people.add(conn, "wang", "Wang Wei", PASSWORD, teams={"warehouse": "operator"})
-        await people.add(conn, "li", "Li Na", PASSWORD, teams={"logistics": "operator"})
-    await route(settings, "fp-w", "stock.low", "warehouse")
-    await route(settings, "fp-l", "shipment.stalled", "logistics")
+    async with served(order.runtime) as order_url:
+        notifier = await start_service(
+            NOTIFIER, settings_=tuned(settings, notifier={"console_order_url": order_url})
+        )
+        for other in (AFTERSALES, LOGISTICS):
+            console_calls_in_process(notifier, await start_service(other, roles=frozenset({"api"})))
+        async with served(notifier.runtime) as notifier_url:
+            await notifier.wait_assigned()
+            await add_people(
+                notifier.runtime,
+                ("wang", "Wang Wei", {"warehouse": "operator"}),
+                ("li", "Li Na", {"logistics": "operator"}),
+            )
+            async with notifier.runtime.pool.acquire() as conn:
+                await people.add(conn, "root", "Root", CONSOLE_PASSWORD, is_admin=True)
+            await route_anomaly(settings, "fp-w", "stock.low", "warehouse", "P2")
+            await route_anomaly(settings, "fp-l", "shipment.stalled", "logistics", "P2")
 
-    async def item_of(team: str) -> str | None:
-        found = (await notifier.client.get("/work-items", params={"team": team})).json()["items"]
-        return found[0]["id"] if found else None
+            async def item_of(team: str) -> str | None:
+                found = await work_items_of(notifier.client, team=team)
+                return found[0]["id"] if found else None
 
-    placed = (await order.client.post("/orders", json=order_body())).json()["order_id"]
-    moved = await order.client.post(
-        f"/orders/{placed}/recycle-bin", json={"category": "held", "reason": "address wrong"}
-    )
-    assert moved.status_code == 201, moved.text
-    yield {
-        "base": f"http://127.0.0.1:{notifier_port}/console",
-        "warehouse_item": await wait_until(lambda: item_of("warehouse"), what="warehouse item"),
-        "logistics_item": await wait_until(lambda: item_of("logistics"), what="logistics item"),
-        "binned_order": placed,
-        "order": order,
-    }
-    for server, _ in servers:
-        server.should_exit = True
-    await asyncio.wait_for(asyncio.gather(*(task for _, task in servers)), 30)
+            placed = (await order.client.post("/orders", json=order_body())).json()["order_id"]
+            moved = await order.client.post(
+                f"/orders/{placed}/recycle-bin",
+                json={"category": "held", "reason": "address wrong"},
+            )
+            assert moved.status_code == 201, moved.text
+            yield {
+                "base": f"{notifier_url}/console",
+                "warehouse_item": await wait_until(lambda: item_of("warehouse"), what="item"),
+                "logistics_item": await wait_until(lambda: item_of("logistics"), what="item"),
+                "binned_order": placed,
+                "order": order,
+            }
 
 
 async def in_browser(call: Callable[..., T], *args: Any) -> T:
@@ -164,7 +125,7 @@ def sign_in(driver: Any, base: str, login: str) -> None:
     driver.delete_all_cookies()
     driver.get(f"{base}/sign-in")
     driver.find_element(By.ID, "login").send_keys(login)
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "password").send_keys(CONSOLE_PASSWORD)
     driver.find_element(By.ID, "sign-in").click()
     wait_for(driver, lambda d: d.find_elements(By.ID, "me"))
 
@@ -245,6 +206,36 @@ def analytics_in_two_languages(driver: Any, base: str) -> dict[str, Any]:
     return {"painted": painted, "en": english, "zh": chinese}
 
 
+def new_pages(driver: Any, base: str) -> dict[str, Any]:
+    """Cases, shipments and (as an admin) routing open, reached by the keyboard from the menu;
+    an operator's routing request is refused by the server."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    seen: dict[str, Any] = {}
+    sign_in(driver, base, "li")
+    driver.get(f"{base}/cases")
+    seen["cases"] = driver.find_element(By.ID, "cases").text
+    shot(driver, "7-cases")
+    # The menu by keyboard: focus the shipments link and press Enter.
+    link = driver.find_element(By.CSS_SELECTOR, 'nav[aria-label="main"] a[href$="/shipments"]')
+    link.send_keys(Keys.ENTER)
+    wait_for(driver, lambda d: d.find_elements(By.ID, "shipment-lists"))
+    seen["shipments"] = driver.find_element(By.ID, "shipments").text
+    shot(driver, "8-shipments")
+    driver.get(f"{base}/routing")
+    seen["routing_refused"] = driver.find_element(By.ID, "error-message").text
+    sign_in(driver, base, "root")
+    driver.get(f"{base}/routing")
+    seen["tree"] = driver.find_element(By.ID, "routing-tree").text
+    shot(driver, "9-routing")
+    driver.get(f"{base}/recycle-bin")
+    driver.find_element(By.ID, "bin-view-archived").click()
+    wait_for(driver, lambda d: "state=archived" in d.current_url)
+    shot(driver, "10-recycle-bin-archived")
+    return seen
+
+
 async def test_the_console_in_chromium(system: dict[str, Any], chromium: Any) -> None:
     base = system["base"]
     mine, theirs = system["warehouse_item"], system["logistics_item"]
@@ -270,3 +261,9 @@ async def test_the_console_in_chromium(system: dict[str, Any], chromium: Any) ->
     seen = await in_browser(analytics_in_two_languages, chromium, base)
     assert all(n > 0 for n in seen["painted"].values()), seen["painted"]
     assert (seen["en"], seen["zh"]) == ("Analytics", "分析")
+
+    pages = await in_browser(new_pages, chromium, base)
+    assert "No cases match." in pages["cases"], pages
+    assert "No shipments in this list." in pages["shipments"], pages
+    assert "Only admins" in pages["routing_refused"], pages
+    assert "warehouse-stock" in pages["tree"], pages

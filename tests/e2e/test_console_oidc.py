@@ -6,7 +6,6 @@ wrong state, and a provider login that a local account already has sign nobody i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -14,13 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from e2e import test_console_in_chromium as in_chromium
-from e2e.test_console import csrf_in, two_teams
+from e2e.test_console import two_teams
 from e2e.test_console_in_chromium import chromium  # noqa: F401  (the browser fixture)
 from oidc_provider_mock import User, run_server_in_thread
+from testkit import csrf_in, served, tuned
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import oidc, people
-from orderguard.shared.notifier_settings import ConsoleOidcSettings
+from orderguard.services.notifier.settings import ConsoleOidcSettings
 from orderguard.shared.runtime import build_app
 from orderguard.shared.settings import Settings
 
@@ -81,7 +81,7 @@ async def through_provider(client: httpx.AsyncClient, sub: str) -> tuple[httpx.R
 async def test_a_person_signs_in_with_the_provider_and_works_their_teams_queue(
     settings: Settings, start_service: Any, provider: str
 ) -> None:
-    configured = settings.model_copy(update={"console_oidc": oidc_settings(provider)})
+    configured = tuned(settings, notifier={"console_oidc": oidc_settings(provider)})
     notifier, warehouse_item, logistics_item = await two_teams(configured, start_service)
     app = build_app(notifier.runtime)
     async with browser(app) as zhao:
@@ -158,7 +158,7 @@ async def test_a_person_signs_in_with_the_provider_and_works_their_teams_queue(
 async def test_a_wrong_state_and_a_login_of_a_local_account_sign_nobody_in(
     settings: Settings, start_service: Any, provider: str
 ) -> None:
-    configured = settings.model_copy(update={"console_oidc": oidc_settings(provider)})
+    configured = tuned(settings, notifier={"console_oidc": oidc_settings(provider)})
     notifier, _, _ = await two_teams(configured, start_service)
     app = build_app(notifier.runtime)
     async with browser(app) as client:
@@ -230,16 +230,13 @@ async def served_console(
 ) -> AsyncIterator[str]:
     """The notifier with sign-in at the provider, on a real port; its console's URL. Asked for
     before the browser, so the browser has quit (its connections closed) when this stops."""
-    port = in_chromium.free_port()
     notifier = await start_service(
         NOTIFIER,
         roles=frozenset({"api"}),
-        settings_=settings.model_copy(update={"console_oidc": oidc_settings(provider)}),
+        settings_=tuned(settings, notifier={"console_oidc": oidc_settings(provider)}),
     )
-    server, task = await in_chromium.serve(notifier.runtime, port)
-    yield f"http://127.0.0.1:{port}/console"
-    server.should_exit = True
-    await asyncio.wait_for(task, 30)
+    async with served(notifier.runtime) as base:
+        yield f"{base}/console"
 
 
 @pytest.mark.skipif(

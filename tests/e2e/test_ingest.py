@@ -14,6 +14,7 @@ import httpx
 import pytest
 from testkit import read_topic, wait_until
 
+from orderguard.cli.services_registry import OrderguardSettings
 from orderguard.shared.contract.ingest import MAX_EVENT_BYTES, build_ingest_router
 from orderguard.shared.envelope import CONTENT_TYPE
 from orderguard.shared.events.orders import OrderCancelled
@@ -203,7 +204,7 @@ async def test_invalid_events_get_field_level_problems_and_are_not_published(
 async def test_publishing_needs_the_events_write_scope(
     settings: Settings, start_service: Any, key: str | None, status: int
 ) -> None:
-    scoped = Settings(
+    scoped = OrderguardSettings(
         **{
             **settings.model_dump(),
             "api_keys": {"reader": ["orders:read"], "publisher": ["events:write"]},

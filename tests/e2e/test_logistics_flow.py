@@ -19,7 +19,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from testkit import RunningService, events_of_type, publish_event, read_topic, wait_until
+from testkit import RunningService, events_of_type, publish_event, read_topic, tuned, wait_until
 
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
 from orderguard.services.logistics.bootstrap import webhook_receipts_retention
@@ -116,14 +116,15 @@ def logistics_settings(settings: Settings, tmp_path: Path) -> Settings:
         "rules:\n  shipment.stalled:\n    params: {silence_hours: 0.000556}\n"
         "    overrides:\n      - match: {carrier: zto}\n        params: {silence_hours: 0.000556}\n"
     )
-    return settings.model_copy(
-        update={
-            "detectors_file": str(detectors),
-            "detector_idle_after_s": 0.3,
-            "detector_allowed_lateness_s": 0.0,
-            "carrier_secrets": {"sf-express": SecretStr(SECRET), "zto": SecretStr(ZTO_SECRET)},
-            "job_interval_s": 0.2,
-        }
+    return tuned(
+        settings,
+        detectors_file=str(detectors),
+        detector_idle_after_s=0.3,
+        detector_allowed_lateness_s=0.0,
+        logistics={
+            "carrier_secrets": {"sf-express": SecretStr(SECRET), "zto": SecretStr(ZTO_SECRET)}
+        },
+        job_interval_s=0.2,
     )
 
 
@@ -345,7 +346,7 @@ async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it
     logistics_settings: Settings, start_service: Start
 ) -> None:
     # Stalled past 2.5 s of wall time: the customer is compensated (points), once.
-    settings = logistics_settings.model_copy(update={"logistics_stall_compensation_after_s": 2.5})
+    settings = tuned(logistics_settings, logistics={"stall_compensation_after_s": 2.5})
     s = await started(start_service, settings)
     await publish_event(logistics_settings, s.orders_topic, paid("ord-2"))
     shipment = await s.wait_shipment("ord-2")

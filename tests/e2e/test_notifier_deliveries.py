@@ -20,22 +20,23 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.cli.embedded import free_port
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.channels.signing import verify_webhook
-from orderguard.shared.envelope import Envelope
-from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
-from orderguard.shared.events.notifications import NotificationRequested, Recipient
-from orderguard.shared.notifier_settings import (
+from orderguard.services.notifier.settings import (
     ChannelSettings,
     DeliverySettings,
     EmailSettings,
     ImWebhookSettings,
+    NotifierSettings,
     QuietHours,
     WebhookSettings,
 )
+from orderguard.shared.envelope import Envelope
+from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
+from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.settings import Settings
 
 SECRET = "whsec-test"
@@ -126,8 +127,10 @@ def configured(
         retry_cap_s=0.2,
         **policy,
     )
-    return settings.model_copy(
-        update={"channels": channels, "deliveries": deliveries, "job_interval_s": 0.05}
+    return tuned(
+        settings,
+        notifier={"channels": channels, "deliveries": deliveries},
+        job_interval_s=0.05,
     )
 
 
@@ -418,13 +421,14 @@ async def test_escalations_reach_the_teams_channels_with_its_own_im_robot(
             "teams": {"warehouse": {"url": f"{receiver.url}/slack/warehouse"}},
         }
     )
-    fast = base.model_copy(
-        update={
-            "channels": base.channels.model_copy(update={"slack": slack}),
-            "job_interval_s": 0.1,
+    fast = tuned(
+        base,
+        job_interval_s=0.1,
+        notifier={
+            "channels": base.section(NotifierSettings).channels.model_copy(update={"slack": slack}),
             "work_item_claim_within_s": {"P1": 0.5, "P2": 0.5, "P3": 0.5, "P4": 0.5},
             "work_item_max_tier": 2,  # one escalation
-        }
+        },
     )
     notifier = await start_service(NOTIFIER, settings_=fast)
     await notifier.wait_assigned()
@@ -555,8 +559,9 @@ async def test_customer_messages_in_quiet_hours_wait_for_their_end(
         timezone="UTC",
     )
     settings = configured(settings, receiver)
-    settings = settings.model_copy(
-        update={"deliveries": settings.deliveries.model_copy(update={"quiet_hours": quiet})}
+    policy = settings.section(NotifierSettings).deliveries
+    settings = tuned(
+        settings, notifier={"deliveries": policy.model_copy(update={"quiet_hours": quiet})}
     )
     notifier = await start_service(NOTIFIER, settings_=settings)
     await publish_event(

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.shared.envelope import Envelope, new_event_id
@@ -230,7 +230,7 @@ async def test_routes_with_continue_the_root_default_and_the_http_api(
     routing_file = tmp_path / "routing.yaml"
     routing_file.write_text(textwrap.dedent(ROUTING))
     notifier = await start_service(
-        NOTIFIER, settings_=settings.model_copy(update={"routing_file": str(routing_file)})
+        NOTIFIER, settings_=tuned(settings, notifier={"routing_file": str(routing_file)})
     )
     await notifier.wait_assigned()
     anomalies = settings.topic_prefix + "anomalies.detected"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from testkit import ORDER_BODY, RunningService, events_of_type, publish_event, wait_until
+from testkit import ORDER_BODY, RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.envelope import Envelope
@@ -403,12 +403,10 @@ async def test_customer_type_is_set_at_placement_new_returning_or_member_level(
 async def test_quiet_entries_are_archived_then_purged_and_still_counted(
     settings: Settings, start_service: Any
 ) -> None:
-    quick = settings.model_copy(
-        update={
-            "job_interval_s": 0.1,
-            "recycle_bin_quiet_period_s": 0.5,
-            "recycle_bin_retention_s": 0.5,
-        }
+    quick = tuned(
+        settings,
+        job_interval_s=0.1,
+        order={"recycle_bin_quiet_period_s": 0.5, "recycle_bin_retention_s": 0.5},
     )
     order = await start_service(ORDER, settings_=quick)
     response = await order.client.post(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.shared.envelope import Envelope
@@ -70,15 +70,16 @@ async def wait_routed(settings: Settings, team: str, count: int) -> list[Envelop
 async def start(
     start_service: Any, settings: Settings, routing_file: Path, **overrides: Any
 ) -> RunningService:
-    tuned = settings.model_copy(
-        update={
+    configured = tuned(
+        settings,
+        job_interval_s=0.2,
+        notifier={
             "routing_file": str(routing_file),
-            "job_interval_s": 0.2,
             "routing_reload_interval_s": 0.2,
             **overrides,
-        }
+        },
     )
-    service = await start_service(NOTIFIER, settings_=tuned)
+    service = await start_service(NOTIFIER, settings_=configured)
     await service.wait_assigned()
     return service
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
+from testkit import tuned
 
+from orderguard.cli.services_registry import OrderguardSettings
 from orderguard.scenario.plan import KINDS
 from orderguard.scenario.player import Clients
 from orderguard.scenario.runner import ScenarioOptions, Target, read_labels, run_scenario
@@ -28,14 +31,17 @@ CARRIER_SECRET = "scenario-sf-secret"
 def scenario_settings(settings: Settings, options: ScenarioOptions, tmp_path: Path) -> Settings:
     detectors = tmp_path / "detectors.yaml"
     detectors.write_text(options.scale().detectors_yaml())
-    env = {key.removeprefix("ORDERGUARD_").lower(): value for key, value in SYSTEM_ENV.items()}
-    return settings.model_copy(
-        update={
-            **Settings.model_validate(env).model_dump(include=set(env)),
-            "detectors_file": str(detectors),
-            "carrier_secrets": {"sf-express": SecretStr(CARRIER_SECRET)},
-            "job_interval_s": 0.5,
-        }
+    # What SYSTEM_ENV sets, read as the services read it (whole sections: it names few fields).
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in SYSTEM_ENV.items():
+            env.setenv(name, value)
+        system = OrderguardSettings()
+    named = {name.removeprefix("ORDERGUARD_").lower().split("__")[0] for name in SYSTEM_ENV}
+    return tuned(
+        settings.model_copy(update={name: getattr(system, name) for name in named}),
+        detectors_file=str(detectors),
+        logistics={"carrier_secrets": {"sf-express": SecretStr(CARRIER_SECRET)}},
+        job_interval_s=0.5,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from testkit import RunningService, events_of_type, publish_event, read_topic, wait_until
+from testkit import RunningService, events_of_type, publish_event, read_topic, tuned, wait_until
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.shared.envelope import Envelope, new_event_id
@@ -252,12 +252,13 @@ async def test_queue_views_filter_and_sort_by_priority_then_due_time(
 async def test_an_unclaimed_item_escalates_when_due_once_per_due_time(
     settings: Settings, start_service: Any
 ) -> None:
-    fast = settings.model_copy(
-        update={
-            "job_interval_s": 0.1,
+    fast = tuned(
+        settings,
+        job_interval_s=0.1,
+        notifier={
             "work_item_claim_within_s": {"P1": 0.6, "P2": 0.6, "P3": 0.6, "P4": 0.6},
             "work_item_reminder_every_s": 0.3,
-        }
+        },
     )
     notifier = await start_service(NOTIFIER, settings_=fast)
     await notifier.wait_assigned()

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from orderguard.cli.embedded import free_port
 from orderguard.services.notifier.channels.base import Message
 from orderguard.services.notifier.channels.email import EmailChannel
-from orderguard.shared.notifier_settings import EmailSettings
+from orderguard.services.notifier.settings import EmailSettings
 
 
 class Server:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from testkit import ORDER_BODY, wait_until
+from testkit import ORDER_BODY, tuned, wait_until
 
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.scheduler import run_job
@@ -18,7 +18,7 @@ ORDERS = 30
 async def test_two_workers_purge_each_archived_order_once(
     settings: Settings, start_service: Any
 ) -> None:
-    quick = settings.model_copy(update={"recycle_bin_retention_s": 0.01})
+    quick = tuned(settings, order={"recycle_bin_retention_s": 0.01})
     # The API role only: the test runs the jobs itself.
     order = await start_service(ORDER, roles=frozenset({"api"}), settings_=quick)
     ids = []

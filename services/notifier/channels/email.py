@@ -8,7 +8,7 @@ from email.utils import make_msgid
 import aiosmtplib
 
 from orderguard.services.notifier.channels.base import Message, Outcome
-from orderguard.shared.notifier_settings import EmailSettings
+from orderguard.services.notifier.settings import EmailSettings
 
 
 def email_message(message: Message, sender: str) -> EmailMessage:

@@ -20,7 +20,7 @@ from orderguard.services.notifier.channels.base import (
     post_json,
 )
 from orderguard.services.notifier.channels.signing import dingtalk_signed_url
-from orderguard.shared.notifier_settings import (
+from orderguard.services.notifier.settings import (
     DingTalkRobot,
     DingTalkSettings,
     ImRobot,

@@ -12,7 +12,7 @@ from orderguard.services.notifier.channels.email import EmailChannel
 from orderguard.services.notifier.channels.im import DingTalkChannel, SlackChannel, WeComChannel
 from orderguard.services.notifier.channels.sms import SmsGatewayChannel
 from orderguard.services.notifier.channels.webhook import WebhookChannel
-from orderguard.shared.notifier_settings import ChannelSettings
+from orderguard.services.notifier.settings import ChannelSettings
 
 
 def configured_channels(settings: ChannelSettings, client: httpx.AsyncClient) -> dict[str, Channel]:

@@ -6,7 +6,7 @@ import httpx
 import orjson
 
 from orderguard.services.notifier.channels.base import Message, Outcome, http_outcome, post_json
-from orderguard.shared.notifier_settings import SmsSettings
+from orderguard.services.notifier.settings import SmsSettings
 
 
 class SmsGatewayChannel:

@@ -14,7 +14,7 @@ from orderguard.services.notifier.channels.signing import (
     TIMESTAMP_HEADER,
     webhook_signature,
 )
-from orderguard.shared.notifier_settings import WebhookSettings
+from orderguard.services.notifier.settings import WebhookSettings
 
 DELIVERY_HEADER = "X-Orderguard-Delivery"
 

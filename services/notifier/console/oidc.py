@@ -31,8 +31,8 @@ with warnings.catch_warnings():
     from authlib.integrations.starlette_client import OAuth
 
 from orderguard.services.notifier.console import people
+from orderguard.services.notifier.settings import ConsoleOidcSettings
 from orderguard.shared.logging import get_logger
-from orderguard.shared.notifier_settings import ConsoleOidcSettings
 
 PENDING_FOR = timedelta(minutes=10)
 # A login goes into timelines, events and X-Acting-Person (shared/http/auth.py's pattern).

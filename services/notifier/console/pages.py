@@ -9,13 +9,13 @@ session's CSRF token (a form field or the X-CSRF-Token header).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 from fastapi import APIRouter, Depends, Request
@@ -29,13 +29,25 @@ from fastapi.responses import (
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from orderguard.services.notifier.console import oidc, order_client, people, sessions
+from orderguard.services.notifier.console import (
+    case_pages,
+    oidc,
+    people,
+    routing_pages,
+    service_client,
+    sessions,
+    shipment_pages,
+)
 from orderguard.services.notifier.console.i18n import (
     LANG_COOKIE,
     LANGUAGES,
     language_of,
     translator,
 )
+from orderguard.services.notifier.console.web import Denied, PageKit, Redirect, SignedIn
+from orderguard.services.notifier.console.web import form as _form
+from orderguard.services.notifier.console.web import form_lists as _form_lists
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.services.notifier.work_items import analytics, domain, handlers, repository
 from orderguard.services.notifier.work_items.domain import (
     ClaimedByAnother,
@@ -58,6 +70,8 @@ QUEUE_LIMIT = 200
 # browser's EventSource reconnects by itself).
 LIVE_POLL_S = 2.0
 LIVE_STREAM_S = 300.0
+# A change is stamped with its transaction's start and seen at its commit: look back this far.
+LIVE_LOOKBACK = timedelta(seconds=10)
 MIN_PASSWORD = 12
 STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.suffix in {".js", ".css"})
 
@@ -65,46 +79,22 @@ templates = Jinja2Templates(directory=HERE / "templates")
 log = get_logger(__name__)
 
 
-class Redirect(Exception):
-    def __init__(self, to: str) -> None:
-        self.to = to
-
-
-class Denied(Exception):
-    def __init__(self, status: int, message_key: str) -> None:
-        self.status = status
-        self.message_key = message_key
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    person: people.Person
-    session: sessions.Session
-    token: str
-
-
 def cookie_name(runtime: Runtime) -> str:
     # __Host- cookies must be Secure, path /, and without a domain: no subdomain can set them.
-    return "__Host-og_session" if runtime.settings.console_cookie_secure else "og_session"
+    return (
+        "__Host-og_session"
+        if runtime.settings.section(NotifierSettings).console_cookie_secure
+        else "og_session"
+    )
 
 
 ORDER_FILTERS = ("order_id", "customer_id", "status", "hold_reason", "channel")
 BIN_FILTERS = ("reason", "category", "state", "from", "to", "channel", "customer_type", "sku")
 
 
-async def _form_lists(request: Request) -> dict[str, list[str]]:
-    return parse_qs((await request.body()).decode(), keep_blank_values=True)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded form body as single values (the console posts no files)."""
-    parsed = parse_qs((await request.body()).decode(), keep_blank_values=True)
-    return {k: v[-1] for k, v in parsed.items()}
-
-
 def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ConsoleRoute)
-    settings = runtime.settings
+    settings = runtime.settings.section(NotifierSettings)
     idle = timedelta(seconds=settings.console_session_idle_s)
     absolute = timedelta(seconds=settings.console_session_absolute_s)
     session_cookie = cookie_name(runtime)
@@ -127,6 +117,8 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 "me": signed_in.person if signed_in else None,
                 "csrf": signed_in.session.csrf_token if signed_in else None,
                 "prefix": PREFIX,
+                # Keys a form's write once (Idempotency-Key): a resubmitted form has no second effect.
+                "form_token": uuid.uuid4().hex,
                 **context,
             },
             status_code=status,
@@ -158,7 +150,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
 
     async def admin(me: SignedIn = Worker) -> SignedIn:
         if not me.person.is_admin:
-            raise Denied(403, "forbidden")
+            raise Denied(403, "admins_only")
         return me
 
     @router.get("/static/{name}")
@@ -351,23 +343,37 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
 
     @router.get("/live")
     async def live_queue(me: SignedIn = Worker) -> StreamingResponse:
-        """Server-sent events: `queue` whenever an item of my teams changes."""
+        """Server-sent events: `queue` whenever items of my teams change, its data the ids of
+        the items changed (JSON: {"items": [...]})."""
         teams = sorted(me.person.teams) if not me.person.is_admin else list(_all_teams())
 
+        async def recent(since: datetime) -> tuple[datetime, dict[str, datetime]]:
+            """The database's clock, and my teams' items changed since LIVE_LOOKBACK before
+            `since` (the previous look)."""
+            async with runtime.pool.acquire() as conn:
+                now = await conn.fetchval("SELECT clock_timestamp()")
+                rows = await conn.fetch(
+                    "SELECT id, updated_at FROM work_items WHERE team = ANY($1::text[])"
+                    " AND updated_at > $2::timestamptz - $3::interval",
+                    teams,
+                    since,
+                    LIVE_LOOKBACK,
+                )
+            return now, {str(row["id"]): row["updated_at"] for row in rows}
+
         async def changes() -> AsyncIterator[str]:
-            seen = None
             ends = asyncio.get_running_loop().time() + LIVE_STREAM_S
+            now, told = await recent(datetime.now(UTC))
+            # Sent once the baseline is taken: every change after it is told.
             yield "retry: 3000\n\n"
             while asyncio.get_running_loop().time() < ends:
-                async with runtime.pool.acquire() as conn:
-                    latest = await conn.fetchval(
-                        "SELECT max(updated_at) FROM work_items WHERE team = ANY($1::text[])",
-                        teams,
-                    )
-                if seen is not None and latest != seen:
-                    yield "event: queue\ndata: changed\n\n"
-                seen = latest
                 await asyncio.sleep(LIVE_POLL_S)
+                now, current = await recent(now)
+                changed = [item for item, at in current.items() if told.get(item) != at]
+                told = {**told, **current}
+                told = {item: at for item, at in told.items() if at > now - LIVE_LOOKBACK}
+                if changed:
+                    yield f"event: queue\ndata: {json.dumps({'items': changed})}\n\n"
 
         return StreamingResponse(
             changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -484,8 +490,8 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
 
     # ---- recycle bin (the order service's, through its API) ----------------------------------
 
-    def orders() -> order_client.OrderClient:
-        client = order_client.order_client(runtime)
+    def orders() -> service_client.ServiceClient:
+        client = service_client.service_client(runtime, "order")
         if client is None:
             raise Denied(503, "no_order_service")
         return client
@@ -512,7 +518,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     {"label": g["key"][dimension], "value": g["orders"]}
                     for g in sorted(stats["groups"], key=lambda g: -g["orders"])[:10]
                 ]
-        except order_client.OrderServiceError as exc:
+        except service_client.ServiceError as exc:
             error = str(exc)
         return render(
             request,
@@ -522,6 +528,12 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             charts=charts,
             query=query,
             state=params["state"],
+            filters=urlencode(params),
+            # One view per state, each keeping the other filters.
+            views=[
+                (view, urlencode({**query, "state": view}))
+                for view in ("in_bin", "restored", "archived", "purged")
+            ],
             error=error,
             restored=request.query_params.get("restored"),
         )
@@ -529,7 +541,14 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     @router.post("/recycle-bin/restore")
     async def restore_from_bin(request: Request, me: SignedIn = Worker) -> Response:
         """Restore one order or several (each on its own: one failure stops none of the rest)."""
-        chosen = (await _form_lists(request)).get("order_id", [])
+        posted = await _form_lists(request)
+        chosen = posted.get("order_id", [])
+        # Back to the same view and filters (only the known ones).
+        kept = {
+            k: v
+            for k, v in parse_qsl((posted.get("filters") or [""])[-1])
+            if v and k in BIN_FILTERS
+        }
         problems: list[str] = []
         client = orders()
         for order_id in chosen:
@@ -540,10 +559,10 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     f"/orders/{quote(order_id, safe='')}/recycle-bin/restore",
                     json={"reason": "restored in the console"},
                 )
-            except order_client.OrderServiceError as exc:
+            except service_client.ServiceError as exc:
                 problems.append(f"{order_id}: {exc}")
         restored = len(chosen) - len(problems)
-        target = f"{PREFIX}/recycle-bin?{urlencode({'restored': restored})}"
+        target = f"{PREFIX}/recycle-bin?{urlencode({**kept, 'restored': restored})}"
         if problems:
             target += "&" + urlencode({"error": "; ".join(problems)})
         return RedirectResponse(target, 303)
@@ -559,7 +578,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         error = None
         try:
             found = (await orders().call(me.person, "GET", "/orders", params=query))["orders"]
-        except order_client.OrderServiceError as exc:
+        except service_client.ServiceError as exc:
             error = str(exc)
         return render(request, "orders.html", signed_in=me, orders=found, query=query, error=error)
 
@@ -567,7 +586,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     async def order_page(request: Request, order_id: str, me: SignedIn = Worker) -> Response:
         try:
             order = await orders().call(me.person, "GET", f"/orders/{quote(order_id, safe='')}")
-        except order_client.OrderServiceError as exc:
+        except service_client.ServiceError as exc:
             return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
         return render(
             request,
@@ -592,7 +611,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         target = f"{PREFIX}/orders/{quote(order_id, safe='')}"
         try:
             await orders().call(me.person, "POST", f"{path}/{action}", json=body)
-        except order_client.OrderServiceError as exc:
+        except service_client.ServiceError as exc:
             target += "?" + urlencode({"error": str(exc)})
         return RedirectResponse(target, 303)
 
@@ -602,17 +621,18 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     async def analytics_page(request: Request, me: SignedIn = Worker) -> Response:
         end = datetime.now(UTC)
         start = end - timedelta(days=7)
+        # A person sees their teams' numbers; admins see every team's.
+        teams = None if me.person.is_admin else sorted(me.person.teams)
+        window = {"bucket": "day", "start": start, "end": end, "team": None, "teams": teams}
         async with runtime.pool.acquire() as conn:
-            per_rule = await analytics.series(
-                conn, table="anomalies", by="rule", bucket="day", start=start, end=end, team=None
+            per_rule = await analytics.series(conn, table="anomalies", by="rule", **window)
+            per_team = await analytics.series(conn, table="work_items", by="team", **window)
+            times = await analytics.response_times(
+                conn, start=start, end=end, team=None, teams=teams
             )
-            per_team = await analytics.series(
-                conn, table="work_items", by="team", bucket="day", start=start, end=end, team=None
-            )
-            times = await analytics.response_times(conn, start=start, end=end, team=None)
         pareto: list[dict[str, Any]] = []
         error = None
-        client = order_client.order_client(runtime)
+        client = service_client.service_client(runtime, "order")
         if client is not None:
             try:
                 stats = await client.call(
@@ -622,7 +642,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     {"label": g["key"]["reason"], "value": g["orders"]}
                     for g in sorted(stats["groups"], key=lambda g: -g["orders"])[:10]
                 ]
-            except order_client.OrderServiceError as exc:
+            except service_client.ServiceError as exc:
                 error = str(exc)
         per_day = [
             {
@@ -641,6 +661,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             times=times["rows"],
             pareto=pareto,
             error=error,
+            teams=teams,
         )
 
     # ---- people (admins) ---------------------------------------------------------------------
@@ -682,6 +703,11 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         async with runtime.pool.acquire() as conn:
             await people.disable(conn, login)
         return RedirectResponse(f"{PREFIX}/people", 303)
+
+    # ---- pages in modules of their own (after-sales cases, shipments, routing) -----------
+    kit = PageKit(runtime, render, Worker, Depends(admin))
+    for pages_of in (case_pages, shipment_pages, routing_pages):
+        pages_of.add_pages(router, kit)
 
     return router
 

@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 
 from orderguard.services.notifier.channels.base import CHANNEL_KINDS
 from orderguard.services.notifier.deliveries import repository, service
+from orderguard.services.notifier.settings import DeliverySettings, NotifierSettings
 from orderguard.shared.http import require_scope
 from orderguard.shared.http.deps import Conn, RuntimeDep, Writes
 from orderguard.shared.http.inputs import Text
-from orderguard.shared.notifier_settings import DeliverySettings
 from orderguard.shared.uow import UnitOfWork
 
 MAX_LIMIT = 500
@@ -63,7 +63,7 @@ class DeliveryWithAttempts(DeliveryView):
 
 
 def _policy(runtime: RuntimeDep) -> DeliverySettings:
-    return runtime.settings.deliveries
+    return runtime.settings.section(NotifierSettings).deliveries
 
 
 Policy = Annotated[DeliverySettings, Depends(_policy)]

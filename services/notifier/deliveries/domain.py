@@ -17,9 +17,9 @@ from orderguard.services.notifier.deliveries.templates import (
     Templates,
     language_for,
 )
+from orderguard.services.notifier.settings import ChannelSettings, DeliverySettings
 from orderguard.shared.events.anomalies import AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested
-from orderguard.shared.notifier_settings import ChannelSettings, DeliverySettings
 
 # One id per (request, channel), whoever computes it: a redelivered request finds its rows.
 _DELIVERY_IDS = uuid.UUID("0d9b8c3e-51f4-4f0e-8a52-3b1f6c2e7d90")
@@ -214,7 +214,7 @@ class Planner:
             return f"unknown channel {channel[:50]!r}; known: {', '.join(CHANNEL_KINDS)}"
         if channel not in self.configured:
             return (
-                f"channel {channel} is not configured (ORDERGUARD_CHANNELS__{channel.upper()}__...)"
+                f"channel {channel} is not configured (ORDERGUARD_NOTIFIER__CHANNELS__{channel.upper()}__...)"
             )
         if channel in CONTACT_OF and not contact:
             return f"the recipient has no {CONTACT_OF[channel]} for {channel}"
@@ -225,6 +225,6 @@ class Planner:
         ):
             return (
                 f"no {channel} robot for {request.recipient_kind} {request.recipient_id[:50]}"
-                f" (ORDERGUARD_CHANNELS__{channel.upper()}__URL or __TEAMS__<team>__URL)"
+                f" (ORDERGUARD_NOTIFIER__CHANNELS__{channel.upper()}__URL or __TEAMS__<team>__URL)"
             )
         return None

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from orderguard.shared.notifier_settings import QuietHours
+from orderguard.services.notifier.settings import QuietHours
 
 STAFF_KINDS = frozenset({"team", "person"})
 

@@ -26,6 +26,7 @@ from orderguard.services.notifier.deliveries.policy import (
     rate_window,
     retry_delay_s,
 )
+from orderguard.services.notifier.settings import DeliverySettings
 from orderguard.shared import metrics
 from orderguard.shared.engine import Event
 from orderguard.shared.errors import IllegalTransition, NotFound
@@ -35,7 +36,6 @@ from orderguard.shared.events.notifications import (
     RecipientRef,
 )
 from orderguard.shared.logging import get_logger
-from orderguard.shared.notifier_settings import DeliverySettings
 from orderguard.shared.uow import UnitOfWork
 
 SOURCE = "/orderguard/notifier/deliveries"

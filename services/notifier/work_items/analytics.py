@@ -3,7 +3,7 @@ over an indexed time column (work_item_anomalies.detected_at, work_items.created
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -64,8 +64,10 @@ async def series(
     start: datetime,
     end: datetime,
     team: str | None,
+    teams: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Counts and hourly rates per `by` value and time bucket, zero-filled for charts."""
+    """Counts and hourly rates per `by` value and time bucket, zero-filled for charts; of one
+    `team`, of several `teams` (a person's), or of all."""
     if table == "anomalies":
         dimension, source, at = ANOMALY_DIMENSIONS[by], "work_item_anomalies", "detected_at"
         counted = "count(DISTINCT fingerprint)"  # routed to two teams: one anomaly still
@@ -75,11 +77,12 @@ async def series(
     rows = await conn.fetch(
         f"SELECT date_trunc($1, {at}, 'UTC') AS bucket, {dimension} AS key, {counted} AS n"
         f" FROM {source} WHERE {at} >= $2 AND {at} < $3 AND ($4::text IS NULL OR team = $4)"
-        " GROUP BY 1, 2",
+        " AND ($5::text[] IS NULL OR team = ANY($5::text[])) GROUP BY 1, 2",
         bucket,
         start,
         end,
         team,
+        None if teams is None else list(teams),
     )
     starts = bucket_starts(bucket, start, end)
     index = {at: i for i, at in enumerate(starts)}
@@ -119,7 +122,12 @@ def _stats(p50: float | None, p90: float | None, avg: float | None) -> dict[str,
 
 
 async def response_times(
-    conn: Connection, *, start: datetime, end: datetime, team: str | None
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    team: str | None,
+    teams: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Time to claim and to resolve, in seconds, per team and the severity items opened with,
     over the items created in [start, end)."""
@@ -130,7 +138,8 @@ async def response_times(
         "    CASE WHEN state = 'resolved' THEN extract(epoch FROM closed_at - created_at)::float8"
         "    END AS to_resolve"
         "  FROM work_items WHERE created_at >= $1 AND created_at < $2"
-        "    AND ($3::text IS NULL OR team = $3))"
+        "    AND ($3::text IS NULL OR team = $3)"
+        "    AND ($4::text[] IS NULL OR team = ANY($4::text[])))"
         " SELECT team, severity, count(*) AS items, count(to_claim) AS claimed,"
         "  count(to_resolve) AS resolved,"
         "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_claim) AS claim_p50,"
@@ -143,6 +152,7 @@ async def response_times(
         start,
         end,
         team,
+        None if teams is None else list(teams),
     )
     return {
         "from": start,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderguard.cli.services_registry import definition_of, rule_catalogue
+from orderguard.cli.services_registry import OrderguardSettings, definition_of, rule_catalogue
 from orderguard.shared.contract.asyncapi import example_envelope
 from orderguard.shared.contract.catalogue import (
     CATALOGUE,
@@ -16,7 +16,7 @@ from orderguard.shared.contract.catalogue import (
 )
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.runtime import Runtime
-from orderguard.shared.settings import SERVICES, Settings
+from orderguard.shared.settings import SERVICES
 from orderguard.shared.topics import BASE_TOPICS, Topics
 
 MESSAGES = [(topic, message) for topic in CATALOGUE for message in topic.messages]
@@ -71,7 +71,7 @@ def _consumers_in_code() -> set[tuple[str, str, str, str]]:
     found = set()
     for service in SERVICES:
         definition = definition_of(service)
-        runtime = Runtime(definition, Settings(), frozenset({"workers"}), rule_catalogue())
+        runtime = Runtime(definition, OrderguardSettings(), frozenset({"workers"}), rule_catalogue())
         for consumer in runtime.engine_consumers():
             for topic in consumer.topics:
                 for event_type in consumer.event_types:

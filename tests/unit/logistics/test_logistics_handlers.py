@@ -11,6 +11,7 @@ from inmemory.logistics import LogisticsRepository
 
 from orderguard.services.logistics import handlers
 from orderguard.services.logistics.domain import shipment_id_for
+from orderguard.services.logistics.settings import DelayCompensation
 from orderguard.shared.engine import RejectEvent
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.logistics import (
@@ -24,7 +25,6 @@ from orderguard.shared.events.logistics import (
 )
 from orderguard.shared.events.notifications import NotificationRequested
 from orderguard.shared.events.orders import OrderPaid
-from orderguard.shared.settings import DelayCompensation
 from orderguard.shared.topics import Topics
 
 TOPICS = Topics()

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from orderguard.cli.services_registry import rule_catalogue
+from orderguard.cli.services_registry import OrderguardSettings, rule_catalogue
 from orderguard.services.notifier.bootstrap import DEFINITION, routing_in_force
 from orderguard.services.notifier.routing import RoutingFileError
 from orderguard.shared.runtime import Runtime
-from orderguard.shared.settings import Settings
 
 
 def runtime(routing_file: str | None) -> Runtime:
-    settings = Settings(routing_file=routing_file, topic_prefix="p.")
+    settings = OrderguardSettings(notifier={"routing_file": routing_file}, topic_prefix="p.")
     return Runtime(DEFINITION, settings, frozenset({"api", "workers"}), rule_catalogue())
 
 

@@ -29,7 +29,7 @@ from orderguard.services.notifier.channels.signing import (
 )
 from orderguard.services.notifier.channels.sms import SmsGatewayChannel
 from orderguard.services.notifier.channels.webhook import WebhookChannel
-from orderguard.shared.notifier_settings import (
+from orderguard.services.notifier.settings import (
     DingTalkSettings,
     ImWebhookSettings,
     SmsSettings,

@@ -9,14 +9,14 @@ from pydantic import SecretStr
 
 from orderguard.services.notifier.deliveries.domain import DeliveryRequest, Planner, delivery_id
 from orderguard.services.notifier.deliveries.templates import Templates
-from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
-from orderguard.shared.notifier_settings import (
+from orderguard.services.notifier.settings import (
     ChannelSettings,
     DeliverySettings,
     EmailSettings,
     ImWebhookSettings,
     SmsSettings,
 )
+from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 
 DAY = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 NIGHT = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai

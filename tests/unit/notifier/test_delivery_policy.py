@@ -15,7 +15,7 @@ from orderguard.services.notifier.deliveries.policy import (
     rate_window,
     retry_delay_s,
 )
-from orderguard.shared.notifier_settings import QuietHours
+from orderguard.services.notifier.settings import QuietHours
 
 NIGHT = QuietHours(start=time(22), end=time(8), timezone="Asia/Shanghai")
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from orderguard.cli.services_registry import rule_catalogue
+from orderguard.cli.services_registry import OrderguardSettings, rule_catalogue
 from orderguard.services.order.bootstrap import DEFINITION
 from orderguard.services.order.domain import Actor
 from orderguard.services.order.recycle_bin.domain import (
@@ -29,7 +29,6 @@ from orderguard.services.order.recycle_bin.domain import (
 )
 from orderguard.shared.errors import IllegalTransition
 from orderguard.shared.runtime import Runtime
-from orderguard.shared.settings import Settings
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 ORDER = OrderFacts("ord_1", "placed", "web", Decimal("59.70"))
@@ -175,7 +174,7 @@ def test_case_types_map_to_categories(case_type: str, category: Category | None)
 
 
 def test_the_default_anomaly_setting_sends_duplicates_to_abnormal() -> None:
-    categories = anomaly_categories(Settings().recycle_bin_anomaly_rules)
+    categories = anomaly_categories(OrderguardSettings().order.recycle_bin_anomaly_rules)
     assert categories == {"order.duplicate": Category.ABNORMAL}
     labels = {"order_id": "ord_9", "customer_id": "c-1"}
     assert anomaly_category("order.duplicate", "firing", labels, categories) == (
@@ -205,6 +204,6 @@ def test_an_unknown_category_in_the_setting_is_a_clear_start_up_error() -> None:
 
 
 def test_the_order_worker_refuses_to_start_with_an_unknown_category() -> None:
-    settings = Settings(recycle_bin_anomaly_rules={"order.duplicate": "fraud"})
+    settings = OrderguardSettings(order={"recycle_bin_anomaly_rules": {"order.duplicate": "fraud"}})
     with pytest.raises(ValueError, match="unknown category 'fraud'"):
         Runtime(DEFINITION, settings, frozenset({"workers"}), rule_catalogue()).engine_consumers()

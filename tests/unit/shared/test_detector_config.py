@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, Field, model_validator
 from testkit import stock_event
 
-from orderguard.cli.services_registry import rule_catalogue
+from orderguard.cli.services_registry import OrderguardSettings, rule_catalogue
 from orderguard.services.inventory import bootstrap
 from orderguard.services.inventory.rules import LowStock
 from orderguard.shared.detection.config import (
@@ -25,7 +25,6 @@ from orderguard.shared.detection.config import (
 )
 from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.runtime import Runtime
-from orderguard.shared.settings import Settings
 
 
 class StallWindow:
@@ -124,7 +123,7 @@ def test_a_missing_label_matches_no_override_that_needs_it() -> None:
 
 
 def test_built_in_defaults_come_from_settings_without_a_file() -> None:
-    config = load_for(Settings(default_low_stock_threshold=7), rule_catalogue())
+    config = load_for(OrderguardSettings(inventory={"default_low_stock_threshold": 7}), rule_catalogue())
     assert config.source == "<built-in defaults>"
     rule = config.rule("stock.low")
     assert rule.enabled
@@ -137,7 +136,7 @@ def test_built_in_defaults_come_from_settings_without_a_file() -> None:
 def test_the_file_wins_over_the_setting_it_replaces(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low:\n    params: {threshold: 3}\n")
-    settings = Settings(default_low_stock_threshold=7, detectors_file=str(file))
+    settings = OrderguardSettings(inventory={"default_low_stock_threshold": 7}, detectors_file=str(file))
     assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 3
     file.write_text("rules:\n  stock.low:\n    params: {hysteresis: 4}\n")
     assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 7, (
@@ -321,7 +320,7 @@ def test_a_rule_without_overrides_returns_its_base_without_a_lookup() -> None:
 
 
 def runtime(detectors_file: str | None) -> Runtime:
-    settings = Settings(detectors_file=detectors_file, topic_prefix="p.")
+    settings = OrderguardSettings(detectors_file=detectors_file, topic_prefix="p.")
     return Runtime(bootstrap.DEFINITION, settings, frozenset({"workers"}), rule_catalogue())
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from orderguard.cli.services_registry import rule_catalogue
+from orderguard.cli.services_registry import OrderguardSettings, rule_catalogue
 from orderguard.services.inventory.bootstrap import DEFINITION
 from orderguard.shared.runtime import Runtime
-from orderguard.shared.settings import Settings
 
 
 def test_once_loads_a_named_piece_of_configuration_a_single_time() -> None:
-    runtime = Runtime(DEFINITION, Settings(), frozenset({"api", "workers"}), rule_catalogue())
+    runtime = Runtime(DEFINITION, OrderguardSettings(), frozenset({"api", "workers"}), rule_catalogue())
     loads: list[int] = []
 
     def load() -> object:

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from orderguard.cli.services_registry import STREAM_RULES, definition_of, rule_catalogue
+from orderguard.cli.services_registry import (
+    STREAM_RULES,
+    OrderguardSettings,
+    definition_of,
+    rule_catalogue,
+)
 from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.runtime import Runtime
-from orderguard.shared.settings import SERVICES, Settings
+from orderguard.shared.settings import SERVICES
 from orderguard.shared.wiring import UseCaseConsumer
 
 SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
@@ -21,7 +26,7 @@ WITH_RULES = sorted(p.parent.name for p in SERVICES_DIR.glob("*/rules.py"))
 
 
 def worker(service: str) -> Runtime:
-    return Runtime(definition_of(service), Settings(), frozenset({"workers"}), rule_catalogue())
+    return Runtime(definition_of(service), OrderguardSettings(), frozenset({"workers"}), rule_catalogue())
 
 
 @pytest.mark.parametrize("service", WITH_RULES)
@@ -49,7 +54,7 @@ def test_every_declared_use_case_anomaly_is_in_the_catalogue(service: str) -> No
 def test_a_rule_disabled_in_the_file_does_not_run(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  order.duplicate: {enabled: false}\n")
-    settings = Settings(detectors_file=str(file))
+    settings = OrderguardSettings(detectors_file=str(file))
     runtime = Runtime(definition_of("order"), settings, frozenset({"workers"}), rule_catalogue())
     groups = {c.group for c in runtime.engine_consumers()}
     assert "order.detector.order.duplicate" not in groups
