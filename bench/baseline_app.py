@@ -59,7 +59,10 @@ class PlaceOrder(BaseModel):
 async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
     url = os.environ["ORDERGUARD_DATABASE_URL"]
     app.state.pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=10, server_settings={"search_path": "baseline"}
+        url,
+        min_size=1,
+        max_size=10,
+        server_settings={"search_path": "baseline", "application_name": "orderguard-baseline"},
     )
     async with app.state.pool.acquire() as conn:
         await conn.execute(SCHEMA)

@@ -74,6 +74,7 @@ class UpSystem:
         self.process: subprocess.Popen[bytes] | None = None
         self.status: dict[str, Any] = {}
         self.ready_s = 0.0
+        self.backend_names: dict[int, str] = {}  # PostgreSQL backend pid -> application_name
 
     def start(self, timeout_s: float = 120.0) -> None:
         started = time.monotonic()
@@ -129,6 +130,15 @@ class UpSystem:
         for child in postmaster.children(recursive=True):
             found[f"postgres:{child.pid}"] = child
         return found
+
+    async def learn_backends(self) -> None:
+        """Which PostgreSQL backend serves which application (pool connections come and go)."""
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            rows = await conn.fetch("SELECT pid, application_name FROM pg_stat_activity")
+        finally:
+            await conn.close()
+        self.backend_names = {row["pid"]: row["application_name"] for row in rows}
 
     def service_pids(self) -> dict[str, int]:
         return {name: int(s["pid"]) for name, s in self.status["services"].items()}
@@ -200,6 +210,59 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return seconds
 
 
+class CpuUse:
+    """CPU seconds processes spend between `start()` and `stop()`: on a machine others load, the
+    cost per request moves much less than the latencies do. `pick` names the processes, and is
+    asked again at the end (a pool may open PostgreSQL backends meanwhile)."""
+
+    def __init__(self, up: UpSystem, pick: Any) -> None:
+        self._up = up
+        self._pick = pick
+        self._before: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    async def start(self) -> None:
+        await self._up.learn_backends()
+        self._before = cpu_seconds(self._pick())
+
+    async def stop(self) -> dict[str, float]:
+        await self._up.learn_backends()
+        after = cpu_seconds(self._pick())
+        self.seconds = {}
+        for name, value in after.items():
+            kind = name.split(":")[0]
+            used = value - self._before.get(name, 0.0)
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + used
+        return self.seconds
+
+    def per_request_ms(self, requests: int) -> str:
+        return " + ".join(
+            f"{kind} {1000 * used / max(requests, 1):.1f}" for kind, used in self.seconds.items()
+        )
+
+
+def reached(result: LoadResult) -> int:
+    """Requests that reached the server (answered, late or not): what its CPU was spent on."""
+    return result.sent - sum(
+        n
+        for why, n in result.errors.items()
+        if why == "no free connection" or why.startswith("connect")
+    )
+
+
+def postgres_backends(up: UpSystem, application: str) -> dict[str, psutil.Process]:
+    """PostgreSQL's backend processes serving `application` (their application_name)."""
+    pid_file = up.data_dir / "pgdata" / "postmaster.pid"
+    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+    found: dict[str, psutil.Process] = {}
+    for child in postmaster.children():
+        with contextlib.suppress(psutil.Error):
+            # The title is "postgres: user db [local] state"; the name is in pg_stat_activity.
+            if child.pid in up.backend_names and up.backend_names[child.pid] == application:
+                found[f"postgres:{child.pid}"] = child
+    return found
+
+
 def idle_cpu(up: UpSystem, seconds: float) -> tuple[float, dict[str, float]]:
     """Cores used by every process of `up` over `seconds` of no traffic, and per kind."""
     processes = up.processes()
@@ -264,12 +327,21 @@ def describe(result: LoadResult) -> str:
     )
 
 
-def http_row(what: str, ours: LoadResult, base: LoadResult, max_ratio: float = 1.5) -> Row:
+def http_row(
+    what: str,
+    ours: LoadResult,
+    base: LoadResult,
+    ours_cpu: CpuUse,
+    base_cpu: CpuUse,
+    max_ratio: float = 1.5,
+) -> Row:
     ratio = ours.p(0.99) / max(base.p(0.99), 0.1)
     return Row(
         what,
         f"orderguard {describe(ours)} | baseline {describe(base)} | p99 ratio {ratio:.2f}"
-        f" (generator send lag p99 {max(ours.send_lag_p99_ms, base.send_lag_p99_ms):.1f} ms)",
+        f" (generator send lag p99 {max(ours.send_lag_p99_ms, base.send_lag_p99_ms):.1f} ms)"
+        f" | CPU ms per request reaching the server: {ours_cpu.per_request_ms(reached(ours))}"
+        f" vs {base_cpu.per_request_ms(reached(base))}",
         f"all served, p99 <= {max_ratio}x baseline",
         ours.all_served and ratio <= max_ratio,
     )
@@ -320,6 +392,8 @@ async def orders_end_to_end(up: UpSystem, rate: float, seconds: float) -> Row:
     skus = [f"E2E-{tag}-{k}" for k in range(50)]
     await seed_stock(up, skus, 10_000_000)
     headers = {"X-API-Key": up.api_key}
+    cpu = CpuUse(up, up.processes)
+    await cpu.start()
     result = await open_loop(
         up.port("order"),
         rate,
@@ -353,6 +427,7 @@ async def orders_end_to_end(up: UpSystem, rate: float, seconds: float) -> Row:
             await asyncio.sleep(0.25)
     finally:
         await conn.close()
+        await cpu.stop()
     # One unit per order: one reservation row each and as many units reserved, no more.
     exactly_once = reserved == placed and units == placed
     settled = (
@@ -362,7 +437,8 @@ async def orders_end_to_end(up: UpSystem, rate: float, seconds: float) -> Row:
     )
     return Row(
         f"orders end to end, {rate:.0f}/s for {seconds:.0f} s",
-        f"{describe(result)}; reserved {reserved}/{placed} orders placed, {units} units; {settled}",
+        f"{describe(result)}; reserved {reserved}/{placed} orders placed, {units} units; {settled}"
+        f" | CPU ms per order placed, load and drain: {cpu.per_request_ms(placed)}",
         "all reserved exactly once, lag 0 <= 5 s after",
         result.all_served and exactly_once and settled_after is not None and settled_after <= 5,
     )
@@ -451,32 +527,65 @@ async def latency_row(seconds: float) -> Row:
 # --------------------------------------------------------------------------------------
 
 
+async def measured(cpu: CpuUse, load: Any) -> LoadResult:
+    """`load` (a coroutine of open_loop) with the CPU its processes spent meanwhile."""
+    await cpu.start()
+    result: LoadResult = await load
+    await cpu.stop()
+    return result
+
+
 async def http_rows(up: UpSystem, base: Baseline, http_s: float) -> list[Row]:
     rows: list[Row] = []
     headers = {"X-API-Key": up.api_key}
     og, bl = up.port("order"), base.port
+    order_process = psutil.Process(up.service_pids()["order"])
+    base_process = psutil.Process(base.process.pid)
+    ours_cpu = CpuUse(
+        up, lambda: {"order:": order_process, **postgres_backends(up, "orderguard-orders")}
+    )
+    base_cpu = CpuUse(
+        up, lambda: {"baseline:": base_process, **postgres_backends(up, "orderguard-baseline")}
+    )
     skus = [f"HTTP-{k}" for k in range(50)]
     await seed_stock(up, skus, 10_000_000)
     ours_ids: list[str] = []
     base_ids: list[str] = []
     for rate in (200, 500):
         tag = uuid.uuid4().hex[:6]
-        b = await open_loop(
-            bl, rate, http_s, post_orders(bl, {}, tag, skus), ok_status=201, keep_bodies=True
+        b = await measured(
+            base_cpu,
+            open_loop(
+                bl, rate, http_s, post_orders(bl, {}, tag, skus), ok_status=201, keep_bodies=True
+            ),
         )
         await asyncio.sleep(1)
-        o = await open_loop(
-            og, rate, http_s, post_orders(og, headers, tag, skus), ok_status=201, keep_bodies=True
+        o = await measured(
+            ours_cpu,
+            open_loop(
+                og,
+                rate,
+                http_s,
+                post_orders(og, headers, tag, skus),
+                ok_status=201,
+                keep_bodies=True,
+            ),
         )
         ours_ids += ids_of(o)
         base_ids += ids_of(b)
-        rows.append(http_row(f"POST /orders at {rate} req/s (load {load_avg()})", o, b))
+        rows.append(
+            http_row(f"POST /orders at {rate} req/s (load {load_avg()})", o, b, ours_cpu, base_cpu)
+        )
         await asyncio.sleep(3)  # let the orders placed drain through the system
     if ours_ids and base_ids:
-        b = await open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids))
+        b = await measured(base_cpu, open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids)))
         await asyncio.sleep(1)
-        o = await open_loop(og, 1000, http_s, get_orders(og, headers, ours_ids))
-        rows.append(http_row(f"GET /orders/{{id}} at 1000 req/s (load {load_avg()})", o, b))
+        o = await measured(ours_cpu, open_loop(og, 1000, http_s, get_orders(og, headers, ours_ids)))
+        rows.append(
+            http_row(
+                f"GET /orders/{{id}} at 1000 req/s (load {load_avg()})", o, b, ours_cpu, base_cpu
+            )
+        )
     return rows
 
 
@@ -496,8 +605,15 @@ def main() -> int:
     parser.add_argument(
         "--skip-engine", action="store_true", help="skip the engine and latency rows"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["idle", "http", "e2e", "engine"],
+        help="measure only these rows (repeatable; ready time and RSS always)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
+    only = set(args.only or ["idle", "http", "e2e"] + ([] if args.skip_engine else ["engine"]))
     idle_s, http_s, e2e_s = (10.0, 4.0, 15.0) if args.quick else (30.0, 10.0, 60.0)
     events, latency_s = (20_000, 6.0) if args.quick else (100_000, 15.0)
     print(
@@ -513,25 +629,31 @@ def main() -> int:
         up.start()
         rows.append(Row("`up` ready time", f"{up.ready_s:.1f} s", "<= 15 s", up.ready_s <= 15))
         time.sleep(2)  # the groups' first assignments settle
-        cores, by_kind = idle_cpu(up, idle_s)
-        kinds = ", ".join(f"{k} {v:.3f}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
-        rows.append(
-            Row(
-                f"idle CPU of `up`, {idle_s:.0f} s (load {load_avg()})",
-                f"{cores:.3f} cores: {kinds}",
-                "<= 0.10 cores",
-                cores <= 0.10,
+        if "idle" in only:
+            cores, by_kind = idle_cpu(up, idle_s)
+            kinds = ", ".join(
+                f"{k} {v:.3f}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
             )
-        )
-        print(f"idle: {rows[-1].measured}", flush=True)
-        base = Baseline(up.database_url, root / "baseline.log")
-        rows += run(lambda: http_rows(up, base, http_s))  # type: ignore[operator]
-        for row in rows[2:]:
-            print(f"{row.what}: {row.measured}", flush=True)
-        base.stop()
-        base = None
-        rows.append(run(lambda: orders_end_to_end(up, 300, e2e_s)))  # type: ignore[arg-type]
-        print(f"{rows[-1].what}: {rows[-1].measured}", flush=True)
+            rows.append(
+                Row(
+                    f"idle CPU of `up`, {idle_s:.0f} s (load {load_avg()})",
+                    f"{cores:.3f} cores: {kinds}",
+                    "<= 0.10 cores",
+                    cores <= 0.10,
+                )
+            )
+            print(f"idle: {rows[-1].measured}", flush=True)
+        if "http" in only:
+            base = Baseline(up.database_url, root / "baseline.log")
+            http = run(lambda: http_rows(up, base, http_s))  # type: ignore[arg-type]
+            for row in http:  # type: ignore[attr-defined]
+                print(f"{row.what}: {row.measured}", flush=True)
+            rows += http  # type: ignore[arg-type]
+            base.stop()
+            base = None
+        if "e2e" in only:
+            rows.append(run(lambda: orders_end_to_end(up, 300, e2e_s)))  # type: ignore[arg-type]
+            print(f"{rows[-1].what}: {rows[-1].measured}", flush=True)
         rss = {
             name: psutil.Process(pid).memory_info().rss / 2**20
             for name, pid in up.service_pids().items()
@@ -548,7 +670,7 @@ def main() -> int:
         if base is not None:
             base.stop()
         up.stop()
-    if not args.skip_engine:
+    if "engine" in only:
         if hasattr(pipeline, "measure_engine"):
             rows.append(engine_row(args.quick))
         else:

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import orjson
@@ -64,6 +65,35 @@ def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRows:
+    """Messages for one schema's outbox, to be written in a caller's own statement: a use case
+    that stores its state and its events in one round trip (`UnitOfWork.take_outbox`)."""
+
+    schema: str
+    messages: list[OutboxMessage]
+
+    def insert(self, first: int) -> tuple[str, str, list[Any]]:
+        """(a data-modifying statement for a WITH clause, an expression for the final SELECT
+        that wakes the relay on commit, their parameters from ${first} on)."""
+        return (
+            "INSERT INTO outbox (topic, key, value, headers)"
+            " SELECT topic, key, value, headers::jsonb"
+            f" FROM unnest(${first}::text[], ${first + 1}::bytea[], ${first + 2}::bytea[],"
+            f" ${first + 3}::text[]) WITH ORDINALITY AS m (topic, key, value, headers, n)"
+            # In the given order: ids follow it, and the relay publishes by id.
+            " ORDER BY n",
+            f"pg_notify(${first + 4}, '')",
+            [
+                [m.topic for m in self.messages],
+                [m.key for m in self.messages],
+                [m.value for m in self.messages],
+                [orjson.dumps([list(h) for h in m.headers]).decode() for m in self.messages],
+                notify_channel(self.schema),
+            ],
+        )
+
+
 async def write_outbox(
     conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]
 ) -> int:
@@ -71,20 +101,9 @@ async def write_outbox(
     batch = list(messages)
     if not batch:
         return 0
-    # One statement, one round trip: the rows in the given order (ids follow it, and the relay
-    # publishes by id), and the relay's wake-up, delivered on commit, collapsed per transaction.
-    await conn.execute(
-        "WITH written AS (INSERT INTO outbox (topic, key, value, headers)"
-        " SELECT topic, key, value, headers::jsonb"
-        " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
-        " WITH ORDINALITY AS m (topic, key, value, headers, n) ORDER BY n)"
-        " SELECT pg_notify($5, '')",
-        [m.topic for m in batch],
-        [m.key for m in batch],
-        [m.value for m in batch],
-        [orjson.dumps([list(h) for h in m.headers]).decode() for m in batch],
-        notify_channel(schema),
-    )
+    # One statement, one round trip; the relay's wake-up is collapsed per transaction.
+    insert, wake, args = OutboxRows(schema, batch).insert(first=1)
+    await conn.execute(f"WITH written AS ({insert}) SELECT {wake}", *args)
     return len(batch)
 
 

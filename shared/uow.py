@@ -18,7 +18,7 @@ from orderguard.shared.events.notifications import (
     Recipient,
 )
 from orderguard.shared.events.registry import REGISTRY
-from orderguard.shared.outbox import OutboxMessage, write_outbox
+from orderguard.shared.outbox import OutboxMessage, OutboxRows, write_outbox
 from orderguard.shared.tracing import child_of, current_traceparent
 
 
@@ -36,6 +36,7 @@ class UnitOfWork:
         self._pool = pool
         self.schema = schema
         self.outbox: list[OutboxMessage] = []
+        self._outbox_taken = 0  # outbox[:_outbox_taken] is written by a use case's statement
         self.now = datetime.now(UTC)
         self._committed = False
         self._after_commit: list[Callable[[], None]] = []
@@ -99,13 +100,20 @@ class UnitOfWork:
         """Write an envelope made elsewhere as it is (an accepted ingest, a detector's anomaly)."""
         self.outbox.append(OutboxMessage.of(topic, envelope, key))
 
+    def take_outbox(self) -> OutboxRows:
+        """What was published so far, for the caller to write in its own statement (with the
+        state change: one round trip less); `commit` writes only what is published after."""
+        taken = OutboxRows(self.schema, self.outbox[self._outbox_taken :])
+        self._outbox_taken = len(self.outbox)
+        return taken
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (metrics, caches): never for a rollback."""
         self._after_commit.append(callback)
 
     async def commit(self) -> None:
         started = telemetry.now_ns()
-        await write_outbox(self.conn, self.schema, self.outbox)
+        await write_outbox(self.conn, self.schema, self.outbox[self._outbox_taken :])
         await self._tx.commit()
         self._committed = True
         if telemetry.enabled():

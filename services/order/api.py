@@ -34,7 +34,7 @@ from orderguard.services.order.domain import (
 )
 from orderguard.services.order.handlers import OrderConfig, OrderWithTimeline, PlaceOrder
 from orderguard.shared.http import require_scope
-from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, Writes, require_actor
+from orderguard.shared.http.deps import Conn, RuntimeDep, Writes, require_actor
 from orderguard.shared.http.inputs import IDENTIFIER, AwareInstant, NoNul, Offset, Text
 from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.uow import UnitOfWork
@@ -297,7 +297,7 @@ def _location(body: dict[str, Any]) -> str:
     return f"/orders/{body['order_id']}"
 
 
-def config(runtime: RuntimeDep) -> OrderConfig:
+async def config(runtime: RuntimeDep) -> OrderConfig:  # async: no thread hop (shared/http/deps)
     return order_config(runtime)
 
 
@@ -356,8 +356,9 @@ async def list_orders(
 
 
 @router.get("/orders/{order_id}", response_model=OrderView, dependencies=READ)
-async def get_order(order_id: OrderId, conn: Snapshot) -> OrderView:
+async def get_order(order_id: OrderId, conn: Conn) -> OrderView:
     """An order with its status, priority, hold, lines, amounts and timeline (phone masked)."""
+    # One statement reads the order and its timeline together: no snapshot transaction needed.
     return OrderView.of(await handlers.order_with_timeline(conn, order_id))
 
 

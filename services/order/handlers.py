@@ -143,11 +143,11 @@ async def place_order(
         express=command.express,
         promised_days=config.promised_days(command.express),
         payment_due_at=uow.now + config.payment_deadline,
-        earlier_orders=await repository.orders_of_customer(uow.conn, command.customer_id),
     )
     entries = _announce(uow, config, order, entries)  # placed, and held by the intake checks
-    await repository.add(uow.conn, order)
-    await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
+    # The order, its timeline and its events in one statement, which also decides the customer
+    # type (new or returning: has the customer ordered before?).
+    await repository.add(uow.conn, order, entries, uow.take_outbox())
     log.info(
         "order placed",
         order_id=order.order_id,
@@ -250,10 +250,10 @@ async def release_order(
 
 
 async def order_with_timeline(conn: repository.Connection, order_id: str) -> OrderWithTimeline:
-    order = await repository.get(conn, order_id)
-    if order is None:
+    found = await repository.get_with_timeline(conn, order_id)
+    if found is None:
         raise OrderNotFound(order_id)
-    return OrderWithTimeline(order, await repository.timeline(conn, order_id))
+    return OrderWithTimeline(*found)
 
 
 # -- inventory outcomes ----------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""PostgreSQL adapter for orders, their lines and their timeline (schema `orders`)."""
+"""PostgreSQL adapter for orders, their lines and their timeline (schema `orders`).
+
+Each use case's reads and writes are as few statements as the data allows: an order comes with
+its lines (and, to read it whole, its timeline) in one statement, and a new order is stored
+with its lines and first timeline entries in one statement."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from orderguard.services.order.domain import (
     Actor,
@@ -16,16 +22,69 @@ from orderguard.services.order.domain import (
     OrderStatus,
     Priority,
     TimelineEntry,
+    customer_type_of,
 )
 from orderguard.shared.db import Connection
+from orderguard.shared.outbox import OutboxRows
+
+_COLUMNS = (
+    "order_id, customer_id, channel, warehouse, status, phone, shipping_address, placed_at,"
+    " updated_at, member_level, express, priority_score, priority_level, payment_due_at,"
+    " payment_id, paid_amount, promised_delivery_by, delivered_at, held_from, hold_reason,"
+    " hold_note, hold_release_at, customer_type,"
+    " ARRAY(SELECT ROW(l.sku, l.quantity, l.unit_price) FROM order_lines l"
+    " WHERE l.order_id = orders.order_id ORDER BY l.line_no) AS lines"
+)
+
+# Timeline rows from twelve parallel arrays starting at parameter ${0}, inserted in the order
+# given (ids follow it); an entry whose event the order already has is skipped.
+_INSERT_TIMELINE = (
+    "INSERT INTO order_timeline (order_id, at, what, actor_kind, actor_id, actor_name, reason,"
+    " from_status, to_status, event_type, event_id, details)"
+    " SELECT order_id, at, what, actor_kind, actor_id, actor_name, reason, from_status,"
+    " to_status, event_type, event_id, details::jsonb FROM unnest(${0}::text[],"
+    " ${1}::timestamptz[], ${2}::text[], ${3}::text[], ${4}::text[], ${5}::text[],"
+    " ${6}::text[], ${7}::text[], ${8}::text[], ${9}::text[], ${10}::text[], ${11}::text[])"
+    " WITH ORDINALITY AS t (order_id, at, what, actor_kind, actor_id, actor_name, reason,"
+    " from_status, to_status, event_type, event_id, details, n)"
+    " ORDER BY n ON CONFLICT (order_id, event_id) DO NOTHING"
+)
+_TIMELINE_ARRAYS = 12
+
+_TIMELINE_COLUMNS = (
+    "at, what, actor_kind, actor_id, actor_name, reason, from_status, to_status, event_type,"
+    " event_id, details::text"
+)
 
 
-async def add(conn: Connection, order: Order) -> None:
-    await conn.execute(
-        "INSERT INTO orders (order_id, customer_id, channel, warehouse, status, phone,"
-        " shipping_address, total_amount, placed_at, updated_at, member_level, express,"
-        " priority_score, priority_level, payment_due_at, customer_type)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+def _insert_timeline(first: int) -> str:
+    return _INSERT_TIMELINE.format(*range(first, first + _TIMELINE_ARRAYS))
+
+
+async def add(
+    conn: Connection, order: Order, timeline: Iterable[TimelineEntry], outbox: OutboxRows
+) -> None:
+    """Store a new order with its lines, its first timeline entries and the events it caused
+    (`outbox`) in one statement. Its customer type (`customer_type_of`) depends on whether the
+    customer ordered here before: the same statement looks, and `order` gets the type stored."""
+    events, wake, outbox_args = outbox.insert(first=29 + _TIMELINE_ARRAYS)
+    order.customer_type = await conn.fetchval(
+        "WITH placed AS (INSERT INTO orders (order_id, customer_id, channel, warehouse, status,"
+        " phone, shipping_address, total_amount, placed_at, updated_at, member_level, express,"
+        " priority_score, priority_level, payment_due_at, payment_id, paid_amount,"
+        " promised_delivery_by, delivered_at, held_from, hold_reason, hold_note,"
+        " hold_release_at, customer_type)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+        " $18, $19, $20, $21, $22, $23,"
+        " CASE WHEN EXISTS (SELECT 1 FROM orders WHERE customer_id = $2) THEN $25 ELSE $24 END"
+        " RETURNING customer_type),"
+        " lines AS (INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price)"
+        " SELECT $1, n, sku, quantity, unit_price"
+        " FROM unnest($26::text[], $27::integer[], $28::numeric[])"
+        " WITH ORDINALITY AS l (sku, quantity, unit_price, n)),"
+        f" timeline AS ({_insert_timeline(29)}),"
+        f" events AS ({events})"
+        f" SELECT customer_type, {wake} FROM placed",
         order.order_id,
         order.customer_id,
         order.channel,
@@ -41,31 +100,28 @@ async def add(conn: Connection, order: Order) -> None:
         order.priority.score,
         order.priority.level,
         order.payment_due_at,
-        order.customer_type,
-    )
-    await _save_mutable(conn, order)
-    await conn.executemany(
-        "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [
-            (order.order_id, n, line.sku, line.quantity, line.unit_price)
-            for n, line in enumerate(order.lines, start=1)
-        ],
+        *_changeable(order),
+        customer_type_of(order.member_level, earlier_orders=0),
+        customer_type_of(order.member_level, earlier_orders=1),
+        [line.sku for line in order.lines],
+        [line.quantity for line in order.lines],
+        [line.unit_price for line in order.lines],
+        *_timeline_arrays((order.order_id, entry) for entry in timeline),
+        *outbox_args,
     )
 
 
-_COLUMNS = (
-    "order_id, customer_id, channel, warehouse, status, phone, shipping_address, placed_at,"
-    " updated_at, member_level, express, priority_score, priority_level, payment_due_at,"
-    " payment_id, paid_amount, promised_delivery_by, delivered_at, held_from, hold_reason,"
-    " hold_note, hold_release_at, customer_type"
-)
-
-
-async def orders_of_customer(conn: Connection, customer_id: str) -> int:
-    """How many orders the customer has placed here (any status)."""
-    return int(
-        await conn.fetchval("SELECT count(*) FROM orders WHERE customer_id = $1", customer_id)
+def _changeable(order: Order) -> tuple[Any, ...]:
+    """What transitions change besides status and times: payment, delivery, hold."""
+    return (
+        order.payment_id,
+        order.paid_amount,
+        order.promised_delivery_by,
+        order.delivered_at,
+        str(order.held_from) if order.held_from else None,
+        str(order.hold_reason) if order.hold_reason else None,
+        order.hold_note,
+        order.hold_release_at,
     )
 
 
@@ -76,31 +132,34 @@ async def get(conn: Connection, order_id: str, for_update: bool = False) -> Orde
         + (" FOR UPDATE" if for_update else ""),
         order_id,
     )
+    return None if row is None else _order(row)
+
+
+async def get_with_timeline(
+    conn: Connection, order_id: str
+) -> tuple[Order, list[TimelineEntry]] | None:
+    """The order and its timeline, or None: one statement, so one round trip and one snapshot."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, ARRAY(SELECT ROW({_TIMELINE_COLUMNS}) FROM order_timeline t"
+        " WHERE t.order_id = orders.order_id ORDER BY t.at, t.id) AS timeline"
+        " FROM orders WHERE order_id = $1",
+        order_id,
+    )
     if row is None:
         return None
-    return (await _with_lines(conn, [row]))[0]
+    return _order(row), [_entry(*entry) for entry in row["timeline"]]
 
 
-async def _with_lines(conn: Connection, rows: list[Any]) -> list[Order]:
-    lines: dict[str, list[Line]] = {row["order_id"]: [] for row in rows}
-    for line in await conn.fetch(
-        "SELECT order_id, sku, quantity, unit_price FROM order_lines"
-        " WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no",
-        list(lines),
-    ):
-        lines[line["order_id"]].append(
-            Line(sku=line["sku"], quantity=line["quantity"], unit_price=line["unit_price"])
-        )
-    return [_order(row, lines[row["order_id"]]) for row in rows]
-
-
-def _order(row: Any, lines: list[Line]) -> Order:
+def _order(row: Any) -> Order:
     return Order(
         order_id=row["order_id"],
         customer_id=row["customer_id"],
         phone=row["phone"],
         address=Address(**row["shipping_address"]),
-        lines=tuple(lines),
+        lines=tuple(
+            Line(sku=sku, quantity=quantity, unit_price=unit_price)
+            for sku, quantity, unit_price in row["lines"]
+        ),
         channel=row["channel"],
         warehouse=row["warehouse"],
         status=OrderStatus(row["status"]),
@@ -123,27 +182,16 @@ def _order(row: Any, lines: list[Line]) -> Order:
 
 
 async def save(conn: Connection, order: Order) -> None:
-    """Store what a transition changes (status, hold, payment, delivery)."""
-    await _save_mutable(conn, order)
-
-
-async def _save_mutable(conn: Connection, order: Order) -> None:
+    """Store what a transition changed (status, hold, payment, delivery)."""
     await conn.execute(
-        "UPDATE orders SET status = $2, updated_at = $3, payment_id = $4, paid_amount = $5,"
-        " promised_delivery_by = $6, delivered_at = $7, held_from = $8, hold_reason = $9,"
-        " hold_note = $10, hold_release_at = $11, payment_due_at = $12 WHERE order_id = $1",
+        "UPDATE orders SET status = $2, updated_at = $3, payment_due_at = $4, payment_id = $5,"
+        " paid_amount = $6, promised_delivery_by = $7, delivered_at = $8, held_from = $9,"
+        " hold_reason = $10, hold_note = $11, hold_release_at = $12 WHERE order_id = $1",
         order.order_id,
         str(order.status),
         order.updated_at,
-        order.payment_id,
-        order.paid_amount,
-        order.promised_delivery_by,
-        order.delivered_at,
-        str(order.held_from) if order.held_from else None,
-        str(order.hold_reason) if order.hold_reason else None,
-        order.hold_note,
-        order.hold_release_at,
         order.payment_due_at,
+        *_changeable(order),
     )
 
 
@@ -154,7 +202,7 @@ async def get_many(conn: Connection, order_ids: Iterable[str]) -> dict[str, Orde
         " ORDER BY order_id FOR UPDATE",
         sorted(set(order_ids)),
     )
-    return {order.order_id: order for order in await _with_lines(conn, list(rows))}
+    return {row["order_id"]: _order(row) for row in rows}
 
 
 async def unpaid_past_deadline(conn: Connection, now: datetime, limit: int) -> list[Order]:
@@ -183,7 +231,7 @@ async def _due(conn: Connection, where: str, at: datetime, limit: int) -> list[O
         at,
         limit,
     )
-    return await _with_lines(conn, list(rows))
+    return [_order(row) for row in rows]
 
 
 async def first_time(conn: Connection, order_id: str, payment_id: str, outcome: str) -> bool:
@@ -220,7 +268,7 @@ async def queue(
         limit,
         offset,
     )
-    return await _with_lines(conn, list(rows))
+    return [_order(row) for row in rows]
 
 
 async def known(conn: Connection, order_ids: Iterable[str]) -> set[str]:
@@ -232,52 +280,66 @@ async def known(conn: Connection, order_ids: Iterable[str]) -> set[str]:
 
 
 async def record(conn: Connection, entries: Iterable[tuple[str, TimelineEntry]]) -> None:
-    """Append (order id, entry) pairs; an entry whose event the order already has is skipped."""
-    await conn.executemany(
-        "INSERT INTO order_timeline (order_id, at, what, actor_kind, actor_id, actor_name,"
-        " reason, from_status, to_status, event_type, event_id, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        " ON CONFLICT (order_id, event_id) DO NOTHING",
-        [
-            (
-                order_id,
-                entry.at,
-                entry.what,
-                entry.actor.kind,
-                entry.actor.id,
-                entry.actor.name,
-                entry.note,
-                str(entry.from_state) if entry.from_state else None,
-                str(entry.to_state) if entry.to_state else None,
-                entry.event_type,
-                entry.event_id,
-                dict(entry.details),
-            )
-            for order_id, entry in entries
-        ],
-    )
+    """Append (order id, entry) pairs in one statement; an entry whose event the order already
+    has is skipped."""
+    arrays = _timeline_arrays(entries)
+    if arrays[0]:
+        await conn.execute(_insert_timeline(1), *arrays)
+
+
+def _timeline_arrays(entries: Iterable[tuple[str, TimelineEntry]]) -> list[list[Any]]:
+    """(order id, entry) pairs as the parallel arrays of `_INSERT_TIMELINE`."""
+    rows = [
+        (
+            order_id,
+            entry.at,
+            entry.what,
+            entry.actor.kind,
+            entry.actor.id,
+            entry.actor.name,
+            entry.note,
+            str(entry.from_state) if entry.from_state else None,
+            str(entry.to_state) if entry.to_state else None,
+            entry.event_type,
+            entry.event_id,
+            orjson.dumps(dict(entry.details)).decode(),
+        )
+        for order_id, entry in entries
+    ]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * _TIMELINE_ARRAYS
 
 
 async def timeline(conn: Connection, order_id: str) -> list[TimelineEntry]:
     rows = await conn.fetch(
-        "SELECT at, what, actor_kind, actor_id, actor_name, reason, from_status, to_status,"
-        " event_type, event_id, details FROM order_timeline WHERE order_id = $1 ORDER BY at, id",
+        f"SELECT {_TIMELINE_COLUMNS} FROM order_timeline WHERE order_id = $1 ORDER BY at, id",
         order_id,
     )
-    return [_entry(row) for row in rows]
+    return [_entry(*row) for row in rows]
 
 
-def _entry(row: Any) -> TimelineEntry:
+def _entry(
+    at: datetime,
+    what: str,
+    actor_kind: str,
+    actor_id: str,
+    actor_name: str | None,
+    reason: str | None,
+    from_status: str | None,
+    to_status: str | None,
+    event_type: str | None,
+    event_id: str | None,
+    details: str,
+) -> TimelineEntry:
     return TimelineEntry(
-        at=row["at"],
-        what=row["what"],
-        actor=Actor(row["actor_kind"], row["actor_id"], row["actor_name"]),
-        note=row["reason"],
-        from_state=OrderStatus(row["from_status"]) if row["from_status"] else None,
-        to_state=OrderStatus(row["to_status"]) if row["to_status"] else None,
-        event_type=row["event_type"],
-        event_id=row["event_id"],
-        details=row["details"],
+        at=at,
+        what=what,
+        actor=Actor(actor_kind, actor_id, actor_name),
+        note=reason,
+        from_state=OrderStatus(from_status) if from_status else None,
+        to_state=OrderStatus(to_status) if to_status else None,
+        event_type=event_type,
+        event_id=event_id,
+        details=orjson.loads(details),
     )
 
 

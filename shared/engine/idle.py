@@ -13,7 +13,9 @@ the topics it has just published on one PostgreSQL channel (`PUBLISHED_CHANNEL`)
 of the process that read one of those topics resume at once. Publishers outside orderguard
 (a payment provider on Kafka) and a missed notification are covered by a probe every
 `probe_every_s`: the partitions' end offsets against the consumer's positions, one request
-that the broker answers at once (a fetch would be held for its whole wait).
+that the broker answers at once (a fetch would be held for its whole wait). When the LISTEN
+connection is lost (PostgreSQL restarted), it is opened again, with backoff, and every resting
+engine looks once: what was announced meanwhile was told to no one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,10 +39,20 @@ class Wakeups:
     connection) and the partitions' end offsets (one ListOffsets request per probe period for
     every engine of the process, whatever their number)."""
 
-    def __init__(self, probe_every_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        probe_every_s: float = 0.25,
+        reconnect_after_s: float = 0.5,
+        connect: Callable[[str], Awaitable[asyncpg.Connection]] = asyncpg.connect,
+    ) -> None:
         self.probe_every_s = probe_every_s
         self._waiters: dict[str, list[asyncio.Event]] = {}
+        self._connect = connect
+        self._database_url = ""
         self._conn: asyncpg.Connection | None = None
+        self._reconnect_after_s = reconnect_after_s
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = -1.0
         self._asking = asyncio.Lock()
@@ -52,9 +64,52 @@ class Wakeups:
             self._waiters.setdefault(topic, []).append(event)
         return event
 
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
     async def start(self, database_url: str) -> None:
-        self._conn = await asyncpg.connect(database_url)
-        await self._conn.add_listener(PUBLISHED_CHANNEL, self._published)
+        self._database_url = database_url
+        await self._listen()
+
+    async def _listen(self) -> None:
+        conn = await self._connect(self._database_url)
+        try:
+            await conn.add_listener(PUBLISHED_CHANNEL, self._published)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+
+    def _lost(self, conn: object) -> None:
+        """The LISTEN connection closed (asyncpg calls this also on our own close)."""
+        if self._closed or self._reconnecting is not None:
+            return
+        self._conn = None
+        log.warning("lost the connection that hears publications; reconnecting")
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = self._reconnect_after_s
+        try:
+            while not self._closed:
+                await asyncio.sleep(delay)
+                try:
+                    await self._listen()
+                except Exception as exc:  # refused, starting up, timed out: try again later
+                    delay = min(delay * 2, 10.0)
+                    log.debug("reconnect to hear publications failed", error=repr(exc))
+                    continue
+                log.info("hearing publications again")
+                # Announcements made while no one listened are lost: every resting engine looks.
+                for events in self._waiters.values():
+                    for event in events:
+                        event.set()
+                return
+        finally:
+            self._reconnecting = None
 
     def _published(self, conn: object, pid: int, channel: str, payload: str) -> None:
         for topic in payload.split(","):
@@ -75,6 +130,11 @@ class Wakeups:
         return {tp: self._ends[tp] for tp in wanted if tp in self._ends}
 
     async def close(self) -> None:
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()

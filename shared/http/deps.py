@@ -4,6 +4,10 @@ snapshot, writes in a unit of work (idempotent with an Idempotency-Key), and who
 Routes live in module-level routers and name what they need in their signature
 (`runtime: RuntimeDep`, `conn: Conn`, `writes: Writes`, `actor: ActorOf`...). Who a request
 comes from is decided here only: API keys today, a console's signed-in person later.
+
+Every dependency here is `async def`, even when it awaits nothing: FastAPI runs a plain `def`
+dependency in its thread pool, a thread hop per dependency per request (a quarter of a
+`POST /orders` under load, py-spy).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
     """The started service this app serves (`build_app` puts it on the app)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -78,7 +82,7 @@ class WriteContext:
         return JSONResponse(response, status_code=status, headers=headers)
 
 
-def write_context(
+async def write_context(
     request: Request, runtime: RuntimeDep, idempotency_key: str | None = IdempotencyKey
 ) -> WriteContext:
     # The concrete path: a key is remembered per resource, not per route template.
@@ -96,10 +100,10 @@ def actor_of(caller: Caller) -> Actor:
     return Actor(API_KEY, caller.name)
 
 
-def require_actor(scope: str) -> Callable[..., Actor]:
+def require_actor(scope: str) -> Callable[..., Awaitable[Actor]]:
     """A dependency: the caller, who must hold `scope`, as the actor of what the route does."""
 
-    def actor(caller: Caller = Depends(require_scope(scope))) -> Actor:
+    async def actor(caller: Caller = Depends(require_scope(scope))) -> Actor:
         return actor_of(caller)
 
     return actor

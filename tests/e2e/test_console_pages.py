@@ -34,6 +34,7 @@ from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
 from orderguard.services.logistics.bootstrap import DEFINITION as LOGISTICS
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.shared.settings import Settings
 
 EVENT_WAIT_S = 30.0
@@ -273,7 +274,7 @@ async def test_only_admins_open_routing_silence_and_resend(
         assert (delivery["status"], delivery["deferred_reason"]) == ("pending", "resend")
         shown = (await root.get(f"/console/deliveries/{failed}")).text
         assert 'id="delivery-status">pending · resend' in shown and "No attempt yet." in shown
-        assert delivery["attempt_limit"] == 3 + settings.deliveries.max_attempts
+        assert delivery["attempt_limit"] == 3 + settings.section(NotifierSettings).deliveries.max_attempts
         # Not failed any more: a new click is refused in words.
         refused = await root.post(
             f"/console/deliveries/{failed}/resend", data={"csrf_token": csrf, "form_token": "n"}

@@ -26,6 +26,7 @@ class InMemoryUnitOfWork(UnitOfWork):
     def __init__(self, now: datetime = NOW) -> None:
         self.schema = "memory"
         self.outbox: list[OutboxMessage] = []
+        self._outbox_taken = 0
         self.now = now
         self.conn = None  # type: ignore[assignment]
         self._committed = False

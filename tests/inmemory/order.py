@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from orderguard.services.order.domain import Order, OrderStatus, TimelineEntry
+from orderguard.services.order.domain import Order, OrderStatus, TimelineEntry, customer_type_of
 
 
 class OrderRepository:
@@ -25,20 +25,29 @@ class OrderRepository:
         stored.events.clear()
         return stored
 
-    async def add(self, conn: Any, order: Order) -> None:
+    async def add(
+        self, conn: Any, order: Order, timeline: Iterable[TimelineEntry], outbox: Any
+    ) -> None:
+        """The events stay in the unit of work's outbox, where the tests read them."""
         assert order.order_id not in self.orders
+        earlier = sum(1 for o in self.orders.values() if o.customer_id == order.customer_id)
+        order.customer_type = customer_type_of(order.member_level, earlier)
         self.orders[order.order_id] = self._copy(order)
+        await self.record(conn, [(order.order_id, entry) for entry in timeline])
 
     async def save(self, conn: Any, order: Order) -> None:
         assert order.order_id in self.orders
         self.orders[order.order_id] = self._copy(order)
 
-    async def orders_of_customer(self, conn: Any, customer_id: str) -> int:
-        return sum(1 for order in self.orders.values() if order.customer_id == customer_id)
-
     async def get(self, conn: Any, order_id: str, for_update: bool = False) -> Order | None:
         found = self.orders.get(order_id)
         return self._copy(found) if found else None
+
+    async def get_with_timeline(
+        self, conn: Any, order_id: str
+    ) -> tuple[Order, list[TimelineEntry]] | None:
+        found = await self.get(conn, order_id)
+        return None if found is None else (found, await self.timeline(conn, order_id))
 
     async def get_many(self, conn: Any, order_ids: Iterable[str]) -> dict[str, Order]:
         return {i: self._copy(self.orders[i]) for i in sorted(set(order_ids)) if i in self.orders}

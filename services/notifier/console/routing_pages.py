@@ -19,6 +19,7 @@ from orderguard.services.notifier.console.web import Denied, PageKit, SignedIn, 
 from orderguard.services.notifier.deliveries import repository as deliveries
 from orderguard.services.notifier.deliveries import service as delivery_service
 from orderguard.services.notifier.routing_api import CreateSilence, SilenceView, routing_view
+from orderguard.services.notifier.settings import NotifierSettings
 from orderguard.shared.errors import DomainError
 from orderguard.shared.http.idempotency import run_once_per_key
 from orderguard.shared.http.problems import Problem
@@ -141,7 +142,9 @@ def add_pages(router: APIRouter, kit: PageKit) -> None:
         given = await form(request)
 
         async def reopen(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-            found = await delivery_service.resend(uow, delivery_id, runtime.settings.deliveries)
+            found = await delivery_service.resend(
+                uow, delivery_id, runtime.settings.section(NotifierSettings).deliveries
+            )
             return 202, {"id": str(found["id"]), "status": found["status"]}
 
         refused = await once(

@@ -177,7 +177,7 @@ OrderWriter = Annotated[Actor, Depends(require_actor("orders:write"))]
 READ = [Depends(require_scope("orders:read"))]
 
 
-def _topic(runtime: RuntimeDep) -> str:
+async def _topic(runtime: RuntimeDep) -> str:
     return runtime.topics.orders
 
 
@@ -243,7 +243,7 @@ async def recycle_bin_entries_of_order(order_id: OrderId, conn: Conn) -> list[Bi
     return [BinEntryView.of(entry) for entry in entries]
 
 
-def filters(
+async def filters(
     reason: Annotated[Text | None, Query(max_length=200, description="Contained, any case")] = None,
     category: Annotated[list[Category], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
     state: Annotated[list[BinState], Query()] = [],  # noqa: B006
