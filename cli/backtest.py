@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -128,7 +129,7 @@ async def _read_topics(
     until: datetime | None,
     console: Console,
     bare: bool = False,
-) -> list:  # type: ignore[type-arg]
+) -> list:
     prefix = settings.topic_prefix
     found = []
     for topic in topics:
@@ -164,7 +165,7 @@ class _progress:
             else None
         )
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[int], None] | None:
         if self.bar is None:
             return None
         self.bar.start()
@@ -182,42 +183,61 @@ class _progress:
             self.bar.stop()
 
 
+def _table(title: str, columns: tuple[str, ...], rows: Iterable[Sequence[str]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _print(result: BacktestResult, comparison: Comparison | None) -> None:
     console = Console()
     console.print(
         f"{result.events} event(s) replayed ({result.skipped} no rule looks at);"
         f" simulated clock ended at {result.clock.isoformat() if result.clock else '-'}"
     )
-    fired = Table(title=f"Would have fired ({len(result.fired)})")
-    for column in ("at", "rule", "status", "severity", "fingerprint"):
-        fired.add_column(column)
-    for f in result.fired:
-        fired.add_row(f.at.isoformat(), f.rule, f.status, f.severity, f.fingerprint)
-    console.print(fired)
-    routed = Table(title=f"Would have been routed ({len(result.routed)})")
-    for column in ("at", "queue", "route", "group", "severity", "status", "fingerprint"):
-        routed.add_column(column)
-    for r in result.routed:
-        routed.add_row(
-            r.at.isoformat(),
-            r.queue,
-            r.route,
-            r.group_key or "-",
-            r.severity,
-            r.status,
-            r.fingerprint,
+    console.print(
+        _table(
+            f"Would have fired ({len(result.fired)})",
+            ("at", "rule", "status", "severity", "fingerprint"),
+            ((f.at.isoformat(), f.rule, f.status, f.severity, f.fingerprint) for f in result.fired),
         )
-    console.print(routed)
+    )
+    console.print(
+        _table(
+            f"Would have been routed ({len(result.routed)})",
+            ("at", "queue", "route", "group", "severity", "status", "fingerprint"),
+            (
+                (
+                    r.at.isoformat(),
+                    r.queue,
+                    r.route,
+                    r.group_key or "-",
+                    r.severity,
+                    r.status,
+                    r.fingerprint,
+                )
+                for r in result.routed
+            ),
+        )
+    )
     if result.held:
-        held = Table(title=f"Kept back ({len(result.held)})")
-        for column in ("reason", "by", "rule", "fingerprint"):
-            held.add_column(column)
-        for h in result.held:
-            held.add_row(h.reason, h.by, h.rule, h.fingerprint)
-        console.print(held)
+        console.print(
+            _table(
+                f"Kept back ({len(result.held)})",
+                ("reason", "by", "rule", "fingerprint"),
+                ((h.reason, h.by, h.rule, h.fingerprint) for h in result.held),
+            )
+        )
     if comparison is None:
         console.print("No comparison with live (no live record read).")
         return
+    _print_comparison(console, comparison)
+
+
+def _print_comparison(console: Console, comparison: Comparison) -> None:
     console.print(
         f"Compared with live, transition by transition (fingerprint, status, time):"
         f" {len(comparison.in_both)} in both, {len(comparison.only_in_backtest)} only in the"
@@ -225,18 +245,24 @@ def _print(result: BacktestResult, comparison: Comparison | None) -> None:
         f" {len(comparison.routed_differently)} routed differently"
         + (" — they agree." if comparison.agree else ".")
     )
-    if not comparison.agree:
-        diff = Table(title="Differences")
-        for column in ("difference", "at", "rule", "status", "fingerprint / routes"):
-            diff.add_column(column)
+    if comparison.agree:
+        return
+    missing = [
+        (side, step.at.isoformat(), step.rule, step.status, step.fingerprint)
         for side, steps in (
             ("only in backtest", comparison.only_in_backtest),
             ("only live", comparison.only_live),
-        ):
-            for step in steps:
-                diff.add_row(side, step.at.isoformat(), step.rule, step.status, step.fingerprint)
-        for (fp, status), (mine, theirs) in comparison.routed_differently.items():
-            diff.add_row(
-                "routed differently", "", "", status, f"{fp}: backtest {mine} / live {theirs}"
-            )
-        console.print(diff)
+        )
+        for step in steps
+    ]
+    routed = [
+        ("routed differently", "", "", status, f"{fp}: backtest {mine} / live {theirs}")
+        for (fp, status), (mine, theirs) in comparison.routed_differently.items()
+    ]
+    console.print(
+        _table(
+            "Differences",
+            ("difference", "at", "rule", "status", "fingerprint / routes"),
+            missing + routed,
+        )
+    )

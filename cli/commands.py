@@ -58,7 +58,7 @@ def _run_roles(service: str, roles: frozenset[str]) -> None:
 
 
 @app.command()
-def serve(service: Service) -> None:  # type: ignore[valid-type]
+def serve(service: Service) -> None:
     """Run a service's HTTP API (with the outbox relay that publishes what it writes)."""
     _run_roles(service.value, frozenset({"api"}))
 
@@ -70,7 +70,7 @@ class StreamEngine(StrEnum):
 
 @app.command()
 def worker(
-    service: Service,  # type: ignore[valid-type]
+    service: Service,
     engine: StreamEngine = typer.Option(
         StreamEngine.engine,
         "--engine",
@@ -93,13 +93,13 @@ def worker(
 
 
 @app.command()
-def run(service: Service) -> None:  # type: ignore[valid-type]
+def run(service: Service) -> None:
     """Run a service's API and workers in one process (what `up` starts)."""
     _run_roles(service.value, frozenset({"api", "workers"}))
 
 
 @app.command()
-def migrate(service: Service) -> None:  # type: ignore[valid-type]
+def migrate(service: Service) -> None:
     """Apply a service's database migrations and exit."""
     from orderguard.cli.services_registry import definition_of
     from orderguard.shared.db import apply_migrations

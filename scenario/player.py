@@ -243,6 +243,26 @@ class Player:
         as the rule that detects it counts it: the same for a request, the case's own opening
         time, the payment's or the scan's own time."""
         action = step.action
+        if isinstance(action, SetStock | ReceiveStock | CountStock):
+            sent = await self._stock(action)
+        elif isinstance(action, PlaceOrder):
+            body, sent = await self._call(
+                "order", "POST", "/orders", _order_body(action), key=self._key(action.ref)
+            )
+            self._name(action.ref, body["order_id"])
+        elif isinstance(action, Pay):
+            return await self._pay(action, step)
+        elif isinstance(action, Scan):
+            return await self._scan(action)
+        elif isinstance(action, OpenCase):
+            return await self._open_case(action)
+        elif isinstance(action, CaseAction | Comment | Refund):
+            sent = await self._follow_case(action)
+        else:  # pragma: no cover - the plan has no other actions
+            raise StepFailed(f"unknown action {action!r}")
+        return Played(sent, sent)
+
+    async def _stock(self, action: SetStock | ReceiveStock | CountStock) -> datetime:
         if isinstance(action, SetStock):
             _, sent = await self._call(
                 "inventory",
@@ -258,43 +278,38 @@ class Player:
                 {"quantity": action.quantity, "reference": action.reference},
                 key=f"{self.plan.tag}-{action.reference}",
             )
-        elif isinstance(action, CountStock):
+        else:
             _, sent = await self._call(
                 "inventory",
                 "POST",
                 f"/stock/{action.sku}/{action.warehouse}/counts",
                 {"counted_on_hand": action.counted_on_hand, "counted_by": action.counted_by},
             )
-        elif isinstance(action, PlaceOrder):
-            body, sent = await self._call(
-                "order", "POST", "/orders", _order_body(action), key=self._key(action.ref)
-            )
-            self._name(action.ref, body["order_id"])
-        elif isinstance(action, Pay):
-            return await self._pay(action, step)
-        elif isinstance(action, Scan):
-            return await self._scan(action)
-        elif isinstance(action, OpenCase):
-            order_id = await self._resolve(action.order_ref)
-            body, sent = await self._call(
-                "aftersales",
-                "POST",
-                "/cases",
-                {
-                    "order_id": order_id,
-                    "case_type": action.case_type,
-                    "lines": [{"sku": s, "quantity": q} for s, q in action.lines],
-                    "reason": action.reason,
-                    "priority": action.priority,
-                },
-                key=self._key(action.case_ref),
-                retry_on=(404,),
-            )
-            self._name(action.case_ref, body["case_id"])
-            # the SLA runs from the service's time
-            return Played(datetime.fromisoformat(body["opened_at"]), sent)
-        elif isinstance(action, CaseAction):
-            case_id = await self._resolve(action.case_ref)
+        return sent
+
+    async def _open_case(self, action: OpenCase) -> Played:
+        order_id = await self._resolve(action.order_ref)
+        body, sent = await self._call(
+            "aftersales",
+            "POST",
+            "/cases",
+            {
+                "order_id": order_id,
+                "case_type": action.case_type,
+                "lines": [{"sku": s, "quantity": q} for s, q in action.lines],
+                "reason": action.reason,
+                "priority": action.priority,
+            },
+            key=self._key(action.case_ref),
+            retry_on=(404,),
+        )
+        self._name(action.case_ref, body["case_id"])
+        # the SLA runs from the service's time
+        return Played(datetime.fromisoformat(body["opened_at"]), sent)
+
+    async def _follow_case(self, action: CaseAction | Comment | Refund) -> datetime:
+        case_id = await self._resolve(action.case_ref)
+        if isinstance(action, CaseAction):
             payload: dict[str, Any] = {"action": action.action}
             if action.satisfaction is not None:
                 payload["satisfaction"] = action.satisfaction
@@ -302,12 +317,10 @@ class Player:
                 payload["resolution"] = action.resolution
             _, sent = await self._call("aftersales", "POST", f"/cases/{case_id}/actions", payload)
         elif isinstance(action, Comment):
-            case_id = await self._resolve(action.case_ref)
             _, sent = await self._call(
                 "aftersales", "POST", f"/cases/{case_id}/comments", {"note": action.note}
             )
-        elif isinstance(action, Refund):
-            case_id = await self._resolve(action.case_ref)
+        else:
             _, sent = await self._call(
                 "aftersales",
                 "POST",
@@ -322,9 +335,7 @@ class Player:
                 key=f"{self.plan.tag}-refund-{action.case_ref}",
                 retry_on=(404, 422),
             )
-        else:  # pragma: no cover - the plan has no other actions
-            raise StepFailed(f"unknown action {action!r}")
-        return Played(sent, sent)
+        return sent
 
     def _key(self, ref: str) -> str:
         return f"scenario-{self.plan.tag}-{ref}"

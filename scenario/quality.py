@@ -136,8 +136,8 @@ class Report:
                     f"  {outcome.verdict}: {outcome.label.id} {outcome.label.kind}"
                     f" {outcome.label.match} (raised {outcome.raised}, delay {outcome.delay_s})"
                 )
-        for alarm in Counter(a.rule for a in self.false_alarms).most_common():
-            out.append(f"  false alarms of {alarm[0]}: {alarm[1]}")
+        for rule, count in Counter(a.rule for a in self.false_alarms).most_common():
+            out.append(f"  false alarms of {rule}: {count}")
         for alarm in self.false_alarms[:10]:
             out.append(f"    {alarm.rule} {alarm.labels} at {alarm.detected_at.isoformat()}")
         return out

@@ -23,6 +23,7 @@ from aiokafka.errors import (
 )
 
 from orderguard.shared import metrics
+from orderguard.shared.db import Connection
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.logging import get_logger
 
@@ -95,7 +96,7 @@ class OutboxRows:
 
 
 async def write_outbox(
-    conn: asyncpg.Connection, schema: str, messages: Iterable[OutboxMessage]
+    conn: Connection, schema: str, messages: Iterable[OutboxMessage]
 ) -> int:
     """Insert messages inside the caller's transaction; the relay is woken when it commits."""
     batch = list(messages)
@@ -201,7 +202,7 @@ class OutboxRelay:
                 await conn.remove_listener(notify_channel(self._schema), listener)
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))
 
-    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+    async def _publish_batch(self, conn: Connection) -> int:
         """Publish one batch; returns how many rows it settled (sent or parked)."""
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers, created_at FROM outbox"
@@ -259,9 +260,7 @@ class OutboxRelay:
             raise broker_error
         return len(sent) + len(parked)
 
-    async def _park(
-        self, conn: asyncpg.Connection, parked: list[tuple[asyncpg.Record, str]]
-    ) -> None:
+    async def _park(self, conn: Connection, parked: list[tuple[asyncpg.Record, str]]) -> None:
         await conn.executemany(
             "UPDATE outbox SET parked_at = now(), parked_reason = $2 WHERE id = $1",
             [(row["id"], reason) for row, reason in parked],
@@ -277,11 +276,13 @@ class OutboxRelay:
                 reason=reason,
             )
 
-    async def _measure_backlog(self, conn: asyncpg.Connection) -> None:
-        count, oldest_age = await conn.fetchrow(
+    async def _measure_backlog(self, conn: Connection) -> None:
+        row = await conn.fetchrow(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
             " FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
         )
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        count, oldest_age = row
         metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
         metrics.OUTBOX_OLDEST_UNSENT_AGE.labels(self._schema).set(float(max(oldest_age, 0)))
         metrics.OUTBOX_PARKED_ROWS.labels(self._schema).set(

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from orderguard.shared import metrics
+from orderguard.shared.db import Connection
 from orderguard.shared.scheduler import ScheduledJob
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
@@ -39,7 +38,7 @@ class Retention:
     children: Sequence[tuple[str, str]] = ()
 
 
-async def delete_expired(conn: asyncpg.Connection, retention: Retention, limit: int) -> int:
+async def delete_expired(conn: Connection, retention: Retention, limit: int) -> int:
     """Delete up to `limit` expired rows (and their children) in the caller's transaction."""
     keys = [
         row[0]
@@ -63,7 +62,7 @@ async def delete_expired(conn: asyncpg.Connection, retention: Retention, limit: 
     return int(status.rsplit(" ", 1)[1])
 
 
-async def measure(conn: asyncpg.Connection, schema: str, retention: Retention) -> None:
+async def measure(conn: Connection, schema: str, retention: Retention) -> None:
     estimate = await conn.fetchval(
         "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", retention.table
     )

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -81,7 +81,7 @@ class Runtime:
         (so both act on the same routing tree or thresholds)."""
         if name not in self._loaded:
             self._loaded[name] = load()
-        return self._loaded[name]  # type: ignore[no-any-return]
+        return self._loaded[name]
 
     @property
     def schema(self) -> str:
@@ -165,8 +165,8 @@ class Runtime:
             kafka, consumer.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
         )
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
 

@@ -42,7 +42,8 @@ class UnitOfWork:
         self._after_commit: list[Callable[[], None]] = []
 
     async def __aenter__(self) -> UnitOfWork:
-        self.conn = await self._pool.acquire()
+        self._acquired = await self._pool.acquire()
+        self.conn = self._acquired
         self._tx = self.conn.transaction()
         await self._tx.start()
         return self
@@ -139,4 +140,4 @@ class UnitOfWork:
             if not self._committed:
                 await self._tx.rollback()
         finally:
-            await self._pool.release(self.conn)
+            await self._pool.release(self._acquired)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from testkit import RunningService, events_of_type, publish_event, wait_until
+from testkit import RunningService, events_of_type, publish_event, tuned, wait_until
 
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
@@ -199,7 +199,7 @@ async def notifications(settings: Settings, template: str, order_id: str) -> lis
 
 def fast(settings: Settings, **overrides: Any) -> Settings:
     """The test deployment's settings with scheduled jobs every 0.1 s (and `overrides`)."""
-    return settings.model_copy(update={"job_interval_s": 0.1, **overrides})
+    return tuned(settings, job_interval_s=0.1, **overrides)
 
 
 SHOP_ADDRESS = ShippingAddress(

@@ -33,6 +33,13 @@ def tuned(settings: S, **changes: Any) -> S:
     """`settings` with `changes`; a service's section takes a dict of its own changes, e.g.
     `tuned(settings, job_interval_s=0.1, order={"recycle_bin_retention_s": 0.01})`."""
     sections = settings.sections()
+    # model_copy takes any name silently: a renamed setting must fail here, not be ignored.
+    unknown = set(changes) - set(type(settings).model_fields)
+    assert not unknown, f"no such settings: {sorted(unknown)}"
+    for name, value in changes.items():
+        if name in sections and isinstance(value, dict):
+            section_unknown = set(value) - set(type(sections[name]).model_fields)
+            assert not section_unknown, f"no such {name} settings: {sorted(section_unknown)}"
     return settings.model_copy(
         update={
             name: sections[name].model_copy(update=value)

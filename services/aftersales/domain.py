@@ -359,11 +359,11 @@ class Case:
                 case_id=case.case_id,
                 order_id=case.order_id,
                 customer_id=case.customer_id,
-                case_type=case_type,  # type: ignore[arg-type]
+                case_type=case_type,
                 channel=case.channel,
                 lines=[contract.CaseLine(sku=ln.sku, quantity=ln.quantity) for ln in checked],
                 reason=case.reason,
-                priority=priority,  # type: ignore[arg-type]
+                priority=priority,
                 opened_at=now,
             )
         )
@@ -490,13 +490,13 @@ class Case:
                 case_id=self.case_id,
                 order_id=self.order_id,
                 customer_id=self.customer_id,
-                case_type=self.case_type,  # type: ignore[arg-type]
+                case_type=self.case_type,
                 action=entry.what,
                 from_state=entry.from_state or self.state,
                 to_state=entry.to_state or self.state,
                 actor=str(entry.actor),
                 responded=entry.actor.kind == "staff",
-                priority=self.priority,  # type: ignore[arg-type]
+                priority=self.priority,
                 note=entry.note,
                 updated_at=entry.at,
             )
@@ -507,7 +507,7 @@ class Case:
                     case_id=self.case_id,
                     order_id=self.order_id,
                     customer_id=self.customer_id,
-                    case_type=self.case_type,  # type: ignore[arg-type]
+                    case_type=self.case_type,
                     resolution=self.resolution or "closed",
                     closed_at=entry.at,
                 )

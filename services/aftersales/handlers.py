@@ -6,7 +6,7 @@ case.closed / refund.issued on aftersales.events, and notification.requested to 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -17,6 +17,7 @@ from orderguard.services.aftersales.domain import (
     Actor,
     Case,
     CaseLine,
+    KnownOrder,
     RefundLine,
     TimelineEntry,
     check_refund,
@@ -342,20 +343,10 @@ async def issue_refund(
     issued = await repository.issued_lines(uow.conn, case_id, lines)
     if issued:
         raise AlreadyRefunded(case_id, issued)
-    amount = check_refund(order, lines, await repository.refunded_by_sku(uow.conn, order.order_id))
-    refund = Refund(
-        refund_id=new_id("rf"),
-        case_id=case_id,
-        order_id=order.order_id,
-        customer_id=order.customer_id,
-        amount=amount,
-        reason=reason,
-        issued_by=str(actor),
-        issued_at=uow.now,
-        lines=tuple(lines),
-    )
+    refunded = await repository.refunded_by_sku(uow.conn, order.order_id)
+    refund = _priced_refund(uow, order, case_id, lines, refunded, reason, actor)
     await repository.add_refund(uow.conn, refund)
-    moved = case.refund(refund.refund_id, lines, amount, reason, actor, uow.now)
+    moved = case.refund(refund.refund_id, lines, refund.amount, reason, actor, uow.now)
     announced = await _announce(uow, topics, case, [moved])
     [entry] = announced.entries
     refund_event = announced.envelopes[events.RefundIssued]
@@ -368,9 +359,32 @@ async def issue_refund(
         case_id=case_id,
         order_id=order.order_id,
         refund_id=refund.refund_id,
-        amount=str(amount),
+        amount=str(refund.amount),
     )
     return refund, await case_file(uow.conn, case_id)
+
+
+def _priced_refund(
+    uow: UnitOfWork,
+    order: KnownOrder,
+    case_id: str,
+    lines: Sequence[RefundLine],
+    refunded: Mapping[str, Decimal],
+    reason: str,
+    actor: Actor,
+) -> Refund:
+    """A refund of `lines`, priced within what was paid for each less what was refunded."""
+    return Refund(
+        refund_id=new_id("rf"),
+        case_id=case_id,
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        amount=check_refund(order, lines, refunded),
+        reason=reason,
+        issued_by=str(actor),
+        issued_at=uow.now,
+        lines=tuple(lines),
+    )
 
 
 CANCELLATION = Actor("consumer", "order-cancellation")
@@ -411,19 +425,10 @@ async def refund_cancelled_order(
         first_response_s=None,
     )
     entries.append(case.apply("approve", CANCELLATION, uow.now, "nothing shipped: refund in full"))
-    amount = check_refund(order, lines, refunded)
-    refund = Refund(
-        refund_id=new_id("rf"),
-        case_id=case_id,
-        order_id=order.order_id,
-        customer_id=order.customer_id,
-        amount=amount,
-        reason=case.reason,
-        issued_by=str(CANCELLATION),
-        issued_at=uow.now,
-        lines=tuple(lines),
+    refund = _priced_refund(uow, order, case_id, lines, refunded, case.reason, CANCELLATION)
+    entries.append(
+        case.refund(refund.refund_id, lines, refund.amount, case.reason, CANCELLATION, uow.now)
     )
-    entries.append(case.refund(refund.refund_id, lines, amount, case.reason, CANCELLATION, uow.now))
     told = (await _announce(uow, topics, case, entries)).entries
     await repository.add_case(uow.conn, case)
     await repository.add_refund(uow.conn, refund)
@@ -433,7 +438,7 @@ async def refund_cancelled_order(
         case_id=case_id,
         order_id=order.order_id,
         refund_id=refund.refund_id,
-        amount=str(amount),
+        amount=str(refund.amount),
     )
     return case
 

@@ -294,10 +294,15 @@ class Attachment:
     uploaded_at: datetime
 
 
+_ATTACHMENT_COLUMNS = (
+    "attachment_id, case_id, filename, content_type, size_bytes, sha256, storage, reference,"
+    " uploaded_by, uploaded_at"
+)
+
+
 async def add_attachment(conn: Connection, attachment: Attachment) -> None:
     await conn.execute(
-        "INSERT INTO case_attachments (attachment_id, case_id, filename, content_type,"
-        " size_bytes, sha256, storage, reference, uploaded_by, uploaded_at)"
+        f"INSERT INTO case_attachments ({_ATTACHMENT_COLUMNS})"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         attachment.attachment_id,
         attachment.case_id,
@@ -342,9 +347,7 @@ async def attachment_content(
 
 async def attachment_with(conn: Connection, case_id: str, sha256: str) -> Attachment | None:
     row = await conn.fetchrow(
-        "SELECT attachment_id, case_id, filename, content_type, size_bytes, sha256, storage,"
-        " reference, uploaded_by, uploaded_at FROM case_attachments"
-        " WHERE case_id = $1 AND sha256 = $2",
+        f"SELECT {_ATTACHMENT_COLUMNS} FROM case_attachments WHERE case_id = $1 AND sha256 = $2",
         case_id,
         sha256,
     )
@@ -353,8 +356,7 @@ async def attachment_with(conn: Connection, case_id: str, sha256: str) -> Attach
 
 async def attachments(conn: Connection, case_id: str) -> list[Attachment]:
     rows = await conn.fetch(
-        "SELECT attachment_id, case_id, filename, content_type, size_bytes, sha256, storage,"
-        " reference, uploaded_by, uploaded_at FROM case_attachments WHERE case_id = $1"
+        f"SELECT {_ATTACHMENT_COLUMNS} FROM case_attachments WHERE case_id = $1"
         " ORDER BY uploaded_at, attachment_id",
         case_id,
     )

@@ -72,6 +72,7 @@ class CaseSlaBreached:
                 "order_id": data.order_id,
                 "opened_event": event.id,
             }, []
+        assert isinstance(data, CaseUpdated | CaseClosed)
         responded = isinstance(data, CaseClosed) or (
             isinstance(data, CaseUpdated) and data.responded
         )
@@ -116,8 +117,8 @@ class CaseSlaBreached:
         return AnomalyDetected(
             rule=self.name,
             fingerprint=fingerprint(self.name, {"case_id": case_id}, 1),
-            status=status,  # type: ignore[arg-type]
-            severity=severity,  # type: ignore[arg-type]
+            status=status,
+            severity=severity,
             team="customer_service",
             labels=labels,
             summary=(

@@ -304,7 +304,7 @@ class StockBook:
                     reserved=level.reserved,
                     available=level.available,
                     low_stock_threshold=level.low_stock_threshold,
-                    cause=CAUSES[movement or "stock_set"],  # type: ignore[arg-type]
+                    cause=CAUSES[movement or "stock_set"],
                     order_id=order_id,
                     movement=movement,
                 ),

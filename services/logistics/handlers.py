@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from orderguard.services.logistics import repository
 from orderguard.services.logistics.domain import (
+    DelayReason,
     Scan,
     Shipment,
     choose_carrier,
@@ -250,7 +251,7 @@ async def reassign(
 
 @dataclass(frozen=True)
 class CompensationPolicy:
-    by_reason: Mapping[str, DelayCompensation]
+    by_reason: Mapping[DelayReason, DelayCompensation]
     overdue_after_s: float
     stalled_after_s: float
 

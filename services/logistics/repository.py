@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from orderguard.services.logistics.domain import Scan, Shipment
 from orderguard.shared.db import Connection
 
@@ -16,7 +18,7 @@ _COLUMNS = (
 )
 
 
-def _shipment(row: Mapping[str, Any]) -> Shipment:
+def _shipment(row: asyncpg.Record) -> Shipment:
     return Shipment(**{name: row[name] for name in _COLUMNS.split(", ")})
 
 
@@ -70,7 +72,7 @@ async def add_tracking(conn: Connection, rows: Iterable[tuple[str, str, str, dat
 
 
 async def tracking_owner(conn: Connection, carrier: str, tracking_number: str) -> str | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    return await conn.fetchval(
         "SELECT shipment_id FROM shipment_tracking WHERE carrier = $1 AND tracking_number = $2",
         carrier,
         tracking_number,
@@ -91,11 +93,12 @@ async def shipments_by_tracking(
 
 
 async def tracking_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]]:
-    return await conn.fetch(  # type: ignore[no-any-return]
+    rows = await conn.fetch(
         "SELECT carrier, tracking_number, assigned_at FROM shipment_tracking"
         " WHERE shipment_id = $1 ORDER BY assigned_at, carrier",
         shipment_id,
     )
+    return [dict(row) for row in rows]
 
 
 async def applied_scans(conn: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -134,12 +137,13 @@ async def add_scans(conn: Connection, scans: Iterable[tuple[str, Scan, bool]]) -
 
 
 async def scans_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]]:
-    return await conn.fetch(  # type: ignore[no-any-return]
+    rows = await conn.fetch(
         "SELECT carrier, scan_id, tracking_number, status, location, exception_reason, scanned_at,"
         " status_changed, received_at FROM shipment_scans WHERE shipment_id = $1"
         " ORDER BY scanned_at, received_at",
         shipment_id,
     )
+    return [dict(row) for row in rows]
 
 
 async def add_history(
@@ -153,10 +157,11 @@ async def add_history(
 
 
 async def history_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]]:
-    return await conn.fetch(  # type: ignore[no-any-return]
+    rows = await conn.fetch(
         "SELECT at, what, details FROM shipment_history WHERE shipment_id = $1 ORDER BY id",
         shipment_id,
     )
+    return [dict(row) for row in rows]
 
 
 async def lock_owed_compensation(

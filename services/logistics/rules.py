@@ -13,7 +13,6 @@ by shipment id, so one shipment's events stay in order on one partition.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +31,14 @@ from orderguard.shared.events.logistics import (
 
 TEAM = "logistics"
 _IDENTITY = ("shipment_id", "order_id", "carrier", "tracking_number", "warehouse")
+
+
+def _shipment_id(event: Event) -> str:
+    data = event.data
+    assert isinstance(
+        data, ShipmentCreated | ShipmentScanned | ShipmentReassigned | ShipmentExceptionReported
+    )
+    return data.shipment_id
 
 
 def _iso(moment: datetime) -> str:
@@ -96,7 +103,7 @@ def _anomaly(
         fingerprint=fingerprint(
             fingerprint_rule or rule, {"shipment_id": state["shipment_id"]}, episode
         ),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         severity=severity,
         team=TEAM,
         labels=_labels(state, severity),
@@ -156,7 +163,7 @@ class ShipmentStalled:
         self.config = config
 
     def key(self, event: Event) -> str | None:
-        return event.data.shipment_id  # type: ignore[attr-defined, no-any-return]
+        return _shipment_id(event)
 
     def initial_state(self) -> State:
         return {
@@ -263,7 +270,7 @@ class ShipmentOverdue:
         self.config = config
 
     def key(self, event: Event) -> str | None:
-        return event.data.shipment_id  # type: ignore[attr-defined, no-any-return]
+        return _shipment_id(event)
 
     def initial_state(self) -> State:
         return {"status": "created", "promised": None, "due": None, "overdue": False, "episode": 0}
@@ -329,7 +336,7 @@ class ShipmentOverdue:
         return {**state, "overdue": True, "episode": episode, "due": None}, [anomaly]
 
 
-DEFAULT_EXCEPTION_SEVERITY: dict[str, Any] = {
+DEFAULT_EXCEPTION_SEVERITY: dict[ExceptionReason, Severity] = {
     "lost": "P2",
     "damaged": "P3",
     "refused": "P3",
@@ -358,7 +365,7 @@ class ShipmentException:
         self.config = config
 
     def key(self, event: Event) -> str | None:
-        return event.data.shipment_id  # type: ignore[attr-defined, no-any-return]
+        return _shipment_id(event)
 
     def initial_state(self) -> State:
         return {"exceptions": 0}

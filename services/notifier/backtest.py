@@ -509,27 +509,13 @@ async def read_topic_range(
     )
     await consumer.start()
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            await consumer._client.force_metadata_update()
-            numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise BacktestInputError(f"topic {topic} does not exist or has no partitions")
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        partitions = await _partitions(consumer, topic)
         consumer.assign(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
         since_ms = int(as_utc(since).timestamp() * 1000) if since is not None else None
         until_ms = int(as_utc(until).timestamp() * 1000) if until is not None else None
-        if since_ms is not None and not settings.kafka_embedded_compat:
-            # A hint to skip ahead; the records' own times decide (Tansu answers these
-            # look-ups unreliably, so there every record is read and filtered).
-            found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-            starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in partitions}
-        if from_offset is not None:
-            starts = {tp: max(starts[tp], from_offset) for tp in partitions}
-        if to_offset is not None:
-            ends = {tp: min(ends[tp], to_offset) for tp in partitions}
+        starts, ends = await _offset_bounds(
+            consumer, partitions, since_ms, from_offset, to_offset, settings.kafka_embedded_compat
+        )
         total = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
         records: dict[TopicPartition, list[Envelope]] = {tp: [] for tp in partitions}
         for tp in partitions:
@@ -545,10 +531,8 @@ async def read_topic_range(
             )
             for tp, tp_records in batch.items():
                 for record in tp_records:
-                    if record.offset < starts[tp]:
-                        continue
-                    if (since_ms is not None and record.timestamp < since_ms) or (
-                        until_ms is not None and record.timestamp >= until_ms
+                    if record.offset < starts[tp] or not _in_time(
+                        record.timestamp, since_ms, until_ms
                     ):
                         continue
                     if bounded and record.offset >= ends[tp]:
@@ -561,20 +545,69 @@ async def read_topic_range(
                     read += 1
             if progress is not None and batch:
                 progress(read, total)
-            if batch:
-                continue
-            for tp in partitions:
-                highwater = consumer.highwater(tp)
-                end = ends[tp] if bounded else highwater
-                if end is None or highwater is None:
-                    continue
-                if starts[tp] >= min(end, highwater) or await consumer.position(tp) >= min(
-                    end, highwater
-                ):
-                    done.add(tp)
+            if not batch:
+                done |= await _caught_up(consumer, partitions, starts, ends if bounded else None)
         return merge_by_time([records[tp] for tp in partitions])
     finally:
         await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    numbers = consumer.partitions_for_topic(topic)
+    if not numbers:
+        await consumer._client.force_metadata_update()
+        numbers = consumer.partitions_for_topic(topic)
+    if not numbers:
+        raise BacktestInputError(f"topic {topic} does not exist or has no partitions")
+    return [TopicPartition(topic, p) for p in sorted(numbers)]
+
+
+async def _offset_bounds(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    since_ms: int | None,
+    from_offset: int | None,
+    to_offset: int | None,
+    embedded_compat: bool,
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Where reading starts on each partition, and where the range ends (end offsets)."""
+    starts = await consumer.beginning_offsets(partitions)
+    ends = await consumer.end_offsets(partitions)
+    if since_ms is not None and not embedded_compat:
+        # A hint to skip ahead; the records' own times decide (Tansu answers these
+        # look-ups unreliably, so there every record is read and filtered).
+        found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in partitions}
+    if from_offset is not None:
+        starts = {tp: max(starts[tp], from_offset) for tp in partitions}
+    if to_offset is not None:
+        ends = {tp: min(ends[tp], to_offset) for tp in partitions}
+    return starts, ends
+
+
+def _in_time(timestamp: int, since_ms: int | None, until_ms: int | None) -> bool:
+    return (since_ms is None or timestamp >= since_ms) and (
+        until_ms is None or timestamp < until_ms
+    )
+
+
+async def _caught_up(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int] | None,
+) -> set[TopicPartition]:
+    """After an empty fetch: the partitions read up to their end (the caller's bound, else the
+    high watermark the fetches reported)."""
+    caught_up = set()
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        end = ends[tp] if ends is not None else highwater
+        if end is None or highwater is None:
+            continue
+        if starts[tp] >= min(end, highwater) or await consumer.position(tp) >= min(end, highwater):
+            caught_up.add(tp)
+    return caught_up
 
 
 def result_json(result: BacktestResult, comparison: Comparison | None) -> dict[str, Any]:

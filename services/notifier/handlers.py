@@ -53,7 +53,7 @@ class LiveOutlet:
             channels=list(to.channels),
             routed_at=self.uow.now,
             group_key=to.group_key,
-            severity=to.severity or None,  # type: ignore[arg-type]
+            severity=to.severity or None,
         )
         self.uow.forward(
             self.queue_topic(to.queue),

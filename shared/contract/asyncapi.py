@@ -71,7 +71,7 @@ def example_envelope(message: Message) -> Envelope:
         type=message.event_type,
         source=f"/orderguard/{message.producers[0]}",
         subject=str(message.key_of(data)),
-        time=EXAMPLE_TIME,  # type: ignore[arg-type]
+        time=EXAMPLE_TIME,
         data=data,
         traceparent=EXAMPLE_TRACEPARENT,
     )
@@ -79,7 +79,9 @@ def example_envelope(message: Message) -> Envelope:
 
 def _examples(model: type[BaseModel]) -> list[dict[str, Any]]:
     extra = model.model_config.get("json_schema_extra")
-    examples = extra.get("examples", []) if isinstance(extra, dict) else []
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not isinstance(examples, list):
+        return []
     return [example for example in examples if isinstance(example, dict)]
 
 

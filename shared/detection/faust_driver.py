@@ -29,6 +29,8 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from faust.tables.manager import TableManager
+from faust.types import StreamT
 
 from orderguard.shared import metrics
 from orderguard.shared.detection.config import ConfigurableRule
@@ -65,7 +67,7 @@ def build_faust_app(settings: Settings, service: str) -> faust.App:
         producer_linger_ms=settings.outbox_linger_ms,
     )
     # faust hard-codes a 1.5 s fetch wait; on Tansu latency follows it (embedded.md).
-    app.conf.consumer_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms  # type: ignore[attr-defined]
+    app.conf.consumer_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     return app
 
 
@@ -95,7 +97,8 @@ class FaustDetector:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def _process(self, stream: faust.Stream) -> None:
+    async def _process(self, stream: StreamT[Any]) -> None:
+        assert isinstance(stream, faust.Stream)  # agents get faust's Stream; take_events is its
         async for batch in stream.take_events(TAKE_MAX, within=TAKE_WITHIN_S):
             for event in batch:
                 await self._apply(event)
@@ -133,7 +136,7 @@ class FaustDetector:
             for tp in self.app.assignor.assigned_actives()
             if tp.topic in self._source_topics
         }
-        if not self.app.tables.recovery.completed.is_set():
+        if not _recovered(self.app):
             return  # the table is still being rebuilt from its changelog
         if owned != self._indexed:
             self._rebuild_index(owned)
@@ -276,7 +279,7 @@ async def run_faust_service(
     async def readiness() -> dict[str, bool]:
         return {
             "broker": app.producer.started if app.producer else False,
-            "recovered": app.tables.recovery.completed.is_set(),
+            "recovered": _recovered(app),
         }
 
     server = http_server(create_app(definition.name, settings, readiness), settings)
@@ -294,3 +297,11 @@ async def run_faust_service(
         await serving
     log.info("faust detectors stopped", service=definition.name)
     return 0
+
+
+def _recovered(app: faust.App) -> bool:
+    """Whether faust has rebuilt the tables from their changelogs (its TableManager knows;
+    the TableManagerT protocol that `app.tables` is typed as omits `recovery`)."""
+    tables = app.tables
+    assert isinstance(tables, TableManager)
+    return tables.recovery.completed.is_set()

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -37,6 +37,7 @@ from orderguard.shared.contract.received import (
     received_event,
     typed_event,
 )
+from orderguard.shared.db import Connection
 from orderguard.shared.engine.idle import IdleFetching
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY
@@ -78,9 +79,13 @@ class Event:
 class BatchConsumer(Protocol):
     """A consumer of the engine: one consumer group, its topics, the event types it applies."""
 
-    group: str
-    topics: Sequence[str]
-    event_types: frozenset[str]
+    # Read-only, so frozen dataclasses (the wiring tables' rows) are consumers too.
+    @property
+    def group(self) -> str: ...
+    @property
+    def topics(self) -> Sequence[str]: ...
+    @property
+    def event_types(self) -> frozenset[str]: ...
 
     async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
         """Apply fresh events, in partition order, inside the batch's transaction."""
@@ -162,7 +167,9 @@ def _decode_record(
             MALFORMED,
             f"ce_type header {type_header[:200]!r} is not the envelope's type {envelope.type!r}",
         )
-    return Event(envelope, envelope.data, record.topic, record.partition, record.offset)
+    # The type's own envelope model holds `data` as the event's model, not the base's dict.
+    data = cast(BaseModel, envelope.data)
+    return Event(envelope, data, record.topic, record.partition, record.offset)
 
 
 def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
@@ -415,7 +422,7 @@ class Engine:
         return next_offsets
 
     async def _lock_offsets(
-        self, conn: asyncpg.Connection, partitions: Iterable[tuple[str, int]]
+        self, conn: Connection, partitions: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         """Lock this batch's offset rows so a zombie owner of the same partitions waits, then skips."""
         locked = await self._lock_partitions(
@@ -424,7 +431,7 @@ class Engine:
         return {(tp.topic, tp.partition): offset for tp, offset in locked.items()}
 
     async def _lock_partitions(
-        self, conn: asyncpg.Connection, partitions: set[TopicPartition]
+        self, conn: Connection, partitions: set[TopicPartition]
     ) -> dict[TopicPartition, int]:
         rows = await conn.fetch(
             "SELECT topic, partition, next_offset FROM consumer_offsets"
@@ -495,7 +502,7 @@ class Engine:
                 dead.append(decoded)  # type: ignore[arg-type]
         return events, dead, skipped
 
-    async def _record_applied(self, conn: asyncpg.Connection, event_ids: Iterable[str]) -> int:
+    async def _record_applied(self, conn: Connection, event_ids: Iterable[str]) -> int:
         """Record event ids as applied by this group; how many were new."""
         status = await conn.execute(
             "INSERT INTO applied_events (group_id, event_id) SELECT $1, unnest($2::text[])"
@@ -507,7 +514,7 @@ class Engine:
 
     async def _drop_applied(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         events: list[Event],
         announced: dict[str, None],
         recorded: int,
@@ -615,7 +622,7 @@ class Engine:
                     gauge.remove(*labels)
 
 
-class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+class _ResumeFromDatabase(ConsumerRebalanceListener):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 

@@ -111,8 +111,9 @@ class Wakeups:
         finally:
             self._reconnecting = None
 
-    def _published(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        for topic in payload.split(","):
+    def _published(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        # NOTIFY payloads are text: the comma-separated topics published to
+        for topic in str(payload).split(","):
             for event in self._waiters.get(topic, ()):
                 event.set()
 

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from orderguard.shared.events.registry import event_type
 
 Severity = Literal["P1", "P2", "P3", "P4"]
 Team = Literal["warehouse", "logistics", "finance", "customer_service", "risk"]
 
-ANOMALY_EXAMPLE = {
+ANOMALY_EXAMPLE: JsonDict = {
     "rule": "stock.low",
     "fingerprint": "96fe43191f8d2fe1d55bcb5eb73f5922",
     "status": "firing",

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from orderguard.shared.events.registry import event_type
 
@@ -31,7 +32,7 @@ class ShippingAddress(BaseModel):
     postal_code: str | None = Field(default=None, description="Six digits; absent when unknown")
 
 
-ORDER_PLACED_EXAMPLE = {
+ORDER_PLACED_EXAMPLE: JsonDict = {
     "order_id": "ord_01KAQ5Z3S8X0F4T4W0Y3H2N6C9",
     "customer_id": "cust-1042",
     "channel": "web",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from orderflow import order_body
@@ -88,6 +89,13 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
             data={"csrf_token": csrf, "reason": "restocked"},
         )
         assert resolved.status_code == 303 and "error" not in resolved.headers["location"]
+        # Resolving it again is refused with its state named, not a server error.
+        again = await wang.post(
+            f"/console/work-items/{warehouse_item}/resolve",
+            data={"csrf_token": csrf, "reason": "restocked"},
+        )
+        assert again.status_code == 303
+        assert "Cannot resolve a resolved work item." in unquote(again.headers["location"])
         page = (await wang.get(f"/console/work-items/{warehouse_item}")).text
         assert 'href="/console/orders/o-1"' in page  # the linked order's page
         timeline = page[page.index('id="timeline"') :]
@@ -365,6 +373,9 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
         assert 'id="error-message"' in shown and 'id="order-status">on_hold' in shown
         listing = await zhou.get("/console/orders", params={"status": "on_hold"})
         assert placed[2] in listing.text and placed[1] not in listing.text
+        # An order the order service does not know: the error page, with its status.
+        unknown = await zhou.get("/console/orders/ord_unknown")
+        assert unknown.status_code == 404 and "(404)" in unknown.text, unknown.text
 
     detail = (await order.client.get(f"/orders/{placed[0]}")).json()
     actors = [entry["actor"] for entry in detail["timeline"]]

@@ -110,7 +110,7 @@ async def test_amount_mismatch_holds_the_order_for_a_person(
 async def test_unpaid_past_the_deadline_is_cancelled_and_inventory_releases_once(
     settings: Settings, start_service: Any
 ) -> None:
-    settings = fast(settings, order_payment_deadline_s=2.0)
+    settings = fast(settings, order={"payment_deadline_s": 2.0})
     inventory = await start_service(INVENTORY, settings_=settings)
     order = await start_service(ORDER, settings_=settings)
     put = await inventory.client.put("/stock/SKU-T/main", json={"on_hand": 5})

@@ -24,7 +24,7 @@ from orderguard.shared.settings import Settings
 
 
 async def test_dispatch_delivery_and_completion(settings: Settings, start_service: Any) -> None:
-    settings = fast(settings, order_complete_after_days=2 / 86400)  # two seconds
+    settings = fast(settings, order={"complete_after_days": 2 / 86400})  # two seconds
     order = await start_service(ORDER, settings_=settings)
     await order.wait_assigned()
     order_id = (await place(order))["order_id"]

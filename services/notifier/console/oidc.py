@@ -32,6 +32,7 @@ with warnings.catch_warnings():
 
 from orderguard.services.notifier.console import people
 from orderguard.services.notifier.settings import ConsoleOidcSettings
+from orderguard.shared.db import Connection
 from orderguard.shared.logging import get_logger
 
 PENDING_FOR = timedelta(minutes=10)
@@ -65,7 +66,7 @@ def parse_grant(grant: str, teams: tuple[str, ...]) -> tuple[str, people.TeamRol
         raise ValueError(
             f"grant {grant!r}: one of admin, <team>, <team>:lead; teams: {', '.join(teams)}"
         )
-    return team, role  # type: ignore[return-value]
+    return team, role
 
 
 def grants_of(claims: Mapping[str, Any], settings: ConsoleOidcSettings) -> Grants:
@@ -122,9 +123,7 @@ class Provider:
             client_kwargs={"scope": settings.scopes, "code_challenge_method": "S256"},
         )
 
-    async def begin(
-        self, conn: asyncpg.Connection, redirect_uri: str, now: datetime
-    ) -> tuple[str, str]:
+    async def begin(self, conn: Connection, redirect_uri: str, now: datetime) -> tuple[str, str]:
         """A new sign-in: (the browser's cookie token, the provider's authorization URL)."""
         metadata = await self._client.load_server_metadata()
         if metadata.get("issuer", "").rstrip("/") != self.issuer:
@@ -146,7 +145,7 @@ class Provider:
         return token, flow["url"]
 
     async def finish(
-        self, conn: asyncpg.Connection, token: str | None, query: Mapping[str, str], now: datetime
+        self, conn: Connection, token: str | None, query: Mapping[str, str], now: datetime
     ) -> Mapping[str, Any]:
         """The provider sent the browser back: check the state against this browser's pending
         sign-in (used once), redeem the code with the PKCE verifier, and return the ID token's
@@ -185,7 +184,7 @@ class Provider:
 
 
 async def person_of(
-    conn: asyncpg.Connection, issuer: str, claims: Mapping[str, Any], grants: Grants
+    conn: Connection, issuer: str, claims: Mapping[str, Any], grants: Grants
 ) -> people.Person:
     """The person these claims are: found by (issuer, subject), else created with login
     `preferred_username` (or `sub`); display name, teams and admin flag follow the provider at

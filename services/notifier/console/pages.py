@@ -119,6 +119,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 "prefix": PREFIX,
                 # Keys a form's write once (Idempotency-Key): a resubmitted form has no second effect.
                 "form_token": uuid.uuid4().hex,
+                "status": status,
                 **context,
             },
             status_code=status,
@@ -474,7 +475,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                     raise Denied(404, "not_found")
                 await uow.commit()
         except IllegalTransition as exc:
-            error = f"A {exc.state} work item cannot be {action}ed now."
+            error = f"Cannot {action} a {exc.current} work item."
         except ClaimedByAnother as exc:
             error = f"Claimed by {item['names'].get(exc.claimed_by, exc.claimed_by)}."
         except ValueError as exc:
@@ -587,7 +588,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         try:
             order = await orders().call(me.person, "GET", f"/orders/{quote(order_id, safe='')}")
         except service_client.ServiceError as exc:
-            return render(request, "error.html", 404, signed_in=me, status=404, message=str(exc))
+            return render(request, "error.html", 404, signed_in=me, message=str(exc))
         return render(
             request,
             "order.html",
@@ -723,7 +724,7 @@ def parse_memberships(text: str) -> dict[str, people.TeamRole]:
             raise ValueError(f"unknown team {team!r}; one of {', '.join(_all_teams())}")
         if role not in people.ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(people.ROLES)}")
-        teams[team.strip()] = role  # type: ignore[assignment]
+        teams[team.strip()] = role
     return teams
 
 

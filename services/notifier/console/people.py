@@ -12,6 +12,8 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from orderguard.shared.db import Connection
+
 TeamRole = Literal["operator", "lead"]
 ROLES: tuple[TeamRole, ...] = ("operator", "lead")
 
@@ -68,7 +70,7 @@ def _person(row: Any, memberships: list[Any]) -> Person:
 
 
 async def add(
-    conn: asyncpg.Connection,
+    conn: Connection,
     login: str,
     display_name: str,
     password: str | None,
@@ -101,7 +103,7 @@ async def add(
     return found
 
 
-async def by_id(conn: asyncpg.Connection, person_id: uuid.UUID) -> Person | None:
+async def by_id(conn: Connection, person_id: uuid.UUID) -> Person | None:
     row = await conn.fetchrow("SELECT * FROM console_people WHERE id = $1", person_id)
     if row is None:
         return None
@@ -111,29 +113,29 @@ async def by_id(conn: asyncpg.Connection, person_id: uuid.UUID) -> Person | None
     return _person(row, memberships)
 
 
-async def by_login(conn: asyncpg.Connection, login: str) -> Person | None:
+async def by_login(conn: Connection, login: str) -> Person | None:
     person_id = await conn.fetchval("SELECT id FROM console_people WHERE login = $1", login)
     return await by_id(conn, person_id) if person_id is not None else None
 
 
-async def members_of(conn: asyncpg.Connection, team: str) -> list[Person]:
+async def members_of(conn: Connection, team: str) -> list[Person]:
     """The enabled members of a team, by login (whom a lead may give the team's work to)."""
     return [p for p in await all_people(conn) if team in p.teams and not p.disabled]
 
 
-async def all_people(conn: asyncpg.Connection) -> list[Person]:
+async def all_people(conn: Connection) -> list[Person]:
     rows = await conn.fetch("SELECT * FROM console_people ORDER BY login")
     memberships = await conn.fetch("SELECT * FROM console_memberships")
     return [_person(row, memberships) for row in rows]
 
 
-async def display_names(conn: asyncpg.Connection) -> dict[str, str]:
+async def display_names(conn: Connection) -> dict[str, str]:
     """Actor string -> display name, for timelines that name people."""
     rows = await conn.fetch("SELECT login, display_name FROM console_people")
     return {f"person:{r['login']}": r["display_name"] for r in rows}
 
 
-async def authenticate(conn: asyncpg.Connection, login: str, password: str) -> Person | None:
+async def authenticate(conn: Connection, login: str, password: str) -> Person | None:
     """The enabled person with this login and password, else None (same cost either way)."""
     row = await conn.fetchrow(
         "SELECT id, password_hash, disabled_at FROM console_people WHERE login = $1", login
@@ -154,7 +156,7 @@ async def authenticate(conn: asyncpg.Connection, login: str, password: str) -> P
     return await by_id(conn, row["id"])
 
 
-async def set_password(conn: asyncpg.Connection, person_id: uuid.UUID, password: str) -> None:
+async def set_password(conn: Connection, person_id: uuid.UUID, password: str) -> None:
     await conn.execute(
         "UPDATE console_people SET password_hash = $2, must_change_password = false WHERE id = $1",
         person_id,
@@ -162,7 +164,7 @@ async def set_password(conn: asyncpg.Connection, person_id: uuid.UUID, password:
     )
 
 
-async def disable(conn: asyncpg.Connection, login: str) -> None:
+async def disable(conn: Connection, login: str) -> None:
     """Disable the account and end its sessions at once."""
     async with conn.transaction():
         person_id = await conn.fetchval(
@@ -175,7 +177,7 @@ async def disable(conn: asyncpg.Connection, login: str) -> None:
         await conn.execute("DELETE FROM console_sessions WHERE person_id = $1", person_id)
 
 
-async def ensure_first_admin(conn: asyncpg.Connection, login: str = "admin") -> str | None:
+async def ensure_first_admin(conn: Connection, login: str = "admin") -> str | None:
     """On a deployment without people, create an admin with a one-time password (to be changed
     at first sign-in) and return it; None when people exist already."""
     async with conn.transaction():

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
+from orderguard.shared.db import Connection
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ def _digest(token: str) -> bytes:
 
 
 async def start(
-    conn: asyncpg.Connection, person_id: uuid.UUID, now: datetime, absolute: timedelta
+    conn: Connection, person_id: uuid.UUID, now: datetime, absolute: timedelta
 ) -> tuple[str, Session]:
     """A new session; the token goes into the cookie and is never stored."""
     token = secrets.token_urlsafe(32)
@@ -41,9 +41,7 @@ async def start(
     return token, Session(person_id, csrf, now + absolute)
 
 
-async def resume(
-    conn: asyncpg.Connection, token: str, now: datetime, idle: timedelta
-) -> Session | None:
+async def resume(conn: Connection, token: str, now: datetime, idle: timedelta) -> Session | None:
     """The live session of this token, touched; None when unknown, idle too long or past its
     absolute expiry (such a session is deleted)."""
     row = await conn.fetchrow(
@@ -66,7 +64,7 @@ async def resume(
     return Session(row["person_id"], row["csrf_token"], row["expires_at"])
 
 
-async def end(conn: asyncpg.Connection, token: str) -> None:
+async def end(conn: Connection, token: str) -> None:
     await conn.execute("DELETE FROM console_sessions WHERE token_digest = $1", _digest(token))
 
 

@@ -67,4 +67,4 @@ class PageKit:
 
     def not_found(self, request: Request, me: SignedIn, message: str) -> HTMLResponse:
         """The error page for a thing another service does not know, in its words."""
-        return self.render(request, "error.html", 404, signed_in=me, status=404, message=message)
+        return self.render(request, "error.html", 404, signed_in=me, message=message)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Literal
 
 from orderguard.services.notifier.channels.base import CHANNEL_KINDS, CONTACT_OF, IM_KINDS
@@ -139,25 +140,25 @@ class Planner:
         planned = []
         for channel in wanted:
             contact = self._contact(request, channel)
-            base = {
-                "id": delivery_id(request.request_id, channel),
-                "request": request,
-                "channel": channel,
-                "language": language,
-                "contact": contact,
-                "dedup_key": dedup_key(
+            planned_for = partial(
+                PlannedDelivery,
+                id=delivery_id(request.request_id, channel),
+                request=request,
+                channel=channel,
+                language=language,
+                contact=contact,
+                dedup_key=dedup_key(
                     request.recipient_kind,
                     request.recipient_id,
                     channel,
                     request.template,
                     request.params,
                 ),
-            }
+            )
             error = problem or self._unusable(channel, contact, request)
             if error is not None or rendered is None:
                 planned.append(
-                    PlannedDelivery(
-                        **base,
+                    planned_for(
                         status="failed",
                         next_attempt_at=None,
                         error=error,
@@ -169,8 +170,7 @@ class Planner:
                 now, self.policy.quiet_hours, request.recipient_kind, request.severity
             )
             planned.append(
-                PlannedDelivery(
-                    **base,
+                planned_for(
                     status="pending",
                     next_attempt_at=held_until or now,
                     deferred_reason="quiet_hours" if held_until else None,

@@ -69,7 +69,7 @@ def publish_failed(
     data = NotificationFailed(
         request_id=request_id,
         delivery_id=str(delivery_id) if delivery_id else None,
-        recipient=RecipientRef(kind=recipient_kind, id=recipient_id),  # type: ignore[arg-type]
+        recipient=RecipientRef(kind=recipient_kind, id=recipient_id),
         template=template,
         channel=channel,
         reason=reason,

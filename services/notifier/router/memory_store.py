@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from orderguard.services.notifier.router.group import Group
 from orderguard.services.notifier.router.route import Destination
@@ -22,7 +22,7 @@ def run_now(step: Coroutine[Any, Any, T]) -> T:
     try:
         step.send(None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     step.close()
     raise RuntimeError("a pipeline step over the memory store waited on something")
 
@@ -101,7 +101,9 @@ class MemoryStore:
         self.held[fingerprint].released = True
 
     def _suppressed(self, fingerprint: str, held: _Held) -> Suppressed:
-        reason = "silenced" if isinstance(held.hold, Silenced) else "inhibited"
+        reason: Literal["silenced", "inhibited"] = (
+            "silenced" if isinstance(held.hold, Silenced) else "inhibited"
+        )
         return Suppressed(self.states[fingerprint], held.event_id, reason)
 
     async def lock_inhibited_by(self, source: str) -> list[Suppressed]:

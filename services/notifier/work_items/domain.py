@@ -501,8 +501,8 @@ def change_event(item: WorkItem, entry: Entry) -> events.WorkItemChange | None:
         team=item.team,
         group_key=item.group_key,
         title=item.title,
-        state=item.state.value,  # type: ignore[arg-type]
-        severity=item.severity,  # type: ignore[arg-type]
+        state=item.state.value,
+        severity=item.severity,
         tier=item.tier,
         due_at=item.due_at,
         actor=entry.actor,

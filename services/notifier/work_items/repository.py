@@ -158,7 +158,7 @@ async def anomaly_of(conn: Connection, item_id: str, fingerprint: str) -> ItemAn
         fingerprint,
     )
     return (
-        ItemAnomaly(str(row[0]), row[1], row[2], row[3]) if row else None  # type: ignore[index]
+        ItemAnomaly(str(row[0]), row[1], row[2], row[3]) if row else None
     )
 
 
