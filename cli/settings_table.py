@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import time
 from decimal import Decimal
 from enum import Enum
@@ -72,23 +72,26 @@ def _type_name(annotation: Any) -> str:
     return " \\| ".join(names) + (", optional" if optional else "")
 
 
+# How a default's scalar reads in the table (secrets never shown).
+_SCALARS: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (SecretStr, lambda _: "**********"),
+    (Decimal, str),
+    (time, lambda value: value.strftime("%H:%M")),
+    (Enum, lambda value: value.value),
+    (float, lambda value: int(value) if value.is_integer() else value),
+)
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return "**********"
     if isinstance(value, BaseModel):
-        return _plain(value.model_dump())
+        value = value.model_dump()
     if isinstance(value, dict):
         return {str(_plain(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, time):
-        return value.strftime("%H:%M")
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    for kind, shown in _SCALARS:
+        if isinstance(value, kind):
+            return shown(value)
     return value
 
 

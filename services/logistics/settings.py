@@ -41,7 +41,9 @@ class LogisticsSettings(ServiceSettings):
         " refused",
     )
     delay_compensation: dict[Literal["overdue", "stalled"], DelayCompensation] = Field(
-        default_factory=lambda: {
+        # pydantic copies a mutable default per instance (mypy cannot type the Literal keys of
+        # a default_factory's lambda)
+        default={
             "overdue": DelayCompensation(kind="coupon", amount=Decimal("10")),
             "stalled": DelayCompensation(kind="points", amount=Decimal("100")),
         },

@@ -487,10 +487,10 @@ class Engine:
                 except ValueError:
                     pass  # explained by _decode_record
                 else:
+                    # The type's own envelope model holds `data` as the event's model.
+                    data = cast(BaseModel, envelope.data)
                     events.append(
-                        Event(
-                            envelope, envelope.data, record.topic, record.partition, record.offset
-                        )
+                        Event(envelope, data, record.topic, record.partition, record.offset)
                     )
                     continue
             decoded = _decode_record(record, type_header, wanted)

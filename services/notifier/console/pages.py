@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -624,10 +625,12 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         start = end - timedelta(days=7)
         # A person sees their teams' numbers; admins see every team's.
         teams = None if me.person.is_admin else sorted(me.person.teams)
-        window = {"bucket": "day", "start": start, "end": end, "team": None, "teams": teams}
+        window = partial(
+            analytics.series, bucket="day", start=start, end=end, team=None, teams=teams
+        )
         async with runtime.pool.acquire() as conn:
-            per_rule = await analytics.series(conn, table="anomalies", by="rule", **window)
-            per_team = await analytics.series(conn, table="work_items", by="team", **window)
+            per_rule = await window(conn, table="anomalies", by="rule")
+            per_team = await window(conn, table="work_items", by="team")
             times = await analytics.response_times(
                 conn, start=start, end=end, team=None, teams=teams
             )
