@@ -1,7 +1,8 @@
 """Who made something happen, one shape everywhere: an API key, a person, a rule, the system.
 
-Pure. Timelines store `kind` and `id`; `name` is what a person reads (an operator's display
-name from the console, a rule's title), the id when there is none.
+Pure. Timelines store `kind`, `id` and, for a person, `name`: the display name they had at
+the time (the console sends it with X-Acting-Person, shared/http/auth.py), so a timeline names
+people outside the console too. `display_name` falls back to the id when there is no name.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Pure (no web framework): domain modules and use cases raise these; `shared/http/problems.py`
 renders each kind as RFC 9457 problem+json once (not found 404, illegal transition and
-conflict 409, invalid 422). A service's own error is a subclass naming its thing.
+conflict 409, invalid 422, forbidden 403). A service's own error is a subclass naming its thing.
 """
 
 from __future__ import annotations
@@ -114,3 +114,10 @@ class Invalid(DomainError):
 
     slug = "invalid"
     title = "Request cannot be applied"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this (not a lead of the team, ...)."""
+
+    slug = "forbidden"
+    title = "Not allowed"

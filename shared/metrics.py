@@ -166,7 +166,7 @@ WORK_ITEMS_OPEN = Gauge(
 WORK_ITEM_TRANSITIONS = Counter(
     "orderguard_work_item_transitions_total",
     "Work item changes by team: created, attached, claimed, resolved, auto_resolved, dismissed,"
-    " reopened, escalated, reminded",
+    " reopened, escalated, reminded, reassigned",
     ["team", "transition"],
 )
 

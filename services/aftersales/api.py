@@ -24,7 +24,7 @@ from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.actor import Actor
 from orderguard.shared.detection.config import in_force
 from orderguard.shared.http import Caller, Problem, require_scope
-from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes
+from orderguard.shared.http.deps import Conn, RuntimeDep, Snapshot, WriteContext, Writes, actor_of
 from orderguard.shared.http.inputs import IDENTIFIER, ByteSize, Text
 from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.topics import Topics
@@ -315,6 +315,9 @@ DOCUMENTED_TYPES = sorted(
 
 
 def staff(caller: Caller) -> Actor:
+    """A person the console acts for (with their display name), else the staff's key."""
+    if caller.person is not None:
+        return actor_of(caller)
     return Actor("staff", caller.name)
 
 
@@ -431,10 +434,10 @@ async def comment(
 
 
 async def _attach(
-    writes: WriteContext, attachment: Attachment, content: bytes | None = None
+    writes: WriteContext, caller: Caller, attachment: Attachment, content: bytes | None = None
 ) -> tuple[Attachment, bool]:
     async with writes.unit_of_work() as uow:
-        kept, added = await handlers.attach_evidence(uow, attachment, content)
+        kept, added = await handlers.attach_evidence(uow, attachment, content, staff(caller))
         await uow.commit()
     return kept, added
 
@@ -489,6 +492,7 @@ async def upload_attachment(
     attachment_id = new_id("att")
     kept, added = await _attach(
         writes,
+        caller,
         Attachment(
             attachment_id=attachment_id,
             case_id=case_id,
@@ -561,6 +565,7 @@ async def reference_attachment(
     return _attached(
         *await _attach(
             writes,
+            caller,
             Attachment(
                 attachment_id=new_id("att"),
                 case_id=case_id,

@@ -289,11 +289,15 @@ async def comment_on_case(
 
 
 async def attach_evidence(
-    uow: UnitOfWork, attachment: Attachment, content: bytes | None = None
+    uow: UnitOfWork,
+    attachment: Attachment,
+    content: bytes | None = None,
+    actor: Actor | None = None,
 ) -> tuple[Attachment, bool]:
     """Attach evidence once per case and content: the same bytes again (a retried upload)
     return the attachment already there, and False. `content`: the uploaded bytes, stored in
-    the database with the attachment (durable, backed up with it)."""
+    the database with the attachment (durable, backed up with it). `actor`: who attached it
+    on the timeline (default: staff named by `uploaded_by`)."""
     case = await _locked_case(uow, attachment.case_id)
     existing = await repository.attachment_with(uow.conn, case.case_id, attachment.sha256)
     if existing is not None:
@@ -301,7 +305,7 @@ async def attach_evidence(
     entry = TimelineEntry(
         at=uow.now,
         what="evidence_attached",
-        actor=Actor("staff", attachment.uploaded_by),
+        actor=actor or Actor("staff", attachment.uploaded_by),
         note=attachment.filename,
         details={
             "attachment_id": attachment.attachment_id,

@@ -232,9 +232,9 @@ async def find_cases(
 
 async def record(conn: Connection, case_id: str, entries: Iterable[TimelineEntry]) -> None:
     await conn.executemany(
-        "INSERT INTO case_timeline (case_id, at, what, actor_kind, actor_id, note, from_state,"
-        " to_state, event_type, event_id, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO case_timeline (case_id, at, what, actor_kind, actor_id, actor_name, note,"
+        " from_state, to_state, event_type, event_id, details)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         [
             (
                 case_id,
@@ -242,6 +242,7 @@ async def record(conn: Connection, case_id: str, entries: Iterable[TimelineEntry
                 e.what,
                 e.actor.kind,
                 e.actor.id,
+                e.actor.name,
                 e.note,
                 e.from_state,
                 e.to_state,
@@ -256,15 +257,15 @@ async def record(conn: Connection, case_id: str, entries: Iterable[TimelineEntry
 
 async def timeline(conn: Connection, case_id: str) -> list[TimelineEntry]:
     rows = await conn.fetch(
-        "SELECT at, what, actor_kind, actor_id, note, from_state, to_state, event_type,"
-        " event_id, details FROM case_timeline WHERE case_id = $1 ORDER BY at, id",
+        "SELECT at, what, actor_kind, actor_id, actor_name, note, from_state, to_state,"
+        " event_type, event_id, details FROM case_timeline WHERE case_id = $1 ORDER BY at, id",
         case_id,
     )
     return [
         TimelineEntry(
             at=r["at"],
             what=r["what"],
-            actor=Actor(r["actor_kind"], r["actor_id"]),
+            actor=Actor(r["actor_kind"], r["actor_id"], r["actor_name"]),
             note=r["note"],
             from_state=r["from_state"],
             to_state=r["to_state"],

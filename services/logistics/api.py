@@ -328,6 +328,7 @@ async def reassign(
             request.tracking_number,
             request.reason,
             caller.name,
+            caller.person_name,
         )
         found = await handlers.shipment_with_history(uow.conn, shipment_id)
         return 200, ShipmentView.of(found).model_dump(mode="json")

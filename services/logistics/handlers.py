@@ -214,9 +214,11 @@ async def reassign(
     tracking_number: str | None,
     reason: str,
     actor: str,
+    actor_name: str | None = None,
 ) -> Shipment:
     """Give the shipment to another carrier (ShipmentDelivered once delivered). The old
-    tracking number stays known, so its late scans still land in the history."""
+    tracking number stays known, so its late scans still land in the history. `actor_name`:
+    the acting person's display name, kept in the history beside `by`."""
     found = await repository.lock_shipments(uow.conn, [shipment_id])
     if shipment_id not in found:
         raise ShipmentNotFound(shipment_id)
@@ -237,6 +239,8 @@ async def reassign(
         "reason": reason,
         "by": actor,
     }
+    if actor_name:
+        details["by_name"] = actor_name
     await repository.add_history(uow.conn, [(shipment_id, uow.now, "reassigned", details)])
     _publish(uow, topics.logistics, shipment_id, reassigned, None)
     return after

@@ -22,6 +22,49 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ConsoleOidcSettings(_Section):
+    """OpenID Connect sign-in to the console (authorization code + PKCE). Unset: local accounts
+    only. Teams and roles come from claims of the ID token: `groups_claim` (a list of the
+    provider's group names, mapped by `group_map`) and `roles_claim` (a list of orderguard's own
+    `team:role` / `admin` grants, for providers that can emit them)."""
+
+    issuer: str = Field(
+        pattern=r"^https?://", description="Issuer URL; its discovery document is read"
+    )
+    client_id: str = Field(min_length=1, description="The console's client id at the provider")
+    client_secret: SecretStr | None = Field(
+        default=None, description="Confidential client's secret (none: a public client, PKCE only)"
+    )
+    provider_name: str = Field(default="SSO", description="Shown as 'Sign in with <name>'")
+    scopes: str = Field(default="openid profile email", description="Scopes asked for")
+    groups_claim: str = Field(default="groups", description="Claim listing the provider's groups")
+    roles_claim: str = Field(
+        default="orderguard_roles", description="Claim listing grants (`team:role`, `admin`)"
+    )
+    group_map: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Provider group -> grants, e.g. {"wh-leads": ["warehouse:lead"]}',
+    )
+    redirect_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The callback registered at the provider (default: from the request's URL)",
+    )
+
+    @field_validator("group_map")
+    @classmethod
+    def _grants_name_teams_and_roles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for group, grants in value.items():
+            for grant in grants:
+                team, _, role = grant.partition(":")
+                if grant != "admin" and (team not in TEAMS or role not in ("", "operator", "lead")):
+                    raise ValueError(
+                        f"group {group!r}: grant {grant!r} is not admin, <team> or <team>:lead"
+                        f" (teams: {', '.join(TEAMS)})"
+                    )
+        return value
+
+
 class WebhookSettings(_Section):
     """A receiver of every message as signed JSON (a merchant's or an integration's endpoint)."""
 
@@ -258,6 +301,9 @@ class NotifierSettings(ServiceSettings):
     console_api_key: SecretStr | None = Field(
         default=None,
         description="The console's key to the order service (scope `delegate`)",
+    )
+    console_oidc: ConsoleOidcSettings | None = Field(
+        default=None, description="OpenID Connect sign-in to the console; unset: local accounts"
     )
     retention: NotifierRetention = Field(
         default_factory=NotifierRetention, description="Retention of what the notifier keeps"

@@ -36,27 +36,29 @@ _COLUMNS = (
     " WHERE l.order_id = orders.order_id ORDER BY l.line_no) AS lines"
 )
 
-# Timeline rows from eleven parallel arrays starting at parameter ${0}, inserted in the order
+# Timeline rows from twelve parallel arrays starting at parameter ${0}, inserted in the order
 # given (ids follow it); an entry whose event the order already has is skipped.
 _INSERT_TIMELINE = (
-    "INSERT INTO order_timeline (order_id, at, what, actor_kind, actor_id, reason, from_status,"
-    " to_status, event_type, event_id, details)"
-    " SELECT order_id, at, what, actor_kind, actor_id, reason, from_status, to_status,"
-    " event_type, event_id, details::jsonb FROM unnest(${0}::text[], ${1}::timestamptz[],"
-    " ${2}::text[], ${3}::text[], ${4}::text[], ${5}::text[], ${6}::text[], ${7}::text[],"
-    " ${8}::text[], ${9}::text[], ${10}::text[]) WITH ORDINALITY AS t (order_id, at, what,"
-    " actor_kind, actor_id, reason, from_status, to_status, event_type, event_id, details, n)"
+    "INSERT INTO order_timeline (order_id, at, what, actor_kind, actor_id, actor_name, reason,"
+    " from_status, to_status, event_type, event_id, details)"
+    " SELECT order_id, at, what, actor_kind, actor_id, actor_name, reason, from_status,"
+    " to_status, event_type, event_id, details::jsonb FROM unnest(${0}::text[],"
+    " ${1}::timestamptz[], ${2}::text[], ${3}::text[], ${4}::text[], ${5}::text[],"
+    " ${6}::text[], ${7}::text[], ${8}::text[], ${9}::text[], ${10}::text[], ${11}::text[])"
+    " WITH ORDINALITY AS t (order_id, at, what, actor_kind, actor_id, actor_name, reason,"
+    " from_status, to_status, event_type, event_id, details, n)"
     " ORDER BY n ON CONFLICT (order_id, event_id) DO NOTHING"
 )
+_TIMELINE_ARRAYS = 12
 
 _TIMELINE_COLUMNS = (
-    "at, what, actor_kind, actor_id, reason, from_status, to_status, event_type, event_id,"
-    " details::text"
+    "at, what, actor_kind, actor_id, actor_name, reason, from_status, to_status, event_type,"
+    " event_id, details::text"
 )
 
 
 def _insert_timeline(first: int) -> str:
-    return _INSERT_TIMELINE.format(*range(first, first + 11))
+    return _INSERT_TIMELINE.format(*range(first, first + _TIMELINE_ARRAYS))
 
 
 async def add(
@@ -65,7 +67,7 @@ async def add(
     """Store a new order with its lines, its first timeline entries and the events it caused
     (`outbox`) in one statement. Its customer type (`customer_type_of`) depends on whether the
     customer ordered here before: the same statement looks, and `order` gets the type stored."""
-    events, wake, outbox_args = outbox.insert(first=40)
+    events, wake, outbox_args = outbox.insert(first=29 + _TIMELINE_ARRAYS)
     order.customer_type = await conn.fetchval(
         "WITH placed AS (INSERT INTO orders (order_id, customer_id, channel, warehouse, status,"
         " phone, shipping_address, total_amount, placed_at, updated_at, member_level, express,"
@@ -294,6 +296,7 @@ def _timeline_arrays(entries: Iterable[tuple[str, TimelineEntry]]) -> list[list[
             entry.what,
             entry.actor.kind,
             entry.actor.id,
+            entry.actor.name,
             entry.note,
             str(entry.from_state) if entry.from_state else None,
             str(entry.to_state) if entry.to_state else None,
@@ -303,7 +306,7 @@ def _timeline_arrays(entries: Iterable[tuple[str, TimelineEntry]]) -> list[list[
         )
         for order_id, entry in entries
     ]
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 11
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * _TIMELINE_ARRAYS
 
 
 async def timeline(conn: Connection, order_id: str) -> list[TimelineEntry]:
@@ -319,6 +322,7 @@ def _entry(
     what: str,
     actor_kind: str,
     actor_id: str,
+    actor_name: str | None,
     reason: str | None,
     from_status: str | None,
     to_status: str | None,
@@ -329,7 +333,7 @@ def _entry(
     return TimelineEntry(
         at=at,
         what=what,
-        actor=Actor(actor_kind, actor_id),
+        actor=Actor(actor_kind, actor_id, actor_name),
         note=reason,
         from_state=OrderStatus(from_status) if from_status else None,
         to_state=OrderStatus(to_status) if to_status else None,

@@ -64,6 +64,7 @@ from orderguard.shared.events.work_items import (
     WorkItemDismissed,
     WorkItemEscalated,
     WorkItemOpened,
+    WorkItemReassigned,
     WorkItemReopened,
     WorkItemResolved,
 )
@@ -485,7 +486,7 @@ CATALOGUE: tuple[Topic, ...] = (
         title="Work items",
         description=(
             "What happens to the work items people see in their team's queue: opened, claimed,"
-            " commented, escalated, resolved, dismissed, reopened; each with the item as it is"
+            " commented, escalated, resolved, dismissed, reopened, reassigned; each with the item as it is"
             " after the change, for other systems to follow."
         ),
         key="work item id",
@@ -500,6 +501,7 @@ CATALOGUE: tuple[Topic, ...] = (
                 WorkItemResolved,
                 WorkItemDismissed,
                 WorkItemReopened,
+                WorkItemReassigned,
             )
         ),
     ),

@@ -1,6 +1,6 @@
 """Events of the work items (the notifier's queues for people), on `work_items.events` (key:
 the work item's id), so other systems can follow them: opened, claimed, commented, escalated,
-resolved, dismissed, reopened. Each carries the item as it is after the change; what people
+resolved, dismissed, reopened, reassigned. Each carries the item as it is after the change; what people
 wrote (comments, reasons typed in) stays with the notifier (GET /work-items/{id})."""
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class WorkItemChange(BaseModel):
         description="Claim-by while open, resolve-by while claimed; None once closed"
     )
     actor: str = Field(description="Who changed it: an operator's name, or `system`")
+    actor_name: str | None = Field(
+        default=None, description="A person's display name at the time (`person:` actors)"
+    )
     at: datetime
 
 
@@ -118,3 +121,19 @@ class WorkItemReopened(WorkItemChange):
     """Its group fired again soon after it was resolved: the same item is open again."""
 
     model_config = _example(state="open", actor="system", at="2026-11-22T09:30:00Z")
+
+
+@event_type("work_item.reassigned.v1")
+class WorkItemReassigned(WorkItemChange):
+    """A lead of the item's team gave it to another member of that team (`actor` is the lead)."""
+
+    model_config = _example(
+        state="claimed",
+        actor="person:zhang.min",
+        at="2026-11-22T08:20:00Z",
+        assignee="person:li.lei",
+        previous_assignee="person:wang.wei",
+    )
+
+    assignee: str = Field(description="Who has the item now (`person:<login>`)")
+    previous_assignee: str | None = Field(description="Who had it before; None if unclaimed")

@@ -2,6 +2,10 @@
 
 A key that also holds scope `delegate` (the console's) may name the person it acts for in
 X-Acting-Person; the request is then that person's: timelines and events record them, not the key.
+With it, X-Acting-Person-Name carries the person's display name (UTF-8, percent-encoded, as
+headers are ASCII), which timelines store beside the id so they read well outside the console.
+It is trusted exactly as far as X-Acting-Person: only from a delegating key, which could name
+any person anyway; it is a label, never used to decide anything.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -19,8 +24,12 @@ from orderguard.shared.http.problems import Problem
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
-_acting_person = APIKeyHeader(name="X-Acting-Person", auto_error=False)
+# Read from the request, not declared as security schemes: FastAPI names every APIKeyHeader
+# scheme "APIKeyHeader", so a second one would replace X-API-Key in the OpenAPI document.
+ACTING_PERSON = "X-Acting-Person"
+ACTING_PERSON_NAME = "X-Acting-Person-Name"
 DELEGATE = "delegate"
+MAX_PERSON_NAME = 200
 # A person's id (the console's login): short and plain, as it goes into timelines and events.
 _PERSON_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
@@ -42,6 +51,7 @@ class Caller:
     scope: str
     key_id: str
     person: str | None = None
+    person_name: str | None = None
 
     @property
     def name(self) -> str:
@@ -57,7 +67,6 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         api_key: str | None = Depends(_api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-        acting_person: str | None = Depends(_acting_person),
     ) -> Caller:
         presented = api_key or (bearer.credentials if bearer else None)
         if not presented:
@@ -76,6 +85,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
                 403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}."
             )
         key_id = hashlib.sha256(presented.encode()).hexdigest()[:8]
+        acting_person = request.headers.get(ACTING_PERSON)
         if acting_person is None:
             return Caller(scope, key_id)
         if "*" not in scopes and DELEGATE not in scopes:
@@ -89,6 +99,33 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
             raise Problem(
                 422, "validation", "Invalid X-Acting-Person", "1-64 of A-Z a-z 0-9 . _ @ -."
             )
-        return Caller(scope, key_id, acting_person)
+        return Caller(
+            scope, key_id, acting_person, _person_name(request.headers.get(ACTING_PERSON_NAME))
+        )
 
     return check
+
+
+def _person_name(header: str | None) -> str | None:
+    if header is None:
+        return None
+    try:
+        name = unquote(header, errors="strict")
+    except UnicodeDecodeError:
+        name = ""
+    if not 0 < len(name) <= MAX_PERSON_NAME or not name.isprintable():
+        raise Problem(
+            422,
+            "validation",
+            "Invalid X-Acting-Person-Name",
+            f"1-{MAX_PERSON_NAME} printable characters, UTF-8 percent-encoded.",
+        )
+    return name
+
+
+def acting_person_headers(login: str, name: str | None = None) -> dict[str, str]:
+    """The headers a delegating client sends to act for a person (the console's)."""
+    headers = {ACTING_PERSON: login}
+    if name:
+        headers[ACTING_PERSON_NAME] = quote(name[:MAX_PERSON_NAME], safe=" ")
+    return headers

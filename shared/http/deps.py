@@ -96,7 +96,7 @@ def actor_of(caller: Caller) -> Actor:
     """The actor a timeline records for a caller: the person a console key acts for, else
     the key."""
     if caller.person is not None:
-        return Actor(PERSON, caller.person)
+        return Actor(PERSON, caller.person, caller.person_name)
     return Actor(API_KEY, caller.name)
 
 

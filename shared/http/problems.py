@@ -9,7 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orderguard.shared.errors import Conflict, DomainError, IllegalTransition, Invalid, NotFound
+from orderguard.shared.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    IllegalTransition,
+    Invalid,
+    NotFound,
+)
 from orderguard.shared.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -23,6 +30,7 @@ STATUS_OF_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (IllegalTransition, 409),
     (Conflict, 409),
     (Invalid, 422),
+    (Forbidden, 403),
 )
 
 

@@ -21,6 +21,7 @@ from orderguard.services.aftersales.bootstrap import DEFINITION as AFTERSALES
 from orderguard.services.aftersales.settings import AftersalesSettings
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.logistics import ShipmentDelivered
+from orderguard.shared.http.auth import acting_person_headers
 from orderguard.shared.settings import Settings
 
 
@@ -145,8 +146,18 @@ async def test_cases_and_refunds_over_http_and_kafka_exactly_once(
     )
     assert early.status_code == 409, early.text
     assert early.json()["current_state"] == "approved"
-    received = await shop.client.post(f"/cases/{case_id}/actions", json={"action": "receive_goods"})
+    received = await shop.client.post(
+        f"/cases/{case_id}/actions",
+        json={"action": "receive_goods"},
+        headers=acting_person_headers("gao", "Gao Fei"),  # a person through the console
+    )
     assert received.status_code == 200 and received.json()["state"] == "goods_received"
+    # The case's timeline names the person with the display name they had.
+    assert received.json()["timeline"][-1]["actor"] == {
+        "kind": "person",
+        "id": "gao",
+        "name": "Gao Fei",
+    }
 
     over = await shop.client.post(
         f"/cases/{case_id}/refunds",

@@ -30,6 +30,7 @@ from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.console import people, sessions
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.http.auth import acting_person_headers
 from orderguard.shared.settings import Settings
 
 
@@ -104,6 +105,8 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         events = await wait_until(lambda: item_events(settings, 3), what="work item events")
         actors = [e.data.get("actor") for e in events if e.subject == warehouse_item]
         assert "person:wang" in actors, actors
+        names = {e.data.get("actor_name") for e in events if e.data.get("actor") == "person:wang"}
+        assert names == {"Wang Wei"}, names
 
         # Signing out ends the session on the server: the old cookie opens nothing.
         cookie = wang.cookies.get("__Host-og_session")
@@ -122,6 +125,16 @@ async def test_an_operator_works_their_teams_queue_under_their_own_name(
         assert refused.status_code == 403
         [item] = await work_items_of(notifier.client, team="warehouse", state="resolved")
         assert item["closed_by"] == "person:wang"
+
+    # The timeline stored the name with each of wang's entries: it names him through the API
+    # too, and keeps the name he had then after it changes.
+    async with notifier.runtime.pool.acquire() as conn:
+        await conn.execute("UPDATE console_people SET display_name = 'W. Wei' WHERE login = 'wang'")
+    detail = (await notifier.client.get(f"/work-items/{warehouse_item}")).json()
+    named = {
+        e["what"]: e["actor"]["name"] for e in detail["timeline"] if e["actor"]["id"] == "wang"
+    }
+    assert named == {"claimed": "Wang Wei", "resolved": "Wang Wei"}, detail["timeline"]
 
 
 async def test_wrong_passwords_disabled_people_and_expired_sessions_get_nothing(
@@ -214,8 +227,92 @@ async def test_a_delegating_key_acts_for_a_person_and_other_keys_may_not(
         f"/work-items/{warehouse_item}/claim", headers={"X-Acting-Person": "wang\nroot"}
     )
     assert bad.status_code == 422
-    claimed = await notifier.client.post(f"/work-items/{warehouse_item}/claim", headers=as_wang)
+    unreadable = await notifier.client.post(
+        f"/work-items/{warehouse_item}/claim",
+        headers={**as_wang, "X-Acting-Person-Name": "%FF%FE"},
+    )
+    assert unreadable.status_code == 422 and "X-Acting-Person-Name" in unreadable.text
+    # The display name goes along (UTF-8, percent-encoded) and is stored with the entry.
+    claimed = await notifier.client.post(
+        f"/work-items/{warehouse_item}/claim",
+        headers=acting_person_headers("wang", "王伟 (Wang Wei)"),
+    )
     assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "person:wang"
+    assert claimed.json()["timeline"][-1]["actor"] == {
+        "kind": "person",
+        "id": "wang",
+        "name": "王伟 (Wang Wei)",
+    }
+    # A key without `delegate` may not name a person, whatever name it gives.
+    named = await notifier.client.post(
+        f"/work-items/{warehouse_item}/comments",
+        json={"body": "x"},
+        headers={"X-API-Key": "reader", **acting_person_headers("wang", "Wang")},
+    )
+    assert named.status_code == 403
+
+
+async def test_a_lead_reassigns_within_their_team_and_operators_may_not(
+    settings: Settings, start_service: Any
+) -> None:
+    notifier, warehouse_item, logistics_item = await two_teams(settings, start_service)
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "zhang", "Zhang Min", CONSOLE_PASSWORD, teams={"warehouse": "lead"})
+        await people.add(
+            conn, "chen", "Chen Jie", CONSOLE_PASSWORD, teams={"warehouse": "operator"}
+        )
+
+    # Over HTTP with a delegating key: the operator is refused (403), the lead is not.
+    def as_(login: str) -> dict[str, str]:
+        return {"X-Acting-Person": login}
+
+    path = f"/work-items/{warehouse_item}/reassign"
+    refused = await notifier.client.post(path, json={"assignee": "chen"}, headers=as_("wang"))
+    assert refused.status_code == 403 and refused.json()["type"].endswith("not-a-lead")
+    outsider = await notifier.client.post(path, json={"assignee": "li"}, headers=as_("zhang"))
+    assert outsider.status_code == 422 and outsider.json()["assignee"] == "li"
+    # li leads logistics, not warehouse: no reassigning warehouse work either.
+    foreign = await notifier.client.post(path, json={"assignee": "chen"}, headers=as_("li"))
+    assert foreign.status_code == 403
+    given = await notifier.client.post(path, json={"assignee": "wang"}, headers=as_("zhang"))
+    assert given.status_code == 200, given.text
+    assert (given.json()["state"], given.json()["claimed_by"]) == ("claimed", "person:wang")
+    entry = given.json()["timeline"][-1]
+    assert (entry["what"], entry["actor"]["id"], entry["details"]) == (
+        "reassigned",
+        "zhang",
+        {"from": None, "to": "person:wang"},
+    )
+
+    # In the console: the lead sees the control and moves it on to chen; an operator gets 403.
+    async with console_browser(notifier) as zhang, console_browser(notifier) as wang:
+        lead_csrf = await console_sign_in(zhang, "zhang")
+        page = (await zhang.get(f"/console/work-items/{warehouse_item}")).text
+        assert 'id="reassign-to"' in page and "Chen Jie (chen)" in page
+        moved = await zhang.post(
+            f"/console/work-items/{warehouse_item}/reassign",
+            data={"csrf_token": lead_csrf, "assignee": "chen"},
+        )
+        assert moved.status_code == 303 and "error" not in moved.headers["location"]
+        operator_csrf = await console_sign_in(wang, "wang")
+        assert (
+            'id="reassign-to"' not in (await wang.get(f"/console/work-items/{warehouse_item}")).text
+        )
+        denied = await wang.post(
+            f"/console/work-items/{warehouse_item}/reassign",
+            data={"csrf_token": operator_csrf, "assignee": "wang"},
+        )
+        assert denied.status_code == 403
+        assert (await zhang.get(f"/console/work-items/{logistics_item}")).status_code == 403
+
+    item = (await notifier.client.get(f"/work-items/{warehouse_item}")).json()
+    assert item["claimed_by"] == "person:chen"
+    events = await wait_until(lambda: item_events(settings, 4), what="the items' events")
+    reassigned = [e.data for e in events if e.type == "work_item.reassigned.v1"]
+    assert [(e["actor"], e["previous_assignee"], e["assignee"]) for e in reassigned] == [
+        ("person:zhang", None, "person:wang"),
+        ("person:zhang", "person:wang", "person:chen"),
+    ]
 
 
 async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their_numbers(
@@ -282,4 +379,7 @@ async def test_orders_restored_from_the_bin_name_the_person_and_charts_get_their
 
     detail = (await order.client.get(f"/orders/{placed[0]}")).json()
     actors = [entry["actor"] for entry in detail["timeline"]]
-    assert {"kind": "person", "id": "zhou", "name": "zhou"} in actors, actors
+    # The order service stored the name the console sent: it reads well outside the console.
+    assert {"kind": "person", "id": "zhou", "name": "Zhou Min"} in actors, actors
+    held = (await order.client.get(f"/orders/{placed[2]}")).json()["timeline"][-1]
+    assert held["actor"] == {"kind": "person", "id": "zhou", "name": "Zhou Min"}, held

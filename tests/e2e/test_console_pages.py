@@ -163,7 +163,9 @@ async def test_a_case_moves_a_stage_and_is_refunded_by_the_person(
 
     detail = (await aftersales.client.get(f"/cases/{case_id}")).json()
     moves = [e for e in detail["timeline"] if e["to_state"] == "evidence"]
-    assert len(moves) == 1 and "person:zhou" in json.dumps(moves[0]["actor"]), moves
+    # The person on the record, with the display name the console sent along.
+    assert len(moves) == 1, moves
+    assert moves[0]["actor"] == {"kind": "person", "id": "zhou", "name": "Zhou Min"}, moves
     assert detail["refunds"][0]["issued_by"].endswith("person:zhou"), detail["refunds"]
 
 

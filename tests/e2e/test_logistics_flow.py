@@ -28,6 +28,7 @@ from orderguard.services.logistics.webhooks import sign
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.carriers import CarrierScan
 from orderguard.shared.events.orders import OrderLine, OrderPaid, ShippingAddress
+from orderguard.shared.http.auth import acting_person_headers
 from orderguard.shared.retention import delete_expired
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
@@ -373,7 +374,8 @@ async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it
     reassigned = await s.client.post(
         f"/shipments/{shipment_id}/reassign",
         json={"carrier": "zto", "tracking_number": "ZTO123456", "reason": "stuck at the hub"},
-        headers={"Idempotency-Key": "re-1"},
+        # A person through the console: their id and display name go into the history.
+        headers={"Idempotency-Key": "re-1", **acting_person_headers("gao", "高飞")},
     )
     assert reassigned.status_code == 200, reassigned.text
     view = reassigned.json()
@@ -408,6 +410,8 @@ async def test_a_silent_shipment_stalls_while_silent_and_a_late_scan_resolves_it
     body = await s.shipment(shipment_id)
     assert body["last_exception"] == "damaged" and body["status"] == "in_transit"
     assert [h["what"] for h in body["history"]] == ["created", "delay_compensated", "reassigned"]
+    by = body["history"][-1]["details"]
+    assert (by["by"], by["by_name"]) == ("person:gao", "高飞"), by
     assert len(await s.events("shipment.delay_compensated.v1")) == 1
 
 

@@ -20,6 +20,7 @@ from orderguard.shared.events.aftersales import (
     RefundIssued,
 )
 from orderguard.shared.events.anomalies import AnomalyDetected
+from orderguard.shared.http.auth import acting_person_headers
 from orderguard.shared.settings import Settings
 
 
@@ -174,9 +175,19 @@ async def test_manual_move_list_filter_and_restore(settings: Settings, start_ser
     again = await order.client.post(f"/orders/{order_id}/recycle-bin", json=body)
     assert (again.status_code, again.json()["outcome"]) == (200, "already")
     other_cause = {"category": "complaint", "reason": "customer called twice"}
-    added = await order.client.post(f"/orders/{order_id}/recycle-bin", json=other_cause)
+    added = await order.client.post(
+        f"/orders/{order_id}/recycle-bin",
+        json=other_cause,
+        headers=acting_person_headers("zhou", "Zhou Min"),  # a person through the console
+    )
     assert (added.status_code, added.json()["outcome"]) == (200, "reason_added")
     assert [c["category"] for c in added.json()["history"]] == ["deleted_by_mistake", "complaint"]
+    # The cause keeps who gave it, with the name they had.
+    assert added.json()["history"][-1]["actor"] == {
+        "kind": "person",
+        "id": "zhou",
+        "name": "Zhou Min",
+    }
     assert added.json()["entry_id"] == entry["entry_id"]
     moved_other = await order.client.post(
         f"/orders/{other}/recycle-bin", json={"category": "held", "reason": "waiting for stock"}

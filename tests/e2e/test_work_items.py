@@ -136,7 +136,7 @@ async def test_a_routed_group_is_one_work_item_people_claim_comment_and_resolve(
     await publish_routed(settings, first)
     [item] = await wait_until(lambda: items(client, team="warehouse"), what="the work item")
     assert (item["state"], item["severity"], item["priority"], item["tier"]) == ("open", "P3", 3, 1)
-    assert item["allowed_actions"] == ["claim", "dismiss", "resolve"]
+    assert item["allowed_actions"] == ["claim", "dismiss", "reassign", "resolve"]
     assert item["group_key"] == "main" and item["anomaly_count"] == 1
 
     # Redelivered (same event id), resent under a new id, and a second anomaly of the group.

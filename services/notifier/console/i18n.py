@@ -127,6 +127,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "search": {"en": "Search", "zh-CN": "搜索"},
     "no_orders": {"en": "No orders match.", "zh-CN": "没有匹配的订单。"},
     "no_data": {"en": "No data in this period.", "zh-CN": "此期间没有数据。"},
+    # lead reassignment and OpenID Connect sign-in (s4-auth)
+    "reassign": {"en": "Reassign", "zh-CN": "转派"},
+    "reassign_to": {"en": "Give to", "zh-CN": "转派给"},
+    "sign_in_with": {"en": "Sign in with", "zh-CN": "使用以下方式登录："},
+    "or_local": {"en": "or with a local account", "zh-CN": "或使用本地账号"},
+    "oidc_failed": {
+        "en": "Sign-in with the identity provider failed; try again.",
+        "zh-CN": "通过身份提供方登录失败，请重试。",
+    },
+    "oidc_login_taken": {
+        "en": "This login belongs to another account; ask an administrator.",
+        "zh-CN": "该账号名已被其他账号使用，请联系管理员。",
+    },
+    "signing_in": {"en": "Signing you in…", "zh-CN": "正在登录…"},
     # ---- s4-pages: after-sales cases, shipments, routing and silences, bin views ----
     **{
         "cases": {"en": "After-sales cases", "zh-CN": "售后工单"},

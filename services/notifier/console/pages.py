@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import (
     FileResponse,
@@ -31,6 +32,7 @@ from fastapi.templating import Jinja2Templates
 
 from orderguard.services.notifier.console import (
     case_pages,
+    oidc,
     people,
     routing_pages,
     service_client,
@@ -54,6 +56,8 @@ from orderguard.services.notifier.work_items.domain import (
     SlaPolicy,
     State,
 )
+from orderguard.shared.errors import Forbidden, Invalid
+from orderguard.shared.logging import get_logger
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
 
@@ -73,6 +77,7 @@ MIN_PASSWORD = 12
 STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.suffix in {".js", ".css"})
 
 templates = Jinja2Templates(directory=HERE / "templates")
+log = get_logger(__name__)
 
 
 def cookie_name(runtime: Runtime) -> str:
@@ -159,10 +164,12 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
 
     # ---- sign-in, sign-out, password, language ------------------------------------------
 
+    provider = oidc.Provider(settings.console_oidc) if settings.console_oidc else None
+
     @router.get("/sign-in")
     async def sign_in_page(request: Request) -> Response:
         pre = request.cookies.get(PRE_CSRF_COOKIE) or uuid.uuid4().hex
-        response = render(request, "sign_in.html", csrf_pre=pre)
+        response = render(request, "sign_in.html", csrf_pre=pre, provider=provider)
         _set_cookie(response, PRE_CSRF_COOKIE, pre, max_age=3600)
         return response
 
@@ -177,13 +184,81 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 conn, form.get("login", "").strip(), form.get("password", "")
             )
             if person is None:
-                return render(request, "sign_in.html", 401, csrf_pre=pre, failed=True)
+                return render(
+                    request, "sign_in.html", 401, csrf_pre=pre, failed=True, provider=provider
+                )
             token, _ = await sessions.start(conn, person.id, datetime.now(UTC), absolute)
         response = RedirectResponse(
             f"{PREFIX}/password" if person.must_change_password else f"{PREFIX}/", 303
         )
         _set_cookie(response, session_cookie, token, max_age=int(absolute.total_seconds()))
         response.delete_cookie(PRE_CSRF_COOKIE, path="/")
+        return response
+
+    # ---- OpenID Connect sign-in (oidc.py) ----------------------------------------------------
+
+    # The provider sends the browser back cross-site: this cookie must be SameSite=Lax to come
+    # along (the session cookie, Strict, is set on our own page afterwards).
+    oidc_cookie = "__Host-og_oidc" if settings.console_cookie_secure else "og_oidc"
+
+    @router.get("/oidc/start")
+    async def oidc_start(request: Request) -> Response:
+        if provider is None:
+            raise Denied(404, "not_found")
+        redirect_uri = provider.settings.redirect_url or str(
+            request.url.replace(path=f"{PREFIX}/oidc/callback", query="")
+        )
+        try:
+            async with runtime.pool.acquire() as conn:
+                token, url = await provider.begin(conn, redirect_uri, datetime.now(UTC))
+        except (oidc.SignInRefused, httpx.HTTPError) as exc:
+            log.warning("oidc sign-in could not start", error=type(exc).__name__)
+            return oidc_refused(request, "oidc_failed")
+        response = RedirectResponse(url, 303)
+        response.set_cookie(
+            oidc_cookie,
+            token,
+            max_age=int(oidc.PENDING_FOR.total_seconds()),
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="lax",
+        )
+        return response
+
+    @router.get("/oidc/callback")
+    async def oidc_callback(request: Request) -> Response:
+        if provider is None:
+            raise Denied(404, "not_found")
+        now = datetime.now(UTC)
+        try:
+            async with runtime.pool.acquire() as conn:
+                claims = await provider.finish(
+                    conn, request.cookies.get(oidc_cookie), request.query_params, now
+                )
+                grants = oidc.grants_of(claims, provider.settings)
+                person = await oidc.person_of(conn, provider.issuer, claims, grants)
+                token, _ = await sessions.start(conn, person.id, now, absolute)
+        except oidc.SignInRefused as exc:
+            log.warning("oidc sign-in refused", why=str(exc))
+            return oidc_refused(request, exc.reason)
+        except httpx.HTTPError as exc:
+            log.warning("oidc provider unreachable", error=type(exc).__name__)
+            return oidc_refused(request, "oidc_failed")
+        log.info("oidc sign-in", person_id=str(person.id))
+        # A page of ours moves on to the console: a redirect in this cross-site chain would
+        # not carry the new SameSite=Strict session cookie.
+        response = render(request, "signed_in.html", next_url=f"{PREFIX}/")
+        _set_cookie(response, session_cookie, token, max_age=int(absolute.total_seconds()))
+        response.delete_cookie(oidc_cookie, path="/", secure=True, httponly=True, samesite="lax")
+        return response
+
+    def oidc_refused(request: Request, reason: str) -> Response:
+        pre = request.cookies.get(PRE_CSRF_COOKIE) or uuid.uuid4().hex
+        response = render(
+            request, "sign_in.html", 401, csrf_pre=pre, provider=provider, oidc_error=reason
+        )
+        _set_cookie(response, PRE_CSRF_COOKIE, pre, max_age=3600)
         return response
 
     @router.post("/sign-out")
@@ -324,11 +399,16 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         request: Request, item_id: uuid.UUID, me: SignedIn = Worker
     ) -> Response:
         item = await item_for(me, item_id)
+        members: list[people.Person] = []
+        if me.person.leads(item["team"]):  # whom a lead may give it to
+            async with runtime.pool.acquire() as conn:
+                members = await people.members_of(conn, item["team"])
         return render(
             request,
             "work_item.html",
             signed_in=me,
             item=item,
+            members=members,
             allowed=domain.allowed_actions(State(item["state"])),
             now=datetime.now(UTC),
             error=request.query_params.get("error"),
@@ -341,6 +421,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         item = await item_for(me, item_id)
         form = await _form(request)
         actor = me.person.actor
+        name = me.person.display_name  # stored with the timeline entry
         reason = form.get("reason", "").strip() or None
         now = datetime.now(UTC)
         error = None
@@ -352,6 +433,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         runtime.topics.work_items,
                         str(item_id),
                         lambda it: domain.claim(it, actor, now, policy),
+                        name,
                     )
                 elif action == "resolve":
                     await handlers.change(
@@ -359,6 +441,7 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         runtime.topics.work_items,
                         str(item_id),
                         lambda it: domain.resolve(it, actor, reason, now, policy),
+                        name,
                     )
                 elif action == "dismiss":
                     if reason is None:
@@ -368,13 +451,26 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                         runtime.topics.work_items,
                         str(item_id),
                         lambda it: domain.dismiss(it, actor, reason, now, policy),
+                        name,
+                    )
+                elif action == "reassign":
+                    # The handler checks that I lead the item's team and the assignee is in it.
+                    await handlers.reassign(
+                        uow,
+                        runtime.topics.work_items,
+                        policy,
+                        str(item_id),
+                        actor,
+                        me.person.login,
+                        form.get("assignee", ""),
+                        name,
                     )
                 elif action == "comment":
                     body = form.get("body", "").strip()
                     if not body:
                         raise ValueError("comment")
                     await handlers.comment(
-                        uow, runtime.topics.work_items, str(item_id), actor, body[:5000]
+                        uow, runtime.topics.work_items, str(item_id), actor, body[:5000], name
                     )
                 else:
                     raise Denied(404, "not_found")
@@ -385,6 +481,10 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             error = f"Claimed by {item['names'].get(exc.claimed_by, exc.claimed_by)}."
         except ValueError as exc:
             error = f"{exc}: required"
+        except Forbidden:
+            raise Denied(403, "forbidden") from None
+        except Invalid as exc:
+            error = exc.detail
         if request.headers.get("hx-request") == "true" and error:
             return Response(error, status_code=409)
         target = f"{PREFIX}/work-items/{item_id}"

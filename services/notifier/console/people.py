@@ -113,6 +113,16 @@ async def by_id(conn: Connection, person_id: uuid.UUID) -> Person | None:
     return _person(row, memberships)
 
 
+async def by_login(conn: Connection, login: str) -> Person | None:
+    person_id = await conn.fetchval("SELECT id FROM console_people WHERE login = $1", login)
+    return await by_id(conn, person_id) if person_id is not None else None
+
+
+async def members_of(conn: Connection, team: str) -> list[Person]:
+    """The enabled members of a team, by login (whom a lead may give the team's work to)."""
+    return [p for p in await all_people(conn) if team in p.teams and not p.disabled]
+
+
 async def all_people(conn: Connection) -> list[Person]:
     rows = await conn.fetch("SELECT * FROM console_people ORDER BY login")
     memberships = await conn.fetch("SELECT * FROM console_memberships")

@@ -12,7 +12,7 @@ import httpx
 
 from orderguard.services.notifier.console.people import Person
 from orderguard.services.notifier.settings import NotifierSettings
-from orderguard.shared.http.auth import DELEGATE
+from orderguard.shared.http.auth import DELEGATE, acting_person_headers
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.settings import Settings
 
@@ -39,10 +39,15 @@ class ServiceClient:
     ) -> httpx.Response:
         """The answer as it came (for files); ServiceError for none or a problem. `acting`: the
         person (or their login) the request is made for."""
-        login = acting if isinstance(acting, str) else acting.login
+        # A person's display name goes along, for the timelines to store (shared/http/auth.py).
+        acting_as = (
+            acting_person_headers(acting)
+            if isinstance(acting, str)
+            else acting_person_headers(acting.login, acting.display_name)
+        )
         try:
             response = await self.http.request(
-                method, path, headers={**(headers or {}), "X-Acting-Person": login}, **kwargs
+                method, path, headers={**(headers or {}), **acting_as}, **kwargs
             )
         except httpx.HTTPError as exc:
             raise ServiceError(f"The {self.service} service did not answer ({exc!s}).") from None

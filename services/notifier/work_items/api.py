@@ -47,6 +47,13 @@ class DismissRequest(BaseModel):
     reason: Reason = Field(description="Why this needs no work (required)")
 
 
+class ReassignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,64}$")] = Field(
+        description="The login of a member of the item's team"
+    )
+
+
 class CommentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: Body
@@ -119,12 +126,13 @@ class CommentView(BaseModel):
 
 
 def _timeline_entry(row: dict[str, Any]) -> TimelineEntryView:
-    """A stored line of the item's timeline: its actor is the system, a person or an API key."""
+    """A stored line of the item's timeline: its actor is the system, a person (with the
+    display name they had then) or an API key."""
     who: str = row["actor"]
     if who == domain.SYSTEM:
         actor = Actor(SYSTEM, who)
     elif who.startswith(f"{PERSON}:"):  # a person the console acted for
-        actor = Actor(PERSON, who.removeprefix(f"{PERSON}:"))
+        actor = Actor(PERSON, who.removeprefix(f"{PERSON}:"), row.get("actor_name"))
     else:
         actor = Actor(API_KEY, who)
     return TimelineEntryView.of(
@@ -219,9 +227,13 @@ async def get_work_item(item_id: ItemId, conn: Conn) -> WorkItemView:
     return await _detail(conn, str(item_id))
 
 
-async def _act(writes: WriteContext, item_id: uuid.UUID, apply: handlers.Change) -> WorkItemView:
+async def _act(
+    writes: WriteContext, item_id: uuid.UUID, caller: Caller, apply: handlers.Change
+) -> WorkItemView:
     async with writes.unit_of_work() as uow:
-        await handlers.change(uow, writes.runtime.topics.work_items, str(item_id), apply)
+        await handlers.change(
+            uow, writes.runtime.topics.work_items, str(item_id), apply, caller.person_name
+        )
         await uow.commit()
     async with writes.runtime.pool.acquire() as conn:
         return await _detail(conn, str(item_id))
@@ -233,7 +245,10 @@ async def claim_work_item(
 ) -> WorkItemView:
     """Take an open item; claiming your own claim again is a no-op."""
     return await _act(
-        writes, item_id, lambda item: domain.claim(item, caller.name, datetime.now(UTC), policy)
+        writes,
+        item_id,
+        caller,
+        lambda item: domain.claim(item, caller.name, datetime.now(UTC), policy),
     )
 
 
@@ -250,6 +265,7 @@ async def resolve_work_item(
     return await _act(
         writes,
         item_id,
+        caller,
         lambda item: domain.resolve(item, caller.name, reason, datetime.now(UTC), policy),
     )
 
@@ -262,8 +278,35 @@ async def dismiss_work_item(
     return await _act(
         writes,
         item_id,
+        caller,
         lambda item: domain.dismiss(item, caller.name, body.reason, datetime.now(UTC), policy),
     )
+
+
+@router.post(
+    "/work-items/{item_id}/reassign",
+    response_model=WorkItemDetail,
+    responses={403: {"description": "The acting person does not lead the item's team"}},
+)
+async def reassign_work_item(
+    body: ReassignRequest, item_id: ItemId, caller: Worker, policy: Policy, writes: Writes
+) -> WorkItemView:
+    """Give a live item to a member of its team (claimed in their name). A person acting
+    through a delegating key (X-Acting-Person) must lead the item's team; 403 otherwise."""
+    async with writes.unit_of_work() as uow:
+        await handlers.reassign(
+            uow,
+            writes.runtime.topics.work_items,
+            policy,
+            str(item_id),
+            caller.name,
+            caller.person,
+            body.assignee,
+            caller.person_name,
+        )
+        await uow.commit()
+    async with writes.runtime.pool.acquire() as conn:
+        return await _detail(conn, str(item_id))
 
 
 @router.post("/work-items/{item_id}/comments", response_model=CommentView, status_code=201)
@@ -272,7 +315,12 @@ async def comment_on_work_item(
 ) -> JSONResponse:
     async def add(uow: UnitOfWork) -> tuple[int, Any]:
         created = await handlers.comment(
-            uow, writes.runtime.topics.work_items, str(item_id), caller.name, body.body
+            uow,
+            writes.runtime.topics.work_items,
+            str(item_id),
+            caller.name,
+            body.body,
+            caller.person_name,
         )
         return 201, CommentView(**created).model_dump(mode="json")
 

@@ -52,6 +52,7 @@ class Action(StrEnum):
     RESOLVE = "resolve"
     DISMISS = "dismiss"
     REOPEN = "reopen"
+    REASSIGN = "reassign"
 
 
 # The whole state machine: what is not listed is illegal. Reopen is the system's, not a person's.
@@ -60,8 +61,13 @@ TRANSITIONS: Mapping[State, Mapping[Action, State]] = {
         Action.CLAIM: State.CLAIMED,
         Action.RESOLVE: State.RESOLVED,
         Action.DISMISS: State.DISMISSED,
+        Action.REASSIGN: State.CLAIMED,
     },
-    State.CLAIMED: {Action.RESOLVE: State.RESOLVED, Action.DISMISS: State.DISMISSED},
+    State.CLAIMED: {
+        Action.RESOLVE: State.RESOLVED,
+        Action.DISMISS: State.DISMISSED,
+        Action.REASSIGN: State.CLAIMED,
+    },
     State.RESOLVED: {Action.REOPEN: State.OPEN},
     State.DISMISSED: {},
 }
@@ -144,6 +150,7 @@ class Entry:
     what: str
     actor: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    actor_name: str | None = None  # a person's display name at the time (stamped by handlers)
 
 
 @dataclass(frozen=True)
@@ -390,6 +397,21 @@ def dismiss(
     return _scheduled(item, policy, now), [Entry(now, "dismissed", actor, {"reason": reason})]
 
 
+def reassign(
+    item: WorkItem, actor: str, assignee: str, now: datetime, policy: SlaPolicy
+) -> tuple[WorkItem, list[Entry]]:
+    """A lead gives a live item to `assignee` (claimed in their name; an open item becomes
+    claimed). Who may, and to whom, is checked by the caller (handlers.reassign). Giving it to
+    its claimant again changes nothing."""
+    if item.state is State.CLAIMED and item.claimed_by == assignee:
+        return item, []
+    state = _move(item, Action.REASSIGN)
+    previous = item.claimed_by
+    item = replace(item, state=state, claimed_by=assignee, claimed_at=now, next_reminder_at=None)
+    entry = Entry(now, "reassigned", actor, {"from": previous, "to": assignee})
+    return _scheduled(item, policy, now), [entry]
+
+
 @dataclass(frozen=True)
 class Escalation:
     """What an escalation tells people: which tier, why, and by when it is now due."""
@@ -455,6 +477,7 @@ _ANNOUNCED: Mapping[str, type[events.WorkItemChange]] = {
     "resolved": events.WorkItemResolved,
     "dismissed": events.WorkItemDismissed,
     "reopened": events.WorkItemReopened,
+    "reassigned": events.WorkItemReassigned,
 }
 
 
@@ -471,6 +494,8 @@ def change_event(item: WorkItem, entry: Entry) -> events.WorkItemChange | None:
         extra = {"missed": details.get("missed"), "missed_due_at": details.get("missed_due_at")}
     elif model is events.WorkItemResolved:
         extra = {"auto": bool(details.get("auto", False))}
+    elif model is events.WorkItemReassigned:
+        extra = {"assignee": details["to"], "previous_assignee": details.get("from")}
     return model(
         work_item_id=item.id,
         team=item.team,
@@ -481,6 +506,7 @@ def change_event(item: WorkItem, entry: Entry) -> events.WorkItemChange | None:
         tier=item.tier,
         due_at=item.due_at,
         actor=entry.actor,
+        actor_name=entry.actor_name,
         at=entry.at,
         **extra,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from orderguard.services.notifier.console import people
 from orderguard.services.notifier.work_items import domain, repository
 from orderguard.services.notifier.work_items.domain import (
     Anomaly,
@@ -18,7 +19,7 @@ from orderguard.services.notifier.work_items.domain import (
 )
 from orderguard.shared import metrics
 from orderguard.shared.engine import Event
-from orderguard.shared.errors import NotFound
+from orderguard.shared.errors import Forbidden, Invalid, NotFound
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.notifications import NotificationRequested, Recipient
 from orderguard.shared.logging import get_logger
@@ -43,6 +44,7 @@ def _count_entries(uow: UnitOfWork, team: str, entries: list[Entry]) -> None:
         "reopened": "reopened",
         "escalated": "escalated",
         "reminder sent": "reminded",
+        "reassigned": "reassigned",
     }
     for entry in entries:
         if entry.what == "resolved":
@@ -253,25 +255,84 @@ class WorkItemNotFound(NotFound):
 Change = Callable[[WorkItem], tuple[WorkItem, list[Entry]]]
 
 
-async def change(uow: UnitOfWork, events_topic: str, item_id: str, apply: Change) -> WorkItem:
-    """Apply a person's action to an item, locked; raises domain errors for illegal ones."""
+def _named(entries: list[Entry], actor_name: str | None) -> list[Entry]:
+    """The acting person's display name on what they did (not on the system's entries)."""
+    if actor_name is None:
+        return entries
+    return [e if e.actor == domain.SYSTEM else replace(e, actor_name=actor_name) for e in entries]
+
+
+async def change(
+    uow: UnitOfWork,
+    events_topic: str,
+    item_id: str,
+    apply: Change,
+    actor_name: str | None = None,
+) -> WorkItem:
+    """Apply a person's action to an item, locked; raises domain errors for illegal ones.
+    `actor_name`: the person's display name, stored on the timeline with the entry."""
     item = await repository.get(uow.conn, item_id, for_update=True)
     if item is None:
         raise WorkItemNotFound(item_id)
     item, entries = apply(item)
+    entries = _named(entries, actor_name)
+    if entries:
+        await _store(uow, events_topic, item, entries)
+    return item
+
+
+async def reassign(
+    uow: UnitOfWork,
+    events_topic: str,
+    policy: SlaPolicy,
+    item_id: str,
+    actor: str,
+    lead: str | None,
+    assignee: str,
+    actor_name: str | None = None,
+) -> WorkItem:
+    """Give an item to `assignee` (a login). `lead` is the acting person's login: they must lead
+    the item's team (or be an admin); None for a machine key, which its scope already allows.
+    The assignee must be an enabled member of the item's team."""
+    item = await repository.get(uow.conn, item_id, for_update=True)
+    if item is None:
+        raise WorkItemNotFound(item_id)
+    if lead is not None:
+        acting = await people.by_login(uow.conn, lead)
+        if acting is None or acting.disabled or not acting.leads(item.team):
+            raise Forbidden(
+                f"Only a lead of team {item.team} may reassign its work items.",
+                slug="not-a-lead",
+                team=item.team,
+            )
+    target = await people.by_login(uow.conn, assignee)
+    if target is None or target.disabled or item.team not in target.teams:
+        raise Invalid(
+            f"{assignee} is not a member of team {item.team}.",
+            slug="assignee-not-in-team",
+            team=item.team,
+            assignee=assignee,
+        )
+    item, entries = domain.reassign(item, actor, target.actor, uow.now, policy)
+    entries = _named(entries, actor_name)
     if entries:
         await _store(uow, events_topic, item, entries)
     return item
 
 
 async def comment(
-    uow: UnitOfWork, events_topic: str, item_id: str, author: str, body: str
+    uow: UnitOfWork,
+    events_topic: str,
+    item_id: str,
+    author: str,
+    body: str,
+    author_name: str | None = None,
 ) -> dict[str, Any]:
     item = await repository.get(uow.conn, item_id, for_update=True)
     if item is None:
         raise WorkItemNotFound(item_id)
     created = await repository.add_comment(uow.conn, item_id, author, body, uow.now)
-    entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])})]
+    entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])}, author_name)]
     await repository.add_timeline(uow.conn, item_id, entries)
     _announce(uow, events_topic, item, entries)
     return created

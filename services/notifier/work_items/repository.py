@@ -124,9 +124,12 @@ async def save(conn: Connection, item: WorkItem) -> None:
 async def add_timeline(conn: Connection, item_id: str, entries: Sequence[Entry]) -> None:
     if entries:
         await conn.executemany(
-            "INSERT INTO work_item_timeline (work_item_id, at, what, actor, details)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            [(uuid.UUID(item_id), e.at, e.what, e.actor, dict(e.details)) for e in entries],
+            "INSERT INTO work_item_timeline (work_item_id, at, what, actor, actor_name, details)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (uuid.UUID(item_id), e.at, e.what, e.actor, e.actor_name, dict(e.details))
+                for e in entries
+            ],
         )
 
 
@@ -367,7 +370,7 @@ async def detail(conn: Connection, item_id: str) -> dict[str, Any] | None:
     found["timeline"] = [
         dict(r)
         for r in await conn.fetch(
-            "SELECT at, what, actor, details FROM work_item_timeline"
+            "SELECT at, what, actor, actor_name, details FROM work_item_timeline"
             " WHERE work_item_id = $1 ORDER BY id",
             key,
         )

@@ -70,7 +70,7 @@ def _cause(row: Any) -> Cause:
         key=row["cause_key"],
         category=Category(row["category"]),
         reason=row["reason"],
-        actor=Actor(kind, actor_id),
+        actor=Actor(kind, actor_id, row["actor_name"]),
         at=row["at"],
         case_id=row["case_id"],
         event_type=row["event_type"],
@@ -82,8 +82,9 @@ async def _with_causes(conn: Connection, rows: Sequence[Any]) -> list[BinEntry]:
     causes: dict[str, list[Cause]] = {row["entry_id"]: [] for row in rows}
     if causes:
         for row in await conn.fetch(
-            "SELECT entry_id, cause_key, category, reason, actor, case_id, at, event_type, event_id"
-            " FROM recycle_bin_causes WHERE entry_id = ANY($1::text[]) ORDER BY id",
+            "SELECT entry_id, cause_key, category, reason, actor, actor_name, case_id, at,"
+            " event_type, event_id FROM recycle_bin_causes WHERE entry_id = ANY($1::text[])"
+            " ORDER BY id",
             list(causes),
         ):
             causes[row["entry_id"]].append(_cause(row))
@@ -177,13 +178,15 @@ async def save_entry(conn: Connection, entry: BinEntry) -> None:
 async def add_cause(conn: Connection, entry: BinEntry, cause: Cause) -> None:
     await conn.execute(
         "INSERT INTO recycle_bin_causes (entry_id, order_id, cause_key, category, reason, actor,"
-        " case_id, at, event_type, event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " actor_name, case_id, at, event_type, event_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         entry.entry_id,
         entry.order_id,
         cause.key,
         str(cause.category),
         cause.reason,
         str(cause.actor),
+        cause.actor.name,
         cause.case_id,
         cause.at,
         cause.event_type,

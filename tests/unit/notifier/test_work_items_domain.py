@@ -110,7 +110,7 @@ def test_dismissing_needs_a_reason() -> None:
 
 
 def test_allowed_actions_never_offer_reopen() -> None:
-    assert domain.allowed_actions(State.OPEN) == ["claim", "dismiss", "resolve"]
+    assert domain.allowed_actions(State.OPEN) == ["claim", "dismiss", "reassign", "resolve"]
     assert domain.allowed_actions(State.RESOLVED) == []
 
 
@@ -245,3 +245,41 @@ def test_the_changes_others_follow_become_events_with_the_item_after_the_change(
     }
     reminder = domain.Entry(T0, "reminder sent", domain.SYSTEM, {"tier": 1})
     assert domain.change_event(item, reminder) is None  # internal: not announced
+
+
+def test_a_lead_reassigns_a_live_item_on_the_timeline_and_in_an_event() -> None:
+    # An open item given to someone is claimed in their name, its due time the resolve-by.
+    item, entries = domain.reassign(opened("P1"), "person:lead", "person:wang", T0 + MIN, POLICY)
+    assert (item.state, item.claimed_by, item.claimed_at) == (
+        State.CLAIMED,
+        "person:wang",
+        T0 + MIN,
+    )
+    assert item.due_at == item.resolve_due_at and item.next_reminder_at is None
+    assert [(e.what, e.actor, dict(e.details)) for e in entries] == [
+        ("reassigned", "person:lead", {"from": None, "to": "person:wang"})
+    ]
+    # A claimed item moves from its claimant to another.
+    item, entries = domain.reassign(item, "person:lead", "person:li", T0 + 2 * MIN, POLICY)
+    assert item.claimed_by == "person:li" and entries[0].details == {
+        "from": "person:wang",
+        "to": "person:li",
+    }
+    event = domain.change_event(item, entries[0])
+    assert event is not None and event.model_dump(
+        include={"state", "actor", "assignee", "previous_assignee"}
+    ) == {
+        "state": "claimed",
+        "actor": "person:lead",
+        "assignee": "person:li",
+        "previous_assignee": "person:wang",
+    }
+    # To its claimant again: nothing happens.
+    same, entries = domain.reassign(item, "person:lead", "person:li", T0 + 3 * MIN, POLICY)
+    assert same == item and entries == []
+
+
+def test_closed_items_cannot_be_reassigned() -> None:
+    resolved, _ = domain.resolve(opened(), "a", None, T0, POLICY)
+    with pytest.raises(IllegalTransition, match="is resolved"):
+        domain.reassign(resolved, "person:lead", "person:wang", T0, POLICY)
