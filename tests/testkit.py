@@ -336,7 +336,12 @@ CONSOLE_PASSWORD = "correct horse battery"
 
 
 async def route_anomaly(
-    settings: Settings, fingerprint: str, rule: str, team: str, severity: str = "P3"
+    settings: Settings,
+    fingerprint: str,
+    rule: str,
+    team: str,
+    severity: str = "P3",
+    labels: dict[str, str] | None = None,
 ) -> None:
     """An anomaly routed to `team`'s queue, as the router publishes it (a work item follows)."""
     now = datetime.now(UTC)
@@ -346,7 +351,7 @@ async def route_anomaly(
         status="firing",
         severity=severity,  # type: ignore[arg-type]
         team=team,  # type: ignore[arg-type]
-        labels={"sku": "S-1", "order_id": "o-1"},
+        labels={"sku": "S-1", "order_id": "o-1"} if labels is None else labels,
         summary=f"{rule} on {fingerprint}",
         event_time=now,
         detected_at=now,

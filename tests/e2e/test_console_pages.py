@@ -26,6 +26,7 @@ from testkit import (
     publish_event,
     route_anomaly,
     served,
+    tuned,
     wait_until,
     work_items_of,
 )
@@ -310,3 +311,95 @@ async def test_analytics_count_the_persons_teams_and_admins_see_all(
     teams, rules = charts["root"]
     assert {r["label"] for r in teams} == {"warehouse", "logistics"}, teams
     assert {r["label"] for r in rules} == {"stock.low", "shipment.stalled"}, rules
+
+
+def chart_data(page: str, chart: str) -> list[dict[str, Any]]:
+    """The numbers a chart on `page` is drawn from (also shown beside it)."""
+    return json.loads(page.split(f'id="{chart}-data">', 1)[1].split("</script>", 1)[0])  # type: ignore[no-any-return]
+
+
+async def test_analytics_per_hour_escalations_and_top_skus_and_customers_of_the_persons_teams(
+    settings: Settings, start_service: Any
+) -> None:
+    # Claim-by passes at once: each item escalates to the top tier (3) within seconds.
+    fast = tuned(
+        settings,
+        job_interval_s=0.1,
+        notifier={"work_item_claim_within_s": {"P1": 0.3, "P2": 0.3, "P3": 0.3, "P4": 0.3}},
+    )
+    notifier = await start_service(NOTIFIER, settings_=fast)
+    await notifier.wait_assigned()
+    await add_people(notifier.runtime, ("wang", "Wang Wei", {"warehouse": "operator"}))
+    async with notifier.runtime.pool.acquire() as conn:
+        await people.add(conn, "root", "Root", CONSOLE_PASSWORD, is_admin=True)
+    routed = [  # (fingerprint, rule, team, sku, customer)
+        ("fp-a1", "stock.low", "warehouse", "S-1", "c-1"),
+        ("fp-a2", "stock.low", "warehouse", "S-1", "c-2"),
+        ("fp-a3", "stock.low", "warehouse", "S-2", "c-1"),
+        ("fp-b1", "stock.low", "logistics", "S-1", "c-9"),
+        ("fp-b2", "shipment.stalled", "logistics", "S-9", "c-9"),
+    ]
+    for fingerprint, rule, team, sku, customer in routed:
+        labels = {"sku": sku, "customer_id": customer, "order_id": f"o-{fingerprint}"}
+        await route_anomaly(settings, fingerprint, rule, team, labels=labels)
+
+    async def all_at_top_tier() -> list[dict[str, Any]]:
+        async with notifier.runtime.pool.acquire() as conn:
+            anomalies = await conn.fetchval("SELECT count(*) FROM work_item_anomalies")
+        found = await work_items_of(notifier.client)
+        done = anomalies == len(routed) and all(i["tier"] == 3 for i in found)
+        return found if done else []
+
+    found = await wait_until(all_at_top_tier, timeout=30, what="every item escalated twice")
+    pages: dict[str, str] = {}
+    async with console_browser(notifier) as client:
+        await console_sign_in(client, "wang")
+        for bucket in ("day", "hour"):
+            response = await client.get("/console/analytics", params={"bucket": bucket})
+            assert response.status_code == 200, response.text
+            pages[bucket] = response.text
+        bad = await client.get("/console/analytics", params={"bucket": "fortnight"})
+    async with console_browser(notifier) as client:
+        await console_sign_in(client, "root")
+        pages["root"] = (await client.get("/console/analytics")).text
+    # The operator sees their team's SKUs and customers only: S-1 twice (not the logistics
+    # team's third), never S-9 or c-9; the numbers beside the chart say the same.
+    expected_skus = [
+        {"label": "stock.low · S-1", "value": 2},
+        {"label": "stock.low · S-2", "value": 1},
+    ]
+    expected_customers = [
+        {"label": "stock.low · c-1", "value": 2},
+        {"label": "stock.low · c-2", "value": 1},
+    ]
+    items_by_team: dict[str, int] = {}
+    for item in found:
+        items_by_team[item["team"]] = items_by_team.get(item["team"], 0) + 1
+    for bucket in ("day", "hour"):
+        page = pages[bucket]
+        assert chart_data(page, "top-skus") == expected_skus, bucket
+        assert chart_data(page, "top-customers") == expected_customers, bucket
+        assert "S-9" not in page and "c-9" not in page, bucket
+        table = page.split('id="top-skus-table"', 1)[1].split("</table>", 1)[0]
+        assert "<td>S-1</td><td class=\"num\">2</td>" in table, table
+        # Two escalations (tiers 2 and 3) per warehouse item, none of logistics'.
+        assert chart_data(page, "escalations") == [
+            {"label": "warehouse", "value": 2 * items_by_team["warehouse"]}
+        ], bucket
+        assert 'id="bucket-' + bucket + '" aria-current="page"' in page, bucket
+    # Per hour: the anomalies fall in the current hour, labelled by the hour.
+    per_hour = chart_data(pages["hour"], "per-bucket")
+    assert sum(p["value"] for p in per_hour) == 3 and per_hour[-1]["label"].endswith(":00")
+    # A bucket we do not offer: a clear error, and the default (per day) view.
+    assert bad.status_code == 400
+    assert 'id="analytics-error"' in bad.text and "bucket must be one of hour, day" in bad.text
+    assert 'id="bucket-day" aria-current="page"' in bad.text
+    # An admin sees every team's.
+    assert chart_data(pages["root"], "top-skus") == [
+        {"label": "shipment.stalled · S-9", "value": 1},
+        {"label": "stock.low · S-1", "value": 3},
+        {"label": "stock.low · S-2", "value": 1},
+    ]
+    assert {e["label"]: e["value"] for e in chart_data(pages["root"], "escalations")} == {
+        team: 2 * n for team, n in items_by_team.items()
+    }

@@ -256,6 +256,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "analytics_teams": {"en": "Your teams", "zh-CN": "您的团队"},
         "analytics_all": {"en": "All teams", "zh-CN": "全部团队"},
     },
+    # The analytics page's bucket switch, escalations and top SKUs/customers.
+    **{
+        "analytics_bucket": {"en": "Per", "zh-CN": "统计粒度"},
+        "analytics_window_hour": {"en": "hour (last 48 h)", "zh-CN": "小时（最近 48 小时）"},
+        "analytics_window_day": {"en": "day (last 7 days)", "zh-CN": "天（最近 7 天）"},
+        "analytics_when": {"en": "When (UTC)", "zh-CN": "时间（UTC）"},
+        "anomalies_by_rule": {"en": "Anomalies per rule", "zh-CN": "各规则异常数"},
+        "anomalies_per_hour": {"en": "Anomalies per hour", "zh-CN": "每小时异常数"},
+        "escalations": {"en": "Escalations", "zh-CN": "升级次数"},
+        "escalations_per_team": {"en": "Escalations per team", "zh-CN": "各团队升级次数"},
+        "escalations_per_bucket": {"en": "Escalations over time", "zh-CN": "升级随时间分布"},
+        "no_escalations": {"en": "No escalations in this period.", "zh-CN": "此期间没有升级。"},
+        "top_skus": {"en": "Top SKUs per anomaly kind", "zh-CN": "各异常类型的主要 SKU"},
+        "top_customers": {
+            "en": "Top customers per anomaly kind",
+            "zh-CN": "各异常类型的主要客户",
+        },
+    },
 }
 
 

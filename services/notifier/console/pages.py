@@ -74,6 +74,9 @@ LIVE_STREAM_S = 300.0
 # A change is stamped with its transaction's start and seen at its commit: look back this far.
 LIVE_LOOKBACK = timedelta(seconds=10)
 MIN_PASSWORD = 12
+# The analytics page's bucket switch: each bucket's look-back window.
+ANALYTICS_WINDOWS = {"hour": timedelta(hours=48), "day": timedelta(days=7)}
+TOP_N = 5  # SKUs and customers shown per anomaly kind
 STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.suffix in {".js", ".css"})
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -620,22 +623,33 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
     # ---- analytics ---------------------------------------------------------------------------
 
     @router.get("/analytics")
-    async def analytics_page(request: Request, me: SignedIn = Worker) -> Response:
+    async def analytics_page(
+        request: Request, me: SignedIn = Worker, bucket: str = "day"
+    ) -> Response:
+        status, error = 200, None
+        if bucket not in ANALYTICS_WINDOWS:
+            # A clear word, and the default view rather than an empty page.
+            status, error = 400, f"bucket must be one of {', '.join(ANALYTICS_WINDOWS)}"
+            bucket = "day"
+        span: analytics.Bucket = "hour" if bucket == "hour" else "day"
         end = datetime.now(UTC)
-        start = end - timedelta(days=7)
+        start = end - ANALYTICS_WINDOWS[span]
         # A person sees their teams' numbers; admins see every team's.
         teams = None if me.person.is_admin else sorted(me.person.teams)
-        window = partial(
-            analytics.series, bucket="day", start=start, end=end, team=None, teams=teams
-        )
+        window = partial(analytics.series, bucket=span, start=start, end=end, team=None, teams=teams)
+        top = partial(analytics.top_by_rule, start=start, end=end, teams=teams, limit=TOP_N)
         async with runtime.pool.acquire() as conn:
             per_rule = await window(conn, table="anomalies", by="rule")
             per_team = await window(conn, table="work_items", by="team")
             times = await analytics.response_times(
                 conn, start=start, end=end, team=None, teams=teams
             )
+            escalated = await analytics.escalations(
+                conn, bucket=span, start=start, end=end, teams=teams
+            )
+            top_skus = await top(conn, label="sku")
+            top_customers = await top(conn, label="customer")
         pareto: list[dict[str, Any]] = []
-        error = None
         client = service_client.service_client(runtime, "order")
         if client is not None:
             try:
@@ -648,21 +662,50 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
                 ]
             except service_client.ServiceError as exc:
                 error = str(exc)
-        per_day = [
+        label_format = "%m-%d %H:00" if span == "hour" else "%m-%d"
+        per_bucket = [
             {
-                "label": day.strftime("%m-%d"),
+                "label": at.strftime(label_format),
                 "value": sum(s["counts"][i] for s in per_rule["series"]),
             }
-            for i, day in enumerate(per_rule["buckets"])
+            for i, at in enumerate(per_rule["buckets"])
         ]
+        escalations_per_bucket = [
+            {"bucket": at.strftime(label_format), "team": s["key"], "n": s["counts"][i]}
+            for i, at in enumerate(escalated["buckets"])
+            for s in escalated["series"]
+            if s["counts"][i]
+        ]
+
+        def top_rows(by_rule: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+            return [
+                {"rule": rule, "key": t["key"], "n": t["n"]}
+                for rule, ranked in by_rule.items()
+                for t in ranked
+            ]
+
+        def top_chart(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{"label": f"{r['rule']} · {r['key']}", "value": r["n"]} for r in rows]
+
+        skus, customers = top_rows(top_skus), top_rows(top_customers)
         return render(
             request,
             "analytics.html",
+            status=status,
             signed_in=me,
+            bucket=span,
+            buckets=list(ANALYTICS_WINDOWS),
             per_rule=[{"label": s["key"], "value": s["total"]} for s in per_rule["series"]],
-            per_day=per_day if any(d["value"] for d in per_day) else [],
+            per_bucket=per_bucket if any(d["value"] for d in per_bucket) else [],
             per_team=[{"label": s["key"], "value": s["total"]} for s in per_team["series"]],
+            escalations=[{"label": s["key"], "value": s["total"]} for s in escalated["series"]],
+            escalations_per_bucket=escalations_per_bucket,
             times=times["rows"],
+            top_skus=skus,
+            top_skus_chart=top_chart(skus),
+            top_customers=customers,
+            top_customers_chart=top_chart(customers),
+            top_n=TOP_N,
             pareto=pareto,
             error=error,
             teams=teams,

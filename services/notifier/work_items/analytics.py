@@ -171,3 +171,81 @@ async def response_times(
             for r in rows
         ],
     }
+
+
+async def escalations(
+    conn: Connection,
+    *,
+    bucket: Bucket,
+    start: datetime,
+    end: datetime,
+    teams: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Escalations per team and time bucket, zero-filled, from the items' "escalated" timeline
+    entries in [start, end); of several `teams` (a person's), or of all."""
+    rows = await conn.fetch(
+        "SELECT date_trunc($1, e.at, 'UTC') AS bucket, i.team AS key, count(*) AS n"
+        " FROM work_item_timeline e JOIN work_items i ON i.id = e.work_item_id"
+        " WHERE e.what = 'escalated' AND e.at >= $2 AND e.at < $3"
+        " AND ($4::text[] IS NULL OR i.team = ANY($4::text[])) GROUP BY 1, 2",
+        bucket,
+        start,
+        end,
+        None if teams is None else list(teams),
+    )
+    starts = bucket_starts(bucket, start, end)
+    index = {at: i for i, at in enumerate(starts)}
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        counts.setdefault(row["key"], [0] * len(starts))[index[row["bucket"]]] += row["n"]
+    ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+    return {
+        "bucket": bucket,
+        "from": start,
+        "to": end,
+        "buckets": starts,
+        "series": [
+            {"key": key, "total": sum(values), "counts": values} for key, values in ordered
+        ],
+        "total": sum(sum(values) for values in counts.values()),
+    }
+
+
+# Label -> SQL expression of the anomalies' labels a rule names its subject with. A whitelist.
+TOP_LABELS: Mapping[str, str] = {
+    "sku": "labels->>'sku'",
+    "customer": "labels->>'customer_id'",
+}
+
+
+async def top_by_rule(
+    conn: Connection,
+    *,
+    label: str,
+    start: datetime,
+    end: datetime,
+    teams: Sequence[str] | None = None,
+    limit: int = 5,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per rule (anomaly kind), the `limit` values of `label` (sku, customer) most anomalies
+    detected in [start, end) name, most first: {rule: [{key, n}]}. Anomalies without the label
+    are not counted."""
+    value = TOP_LABELS[label]
+    rows = await conn.fetch(
+        "SELECT rule, key, n FROM ("
+        f"  SELECT rule, {value} AS key, count(DISTINCT fingerprint) AS n,"
+        f"    row_number() OVER (PARTITION BY rule ORDER BY count(DISTINCT fingerprint) DESC,"
+        f"      {value}) AS place"
+        "   FROM work_item_anomalies WHERE detected_at >= $1 AND detected_at < $2"
+        f"    AND {value} IS NOT NULL AND ($3::text[] IS NULL OR team = ANY($3::text[]))"
+        "   GROUP BY rule, key) ranked"
+        " WHERE place <= $4 ORDER BY rule, n DESC, key",
+        start,
+        end,
+        None if teams is None else list(teams),
+        limit,
+    )
+    top: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        top.setdefault(row["rule"], []).append({"key": row["key"], "n": row["n"]})
+    return top
