@@ -381,7 +381,7 @@ async def test_analytics_per_hour_escalations_and_top_skus_and_customers_of_the_
         assert chart_data(page, "top-customers") == expected_customers, bucket
         assert "S-9" not in page and "c-9" not in page, bucket
         table = page.split('id="top-skus-table"', 1)[1].split("</table>", 1)[0]
-        assert "<td>S-1</td><td class=\"num\">2</td>" in table, table
+        assert '<td>S-1</td><td class="num">2</td>' in table, table
         # Two escalations (tiers 2 and 3) per warehouse item, none of logistics'.
         assert chart_data(page, "escalations") == [
             {"label": "warehouse", "value": 2 * items_by_team["warehouse"]}

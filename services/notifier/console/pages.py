@@ -636,7 +636,9 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
         start = end - ANALYTICS_WINDOWS[span]
         # A person sees their teams' numbers; admins see every team's.
         teams = None if me.person.is_admin else sorted(me.person.teams)
-        window = partial(analytics.series, bucket=span, start=start, end=end, team=None, teams=teams)
+        window = partial(
+            analytics.series, bucket=span, start=start, end=end, team=None, teams=teams
+        )
         top = partial(analytics.top_by_rule, start=start, end=end, teams=teams, limit=TOP_N)
         async with runtime.pool.acquire() as conn:
             per_rule = await window(conn, table="anomalies", by="rule")
@@ -694,7 +696,6 @@ def build_router(runtime: Runtime, policy: SlaPolicy) -> APIRouter:
             status=status,
             signed_in=me,
             bucket=span,
-            buckets=list(ANALYTICS_WINDOWS),
             per_rule=[{"label": s["key"], "value": s["total"]} for s in per_rule["series"]],
             per_bucket=per_bucket if any(d["value"] for d in per_bucket) else [],
             per_team=[{"label": s["key"], "value": s["total"]} for s in per_team["series"]],

@@ -204,9 +204,7 @@ async def escalations(
         "from": start,
         "to": end,
         "buckets": starts,
-        "series": [
-            {"key": key, "total": sum(values), "counts": values} for key, values in ordered
-        ],
+        "series": [{"key": key, "total": sum(values), "counts": values} for key, values in ordered],
         "total": sum(sum(values) for values in counts.values()),
     }
 
