@@ -55,6 +55,20 @@ def bucket_starts(bucket: Bucket, start: datetime, end: datetime) -> list[dateti
     return starts
 
 
+def _zero_filled(
+    rows: Sequence[Any], bucket: Bucket, start: datetime, end: datetime
+) -> tuple[list[datetime], list[tuple[str, list[int]]]]:
+    """(bucket starts, [(key, count per bucket)] biggest total first) of (bucket, key, n) rows;
+    buckets without rows count 0, a NULL key is NONE_KEY."""
+    starts = bucket_starts(bucket, start, end)
+    index = {at: i for i, at in enumerate(starts)}
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        key = row["key"] if row["key"] is not None else NONE_KEY
+        counts.setdefault(key, [0] * len(starts))[index[row["bucket"]]] += row["n"]
+    return starts, sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+
+
 async def series(
     conn: Connection,
     *,
@@ -84,14 +98,8 @@ async def series(
         team,
         None if teams is None else list(teams),
     )
-    starts = bucket_starts(bucket, start, end)
-    index = {at: i for i, at in enumerate(starts)}
+    starts, ordered = _zero_filled(rows, bucket, start, end)
     hours = BUCKET_LENGTH[bucket].total_seconds() / 3600
-    counts: dict[str, list[int]] = {}
-    for row in rows:
-        key = row["key"] if row["key"] is not None else NONE_KEY
-        counts.setdefault(key, [0] * len(starts))[index[row["bucket"]]] += row["n"]
-    ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
     return {
         "of": table,
         "by": by,
@@ -109,7 +117,7 @@ async def series(
             }
             for key, values in ordered
         ],
-        "total": sum(sum(values) for values in counts.values()),
+        "total": sum(sum(values) for _, values in ordered),
     }
 
 
@@ -193,19 +201,14 @@ async def escalations(
         end,
         None if teams is None else list(teams),
     )
-    starts = bucket_starts(bucket, start, end)
-    index = {at: i for i, at in enumerate(starts)}
-    counts: dict[str, list[int]] = {}
-    for row in rows:
-        counts.setdefault(row["key"], [0] * len(starts))[index[row["bucket"]]] += row["n"]
-    ordered = sorted(counts.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+    starts, ordered = _zero_filled(rows, bucket, start, end)
     return {
         "bucket": bucket,
         "from": start,
         "to": end,
         "buckets": starts,
         "series": [{"key": key, "total": sum(values), "counts": values} for key, values in ordered],
-        "total": sum(sum(values) for values in counts.values()),
+        "total": sum(sum(values) for _, values in ordered),
     }
 
 
