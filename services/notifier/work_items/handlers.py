@@ -262,6 +262,14 @@ def _named(entries: list[Entry], actor_name: str | None) -> list[Entry]:
     return [e if e.actor == domain.SYSTEM else replace(e, actor_name=actor_name) for e in entries]
 
 
+async def _locked(uow: UnitOfWork, item_id: str) -> WorkItem:
+    """The item, locked for this transaction's change; WorkItemNotFound (404) if there is none."""
+    item = await repository.get(uow.conn, item_id, for_update=True)
+    if item is None:
+        raise WorkItemNotFound(item_id)
+    return item
+
+
 async def change(
     uow: UnitOfWork,
     events_topic: str,
@@ -271,9 +279,7 @@ async def change(
 ) -> WorkItem:
     """Apply a person's action to an item, locked; raises domain errors for illegal ones.
     `actor_name`: the person's display name, stored on the timeline with the entry."""
-    item = await repository.get(uow.conn, item_id, for_update=True)
-    if item is None:
-        raise WorkItemNotFound(item_id)
+    item = await _locked(uow, item_id)
     item, entries = apply(item)
     entries = _named(entries, actor_name)
     if entries:
@@ -294,9 +300,7 @@ async def reassign(
     """Give an item to `assignee` (a login). `lead` is the acting person's login: they must lead
     the item's team (or be an admin); None for a machine key, which its scope already allows.
     The assignee must be an enabled member of the item's team."""
-    item = await repository.get(uow.conn, item_id, for_update=True)
-    if item is None:
-        raise WorkItemNotFound(item_id)
+    item = await _locked(uow, item_id)
     if lead is not None:
         acting = await people.by_login(uow.conn, lead)
         if acting is None or acting.disabled or not acting.leads(item.team):
@@ -328,9 +332,7 @@ async def comment(
     body: str,
     author_name: str | None = None,
 ) -> dict[str, Any]:
-    item = await repository.get(uow.conn, item_id, for_update=True)
-    if item is None:
-        raise WorkItemNotFound(item_id)
+    item = await _locked(uow, item_id)
     created = await repository.add_comment(uow.conn, item_id, author, body, uow.now)
     entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])}, author_name)]
     await repository.add_timeline(uow.conn, item_id, entries)
