@@ -120,7 +120,7 @@ class Runtime:
         # Dead letters go out through the outbox; their topics must exist where auto-create is off.
         await create_topics(
             self.settings,
-            [Topics.dead_letter(topic, c.group) for c in consumers for topic in c.topics],
+            [Topics.dead_letter(topic, c.name) for c in consumers for topic in c.topics],
         )
         self.producer = make_producer(self.settings)
         await self.producer.start()
@@ -137,19 +137,20 @@ class Runtime:
                 self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
                 await self.wakeups.start(self.settings.database_url)
             for consumer in consumers:
-                kafka = make_consumer(self.settings, consumer.group)
+                kafka = make_consumer(self.settings, consumer.name)
                 engine = Engine(
-                    consumer,
+                    consumer.name,
+                    [consumer],
                     kafka,
                     self.pool,
                     self.schema,
                     batch_max=self.settings.consumer_batch_max,
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
-                    idle=self._idle_fetching(kafka, consumer),
+                    idle=self._idle_fetching(kafka, consumer.topics),
                 )
                 self.engines.append(engine)
-                self._spawn(engine.run(self._stop), f"engine:{consumer.group}")
+                self._spawn(engine.run(self._stop), f"engine:{consumer.name}")
             for job in jobs:
                 self._spawn(
                     run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
@@ -157,12 +158,12 @@ class Runtime:
                 )
 
     def _idle_fetching(
-        self, kafka: AIOKafkaConsumer, consumer: BatchConsumer
+        self, kafka: AIOKafkaConsumer, topics: Sequence[str]
     ) -> IdleFetching | None:
         if self.wakeups is None:
             return None
         return IdleFetching(
-            kafka, consumer.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+            kafka, topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -35,7 +35,7 @@ class UseCaseConsumer:
     batch and cache nothing, so there is nothing to forget after a revoke or a rollback.
     """
 
-    group: str
+    name: str
     topics: Sequence[str]
     event_types: frozenset[str]
     apply: ApplyBatch

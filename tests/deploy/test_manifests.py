@@ -528,7 +528,7 @@ def code_consumer_groups() -> dict[str, set[str]]:
     for service in SERVICES:
         definition = registry.definition_of(service)
         runtime = Runtime(definition, registry.OrderguardSettings(), frozenset({"workers"}), registry.rule_catalogue())
-        groups[service] = {consumer.group for consumer in runtime.engine_consumers()}
+        groups[service] = {consumer.name for consumer in runtime.engine_consumers()}
     return groups
 
 

@@ -26,7 +26,7 @@ SCHEMA = "enginetest"
 
 
 class FailsOnPoison:
-    group = "test.poison"
+    name = "test.poison"
     event_types = frozenset({"order.cancelled.v1"})
 
     def __init__(self, topic: str) -> None:
@@ -75,7 +75,7 @@ class Harness:
 async def engine_with_relay(settings: Settings, max_retries: int) -> AsyncIterator[Harness]:
     """A FailsOnPoison handler under the real engine, with the outbox relay publishing its DLQ."""
     topic = settings.topic_prefix + "orders.events"
-    dead_letters = Topics.dead_letter(topic, FailsOnPoison.group)
+    dead_letters = Topics.dead_letter(topic, FailsOnPoison.name)
     await create_topics(settings, [dead_letters])
     await apply_migrations(settings.database_url, SCHEMA, None)
     pool = await create_pool(settings.database_url, SCHEMA)
@@ -86,8 +86,9 @@ async def engine_with_relay(settings: Settings, max_retries: int) -> AsyncIterat
     await producer.start()
     handler = FailsOnPoison(topic)
     engine = Engine(
-        handler,
-        make_consumer(settings, handler.group),
+        handler.name,
+        [handler],
+        make_consumer(settings, handler.name),
         pool,
         SCHEMA,
         max_retries=max_retries,
@@ -132,7 +133,7 @@ async def test_poison_event_is_dead_lettered_after_retries_and_the_rest_applied_
         # Bounded: the batch was tried 1 + 2 times, then the poison alone 1 + 2 times.
         assert harness.handler.attempts_on_poison == 6
         offsets = await harness.pool.fetch(
-            "SELECT next_offset FROM consumer_offsets WHERE group_id = $1", FailsOnPoison.group
+            "SELECT next_offset FROM consumer_offsets WHERE group_id = $1", FailsOnPoison.name
         )
         assert sum(row["next_offset"] for row in offsets) == 5
 

@@ -75,7 +75,7 @@ def _consumers_in_code() -> set[tuple[str, str, str, str]]:
         for consumer in runtime.engine_consumers():
             for topic in consumer.topics:
                 for event_type in consumer.event_types:
-                    found.add((service, consumer.group, topic, event_type))
+                    found.add((service, consumer.name, topic, event_type))
     return found
 
 

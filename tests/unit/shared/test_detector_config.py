@@ -331,7 +331,7 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
         "      - {match: {warehouse: WH-SH}, params: {threshold: 20}}\n"
     )
     detector = [h for h in runtime(str(file)).engine_consumers() if isinstance(h, DetectorConsumer)]
-    assert [h.group for h in detector] == [
+    assert [h.name for h in detector] == [
         "inventory.detector.stock.low",
         "inventory.detector.inventory.negative_available",
         "inventory.detector.inventory.inconsistent",
@@ -344,7 +344,7 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
 def test_a_disabled_rule_runs_no_detector(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low: {enabled: false}\n")
-    groups = [getattr(h, "group", None) for h in runtime(str(file)).engine_consumers()]
+    groups = [getattr(h, "name", None) for h in runtime(str(file)).engine_consumers()]
     assert "inventory.detector.stock.low" not in groups
     assert groups[0] == "inventory.reservations"
 

@@ -26,7 +26,7 @@ class FakeConsumer:
 class Sweeper:
     """Records what the engine tells it; nothing is ever due (no transaction is opened)."""
 
-    group = "logistics.detector.test"
+    name = "logistics.detector.test"
     topics = ("logistics.events",)
     event_types = frozenset({"shipment.scanned.v1"})
 
@@ -55,10 +55,10 @@ class Sweeper:
 def test_the_sweeper_learns_which_owned_partitions_have_records_waiting() -> None:
     sweeper = Sweeper()
     consumer = FakeConsumer({CAUGHT_UP: 40, BACKLOG: 900})
-    engine = Engine(sweeper, consumer, pool=None, schema="s")  # type: ignore[arg-type]
+    engine = Engine(sweeper.name, [sweeper], consumer, pool=None, schema="s")  # type: ignore[arg-type]
     engine.assigned = {CAUGHT_UP, BACKLOG, NEVER_FETCHED}
     engine._positions.update({CAUGHT_UP: 40, BACKLOG: 120, NEVER_FETCHED: 0})
-    asyncio.run(engine._sweep(sweeper, polled={CAUGHT_UP}))
+    asyncio.run(engine._sweep_due(polled={CAUGHT_UP}))
     [(owned, polled, behind)] = sweeper.told
     assert owned == {CAUGHT_UP, BACKLOG, NEVER_FETCHED}
     assert polled == {CAUGHT_UP}
