@@ -56,6 +56,11 @@ class Detectors:
     topics: Sequence[str]
 
 
+def worker_group(service: str) -> str:
+    """The one consumer group of a service's worker: `<service>.worker`."""
+    return f"{service}.worker"
+
+
 @dataclass(frozen=True, slots=True)
 class Workers:
     """Everything a service's worker runs."""

@@ -123,7 +123,9 @@ def test_a_missing_label_matches_no_override_that_needs_it() -> None:
 
 
 def test_built_in_defaults_come_from_settings_without_a_file() -> None:
-    config = load_for(OrderguardSettings(inventory={"default_low_stock_threshold": 7}), rule_catalogue())
+    config = load_for(
+        OrderguardSettings(inventory={"default_low_stock_threshold": 7}), rule_catalogue()
+    )
     assert config.source == "<built-in defaults>"
     rule = config.rule("stock.low")
     assert rule.enabled
@@ -136,7 +138,9 @@ def test_built_in_defaults_come_from_settings_without_a_file() -> None:
 def test_the_file_wins_over_the_setting_it_replaces(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low:\n    params: {threshold: 3}\n")
-    settings = OrderguardSettings(inventory={"default_low_stock_threshold": 7}, detectors_file=str(file))
+    settings = OrderguardSettings(
+        inventory={"default_low_stock_threshold": 7}, detectors_file=str(file)
+    )
     assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 3
     file.write_text("rules:\n  stock.low:\n    params: {hysteresis: 4}\n")
     assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 7, (

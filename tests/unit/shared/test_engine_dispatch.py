@@ -149,7 +149,7 @@ def test_a_rejected_event_stays_a_rejection_that_names_the_handler() -> None:
     rejecting = Handler("svc.rejecting", [ORDERS], {PLACED}, fails=RejectEvent("no such order"))
     engine = engine_of(rejecting)
 
-    with pytest.raises(RejectEvent, match="svc.rejecting rejected: no such order"):
+    with pytest.raises(RejectEvent, match=r"svc\.rejecting rejected: no such order"):
         asyncio.run(engine._dispatch(FakeUnitOfWork(), BATCH))  # type: ignore[arg-type]
 
 

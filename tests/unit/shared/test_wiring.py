@@ -26,7 +26,9 @@ WITH_RULES = sorted(p.parent.name for p in SERVICES_DIR.glob("*/rules.py"))
 
 
 def worker(service: str) -> Runtime:
-    return Runtime(definition_of(service), OrderguardSettings(), frozenset({"workers"}), rule_catalogue())
+    return Runtime(
+        definition_of(service), OrderguardSettings(), frozenset({"workers"}), rule_catalogue()
+    )
 
 
 @pytest.mark.parametrize("service", WITH_RULES)
