@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import asyncpg
+import prometheus_client
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
@@ -202,6 +203,8 @@ class _Route:
     event_types: frozenset[str]
     # It reads every topic and type of the group: the batch's events as they are.
     takes_all: bool
+    # Events it was handed in batches that committed.
+    applied: prometheus_client.Counter
     # Its deadline sweeps: consecutive failures, and no sweep before this (monotonic time).
     sweep_failures: int = 0
     sweep_not_before: float = 0.0
@@ -236,6 +239,7 @@ class Engine:
                 frozenset(h.topics),
                 h.event_types,
                 takes_all=set(h.topics) == set(self.topics) and h.event_types == self.event_types,
+                applied=metrics.HANDLER_EVENTS_APPLIED.labels(group, h.name),
             )
             for h in handlers
         ]
@@ -483,8 +487,7 @@ class Engine:
                 dead += [DeadLetter(_record_of(e, records), *failure) for e in events]
                 events = []
             events, duplicates = await self._drop_applied(conn, events, announced, recorded)
-            if events:
-                await self._dispatch(uow, events)
+            handed = await self._dispatch(uow, events) if events else []
             uow.outbox.extend(self._dead_letter_message(letter) for letter in dead)
             next_offsets = {TopicPartition(*tp): last + 1 for tp, (_, last) in runs.items()}
             if self._floors:
@@ -508,13 +511,17 @@ class Engine:
                 telemetry.now_ns(),
             )
         self._count(events, duplicates, skipped, dead)
+        for route, count in handed:
+            route.applied.inc(count)
         metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.group).observe(len(records))
         return next_offsets
 
-    async def _dispatch(self, uow: UnitOfWork, events: list[Event]) -> None:
+    async def _dispatch(self, uow: UnitOfWork, events: list[Event]) -> list[tuple[_Route, int]]:
         """Hand each handler, in the group's order, the events of its topics and types (above
-        its floor where the group took over from its former group), in partition order."""
+        its floor where the group took over from its former group), in partition order; what
+        each was handed."""
+        handed: list[tuple[_Route, int]] = []
         floors = self._floors
         for route in self._routes:
             if route.takes_all and not floors:
@@ -530,6 +537,7 @@ class Engine:
                 ]
             if not mine:
                 continue
+            handed.append((route, len(mine)))
             handler = route.handler
             try:
                 await handler.handle(uow, mine)
@@ -539,6 +547,7 @@ class Engine:
                 raise  # the database is gone: not the handler's failure
             except Exception as exc:
                 raise HandlerFailed(handler.name, exc) from exc
+        return handed
 
     async def _forget_former_offsets(
         self, uow: UnitOfWork, next_offsets: dict[TopicPartition, int]

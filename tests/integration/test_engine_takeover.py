@@ -15,6 +15,7 @@ import asyncpg
 from aiokafka import TopicPartition
 from testkit import wait_until
 
+from orderguard.shared import metrics
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
@@ -122,6 +123,8 @@ async def test_a_group_takes_over_its_handlers_former_groups_exactly_once(
 
     a, b = RecordsCancellations("test.a", topic), RecordsCancellations("test.b", topic)
     engine = Engine(GROUP, [a, b], make_consumer(settings, GROUP), pool, SCHEMA)
+    counters = {h: metrics.HANDLER_EVENTS_APPLIED.labels(GROUP, h) for h in ("test.a", "test.b")}
+    before = {h: counter._value.get() for h, counter in counters.items()}
 
     async def caught_up() -> bool:
         rows = await pool.fetch(
@@ -142,6 +145,8 @@ async def test_a_group_takes_over_its_handlers_former_groups_exactly_once(
             assert sorted(labels_b) == sorted(
                 [f"p0-{n}" for n in range(3, 10)] + [f"p1-{n}" for n in range(8)]
             )
+            handed_counts = {h: c._value.get() - before[h] for h, c in counters.items()}
+            assert handed_counts == {"test.a": len(labels_a), "test.b": len(labels_b)}
             for labels in (labels_a, labels_b):
                 for partition in ("p0-", "p1-"):
                     mine = [label for label in labels if label.startswith(partition)]
