@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,9 @@ DATABASE = "orderguard"
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 # A service that ran this long before it died restarts at the first step of the backoff again.
 STABLE_AFTER_S = 60.0
+# A service's /readyz runs its own checks with 2 s timeouts each (database, broker): a loaded
+# machine answers slowly, which is not "not ready".
+READYZ_TIMEOUT_S = 10.0
 
 
 def _die_with_parent() -> None:
@@ -76,11 +81,7 @@ class ServiceProcess:
         )
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
-                return bool(response.status == 200)
-        except Exception:
-            return False
+        return bool(readiness(self.url)["ready"])
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -100,6 +101,21 @@ class ServiceProcess:
             return False
 
 
+def readiness(url: str) -> dict[str, Any]:
+    """A service's answer to /readyz: `ready`, and what is not (its failed checks, or why it
+    did not answer)."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=READYZ_TIMEOUT_S) as response:
+            return {"ready": response.status == 200}
+    except urllib.error.HTTPError as exc:  # 503: the body names the failed checks
+        with contextlib.suppress(Exception):
+            checks = json.loads(exc.read())["checks"]
+            return {"ready": False, "failing": sorted(k for k, ok in checks.items() if not ok)}
+        return {"ready": False, "failing": [f"HTTP {exc.code}"]}
+    except Exception as exc:
+        return {"ready": False, "failing": [f"no answer: {exc!r}"]}
+
+
 def read_status(data_dir: Path) -> dict[str, Any] | None:
     path = data_dir / "status.json"
     if not path.exists():
@@ -107,12 +123,12 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
     current = json.loads(path.read_text())
     if not _alive(current.get("supervisor_pid")):
         return None
-    for service in current["services"].values():
-        try:
-            with urllib.request.urlopen(f"{service['url']}/readyz", timeout=1) as response:
-                service["ready"] = response.status == 200
-        except Exception:
-            service["ready"] = False
+    services = current["services"].values()
+    with ThreadPoolExecutor(max_workers=len(services) or 1) as pool:
+        for service, answer in zip(
+            services, pool.map(readiness, [s["url"] for s in services]), strict=True
+        ):
+            service.update(answer)
     return current
 
 
@@ -442,7 +458,11 @@ class Supervisor:
                 for s in services
             },
         }
-        (self.data_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+        # Written whole, then renamed over the old one: a reader never sees half a file.
+        path = self.data_dir / "status.json"
+        written = path.with_suffix(".json.tmp")
+        written.write_text(json.dumps(status, indent=2) + "\n")
+        written.replace(path)
 
     def _stop_services(self, services: list[ServiceProcess], timeout_s: float) -> None:
         """SIGTERM to every running service at once, SIGKILL to those still running after."""
