@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
+from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, reserve_port
 from orderguard.cli.users import first_admin_password
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.settings import SCHEMAS, SERVICES, Settings
@@ -41,10 +42,6 @@ def _die_with_parent() -> None:
     """In the child, before exec: receive SIGTERM if the supervisor dies, so nothing is orphaned."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _port(preferred: int) -> int:
-    return preferred if port_is_free(preferred) else free_port()
 
 
 @dataclass
@@ -196,6 +193,9 @@ class Supervisor:
         self._stopping = False
         self._database_url = ""
         self._api_key = ""
+        # The ports of the broker and the services, held until everything stopped (see
+        # reserve_port): a restart finds its port as it left it.
+        self._ports: list[socket.socket] = []
 
     def _say(self, message: str) -> None:
         # A closed terminal or pipe (`make run | tee` on Ctrl-C) must not stop the shutdown.
@@ -219,7 +219,7 @@ class Supervisor:
             signal.signal(sig, self._request_stop)
 
         postgres = EmbeddedPostgres(self.data_dir / "pgdata")
-        broker = EmbeddedBroker(_port(BROKER_PORT), log_file=self.logs / "broker.log")
+        broker = EmbeddedBroker(self._port(BROKER_PORT), log_file=self.logs / "broker.log")
         services: list[ServiceProcess] = []
         try:
             started = time.monotonic()
@@ -255,7 +255,7 @@ class Supervisor:
             asyncio.run(create_topics(settings))
             port = FIRST_SERVICE_PORT
             for name in SERVICES:
-                port = _port(port)
+                port = self._port(port)
                 services.append(
                     ServiceProcess(
                         name,
@@ -311,6 +311,12 @@ class Supervisor:
             return 0
         finally:
             self._stop_all(services, broker, postgres)
+
+    def _port(self, preferred: int) -> int:
+        """`preferred` if it is free, else any free port; held for us until we stop."""
+        reservation = reserve_port(preferred)
+        self._ports.append(reservation)
+        return int(reservation.getsockname()[1])
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stopping = True
@@ -489,6 +495,8 @@ class Supervisor:
                 service.log_file.close()
         broker.stop()
         postgres.stop()
+        for reservation in self._ports:
+            reservation.close()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "status.json").unlink()
         self._say("stopped")
