@@ -38,7 +38,7 @@ STABLE_AFTER_S = 60.0
 READYZ_TIMEOUT_S = 10.0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: receive SIGTERM if the supervisor dies, so nothing is orphaned."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -74,7 +74,7 @@ class ServiceProcess:
             # Its own session: a terminal Ctrl-C reaches only the supervisor, which stops
             # services first and the broker and database after them.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def ready(self) -> bool:
@@ -305,7 +305,7 @@ class Supervisor:
                     env=base_env,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             self._watch(services, broker, postgres, settings)
             return 0
