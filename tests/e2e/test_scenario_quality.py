@@ -53,7 +53,7 @@ def scenario_settings(settings: Settings, options: ScenarioOptions, tmp_path: Pa
     )
 
 
-async def test_every_injected_anomaly_is_raised_once_in_time_and_nothing_else(
+async def test_every_injected_anomaly_is_raised_once_not_early_and_nothing_else(
     settings: Settings, start_service: Any, tmp_path: Path
 ) -> None:
     options = ScenarioOptions(
