@@ -13,11 +13,15 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 from upkit import consumed_duplicates, running_up, wait_all_ready, wait_while_up
 
 from orderguard.cli.embedded import EmbeddedPostgres
 
 SKU = "SKU-R"
+# Two recoveries of the whole system: 45 s alone, 240 s at load 21, near the suite's 300 s
+# limit. Its own waits (up to 180 s each) bound every step.
+pytestmark = pytest.mark.timeout(900)
 
 
 def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
