@@ -18,7 +18,7 @@ from testkit import wait_until
 from orderguard.shared import metrics
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine, Event
-from orderguard.shared.engine.takeover import QuietOffsets
+from orderguard.shared.engine.takeover import GroupMembers, QuietOffsets
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.kafka import make_consumer, make_producer
@@ -337,3 +337,26 @@ async def _true(value: bool) -> bool:
 
 async def _at_least(current: Callable[[], Awaitable[int]], wanted: int) -> bool:
     return await current() >= wanted
+
+
+async def test_kafka_lists_a_former_group_with_members_as_running(settings: Settings) -> None:
+    """The Kafka check reads DescribeGroups as the broker answers it (Tansu answers a live
+    group right; it is a member that left that it keeps listing)."""
+    topic = settings.topic_prefix + "orders.events"
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    await pool.execute("CREATE TABLE handed (id serial PRIMARY KEY, handler text, order_id text)")
+    old = Engine(
+        "test.a",
+        [RecordsCancellations("test.a", topic)],
+        make_consumer(settings, "test.a"),
+        pool,
+        SCHEMA,
+    )
+    members = GroupMembers(settings.kafka_bootstrap, settings.topic_prefix)
+    try:
+        async with running(old):
+            await wait_until(lambda: _true(bool(old.assigned)), timeout=30, what="a member")
+            assert await members.still_running(["test.a", "test.never"]) == ["test.a"]
+    finally:
+        await pool.close()
