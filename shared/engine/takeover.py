@@ -13,6 +13,7 @@ from typing import Protocol
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupIdNotFound
 
 from orderguard.shared.settings import Settings
 
@@ -36,9 +37,12 @@ class GroupMembers:
         try:
             running = []
             for group in groups:
-                # One group per request (and any error raises: the caller asks again later).
+                # One group per request: Tansu garbles the answer for a second group (measured).
+                # An error raises: the caller asks again later.
                 [response] = await admin.describe_consumer_groups([self._prefix + group])
                 for error_code, _, state, _, _, members, *_ in response.groups:
+                    if error_code == GroupIdNotFound.errno:
+                        continue  # never existed, or gone (how newer brokers say "Dead")
                     if error_code != 0 or members or state not in ("Empty", "Dead"):
                         running.append(group)
                         break
