@@ -360,7 +360,7 @@ class Engine:
             return
         held, self._held, self._held_checks = self._held, set(), 0
         await self._resume(held, hold_take_overs=False)
-        self._consumer.resume(*held)
+        self._consumer.resume(*(held & self.assigned))
 
     def _note_progress(self) -> None:
         now = time.monotonic()
@@ -831,6 +831,8 @@ class Engine:
             # stored an offset for too: they may be reading it).
             upgrading = bool(former)
             for tp in assigned:
+                if tp not in self.assigned:
+                    continue  # revoked by a rebalance while a held take-over was being done
                 floors = former.get(tp, {})
                 position = stored.get(tp)
                 if position is None and upgrading and hold_take_overs:

@@ -72,6 +72,7 @@ async def test_a_held_take_over_waits_with_bounded_backoff_then_takes_over(
         resumed.append((partitions, hold_take_overs))
 
     monkeypatch.setattr(engine, "_resume", resume)
+    engine.assigned = {TP}
     engine._held = {TP}
     delays = []
     for _ in range(7):
