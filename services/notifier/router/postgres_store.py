@@ -53,7 +53,12 @@ def _ms(value: timedelta | None) -> int | None:
 class PostgresStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        # The members of each group as read, so that only those that change are written back.
+        # The groups locked in this transaction, as the pipeline changed them: the row lock is
+        # held until commit, so a second anomaly of the same group in the batch reuses the
+        # object rather than reading every member again (a busy route's group holds thousands).
+        self._locked: dict[str, Group] = {}
+        # The members of each group as last read or written, so that only those that change
+        # are written back.
         self._read: dict[str, dict[str, tuple[bool, bool]]] = {}
 
     async def lock_states(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
@@ -208,6 +213,9 @@ class PostgresStore:
         return [Destination.of_json(m) for m in row["matches"]], row["event_id"]
 
     async def lock_group(self, key: str) -> Group | None:
+        locked = self._locked.get(key)
+        if locked is not None:
+            return locked
         row = await self.conn.fetchrow(
             "SELECT * FROM route_groups WHERE group_key = $1 FOR UPDATE", key
         )
@@ -249,10 +257,12 @@ class PostgresStore:
             flushes=row["flushes"],
         )
         self._read[group.key] = {fp: (m.firing, m.pending) for fp, m in group.members.items()}
+        self._locked[group.key] = group
         return group
 
     async def save_group(self, group: Group) -> None:
         read = self._read.pop(group.key, {})
+        self._locked.pop(group.key, None)
         if group.closed:
             await self.conn.execute("DELETE FROM route_groups WHERE group_key = $1", group.key)
             return
@@ -296,3 +306,10 @@ class PostgresStore:
                 " SET firing = EXCLUDED.firing, pending = EXCLUDED.pending",
                 changed,
             )
+        # Locked (read FOR UPDATE, or inserted) by this transaction: kept for the next lock.
+        for fp in removed:
+            del read[fp]
+        for _, fp, _, firing, pending in changed:
+            read[fp] = (firing, pending)
+        self._read[group.key] = read
+        self._locked[group.key] = group
