@@ -60,6 +60,9 @@ class PostgresStore:
         # The members of each group as last read or written, so that only those that change
         # are written back.
         self._read: dict[str, dict[str, tuple[bool, bool]]] = {}
+        # The anomaly states this transaction locked or wrote: no one else changes them before
+        # it commits, so a group's flush reads them here, not in another round trip.
+        self._states: dict[str, AnomalyState] = {}
 
     async def lock_states(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
         rows = await self.conn.fetch(
@@ -67,16 +70,23 @@ class PostgresStore:
             " WHERE fingerprint = ANY($1::text[]) ORDER BY fingerprint FOR UPDATE",
             sorted(fingerprints),
         )
-        return {row["fingerprint"]: _state(row) for row in rows}
+        locked = {row["fingerprint"]: _state(row) for row in rows}
+        self._states.update(locked)
+        return dict(locked)
 
     async def states_of(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
-        rows = await self.conn.fetch(
-            f"SELECT {_STATE} FROM anomaly_states a WHERE fingerprint = ANY($1::text[])",
-            list(fingerprints),
-        )
-        return {row["fingerprint"]: _state(row) for row in rows}
+        found = {fp: self._states[fp] for fp in fingerprints if fp in self._states}
+        rest = [fp for fp in fingerprints if fp not in found]
+        if rest:
+            rows = await self.conn.fetch(
+                f"SELECT {_STATE} FROM anomaly_states a WHERE fingerprint = ANY($1::text[])",
+                rest,
+            )
+            found.update((row["fingerprint"], _state(row)) for row in rows)
+        return found
 
     async def add_state(self, state: AnomalyState) -> None:
+        self._states.pop(state.fingerprint, None)
         await self.conn.execute(
             "INSERT INTO anomaly_states"
             " (fingerprint, rule, labels, anomaly, status, outcome, traceparent)"
@@ -89,8 +99,10 @@ class PostgresStore:
             state.outcome,
             state.traceparent,
         )
+        self._states[state.fingerprint] = state
 
     async def update_state(self, state: AnomalyState) -> None:
+        self._states.pop(state.fingerprint, None)
         await self.conn.execute(
             "UPDATE anomaly_states SET anomaly = $2, status = $3, outcome = $4, updated_at = now()"
             " WHERE fingerprint = $1",
@@ -99,6 +111,7 @@ class PostgresStore:
             state.anomaly.status,
             state.outcome,
         )
+        self._states[state.fingerprint] = state
 
     async def firing_with(
         self,
