@@ -15,7 +15,19 @@ async def _ready() -> dict[str, bool]:
     return {"database": True}
 
 
-def _app(max_in_flight: int, release: asyncio.Event, inside: list[int]) -> httpx.AsyncClient:
+class Inside:
+    """How many requests were in the route at each entry; waitable."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self.entered = asyncio.Condition()
+
+    async def reach(self, entries: int, timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s), self.entered:
+            await self.entered.wait_for(lambda: len(self.counts) >= entries)
+
+
+def _app(max_in_flight: int, release: asyncio.Event, inside: Inside) -> httpx.AsyncClient:
     router = APIRouter()
     now_inside = 0
 
@@ -23,7 +35,9 @@ def _app(max_in_flight: int, release: asyncio.Event, inside: list[int]) -> httpx
     async def work(body: dict[str, int]) -> dict[str, int]:
         nonlocal now_inside
         now_inside += 1
-        inside.append(now_inside)
+        async with inside.entered:
+            inside.counts.append(now_inside)
+            inside.entered.notify_all()
         await release.wait()
         now_inside -= 1
         return body
@@ -34,37 +48,31 @@ def _app(max_in_flight: int, release: asyncio.Event, inside: list[int]) -> httpx
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
-async def _until(condition: object, timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.001)
-
-
 async def test_requests_over_the_limit_wait_and_are_all_answered_in_turn() -> None:
     release = asyncio.Event()
-    inside: list[int] = []
+    inside = Inside()
     async with _app(2, release, inside) as client:
         requests = [asyncio.create_task(client.post("/work", json={"n": n})) for n in range(5)]
-        await _until(lambda: len(inside) == 2)
+        await inside.reach(2)
         # Two are being worked on; the other three wait at the door, not in the route.
         for _ in range(20):
             await asyncio.sleep(0)
-        assert len(inside) == 2
+        assert len(inside.counts) == 2
         # The probes and /metrics do not queue behind the API.
         assert (await client.get("/readyz")).status_code == 200
         assert (await client.get("/healthz")).status_code == 200
         release.set()
         answers = await asyncio.gather(*requests)
     assert [a.json() for a in answers] == [{"n": n} for n in range(5)]
-    assert len(inside) == 5 and max(inside) == 2
+    assert len(inside.counts) == 5 and max(inside.counts) == 2
 
 
 async def test_zero_means_no_limit() -> None:
     release = asyncio.Event()
-    inside: list[int] = []
+    inside = Inside()
     async with _app(0, release, inside) as client:
         requests = [asyncio.create_task(client.post("/work", json={"n": n})) for n in range(5)]
-        await _until(lambda: len(inside) == 5)
+        await inside.reach(5)
         release.set()
         await asyncio.gather(*requests)
-    assert max(inside) == 5
+    assert max(inside.counts) == 5
