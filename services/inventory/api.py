@@ -245,9 +245,7 @@ async def receive_stock(
         )
         return 201, view.model_dump(mode="json")
 
-    return await writes.once(
-        request.model_dump(mode="json"), receive, lambda _: f"/stock/{sku}/{warehouse}/ledger"
-    )
+    return await writes.once(request, receive, lambda _: f"/stock/{sku}/{warehouse}/ledger")
 
 
 @router.post(
@@ -290,9 +288,7 @@ async def count_stock(
         )
         return 201, view.model_dump(mode="json")
 
-    return await writes.once(
-        request.model_dump(mode="json"), count, lambda _: f"/stock/{sku}/{warehouse}/ledger"
-    )
+    return await writes.once(request, count, lambda _: f"/stock/{sku}/{warehouse}/ledger")
 
 
 @router.get("/stock/{sku}", dependencies=READ, response_model=list[StockView])

@@ -333,4 +333,4 @@ async def reassign(
         found = await handlers.shipment_with_history(uow.conn, shipment_id)
         return 200, ShipmentView.of(found).model_dump(mode="json")
 
-    return await writes.once(request.model_dump(mode="json"), run)
+    return await writes.once(request, run)

@@ -201,9 +201,7 @@ async def create_silence(
         )
         return 201, SilenceView.of(row, uow.now).model_dump(mode="json")
 
-    return await writes.once(
-        request.model_dump(mode="json"), create, lambda body: f"/silences/{body['id']}"
-    )
+    return await writes.once(request, create, lambda body: f"/silences/{body['id']}")
 
 
 @router.get("/silences", response_model=list[SilenceView], dependencies=READ)

@@ -72,7 +72,9 @@ class WriteContext:
     async def once(
         self, body: Any, operation: Operation, location: Callable[[Any], str] | None = None
     ) -> JSONBody:
-        """`operation` answers (status, JSON body); `location` names a created resource (201)."""
+        """`operation` answers (status, JSON body); `location` names a created resource (201).
+        `body` is what an Idempotency-Key's request is compared by: the request's model
+        (dumped only when a key is given) or a dict."""
         status, response, replayed = await run_once_per_key(
             self.runtime.pool, self.runtime.schema, self.key, self.route, body, operation
         )
