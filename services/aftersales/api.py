@@ -288,7 +288,7 @@ class CaseDesk:
             )
 
 
-def case_desk(runtime: RuntimeDep) -> CaseDesk:
+async def case_desk(runtime: RuntimeDep) -> CaseDesk:
     settings = runtime.settings.section(AftersalesSettings)
 
     def build() -> CaseDesk:

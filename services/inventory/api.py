@@ -153,12 +153,12 @@ def _unknown_stock(sku: str, warehouse: str) -> NotFound:
     )
 
 
-def low_stock_config(runtime: RuntimeDep) -> RuleConfig[Any]:
+async def low_stock_config(runtime: RuntimeDep) -> RuleConfig[Any]:
     """stock.low's configuration: each SKU's effective threshold is shown from it."""
     return in_force(runtime).rule(LowStock.name)
 
 
-def topics_of(runtime: RuntimeDep) -> Topics:
+async def topics_of(runtime: RuntimeDep) -> Topics:
     return runtime.topics
 
 

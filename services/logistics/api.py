@@ -162,14 +162,14 @@ class Carriers:
     tolerance_s: float
 
 
-def carriers(runtime: RuntimeDep) -> Carriers:
+async def carriers(runtime: RuntimeDep) -> Carriers:
     settings = runtime.settings.section(LogisticsSettings)
     return Carriers(
         runtime.topics, settings.carrier_secrets, settings.carrier_signature_tolerance_s
     )
 
 
-def topics_of(runtime: RuntimeDep) -> Topics:
+async def topics_of(runtime: RuntimeDep) -> Topics:
     return runtime.topics
 
 

@@ -116,7 +116,7 @@ class SilenceView(BaseModel):
         )
 
 
-def _routing(runtime: RuntimeDep) -> RoutingInForce:
+async def _routing(runtime: RuntimeDep) -> RoutingInForce:
     return routing_in_force(runtime)
 
 
