@@ -469,7 +469,8 @@ def instrumented_engine(
     class BenchEngine(Engine):
         def __init__(self) -> None:
             super().__init__(
-                handler,
+                handler.name,
+                [handler],
                 consumer,
                 TimedPool(pool, timers) if profile else pool,
                 schema,
@@ -640,7 +641,7 @@ async def engine_from_backlog(
     try:
         engine = instrumented_engine(
             handler,
-            make_consumer(settings, handler.group),
+            make_consumer(settings, handler.name),
             pool,
             schema,
             settings,
@@ -678,14 +679,14 @@ async def engine_from_backlog(
                 row["partition"]: row["next_offset"]
                 for row in await conn.fetch(
                     "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1",
-                    handler.group,
+                    handler.name,
                 )
             }
             anomalies = await conn.fetchval(
                 "SELECT count(*) FROM outbox WHERE topic = $1", topics.anomalies
             )
             applied_ids = await conn.fetchval(
-                "SELECT count(*) FROM applied_events WHERE group_id = $1", handler.group
+                "SELECT count(*) FROM applied_events WHERE group_id = $1", handler.name
             )
         return EngineResult(
             rate=backlog.events / seconds,

@@ -133,7 +133,7 @@ def topics_create() -> None:
 
 @dlq_app.command("redrive")
 def dlq_redrive(
-    topic: Annotated[str, typer.Argument(help="A dead-letter topic, <topic>.dlq.<group>")],
+    topic: Annotated[str, typer.Argument(help="A dead-letter topic, <topic>.dlq.<service>.worker")],
 ) -> None:
     """Publish a dead-letter topic's records back to where they came from (once the cause is fixed)."""
     from orderguard.shared.dead_letters import redrive

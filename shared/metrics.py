@@ -27,6 +27,11 @@ EVENTS_CONSUMED = Counter(
     "Kafka records taken by the engine, by topic, consumer group and outcome",
     ["topic", "group", "outcome"],  # outcome: applied, duplicate, skipped, retry, dlq
 )
+HANDLER_EVENTS_APPLIED = Counter(
+    "orderguard_handler_events_applied_total",
+    "Events an engine's group handed to each of its handlers, committed",
+    ["group", "handler"],  # handler: a use-case consumer or a detector of the service's worker
+)
 BATCH_DURATION = Histogram(
     "orderguard_engine_batch_duration_seconds",
     "Time to apply one batch in one database transaction",

@@ -36,7 +36,7 @@ from orderguard.shared.retention import engine_retentions, retention_job
 from orderguard.shared.scheduler import run_job
 from orderguard.shared.settings import SCHEMAS, ServiceName, Settings
 from orderguard.shared.topics import Topics
-from orderguard.shared.wiring import Workers
+from orderguard.shared.wiring import Workers, worker_group
 
 log = get_logger(__name__)
 
@@ -91,9 +91,15 @@ class Runtime:
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
+    @property
+    def worker_group(self) -> str:
+        """The worker's one consumer group: where its engine keeps offsets and applied event
+        ids, and what its dead-letter topics are named after."""
+        return worker_group(self.definition.name)
+
     def engine_consumers(self, workers: Workers | None = None) -> list[BatchConsumer]:
-        """What the worker's engines run: the table's use-case consumers, then a detector
-        consumer per rule the detectors file enables."""
+        """What the worker's engine runs, in this order: the table's use-case consumers, then a
+        detector consumer per rule the detectors file enables."""
         workers = self.definition.workers(self) if workers is None else workers
         return [*workers.consumers, *detector_consumers(self, workers.detectors)]
 
@@ -101,6 +107,8 @@ class Runtime:
         # Configuration errors (an invalid routing file, a bad threshold) stop start-up before any side effect.
         workers = self.definition.workers(self) if "workers" in self.roles else Workers()
         consumers = self.engine_consumers(workers)
+        # What the worker's engine reads: the union of its handlers' topics.
+        topics = list(dict.fromkeys(topic for c in consumers for topic in c.topics))
         jobs = (
             [
                 *workers.jobs,
@@ -120,7 +128,7 @@ class Runtime:
         # Dead letters go out through the outbox; their topics must exist where auto-create is off.
         await create_topics(
             self.settings,
-            [Topics.dead_letter(topic, c.group) for c in consumers for topic in c.topics],
+            [Topics.dead_letter(topic, self.worker_group) for topic in topics],
         )
         self.producer = make_producer(self.settings)
         await self.producer.start()
@@ -136,33 +144,32 @@ class Runtime:
             if consumers and self.settings.consumer_idle_after_s > 0:
                 self.wakeups = Wakeups(self.settings.consumer_idle_probe_s)
                 await self.wakeups.start(self.settings.database_url)
-            for consumer in consumers:
-                kafka = make_consumer(self.settings, consumer.group)
+            if consumers:
+                kafka = make_consumer(self.settings, self.worker_group)
                 engine = Engine(
-                    consumer,
+                    self.worker_group,
+                    consumers,
                     kafka,
                     self.pool,
                     self.schema,
                     batch_max=self.settings.consumer_batch_max,
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
-                    idle=self._idle_fetching(kafka, consumer),
+                    idle=self._idle_fetching(kafka, topics),
                 )
                 self.engines.append(engine)
-                self._spawn(engine.run(self._stop), f"engine:{consumer.group}")
+                self._spawn(engine.run(self._stop), f"engine:{self.worker_group}")
             for job in jobs:
                 self._spawn(
                     run_job(job, self.pool, self.schema, self._stop, self.settings.job_interval_s),
                     f"job:{job.name}",
                 )
 
-    def _idle_fetching(
-        self, kafka: AIOKafkaConsumer, consumer: BatchConsumer
-    ) -> IdleFetching | None:
+    def _idle_fetching(self, kafka: AIOKafkaConsumer, topics: Sequence[str]) -> IdleFetching | None:
         if self.wakeups is None:
             return None
         return IdleFetching(
-            kafka, consumer.topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+            kafka, topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

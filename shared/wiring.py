@@ -1,11 +1,14 @@
 """What a service's worker runs, declared as data in its `bootstrap.py`: one table per service.
 
-- `UseCaseConsumer`: one engine consumer (a Kafka consumer group): the topics and event types
-  it reads and the use case (`handlers.py`) that applies each batch of them;
+- `UseCaseConsumer`: one handler of the engine: the topics and event types it reads and the
+  use case (`handlers.py`) that applies each batch of them;
 - `Detectors`: the service's detector rules (its `rules.RULES`) and the topics they read;
 - `ScheduledJob` (`shared/scheduler.py`): work that comes due with wall time.
 
-The runtime builds the engines and jobs from the table; nothing else starts a consumer.
+The runtime builds the jobs, and ONE engine for all the handlers, from the table: one Kafka
+consumer group, `worker_group(service)`, reading the union of their topics; each handler is
+handed the events of its own topics and types, in the table's order (use-case consumers, then
+detectors). Nothing else starts a consumer.
 """
 
 from __future__ import annotations
@@ -27,15 +30,16 @@ ApplyBatch = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class UseCaseConsumer:
-    """One row of the table: consumer group, topics, event types, use case (an engine
-    `BatchConsumer`, as a `DetectorConsumer` is).
+    """One row of the table: name, topics, event types, use case (an engine `BatchConsumer`,
+    as a `DetectorConsumer` is).
 
-    The group name is where the engine stores this consumer's offsets and applied event ids:
-    renaming it starts the consumer over. Use cases read (and lock) what they touch in each
-    batch and cache nothing, so there is nothing to forget after a revoke or a rollback.
+    The name (`<service>.<what-it-does>`) is what timelines, logs and dead letters' errors
+    call this handler; offsets and applied event ids are the worker's group's. Use cases read
+    (and lock) what they touch in each batch and cache nothing, so there is nothing to forget
+    after a revoke or a rollback.
     """
 
-    group: str
+    name: str
     topics: Sequence[str]
     event_types: frozenset[str]
     apply: ApplyBatch
@@ -54,6 +58,11 @@ class Detectors:
 
     rules: Sequence[Callable[[Any], Rule]]
     topics: Sequence[str]
+
+
+def worker_group(service: str) -> str:
+    """The one consumer group of a service's worker: `<service>.worker`."""
+    return f"{service}.worker"
 
 
 @dataclass(frozen=True, slots=True)

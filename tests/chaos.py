@@ -1,7 +1,7 @@
 """Chaos: load through the public doors while service processes are killed with SIGKILL.
 
 `orderguard up` runs the system (its supervisor restarts what dies); two extra worker replicas
-of inventory (whose stock.low detector and reservation consumer share their groups with the
+of inventory (whose stock.low detector and reservation consumer share the group inventory.worker with the
 inventory process) are killed too, so a rebalance happens mid-batch. Customers place orders
 (with an Idempotency-Key, retried until answered), cancel some, and a payment provider pays
 others over POST /events (retried with the same event). Afterwards the invariants are checked

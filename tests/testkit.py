@@ -182,9 +182,10 @@ class RunningService:
             all_assigned, timeout, what=f"{self.runtime.definition.name} consumers assigned"
         )
 
-    async def caught_up(self, group: str, topic: str, timeout: float = 30.0) -> None:
-        """Wait until `group` has applied every record now on `topic`, whichever partition each
-        went to: the offsets it stores with its effects reached every partition's end."""
+    async def caught_up(self, topic: str, timeout: float = 30.0) -> None:
+        """Wait until the service's worker has applied every record now on `topic`, whichever
+        partition each went to: the offsets it stores with its effects reached every end."""
+        group = self.runtime.worker_group
         end: dict[int, int] = {}
         for record in await read_topic(self.runtime.settings, topic):
             end[record.partition] = max(end.get(record.partition, 0), record.offset + 1)
@@ -200,6 +201,18 @@ class RunningService:
             return all(stored.get(partition, 0) >= n for partition, n in end.items())
 
         await wait_until(applied_all, timeout, what=f"{group} caught up on {topic}")
+
+    async def consumed_on(self, *topics: str) -> int:
+        """Records the service's worker has applied (or skipped) and committed on `topics`, over
+        all their partitions: with fresh topics per test, how many it consumed there."""
+        return int(
+            await self.runtime.pool.fetchval(
+                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets"
+                " WHERE group_id = $1 AND topic = ANY($2::text[])",
+                self.runtime.worker_group,
+                list(topics),
+            )
+        )
 
     async def outbox_sent(self, timeout: float = 15.0) -> None:
         """Wait until the relay has published every outbox row the service has written."""

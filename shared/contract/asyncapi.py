@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from orderguard.shared.contract.catalogue import CATALOGUE, Message, Topic, uncatalogued_event_types
 from orderguard.shared.envelope import CONTENT_TYPE, Envelope
+from orderguard.shared.wiring import worker_group
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -98,7 +99,10 @@ def _message(message: Message, topic: Topic, data_ref: str) -> dict[str, Any]:
             f"{(message.model.__doc__ or '').strip()}\n\nKafka key: {key}.\n"
             f"Produced by: {', '.join(message.producers)}. Consumed by: "
             + (
-                ", ".join(f"{c.service} (group {c.group})" for c in message.consumers)
+                ", ".join(
+                    f"{c.service} ({c.handler}, group {worker_group(c.service)})"
+                    for c in message.consumers
+                )
                 or "no orderguard service yet"
             )
             + "."
@@ -193,14 +197,18 @@ def _operations(topic: Topic) -> dict[str, Any]:
     consumers = dict.fromkeys(c for m in topic.messages for c in m.consumers)
     for consumer in consumers:
         received = [m for m in topic.messages if consumer in m.consumers]
-        operations[_identifier(f"{consumer.group}-receives-{topic.address}")] = {
+        group = worker_group(consumer.service)
+        operations[_identifier(f"{consumer.handler}-receives-{topic.address}")] = {
             "action": "receive",
             "channel": channel_ref,
-            "summary": f"{consumer.service} reads {topic.address} as group {consumer.group}.",
+            "summary": (
+                f"{consumer.service} reads {topic.address} as group {group}"
+                f" (handler {consumer.handler})."
+            ),
             "messages": refs(received),
             "bindings": {
                 "kafka": {
-                    "groupId": {"type": "string", "enum": [consumer.group]},
+                    "groupId": {"type": "string", "enum": [group]},
                     "bindingVersion": KAFKA_BINDING_VERSION,
                 }
             },

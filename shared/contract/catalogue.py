@@ -2,7 +2,7 @@
 
 Pure data, in one place. Event types are the registered models (their names come from the
 registry) and topic names come from `shared/topics.py`; `tests/unit/contract` checks the
-consumers listed here against the services' own consumer groups.
+consumers listed here against the handlers the services' workers run.
 """
 
 from __future__ import annotations
@@ -82,10 +82,11 @@ def _declared(name: str) -> str:
 
 @dataclass(frozen=True)
 class Consumer:
-    """A consumer group reading a topic: the service it belongs to and the group id."""
+    """A handler of a service's worker reading a topic: the service and the handler's name (the
+    worker reads every topic as one consumer group, `<service>.worker`)."""
 
     service: str
-    group: str
+    handler: str
 
 
 @dataclass(frozen=True)

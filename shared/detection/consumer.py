@@ -48,7 +48,7 @@ def _counter(rule: str, anomaly: AnomalyDetected) -> Callable[[], None]:
 
 
 class DetectorConsumer:
-    """The engine consumer of one detector rule: group `<service>.detector.<rule>`."""
+    """The engine handler of one detector rule, named `<service>.detector.<rule>`."""
 
     def __init__(
         self,
@@ -59,7 +59,7 @@ class DetectorConsumer:
         clocks: PartitionClocks,
     ) -> None:
         self.rule = rule
-        self.group = f"{service}.detector.{rule.name}"
+        self.name = f"{service}.detector.{rule.name}"
         self.topics = list(topics)
         self.event_types = rule.event_types
         self.clocks = clocks
@@ -116,7 +116,7 @@ class DetectorConsumer:
             for tp, moments in times.items():
                 self.clocks.advance(tp, moments)
             if late:
-                metrics.LATE_EVENTS.labels(self.group).inc(late)
+                metrics.LATE_EVENTS.labels(self.name).inc(late)
 
         uow.after_commit(advance_clocks)
 

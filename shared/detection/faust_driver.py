@@ -77,7 +77,7 @@ class FaustDetector:
     def __init__(self, app: faust.App, consumer: DetectorConsumer) -> None:
         self.app = app
         self.rule: Rule = consumer.rule
-        self.group = f"{consumer.group}.faust"
+        self.group = f"{consumer.name}.faust"
         self.clocks: PartitionClocks = consumer.clocks
         self._timed = self.rule if isinstance(self.rule, TimedRule) else None
         self._wanted = self.rule.event_types

@@ -1,8 +1,9 @@
-"""One batched, transactional consumer loop.
+"""One batched, transactional consumer loop: one Kafka consumer group, one or more handlers.
 
-Per batch from `getmany`: decode, drop what this group already applied, hand the fresh
-events to the handler, and commit in ONE PostgreSQL transaction the handler's state
-changes, its outbox messages, dead letters, applied event ids and the consumed offsets.
+Per batch from `getmany`: decode once for every handler, drop what this group already applied,
+hand each handler the fresh events of its topics and types (in the group's order of handlers,
+each in partition order), and commit in ONE PostgreSQL transaction the handlers' state
+changes, their outbox messages, dead letters, applied event ids and the consumed offsets.
 Every event id is recorded (a producer's copy, even a late one, would otherwise apply
 twice); the ids the `ce_id` headers announce are inserted while this process validates the
 bodies, so the two biggest costs of a batch overlap. On assignment the engine resumes from
@@ -11,6 +12,9 @@ flow) only so that lag tools see progress.
 
 A handler whose work also comes due with time (a `DeadlineSweeper`: detector deadlines) is
 swept after every batch and every empty poll, in a transaction of its own.
+
+A group that takes over from older groups (a service's worker that ran one group per handler)
+resumes where they stopped: see `resume_from_database`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import asyncpg
+import prometheus_client
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
@@ -77,11 +82,12 @@ class Event:
 
 
 class BatchConsumer(Protocol):
-    """A consumer of the engine: one consumer group, its topics, the event types it applies."""
+    """A handler of the engine: its name (what its timeline entries, logs and dead letters
+    name), the topics and event types it applies."""
 
     # Read-only, so frozen dataclasses (the wiring tables' rows) are consumers too.
     @property
-    def group(self) -> str: ...
+    def name(self) -> str: ...
     @property
     def topics(self) -> Sequence[str]: ...
     @property
@@ -180,10 +186,35 @@ def dead_letter_message(letter: DeadLetter, group: str) -> OutboxMessage:
     return dead_letters.dead_letter_message(letter.record, letter.reason, letter.error, group)
 
 
+class HandlerFailed(Exception):
+    """A handler's error, saying which handler of the group raised it."""
+
+    def __init__(self, handler: str, error: Exception) -> None:
+        super().__init__(f"handler {handler} failed: {error!r}")
+        self.handler = handler
+
+
+@dataclass(slots=True)
+class _Route:
+    """A handler of the group and what of each batch it takes."""
+
+    handler: BatchConsumer
+    topics: frozenset[str]
+    event_types: frozenset[str]
+    # It reads every topic and type of the group: the batch's events as they are.
+    takes_all: bool
+    # Events it was handed in batches that committed.
+    applied: prometheus_client.Counter
+    # Its deadline sweeps: consecutive failures, and no sweep before this (monotonic time).
+    sweep_failures: int = 0
+    sweep_not_before: float = 0.0
+
+
 class Engine:
     def __init__(
         self,
-        handler: BatchConsumer,
+        group: str,
+        handlers: Sequence[BatchConsumer],
         consumer: AIOKafkaConsumer,
         pool: asyncpg.Pool,
         schema: str,
@@ -192,10 +223,31 @@ class Engine:
         retry_backoff_s: float = 0.2,
         idle: IdleFetching | None = None,
     ) -> None:
-        self.handler = handler
+        if not handlers:
+            raise ValueError(f"consumer group {group} has no handler")
+        names = [handler.name for handler in handlers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"consumer group {group} has two handlers of one name: {names}")
+        # Where offsets, applied event ids and dead letters are kept; the Kafka group (prefixed).
+        self.group = group
+        self.handlers = list(handlers)
+        self.topics = list(dict.fromkeys(topic for h in handlers for topic in h.topics))
+        self.event_types = frozenset().union(*(h.event_types for h in handlers))
+        self._routes = [
+            _Route(
+                h,
+                frozenset(h.topics),
+                h.event_types,
+                takes_all=set(h.topics) == set(self.topics) and h.event_types == self.event_types,
+                applied=metrics.HANDLER_EVENTS_APPLIED.labels(group, h.name),
+            )
+            for h in handlers
+        ]
+        # The groups its handlers ran under before (one each, named after them): read once,
+        # at assignment, to take over where they stopped.
+        self._former_groups = [name for name in names if name != group]
         # None: fetch continuously, however long nothing arrives.
         self._idle = idle
-        self.group = handler.group
         self._consumer = consumer
         self._pool = pool
         self._schema = schema
@@ -209,22 +261,27 @@ class Engine:
         self._positions: dict[TopicPartition, int] = {}
         self._moved_at: dict[TopicPartition, float] = {}
         self._last_seen: dict[TopicPartition, int] = {}
-        self._sweeper = handler if isinstance(handler, DeadlineSweeper) else None
-        self._wanted_headers = frozenset(t.encode() for t in handler.event_types)
+        # Per owned partition taken over from former groups: each handler's next offset there
+        # (below it, the handler applied the events under its former group). Empty once passed.
+        self._floors: dict[TopicPartition, dict[str, int]] = {}
+        self._wanted_headers = frozenset(t.encode() for t in self.event_types)
         # The one-pass validation of each wanted type, by its `ce_type` header.
-        self._validators = {t.encode(): one_pass(t) for t in handler.event_types if t in REGISTRY}
+        self._validators = {t.encode(): one_pass(t) for t in self.event_types if t in REGISTRY}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_due = 0.0
-        self._sweep_failures = 0
-        self._sweep_not_before = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._consumer.subscribe(list(self.handler.topics), listener=_ResumeFromDatabase(self))
+        self._consumer.subscribe(self.topics, listener=_ResumeFromDatabase(self))
         await self._consumer.start()
         self.started.set()
-        log.info("engine started", group=self.group, topics=list(self.handler.topics))
+        log.info(
+            "engine started",
+            group=self.group,
+            topics=self.topics,
+            handlers=[h.name for h in self.handlers],
+        )
         try:
             while not stop.is_set():
                 idle = self._idle
@@ -250,8 +307,7 @@ class Engine:
                     self._uncommitted = {}
                     self._commit_due = now + KAFKA_COMMIT_INTERVAL_S
                 self._note_progress()
-                if self._sweeper is not None:
-                    await self._sweep(self._sweeper, set(batches))
+                await self._sweep_due(set(batches))
         finally:
             try:
                 if self._uncommitted:
@@ -312,34 +368,56 @@ class Engine:
                     max(0.0, (now_ms - records[-1].timestamp) / 1000)
                 )
 
-    async def _sweep(self, sweeper: DeadlineSweeper, polled: set[TopicPartition]) -> None:
-        """Let the handler do what is due on the partitions this worker owns, in one transaction
-        that holds their offset rows (like a batch) so a zombie owner of them waits."""
-        due = sweeper.deadlines_due(set(self.assigned), polled, self._behind())
-        if not due or time.monotonic() < self._sweep_not_before:
+    async def _sweep_due(self, polled: set[TopicPartition]) -> None:
+        """Ask every handler that is a deadline sweeper what is due, and sweep it."""
+        behind: set[TopicPartition] | None = None
+        for route in self._routes:
+            if isinstance(route.handler, DeadlineSweeper):
+                if behind is None:
+                    behind = self._behind()
+                await self._sweep(route, polled, behind)
+
+    async def _sweep(
+        self, route: _Route, polled: set[TopicPartition], behind: set[TopicPartition]
+    ) -> None:
+        """Let a sweeper do what is due on the partitions of its topics this worker owns, in one
+        transaction that holds their offset rows (like a batch) so a zombie owner of them waits."""
+        sweeper = cast(DeadlineSweeper, route.handler)
+        topics = route.topics
+
+        def its(partitions: set[TopicPartition]) -> set[TopicPartition]:
+            return {tp for tp in partitions if tp.topic in topics}
+
+        due = sweeper.deadlines_due(its(self.assigned), its(polled), its(behind))
+        if not due or time.monotonic() < route.sweep_not_before:
             return
         try:
             async with UnitOfWork(self._pool, self._schema) as uow:
                 await self._lock_partitions(uow.conn, due)
                 await sweeper.sweep(uow, due)
                 await uow.commit()
-            self._sweep_failures = 0
+            route.sweep_failures = 0
         except (asyncpg.InterfaceError, OSError):
-            self.handler.drop_cached_state(None)
+            route.handler.drop_cached_state(None)
             raise  # the database is gone: let the process restart
         except Exception as exc:
             # Nothing was written; what is due stays due. Back off so a failing rule cannot spin.
-            self.handler.drop_cached_state(None)
-            self._sweep_failures += 1
-            delay = min(30.0, self._retry_backoff_s * 2**self._sweep_failures)
-            self._sweep_not_before = time.monotonic() + delay
+            route.handler.drop_cached_state(None)
+            route.sweep_failures += 1
+            delay = min(30.0, self._retry_backoff_s * 2**route.sweep_failures)
+            route.sweep_not_before = time.monotonic() + delay
             log.warning(
                 "deadline sweep failed; retrying",
                 group=self.group,
-                attempt=self._sweep_failures,
+                handler=route.handler.name,
+                attempt=route.sweep_failures,
                 retry_in_s=delay,
                 error=repr(exc),
             )
+
+    def _drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        for handler in self.handlers:
+            handler.drop_cached_state(partitions)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -350,17 +428,17 @@ class Engine:
             try:
                 return await self._apply(records)
             except (asyncpg.InterfaceError, OSError):
-                self.handler.drop_cached_state(None)
+                self._drop_cached_state(None)
                 raise  # the database is gone: let the process restart rather than dead-letter
             except RejectEvent as exc:
-                # Permanent: no retry. The rollback undid the handler's writes and cache.
-                self.handler.drop_cached_state(None)
+                # Permanent: no retry. The rollback undid the handlers' writes and cache.
+                self._drop_cached_state(None)
                 failure = ("invalid", str(exc))
                 break
             except Exception as exc:
-                # The handler's cache may hold state the rollback just undid.
-                self.handler.drop_cached_state(None)
-                failure = ("failed", repr(exc))
+                # The handlers' caches may hold state the rollback just undid.
+                self._drop_cached_state(None)
+                failure = ("failed", str(exc) if isinstance(exc, HandlerFailed) else repr(exc))
                 for topic, count in Counter(r.topic for r in records).items():
                     metrics.EVENTS_CONSUMED.labels(topic, self.group, "retry").inc(count)
                 log.warning(
@@ -409,10 +487,11 @@ class Engine:
                 dead += [DeadLetter(_record_of(e, records), *failure) for e in events]
                 events = []
             events, duplicates = await self._drop_applied(conn, events, announced, recorded)
-            if events:
-                await self.handler.handle(uow, events)
+            handed = await self._dispatch(uow, events) if events else []
             uow.outbox.extend(self._dead_letter_message(letter) for letter in dead)
             next_offsets = {TopicPartition(*tp): last + 1 for tp, (_, last) in runs.items()}
+            if self._floors:
+                await self._forget_former_offsets(uow, next_offsets)
             await conn.execute(
                 "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
                 " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
@@ -432,9 +511,74 @@ class Engine:
                 telemetry.now_ns(),
             )
         self._count(events, duplicates, skipped, dead)
+        for route, count in handed:
+            route.applied.inc(count)
         metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.group).observe(len(records))
         return next_offsets
+
+    async def _dispatch(self, uow: UnitOfWork, events: list[Event]) -> list[tuple[_Route, int]]:
+        """Hand each handler, in the group's order, the events of its topics and types (above
+        its floor where the group took over from its former group), in partition order; what
+        each was handed."""
+        handed: list[tuple[_Route, int]] = []
+        floors = self._floors
+        for route in self._routes:
+            if route.takes_all and not floors:
+                mine = events
+            else:
+                topics, types, name = route.topics, route.event_types, route.handler.name
+                mine = [
+                    event
+                    for event in events
+                    if event.topic in topics
+                    and event.envelope.type in types
+                    and (not floors or event.offset >= _floor(floors, event, name))
+                ]
+            if not mine:
+                continue
+            handed.append((route, len(mine)))
+            handler = route.handler
+            try:
+                await handler.handle(uow, mine)
+            except RejectEvent as exc:
+                raise RejectEvent(f"handler {handler.name} rejected: {exc}") from exc
+            except (asyncpg.InterfaceError, OSError):
+                raise  # the database is gone: not the handler's failure
+            except Exception as exc:
+                raise HandlerFailed(handler.name, exc) from exc
+        return handed
+
+    async def _forget_former_offsets(
+        self, uow: UnitOfWork, next_offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Once the group's position passes every floor of a partition, its former groups' offset
+        rows go (in the batch's transaction) and so does the per-event floor check."""
+        passed = [
+            tp
+            for tp, offset in next_offsets.items()
+            if tp in self._floors and offset >= max(self._floors[tp].values(), default=0)
+        ]
+        if not passed:
+            return
+        await uow.conn.execute(
+            "DELETE FROM consumer_offsets WHERE group_id = ANY($1::text[])"
+            " AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))",
+            self._former_groups,
+            [tp.topic for tp in passed],
+            [tp.partition for tp in passed],
+        )
+
+        def passed_floors() -> None:
+            for tp in passed:
+                self._floors.pop(tp, None)
+            log.info(
+                "former consumer groups' offsets passed",
+                group=self.group,
+                partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in passed),
+            )
+
+        uow.after_commit(passed_floors)
 
     async def _lock_offsets(
         self, conn: Connection, partitions: Iterable[tuple[str, int]]
@@ -489,7 +633,7 @@ class Engine:
         events: list[Event] = []
         dead: list[DeadLetter] = []
         skipped: Counter[str] = Counter()
-        wanted = self.handler.event_types
+        wanted = self.event_types
         validators = self._validators
         for record, type_header in zip(records, type_headers, strict=True):
             # The usual record: a wanted type in its header, a body valid for it. One pydantic-core
@@ -581,8 +725,8 @@ class Engine:
         dead: list[DeadLetter],
     ) -> None:
         outcomes: Counter[tuple[str, str]] = Counter()
-        if len(self.handler.topics) == 1:  # the usual case: no need to look at each event
-            topic = self.handler.topics[0]
+        if len(self.topics) == 1:  # no need to look at each event
+            topic = self.topics[0]
             outcomes[(topic, "applied")] = len(events)
             outcomes[(topic, "duplicate")] = len(duplicates)
         else:
@@ -598,6 +742,15 @@ class Engine:
     # -- rebalance -------------------------------------------------------------------------
 
     async def resume_from_database(self, assigned: set[TopicPartition]) -> None:
+        """Seek each assigned partition to the next offset stored with the effects.
+
+        A partition this group has no offset for yet, that its handlers read under former
+        groups of their own (one group per handler, named after it), is taken over: the
+        group starts at the lowest of their offsets when every handler reading the topic has
+        one (else where Kafka's reset policy says), and each handler keeps its own offset as a
+        floor: it is not handed events below it, which it applied before. The former rows go
+        once the group has passed them. The first take-over also copies the ids the former
+        groups applied, so a producer's duplicate straddling the upgrade is still dropped."""
         metrics.REBALANCES.labels(self.group).inc()
         self.assigned = set(assigned)
         if self._idle is not None:
@@ -606,29 +759,99 @@ class Engine:
             return
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE group_id = $1",
-                self.group,
+                "SELECT group_id, topic, partition, next_offset FROM consumer_offsets"
+                " WHERE group_id = ANY($1::text[])",
+                [self.group, *self._former_groups],
             )
-        stored = {
-            TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows
-        }
-        for tp in assigned:
-            if tp in stored:
-                self._consumer.seek(tp, stored[tp])
-                self._positions[tp] = stored[tp]
+            stored: dict[TopicPartition, int] = {}
+            former: dict[TopicPartition, dict[str, int]] = {}
+            for row in rows:
+                tp = TopicPartition(row["topic"], row["partition"])
+                if row["group_id"] == self.group:
+                    stored[tp] = row["next_offset"]
+                else:
+                    former.setdefault(tp, {})[row["group_id"]] = row["next_offset"]
+            taken_over = 0
+            for tp in assigned:
+                floors = former.get(tp, {})
+                position = stored.get(tp)
+                if position is None and floors:
+                    taken_over += 1
+                    readers = [r.handler.name for r in self._routes if tp.topic in r.topics]
+                    if all(name in floors for name in readers):
+                        position = min(floors.values())
+                if floors:
+                    self._floors[tp] = dict(floors)
+                if position is not None:
+                    self._consumer.seek(tp, position)
+                    self._positions[tp] = position
+            if taken_over:
+                await self._adopt_applied_ids(conn, former)
         log.info(
             "partitions assigned",
             group=self.group,
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
             resumed=len(assigned & stored.keys()),
+            taken_over=taken_over,
+        )
+
+    async def _adopt_applied_ids(
+        self, conn: Connection, former: dict[TopicPartition, dict[str, int]]
+    ) -> None:
+        """Copy into this group the event ids its former groups applied, once (while the group
+        has stored no offset yet). Only ids that EVERY handler reading their topic applied: an
+        id one of them has not applied yet must still reach it. (An applied id's topic is not
+        stored: it is one that every former group holding the id reads.)"""
+        groups = sorted({name for floors in former.values() for name in floors})
+        readers = {
+            topic: {r.handler.name for r in self._routes if topic in r.topics}
+            for topic in self.topics
+        }
+        topics_of = {r.handler.name: r.topics for r in self._routes}
+
+        def applied_by_every_reader(holders: set[str]) -> bool:
+            candidates = frozenset.intersection(*(topics_of[name] for name in holders))
+            return bool(candidates) and all(readers[topic] <= holders for topic in candidates)
+
+        async with conn.transaction():
+            # Two workers taking partitions over at once copy one after the other.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.group)
+            if await conn.fetchval(
+                "SELECT EXISTS (SELECT FROM consumer_offsets WHERE group_id = $1)", self.group
+            ):
+                return
+            holders = "string_agg(group_id, ',' ORDER BY group_id)"
+            patterns = [
+                row["holders"]
+                for row in await conn.fetch(
+                    f"SELECT DISTINCT {holders} AS holders FROM applied_events"
+                    " WHERE group_id = ANY($1::text[]) GROUP BY event_id",
+                    groups,
+                )
+            ]
+            copied = [p for p in patterns if applied_by_every_reader(set(p.split(",")))]
+            status = await conn.execute(
+                "INSERT INTO applied_events (group_id, event_id, applied_at)"
+                " SELECT $1, event_id, min(applied_at) FROM applied_events"
+                f" WHERE group_id = ANY($2::text[]) GROUP BY event_id HAVING {holders} = ANY($3::text[])"
+                " ON CONFLICT DO NOTHING",
+                self.group,
+                groups,
+                copied,
+            )
+        log.info(
+            "applied event ids of former consumer groups copied",
+            group=self.group,
+            former_groups=groups,
+            copied=int(status.rsplit(" ", 1)[1]),
         )
 
     def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.assigned -= revoked
         for tp in revoked:
-            for progress in (self._positions, self._moved_at, self._last_seen):
+            for progress in (self._positions, self._moved_at, self._last_seen, self._floors):
                 progress.pop(tp, None)
-        self.handler.drop_cached_state(revoked)
+        self._drop_cached_state(revoked)
         # Another worker reports these partitions now; stale gauges here would fake a stall.
         for tp in revoked:
             labels = (tp.topic, self.group, str(tp.partition))
@@ -646,6 +869,11 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._engine.resume_from_database(set(assigned))
+
+
+def _floor(floors: dict[TopicPartition, dict[str, int]], event: Event, handler: str) -> int:
+    """The offset below which `handler` applied the events of this event's partition before."""
+    return floors.get(TopicPartition(event.topic, event.partition), {}).get(handler, 0)
 
 
 def _record_of(event: Event, records: list[ConsumerRecord]) -> ConsumerRecord:

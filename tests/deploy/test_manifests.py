@@ -527,8 +527,13 @@ def code_consumer_groups() -> dict[str, set[str]]:
     groups = {}
     for service in SERVICES:
         definition = registry.definition_of(service)
-        runtime = Runtime(definition, registry.OrderguardSettings(), frozenset({"workers"}), registry.rule_catalogue())
-        groups[service] = {consumer.group for consumer in runtime.engine_consumers()}
+        runtime = Runtime(
+            definition,
+            registry.OrderguardSettings(),
+            frozenset({"workers"}),
+            registry.rule_catalogue(),
+        )
+        groups[service] = {runtime.worker_group} if runtime.engine_consumers() else set()
     return groups
 
 

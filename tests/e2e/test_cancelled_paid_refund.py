@@ -66,7 +66,7 @@ async def test_a_cancelled_paid_order_is_refunded_once_and_the_customer_told(
         return bool(
             await aftersales.runtime.pool.fetchval(
                 "SELECT count(*) = 2 FROM applied_events"
-                " WHERE group_id = 'aftersales.order-facts'"
+                " WHERE group_id = 'aftersales.worker'"
                 " AND event_id IN ($1, 'again-1')",
                 asked.id,
             )

@@ -84,7 +84,7 @@ async def test_redelivered_order_events_reserve_and_release_once(
 
     # Orders are keyed by order id, so o-b may sit on another partition than o-a: wait until
     # every record on the topic is applied (the offsets stored with the effects), then count.
-    await inventory.caught_up("inventory.reservations", orders)
+    await inventory.caught_up(orders)
     level = await stock_of(inventory.client, "SKU-2")
     assert (level["on_hand"], level["reserved"]) == (100, 1)
     rows = (await inventory.client.get("/reservations/o-a")).json()
@@ -120,7 +120,7 @@ async def test_malformed_record_goes_to_dead_letter_and_consumer_goes_on(
         return (await stock_of(inventory.client, "SKU-3"))["reserved"] == 2
 
     await wait_until(good_one_applied, what="the good order after the bad ones")
-    dlq = settings.topic_prefix + "orders.events.dlq.inventory.reservations"
+    dlq = settings.topic_prefix + "orders.events.dlq.inventory.worker"
     letters = await wait_until(lambda: _read(settings, dlq), what="dead letters")
     reasons = sorted(r.headers["dlq_reason"].decode() for r in letters)
     assert reasons == ["invalid", "malformed"]

@@ -44,10 +44,10 @@ def shipped(order_id: str, shipment_id: str = "shp-1") -> Envelope:
 
 
 async def applied(service: RunningService, *event_ids: str) -> bool:
-    """Every one of these events was applied by inventory's reservations consumer."""
+    """Every one of these events was applied by inventory's worker (its reservations consumer)."""
     async with service.runtime.pool.acquire() as conn:
         found = await conn.fetchval(
-            "SELECT count(*) FROM applied_events WHERE group_id LIKE '%inventory.reservations'"
+            "SELECT count(*) FROM applied_events WHERE group_id LIKE '%inventory.worker'"
             " AND event_id = ANY($1::text[])",
             list(event_ids),
         )
@@ -342,13 +342,7 @@ async def test_restock_resolves_low_stock_with_the_same_fingerprint(
     await wait_until(lambda: outbox_drained(inventory), what="anomalies published")
 
     async def router_read_both() -> bool:
-        async with notifier.runtime.pool.acquire() as conn:
-            return (
-                await conn.fetchval(
-                    "SELECT count(*) FROM applied_events WHERE group_id LIKE '%notifier.router'"
-                )
-                >= 2
-            )
+        return await notifier.consumed_on(notifier.runtime.topics.anomalies) >= 2
 
     await wait_until(router_read_both, what="the router consumed both anomalies")
     await wait_until(lambda: outbox_drained(notifier), what="routed anomalies published")

@@ -224,7 +224,7 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
         == order.data["promised_delivery_by"].replace("+00:00", "Z")
         or True
     )
-    await s.service.caught_up("logistics.shipments", s.orders_topic)
+    await s.service.caught_up(s.orders_topic)
     [created] = await s.wait_events("shipment.created.v1")
     assert (
         created.subject == shipment_id
@@ -307,7 +307,7 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
     [delivered] = await s.wait_events("shipment.delivered.v1")
     assert delivered.data["order_id"] == "ord-1"
     await publish_event(logistics_settings, s.scans_topic, delivered_scan)
-    await s.service.caught_up("logistics.scans", s.scans_topic)
+    await s.service.caught_up(s.scans_topic)
     assert len(await s.events("shipment.dispatched.v1")) == 1
     assert len(await s.events("shipment.delivered.v1")) == 1
     assert len(await s.events("shipment.scanned.v1")) == 4
@@ -330,7 +330,7 @@ async def test_a_paid_order_gets_one_shipment_and_scans_from_both_paths_apply_on
             scanned_at=datetime.now(UTC) + timedelta(days=1),
         ),
     )
-    dlq = s.scans_topic + ".dlq.logistics.scans"
+    dlq = s.scans_topic + ".dlq.logistics.worker"
     [dead] = await wait_until(lambda: read_topic(logistics_settings, dlq), what="the dead letter")
     assert b"in the future" in dead.headers["dlq_error"]
     assert len((await s.shipment(shipment_id))["scans"]) == 4
@@ -488,8 +488,8 @@ async def test_a_restart_mid_flow_loses_nothing_and_doubles_nothing(
     await s.wait_status(shipment["shipment_id"], "delivered", scans=3)
     await s.wait_shipment("ord-5")
     await s.wait_events("shipment.delivered.v1")
-    await s.service.caught_up("logistics.scans", s.scans_topic)
-    await s.service.caught_up("logistics.shipments", s.orders_topic)
+    await s.service.caught_up(s.scans_topic)
+    await s.service.caught_up(s.orders_topic)
     assert len(await s.events("shipment.created.v1")) == 2
     assert len(await s.events("shipment.dispatched.v1")) == 1
     assert len(await s.events("shipment.delivered.v1")) == 1

@@ -182,12 +182,8 @@ async def one_delivery_in(service: RunningService, status: str, **query: str) ->
 
 async def requests_applied(service: RunningService, count: int) -> None:
     async def applied() -> bool:
-        async with service.runtime.pool.acquire() as conn:
-            done = await conn.fetchval(
-                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
-                "notifier.deliveries",
-            )
-        return int(done) >= count
+        done = await service.consumed_on(service.runtime.topics.notification_requests)
+        return done >= count
 
     await wait_until(applied, timeout=20, what=f"{count} requests consumed")
 

@@ -51,18 +51,13 @@ def detected(
     )
 
 
-async def applied(service: RunningService, group: str) -> int:
-    """Records the group has applied (or skipped) and committed, over all its partitions.
-
-    Topics are fresh per test, so the sum of next offsets is the number of records consumed.
-    """
-    async with service.runtime.pool.acquire() as conn:
-        return int(
-            await conn.fetchval(
-                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
-                group,
-            )
-        )
+async def applied(service: RunningService, read_by: str) -> int:
+    """Records the notifier's worker has consumed on what the router reads (the anomalies) or
+    what the notifications consumer reads (the queues)."""
+    topics = service.runtime.topics
+    if read_by == "notifier.router":
+        return await service.consumed_on(topics.anomalies)
+    return await service.consumed_on(*(topics.queue(team) for team in TEAMS))
 
 
 async def settled(service: RunningService, router_records: int, queue_records: int) -> None:

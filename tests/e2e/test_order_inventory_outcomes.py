@@ -131,7 +131,7 @@ async def test_the_handler_itself_records_an_event_once_and_skips_foreign_orders
     [handler] = [
         consumer
         for consumer in ORDER.workers(order.runtime).consumers
-        if consumer.group == "order.inventory-outcomes"
+        if consumer.name == "order.inventory-outcomes"
     ]
 
     def reserved(for_order: str) -> Event:

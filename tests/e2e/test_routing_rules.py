@@ -41,14 +41,9 @@ def anomaly(fingerprint: str, rule: str, status: str = "firing", **labels: str) 
     )
 
 
-async def applied(service: RunningService, group: str = "notifier.router") -> int:
-    async with service.runtime.pool.acquire() as conn:
-        return int(
-            await conn.fetchval(
-                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
-                group,
-            )
-        )
+async def applied(service: RunningService) -> int:
+    """Anomalies the notifier's worker (its router) has consumed."""
+    return await service.consumed_on(service.runtime.topics.anomalies)
 
 
 async def routed_on(settings: Settings, team: str) -> list[Envelope]:

@@ -19,6 +19,7 @@ from orderguard.shared.envelope import Envelope, new_event_id
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.scheduler import run_job
 from orderguard.shared.settings import Settings
+from orderguard.shared.topics import TEAMS
 
 BOB_KEY = "bob-key"
 
@@ -97,21 +98,20 @@ async def items(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]
     return response.json()["items"]  # type: ignore[no-any-return]
 
 
-async def applied(service: RunningService, group: str) -> int:
-    async with service.runtime.pool.acquire() as conn:
-        return int(
-            await conn.fetchval(
-                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
-                group,
-            )
-        )
+async def consumed(service: RunningService, handler: str, records: int) -> None:
+    """Wait until the notifier's worker consumed `records` on what `handler` reads: the queues
+    (work items) or the anomalies (their clearances)."""
+    topics = service.runtime.topics
+    read = (
+        [topics.anomalies]
+        if handler == "notifier.work-items.clearances"
+        else [topics.queue(team) for team in TEAMS]
+    )
 
-
-async def consumed(service: RunningService, group: str, records: int) -> None:
     async def done() -> bool:
-        return await applied(service, group) >= records
+        return await service.consumed_on(*read) >= records
 
-    await wait_until(done, what=f"{group} to consume {records} records")
+    await wait_until(done, what=f"{handler} to consume {records} records")
 
 
 def with_keys(settings: Settings, **update: Any) -> Settings:

@@ -80,7 +80,7 @@ async def test_malformed_records_are_dead_lettered_and_valid_events_applied_once
     readers: dict[str, list[str]] = {}  # consumed topic -> the groups that read it
     for service in services.values():
         for engine in service.runtime.engines:
-            for consumed in engine.handler.topics:
+            for consumed in engine.topics:
                 readers.setdefault(consumed, []).append(engine.group)
     assert topic(settings, "payments.events") in readers and len(readers) >= 6
 

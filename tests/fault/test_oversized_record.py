@@ -22,7 +22,7 @@ from orderguard.shared.outbox import OutboxMessage, write_outbox
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
 
-PAYMENTS_GROUP = "order.payments"
+PAYMENTS_GROUP = "order.worker"  # the order worker reads payments.events as its one group
 
 
 async def test_an_oversized_payment_is_dead_lettered_bounded_and_later_payments_apply(

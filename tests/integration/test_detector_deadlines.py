@@ -105,8 +105,9 @@ class Deployment:
             clocks=PartitionClocks(timedelta(seconds=lateness_s), timedelta(seconds=idle_after_s)),
         )
         engine = Engine(
-            handler,
-            make_consumer(self.settings, handler.group),
+            handler.name,
+            [handler],
+            make_consumer(self.settings, handler.name),
             self.pool,
             SCHEMA,
             retry_backoff_s=0.01,

@@ -31,7 +31,7 @@ KEY = b"one-partition"  # every record on one partition: the order of the test i
 class CountsCancellations:
     """Appends one row per application: a doubled effect shows as two rows."""
 
-    group = "test.contract"
+    name = "test.contract"
     event_types = frozenset({"order.cancelled.v1"})
 
     def __init__(self, topic: str) -> None:
@@ -76,7 +76,7 @@ class Harness:
     async def offsets_at(self, total: int) -> bool:
         stored = await self.pool.fetchval(
             "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
-            CountsCancellations.group,
+            CountsCancellations.name,
         )
         return bool(stored == total)
 
@@ -84,7 +84,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_engine(settings: Settings) -> AsyncIterator[Harness]:
     topic = settings.topic_prefix + "orders.events"
-    dead_letters = Topics.dead_letter(topic, CountsCancellations.group)
+    dead_letters = Topics.dead_letter(topic, CountsCancellations.name)
     await create_topics(settings, [dead_letters])
     await apply_migrations(settings.database_url, SCHEMA, None)
     pool = await create_pool(settings.database_url, SCHEMA)
@@ -92,7 +92,7 @@ async def running_engine(settings: Settings) -> AsyncIterator[Harness]:
     producer = make_producer(settings)
     await producer.start()
     handler = CountsCancellations(topic)
-    engine = Engine(handler, make_consumer(settings, handler.group), pool, SCHEMA)
+    engine = Engine(handler.name, [handler], make_consumer(settings, handler.name), pool, SCHEMA)
     async with engine_and_relay(engine, pool, producer, SCHEMA):
         yield Harness(settings, topic, dead_letters, pool)
 
@@ -149,7 +149,7 @@ async def test_events_that_break_the_contract_are_dead_lettered_with_a_reason(
         assert b"subject must be the aggregate id, data.order_id" in found["wrong-subject"][1]
         # Dead letters are not recorded as applied: a re-drive after a fix applies them.
         recorded = await harness.pool.fetchval(
-            "SELECT count(*) FROM applied_events WHERE group_id = $1", CountsCancellations.group
+            "SELECT count(*) FROM applied_events WHERE group_id = $1", CountsCancellations.name
         )
         assert recorded == 2
 

@@ -68,7 +68,7 @@ def test_operations_send_and_receive_only_messages_of_their_own_channel() -> Non
             assert message["$ref"].startswith(channel_ref + "/messages/"), name
         actions[name] = operation["action"]
     receive = DOCUMENT["operations"]["inventory-reservations-receives-orders-events"]
-    assert receive["bindings"]["kafka"]["groupId"]["enum"] == ["inventory.reservations"]
+    assert receive["bindings"]["kafka"]["groupId"]["enum"] == ["inventory.worker"]
     assert actions["order-sends-orders-events"] == "send"
 
 

@@ -71,17 +71,19 @@ def _consumers_in_code() -> set[tuple[str, str, str, str]]:
     found = set()
     for service in SERVICES:
         definition = definition_of(service)
-        runtime = Runtime(definition, OrderguardSettings(), frozenset({"workers"}), rule_catalogue())
+        runtime = Runtime(
+            definition, OrderguardSettings(), frozenset({"workers"}), rule_catalogue()
+        )
         for consumer in runtime.engine_consumers():
             for topic in consumer.topics:
                 for event_type in consumer.event_types:
-                    found.add((service, consumer.group, topic, event_type))
+                    found.add((service, consumer.name, topic, event_type))
     return found
 
 
 def test_the_catalogued_consumers_are_the_services_consumer_groups() -> None:
     catalogued = {
-        (consumer.service, consumer.group, name, message.event_type)
+        (consumer.service, consumer.handler, name, message.event_type)
         for topic, message in MESSAGES
         for name in topic.names
         for consumer in message.consumers

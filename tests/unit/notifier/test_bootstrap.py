@@ -19,7 +19,7 @@ def runtime(routing_file: str | None) -> Runtime:
 
 def test_consumers_use_the_shipped_routing_file_by_default() -> None:
     notifier = runtime(None)
-    consumers = {c.group: list(c.topics) for c in notifier.engine_consumers()}
+    consumers = {c.name: list(c.topics) for c in notifier.engine_consumers()}
     assert routing_in_force(notifier).tree.source.endswith("notifier/routing.yaml")
     queues = [
         "p.queues.warehouse",

@@ -123,7 +123,9 @@ def test_a_missing_label_matches_no_override_that_needs_it() -> None:
 
 
 def test_built_in_defaults_come_from_settings_without_a_file() -> None:
-    config = load_for(OrderguardSettings(inventory={"default_low_stock_threshold": 7}), rule_catalogue())
+    config = load_for(
+        OrderguardSettings(inventory={"default_low_stock_threshold": 7}), rule_catalogue()
+    )
     assert config.source == "<built-in defaults>"
     rule = config.rule("stock.low")
     assert rule.enabled
@@ -136,7 +138,9 @@ def test_built_in_defaults_come_from_settings_without_a_file() -> None:
 def test_the_file_wins_over_the_setting_it_replaces(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low:\n    params: {threshold: 3}\n")
-    settings = OrderguardSettings(inventory={"default_low_stock_threshold": 7}, detectors_file=str(file))
+    settings = OrderguardSettings(
+        inventory={"default_low_stock_threshold": 7}, detectors_file=str(file)
+    )
     assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 3
     file.write_text("rules:\n  stock.low:\n    params: {hysteresis: 4}\n")
     assert load_for(settings, rule_catalogue()).rule("stock.low").base.threshold == 7, (
@@ -331,7 +335,7 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
         "      - {match: {warehouse: WH-SH}, params: {threshold: 20}}\n"
     )
     detector = [h for h in runtime(str(file)).engine_consumers() if isinstance(h, DetectorConsumer)]
-    assert [h.group for h in detector] == [
+    assert [h.name for h in detector] == [
         "inventory.detector.stock.low",
         "inventory.detector.inventory.negative_available",
         "inventory.detector.inventory.inconsistent",
@@ -344,7 +348,7 @@ def test_the_inventory_worker_builds_stock_low_from_the_file(tmp_path: Path) -> 
 def test_a_disabled_rule_runs_no_detector(tmp_path: Path) -> None:
     file = tmp_path / "detectors.yaml"
     file.write_text("rules:\n  stock.low: {enabled: false}\n")
-    groups = [getattr(h, "group", None) for h in runtime(str(file)).engine_consumers()]
+    groups = [getattr(h, "name", None) for h in runtime(str(file)).engine_consumers()]
     assert "inventory.detector.stock.low" not in groups
     assert groups[0] == "inventory.reservations"
 

@@ -26,7 +26,7 @@ class FakeConsumer:
 class Sweeper:
     """Records what the engine tells it; nothing is ever due (no transaction is opened)."""
 
-    group = "logistics.detector.test"
+    name = "logistics.detector.test"
     topics = ("logistics.events",)
     event_types = frozenset({"shipment.scanned.v1"})
 
@@ -55,12 +55,35 @@ class Sweeper:
 def test_the_sweeper_learns_which_owned_partitions_have_records_waiting() -> None:
     sweeper = Sweeper()
     consumer = FakeConsumer({CAUGHT_UP: 40, BACKLOG: 900})
-    engine = Engine(sweeper, consumer, pool=None, schema="s")  # type: ignore[arg-type]
+    engine = Engine(sweeper.name, [sweeper], consumer, pool=None, schema="s")  # type: ignore[arg-type]
     engine.assigned = {CAUGHT_UP, BACKLOG, NEVER_FETCHED}
     engine._positions.update({CAUGHT_UP: 40, BACKLOG: 120, NEVER_FETCHED: 0})
-    asyncio.run(engine._sweep(sweeper, polled={CAUGHT_UP}))
+    asyncio.run(engine._sweep_due(polled={CAUGHT_UP}))
     [(owned, polled, behind)] = sweeper.told
     assert owned == {CAUGHT_UP, BACKLOG, NEVER_FETCHED}
     assert polled == {CAUGHT_UP}
     # no fetch yet, no high watermark: nothing is known to wait (the idle timer decides)
     assert behind == {BACKLOG}
+
+
+class OtherTopicSweeper(Sweeper):
+    name = "inventory.detector.test"
+    topics = ("inventory.events",)
+
+
+def test_each_sweeper_of_a_group_is_told_only_the_partitions_of_its_topics() -> None:
+    logistics, inventory = Sweeper(), OtherTopicSweeper()
+    stock = TopicPartition("inventory.events", 0)
+    consumer = FakeConsumer({CAUGHT_UP: 40, BACKLOG: 900, stock: 10})
+    engine = Engine(
+        "svc.worker",
+        [logistics, inventory],
+        consumer,  # type: ignore[arg-type]
+        pool=None,  # type: ignore[arg-type]
+        schema="s",
+    )
+    engine.assigned = {CAUGHT_UP, BACKLOG, stock}
+    engine._positions.update({CAUGHT_UP: 40, BACKLOG: 120, stock: 3})
+    asyncio.run(engine._sweep_due(polled={CAUGHT_UP, stock}))
+    assert logistics.told == [({CAUGHT_UP, BACKLOG}, {CAUGHT_UP}, {BACKLOG})]
+    assert inventory.told == [({stock}, {stock}, {stock})]

@@ -24,7 +24,7 @@ class FakeConsumer:
 
 class Handler:
     def __init__(self) -> None:
-        self.group = "test.stalls"
+        self.name = "test.stalls"
         self.topics = ["orders.events"]
         self.event_types = frozenset({"order.placed.v1"})
 
@@ -43,7 +43,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
 
 
 def engine_owning(consumer: FakeConsumer) -> Engine:
-    engine = Engine(Handler(), consumer, pool=None, schema="s")  # type: ignore[arg-type]
+    engine = Engine("test.stalls", [Handler()], consumer, pool=None, schema="s")  # type: ignore[arg-type]
     engine.assigned = {TP}
     return engine
 

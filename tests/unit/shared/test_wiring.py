@@ -26,7 +26,9 @@ WITH_RULES = sorted(p.parent.name for p in SERVICES_DIR.glob("*/rules.py"))
 
 
 def worker(service: str) -> Runtime:
-    return Runtime(definition_of(service), OrderguardSettings(), frozenset({"workers"}), rule_catalogue())
+    return Runtime(
+        definition_of(service), OrderguardSettings(), frozenset({"workers"}), rule_catalogue()
+    )
 
 
 @pytest.mark.parametrize("service", WITH_RULES)
@@ -34,7 +36,7 @@ def test_the_detectors_that_run_are_the_rules_module_rules(service: str) -> None
     declared = importlib.import_module(f"orderguard.services.{service}.rules").RULES
     running = [c for c in worker(service).engine_consumers() if isinstance(c, DetectorConsumer)]
     assert [type(c.rule) for c in running] == list(declared)
-    assert [c.group for c in running] == [f"{service}.detector.{r.name}" for r in declared]
+    assert [c.name for c in running] == [f"{service}.detector.{r.name}" for r in declared]
 
 
 @pytest.mark.parametrize("service", WITH_RULES)
@@ -56,7 +58,7 @@ def test_a_rule_disabled_in_the_file_does_not_run(tmp_path: Path) -> None:
     file.write_text("rules:\n  order.duplicate: {enabled: false}\n")
     settings = OrderguardSettings(detectors_file=str(file))
     runtime = Runtime(definition_of("order"), settings, frozenset({"workers"}), rule_catalogue())
-    groups = {c.group for c in runtime.engine_consumers()}
+    groups = {c.name for c in runtime.engine_consumers()}
     assert "order.detector.order.duplicate" not in groups
     assert "order.detector.payment.failures" in groups
 
@@ -66,7 +68,7 @@ def test_consumer_groups_and_jobs_are_named_service_dot_kebab_case(service: str)
     runtime = worker(service)
     workers = runtime.definition.workers(runtime)
     name = re.compile(rf"^{service}(\.[a-z0-9]+(-[a-z0-9]+)*)+$")
-    groups = [c.group for c in workers.consumers]
+    groups = [c.name for c in workers.consumers]
     assert all(isinstance(c, UseCaseConsumer) for c in workers.consumers)
     assert len(set(groups)) == len(groups)
     for consumer_group in groups:
