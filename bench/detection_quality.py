@@ -16,7 +16,8 @@ detection delay after the due time (p50/p95/max, seconds), with the load average
 `--seeds N` runs seeds `--seed` .. `--seed`+N-1; a comma-separated list runs those. Exit
 status 1 unless every anomaly was raised exactly once in time and nothing else was.
 `--json` is rewritten after each seed; `--summarize` prints the figures of such a file (the
-seeds that finished when a run was stopped).
+seeds that finished when a run was stopped). Ctrl-C or SIGTERM stops the seed being played and
+its system, prints the figures of the seeds that finished, and exits with 130.
 
 A seed is of record only when the player kept its plan: every step started at most
 `--lag-tolerance` seconds (5) late. A player further behind plays another shop than the one
@@ -45,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orderguard.cli.supervisor import read_status
+from orderguard.cli.supervisor import die_with_parent, read_status
 from orderguard.scenario.player import Clients
 from orderguard.scenario.quality import (
     Figures,
@@ -74,8 +75,29 @@ def start_system(data_dir: Path, options: ScenarioOptions, secret: str) -> subpr
         env=env,
         stdout=open(data_dir / "up.log", "wb"),
         stderr=subprocess.STDOUT,
+        # Its own session: a Ctrl-C reaches only us, and we stop it (see stop_system). Should
+        # we die without stopping it, it gets SIGTERM and stops its services, broker and database.
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
+
+
+def stop_system(up: subprocess.Popen[bytes]) -> None:
+    """Stop a seed's system as Ctrl-C stops `orderguard up`, and wait for it. Another Ctrl-C or
+    SIGTERM meanwhile waits until it is stopped: running away from it would leave its broker
+    and PostgreSQL behind."""
+    if up.poll() is not None:
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.terminate()  # a second request: it stops what it started, however far it got
+            up.wait()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def wait_ready(data_dir: Path, up: subprocess.Popen[bytes], timeout_s: float = 180) -> dict:
@@ -243,16 +265,13 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedRun:
         print(f"bench {seed} | system up in {data_dir}; {load()}", flush=True)
         return asyncio.run(play(args, seed, status, secret, data_dir))
     finally:
-        if up.poll() is None:
-            up.send_signal(signal.SIGINT)
-            try:
-                up.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                up.kill()
-        if args.keep:
-            print(f"bench {seed} | logs kept in {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            stop_system(up)
+        finally:
+            if args.keep:
+                print(f"bench {seed} | logs kept in {data_dir}")
+            else:
+                shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def seeds_of(args: argparse.Namespace) -> list[int]:
@@ -297,6 +316,15 @@ def print_figures(runs: list[SeedRun], lag_tolerance_s: float) -> Figures:
     return figures
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the run: the seed being played stops where it is and its system
+    is stopped (run_seed's `finally`). Set explicitly: a run started in the background by a
+    script inherits SIGINT ignored, and Python's default for SIGTERM is to die on the spot,
+    leaving the seed's system behind."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=2000, help="clean orders")
@@ -327,11 +355,20 @@ def main() -> int:
     if args.summarize:
         runs = runs_of_json(Path(args.summarize))
     else:
+        stop_on_signals()
         seeds = seeds_of(args)
         print(f"bench | seeds {seeds}; {load()}", flush=True)
         runs = []
         for seed in seeds:
-            runs.append(run_seed(args, seed))
+            try:
+                runs.append(run_seed(args, seed))
+            except KeyboardInterrupt:
+                print(
+                    f"\nbench | interrupted during seed {seed}; its system is stopped", flush=True
+                )
+                if runs:
+                    print_figures(runs, args.lag_tolerance)
+                return 130
             if args.json:
                 Path(args.json).write_text(json.dumps([run.to_json() for run in runs], indent=1))
     of_record = print_figures(runs, args.lag_tolerance)

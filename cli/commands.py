@@ -344,7 +344,8 @@ def status(
     typer.echo(f"database   {current['database']['url']}")
     typer.echo(f"api key    {current['api_key']}")
     for name, service in current["services"].items():
-        typer.echo(f"{name:<11}{service['url']}  {'ready' if service['ready'] else 'NOT READY'}")
+        state = "ready" if service["ready"] else f"NOT READY ({', '.join(service['failing'])})"
+        typer.echo(f"{name:<11}{service['url']}  {state}")
 
 
 def main() -> None:

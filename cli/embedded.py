@@ -28,13 +28,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
+def reserve_port(preferred: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """Hold a port for a server we start (and may start again), `preferred` if it is free.
+
+    Probing for a free port and letting the server bind it later races with every other
+    program doing the same (two `up`s, a test) and with a crash-restart: the port can be taken
+    in between, and the server then fails to start on it forever. A reservation closes that
+    window: it is bound without SO_REUSEADDR, so it fails while anything else holds the port
+    (a listener, a connection, another reservation), then marked reusable, so our server (Tansu
+    and uvicorn bind with SO_REUSEADDR) can listen on it while others still find it taken —
+    also between a crash and the restart. Close it when the server is stopped for good.
+    """
+    sock = socket.socket()
+    try:
         try:
-            sock.bind((host, port))
-            return True
+            sock.bind((host, preferred))
         except OSError:
-            return False
+            if not preferred:
+                raise
+            sock.bind((host, 0))
+    except OSError:
+        sock.close()
+        raise
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
 
 
 def wait_for_port(

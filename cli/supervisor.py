@@ -9,17 +9,20 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, port_is_free
+from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, reserve_port
 from orderguard.cli.users import first_admin_password
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.settings import SCHEMAS, SERVICES, Settings
@@ -30,16 +33,15 @@ DATABASE = "orderguard"
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 # A service that ran this long before it died restarts at the first step of the backoff again.
 STABLE_AFTER_S = 60.0
+# A service's /readyz runs its own checks with 2 s timeouts each (database, broker): a loaded
+# machine answers slowly, which is not "not ready".
+READYZ_TIMEOUT_S = 10.0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: receive SIGTERM if the supervisor dies, so nothing is orphaned."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _port(preferred: int) -> int:
-    return preferred if port_is_free(preferred) else free_port()
 
 
 @dataclass
@@ -72,15 +74,11 @@ class ServiceProcess:
             # Its own session: a terminal Ctrl-C reaches only the supervisor, which stops
             # services first and the broker and database after them.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
-                return bool(response.status == 200)
-        except Exception:
-            return False
+        return bool(readiness(self.url)["ready"])
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -100,6 +98,21 @@ class ServiceProcess:
             return False
 
 
+def readiness(url: str) -> dict[str, Any]:
+    """A service's answer to /readyz: `ready`, and what is not (its failed checks, or why it
+    did not answer)."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=READYZ_TIMEOUT_S) as response:
+            return {"ready": response.status == 200}
+    except urllib.error.HTTPError as exc:  # 503: the body names the failed checks
+        with contextlib.suppress(Exception):
+            checks = json.loads(exc.read())["checks"]
+            return {"ready": False, "failing": sorted(k for k, ok in checks.items() if not ok)}
+        return {"ready": False, "failing": [f"HTTP {exc.code}"]}
+    except Exception as exc:
+        return {"ready": False, "failing": [f"no answer: {exc!r}"]}
+
+
 def read_status(data_dir: Path) -> dict[str, Any] | None:
     path = data_dir / "status.json"
     if not path.exists():
@@ -107,12 +120,12 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
     current = json.loads(path.read_text())
     if not _alive(current.get("supervisor_pid")):
         return None
-    for service in current["services"].values():
-        try:
-            with urllib.request.urlopen(f"{service['url']}/readyz", timeout=1) as response:
-                service["ready"] = response.status == 200
-        except Exception:
-            service["ready"] = False
+    services = current["services"].values()
+    with ThreadPoolExecutor(max_workers=len(services) or 1) as pool:
+        for service, answer in zip(
+            services, pool.map(readiness, [s["url"] for s in services]), strict=True
+        ):
+            service.update(answer)
     return current
 
 
@@ -180,6 +193,9 @@ class Supervisor:
         self._stopping = False
         self._database_url = ""
         self._api_key = ""
+        # The ports of the broker and the services, held until everything stopped (see
+        # reserve_port): a restart finds its port as it left it.
+        self._ports: list[socket.socket] = []
 
     def _say(self, message: str) -> None:
         # A closed terminal or pipe (`make run | tee` on Ctrl-C) must not stop the shutdown.
@@ -203,7 +219,7 @@ class Supervisor:
             signal.signal(sig, self._request_stop)
 
         postgres = EmbeddedPostgres(self.data_dir / "pgdata")
-        broker = EmbeddedBroker(_port(BROKER_PORT), log_file=self.logs / "broker.log")
+        broker = EmbeddedBroker(self._port(BROKER_PORT), log_file=self.logs / "broker.log")
         services: list[ServiceProcess] = []
         try:
             started = time.monotonic()
@@ -239,7 +255,7 @@ class Supervisor:
             asyncio.run(create_topics(settings))
             port = FIRST_SERVICE_PORT
             for name in SERVICES:
-                port = _port(port)
+                port = self._port(port)
                 services.append(
                     ServiceProcess(
                         name,
@@ -289,12 +305,18 @@ class Supervisor:
                     env=base_env,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             self._watch(services, broker, postgres, settings)
             return 0
         finally:
             self._stop_all(services, broker, postgres)
+
+    def _port(self, preferred: int) -> int:
+        """`preferred` if it is free, else any free port; held for us until we stop."""
+        reservation = reserve_port(preferred)
+        self._ports.append(reservation)
+        return int(reservation.getsockname()[1])
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stopping = True
@@ -442,7 +464,11 @@ class Supervisor:
                 for s in services
             },
         }
-        (self.data_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+        # Written whole, then renamed over the old one: a reader never sees half a file.
+        path = self.data_dir / "status.json"
+        written = path.with_suffix(".json.tmp")
+        written.write_text(json.dumps(status, indent=2) + "\n")
+        written.replace(path)
 
     def _stop_services(self, services: list[ServiceProcess], timeout_s: float) -> None:
         """SIGTERM to every running service at once, SIGKILL to those still running after."""
@@ -469,6 +495,8 @@ class Supervisor:
                 service.log_file.close()
         broker.stop()
         postgres.stop()
+        for reservation in self._ports:
+            reservation.close()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "status.json").unlink()
         self._say("stopped")

@@ -168,6 +168,11 @@ class OutboxRelay:
                 if await _wait(stop, self._poll_interval_s):
                     return
             self.is_leader = True
+            # What this connection writes (rows marked sent or parked, old rows deleted) need not
+            # wait for the WAL flush: a mark lost when PostgreSQL itself crashes only publishes
+            # those rows again, which consumers drop by event id (as after a crash between
+            # publish and mark). The next rows are read one fsync sooner.
+            await conn.execute("SET synchronous_commit = off")
             listener = lambda *_: self._wake.set()  # noqa: E731
             await conn.add_listener(notify_channel(self._schema), listener)
             try:
@@ -200,6 +205,7 @@ class OutboxRelay:
             finally:
                 self.is_leader = False
                 await conn.remove_listener(notify_channel(self._schema), listener)
+                await conn.execute("RESET synchronous_commit")
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))
 
     async def _publish_batch(self, conn: Connection) -> int:

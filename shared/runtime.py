@@ -28,6 +28,7 @@ from orderguard.shared.detection.config import ConfigurableRule
 from orderguard.shared.detection.consumer import detector_consumers
 from orderguard.shared.engine import BatchConsumer, Engine
 from orderguard.shared.engine.idle import IdleFetching, Wakeups
+from orderguard.shared.engine.takeover import former_groups
 from orderguard.shared.http import create_app
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer, wait_for_broker
 from orderguard.shared.logging import configure_logging, get_logger
@@ -156,6 +157,7 @@ class Runtime:
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
                     idle=self._idle_fetching(kafka, topics),
+                    former_groups=former_groups(self.settings, self.pool),
                 )
                 self.engines.append(engine)
                 self._spawn(engine.run(self._stop), f"engine:{self.worker_group}")
@@ -208,6 +210,7 @@ class Runtime:
                 engine.started.is_set()
                 and now - engine.last_progress < STALLED_AFTER_S
                 and not engine.stalled_partitions(STALLED_AFTER_S)
+                and not engine.waiting_for_former_groups
                 for engine in self.engines
             )
         return checks

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
 
     http_host: str = Field(default="0.0.0.0", description="Address the HTTP server binds")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds")
+    http_max_in_flight: int = Field(
+        default=32,
+        ge=0,
+        description="API requests handled at once per process; more wait their turn before"
+        " their body is parsed (bounds memory under overload); 0: no limit",
+    )
 
     api_keys: dict[SecretStr, list[str]] = Field(
         default_factory=dict,

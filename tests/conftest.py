@@ -14,7 +14,7 @@ import httpx
 import pytest
 from testkit import RunningService
 
-from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from orderguard.cli.embedded import EmbeddedBroker, EmbeddedPostgres, reserve_port
 from orderguard.cli.services_registry import OrderguardSettings, rule_catalogue
 from orderguard.shared.kafka import create_topics
 from orderguard.shared.logging import configure_logging
@@ -34,7 +34,8 @@ class Embedded:
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     configure_logging("INFO", "console")
     root = tmp_path_factory.mktemp("embedded")
-    broker = EmbeddedBroker(free_port(), log_file=root / "tansu.log")
+    port = reserve_port()
+    broker = EmbeddedBroker(port.getsockname()[1], log_file=root / "tansu.log")
     postgres = EmbeddedPostgres(root / "pgdata")
     broker.start()
     postgres.start()
@@ -43,6 +44,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     finally:
         broker.stop()
         postgres.stop()
+        port.close()
 
 
 @pytest.fixture

@@ -167,6 +167,28 @@ async def publish_event(
     )
 
 
+async def publish_batch(settings: Settings, topic: str, envelopes: list[Envelope]) -> None:
+    """Publish `envelopes` as one record batch on one partition: a consumer fetches them
+    together and applies them in one transaction (one moment), however loaded the machine."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for envelope in envelopes:
+            metadata = batch.append(
+                key=envelope.subject.encode(),
+                value=envelope.to_json(),
+                timestamp=None,
+                headers=envelope.kafka_headers(),
+            )
+            assert metadata is not None, "the batch is full"
+        await (await producer.send_batch(batch, topic, partition=0))
+    finally:
+        await producer.stop()
+
+
 @dataclass
 class RunningService:
     runtime: Runtime

@@ -288,7 +288,7 @@ class CaseDesk:
             )
 
 
-def case_desk(runtime: RuntimeDep) -> CaseDesk:
+async def case_desk(runtime: RuntimeDep) -> CaseDesk:
     settings = runtime.settings.section(AftersalesSettings)
 
     def build() -> CaseDesk:
@@ -355,7 +355,7 @@ async def open_case(
         )
         return _answer(opened, 201)
 
-    return await writes.once(request.model_dump(mode="json"), open_, _case_location)
+    return await writes.once(request, open_, _case_location)
 
 
 @router.get("/cases/{case_id}", response_model=CaseView, dependencies=READ)
@@ -416,7 +416,7 @@ async def act(
         )
         return _answer(moved)
 
-    return await writes.once(request.model_dump(mode="json"), act_)
+    return await writes.once(request, act_)
 
 
 @router.post("/cases/{case_id}/comments", response_model=CaseView)
@@ -430,7 +430,7 @@ async def comment(
             await handlers.comment_on_case(uow, desk.topics, case_id, staff(caller), request.note)
         )
 
-    return await writes.once(request.model_dump(mode="json"), comment_)
+    return await writes.once(request, comment_)
 
 
 async def _attach(
@@ -605,4 +605,4 @@ async def refund(
         )
         return _answer(found, 201)
 
-    return await writes.once(request.model_dump(mode="json"), refund_, _case_location)
+    return await writes.once(request, refund_, _case_location)

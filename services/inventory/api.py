@@ -153,12 +153,12 @@ def _unknown_stock(sku: str, warehouse: str) -> NotFound:
     )
 
 
-def low_stock_config(runtime: RuntimeDep) -> RuleConfig[Any]:
+async def low_stock_config(runtime: RuntimeDep) -> RuleConfig[Any]:
     """stock.low's configuration: each SKU's effective threshold is shown from it."""
     return in_force(runtime).rule(LowStock.name)
 
 
-def topics_of(runtime: RuntimeDep) -> Topics:
+async def topics_of(runtime: RuntimeDep) -> Topics:
     return runtime.topics
 
 
@@ -245,9 +245,7 @@ async def receive_stock(
         )
         return 201, view.model_dump(mode="json")
 
-    return await writes.once(
-        request.model_dump(mode="json"), receive, lambda _: f"/stock/{sku}/{warehouse}/ledger"
-    )
+    return await writes.once(request, receive, lambda _: f"/stock/{sku}/{warehouse}/ledger")
 
 
 @router.post(
@@ -290,9 +288,7 @@ async def count_stock(
         )
         return 201, view.model_dump(mode="json")
 
-    return await writes.once(
-        request.model_dump(mode="json"), count, lambda _: f"/stock/{sku}/{warehouse}/ledger"
-    )
+    return await writes.once(request, count, lambda _: f"/stock/{sku}/{warehouse}/ledger")
 
 
 @router.get("/stock/{sku}", dependencies=READ, response_model=list[StockView])

@@ -162,14 +162,14 @@ class Carriers:
     tolerance_s: float
 
 
-def carriers(runtime: RuntimeDep) -> Carriers:
+async def carriers(runtime: RuntimeDep) -> Carriers:
     settings = runtime.settings.section(LogisticsSettings)
     return Carriers(
         runtime.topics, settings.carrier_secrets, settings.carrier_signature_tolerance_s
     )
 
 
-def topics_of(runtime: RuntimeDep) -> Topics:
+async def topics_of(runtime: RuntimeDep) -> Topics:
     return runtime.topics
 
 
@@ -333,4 +333,4 @@ async def reassign(
         found = await handlers.shipment_with_history(uow.conn, shipment_id)
         return 200, ShipmentView.of(found).model_dump(mode="json")
 
-    return await writes.once(request.model_dump(mode="json"), run)
+    return await writes.once(request, run)

@@ -116,7 +116,7 @@ class SilenceView(BaseModel):
         )
 
 
-def _routing(runtime: RuntimeDep) -> RoutingInForce:
+async def _routing(runtime: RuntimeDep) -> RoutingInForce:
     return routing_in_force(runtime)
 
 
@@ -201,9 +201,7 @@ async def create_silence(
         )
         return 201, SilenceView.of(row, uow.now).model_dump(mode="json")
 
-    return await writes.once(
-        request.model_dump(mode="json"), create, lambda body: f"/silences/{body['id']}"
-    )
+    return await writes.once(request, create, lambda body: f"/silences/{body['id']}")
 
 
 @router.get("/silences", response_model=list[SilenceView], dependencies=READ)

@@ -326,7 +326,7 @@ async def place_order(
         placed = await handlers.place_order(uow, config, request.to_command(), actor)
         return _answer_with_order(placed, 201)
 
-    return await writes.once(request.model_dump(mode="json"), place, _location)
+    return await writes.once(request, place, _location)
 
 
 @router.get("/orders", response_model=OrderListView, dependencies=READ)
@@ -377,7 +377,7 @@ async def cancel_order(
             await handlers.cancel_order(uow, config, order_id, request.reason, actor)
         )
 
-    return await writes.once(request.model_dump(mode="json"), cancel)
+    return await writes.once(request, cancel)
 
 
 @router.post("/orders/{order_id}/hold", response_model=OrderView)
@@ -398,7 +398,7 @@ async def hold_order(
             )
         )
 
-    return await writes.once(request.model_dump(mode="json"), hold)
+    return await writes.once(request, hold)
 
 
 @router.post("/orders/{order_id}/release", response_model=OrderView)
@@ -416,4 +416,4 @@ async def release_order(
             await handlers.release_order(uow, config, order_id, request.reason, actor)
         )
 
-    return await writes.once(request.model_dump(mode="json"), release)
+    return await writes.once(request, release)

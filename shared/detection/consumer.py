@@ -110,6 +110,7 @@ class DetectorConsumer:
             if anomalies:
                 self._publish(uow, anomalies, event.envelope)
         await self._save(uow, changed, deadlines)
+        self._forget_locked_state()
         late = sum(self.clocks.count_late(tp, moments) for tp, moments in times.items())
 
         def advance_clocks() -> None:
@@ -171,6 +172,7 @@ class DetectorConsumer:
             deadlines[deadline.key] = (deadline.tp, following)
             self._publish(uow, anomalies, None)
         await self._save(uow, changed, deadlines)
+        self._forget_locked_state()
         # Known now for the swept partitions: until the next write, nothing is due before this.
         self._next_due.update(await next_due(uow.conn, rule.name, clocks))
 
@@ -244,6 +246,13 @@ class DetectorConsumer:
         )
         for row in rows:
             self._cache[row["key"]] = row["state"]
+
+    def _forget_locked_state(self) -> None:
+        """A rule whose keys span partitions reads its state fresh under a lock every batch: what
+        a batch loaded is not kept (it would only grow, one entry per customer ever seen)."""
+        if self.keys_span_partitions:
+            self._cache.clear()
+            self._keys_by_partition.clear()
 
     def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
         """After a rollback (None) or a revoke: forget state and what is known of deadlines;

@@ -78,13 +78,20 @@ class PartitionClocks:
 
     def count_late(self, tp: TopicPartition, event_times: Iterable[datetime]) -> int:
         """How many of these events, in partition order, are behind the clock (nothing moves)."""
+        # An event is late when behind max(the clock, the latest time before it - lateness).
+        # One not behind the latest before it is never behind the second term: in the usual,
+        # ordered stream each event costs two comparisons, not a subtraction and a max.
         clock = self.now(tp)
+        lateness = self.allowed_lateness
+        latest: datetime | None = None
         late = 0
         for moment in map(as_utc, event_times):
-            if clock is not None and moment < clock:
+            if latest is None or moment >= latest:
+                latest = moment
+                if clock is not None and moment < clock:
+                    late += 1
+            elif (clock is not None and moment < clock) or moment < latest - lateness:
                 late += 1
-            on_time = moment - self.allowed_lateness
-            clock = on_time if clock is None else max(clock, on_time)
         return late
 
     def advance(self, tp: TopicPartition, event_times: Iterable[datetime]) -> None:

@@ -14,7 +14,8 @@ A handler whose work also comes due with time (a `DeadlineSweeper`: detector dea
 swept after every batch and every empty poll, in a transaction of its own.
 
 A group that takes over from older groups (a service's worker that ran one group per handler)
-resumes where they stopped: see `resume_from_database`.
+resumes where they stopped (see `resume_from_database`), once they have stopped: until then
+it holds those partitions, paused (see `_take_over_held`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from orderguard.shared.contract.received import (
 )
 from orderguard.shared.db import Connection
 from orderguard.shared.engine.idle import IdleFetching
+from orderguard.shared.engine.takeover import FormerGroups
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.kafka import MAX_RECORD_BYTES
@@ -56,6 +58,8 @@ log = get_logger(__name__)
 
 # How often, at most, the offsets stored with the effects are copied to Kafka while records flow.
 KAFKA_COMMIT_INTERVAL_S = 1.0
+# How often, at most, a held take-over asks again whether the former groups have stopped.
+TAKEOVER_RECHECK_MAX_S = 10.0
 
 
 class RejectEvent(Exception):
@@ -222,6 +226,7 @@ class Engine:
         max_retries: int = 3,
         retry_backoff_s: float = 0.2,
         idle: IdleFetching | None = None,
+        former_groups: FormerGroups | None = None,
     ) -> None:
         if not handlers:
             raise ValueError(f"consumer group {group} has no handler")
@@ -246,6 +251,12 @@ class Engine:
         # The groups its handlers ran under before (one each, named after them): read once,
         # at assignment, to take over where they stopped.
         self._former_groups = [name for name in names if name != group]
+        # Asked before a take-over whether they still run (None: taken over at once).
+        self._former_groups_check = former_groups
+        # Partitions to take over, paused until the former groups have stopped; when to ask again.
+        self._held: set[TopicPartition] = set()
+        self._held_checks = 0
+        self._held_check_at = 0.0
         # None: fetch continuously, however long nothing arrives.
         self._idle = idle
         self._consumer = consumer
@@ -284,7 +295,11 @@ class Engine:
         )
         try:
             while not stop.is_set():
+                if self._held and time.monotonic() >= self._held_check_at:
+                    await self._take_over_held()
                 idle = self._idle
+                if idle is not None and self._held:
+                    self._consumer.pause(*self._held)  # idle fetching resumes the whole assignment
                 batches = (
                     await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
                     if idle is None or await idle.before_poll(stop)
@@ -315,6 +330,37 @@ class Engine:
             finally:
                 await self._consumer.stop()
                 log.info("engine stopped", group=self.group)
+
+    @property
+    def waiting_for_former_groups(self) -> bool:
+        """Partitions wait for former groups to stop: this worker does not do their work yet."""
+        return bool(self._held)
+
+    async def _take_over_held(self) -> None:
+        """Take the held partitions over if their former groups have stopped; else ask again
+        later (backing off, at most every TAKEOVER_RECHECK_MAX_S)."""
+        assert self._former_groups_check is not None
+        error: str | None = None
+        try:
+            running = await self._former_groups_check.still_running(self._former_groups)
+        except Exception as exc:  # the broker's answer is needed: ask again
+            running, error = list(self._former_groups), repr(exc)
+        if running:
+            self._held_checks += 1
+            delay = min(TAKEOVER_RECHECK_MAX_S, 0.5 * 2**self._held_checks)
+            self._held_check_at = time.monotonic() + delay
+            log.warning(
+                "waiting for former consumer groups to stop before taking partitions over",
+                group=self.group,
+                former_groups=running,
+                partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in self._held),
+                retry_in_s=delay,
+                error=error,
+            )
+            return
+        held, self._held, self._held_checks = self._held, set(), 0
+        await self._resume(held, hold_take_overs=False)
+        self._consumer.resume(*(held & self.assigned))
 
     def _note_progress(self) -> None:
         now = time.monotonic()
@@ -750,13 +796,21 @@ class Engine:
         one (else where Kafka's reset policy says), and each handler keeps its own offset as a
         floor: it is not handed events below it, which it applied before. The former rows go
         once the group has passed them. The first take-over also copies the ids the former
-        groups applied, so a producer's duplicate straddling the upgrade is still dropped."""
+        groups applied, so a producer's duplicate straddling the upgrade is still dropped.
+        With `former_groups`, the take-over waits until those groups have stopped: a worker of
+        theirs still running would apply the same events again."""
         metrics.REBALANCES.labels(self.group).inc()
         self.assigned = set(assigned)
         if self._idle is not None:
             self._idle.active()  # a new assignment starts unpaused: look at what it holds
         if not assigned:
             return
+        await self._resume(set(assigned), hold_take_overs=self._former_groups_check is not None)
+
+    async def _resume(self, assigned: set[TopicPartition], hold_take_overs: bool) -> None:
+        """Seek to the stored offsets; a partition to take over is held (paused, not sought) if
+        `hold_take_overs`, until `_take_over_held` has seen its former groups stop."""
+        held: set[TopicPartition] = set()
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT group_id, topic, partition, next_offset FROM consumer_offsets"
@@ -772,9 +826,18 @@ class Engine:
                 else:
                     former.setdefault(tp, {})[row["group_id"]] = row["next_offset"]
             taken_over = 0
+            # Former groups' offsets anywhere: an upgrade is under way; until they stopped,
+            # every partition this group has no offset of its own for waits (one they never
+            # stored an offset for too: they may be reading it).
+            upgrading = bool(former)
             for tp in assigned:
+                if tp not in self.assigned:
+                    continue  # revoked by a rebalance while a held take-over was being done
                 floors = former.get(tp, {})
                 position = stored.get(tp)
+                if position is None and upgrading and hold_take_overs:
+                    held.add(tp)
+                    continue
                 if position is None and floors:
                     taken_over += 1
                     readers = [r.handler.name for r in self._routes if tp.topic in r.topics]
@@ -787,12 +850,17 @@ class Engine:
                     self._positions[tp] = position
             if taken_over:
                 await self._adopt_applied_ids(conn, former)
+        if held:
+            self._consumer.pause(*held)
+            self._held |= held
+            self._held_check_at = 0.0  # ask at once, from the loop (not in the rebalance)
         log.info(
             "partitions assigned",
             group=self.group,
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
             resumed=len(assigned & stored.keys()),
             taken_over=taken_over,
+            held=len(held),
         )
 
     async def _adopt_applied_ids(
@@ -848,6 +916,7 @@ class Engine:
 
     def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.assigned -= revoked
+        self._held -= revoked
         for tp in revoked:
             for progress in (self._positions, self._moved_at, self._last_seen, self._floors):
                 progress.pop(tp, None)

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orderguard.shared import metrics, telemetry
-from orderguard.shared.http.limits import BodyLimit
+from orderguard.shared.http.limits import AdmissionGate, BodyLimit
 from orderguard.shared.http.openapi import install_openapi
 from orderguard.shared.http.problems import install_problem_handlers
 from orderguard.shared.settings import Settings
@@ -104,6 +104,11 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, other_types_max_bytes=settings.upload_max_bytes(service))
+    app.add_middleware(
+        AdmissionGate,
+        max_in_flight=settings.http_max_in_flight,
+        ungated=frozenset({"/healthz", "/readyz", "/metrics"}),
+    )
 
     app.add_middleware(ObserveRequests, service=service)
 

@@ -10,6 +10,7 @@ any person anyway; it is a label, never used to decide anything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -34,13 +35,20 @@ MAX_PERSON_NAME = 200
 _PERSON_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
-def _scopes_of(request: Request, presented: str) -> frozenset[str] | None:
+def _grant_of(request: Request, presented: str) -> tuple[frozenset[str], str] | None:
+    """The scopes of the key presented and its short id, or None for an unknown key."""
     scope_by_key: dict[str, frozenset[str]] = request.app.state.settings.scope_by_key
+    candidate = presented.encode()
     for key, scopes in scope_by_key.items():
         # Compare every key in constant time so timing reveals nothing about which one is close.
-        if hmac.compare_digest(key.encode(), presented.encode()):
-            return scopes
+        if hmac.compare_digest(key.encode(), candidate):
+            return scopes, _key_id(key)
     return None
+
+
+@functools.cache  # only configured keys get here: a hash per key, not per request
+def _key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -77,14 +85,14 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
                 "Send X-API-Key or Authorization: Bearer.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        scopes = _scopes_of(request, presented)
-        if scopes is None:
+        grant = _grant_of(request, presented)
+        if grant is None:
             raise Problem(401, "unauthenticated", "API key not recognised")
+        scopes, key_id = grant
         if "*" not in scopes and scope not in scopes:
             raise Problem(
                 403, "forbidden", "API key lacks a scope", f"This route needs scope {scope!r}."
             )
-        key_id = hashlib.sha256(presented.encode()).hexdigest()[:8]
         acting_person = request.headers.get(ACTING_PERSON)
         if acting_person is None:
             return Caller(scope, key_id)

@@ -18,11 +18,11 @@ from typing import Annotated, Any
 
 from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 
 from orderguard.shared.actor import API_KEY, PERSON, Actor
 from orderguard.shared.http.auth import Caller, require_scope
 from orderguard.shared.http.idempotency import IdempotencyKey, run_once_per_key
+from orderguard.shared.http.responses import JSONBody
 from orderguard.shared.runtime import Runtime
 from orderguard.shared.uow import UnitOfWork
 
@@ -71,15 +71,17 @@ class WriteContext:
 
     async def once(
         self, body: Any, operation: Operation, location: Callable[[Any], str] | None = None
-    ) -> JSONResponse:
-        """`operation` answers (status, JSON body); `location` names a created resource (201)."""
+    ) -> JSONBody:
+        """`operation` answers (status, JSON body); `location` names a created resource (201).
+        `body` is what an Idempotency-Key's request is compared by: the request's model
+        (dumped only when a key is given) or a dict."""
         status, response, replayed = await run_once_per_key(
             self.runtime.pool, self.runtime.schema, self.key, self.route, body, operation
         )
         headers = {"Location": location(response)} if status == 201 and location else {}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
-        return JSONResponse(response, status_code=status, headers=headers)
+        return JSONBody(response, status_code=status, headers=headers)
 
 
 async def write_context(

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 from fastapi import Header
+from pydantic import BaseModel
 
 from orderguard.shared.http.problems import Problem
 from orderguard.shared.uow import UnitOfWork
@@ -17,6 +18,9 @@ IdempotencyKey = Header(default=None, alias="Idempotency-Key", min_length=1, max
 
 
 def request_fingerprint(body: Any) -> str:
+    """A request body's hash; a model is taken as its JSON form (dumped only when a key asks)."""
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -17,6 +17,7 @@ from orderguard.shared.errors import (
     Invalid,
     NotFound,
 )
+from orderguard.shared.http.responses import JSONBody
 from orderguard.shared.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -63,7 +64,7 @@ def problem_response(
         body["detail"] = detail
     body["instance"] = request.url.path
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONBody(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:

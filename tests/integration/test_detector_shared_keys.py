@@ -83,3 +83,13 @@ async def test_two_workers_count_one_customers_refunds_together(pool: asyncpg.Po
     assert await fired(pool, second, refund(1, partition=1)) == 0
     # With its cache alone the first worker would count 2 here, and stay quiet.
     assert await fired(pool, first, refund(2, partition=0)) == 1, "saw the other worker's refund"
+
+
+async def test_state_read_under_lock_is_not_kept_after_the_batch(pool: asyncpg.Pool) -> None:
+    # Read fresh every batch, a customer's state kept after it would only grow the process (one
+    # entry per customer ever seen); the stored state still counts every refund.
+    handler = worker()
+    for n in range(3):
+        fired_now = await fired(pool, handler, refund(n, partition=n % 2))
+        assert handler._cache == {}
+    assert fired_now == 1

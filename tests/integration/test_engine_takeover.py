@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -18,6 +18,7 @@ from testkit import wait_until
 from orderguard.shared import metrics
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine, Event
+from orderguard.shared.engine.takeover import GroupMembers, QuietOffsets
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.kafka import make_consumer, make_producer
@@ -206,5 +207,156 @@ async def test_a_group_that_has_its_own_offsets_ignores_nothing_and_applies_each
                 )
                 == 0
             )
+    finally:
+        await pool.close()
+
+
+async def test_a_group_waits_for_its_handlers_former_groups_to_stop_before_taking_over(
+    settings: Settings,
+) -> None:
+    """A rolling upgrade: the old workers (one group per handler) still run and consume while
+    the new worker's group starts. It applies nothing until they stop; then it takes over, and
+    each handler applies every event exactly once across the two versions."""
+    topic = settings.topic_prefix + "orders.events"
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    await pool.execute("CREATE TABLE handed (id serial PRIMARY KEY, handler text, order_id text)")
+    names = ("test.a", "test.b")
+    # The old version: each handler its own engine, its group named after it.
+    old = [
+        Engine(name, [RecordsCancellations(name, topic)], make_consumer(settings, name), pool, SCHEMA)
+        for name in names
+    ]
+    new = Engine(
+        GROUP,
+        [RecordsCancellations(name, topic) for name in names],
+        make_consumer(settings, GROUP),
+        pool,
+        SCHEMA,
+        former_groups=QuietOffsets(pool, quiet_s=2.0),
+    )
+    published: list[str] = []
+    publishing = asyncio.Event()
+    publishing.set()
+
+    async def trickle() -> None:
+        """Orders cancelled all along the upgrade, on partitions 0 and 1."""
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            while publishing.is_set():
+                envelope = cancellation(f"c-{len(published)}")
+                await producer.send_and_wait(
+                    topic,
+                    envelope.to_json(),
+                    key=envelope.subject.encode(),
+                    partition=len(published) % 2,
+                    headers=envelope.kafka_headers(),
+                )
+                published.append(envelope.subject)
+                await asyncio.sleep(0.1)
+        finally:
+            await producer.stop()
+
+    async def count(sql: str, *args: object) -> int:
+        return int(await pool.fetchval(sql, *args))
+
+    async def handed_count() -> int:
+        return await count("SELECT count(*) FROM handed")
+
+    async def new_group_rows() -> int:
+        return await count(
+            "SELECT (SELECT count(*) FROM consumer_offsets WHERE group_id = $1)"
+            " + (SELECT count(*) FROM applied_events WHERE group_id = $1)",
+            GROUP,
+        )
+
+    publisher = asyncio.create_task(trickle())
+    try:
+        async with contextlib.AsyncExitStack() as old_workers:
+            for engine in old:
+                await old_workers.enter_async_context(running(engine))
+
+            async def old_groups_store_offsets() -> bool:
+                return (
+                    await count("SELECT count(*) FROM consumer_offsets WHERE group_id <> $1", GROUP)
+                    == 4
+                )
+
+            await wait_until(old_groups_store_offsets, timeout=30, what="both old groups applying")
+            async with running(new):
+                await wait_until(
+                    lambda: _true(bool(new.assigned) and new.waiting_for_former_groups),
+                    timeout=30,
+                    what="the new group assigned and holding its partitions",
+                )
+                # The old groups go on applying, past the quiet period, while the new one holds.
+                during = await handed_count()
+                await wait_until(
+                    lambda: _at_least(handed_count, during + 100),
+                    timeout=30,
+                    what="the old groups applying more events",
+                )
+                assert new.waiting_for_former_groups
+                assert await new_group_rows() == 0
+                assert await count("SELECT count(*) FROM handed") == await count(
+                    "SELECT count(*) FROM (SELECT DISTINCT handler, order_id FROM handed) d"
+                )
+                await old_workers.aclose()  # the old workers stop; events keep coming
+                await wait_until(
+                    lambda: _true(not new.waiting_for_former_groups),
+                    timeout=30,
+                    what="the new group taking over",
+                )
+                publishing.clear()
+                await publisher
+                ends = {p: len(published[p::2]) for p in (0, 1)}
+
+                async def caught_up() -> bool:
+                    rows = await pool.fetch(
+                        "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1",
+                        GROUP,
+                    )
+                    return {row["partition"]: row["next_offset"] for row in rows} == ends
+
+                await wait_until(caught_up, timeout=30, what="the new group past every record")
+        # Every handler: every event once, across the old and the new version.
+        for name in names:
+            assert sorted(await handed(pool, name)) == sorted(published)
+        assert len(published) > 60
+    finally:
+        publishing.clear()
+        with contextlib.suppress(BaseException):
+            await publisher
+        await pool.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _at_least(current: Callable[[], Awaitable[int]], wanted: int) -> bool:
+    return await current() >= wanted
+
+
+async def test_kafka_lists_a_former_group_with_members_as_running(settings: Settings) -> None:
+    """The Kafka check reads DescribeGroups as the broker answers it (Tansu answers a live
+    group right; it is a member that left that it keeps listing)."""
+    topic = settings.topic_prefix + "orders.events"
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    await pool.execute("CREATE TABLE handed (id serial PRIMARY KEY, handler text, order_id text)")
+    old = Engine(
+        "test.a",
+        [RecordsCancellations("test.a", topic)],
+        make_consumer(settings, "test.a"),
+        pool,
+        SCHEMA,
+    )
+    members = GroupMembers(settings.kafka_bootstrap, settings.topic_prefix)
+    try:
+        async with running(old):
+            await wait_until(lambda: _true(bool(old.assigned)), timeout=30, what="a member")
+            assert await members.still_running(["test.a", "test.never"]) == ["test.a"]
     finally:
         await pool.close()

@@ -62,7 +62,7 @@ class DeliveryWithAttempts(DeliveryView):
     attempt_log: list[AttemptView]
 
 
-def _policy(runtime: RuntimeDep) -> DeliverySettings:
+async def _policy(runtime: RuntimeDep) -> DeliverySettings:
     return runtime.settings.section(NotifierSettings).deliveries
 
 

@@ -53,8 +53,16 @@ def _ms(value: timedelta | None) -> int | None:
 class PostgresStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        # The members of each group as read, so that only those that change are written back.
+        # The groups locked in this transaction, as the pipeline changed them: the row lock is
+        # held until commit, so a second anomaly of the same group in the batch reuses the
+        # object rather than reading every member again (a busy route's group holds thousands).
+        self._locked: dict[str, Group] = {}
+        # The members of each group as last read or written, so that only those that change
+        # are written back.
         self._read: dict[str, dict[str, tuple[bool, bool]]] = {}
+        # The anomaly states this transaction locked or wrote: no one else changes them before
+        # it commits, so a group's flush reads them here, not in another round trip.
+        self._states: dict[str, AnomalyState] = {}
 
     async def lock_states(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
         rows = await self.conn.fetch(
@@ -62,16 +70,23 @@ class PostgresStore:
             " WHERE fingerprint = ANY($1::text[]) ORDER BY fingerprint FOR UPDATE",
             sorted(fingerprints),
         )
-        return {row["fingerprint"]: _state(row) for row in rows}
+        locked = {row["fingerprint"]: _state(row) for row in rows}
+        self._states.update(locked)
+        return dict(locked)
 
     async def states_of(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
-        rows = await self.conn.fetch(
-            f"SELECT {_STATE} FROM anomaly_states a WHERE fingerprint = ANY($1::text[])",
-            list(fingerprints),
-        )
-        return {row["fingerprint"]: _state(row) for row in rows}
+        found = {fp: self._states[fp] for fp in fingerprints if fp in self._states}
+        rest = [fp for fp in fingerprints if fp not in found]
+        if rest:
+            rows = await self.conn.fetch(
+                f"SELECT {_STATE} FROM anomaly_states a WHERE fingerprint = ANY($1::text[])",
+                rest,
+            )
+            found.update((row["fingerprint"], _state(row)) for row in rows)
+        return found
 
     async def add_state(self, state: AnomalyState) -> None:
+        self._states.pop(state.fingerprint, None)
         await self.conn.execute(
             "INSERT INTO anomaly_states"
             " (fingerprint, rule, labels, anomaly, status, outcome, traceparent)"
@@ -84,8 +99,10 @@ class PostgresStore:
             state.outcome,
             state.traceparent,
         )
+        self._states[state.fingerprint] = state
 
     async def update_state(self, state: AnomalyState) -> None:
+        self._states.pop(state.fingerprint, None)
         await self.conn.execute(
             "UPDATE anomaly_states SET anomaly = $2, status = $3, outcome = $4, updated_at = now()"
             " WHERE fingerprint = $1",
@@ -94,6 +111,7 @@ class PostgresStore:
             state.anomaly.status,
             state.outcome,
         )
+        self._states[state.fingerprint] = state
 
     async def firing_with(
         self,
@@ -208,6 +226,9 @@ class PostgresStore:
         return [Destination.of_json(m) for m in row["matches"]], row["event_id"]
 
     async def lock_group(self, key: str) -> Group | None:
+        locked = self._locked.get(key)
+        if locked is not None:
+            return locked
         row = await self.conn.fetchrow(
             "SELECT * FROM route_groups WHERE group_key = $1 FOR UPDATE", key
         )
@@ -249,10 +270,12 @@ class PostgresStore:
             flushes=row["flushes"],
         )
         self._read[group.key] = {fp: (m.firing, m.pending) for fp, m in group.members.items()}
+        self._locked[group.key] = group
         return group
 
     async def save_group(self, group: Group) -> None:
         read = self._read.pop(group.key, {})
+        self._locked.pop(group.key, None)
         if group.closed:
             await self.conn.execute("DELETE FROM route_groups WHERE group_key = $1", group.key)
             return
@@ -296,3 +319,10 @@ class PostgresStore:
                 " SET firing = EXCLUDED.firing, pending = EXCLUDED.pending",
                 changed,
             )
+        # Locked (read FOR UPDATE, or inserted) by this transaction: kept for the next lock.
+        for fp in removed:
+            del read[fp]
+        for _, fp, _, firing, pending in changed:
+            read[fp] = (firing, pending)
+        self._read[group.key] = read
+        self._locked[group.key] = group

@@ -171,7 +171,7 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     return start, end
 
 
-def _sla_policy(runtime: RuntimeDep) -> SlaPolicy:
+async def _sla_policy(runtime: RuntimeDep) -> SlaPolicy:
     return sla_policy(runtime)
 
 

@@ -210,7 +210,7 @@ async def move_to_recycle_bin(
         body = MoveResult(**BinEntryView.of(moved.entry).model_dump(), outcome=moved.outcome.value)
         return 201 if moved.outcome is MoveOutcome.MOVED else 200, body.model_dump(mode="json")
 
-    return await writes.once(request.model_dump(mode="json"), move)
+    return await writes.once(request, move)
 
 
 @router.post("/orders/{order_id}/recycle-bin/restore", response_model=BinEntryView)
