@@ -26,7 +26,7 @@ from orderguard.services.aftersales.domain import (
     next_state,
     order_lines,
 )
-from orderguard.services.aftersales.repository import Attachment, Refund
+from orderguard.services.aftersales.repository import Attachment, OrderFact, Refund
 from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.errors import Conflict, NotFound
@@ -154,11 +154,15 @@ async def case_file(conn: repository.Connection, case_id: str) -> CaseFile:
 async def apply_order_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Event]) -> None:
     """Order facts in their order: a paid order's refund request comes after its payment on
     the same partition, so what was paid is known when the refund is issued."""
+    learning: list[Event] = []
     for event in facts:
         if isinstance(event.data, OrderRefundRequested):
+            await learn_order_facts(uow, learning)
+            learning = []
             await refund_cancelled_order(uow, topics, event.data)
         else:
-            await learn_order_facts(uow, [event])
+            learning.append(event)
+    await learn_order_facts(uow, learning)
 
 
 async def apply_shipment_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[Event]) -> None:
@@ -174,33 +178,37 @@ async def apply_shipment_facts(uow: UnitOfWork, topics: Topics, facts: Iterable[
 
 async def learn_order_facts(uow: UnitOfWork, facts: Iterable[Event]) -> None:
     """Keep our own copy of orders (lines, prices, paid) and deliveries; idempotent by state."""
+    orders: list[OrderFact] = []
     for event in facts:
         data = event.data
         if isinstance(data, OrderPlaced | OrderPaid):
             # Both tell the order; a payment also tells what was paid (the lines' shares).
             placed = data if isinstance(data, OrderPlaced) else None
             paid = data if isinstance(data, OrderPaid) else None
-            await repository.remember_order(
-                uow.conn,
-                order_id=data.order_id,
-                customer_id=data.customer_id,
-                channel=data.channel,
-                phone=data.phone,
-                total_amount=data.total_amount,
-                lines=order_lines(
-                    ((ln.sku, ln.quantity, ln.unit_price) for ln in data.lines),
-                    data.total_amount,
-                    paid.paid_amount if paid else None,
-                ),
-                placed_at=placed.placed_at if placed else None,
-                paid_at=paid.paid_at if paid else None,
-                paid_amount=paid.paid_amount if paid else None,
-                payment_id=paid.payment_id if paid else None,
+            orders.append(
+                OrderFact(
+                    order_id=data.order_id,
+                    customer_id=data.customer_id,
+                    channel=data.channel,
+                    phone=data.phone,
+                    total_amount=data.total_amount,
+                    lines=order_lines(
+                        ((ln.sku, ln.quantity, ln.unit_price) for ln in data.lines),
+                        data.total_amount,
+                        paid.paid_amount if paid else None,
+                    ),
+                    placed_at=placed.placed_at if placed else None,
+                    paid_at=paid.paid_at if paid else None,
+                    paid_amount=paid.paid_amount if paid else None,
+                    payment_id=paid.payment_id if paid else None,
+                )
             )
         elif isinstance(data, ShipmentDelivered):
             await repository.remember_delivery(
                 uow.conn, data.order_id, data.shipment_id, data.delivered_at
             )
+    if orders:
+        await repository.remember_orders(uow.conn, orders)
 
 
 # -- cases ---------------------------------------------------------------------------------

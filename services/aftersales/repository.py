@@ -23,53 +23,84 @@ from orderguard.shared.db import Connection
 # -- known orders --------------------------------------------------------------------------
 
 
-async def remember_order(
-    conn: Connection,
-    *,
-    order_id: str,
-    customer_id: str,
-    channel: str,
-    phone: str | None,
-    total_amount: Decimal,
-    lines: Sequence[OrderLine],
-    placed_at: datetime | None = None,
-    paid_at: datetime | None = None,
-    paid_amount: Decimal | None = None,
-    payment_id: str | None = None,
-) -> None:
-    """Upsert what an order event tells; the same fact again changes nothing. Payment facts
-    (and the lines' paid shares) win over the placement's; a placement never undoes a payment."""
+@dataclass(frozen=True, slots=True)
+class OrderFact:
+    """What an order event tells of an order: a placement (`placed_at`) or a payment (`paid_at`,
+    and the lines' paid shares)."""
+
+    order_id: str
+    customer_id: str
+    channel: str
+    phone: str | None
+    total_amount: Decimal
+    lines: Sequence[OrderLine]
+    placed_at: datetime | None = None
+    paid_at: datetime | None = None
+    paid_amount: Decimal | None = None
+    payment_id: str | None = None
+
+
+async def remember_orders(conn: Connection, facts: Sequence[OrderFact]) -> None:
+    """Upsert what order events tell, in their order; the same fact again changes nothing.
+    Payment facts (and the lines' paid shares) win over the placement's; a placement never
+    undoes a payment. One statement per run of facts about distinct orders (a statement
+    cannot upsert a row twice)."""
+    run: list[OrderFact] = []
+    told: set[str] = set()  # the orders of the run
+    for fact in facts:
+        if fact.order_id in told:
+            await _remember(conn, run)
+            run, told = [], set()
+        run.append(fact)
+        told.add(fact.order_id)
+    if run:
+        await _remember(conn, run)
+
+
+def _line_arrays(facts: Iterable[OrderFact]) -> list[list[Any]]:
+    lines = [(fact.order_id, ln) for fact in facts for ln in fact.lines]
+    return [
+        [order_id for order_id, _ in lines],
+        [ln.sku for _, ln in lines],
+        [ln.quantity for _, ln in lines],
+        [ln.amount for _, ln in lines],
+        [ln.paid for _, ln in lines],
+    ]
+
+
+async def _remember(conn: Connection, facts: Sequence[OrderFact]) -> None:
+    """Orders told once each, and their lines, in one statement (the lines' key check runs at
+    its end, when the orders' rows are there)."""
     await conn.execute(
-        "INSERT INTO known_orders (order_id, customer_id, channel, phone, total_amount,"
-        " placed_at, paid_at, paid_amount, payment_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "WITH known AS (INSERT INTO known_orders (order_id, customer_id, channel, phone,"
+        " total_amount, placed_at, paid_at, paid_amount, payment_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],"
+        " $6::timestamptz[], $7::timestamptz[], $8::numeric[], $9::text[])"
         " ON CONFLICT (order_id) DO UPDATE SET"
         " placed_at = COALESCE(known_orders.placed_at, EXCLUDED.placed_at),"
         " paid_at = COALESCE(known_orders.paid_at, EXCLUDED.paid_at),"
         " paid_amount = COALESCE(known_orders.paid_amount, EXCLUDED.paid_amount),"
         " payment_id = COALESCE(known_orders.payment_id, EXCLUDED.payment_id),"
-        " phone = COALESCE(EXCLUDED.phone, known_orders.phone), updated_at = now()",
-        order_id,
-        customer_id,
-        channel,
-        phone,
-        total_amount,
-        placed_at,
-        paid_at,
-        paid_amount,
-        payment_id,
-    )
-    paid = paid_at is not None
-    await conn.executemany(
-        "INSERT INTO known_order_lines (order_id, sku, quantity, amount, paid)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, sku) DO "
-        + (
-            "UPDATE SET quantity = EXCLUDED.quantity, amount = EXCLUDED.amount,"
-            " paid = EXCLUDED.paid"
-            if paid
-            else "NOTHING"
-        ),
-        [(order_id, ln.sku, ln.quantity, ln.amount, ln.paid) for ln in lines],
+        " phone = COALESCE(EXCLUDED.phone, known_orders.phone), updated_at = now()),"
+        # A payment tells the lines' paid shares: they replace what the placement told.
+        " paid_lines AS (INSERT INTO known_order_lines (order_id, sku, quantity, amount, paid)"
+        " SELECT * FROM unnest($10::text[], $11::text[], $12::int[], $13::numeric[],"
+        " $14::numeric[]) ON CONFLICT (order_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity,"
+        " amount = EXCLUDED.amount, paid = EXCLUDED.paid)"
+        " INSERT INTO known_order_lines (order_id, sku, quantity, amount, paid)"
+        " SELECT * FROM unnest($15::text[], $16::text[], $17::int[], $18::numeric[],"
+        " $19::numeric[]) ON CONFLICT (order_id, sku) DO NOTHING",
+        [f.order_id for f in facts],
+        [f.customer_id for f in facts],
+        [f.channel for f in facts],
+        [f.phone for f in facts],
+        [f.total_amount for f in facts],
+        [f.placed_at for f in facts],
+        [f.paid_at for f in facts],
+        [f.paid_amount for f in facts],
+        [f.payment_id for f in facts],
+        *_line_arrays(f for f in facts if f.paid_at is not None),
+        *_line_arrays(f for f in facts if f.paid_at is None),
     )
 
 

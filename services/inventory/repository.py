@@ -51,11 +51,21 @@ async def levels_of_sku(conn: Connection, sku: str) -> list[tuple[StockLevel, da
 
 
 async def save_levels(conn: Connection, levels: Iterable[StockLevel]) -> None:
-    await conn.executemany(
-        "INSERT INTO stock (sku, warehouse, on_hand, reserved, low_stock_threshold) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
-        " low_stock_threshold = EXCLUDED.low_stock_threshold, updated_at = now()",
-        [(s.sku, s.warehouse, s.on_hand, s.reserved, s.low_stock_threshold) for s in levels],
+    """Every level in one statement (the keys are distinct: a stock book's changed rows)."""
+    levels = list(levels)
+    if not levels:
+        return
+    await conn.execute(
+        "INSERT INTO stock (sku, warehouse, on_hand, reserved, low_stock_threshold)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[])"
+        " ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
+        " reserved = EXCLUDED.reserved, low_stock_threshold = EXCLUDED.low_stock_threshold,"
+        " updated_at = now()",
+        [s.sku for s in levels],
+        [s.warehouse for s in levels],
+        [s.on_hand for s in levels],
+        [s.reserved for s in levels],
+        [s.low_stock_threshold for s in levels],
     )
 
 
@@ -63,27 +73,31 @@ async def save_levels(conn: Connection, levels: Iterable[StockLevel]) -> None:
 
 
 async def append_ledger(conn: Connection, entries: Iterable[LedgerEntry], at: datetime) -> None:
-    await conn.executemany(
+    """The entries in one statement, their ids in the order given."""
+    entries = list(entries)
+    if not entries:
+        return
+    await conn.execute(
         "INSERT INTO stock_ledger (sku, warehouse, movement, on_hand_delta, reserved_delta,"
         " on_hand_after, reserved_after, order_id, reference, actor, note, recorded_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        [
-            (
-                e.sku,
-                e.warehouse,
-                e.movement,
-                e.on_hand_delta,
-                e.reserved_delta,
-                e.on_hand_after,
-                e.reserved_after,
-                e.order_id,
-                e.reference,
-                e.actor,
-                e.note,
-                at,
-            )
-            for e in entries
-        ],
+        " SELECT sku, warehouse, movement, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, order_id, reference, actor, note, $12 FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[], $8::text[],"
+        " $9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS e(sku, warehouse, movement,"
+        " on_hand_delta, reserved_delta, on_hand_after, reserved_after, order_id, reference,"
+        " actor, note, n) ORDER BY n",
+        [e.sku for e in entries],
+        [e.warehouse for e in entries],
+        [e.movement for e in entries],
+        [e.on_hand_delta for e in entries],
+        [e.reserved_delta for e in entries],
+        [e.on_hand_after for e in entries],
+        [e.reserved_after for e in entries],
+        [e.order_id for e in entries],
+        [e.reference for e in entries],
+        [e.actor for e in entries],
+        [e.note for e in entries],
+        at,
     )
 
 
@@ -139,8 +153,24 @@ async def reservations_of(
 
 
 async def save_reservations(conn: Connection, lines: Iterable[ReservationLine]) -> None:
-    await conn.executemany(
-        "INSERT INTO reservations (order_id, sku, warehouse, quantity, state) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (order_id, sku, warehouse) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-        [(r.order_id, r.sku, r.warehouse, r.quantity, r.state) for r in lines],
+    """The lines in one statement. A line changed twice in a batch (reserved, then committed)
+    is written once: inserted with its first quantity, in its last state."""
+    first_quantity: dict[tuple[str, str, str], int] = {}
+    last_state: dict[tuple[str, str, str], str] = {}
+    for r in lines:
+        key = (r.order_id, r.sku, r.warehouse)
+        first_quantity.setdefault(key, r.quantity)
+        last_state[key] = r.state
+    if not last_state:
+        return
+    await conn.execute(
+        "INSERT INTO reservations (order_id, sku, warehouse, quantity, state)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])"
+        " ON CONFLICT (order_id, sku, warehouse) DO UPDATE SET state = EXCLUDED.state,"
+        " updated_at = now()",
+        [order_id for order_id, _, _ in last_state],
+        [sku for _, sku, _ in last_state],
+        [warehouse for _, _, warehouse in last_state],
+        list(first_quantity.values()),
+        list(last_state.values()),
     )

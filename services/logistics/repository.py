@@ -50,24 +50,39 @@ async def shipments_of_order(conn: Connection, order_id: str) -> list[Shipment]:
     return [_shipment(row) for row in rows]
 
 
+_TYPES = (
+    "text, text, text, text, text, text, timestamptz, text, text, timestamptz, timestamptz,"
+    " timestamptz, timestamptz, text, text"
+)
+
+
 async def save_shipments(conn: Connection, shipments: Iterable[Shipment]) -> None:
-    placeholders = ", ".join(f"${i}" for i in range(1, 16))
+    """The shipments in one statement; one saved twice in a batch is written as it is last."""
+    last = {s.shipment_id: s for s in shipments}
+    if not last:
+        return
+    columns = [list(values) for values in zip(*(_values(s) for s in last.values()), strict=True)]
+    arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_TYPES.split(", "), start=1))
     updates = ", ".join(
         f"{name} = EXCLUDED.{name}" for name in _COLUMNS.split(", ")[3:] if name != "created_at"
     )
-    await conn.executemany(
-        f"INSERT INTO shipments ({_COLUMNS}) VALUES ({placeholders})"
+    await conn.execute(
+        f"INSERT INTO shipments ({_COLUMNS}) SELECT * FROM unnest({arrays})"
         f" ON CONFLICT (shipment_id) DO UPDATE SET {updates}, updated_at = now()",
-        [_values(s) for s in shipments],
+        *columns,
     )
 
 
 async def add_tracking(conn: Connection, rows: Iterable[tuple[str, str, str, datetime]]) -> None:
     """(carrier, tracking number, shipment id, assigned at): a number once given stays known."""
-    await conn.executemany(
+    rows = list(rows)
+    if not rows:
+        return
+    await conn.execute(
         "INSERT INTO shipment_tracking (carrier, tracking_number, shipment_id, assigned_at)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        list(rows),
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])"
+        " ON CONFLICT DO NOTHING",
+        *(list(column) for column in zip(*rows, strict=True)),
     )
 
 
@@ -115,24 +130,23 @@ async def applied_scans(conn: Connection, keys: Iterable[tuple[str, str]]) -> se
 
 async def add_scans(conn: Connection, scans: Iterable[tuple[str, Scan, bool]]) -> None:
     """(shipment id, scan, whether it moved the status)."""
-    await conn.executemany(
+    scans = list(scans)
+    if not scans:
+        return
+    await conn.execute(
         "INSERT INTO shipment_scans (carrier, scan_id, shipment_id, tracking_number, status,"
         " location, exception_reason, scanned_at, status_changed)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            (
-                scan.carrier,
-                scan.scan_id,
-                shipment_id,
-                scan.tracking_number,
-                scan.status,
-                scan.location,
-                scan.exception_reason,
-                scan.scanned_at,
-                changed,
-            )
-            for shipment_id, scan, changed in scans
-        ],
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::text[], $8::timestamptz[], $9::bool[])",
+        [scan.carrier for _, scan, _ in scans],
+        [scan.scan_id for _, scan, _ in scans],
+        [shipment_id for shipment_id, _, _ in scans],
+        [scan.tracking_number for _, scan, _ in scans],
+        [scan.status for _, scan, _ in scans],
+        [scan.location for _, scan, _ in scans],
+        [scan.exception_reason for _, scan, _ in scans],
+        [scan.scanned_at for _, scan, _ in scans],
+        [changed for _, _, changed in scans],
     )
 
 
@@ -149,10 +163,16 @@ async def scans_of(conn: Connection, shipment_id: str) -> list[Mapping[str, Any]
 async def add_history(
     conn: Connection, entries: Iterable[tuple[str, datetime, str, dict[str, Any]]]
 ) -> None:
-    """(shipment id, at, what, details)."""
-    await conn.executemany(
-        "INSERT INTO shipment_history (shipment_id, at, what, details) VALUES ($1, $2, $3, $4)",
-        list(entries),
+    """(shipment id, at, what, details), in one statement, their ids in the order given."""
+    entries = list(entries)
+    if not entries:
+        return
+    await conn.execute(
+        "INSERT INTO shipment_history (shipment_id, at, what, details)"
+        " SELECT shipment_id, at, what, details FROM unnest($1::text[], $2::timestamptz[],"
+        " $3::text[], $4::jsonb[]) WITH ORDINALITY AS h(shipment_id, at, what, details, n)"
+        " ORDER BY n",
+        *(list(column) for column in zip(*entries, strict=True)),
     )
 
 

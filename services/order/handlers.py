@@ -169,7 +169,7 @@ async def _locked(uow: UnitOfWork, order_id: str) -> Order:
 
 async def _stored(uow: UnitOfWork, order: Order, entries: list[TimelineEntry]) -> OrderWithTimeline:
     """Store a person's change to an order and its entries; the order as it now reads."""
-    await repository.save(uow.conn, order)
+    await repository.save(uow.conn, [order])
     await repository.record(uow.conn, [(order.order_id, entry) for entry in entries])
     return OrderWithTimeline(order, await repository.timeline(uow.conn, order.order_id))
 
@@ -310,6 +310,7 @@ async def record_inventory_outcomes(
         # Inventory also serves orders placed by outside storefronts; they have no timeline here.
         log.info("inventory outcome for an order not placed here", order_id=order_id)
     entries = [(order_id, entry) for order_id in sorted(orders) for entry in by_order[order_id]]
+    changed: dict[str, Order] = {}
     for event in outcomes:
         data = event.data
         if isinstance(data, StockReserved) and data.order_id in orders:
@@ -317,7 +318,7 @@ async def record_inventory_outcomes(
             if order.hold_reason is HoldReason.OUT_OF_STOCK:  # the retry a release asked for
                 released = await _release(uow, config, order, "stock reserved", actor)
                 entries += [(order.order_id, entry) for entry in released]
-                await repository.save(uow.conn, order)
+                changed[order.order_id] = order
             continue
         if not isinstance(data, ReservationFailed) or data.order_id not in orders:
             continue
@@ -338,11 +339,12 @@ async def record_inventory_outcomes(
             )
             [entry] = _announce(uow, config, order, [entry])
             entries.append((order.order_id, entry))
-            await repository.save(uow.conn, order)
+            changed[order.order_id] = order
             log.info("order held", order_id=order.order_id, reason=str(order.hold_reason))
         elif order.status is not OrderStatus.ON_HOLD:
             continue  # cancelled or already on its way: nothing to offer
         _notify_customer(uow, config, order, out_of_stock_notice(order, skus))
+    await repository.save(uow.conn, changed.values())
     await repository.record(uow.conn, entries)
 
 
@@ -405,17 +407,30 @@ async def apply_payment_events(
     A capture on a cancelled order raises `captured_after_cancel` (finance refunds it)."""
     batch = list(batch)
     orders = await repository.get_many(uow.conn, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
-    entries: list[tuple[str, TimelineEntry]] = []
+    ours = []
     for event in batch:
         data = event.data
         assert isinstance(data, PaymentSucceeded | PaymentFailed | PaymentAmountMismatch)
-        order = orders.get(data.order_id)
-        if order is None:
+        if data.order_id in orders:
+            ours.append(event)
+        else:
             log.info("payment for an order not placed here", order_id=data.order_id)
-            continue
-        outcome = event.type.split(".")[1]  # succeeded | failed | amount_mismatch
-        if not await repository.first_time(uow.conn, order.order_id, data.payment_id, outcome):
+    outcomes = [event.type.split(".")[1] for event in ours]  # succeeded | failed | amount_mismatch
+    firsts = await repository.first_times(
+        uow.conn,
+        [
+            (event.data.order_id, event.data.payment_id, outcome)  # type: ignore[attr-defined]
+            for event, outcome in zip(ours, outcomes, strict=True)
+        ],
+    )
+    entries: list[tuple[str, TimelineEntry]] = []
+    changed: dict[str, Order] = {}
+    for event, first in zip(ours, firsts, strict=True):
+        if not first:
             continue  # the same fact again, under a new event id
+        data = event.data
+        assert isinstance(data, PaymentSucceeded | PaymentFailed | PaymentAmountMismatch)
+        order = orders[data.order_id]
         if isinstance(data, PaymentSucceeded) and data.amount != order.total_amount:
             data = PaymentAmountMismatch(
                 order_id=data.order_id,
@@ -438,7 +453,8 @@ async def apply_payment_events(
             entries += _apply_failure(uow, config, order, event, data, actor)
         else:
             entries += _apply_mismatch(uow, config, order, event, data, actor)
-        await repository.save(uow.conn, order)
+        changed[order.order_id] = order
+    await repository.save(uow.conn, changed.values())
     await repository.record(uow.conn, entries)
 
 
@@ -532,6 +548,7 @@ async def apply_shipment_events(
     batch = list(batch)
     orders = await repository.get_many(uow.conn, {event.data.order_id for event in batch})  # type: ignore[attr-defined]
     entries: list[tuple[str, TimelineEntry]] = []
+    changed: dict[str, Order] = {}
     for event in batch:
         data = event.data
         assert isinstance(data, ShipmentDispatched | ShipmentDelivered)
@@ -562,7 +579,8 @@ async def apply_shipment_events(
             entry = order.deliver(data.shipment_id, actor, uow.now, delivered_at=data.delivered_at)
             entry = entry.told_by(event.type, event.id)
         entries.append((order.order_id, entry))
-        await repository.save(uow.conn, order)
+        changed[order.order_id] = order
+    await repository.save(uow.conn, changed.values())
     await repository.record(uow.conn, entries)
 
 
@@ -577,7 +595,7 @@ async def cancel_unpaid_orders(uow: UnitOfWork, config: OrderConfig, limit: int)
     for order in due:
         cancelled = _cancel(uow, config, order, "payment_timeout", PAYMENT_TIMEOUT)
         entries += [(order.order_id, entry) for entry in cancelled]
-        await repository.save(uow.conn, order)
+    await repository.save(uow.conn, due)
     await repository.record(uow.conn, entries)
     return len(due)
 
@@ -592,7 +610,7 @@ async def release_due_holds(uow: UnitOfWork, config: OrderConfig, limit: int) ->
         )
         for entry in released:
             entries.append((order.order_id, entry))
-        await repository.save(uow.conn, order)
+    await repository.save(uow.conn, due)
     await repository.record(uow.conn, entries)
     return len(due)
 
@@ -609,7 +627,7 @@ async def complete_delivered_orders(uow: UnitOfWork, config: OrderConfig, limit:
         )
         [entry] = _announce(uow, config, order, [entry])
         entries.append((order.order_id, entry))
-        await repository.save(uow.conn, order)
+    await repository.save(uow.conn, due)
     await repository.record(uow.conn, entries)
     return len(due)
 

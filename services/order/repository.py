@@ -6,7 +6,7 @@ with its lines and first timeline entries in one statement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -181,17 +181,32 @@ def _order(row: Any) -> Order:
     )
 
 
-async def save(conn: Connection, order: Order) -> None:
-    """Store what a transition changed (status, hold, payment, delivery)."""
+async def save(conn: Connection, orders: Iterable[Order]) -> None:
+    """Store what transitions changed (status, hold, payment, delivery), in one statement."""
+    rows = [
+        (
+            order.order_id,
+            str(order.status),
+            order.updated_at,
+            order.payment_due_at,
+            *_changeable(order),
+        )
+        for order in {order.order_id: order for order in orders}.values()
+    ]
+    if not rows:
+        return
     await conn.execute(
-        "UPDATE orders SET status = $2, updated_at = $3, payment_due_at = $4, payment_id = $5,"
-        " paid_amount = $6, promised_delivery_by = $7, delivered_at = $8, held_from = $9,"
-        " hold_reason = $10, hold_note = $11, hold_release_at = $12 WHERE order_id = $1",
-        order.order_id,
-        str(order.status),
-        order.updated_at,
-        order.payment_due_at,
-        *_changeable(order),
+        "UPDATE orders o SET status = c.status, updated_at = c.updated_at,"
+        " payment_due_at = c.payment_due_at, payment_id = c.payment_id,"
+        " paid_amount = c.paid_amount, promised_delivery_by = c.promised_delivery_by,"
+        " delivered_at = c.delivered_at, held_from = c.held_from, hold_reason = c.hold_reason,"
+        " hold_note = c.hold_note, hold_release_at = c.hold_release_at"
+        " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[],"
+        " $6::numeric[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[],"
+        " $11::text[], $12::timestamptz[]) AS c(order_id, status, updated_at, payment_due_at,"
+        " payment_id, paid_amount, promised_delivery_by, delivered_at, held_from, hold_reason,"
+        " hold_note, hold_release_at) WHERE o.order_id = c.order_id",
+        *(list(column) for column in zip(*rows, strict=True)),
     )
 
 
@@ -234,16 +249,23 @@ async def _due(conn: Connection, where: str, at: datetime, limit: int) -> list[O
     return [_order(row) for row in rows]
 
 
-async def first_time(conn: Connection, order_id: str, payment_id: str, outcome: str) -> bool:
-    """Record a payment fact; False when this order already had it (under any event id)."""
-    inserted = await conn.fetchval(
-        "INSERT INTO order_payments (order_id, payment_id, outcome) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        order_id,
-        payment_id,
-        outcome,
+async def first_times(conn: Connection, facts: Sequence[tuple[str, str, str]]) -> list[bool]:
+    """Record payment facts (order id, payment id, outcome) in one statement; for each, False
+    when its order already had it (under any event id, or earlier in `facts`)."""
+    if not facts:
+        return []
+    rows = await conn.fetch(
+        "INSERT INTO order_payments (order_id, payment_id, outcome)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING"
+        " RETURNING order_id, payment_id, outcome",
+        *(list(column) for column in zip(*facts, strict=True)),
     )
-    return bool(inserted)
+    new = {(row["order_id"], row["payment_id"], row["outcome"]) for row in rows}
+    firsts = []
+    for fact in facts:
+        firsts.append(fact in new)
+        new.discard(fact)
+    return firsts
 
 
 async def queue(

@@ -197,10 +197,13 @@ class DetectorConsumer:
         deadlines: dict[str, tuple[TopicPartition, datetime | None]],
     ) -> None:
         if changed:
-            await uow.conn.executemany(
-                "INSERT INTO detector_state (rule, key, state) VALUES ($1, $2, $3)"
+            await uow.conn.execute(
+                "INSERT INTO detector_state (rule, key, state)"
+                " SELECT $1, * FROM unnest($2::text[], $3::jsonb[])"
                 " ON CONFLICT (rule, key) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-                [(self.rule.name, key, state) for key, state in changed.items()],
+                self.rule.name,
+                list(changed),
+                list(changed.values()),
             )
         if deadlines:
             await save_deadlines(uow.conn, self.rule.name, deadlines)
@@ -228,10 +231,12 @@ class DetectorConsumer:
         if not keys:
             return
         ordered = sorted(keys)
-        await uow.conn.executemany(
-            "INSERT INTO detector_state (rule, key, state) VALUES ($1, $2, $3)"
+        await uow.conn.execute(
+            "INSERT INTO detector_state (rule, key, state) SELECT $1, unnest($2::text[]), $3::jsonb"
             " ON CONFLICT (rule, key) DO NOTHING",
-            [(self.rule.name, key, self.rule.initial_state()) for key in ordered],
+            self.rule.name,
+            ordered,
+            self.rule.initial_state(),
         )
         rows = await uow.conn.fetch(
             "SELECT key, state FROM detector_state WHERE rule = $1 AND key = ANY($2::text[])"

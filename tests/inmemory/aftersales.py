@@ -13,11 +13,10 @@ from typing import Any
 from orderguard.services.aftersales.domain import (
     Case,
     KnownOrder,
-    OrderLine,
     RefundLine,
     TimelineEntry,
 )
-from orderguard.services.aftersales.repository import Attachment, Refund
+from orderguard.services.aftersales.repository import Attachment, OrderFact, Refund
 
 
 class AftersalesRepository:
@@ -31,32 +30,30 @@ class AftersalesRepository:
         self.refunds: list[Refund] = []
         self.contents: dict[str, bytes] = {}
 
-    async def remember_order(
-        self,
-        conn: Any,
-        *,
-        order_id: str,
-        customer_id: str,
-        channel: str,
-        phone: str | None,
-        total_amount: Decimal,
-        lines: Sequence[OrderLine],
-        placed_at: datetime | None = None,
-        paid_at: datetime | None = None,
-        paid_amount: Decimal | None = None,
-        payment_id: str | None = None,
-    ) -> None:
-        known = self.orders.get(order_id)
-        if known is None:
-            known = KnownOrder(order_id, customer_id, channel, tuple(lines), None, None, None, None)
-        self.orders[order_id] = replace(
-            known,
-            placed_at=known.placed_at or placed_at,
-            paid_at=known.paid_at or paid_at,
-            paid_amount=known.paid_amount if known.paid_amount is not None else paid_amount,
-            phone=phone or known.phone,
-            lines=tuple(lines) if paid_at is not None else known.lines,
-        )
+    async def remember_orders(self, conn: Any, facts: Sequence[OrderFact]) -> None:
+        for fact in facts:
+            known = self.orders.get(fact.order_id)
+            if known is None:
+                known = KnownOrder(
+                    fact.order_id,
+                    fact.customer_id,
+                    fact.channel,
+                    tuple(fact.lines),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            self.orders[fact.order_id] = replace(
+                known,
+                placed_at=known.placed_at or fact.placed_at,
+                paid_at=known.paid_at or fact.paid_at,
+                paid_amount=known.paid_amount
+                if known.paid_amount is not None
+                else fact.paid_amount,
+                phone=fact.phone or known.phone,
+                lines=tuple(fact.lines) if fact.paid_at is not None else known.lines,
+            )
 
     async def remember_delivery(
         self, conn: Any, order_id: str, shipment_id: str, delivered_at: datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,9 +35,10 @@ class OrderRepository:
         self.orders[order.order_id] = self._copy(order)
         await self.record(conn, [(order.order_id, entry) for entry in timeline])
 
-    async def save(self, conn: Any, order: Order) -> None:
-        assert order.order_id in self.orders
-        self.orders[order.order_id] = self._copy(order)
+    async def save(self, conn: Any, orders: Iterable[Order]) -> None:
+        for order in orders:
+            assert order.order_id in self.orders
+            self.orders[order.order_id] = self._copy(order)
 
     async def get(self, conn: Any, order_id: str, for_update: bool = False) -> Order | None:
         found = self.orders.get(order_id)
@@ -73,12 +74,12 @@ class OrderRepository:
             lambda o: o.status is done and o.delivered_at and o.delivered_at <= before, limit
         )
 
-    async def first_time(self, conn: Any, order_id: str, payment_id: str, outcome: str) -> bool:
-        fact = (order_id, payment_id, outcome)
-        if fact in self.payment_facts:
-            return False
-        self.payment_facts.add(fact)
-        return True
+    async def first_times(self, conn: Any, facts: Sequence[tuple[str, str, str]]) -> list[bool]:
+        firsts = []
+        for fact in facts:
+            firsts.append(fact not in self.payment_facts)
+            self.payment_facts.add(fact)
+        return firsts
 
     async def record(self, conn: Any, entries: Iterable[tuple[str, TimelineEntry]]) -> None:
         for order_id, entry in entries:
