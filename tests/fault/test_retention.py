@@ -19,8 +19,10 @@ from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.order.bootstrap import DEFINITION as ORDER
 from orderguard.shared import metrics
 from orderguard.shared.settings import RetentionSettings, Settings
+from orderguard.shared.wiring import worker_group
 
 OLD_ROWS = 3000
+ORDER_WORKER = worker_group("order")  # the consumer group that applies the payments
 BATCH = 500
 
 
@@ -62,8 +64,8 @@ async def test_engine_tables_stay_bounded_and_dedup_and_idempotent_replies_hold(
     )
     await pool.executemany(
         "INSERT INTO applied_events (group_id, event_id, applied_at)"
-        " VALUES ('order.payments', $1, now() - interval '30 days')",
-        [(f"old-{n}",) for n in range(OLD_ROWS)],
+        " VALUES ($2, $1, now() - interval '30 days')",
+        [(f"old-{n}", ORDER_WORKER) for n in range(OLD_ROWS)],
     )
 
     async def only_today_left() -> bool:
@@ -89,7 +91,7 @@ async def test_engine_tables_stay_bounded_and_dedup_and_idempotent_replies_hold(
     assert again.status_code == 201 and again.json()["order_id"] == order_id
     assert await pool.fetchval("SELECT count(*) FROM orders") == 1
     duplicates = metrics.EVENTS_CONSUMED.labels(
-        topic(settings, "payments.events"), "order.payments", "duplicate"
+        topic(settings, "payments.events"), ORDER_WORKER, "duplicate"
     )
     before = duplicates._value.get()
     await send(settings, "payments.events", paid)
