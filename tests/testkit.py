@@ -140,8 +140,9 @@ async def publish(
     key: bytes | None = None,
     headers: list[tuple[str, bytes]] | None = None,
     max_request_size: int = 1024 * 1024,
+    partition: int | None = None,
 ) -> None:
-    """Publish like an outside producer would."""
+    """Publish like an outside producer would (on `partition`, else where the key goes)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -150,13 +151,19 @@ async def publish(
     )
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key, headers=headers or [])
+        await producer.send_and_wait(
+            topic, value, key=key, headers=headers or [], partition=partition
+        )
     finally:
         await producer.stop()
 
 
 async def publish_event(
-    settings: Settings, topic: str, envelope: Envelope, key: str | None = None
+    settings: Settings,
+    topic: str,
+    envelope: Envelope,
+    key: str | None = None,
+    partition: int | None = None,
 ) -> None:
     await publish(
         settings,
@@ -164,6 +171,7 @@ async def publish_event(
         envelope.to_json(),
         (key or envelope.subject).encode(),
         envelope.kafka_headers(),
+        partition=partition,
     )
 
 

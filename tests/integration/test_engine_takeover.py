@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import TopicPartition
-from testkit import wait_until
+from testkit import publish_event, wait_until
 
 from orderguard.shared import metrics
 from orderguard.shared.db import apply_migrations, create_pool
@@ -64,19 +64,8 @@ def cancellation(label: str) -> Envelope:
 async def publish(
     settings: Settings, topic: str, partition: int, envelopes: list[Envelope]
 ) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(
-                topic,
-                envelope.to_json(),
-                key=envelope.subject.encode(),
-                partition=partition,
-                headers=envelope.kafka_headers(),
-            )
-    finally:
-        await producer.stop()
+    for envelope in envelopes:  # one after another: their order on the partition is the test's
+        await publish_event(settings, topic, envelope, partition=partition)
 
 
 @contextlib.asynccontextmanager
