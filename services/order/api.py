@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
@@ -34,7 +34,7 @@ from orderguard.services.order.domain import (
 )
 from orderguard.services.order.handlers import OrderConfig, OrderWithTimeline, PlaceOrder
 from orderguard.shared.http import require_scope
-from orderguard.shared.http.deps import Conn, RuntimeDep, Writes, require_actor
+from orderguard.shared.http.deps import Conn, Writes, require_actor
 from orderguard.shared.http.inputs import IDENTIFIER, AwareInstant, NoNul, Offset, Text
 from orderguard.shared.http.views import TimelineEntryView
 from orderguard.shared.uow import UnitOfWork
@@ -297,8 +297,10 @@ def _location(body: dict[str, Any]) -> str:
     return f"/orders/{body['order_id']}"
 
 
-async def config(runtime: RuntimeDep) -> OrderConfig:  # async: no thread hop (shared/http/deps)
-    return order_config(runtime)
+async def config(
+    request: Request,
+) -> OrderConfig:  # async, and no sub-dependency (shared/http/deps)
+    return order_config(request.app.state.runtime)
 
 
 Config = Annotated[OrderConfig, Depends(config)]
