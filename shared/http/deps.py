@@ -1,4 +1,4 @@
-"""Typed dependencies every service's routes declare: the runtime, a connection or a read
+"""Typed dependencies every service's routes declare: the runtime, reads (the pool) or a read
 snapshot, writes in a unit of work (idempotent with an Idempotency-Key), and who is asking.
 
 Routes live in module-level routers and name what they need in their signature
