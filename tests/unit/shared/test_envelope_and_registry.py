@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from pydantic import ValidationError
 
 from orderguard.shared.detection.rule import fingerprint
-from orderguard.shared.envelope import Envelope
+from orderguard.shared.envelope import Envelope, new_event_id
 from orderguard.shared.events import REGISTRY, UnknownEventType
 
 
@@ -75,3 +77,11 @@ def test_fingerprint_is_deterministic_and_order_independent() -> None:
     assert a == fingerprint("stock.low", {"warehouse": "main", "sku": "A"}, 1)
     assert a != fingerprint("stock.low", {"sku": "A", "warehouse": "main"}, 2)
     assert a != fingerprint("stock.low", {"sku": "B", "warehouse": "main"}, 1)
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids[:1000]:
+        parsed = uuid.UUID(event_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, event_id)
