@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from random import getrandbits
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.shared.tracing import current_traceparent
@@ -52,7 +51,8 @@ class Envelope(BaseModel):
     traceparent: str | None = Field(default_factory=current_traceparent)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        # Straight to JSON in pydantic-core: a third of the cost of model_dump + orjson, same bytes.
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         """Headers that let consumers route and skip without parsing the body."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -85,3 +86,29 @@ def test_event_ids_are_distinct_version_4_uuids() -> None:
     for event_id in ids[:1000]:
         parsed = uuid.UUID(event_id)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, event_id)
+
+
+def test_the_structured_json_leaves_out_what_is_unset_and_keeps_extensions() -> None:
+    envelope = Envelope.model_validate(
+        {
+            "id": "e-1",
+            "type": "order.cancelled.v1",
+            "source": "/t",
+            "subject": "o-1",
+            "time": "2026-11-22T08:00:01.250000Z",
+            "data": {"n": 1.5, "at": "x", "none": None, "list": [1, "ü"]},
+            "traceparent": None,
+            "partitionkey": "o-1",  # a CloudEvents extension attribute
+        }
+    )
+    assert orjson.loads(envelope.to_json()) == {
+        "specversion": "1.0",
+        "id": "e-1",
+        "type": "order.cancelled.v1",
+        "source": "/t",
+        "subject": "o-1",
+        "time": "2026-11-22T08:00:01.250000Z",
+        "datacontenttype": "application/json",
+        "data": {"n": 1.5, "at": "x", "none": None, "list": [1, "ü"]},
+        "partitionkey": "o-1",
+    }
