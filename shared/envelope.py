@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from random import getrandbits
+import os
+import random
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,11 +14,17 @@ from orderguard.shared.tracing import current_traceparent
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 
+# Event ids come from a generator of our own, seeded from os.urandom and reseeded in a forked
+# child: not the random module's, which a library may seed (Hypothesis does, per example), and
+# a repeated id would be dropped as a duplicate by every consumer.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def new_event_id() -> str:
-    """A random (version 4) UUID from the process's PRNG: ids must be unique, not secret, and
-    `uuid.uuid4()` reads os.urandom (a system call) for every event."""
-    # The random module reseeds its generator in a forked child: no two processes share ids.
-    value = (getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    """A random (version 4) UUID: ids must be unique, not secret, and `uuid.uuid4()` reads
+    os.urandom (a system call) for every event."""
+    value = (_ids.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import uuid
 
 import orjson
@@ -86,6 +88,27 @@ def test_event_ids_are_distinct_version_4_uuids() -> None:
     for event_id in ids[:1000]:
         parsed = uuid.UUID(event_id)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, event_id)
+
+
+def test_event_ids_do_not_repeat_when_someone_seeds_the_random_module() -> None:
+    """Hypothesis (and any library) may seed the global generator the same way twice."""
+    random.seed(7)
+    first = new_event_id()
+    random.seed(7)
+    assert new_event_id() != first
+
+
+def test_a_forked_child_draws_other_event_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its id and leave at once
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert uuid.UUID(child) and child != new_event_id()
 
 
 def test_the_structured_json_leaves_out_what_is_unset_and_keeps_extensions() -> None:
