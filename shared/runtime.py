@@ -139,6 +139,7 @@ class Runtime:
             self.schema,
             batch_max=self.settings.outbox_batch_max,
             poll_interval_s=self.settings.outbox_poll_interval_s,
+            publish_interval_s=self.settings.outbox_publish_interval_ms / 1000,
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
@@ -171,7 +172,12 @@ class Runtime:
         if self.wakeups is None:
             return None
         return IdleFetching(
-            kafka, topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+            kafka,
+            topics,
+            self.wakeups,
+            idle_after_s=self.settings.consumer_idle_after_s,
+            flowing_fetch_every_s=self.settings.consumer_flowing_fetch_every_ms / 1000,
+            fetch_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

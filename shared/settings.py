@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         description="How long a fetch waits for records (Tansu's fetch does not wake on new"
         " data: latency follows this wait)",
     )
+    consumer_flowing_fetch_every_ms: int = Field(
+        default=20,
+        ge=0,
+        description="An engine that has read every partition to its end rests until a relay"
+        " announces a topic it reads; while records flow it still fetches this often, for"
+        " publishers outside orderguard (0: fetch continuously while records flow, rest only"
+        " once idle)",
+    )
     consumer_idle_after_s: float = Field(
         default=1.0,
         ge=0,
@@ -145,6 +153,14 @@ class Settings(BaseSettings):
     )
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for rows nobody announced"
+    )
+    outbox_publish_interval_ms: int = Field(
+        default=0,
+        ge=0,
+        description="While rows flow, the relay starts its next pass this long after the"
+        " previous one, so rows gather into one produce request and one announcement"
+        " (adds up to this much to a hop; the first row after a quiet spell goes at once;"
+        " 0: at once)",
     )
     outbox_linger_ms: int = Field(
         default=2, ge=0, description="How long the relay waits to fill a batch"

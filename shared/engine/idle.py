@@ -8,7 +8,11 @@ a 10 ms wait cost 1.27 cores (broker 0.71); a 500 ms wait still 0.18-0.22 and a 
 a quiet spell wait that long at every hop.
 
 So an engine keeps the short wait while records flow and, after `idle_after_s` without
-records, pauses its partitions: no fetch at all. Every outbox relay of orderguard announces
+records, pauses its partitions: no fetch at all. While records flow, an engine that has read
+its partitions to the end also rests between fetches, paused until `flowing_every_s` after its
+previous fetch: aiokafka's fetcher otherwise sends the next fetch the moment a batch is taken,
+so a trickle of records costs a fetch (and a transaction) for every few records. A backlog is
+read without rest. Every outbox relay of orderguard announces
 the topics it has just published on one PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines
 of the process that read one of those topics resume at once. Publishers outside orderguard
 (a payment provider on Kafka) and a missed notification are covered by a probe every
@@ -32,6 +36,9 @@ from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import PUBLISHED_CHANNEL
 
 log = get_logger(__name__)
+
+# Beyond the fetch wait, how long a poll of a resting engine waits for the broker's answer.
+POLL_ROUND_TRIP_MS = 10
 
 
 class Wakeups:
@@ -142,7 +149,11 @@ class Wakeups:
 
 
 class IdleFetching:
-    """When an engine's consumer fetches: continuously while records flow, else when woken."""
+    """When an engine's consumer fetches. Without `flowing_fetch_every_s`: continuously while
+    records flow, and after `idle_after_s` without records only when woken. With it: whenever a
+    poll has read every partition to its end, the engine rests until an announcement wakes it,
+    or, while records flow, until its next look (a fetch) every `flowing_fetch_every_s`; once
+    quiet, until a probe of the end offsets finds records."""
 
     def __init__(
         self,
@@ -151,6 +162,8 @@ class IdleFetching:
         wakeups: Wakeups,
         idle_after_s: float = 1.0,
         tick_s: float = 1.0,
+        flowing_fetch_every_s: float = 0.0,
+        fetch_wait_ms: int = 10,
     ) -> None:
         self._consumer = consumer
         self._wakeups = wakeups
@@ -159,27 +172,53 @@ class IdleFetching:
         self._probe_every_s = wakeups.probe_every_s
         # While idle the engine's loop still turns this often (deadline sweeps, readiness).
         self._tick_s = tick_s
+        self._flowing_fetch_every_s = flowing_fetch_every_s
+        self._fetch_wait_ms = fetch_wait_ms
         self._last_records = time.monotonic()
+        # When a resting engine next looks (flowing) or probes (quiet).
         self._next_probe = 0.0
+        # Paused until woken: idle, or (with flowing_fetch_every_s) read to the end.
+        self._resting = False
         self.idle = False
 
+    @property
+    def poll_timeout_ms(self) -> int:
+        """How long one poll waits for records. An engine that rests when it has read to the end
+        waits for one fetch's answer (Tansu holds an empty one for the fetch wait), not fetch
+        after fetch; an answer that comes later waits, paused, for the next look."""
+        return self._fetch_wait_ms + POLL_ROUND_TRIP_MS if self._flowing_fetch_every_s else 200
+
     def active(self) -> None:
-        """Fetch continuously from now on (records arrived, partitions were assigned)."""
+        """Fetch from now on, as while records flow (partitions were assigned, or woken)."""
         self._last_records = time.monotonic()
-        if self.idle:
-            self.idle = False
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._resting:
+            self._resting = self.idle = False
             self._consumer.resume(*self._consumer.assignment())
 
-    async def before_poll(self, stop: asyncio.Event) -> bool:
-        """Wait while idle until there may be records; True when the next poll may fetch."""
-        now = time.monotonic()
-        if not self.idle:
-            if now - self._last_records < self._idle_after_s:
-                return True
-            self.idle = True
+    def _rest(self) -> None:
+        if not self._resting:
+            self._resting = True
             self._consumer.pause(*self._consumer.assignment())
-            self._next_probe = now + self._probe_every_s
-        timeout = max(0.0, min(self._tick_s, self._next_probe - now))
+            self._next_probe = time.monotonic() + (
+                self._probe_every_s if self._quiet() else self._flowing_fetch_every_s
+            )
+
+    def _quiet(self) -> bool:
+        return time.monotonic() - self._last_records >= self._idle_after_s
+
+    async def before_poll(self, stop: asyncio.Event) -> bool:
+        """Wait while resting until there may be records; True when the next poll may fetch."""
+        quiet = self._quiet()
+        if not self._resting:
+            if not quiet:
+                self._woken.clear()  # this fetch reads what was announced until now
+                return True
+            self._rest()
+        self.idle = quiet
+        timeout = max(0.0, min(self._tick_s, self._next_probe - time.monotonic()))
         if not self._woken.is_set() and timeout > 0:
             waits = {asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(
@@ -192,11 +231,18 @@ class IdleFetching:
             self._woken.clear()
             self.active()
             return True
-        if time.monotonic() >= self._next_probe:
-            self._next_probe = time.monotonic() + self._probe_every_s
-            if await self._records_waiting():
-                self.active()
-                return True
+        if time.monotonic() < self._next_probe:
+            return False
+        if not self._quiet():
+            # A look while records flow: one fetch, for publishers outside orderguard (cheaper
+            # on Tansu than asking for the end offsets, and what it finds is read at once).
+            self._woken.clear()
+            self._resume()
+            return True
+        self._next_probe = time.monotonic() + self._probe_every_s
+        if await self._records_waiting():
+            self.active()
+            return True
         return False
 
     async def _records_waiting(self) -> bool:
@@ -217,6 +263,11 @@ class IdleFetching:
             return True
         return False
 
-    def after_poll(self, had_records: bool) -> None:
+    def after_poll(self, had_records: bool, caught_up: bool = True) -> None:
+        """After a poll, before anything awaits (aiokafka's fetcher sends its next fetch as soon
+        as the loop turns): with `flowing_fetch_every_s`, an engine that has read every
+        partition to its end rests at once, so it sends no fetch until there may be records."""
         if had_records:
-            self.active()
+            self._last_records = time.monotonic()
+        if self._flowing_fetch_every_s and caught_up:
+            self._rest()
