@@ -39,6 +39,8 @@ log = get_logger(__name__)
 
 # Beyond the fetch wait, how long a poll of a resting engine waits for the broker's answer.
 POLL_ROUND_TRIP_MS = 10
+# How long a poll waits for records known to be there (announced, or found by a probe).
+WOKEN_POLL_TIMEOUT_MS = 200
 
 
 class Wakeups:
@@ -180,13 +182,19 @@ class IdleFetching:
         # Paused until woken: idle, or (with flowing_fetch_every_s) read to the end.
         self._resting = False
         self.idle = False
+        # Between two looks while records flow: flowing_fetch_every_s while looks find records
+        # (a publisher outside orderguard is writing), doubled after each that finds none.
+        self._look_every_s = flowing_fetch_every_s
+        self._looking = False
+        # When the current poll began (wall clock, ms, as aiokafka stamps the broker's answers).
+        self._poll_since_ms = 0.0
+        self.poll_timeout_ms = WOKEN_POLL_TIMEOUT_MS
 
-    @property
-    def poll_timeout_ms(self) -> int:
-        """How long one poll waits for records. An engine that rests when it has read to the end
-        waits for one fetch's answer (Tansu holds an empty one for the fetch wait), not fetch
-        after fetch; an answer that comes later waits, paused, for the next look."""
-        return self._fetch_wait_ms + POLL_ROUND_TRIP_MS if self._flowing_fetch_every_s else 200
+    def _polling(self, timeout_ms: int) -> bool:
+        """The next poll fetches, waiting up to `timeout_ms` for records."""
+        self._poll_since_ms = time.time() * 1000
+        self.poll_timeout_ms = timeout_ms if self._flowing_fetch_every_s else WOKEN_POLL_TIMEOUT_MS
+        return True
 
     def active(self) -> None:
         """Fetch from now on, as while records flow (partitions were assigned, or woken)."""
@@ -203,7 +211,7 @@ class IdleFetching:
             self._resting = True
             self._consumer.pause(*self._consumer.assignment())
             self._next_probe = time.monotonic() + (
-                self._probe_every_s if self._quiet() else self._flowing_fetch_every_s
+                self._probe_every_s if self._quiet() else self._look_every_s
             )
 
     def _quiet(self) -> bool:
@@ -215,7 +223,9 @@ class IdleFetching:
         if not self._resting:
             if not quiet:
                 self._woken.clear()  # this fetch reads what was announced until now
-                return True
+                # One fetch's answer (Tansu holds an empty one for the fetch wait), not fetch
+                # after fetch; a later answer is polled for again.
+                return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
             self._rest()
         self.idle = quiet
         timeout = max(0.0, min(self._tick_s, self._next_probe - time.monotonic()))
@@ -230,19 +240,21 @@ class IdleFetching:
             # Cleared before fetching: what is announced after this fetch wakes us again.
             self._woken.clear()
             self.active()
-            return True
+            # Records were announced: wait for the fetch sent after this wake (one sent before
+            # it may still answer first, without them).
+            return self._polling(WOKEN_POLL_TIMEOUT_MS)
         if time.monotonic() < self._next_probe:
             return False
         if not self._quiet():
             # A look while records flow: one fetch, for publishers outside orderguard (cheaper
             # on Tansu than asking for the end offsets, and what it finds is read at once).
-            self._woken.clear()
+            self._looking = True
             self._resume()
-            return True
+            return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
         self._next_probe = time.monotonic() + self._probe_every_s
         if await self._records_waiting():
             self.active()
-            return True
+            return self._polling(WOKEN_POLL_TIMEOUT_MS)
         return False
 
     async def _records_waiting(self) -> bool:
@@ -263,11 +275,32 @@ class IdleFetching:
             return True
         return False
 
+    def _answered_since(self, since_ms: float) -> bool:
+        """Whether the broker answered a fetch since `since_ms` (one answer covers every owned
+        partition the fetch asked for)."""
+        return any(
+            (self._consumer.last_poll_timestamp(tp) or 0) >= since_ms
+            for tp in self._consumer.assignment()
+        )
+
     def after_poll(self, had_records: bool, caught_up: bool = True) -> None:
         """After a poll, before anything awaits (aiokafka's fetcher sends its next fetch as soon
         as the loop turns): with `flowing_fetch_every_s`, an engine that has read every
         partition to its end rests at once, so it sends no fetch until there may be records."""
         if had_records:
             self._last_records = time.monotonic()
-        if self._flowing_fetch_every_s and caught_up:
+        if not self._flowing_fetch_every_s:
+            return
+        # Records from an answer that came before this poll (kept while the engine rested) may
+        # be long read past: fetch again at once rather than rest on them.
+        fresh = self._answered_since(self._poll_since_ms)
+        if self._looking:
+            self._looking = False
+            if had_records:
+                self._look_every_s = self._flowing_fetch_every_s
+            elif fresh:
+                self._look_every_s = min(2 * self._look_every_s, self._probe_every_s)
+            # Else the broker has not answered yet (a busy machine): the answer waits, paused,
+            # for the next look, which comes as soon as this one would have.
+        if caught_up and (fresh or not had_records):
             self._rest()

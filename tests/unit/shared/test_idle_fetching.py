@@ -23,6 +23,8 @@ class FakeConsumer:
         self.positions = dict.fromkeys(TPS, 5)
         self.ends = dict.fromkeys(TPS, 5)
         self.probes = 0
+        # When the broker last answered a fetch (by default: during every poll).
+        self.answered_ms: int | None = 2**62
 
     def assignment(self) -> set[TopicPartition]:
         return set(TPS)
@@ -39,6 +41,9 @@ class FakeConsumer:
 
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int | None:
+        return self.answered_ms
 
 
 def idle_engine(
@@ -202,3 +207,33 @@ def test_the_engine_rests_only_after_a_poll_that_read_every_partition_to_its_end
     assert not engine._read_to_end({second: records(second, 8, 9)}, 2)  # 40 more wait there
     assert not engine._read_to_end({first: records(first, 7, 8, 9)}, 3)  # a full batch: maybe more
     assert engine._read_to_end({}, 0)
+
+
+async def test_looks_that_find_nothing_come_less_and_less_often_until_one_finds_records() -> None:
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=0.001)
+    policy.after_poll(had_records=True, caught_up=True)
+
+    assert await policy.before_poll(asyncio.Event()) is True  # a look
+    # the broker answered it: nothing there
+    policy.after_poll(had_records=False, caught_up=True)
+    assert policy._look_every_s == 0.002
+
+    assert await policy.before_poll(asyncio.Event()) is True  # the next look, later
+    consumer.answered_ms = None  # not answered within the poll: no conclusion
+    policy.after_poll(had_records=False, caught_up=True)
+    assert policy._look_every_s == 0.002
+
+    assert await policy.before_poll(asyncio.Event()) is True
+    consumer.answered_ms = 2**62
+    policy.after_poll(had_records=True, caught_up=True)  # an outside publisher writes again
+    assert policy._look_every_s == 0.001
+
+
+async def test_records_of_an_answer_kept_while_resting_are_followed_by_a_fetch_at_once() -> None:
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=0.001)
+    assert await policy.before_poll(asyncio.Event()) is True
+    consumer.answered_ms = 0  # the records came from an answer that arrived before this poll
+
+    policy.after_poll(had_records=True, caught_up=True)
+
+    assert consumer.paused_tps == set()  # what was written since is fetched now
