@@ -133,14 +133,12 @@ class OutboxRelay:
         batch_max: int = 2000,
         poll_interval_s: float = 1.0,
         keep_sent_s: float = 3600.0,
-        publish_interval_s: float = 0.0,
     ) -> None:
         self._pool = pool
         self._producer = producer
         self._schema = schema
         self._batch_max = batch_max
         self._poll_interval_s = poll_interval_s
-        self._publish_interval_s = publish_interval_s
         self._keep_sent_s = keep_sent_s
         self._wake = asyncio.Event()
         self.is_leader = False
@@ -183,7 +181,6 @@ class OutboxRelay:
                     # Clear before reading, not after: a NOTIFY for a row committed after the
                     # SELECT keeps the event set, so the wait below returns at once.
                     self._wake.clear()
-                    started = asyncio.get_running_loop().time()
                     sent = await self._publish_batch(conn)
                     now = asyncio.get_running_loop().time()
                     if now - last_measured >= 1.0:
@@ -195,12 +192,6 @@ class OutboxRelay:
                             self._keep_sent_s,
                         )
                         last_cleanup = now
-                    if 0 < sent < self._batch_max and self._publish_interval_s:
-                        # Rows flow: let the next ones gather into one pass (one produce request,
-                        # one mark, one announcement) instead of a pass per transaction.
-                        pause = started + self._publish_interval_s - now
-                        if pause > 0 and await _wait(stop, pause):
-                            break
                     if sent < self._batch_max:
                         stop_task = asyncio.ensure_future(stop.wait())
                         wake_task = asyncio.ensure_future(self._wake.wait())

@@ -139,7 +139,6 @@ class Runtime:
             self.schema,
             batch_max=self.settings.outbox_batch_max,
             poll_interval_s=self.settings.outbox_poll_interval_s,
-            publish_interval_s=self.settings.outbox_publish_interval_ms / 1000,
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:

@@ -154,14 +154,6 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for rows nobody announced"
     )
-    outbox_publish_interval_ms: int = Field(
-        default=0,
-        ge=0,
-        description="While rows flow, the relay starts its next pass this long after the"
-        " previous one, so rows gather into one produce request and one announcement"
-        " (adds up to this much to a hop; the first row after a quiet spell goes at once;"
-        " 0: at once)",
-    )
     outbox_linger_ms: int = Field(
         default=2, ge=0, description="How long the relay waits to fill a batch"
     )
