@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 
@@ -111,6 +112,19 @@ def readiness(url: str) -> dict[str, Any]:
         return {"ready": False, "failing": [f"HTTP {exc.code}"]}
     except Exception as exc:
         return {"ready": False, "failing": [f"no answer: {exc!r}"]}
+
+
+def hold_data_dir(data_dir: Path) -> IO[bytes] | None:
+    """The data dir's lock, held until the returned file is closed (or the process dies); None
+    when another `up` holds it. Two `up`s on one data dir would start two PostgreSQLs on the
+    same pgdata; status.json alone is written only once everything is ready, too late to tell."""
+    lock = (data_dir / "up.lock").open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def read_status(data_dir: Path) -> dict[str, Any] | None:
@@ -212,9 +226,16 @@ class Supervisor:
     def run(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        if read_status(self.data_dir) is not None:
+        lock = hold_data_dir(self.data_dir)
+        if lock is None:
             self._say(f"already running here; see `orderguard status` (state in {self.data_dir})")
             return 1
+        try:
+            return self._run()
+        finally:
+            lock.close()
+
+    def _run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request_stop)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderguard.shared.tracing import current_traceparent
@@ -14,8 +14,24 @@ from orderguard.shared.tracing import current_traceparent
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 
+# Event ids come from a generator of our own, seeded from os.urandom and reseeded in a forked
+# child: not the random module's, which a library may seed (Hypothesis does, per example), and
+# a repeated id would be dropped as a duplicate by every consumer.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID: ids must be unique, not secret, and `uuid.uuid4()` reads
+    os.urandom (a system call) for every event."""
+    value = (_ids.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# The version (4) and variant (RFC 4122) bits of a random UUID.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def utcnow() -> datetime:
@@ -42,7 +58,8 @@ class Envelope(BaseModel):
     traceparent: str | None = Field(default_factory=current_traceparent)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        # Straight to JSON in pydantic-core: a third of the cost of model_dump + orjson, same bytes.
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True)
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         """Headers that let consumers route and skip without parsing the body."""

@@ -111,11 +111,15 @@ class DetectorConsumer:
                 self._publish(uow, anomalies, event.envelope)
         await self._save(uow, changed, deadlines)
         self._forget_locked_state()
-        late = sum(self.clocks.count_late(tp, moments) for tp, moments in times.items())
+        late = 0
+        latest: dict[TopicPartition, datetime | None] = {}
+        for tp, moments in times.items():
+            late_here, latest[tp] = self.clocks.late_and_latest(tp, moments)
+            late += late_here
 
         def advance_clocks() -> None:
-            for tp, moments in times.items():
-                self.clocks.advance(tp, moments)
+            for tp, moment in latest.items():
+                self.clocks.advance(tp, () if moment is None else (moment,))
             if late:
                 metrics.LATE_EVENTS.labels(self.name).inc(late)
 

@@ -12,9 +12,11 @@ behind its partition's clock is late: still applied, and counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
+from operator import le
 
 from aiokafka import TopicPartition
 
@@ -78,10 +80,28 @@ class PartitionClocks:
 
     def count_late(self, tp: TopicPartition, event_times: Iterable[datetime]) -> int:
         """How many of these events, in partition order, are behind the clock (nothing moves)."""
-        # An event is late when behind max(the clock, the latest time before it - lateness).
-        # One not behind the latest before it is never behind the second term: in the usual,
-        # ordered stream each event costs two comparisons, not a subtraction and a max.
+        return self.late_and_latest(tp, list(event_times))[0]
+
+    def late_and_latest(
+        self, tp: TopicPartition, event_times: Sequence[datetime]
+    ) -> tuple[int, datetime | None]:
+        """`count_late` of these events, and the latest of their times (as UTC): what
+        `advance` takes after they are applied. Nothing moves."""
+        if not event_times:
+            return 0, None
         clock = self.now(tp)
+        # The usual batch: times in order, none behind the clock. Checked in C (a Python loop
+        # per event cost 2-3 us here); a naive time meets an aware one as a TypeError.
+        try:
+            if (clock is None or event_times[0] >= clock) and all(
+                map(le, event_times, islice(event_times, 1, None))
+            ):
+                return 0, as_utc(event_times[-1])
+        except TypeError:
+            pass
+        # An event is late when behind max(the clock, the latest time before it - lateness).
+        # One not behind the latest before it is never behind the second term: each event
+        # costs two comparisons, not a subtraction and a max.
         lateness = self.allowed_lateness
         latest: datetime | None = None
         late = 0
@@ -92,7 +112,7 @@ class PartitionClocks:
                     late += 1
             elif (clock is not None and moment < clock) or moment < latest - lateness:
                 late += 1
-        return late
+        return late, latest
 
     def advance(self, tp: TopicPartition, event_times: Iterable[datetime]) -> None:
         """Events from this partition were applied: the clock moves with their times."""

@@ -469,6 +469,45 @@ def test_every_pod_is_covered_by_network_policies_in_the_overlays(rendered):
             )
 
 
+CONSOLE_URLS = {
+    f"ORDERGUARD_NOTIFIER__CONSOLE_{service.upper()}_URL": service
+    for service in ("order", "aftersales", "logistics")
+}
+
+
+def test_the_console_reaches_the_apis_it_acts_through(prod):
+    """notifier-api's console calls order, aftersales and logistics for a person: each URL
+    names that service's API, and the network policies let notifier-api reach its port."""
+    configs = {name_of(c): c.get("data", {}) for c in kind_of(prod, "ConfigMap")}
+    api = next(d for d in kind_of(prod, "Deployment") if name_of(d) == "notifier-api")
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    env = {}
+    for source in container.get("envFrom", []):
+        env.update(configs[source["configMapRef"]["name"]])
+    services = {name_of(s): s for s in kind_of(prod, "Service")}
+    deployments = {name_of(d): d for d in kind_of(prod, "Deployment")}
+    policies = kind_of(prod, "NetworkPolicy")
+    covering = [p for p in policies if selector_matches(p["spec"]["podSelector"], pod_labels(api))]
+    for setting, service in CONSOLE_URLS.items():
+        host, port = env[setting].removeprefix("http://").split(":")
+        assert host == f"{service}-api" and host in services, f"{setting}={env[setting]}"
+        target = pod_labels(deployments[host])
+        assert any(
+            any(selector_matches(peer.get("podSelector"), target) for peer in rule.get("to", []))
+            and any(p.get("port") == int(port) for p in rule.get("ports", []))
+            for policy in covering
+            for rule in policy["spec"].get("egress", [])
+        ), f"notifier-api may not reach {host}:{port}"
+
+
+def test_compose_console_urls_name_the_apis(compose):
+    environment = compose["services"]["notifier-api"]["environment"]
+    assert environment["ORDERGUARD_DATABASE_URL"], "the shared settings stay merged in"
+    for setting, service in CONSOLE_URLS.items():
+        assert environment[setting] == f"http://{service}-api:8000"
+        assert f"{service}-api" in compose["services"]
+
+
 def test_pdbs_select_exactly_one_deployment_and_never_overlap(prod):
     deployments = kind_of(prod, "Deployment")
     pdbs = kind_of(prod, "PodDisruptionBudget")

@@ -3,7 +3,7 @@ replay owns it all and nothing needs locking."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -62,6 +62,14 @@ class MemoryStore:
 
     async def lock_states(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
         return await self.states_of(fingerprints)
+
+    async def read_ahead(
+        self, fingerprints: Sequence[str], resolving: Sequence[str], group_keys: Iterable[str]
+    ) -> None:
+        """Everything is at hand already."""
+
+    async def write(self) -> None:
+        """Every change is kept as it is made."""
 
     async def states_of(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]:
         return {fp: self.states[fp] for fp in fingerprints if fp in self.states}

@@ -90,9 +90,9 @@ class RoutingPipeline:
         places); a firing source inhibits the targets routed before it."""
         if not arrivals:
             return
-        known = self._known = await self.store.lock_states(
-            list({a.anomaly.fingerprint for a in arrivals})
-        )
+        fingerprints = list({a.anomaly.fingerprint: None for a in arrivals})
+        known = self._known = await self.store.lock_states(fingerprints)
+        await self._read_ahead(arrivals, fingerprints, known)
         for arrival in arrivals:
             anomaly = arrival.anomaly
             state = known.get(anomaly.fingerprint)
@@ -111,6 +111,36 @@ class RoutingPipeline:
                 )
             else:
                 known[anomaly.fingerprint] = await self._resolve(state, arrival)
+        await self.store.write()
+
+    async def _read_ahead(
+        self,
+        arrivals: Sequence[Arrival],
+        fingerprints: list[str],
+        known: dict[str, AnomalyState],
+    ) -> None:
+        """Tell the store what the batch will touch: where its fingerprints went, the
+        groups its new firing anomalies may join, and the firing ones that resolve (their
+        groups, and what they hold back)."""
+        resolving: dict[str, None] = {}
+        joining: set[str] = set()
+        first: dict[str, AnomalyDetected] = {}
+        for arrival in arrivals:
+            anomaly = arrival.anomaly
+            state = known.get(anomaly.fingerprint)
+            if state is None:
+                first.setdefault(anomaly.fingerprint, anomaly)
+            if anomaly.status == "resolved" and (state is None or state.firing):
+                resolving[anomaly.fingerprint] = None  # firing, or raised in this batch
+        for anomaly in first.values():
+            if anomaly.status == "firing":
+                labels = routing_labels(anomaly)
+                joining.update(
+                    to.group_key
+                    for _, to in destinations(self.tree, labels, anomaly.severity)
+                    if to.group_key is not None
+                )
+        await self.store.read_ahead(fingerprints, list(resolving), joining)
 
     async def _first_seen(self, arrival: Arrival) -> AnomalyState:
         anomaly = arrival.anomaly
@@ -271,6 +301,7 @@ class RoutingPipeline:
         held = await self.store.lock_silenced_past_their_silence(self.now, limit)
         for one in held:
             await self.readmit(one)
+        await self.store.write()
         return len(held)
 
     # -- groups ----------------------------------------------------------------------------
@@ -293,6 +324,7 @@ class RoutingPipeline:
         groups = await self.store.lock_due_groups(self.now, limit)
         for group in groups:
             await self._settle(group)
+        await self.store.write()
         return len(groups)
 
     async def _settle(self, group: Group) -> None:

@@ -1,12 +1,12 @@
 """What the routing pipeline keeps between anomalies, as a small interface: every anomaly it
 has seen (its latest copy and what became of it), the anomalies held back and why, where
 routed ones went, the active silences and the route groups. `PostgresStore` keeps it in the
-notifier's tables (one transaction per batch, rows locked where the pipeline decides);
-`MemoryStore` in dictionaries (backtests)."""
+notifier's tables (one transaction per batch, rows locked where the pipeline decides, read
+ahead and written back set-based); `MemoryStore` in dictionaries (backtests)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeAlias
@@ -54,6 +54,18 @@ class RouterStore(Protocol):
     """Reads that say `lock` hold what they return until the unit of work ends (live)."""
 
     async def lock_states(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]: ...
+
+    async def read_ahead(
+        self, fingerprints: Sequence[str], resolving: Sequence[str], group_keys: Iterable[str]
+    ) -> None:
+        """What a batch of arrivals will touch, read at once where that saves round trips:
+        where these fingerprints went, the `resolving` ones' groups and the anomalies they
+        hold back, and these route groups. Reads that were not made ahead are made when asked."""
+        ...
+
+    async def write(self) -> None:
+        """Store the changes of a pipeline step (live: one statement per table)."""
+        ...
 
     async def states_of(self, fingerprints: Sequence[str]) -> dict[str, AnomalyState]: ...
 

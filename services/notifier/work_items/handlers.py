@@ -3,7 +3,6 @@ items, clearances clear them, people claim/resolve/dismiss/comment, jobs escalat
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import Any
 
 from orderguard.services.notifier.console import people
 from orderguard.services.notifier.work_items import domain, repository
+from orderguard.services.notifier.work_items.book import Firing, WorkItemBook
 from orderguard.services.notifier.work_items.domain import (
     Anomaly,
     Entry,
@@ -56,8 +56,13 @@ def _count_entries(uow: UnitOfWork, team: str, entries: list[Entry]) -> None:
 async def _store(uow: UnitOfWork, topic: str, item: WorkItem, entries: list[Entry]) -> None:
     """Save the item and its new timeline entries; the changes others follow go out on
     `topic` (work_items.events) in the same transaction."""
-    await repository.save(uow.conn, item)
-    await repository.add_timeline(uow.conn, item.id, entries)
+    await repository.save(uow.conn, [item])
+    await repository.add_timeline(uow.conn, [(item.id, entry) for entry in entries])
+    _changed(uow, topic, item, entries)
+
+
+def _changed(uow: UnitOfWork, topic: str, item: WorkItem, entries: list[Entry]) -> None:
+    """Count and announce a change (its rows are written by the caller)."""
     _count_entries(uow, item.team, entries)
     _announce(uow, topic, item, entries)
 
@@ -96,26 +101,117 @@ class Routed:
             event_time=anomaly.event_time,
         )
 
+    @property
+    def firing(self) -> Firing:
+        return Firing(
+            self.team, self.group_key, self.anomaly, self.event.anomaly.detected_at, self.event_id
+        )
+
+
+Clearance = tuple[str, datetime]  # (fingerprint, event time)
+
+
+class WorkItems(WorkItemBook):
+    """The book of one unit of work: read at once (locked), written back at once, its changes
+    counted, announced on `events_topic` and logged as each record makes them."""
+
+    def __init__(self, uow: UnitOfWork, policy: SlaPolicy, events_topic: str) -> None:
+        super().__init__(uow.now, policy)
+        self._uow = uow
+        self._topic = events_topic
+
+    async def load(self, firing: Sequence[Firing], clearing: Sequence[str]) -> None:
+        """Lock the groups of the firings and those where a clearing fingerprint still fires;
+        read their items, the fingerprints' rows and the firings' clearances."""
+        conn = self._uow.conn
+        groups = list(dict.fromkeys((f.team, f.group_key) for f in firing))
+        clearing = list(dict.fromkeys(clearing))
+        await repository.lock_groups(conn, groups, clearing)
+        firing_groups = set(groups)
+        for item in await repository.lock_items_of(conn, groups, clearing):
+            self.items[item.id] = item
+            group = (item.team, item.group_key)
+            latest = self.latest.get(group)
+            if group in firing_groups and (
+                latest is None or item.created_at > self.items[latest].created_at
+            ):
+                self.latest[group] = item.id
+        fingerprints = list(dict.fromkeys([f.anomaly.fingerprint for f in firing] + clearing))
+        for row in await repository.lock_anomalies_of(conn, fingerprints):
+            self.anomalies[row.key] = row
+        if firing:
+            self.clearances.update(
+                await repository.clearances_of(conn, [f.anomaly.fingerprint for f in firing])
+            )
+
+    def fired(self, firing: Firing) -> None:
+        changed = self.fire(firing)
+        anomaly = firing.anomaly
+        if changed is None:
+            log.info(
+                "routed anomaly already on its work item",
+                work_item_id=self._latest_id(firing),
+                fingerprint=anomaly.fingerprint,
+                event_id=firing.event_id,
+            )
+            return
+        item = changed.item
+        _changed(self._uow, self._topic, item, changed.entries)
+        log.info(
+            "work item updated by a routed anomaly",
+            work_item_id=item.id,
+            team=item.team,
+            state=str(item.state),
+            fingerprint=anomaly.fingerprint,
+            rule=anomaly.rule,
+            event_id=firing.event_id,
+        )
+
+    def _latest_id(self, firing: Firing) -> str | None:
+        return self.latest.get((firing.team, firing.group_key))
+
+    def cleared(self, fingerprint: str, event_time: datetime) -> None:
+        for changed in self.clear(fingerprint, event_time):
+            item = changed.item
+            _changed(self._uow, self._topic, item, changed.entries)
+            log.info(
+                "anomaly cleared on its work item",
+                work_item_id=item.id,
+                fingerprint=fingerprint,
+                state=str(item.state),
+                all_cleared=item.cleared_at is not None,
+            )
+
+    async def save(self) -> None:
+        """Every changed row, one statement per table (items before the rows that name them)."""
+        conn = self._uow.conn
+        await repository.record_clearances(
+            conn, {fp: self.clearances[fp] for fp in self.changed_clearances}
+        )
+        await repository.save(conn, [self.items[i] for i in self.changed_items])
+        await repository.save_anomalies(conn, [self.anomalies[k] for k in self.changed_anomalies])
+        await repository.add_links(conn, list(self.links))
+        await repository.add_timeline(conn, self.timeline)
+
 
 async def apply_routed(
     uow: UnitOfWork, policy: SlaPolicy, events_topic: str, batch: list[Routed]
 ) -> None:
     """Each routed group becomes (or joins) one work item of its team; the same anomaly twice
     changes nothing; a cleared anomaly that fires again (later event time) counts again."""
-    firing = [r for r in batch if r.event.anomaly.status == "firing"]
-    await repository.lock_groups(uow.conn, [(r.team, r.group_key) for r in firing])
+    book = WorkItems(uow, policy, events_topic)
+    await book.load(
+        [r.firing for r in batch if r.event.anomaly.status == "firing"],
+        [r.event.anomaly.fingerprint for r in batch if r.event.anomaly.status == "resolved"],
+    )
     for routed in batch:
-        if routed.event.anomaly.status == "resolved":
+        anomaly = routed.event.anomaly
+        if anomaly.status == "resolved":
             # A router that forwards clearances: the same as one read from anomalies.detected.
-            await apply_clearance(
-                uow,
-                policy,
-                events_topic,
-                routed.event.anomaly.fingerprint,
-                routed.event.anomaly.event_time,
-            )
+            book.cleared(anomaly.fingerprint, anomaly.event_time)
         else:
-            await _apply_firing(uow, policy, events_topic, routed)
+            book.fired(routed.firing)
+    await book.save()
 
 
 async def open_work_items(
@@ -144,104 +240,30 @@ async def clear_work_items(
 ) -> None:
     """Anomalies that resolve (stock recovered, parcel scanned again) clear their work items.
     The router routes firing anomalies only, so clearances are read where detectors write them."""
-    for event in batch:
-        anomaly = event.data
-        if isinstance(anomaly, AnomalyDetected) and anomaly.status == "resolved":
-            await apply_clearance(
-                uow, policy, events_topic, anomaly.fingerprint, anomaly.event_time
-            )
-
-
-async def _apply_firing(
-    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, routed: Routed
-) -> None:
-    now = uow.now
-    anomaly = routed.anomaly
-    cleared_by = await repository.clearance_of(uow.conn, anomaly.fingerprint)
-    already_cleared = cleared_by is not None and cleared_by >= anomaly.event_time
-    item = await repository.latest_of_group(uow.conn, routed.team, routed.group_key)
-    if item is not None and domain.accepts_anomalies(item, now, policy):
-        known = await repository.anomaly_of(uow.conn, item.id, anomaly.fingerprint)
-        if known is None:
-            item, entries = domain.attach(item, anomaly, now, policy)
-            await _add_anomaly(uow, item, routed, now)
-        elif known.cleared_at is not None and not already_cleared:
-            item, entries = domain.refire(item, anomaly, now, policy)
-            await repository.mark_refired(
-                uow.conn, item.id, anomaly.fingerprint, anomaly.event_time
-            )
-        else:
-            log.info(
-                "routed anomaly already on its work item",
-                work_item_id=item.id,
-                fingerprint=anomaly.fingerprint,
-                event_id=routed.event_id,
-            )
-            return
-    else:
-        item, entries = domain.open_item(
-            str(uuid.uuid4()), routed.team, routed.group_key, anomaly, now, policy
-        )
-        await repository.save(uow.conn, item)  # the anomaly row references it
-        await _add_anomaly(uow, item, routed, now)
-    await repository.add_links(uow.conn, item.id, domain.links_of(anomaly.labels))
-    if already_cleared:
-        # Its clearance overtook it (they travel different topics): it arrives cleared.
-        await repository.mark_cleared(uow.conn, item.id, anomaly.fingerprint, now)
-        item, more = domain.anomaly_cleared(item, anomaly.fingerprint, now, policy)
-        entries += more
-    await _store(uow, events_topic, item, entries)
-    log.info(
-        "work item updated by a routed anomaly",
-        work_item_id=item.id,
-        team=item.team,
-        state=str(item.state),
-        fingerprint=anomaly.fingerprint,
-        rule=anomaly.rule,
-        event_id=routed.event_id,
+    await apply_clearances(
+        uow,
+        policy,
+        events_topic,
+        [
+            (event.data.fingerprint, event.data.event_time)
+            for event in batch
+            if isinstance(event.data, AnomalyDetected) and event.data.status == "resolved"
+        ],
     )
 
 
-async def _add_anomaly(uow: UnitOfWork, item: WorkItem, routed: Routed, now: datetime) -> None:
-    anomaly = routed.event.anomaly
-    await repository.add_anomaly(
-        uow.conn,
-        item.id,
-        fingerprint=anomaly.fingerprint,
-        team=routed.team,
-        rule=anomaly.rule,
-        severity=routed.event.severity or anomaly.severity,
-        summary=anomaly.summary,
-        labels=dict(anomaly.labels),
-        event_time=anomaly.event_time,
-        detected_at=anomaly.detected_at,
-        cleared_at=None,
-    )
-
-
-async def apply_clearance(
-    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, fingerprint: str, event_time: datetime
+async def apply_clearances(
+    uow: UnitOfWork, policy: SlaPolicy, events_topic: str, clearances: Sequence[Clearance]
 ) -> None:
-    """An anomaly resolved: clear it on every item where it still fires (and remember it, for a
-    firing that has not landed yet). A clearance older than the firing it meets is ignored."""
-    await repository.record_clearance(uow.conn, fingerprint, event_time)
-    await repository.lock_groups(uow.conn, await repository.groups_firing(uow.conn, fingerprint))
-    for found in await repository.firing_anomalies(uow.conn, fingerprint):
-        if found.event_time > event_time:
-            continue  # fired again after this clearance
-        item = await repository.get(uow.conn, found.work_item_id, for_update=True)
-        if item is None:
-            continue
-        await repository.mark_cleared(uow.conn, item.id, fingerprint, uow.now)
-        item, entries = domain.anomaly_cleared(item, fingerprint, uow.now, policy)
-        await _store(uow, events_topic, item, entries)
-        log.info(
-            "anomaly cleared on its work item",
-            work_item_id=item.id,
-            fingerprint=fingerprint,
-            state=str(item.state),
-            all_cleared=item.cleared_at is not None,
-        )
+    """Anomalies resolved: each cleared on every item where it still fires (and remembered, for
+    a firing that has not landed yet). A clearance older than the firing it meets is ignored."""
+    if not clearances:
+        return
+    book = WorkItems(uow, policy, events_topic)
+    await book.load([], [fingerprint for fingerprint, _ in clearances])
+    for fingerprint, event_time in clearances:
+        book.cleared(fingerprint, event_time)
+    await book.save()
 
 
 # ---- people --------------------------------------------------------------------------------
@@ -335,7 +357,7 @@ async def comment(
     item = await _locked(uow, item_id)
     created = await repository.add_comment(uow.conn, item_id, author, body, uow.now)
     entries = [Entry(uow.now, "commented", author, {"comment_id": str(created["id"])}, author_name)]
-    await repository.add_timeline(uow.conn, item_id, entries)
+    await repository.add_timeline(uow.conn, [(item_id, entry) for entry in entries])
     _announce(uow, events_topic, item, entries)
     return created
 
@@ -376,7 +398,7 @@ async def escalate_due(uow: UnitOfWork, policy: SlaPolicy, topics: Topics, limit
         item, entries, escalation = domain.escalate(item, uow.now, policy)
         if escalation is None:
             # Nothing left to escalate (top tier reached by a config change): stop looking.
-            await repository.save(uow.conn, replace(item, next_escalation_at=None))
+            await repository.save(uow.conn, [replace(item, next_escalation_at=None)])
             continue
         _notify(
             uow,
@@ -409,7 +431,7 @@ async def remind_due(uow: UnitOfWork, policy: SlaPolicy, topics: Topics, limit: 
         due = item.next_reminder_at
         item, entry = domain.remind(item, uow.now, policy)
         if entry is None or due is None:
-            await repository.save(uow.conn, replace(item, next_reminder_at=None))
+            await repository.save(uow.conn, [replace(item, next_reminder_at=None)])
             continue
         _notify(
             uow,

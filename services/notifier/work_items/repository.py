@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
+from orderguard.services.notifier.work_items.book import ItemAnomaly
 from orderguard.services.notifier.work_items.domain import Entry, State, WorkItem
 from orderguard.shared.db import Connection
 
@@ -50,25 +52,43 @@ def _item(row: asyncpg.Record) -> WorkItem:
     )
 
 
-async def lock_groups(conn: Connection, groups: Sequence[tuple[str, str]]) -> None:
-    """Serialise work on each (team, group) until commit: one item per group, whoever races."""
+async def lock_groups(
+    conn: Connection, groups: Sequence[tuple[str, str]], clearing: Sequence[str] = ()
+) -> None:
+    """Serialise work on each (team, group) until commit: one item per group, whoever races.
+    The groups given, and those of the items where a `clearing` fingerprint still fires."""
     keys = sorted({f"{team}\x1f{group}" for team, group in groups})
-    if keys:
+    if keys or clearing:
         await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
-            " FROM unnest($1::text[]) AS k ORDER BY k",  # one lock order for everyone
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM ("
+            "  SELECT k FROM unnest($1::text[]) AS k"
+            "  UNION SELECT i.team || chr(31) || i.group_key FROM work_item_anomalies a"
+            "   JOIN work_items i ON i.id = a.work_item_id"
+            "   WHERE a.fingerprint = ANY($2::text[]) AND a.cleared_at IS NULL"
+            ") AS keys ORDER BY k",  # one lock order for everyone
             keys,
+            list(clearing),
         )
 
 
-async def latest_of_group(conn: Connection, team: str, group_key: str) -> WorkItem | None:
-    row = await conn.fetchrow(
-        f"SELECT {_ITEM_COLUMNS} FROM work_items WHERE team = $1 AND group_key = $2"
-        " ORDER BY created_at DESC LIMIT 1",
-        team,
-        group_key,
+async def lock_items_of(
+    conn: Connection, groups: Sequence[tuple[str, str]], clearing: Sequence[str]
+) -> list[WorkItem]:
+    """The latest item of each (team, group), and the items where a `clearing` fingerprint
+    still fires, locked."""
+    rows = await conn.fetch(
+        f"SELECT {_ITEM_COLUMNS} FROM work_items WHERE id IN ("
+        "  (SELECT DISTINCT ON (team, group_key) id FROM work_items"
+        "   WHERE (team, group_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        "   ORDER BY team, group_key, created_at DESC)"
+        "  UNION SELECT work_item_id FROM work_item_anomalies"
+        "   WHERE fingerprint = ANY($3::text[]) AND cleared_at IS NULL)"
+        " ORDER BY id FOR UPDATE",
+        [team for team, _ in groups],
+        [group for _, group in groups],
+        list(clearing),
     )
-    return _item(row) if row else None
+    return [_item(row) for row in rows]
 
 
 async def get(conn: Connection, item_id: str, *, for_update: bool = False) -> WorkItem | None:
@@ -79,177 +99,160 @@ async def get(conn: Connection, item_id: str, *, for_update: bool = False) -> Wo
     return _item(row) if row else None
 
 
-async def save(conn: Connection, item: WorkItem) -> None:
+async def save(conn: Connection, items: Sequence[WorkItem]) -> None:
+    """The items in one statement (distinct ids), new or changed."""
+    if not items:
+        return
     await conn.execute(
         "INSERT INTO work_items (id, team, group_key, state, severity, initial_severity, priority,"
         " tier, title, rules, labels, anomaly_count, open_anomalies, created_at, claim_due_at,"
         " resolve_due_at, due_at, claimed_by, claimed_at, closed_at, closed_by, close_reason,"
         " cleared_at, reopened, next_escalation_at, next_reminder_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19, $20, $21, $22, $23, $24, $25, $26, now())"
-        " ON CONFLICT (id) DO UPDATE SET state = $4, severity = $5, priority = $7, tier = $8,"
-        " rules = $10, anomaly_count = $12, open_anomalies = $13, claim_due_at = $15,"
-        " resolve_due_at = $16, due_at = $17, claimed_by = $18, claimed_at = $19,"
-        " closed_at = $20, closed_by = $21, close_reason = $22, cleared_at = $23,"
-        " reopened = $24, next_escalation_at = $25, next_reminder_at = $26, updated_at = now()",
-        uuid.UUID(item.id),
-        item.team,
-        item.group_key,
-        str(item.state),
-        item.severity,
-        item.initial_severity,
-        item.priority,
-        item.tier,
-        item.title,
-        list(item.rules),
-        dict(item.labels),
-        item.anomaly_count,
-        item.open_anomalies,
-        item.created_at,
-        item.claim_due_at,
-        item.resolve_due_at,
-        item.due_at,
-        item.claimed_by,
-        item.claimed_at,
-        item.closed_at,
-        item.closed_by,
-        item.close_reason,
-        item.cleared_at,
-        item.reopened,
-        item.next_escalation_at,
-        item.next_reminder_at,
+        " SELECT id, team, group_key, state, severity, initial_severity, priority, tier, title,"
+        " ARRAY(SELECT jsonb_array_elements_text(rules::jsonb)), labels, anomaly_count,"
+        " open_anomalies, created_at, claim_due_at, resolve_due_at, due_at, claimed_by,"
+        " claimed_at, closed_at, closed_by, close_reason, cleared_at, reopened,"
+        " next_escalation_at, next_reminder_at, now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::smallint[], $8::smallint[], $9::text[], $10::text[], $11::jsonb[], $12::int[],"
+        " $13::int[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],"
+        " $17::timestamptz[], $18::text[], $19::timestamptz[], $20::timestamptz[], $21::text[],"
+        " $22::text[], $23::timestamptz[], $24::int[], $25::timestamptz[], $26::timestamptz[])"
+        " AS i(id, team, group_key, state, severity, initial_severity, priority, tier, title,"
+        " rules, labels, anomaly_count, open_anomalies, created_at, claim_due_at,"
+        " resolve_due_at, due_at, claimed_by, claimed_at, closed_at, closed_by, close_reason,"
+        " cleared_at, reopened, next_escalation_at, next_reminder_at)"
+        " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, severity = EXCLUDED.severity,"
+        " priority = EXCLUDED.priority, tier = EXCLUDED.tier, rules = EXCLUDED.rules,"
+        " anomaly_count = EXCLUDED.anomaly_count, open_anomalies = EXCLUDED.open_anomalies,"
+        " claim_due_at = EXCLUDED.claim_due_at, resolve_due_at = EXCLUDED.resolve_due_at,"
+        " due_at = EXCLUDED.due_at, claimed_by = EXCLUDED.claimed_by,"
+        " claimed_at = EXCLUDED.claimed_at, closed_at = EXCLUDED.closed_at,"
+        " closed_by = EXCLUDED.closed_by, close_reason = EXCLUDED.close_reason,"
+        " cleared_at = EXCLUDED.cleared_at, reopened = EXCLUDED.reopened,"
+        " next_escalation_at = EXCLUDED.next_escalation_at,"
+        " next_reminder_at = EXCLUDED.next_reminder_at, updated_at = now()",
+        [uuid.UUID(i.id) for i in items],
+        [i.team for i in items],
+        [i.group_key for i in items],
+        [str(i.state) for i in items],
+        [i.severity for i in items],
+        [i.initial_severity for i in items],
+        [i.priority for i in items],
+        [i.tier for i in items],
+        [i.title for i in items],
+        [orjson.dumps(list(i.rules)).decode() for i in items],  # JSON: a list per row
+        [dict(i.labels) for i in items],
+        [i.anomaly_count for i in items],
+        [i.open_anomalies for i in items],
+        [i.created_at for i in items],
+        [i.claim_due_at for i in items],
+        [i.resolve_due_at for i in items],
+        [i.due_at for i in items],
+        [i.claimed_by for i in items],
+        [i.claimed_at for i in items],
+        [i.closed_at for i in items],
+        [i.closed_by for i in items],
+        [i.close_reason for i in items],
+        [i.cleared_at for i in items],
+        [i.reopened for i in items],
+        [i.next_escalation_at for i in items],
+        [i.next_reminder_at for i in items],
     )
 
 
-async def add_timeline(conn: Connection, item_id: str, entries: Sequence[Entry]) -> None:
-    if entries:
-        await conn.executemany(
-            "INSERT INTO work_item_timeline (work_item_id, at, what, actor, actor_name, details)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            [
-                (uuid.UUID(item_id), e.at, e.what, e.actor, e.actor_name, dict(e.details))
-                for e in entries
-            ],
-        )
+async def add_timeline(conn: Connection, entries: Sequence[tuple[str, Entry]]) -> None:
+    """(item id, entry) pairs in one statement, their ids in the order given."""
+    if not entries:
+        return
+    await conn.execute(
+        "INSERT INTO work_item_timeline (work_item_id, at, what, actor, actor_name, details)"
+        " SELECT work_item_id, at, what, actor, actor_name, details FROM unnest($1::uuid[],"
+        " $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[]) WITH ORDINALITY"
+        " AS e(work_item_id, at, what, actor, actor_name, details, n) ORDER BY n",
+        [uuid.UUID(item_id) for item_id, _ in entries],
+        [e.at for _, e in entries],
+        [e.what for _, e in entries],
+        [e.actor for _, e in entries],
+        [e.actor_name for _, e in entries],
+        [dict(e.details) for _, e in entries],
+    )
 
 
-async def add_links(conn: Connection, item_id: str, links: Sequence[tuple[str, str]]) -> None:
+async def add_links(conn: Connection, links: Sequence[tuple[str, str, str]]) -> None:
+    """(item id, kind, ref) in one statement; those an item has already are kept."""
     if links:
-        await conn.executemany(
-            "INSERT INTO work_item_links (work_item_id, kind, ref) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING",
-            [(uuid.UUID(item_id), kind, ref) for kind, ref in links],
+        await conn.execute(
+            "INSERT INTO work_item_links (work_item_id, kind, ref)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            [uuid.UUID(item_id) for item_id, _, _ in links],
+            [kind for _, kind, _ in links],
+            [ref for _, _, ref in links],
         )
 
 
-@dataclass(frozen=True)
-class ItemAnomaly:
-    work_item_id: str
-    fingerprint: str
-    event_time: datetime
-    cleared_at: datetime | None
+_ANOMALY_COLUMNS = (
+    "work_item_id, fingerprint, team, rule, severity, summary, labels, event_time, detected_at,"
+    " fired, cleared_at"
+)
 
 
-async def anomaly_of(conn: Connection, item_id: str, fingerprint: str) -> ItemAnomaly | None:
-    row = await conn.fetchrow(
-        "SELECT work_item_id, fingerprint, event_time, cleared_at FROM work_item_anomalies"
-        " WHERE work_item_id = $1 AND fingerprint = $2",
-        uuid.UUID(item_id),
-        fingerprint,
-    )
-    return (
-        ItemAnomaly(str(row[0]), row[1], row[2], row[3]) if row else None
-    )
-
-
-async def groups_firing(conn: Connection, fingerprint: str) -> list[tuple[str, str]]:
-    """(team, group) of the items where a fingerprint still fires: to lock before changing them."""
+async def lock_anomalies_of(conn: Connection, fingerprints: Sequence[str]) -> list[ItemAnomaly]:
+    """Every item's row of these fingerprints, locked."""
     rows = await conn.fetch(
-        "SELECT DISTINCT i.team, i.group_key FROM work_item_anomalies a"
-        " JOIN work_items i ON i.id = a.work_item_id"
-        " WHERE a.fingerprint = $1 AND a.cleared_at IS NULL",
-        fingerprint,
+        f"SELECT {_ANOMALY_COLUMNS} FROM work_item_anomalies WHERE fingerprint = ANY($1::text[])"
+        " ORDER BY work_item_id, fingerprint FOR UPDATE",
+        list(fingerprints),
     )
-    return [(row["team"], row["group_key"]) for row in rows]
+    return [ItemAnomaly(str(row[0]), *row[1:]) for row in rows]
 
 
-async def firing_anomalies(conn: Connection, fingerprint: str) -> list[ItemAnomaly]:
-    """Where a fingerprint still fires (one item per team it was routed to), locked."""
+async def save_anomalies(conn: Connection, rows: Sequence[ItemAnomaly]) -> None:
+    """Rows in one statement (distinct keys), new or changed (fired again, cleared)."""
+    if not rows:
+        return
+    await conn.execute(
+        f"INSERT INTO work_item_anomalies ({_ANOMALY_COLUMNS})"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::jsonb[], $8::timestamptz[], $9::timestamptz[], $10::int[],"
+        " $11::timestamptz[])"
+        " ON CONFLICT (work_item_id, fingerprint) DO UPDATE SET event_time = EXCLUDED.event_time,"
+        " fired = EXCLUDED.fired, cleared_at = EXCLUDED.cleared_at",
+        [uuid.UUID(r.work_item_id) for r in rows],
+        [r.fingerprint for r in rows],
+        [r.team for r in rows],
+        [r.rule for r in rows],
+        [r.severity for r in rows],
+        [r.summary for r in rows],
+        [dict(r.labels) for r in rows],
+        [r.event_time for r in rows],
+        [r.detected_at for r in rows],
+        [r.fired for r in rows],
+        [r.cleared_at for r in rows],
+    )
+
+
+async def clearances_of(conn: Connection, fingerprints: Sequence[str]) -> dict[str, datetime]:
+    """The latest clearance (event time) seen of each fingerprint that has one."""
     rows = await conn.fetch(
-        "SELECT work_item_id, fingerprint, event_time, cleared_at FROM work_item_anomalies"
-        " WHERE fingerprint = $1 AND cleared_at IS NULL ORDER BY work_item_id FOR UPDATE",
-        fingerprint,
+        "SELECT fingerprint, event_time FROM anomaly_clearances"
+        " WHERE fingerprint = ANY($1::text[])",
+        list(fingerprints),
     )
-    return [ItemAnomaly(str(r[0]), r[1], r[2], r[3]) for r in rows]
+    return {row["fingerprint"]: row["event_time"] for row in rows}
 
 
-async def add_anomaly(
-    conn: Connection,
-    item_id: str,
-    *,
-    fingerprint: str,
-    team: str,
-    rule: str,
-    severity: str,
-    summary: str,
-    labels: dict[str, str],
-    event_time: datetime,
-    detected_at: datetime,
-    cleared_at: datetime | None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO work_item_anomalies (work_item_id, fingerprint, team, rule, severity,"
-        " summary, labels, event_time, detected_at, cleared_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        uuid.UUID(item_id),
-        fingerprint,
-        team,
-        rule,
-        severity,
-        summary,
-        labels,
-        event_time,
-        detected_at,
-        cleared_at,
-    )
-
-
-async def mark_refired(
-    conn: Connection, item_id: str, fingerprint: str, event_time: datetime
-) -> None:
-    await conn.execute(
-        "UPDATE work_item_anomalies SET cleared_at = NULL, fired = fired + 1, event_time = $3"
-        " WHERE work_item_id = $1 AND fingerprint = $2",
-        uuid.UUID(item_id),
-        fingerprint,
-        event_time,
-    )
-
-
-async def mark_cleared(conn: Connection, item_id: str, fingerprint: str, at: datetime) -> None:
-    await conn.execute(
-        "UPDATE work_item_anomalies SET cleared_at = $3 WHERE work_item_id = $1 AND fingerprint = $2",
-        uuid.UUID(item_id),
-        fingerprint,
-        at,
-    )
-
-
-async def record_clearance(conn: Connection, fingerprint: str, event_time: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO anomaly_clearances (fingerprint, event_time) VALUES ($1, $2)"
-        " ON CONFLICT (fingerprint) DO UPDATE SET event_time = greatest("
-        "   anomaly_clearances.event_time, EXCLUDED.event_time), received_at = now()",
-        fingerprint,
-        event_time,
-    )
-
-
-async def clearance_of(conn: Connection, fingerprint: str) -> datetime | None:
-    value: datetime | None = await conn.fetchval(
-        "SELECT event_time FROM anomaly_clearances WHERE fingerprint = $1", fingerprint
-    )
-    return value
+async def record_clearances(conn: Connection, clearances: Mapping[str, datetime]) -> None:
+    """Clearances seen, in one statement: each fingerprint keeps its latest event time."""
+    if clearances:
+        await conn.execute(
+            "INSERT INTO anomaly_clearances (fingerprint, event_time)"
+            " SELECT * FROM unnest($1::text[], $2::timestamptz[])"
+            " ON CONFLICT (fingerprint) DO UPDATE SET event_time = greatest("
+            "   anomaly_clearances.event_time, EXCLUDED.event_time), received_at = now()",
+            list(clearances),
+            list(clearances.values()),
+        )
 
 
 async def add_comment(

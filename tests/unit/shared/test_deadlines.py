@@ -71,6 +71,19 @@ def test_event_times_without_an_offset_are_taken_as_utc() -> None:
     assert clock.count_late(TP, [datetime(2026, 11, 22, 8, 0, 5)]) == 1
 
 
+def test_a_batch_gives_its_late_count_and_its_latest_time_in_one_pass() -> None:
+    clock, _ = clocks(lateness_s=5)
+    clock.advance(TP, [at(100)])  # clock 95
+    assert clock.late_and_latest(TP, [at(96), at(97), at(97), at(150)]) == (0, at(150))
+    assert clock.late_and_latest(TP, [at(96), at(200), at(190), at(90)]) == (2, at(200))
+    assert clock.late_and_latest(TP, [at(94), at(96)]) == (1, at(96)), "in order, behind the clock"
+    assert clock.late_and_latest(TP, []) == (0, None)
+    naive = datetime(2026, 11, 22, 8, 1, 40)  # 100 s, taken as UTC
+    assert clock.late_and_latest(TP, [at(96), naive, at(99)]) == (0, at(100))
+    assert clock.late_and_latest(OTHER, [datetime(2026, 11, 22, 8, 0, 1)]) == (0, at(1))
+    assert clock.now(TP) == at(95), "counting is not applying"
+
+
 def test_an_idle_partition_follows_the_wall_clock_minus_the_lateness() -> None:
     clock, wall = clocks(lateness_s=2, idle_after_s=10, wall_start=at(60))
     clock.advance(TP, [at(50)])  # applied at wall 60

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import random
+import uuid
+
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from orderguard.shared.detection.rule import fingerprint
-from orderguard.shared.envelope import Envelope
+from orderguard.shared.envelope import Envelope, new_event_id
 from orderguard.shared.events import REGISTRY, UnknownEventType
 
 
@@ -75,3 +80,58 @@ def test_fingerprint_is_deterministic_and_order_independent() -> None:
     assert a == fingerprint("stock.low", {"warehouse": "main", "sku": "A"}, 1)
     assert a != fingerprint("stock.low", {"sku": "A", "warehouse": "main"}, 2)
     assert a != fingerprint("stock.low", {"sku": "B", "warehouse": "main"}, 1)
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids[:1000]:
+        parsed = uuid.UUID(event_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, event_id)
+
+
+def test_event_ids_do_not_repeat_when_someone_seeds_the_random_module() -> None:
+    """Hypothesis (and any library) may seed the global generator the same way twice."""
+    random.seed(7)
+    first = new_event_id()
+    random.seed(7)
+    assert new_event_id() != first
+
+
+def test_a_forked_child_draws_other_event_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its id and leave at once
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert uuid.UUID(child) and child != new_event_id()
+
+
+def test_the_structured_json_leaves_out_what_is_unset_and_keeps_extensions() -> None:
+    envelope = Envelope.model_validate(
+        {
+            "id": "e-1",
+            "type": "order.cancelled.v1",
+            "source": "/t",
+            "subject": "o-1",
+            "time": "2026-11-22T08:00:01.250000Z",
+            "data": {"n": 1.5, "at": "x", "none": None, "list": [1, "ü"]},
+            "traceparent": None,
+            "partitionkey": "o-1",  # a CloudEvents extension attribute
+        }
+    )
+    assert orjson.loads(envelope.to_json()) == {
+        "specversion": "1.0",
+        "id": "e-1",
+        "type": "order.cancelled.v1",
+        "source": "/t",
+        "subject": "o-1",
+        "time": "2026-11-22T08:00:01.250000Z",
+        "datacontenttype": "application/json",
+        "data": {"n": 1.5, "at": "x", "none": None, "list": [1, "ü"]},
+        "partitionkey": "o-1",
+    }
