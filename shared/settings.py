@@ -121,9 +121,9 @@ class Settings(BaseSettings):
         default=20,
         ge=0,
         description="An engine that has read every partition to its end rests until a relay"
-        " announces a topic it reads; while records flow it still fetches this often, for"
-        " publishers outside orderguard (0: fetch continuously while records flow, rest only"
-        " once idle)",
+        " announces a topic it reads; while records flow it still looks (fetches) this often"
+        " for publishers outside orderguard, less often while its looks find nothing"
+        " (0: fetch continuously while records flow, rest only once idle)",
     )
     consumer_idle_after_s: float = Field(
         default=1.0,
