@@ -7,19 +7,20 @@ a 10 ms wait cost 1.27 cores (broker 0.71); a 500 ms wait still 0.18-0.22 and a 
 0.10 — each idle fetch costs Tansu about 1 ms — while a long wait makes the first event after
 a quiet spell wait that long at every hop.
 
-So an engine keeps the short wait while records flow and, after `idle_after_s` without
-records, pauses its partitions: no fetch at all. While records flow, an engine that has read
-its partitions to the end also rests between fetches, paused until `flowing_every_s` after its
-previous fetch: aiokafka's fetcher otherwise sends the next fetch the moment a batch is taken,
-so a trickle of records costs a fetch (and a transaction) for every few records. A backlog is
-read without rest. Every outbox relay of orderguard announces
-the topics it has just published on one PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines
-of the process that read one of those topics resume at once. Publishers outside orderguard
-(a payment provider on Kafka) and a missed notification are covered by a probe every
-`probe_every_s`: the partitions' end offsets against the consumer's positions, one request
-that the broker answers at once (a fetch would be held for its whole wait). When the LISTEN
-connection is lost (PostgreSQL restarted), it is opened again, with backoff, and every resting
-engine looks once: what was announced meanwhile was told to no one.
+So an engine rests, its partitions paused and no fetch sent, whenever a poll has read every
+partition to its end (with `flowing_fetch_every_s`; without it, only after `idle_after_s`
+without records). aiokafka's fetcher otherwise sends the next fetch the moment a batch is
+taken: a trickle of records cost a fetch, mostly empty, every 12-15 ms per worker. Every outbox
+relay of orderguard announces the topics it has just published on one PostgreSQL channel
+(`PUBLISHED_CHANNEL`); the engines of the process that read one of those topics resume at once
+and fetch what is there. Publishers outside orderguard (a payment provider on Kafka) and a
+missed notification are covered while records flow by a look, one fetch every
+`flowing_fetch_every_s` (less often while looks find nothing), and after `idle_after_s` without
+records by a probe every `probe_every_s`: the partitions' end offsets against the consumer's
+positions, one request that the broker answers at once (a fetch would be held for its whole
+wait). A backlog (a full batch, a partition behind its high watermark) is read without rest.
+When the LISTEN connection is lost (PostgreSQL restarted), it is opened again, with backoff,
+and every resting engine looks once: what was announced meanwhile was told to no one.
 """
 
 from __future__ import annotations
