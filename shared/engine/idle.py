@@ -295,13 +295,14 @@ class IdleFetching:
         # Records from an answer that came before this poll (kept while the engine rested) may
         # be long read past: fetch again at once rather than rest on them.
         fresh = self._answered_since(self._poll_since_ms)
-        if self._looking:
+        if self._looking and (had_records or fresh):
             self._looking = False
-            if had_records:
-                self._look_every_s = self._flowing_fetch_every_s
-            elif fresh:
-                self._look_every_s = min(2 * self._look_every_s, self._probe_every_s)
-            # Else the broker has not answered yet (a busy machine): the answer waits, paused,
-            # for the next look, which comes as soon as this one would have.
-        if caught_up and (fresh or not had_records):
+            self._look_every_s = (
+                self._flowing_fetch_every_s
+                if had_records
+                else min(2 * self._look_every_s, self._probe_every_s)
+            )
+        # Without an answer yet (a busy broker) the next poll waits for the fetch in flight;
+        # aiokafka sends no second one meanwhile.
+        if caught_up and fresh:
             self._rest()

@@ -222,6 +222,7 @@ async def test_looks_that_find_nothing_come_less_and_less_often_until_one_finds_
     consumer.answered_ms = None  # not answered within the poll: no conclusion
     policy.after_poll(had_records=False, caught_up=True)
     assert policy._look_every_s == 0.002
+    assert consumer.paused_tps == set()  # it polls again for the answer of that look
 
     assert await policy.before_poll(asyncio.Event()) is True
     consumer.answered_ms = 2**62
