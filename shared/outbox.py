@@ -68,8 +68,8 @@ def notify_channel(schema: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OutboxRows:
-    """Messages for one schema's outbox, to be written in a caller's own statement: a use case
-    that stores its state and its events in one round trip (`UnitOfWork.take_outbox`)."""
+    """Messages for one schema's outbox, written in another statement: the unit of work's last
+    (a use case that stores its state and its events in one round trip, `UnitOfWork.write_last`)."""
 
     schema: str
     messages: list[OutboxMessage]

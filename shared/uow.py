@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any, Protocol, cast
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 from pydantic import BaseModel
 
 from orderguard.shared import telemetry
@@ -18,8 +22,46 @@ from orderguard.shared.events.notifications import (
     Recipient,
 )
 from orderguard.shared.events.registry import REGISTRY
-from orderguard.shared.outbox import OutboxMessage, OutboxRows, write_outbox
+from orderguard.shared.outbox import OutboxMessage, OutboxRows
 from orderguard.shared.tracing import child_of, current_traceparent
+
+
+class Rider(Protocol):
+    """Rows written with the unit of work's last statement (outbox rows, an idempotent answer)."""
+
+    def insert(self, first: int) -> tuple[str, str, list[Any]]:
+        """(a data-modifying statement for a WITH clause, an expression for the final SELECT
+        or "", their parameters from ${first} on)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Riders:
+    """What rides along with the unit of work's last statement, as WITH clauses and SELECT
+    expressions to append to the statement's own."""
+
+    parts: tuple[Rider, ...]
+
+    def clauses(self, first: int) -> tuple[str, str, list[Any]]:
+        """(", ridden_0 AS (...), ..." to follow the statement's WITH clauses, ", expression,
+        ..." to follow its final SELECT's, their parameters from ${first} on)."""
+        clauses, selected, args = "", "", list[Any]()
+        for n, part in enumerate(self.parts):
+            statement, select, part_args = part.insert(first + len(args))
+            clauses += f", ridden_{n} AS ({statement})"
+            selected += f", {select}" if select else ""
+            args += part_args
+        return clauses, selected, args
+
+    async def write(self, conn: Connection) -> None:
+        """Write them alone, in one statement."""
+        if self.parts:
+            clauses, selected, args = self.clauses(first=1)
+            await conn.execute(f"WITH {clauses[2:]} SELECT NULL{selected}", *args)
+
+
+# A use case's last statement, sent at commit: `(connection, riders)` writes the riders too.
+LastStatement = Callable[[Connection, Riders], Awaitable[None]]
 
 
 class UnitOfWork:
@@ -28,25 +70,42 @@ class UnitOfWork:
     Events given to `publish` (or `forward`) are written to the outbox in the same
     transaction, so a state change and its events are stored together or not at all. Leaving
     the block without `commit()` rolls everything back.
+
+    The transaction begins with the first statement on `uow.conn`. A use case that writes in
+    one statement hands it to `write_last` instead: at commit it is sent with the outbox rows
+    (and an idempotent request's answer) in it, and when nothing was sent before, it commits
+    alone: one round trip, no BEGIN and no COMMIT.
     """
 
     conn: Connection
+    # The pooled connection itself, outside the unit's transaction: for a read that must not
+    # begin one (an idempotent request's stored answer, looked up before anything is done).
+    session: Connection
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
         self.schema = schema
         self.outbox: list[OutboxMessage] = []
-        self._outbox_taken = 0  # outbox[:_outbox_taken] is written by a use case's statement
         self.now = datetime.now(UTC)
         self._committed = False
         self._after_commit: list[Callable[[], None]] = []
+        self._tx: Transaction | None = None
+        self._last: LastStatement | None = None
+        self._riders: list[Rider] = []
 
     async def __aenter__(self) -> UnitOfWork:
         self._acquired = await self._pool.acquire()
-        self.conn = self._acquired
-        self._tx = self.conn.transaction()
-        await self._tx.start()
+        self.session = self._acquired
+        # Typed as what it stands for: it has the statement methods use cases call.
+        self.conn = cast(Connection, _BeginsOnFirstUse(self))
         return self
+
+    async def _begun(self) -> PoolConnectionProxy:
+        if self._tx is None:
+            tx = self._acquired.transaction()
+            await tx.start()
+            self._tx = tx
+        return self._acquired
 
     def publish(
         self,
@@ -101,12 +160,19 @@ class UnitOfWork:
         """Write an envelope made elsewhere as it is (an accepted ingest, a detector's anomaly)."""
         self.outbox.append(OutboxMessage.of(topic, envelope, key))
 
-    def take_outbox(self) -> OutboxRows:
-        """What was published so far, for the caller to write in its own statement (with the
-        state change: one round trip less); `commit` writes only what is published after."""
-        taken = OutboxRows(self.schema, self.outbox[self._outbox_taken :])
-        self._outbox_taken = len(self.outbox)
-        return taken
+    def write_last(self, statement: LastStatement) -> None:
+        """Send `statement` at commit, as the unit's last: it must write the `Riders` it is
+        given (the outbox rows, an idempotent answer) in itself."""
+        assert self._last is None, "a unit of work has one last statement"
+        self._last = statement
+
+    def ride(self, rider: Rider) -> None:
+        """Write `rider` with the last statement (an idempotent request's answer)."""
+        self._riders.append(rider)
+
+    def _riding(self) -> Riders:
+        outbox = [OutboxRows(self.schema, self.outbox)] if self.outbox else []
+        return Riders((*outbox, *self._riders))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction has committed (metrics, caches): never for a rollback."""
@@ -114,8 +180,12 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         started = telemetry.now_ns()
-        await write_outbox(self.conn, self.schema, self.outbox[self._outbox_taken :])
-        await self._tx.commit()
+        if self._last is not None:
+            await self._last(self._acquired, self._riding())
+        else:
+            await self._riding().write(self._acquired)
+        if self._tx is not None:
+            await self._tx.commit()
         self._committed = True
         if telemetry.enabled():
             telemetry.record_published(
@@ -137,7 +207,35 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if not self._committed:
+            if self._tx is not None and not self._committed:
                 await self._tx.rollback()
         finally:
             await self._pool.release(self._acquired)
+
+
+class _BeginsOnFirstUse:
+    """`uow.conn`: the unit's connection, whose first statement begins the transaction."""
+
+    __slots__ = ("_uow",)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
+        return await (await self._uow._begun()).execute(query, *args, timeout=timeout)
+
+    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
+        await (await self._uow._begun()).executemany(command, args, timeout=timeout)
+
+    async def fetch(self, query: str, *args: object, timeout: float | None = None) -> list[Any]:
+        return await (await self._uow._begun()).fetch(query, *args, timeout=timeout)
+
+    async def fetchrow(self, query: str, *args: object, timeout: float | None = None) -> Any:
+        return await (await self._uow._begun()).fetchrow(query, *args, timeout=timeout)
+
+    async def fetchval(
+        self, query: str, *args: object, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        return await (await self._uow._begun()).fetchval(
+            query, *args, column=column, timeout=timeout
+        )

@@ -145,9 +145,10 @@ async def place_order(
         payment_due_at=uow.now + config.payment_deadline,
     )
     entries = _announce(uow, config, order, entries)  # placed, and held by the intake checks
-    # The order, its timeline and its events in one statement, which also decides the customer
-    # type (new or returning: has the customer ordered before?).
-    await repository.add(uow.conn, order, entries, uow.take_outbox())
+    # The order, its timeline and its events (and an idempotent request's answer) in the one
+    # statement of this unit of work, sent at commit; it also decides the customer type (new or
+    # returning: has the customer ordered before?).
+    uow.write_last(lambda conn, riders: repository.add(conn, order, entries, riders))
     log.info(
         "order placed",
         order_id=order.order_id,

@@ -25,7 +25,7 @@ from orderguard.services.order.domain import (
     customer_type_of,
 )
 from orderguard.shared.db import Connection
-from orderguard.shared.outbox import OutboxRows
+from orderguard.shared.uow import Riders
 
 _COLUMNS = (
     "order_id, customer_id, channel, warehouse, status, phone, shipping_address, placed_at,"
@@ -62,12 +62,13 @@ def _insert_timeline(first: int) -> str:
 
 
 async def add(
-    conn: Connection, order: Order, timeline: Iterable[TimelineEntry], outbox: OutboxRows
+    conn: Connection, order: Order, timeline: Iterable[TimelineEntry], riders: Riders
 ) -> None:
-    """Store a new order with its lines, its first timeline entries and the events it caused
-    (`outbox`) in one statement. Its customer type (`customer_type_of`) depends on whether the
-    customer ordered here before: the same statement looks, and `order` gets the type stored."""
-    events, wake, outbox_args = outbox.insert(first=29 + _TIMELINE_ARRAYS)
+    """Store a new order with its lines, its first timeline entries and what rides along (the
+    events it caused, an idempotent answer) in one statement. Its customer type
+    (`customer_type_of`) depends on whether the customer ordered here before: the same
+    statement looks, and `order` gets the type stored."""
+    ridden, selected, rider_args = riders.clauses(first=29 + _TIMELINE_ARRAYS)
     order.customer_type = await conn.fetchval(
         "WITH placed AS (INSERT INTO orders (order_id, customer_id, channel, warehouse, status,"
         " phone, shipping_address, total_amount, placed_at, updated_at, member_level, express,"
@@ -82,9 +83,8 @@ async def add(
         " SELECT $1, n, sku, quantity, unit_price"
         " FROM unnest($26::text[], $27::integer[], $28::numeric[])"
         " WITH ORDINALITY AS l (sku, quantity, unit_price, n)),"
-        f" timeline AS ({_insert_timeline(29)}),"
-        f" events AS ({events})"
-        f" SELECT customer_type, {wake} FROM placed",
+        f" timeline AS ({_insert_timeline(29)}){ridden}"
+        f" SELECT customer_type{selected} FROM placed",
         order.order_id,
         order.customer_id,
         order.channel,
@@ -107,7 +107,7 @@ async def add(
         [line.quantity for line in order.lines],
         [line.unit_price for line in order.lines],
         *_timeline_arrays((order.order_id, entry) for entry in timeline),
-        *outbox_args,
+        *rider_args,
     )
 
 

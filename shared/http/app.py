@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.trace import SpanKind
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orderguard.shared import metrics, telemetry
@@ -31,6 +31,9 @@ class ObserveRequests:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # The metrics' children by (route template, method, status): `labels()` looks them up
+        # under a lock on every call; as bounded as the labels themselves.
+        self._recorders: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,10 +65,15 @@ class ObserveRequests:
             route = getattr(scope.get("route"), "path", None)
             method = scope["method"]
             template = route or "<unmatched>"
-            metrics.HTTP_REQUESTS.labels(self.service, template, method, str(status)).inc()
-            metrics.HTTP_DURATION.labels(self.service, template, method).observe(
-                time.perf_counter() - started
-            )
+            recorders = self._recorders.get((template, method, status))
+            if recorders is None:
+                recorders = self._recorders[(template, method, status)] = (
+                    metrics.HTTP_REQUESTS.labels(self.service, template, method, str(status)),
+                    metrics.HTTP_DURATION.labels(self.service, template, method),
+                )
+            requests, duration = recorders
+            requests.inc()
+            duration.observe(time.perf_counter() - started)
             if telemetry.enabled():
                 telemetry.record(
                     f"{method} {route or 'unmatched'}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,7 @@ import orjson
 from fastapi import Header
 from pydantic import BaseModel
 
+from orderguard.shared.db import Connection
 from orderguard.shared.http.problems import Problem
 from orderguard.shared.uow import UnitOfWork
 
@@ -25,10 +27,10 @@ def request_fingerprint(body: Any) -> str:
 
 
 async def stored_response(
-    uow: UnitOfWork, key: str, route: str, request_hash: str
+    conn: Connection, key: str, route: str, request_hash: str
 ) -> tuple[int, Any] | None:
     """The response remembered for this key, or None. The same key with another body is an error."""
-    row = await uow.conn.fetchrow(
+    row = await conn.fetchrow(
         "SELECT request_hash, status_code, response FROM idempotency_keys"
         " WHERE idempotency_key = $1 AND route = $2",
         key,
@@ -46,19 +48,25 @@ async def stored_response(
     return row["status_code"], row["response"]
 
 
-async def remember_response(
-    uow: UnitOfWork, key: str, route: str, request_hash: str, status_code: int, response: Any
-) -> None:
-    """Store the response in the request's own transaction; a concurrent twin fails on the key."""
-    await uow.conn.execute(
-        "INSERT INTO idempotency_keys (idempotency_key, route, request_hash, status_code, response)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        key,
-        route,
-        request_hash,
-        status_code,
-        response,
-    )
+@dataclass(frozen=True, slots=True)
+class RememberedResponse:
+    """A response to store with the request's effect, in the unit of work's last statement
+    (`UnitOfWork.ride`); a concurrent twin fails on the key."""
+
+    key: str
+    route: str
+    request_hash: str
+    status_code: int
+    response: Any
+
+    def insert(self, first: int) -> tuple[str, str, list[Any]]:
+        return (
+            "INSERT INTO idempotency_keys"
+            " (idempotency_key, route, request_hash, status_code, response)"
+            f" VALUES (${first}, ${first + 1}, ${first + 2}, ${first + 3}, ${first + 4})",
+            "",
+            [self.key, self.route, self.request_hash, self.status_code, self.response],
+        )
 
 
 Operation = Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]
@@ -75,18 +83,21 @@ async def run_once_per_key(
     fingerprint = request_fingerprint(body) if key is not None else ""
     try:
         async with UnitOfWork(pool, schema) as uow:
-            if key is not None and (stored := await stored_response(uow, key, route, fingerprint)):
+            # Read before the unit's transaction (none yet): a committed answer is all it can see.
+            if key is not None and (
+                stored := await stored_response(uow.session, key, route, fingerprint)
+            ):
                 return stored[0], stored[1], True
             status, response = await operation(uow)
             if key is not None:
-                await remember_response(uow, key, route, fingerprint, status, response)
+                uow.ride(RememberedResponse(key, route, fingerprint, status, response))
             await uow.commit()
             return status, response, False
     except asyncpg.UniqueViolationError as exc:
         if key is None or exc.table_name != "idempotency_keys":
             raise
-    async with UnitOfWork(pool, schema) as uow:
-        stored = await stored_response(uow, key, route, fingerprint)
+    async with pool.acquire() as conn:
+        stored = await stored_response(conn, key, route, fingerprint)
     if stored is None:  # the winner's row is committed before our insert fails
         raise RuntimeError("idempotency key conflict without a stored response")
     return stored[0], stored[1], True

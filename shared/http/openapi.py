@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from orderguard.shared.http.auth import document_api_keys
 from orderguard.shared.http.problems import PROBLEM_JSON
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -117,7 +118,9 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_problems(generate())
+            schema = generate()
+            document_api_keys(app, schema)
+            app.openapi_schema = document_problems(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from orderguard.shared.engine import Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.registry import REGISTRY
 from orderguard.shared.outbox import OutboxMessage
-from orderguard.shared.uow import UnitOfWork
+from orderguard.shared.uow import Riders, UnitOfWork
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -26,16 +26,20 @@ class InMemoryUnitOfWork(UnitOfWork):
     def __init__(self, now: datetime = NOW) -> None:
         self.schema = "memory"
         self.outbox: list[OutboxMessage] = []
-        self._outbox_taken = 0
         self.now = now
         self.conn = None  # type: ignore[assignment]
         self._committed = False
         self._after_commit: list[Callable[[], None]] = []
+        self._tx = None
+        self._last = None
+        self._riders = []
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         return self
 
     async def commit(self) -> None:
+        if self._last is not None:  # a use case's last statement, to the fake repositories
+            await self._last(self.conn, Riders(()))
         self._committed = True
         for callback in self._after_commit:
             callback()

@@ -68,6 +68,7 @@ def command(**changes: object) -> PlaceOrder:
 async def place(repo: OrderRepository, **changes: object) -> str:
     uow = InMemoryUnitOfWork()
     placed = await handlers.place_order(uow, CONFIG, command(**changes), API)
+    await uow.commit()  # the order is stored by the unit's last statement, at commit
     return placed.order.order_id
 
 
@@ -94,6 +95,7 @@ async def pay(
 async def test_placing_an_order_publishes_order_placed_and_stores_it(repo: OrderRepository) -> None:
     uow = InMemoryUnitOfWork()
     placed = await handlers.place_order(uow, CONFIG, command(), API)
+    await uow.commit()
 
     order_id = placed.order.order_id
     assert uow.types() == ["order.placed.v1"]
@@ -115,6 +117,7 @@ async def test_an_order_failing_intake_is_placed_held_and_the_customer_told(
 ) -> None:
     uow = InMemoryUnitOfWork()
     placed = await handlers.place_order(uow, CONFIG, command(phone="12345"), API)
+    await uow.commit()
 
     assert uow.types() == ["order.placed.v1", "order.held.v1", "notification.requested.v1"]
     held = one(uow.events(events.OrderHeld))
