@@ -171,7 +171,12 @@ class Runtime:
         if self.wakeups is None:
             return None
         return IdleFetching(
-            kafka, topics, self.wakeups, idle_after_s=self.settings.consumer_idle_after_s
+            kafka,
+            topics,
+            self.wakeups,
+            idle_after_s=self.settings.consumer_idle_after_s,
+            flowing_fetch_every_s=self.settings.consumer_flowing_fetch_every_ms / 1000,
+            fetch_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         description="How long a fetch waits for records (Tansu's fetch does not wake on new"
         " data: latency follows this wait)",
     )
+    consumer_flowing_fetch_every_ms: int = Field(
+        default=20,
+        ge=0,
+        description="An engine that has read every partition to its end rests until a relay"
+        " announces a topic it reads; while records flow it still looks (fetches) this often"
+        " for publishers outside orderguard, less often while its looks find nothing"
+        " (0: fetch continuously while records flow, rest only once idle)",
+    )
     consumer_idle_after_s: float = Field(
         default=1.0,
         ge=0,

@@ -298,17 +298,22 @@ class Engine:
                 if self._held and time.monotonic() >= self._held_check_at:
                     await self._take_over_held()
                 idle = self._idle
-                if idle is not None and self._held:
+                fetching = idle is None or await idle.before_poll(stop)
+                if self._held:
                     self._consumer.pause(*self._held)  # idle fetching resumes the whole assignment
                 batches = (
-                    await self._consumer.getmany(timeout_ms=200, max_records=self._batch_max)
-                    if idle is None or await idle.before_poll(stop)
+                    await self._consumer.getmany(
+                        timeout_ms=200 if idle is None else idle.poll_timeout_ms,
+                        max_records=self._batch_max,
+                    )
+                    if fetching
                     else {}
                 )
                 self.last_progress = time.monotonic()
                 records = [record for partition in batches.values() for record in partition]
                 if idle is not None:
-                    idle.after_poll(bool(records))
+                    # At once, before anything awaits: pausing now keeps the next fetch unsent.
+                    idle.after_poll(bool(records), self._read_to_end(batches, len(records)))
                 if records:
                     next_offsets = await self._apply_with_retries(records)
                     self._positions.update(next_offsets)
@@ -317,7 +322,8 @@ class Engine:
                 # Kafka's copy of the offsets is for lag tools: once a second while records flow,
                 # at once when they stop (not a broker round trip per batch).
                 now = time.monotonic()
-                if self._uncommitted and (not records or now >= self._commit_due):
+                stopped = not records and (idle is None or idle.idle)
+                if self._uncommitted and (stopped or now >= self._commit_due):
                     await self._commit_to_kafka(self._uncommitted)
                     self._uncommitted = {}
                     self._commit_due = now + KAFKA_COMMIT_INTERVAL_S
@@ -330,6 +336,17 @@ class Engine:
             finally:
                 await self._consumer.stop()
                 log.info("engine stopped", group=self.group)
+
+    def _read_to_end(self, batches: dict[TopicPartition, list[ConsumerRecord]], count: int) -> bool:
+        """Whether a poll left nothing waiting: not a full batch, and each partition it brought
+        records of ends at its high watermark (as of the fetch)."""
+        if count >= self._batch_max:
+            return False
+        for tp, records in batches.items():
+            highwater = self._consumer.highwater(tp)
+            if records and highwater is not None and records[-1].offset + 1 < highwater:
+                return False
+        return True
 
     @property
     def waiting_for_former_groups(self) -> bool:

@@ -7,15 +7,20 @@ a 10 ms wait cost 1.27 cores (broker 0.71); a 500 ms wait still 0.18-0.22 and a 
 0.10 — each idle fetch costs Tansu about 1 ms — while a long wait makes the first event after
 a quiet spell wait that long at every hop.
 
-So an engine keeps the short wait while records flow and, after `idle_after_s` without
-records, pauses its partitions: no fetch at all. Every outbox relay of orderguard announces
-the topics it has just published on one PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines
-of the process that read one of those topics resume at once. Publishers outside orderguard
-(a payment provider on Kafka) and a missed notification are covered by a probe every
-`probe_every_s`: the partitions' end offsets against the consumer's positions, one request
-that the broker answers at once (a fetch would be held for its whole wait). When the LISTEN
-connection is lost (PostgreSQL restarted), it is opened again, with backoff, and every resting
-engine looks once: what was announced meanwhile was told to no one.
+So an engine rests, its partitions paused and no fetch sent, whenever a poll has read every
+partition to its end (with `flowing_fetch_every_s`; without it, only after `idle_after_s`
+without records). aiokafka's fetcher otherwise sends the next fetch the moment a batch is
+taken: a trickle of records cost a fetch, mostly empty, every 12-15 ms per worker. Every outbox
+relay of orderguard announces the topics it has just published on one PostgreSQL channel
+(`PUBLISHED_CHANNEL`); the engines of the process that read one of those topics resume at once
+and fetch what is there. Publishers outside orderguard (a payment provider on Kafka) and a
+missed notification are covered while records flow by a look, one fetch every
+`flowing_fetch_every_s` (less often while looks find nothing), and after `idle_after_s` without
+records by a probe every `probe_every_s`: the partitions' end offsets against the consumer's
+positions, one request that the broker answers at once (a fetch would be held for its whole
+wait). A backlog (a full batch, a partition behind its high watermark) is read without rest.
+When the LISTEN connection is lost (PostgreSQL restarted), it is opened again, with backoff,
+and every resting engine looks once: what was announced meanwhile was told to no one.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import PUBLISHED_CHANNEL
 
 log = get_logger(__name__)
+
+# Beyond the fetch wait, how long a poll of a resting engine waits for the broker's answer.
+POLL_ROUND_TRIP_MS = 10
+# How long a poll waits for records known to be there (announced, or found by a probe).
+WOKEN_POLL_TIMEOUT_MS = 200
 
 
 class Wakeups:
@@ -142,7 +152,11 @@ class Wakeups:
 
 
 class IdleFetching:
-    """When an engine's consumer fetches: continuously while records flow, else when woken."""
+    """When an engine's consumer fetches. Without `flowing_fetch_every_s`: continuously while
+    records flow, and after `idle_after_s` without records only when woken. With it: whenever a
+    poll has read every partition to its end, the engine rests until an announcement wakes it,
+    or, while records flow, until its next look (a fetch) every `flowing_fetch_every_s`; once
+    quiet, until a probe of the end offsets finds records."""
 
     def __init__(
         self,
@@ -151,6 +165,8 @@ class IdleFetching:
         wakeups: Wakeups,
         idle_after_s: float = 1.0,
         tick_s: float = 1.0,
+        flowing_fetch_every_s: float = 0.0,
+        fetch_wait_ms: int = 10,
     ) -> None:
         self._consumer = consumer
         self._wakeups = wakeups
@@ -159,27 +175,61 @@ class IdleFetching:
         self._probe_every_s = wakeups.probe_every_s
         # While idle the engine's loop still turns this often (deadline sweeps, readiness).
         self._tick_s = tick_s
+        self._flowing_fetch_every_s = flowing_fetch_every_s
+        self._fetch_wait_ms = fetch_wait_ms
         self._last_records = time.monotonic()
+        # When a resting engine next looks (flowing) or probes (quiet).
         self._next_probe = 0.0
+        # Paused until woken: idle, or (with flowing_fetch_every_s) read to the end.
+        self._resting = False
         self.idle = False
+        # Between two looks while records flow: flowing_fetch_every_s while looks find records
+        # (a publisher outside orderguard is writing), doubled after each that finds none.
+        self._look_every_s = flowing_fetch_every_s
+        self._looking = False
+        # When the current poll began (wall clock, ms, as aiokafka stamps the broker's answers).
+        self._poll_since_ms = 0.0
+        self.poll_timeout_ms = WOKEN_POLL_TIMEOUT_MS
+
+    def _polling(self, timeout_ms: int) -> bool:
+        """The next poll fetches, waiting up to `timeout_ms` for records."""
+        self._poll_since_ms = time.time() * 1000
+        self.poll_timeout_ms = timeout_ms if self._flowing_fetch_every_s else WOKEN_POLL_TIMEOUT_MS
+        return True
 
     def active(self) -> None:
-        """Fetch continuously from now on (records arrived, partitions were assigned)."""
+        """Fetch from now on, as while records flow (partitions were assigned, or woken)."""
         self._last_records = time.monotonic()
-        if self.idle:
-            self.idle = False
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._resting:
+            self._resting = self.idle = False
             self._consumer.resume(*self._consumer.assignment())
 
-    async def before_poll(self, stop: asyncio.Event) -> bool:
-        """Wait while idle until there may be records; True when the next poll may fetch."""
-        now = time.monotonic()
-        if not self.idle:
-            if now - self._last_records < self._idle_after_s:
-                return True
-            self.idle = True
+    def _rest(self) -> None:
+        if not self._resting:
+            self._resting = True
             self._consumer.pause(*self._consumer.assignment())
-            self._next_probe = now + self._probe_every_s
-        timeout = max(0.0, min(self._tick_s, self._next_probe - now))
+            self._next_probe = time.monotonic() + (
+                self._probe_every_s if self._quiet() else self._look_every_s
+            )
+
+    def _quiet(self) -> bool:
+        return time.monotonic() - self._last_records >= self._idle_after_s
+
+    async def before_poll(self, stop: asyncio.Event) -> bool:
+        """Wait while resting until there may be records; True when the next poll may fetch."""
+        quiet = self._quiet()
+        if not self._resting:
+            if not quiet:
+                self._woken.clear()  # this fetch reads what was announced until now
+                # One fetch's answer (Tansu holds an empty one for the fetch wait), not fetch
+                # after fetch; a later answer is polled for again.
+                return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
+            self._rest()
+        self.idle = quiet
+        timeout = max(0.0, min(self._tick_s, self._next_probe - time.monotonic()))
         if not self._woken.is_set() and timeout > 0:
             waits = {asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(
@@ -191,12 +241,21 @@ class IdleFetching:
             # Cleared before fetching: what is announced after this fetch wakes us again.
             self._woken.clear()
             self.active()
-            return True
-        if time.monotonic() >= self._next_probe:
-            self._next_probe = time.monotonic() + self._probe_every_s
-            if await self._records_waiting():
-                self.active()
-                return True
+            # Records were announced: wait for the fetch sent after this wake (one sent before
+            # it may still answer first, without them).
+            return self._polling(WOKEN_POLL_TIMEOUT_MS)
+        if time.monotonic() < self._next_probe:
+            return False
+        if not self._quiet():
+            # A look while records flow: one fetch, for publishers outside orderguard (cheaper
+            # on Tansu than asking for the end offsets, and what it finds is read at once).
+            self._looking = True
+            self._resume()
+            return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
+        self._next_probe = time.monotonic() + self._probe_every_s
+        if await self._records_waiting():
+            self.active()
+            return self._polling(WOKEN_POLL_TIMEOUT_MS)
         return False
 
     async def _records_waiting(self) -> bool:
@@ -217,6 +276,33 @@ class IdleFetching:
             return True
         return False
 
-    def after_poll(self, had_records: bool) -> None:
+    def _answered_since(self, since_ms: float) -> bool:
+        """Whether the broker answered a fetch since `since_ms` (one answer covers every owned
+        partition the fetch asked for)."""
+        return any(
+            (self._consumer.last_poll_timestamp(tp) or 0) >= since_ms
+            for tp in self._consumer.assignment()
+        )
+
+    def after_poll(self, had_records: bool, caught_up: bool = True) -> None:
+        """After a poll, before anything awaits (aiokafka's fetcher sends its next fetch as soon
+        as the loop turns): with `flowing_fetch_every_s`, an engine that has read every
+        partition to its end rests at once, so it sends no fetch until there may be records."""
         if had_records:
-            self.active()
+            self._last_records = time.monotonic()
+        if not self._flowing_fetch_every_s:
+            return
+        # Records from an answer that came before this poll (kept while the engine rested) may
+        # be long read past: fetch again at once rather than rest on them.
+        fresh = self._answered_since(self._poll_since_ms)
+        if self._looking and (had_records or fresh):
+            self._looking = False
+            self._look_every_s = (
+                self._flowing_fetch_every_s
+                if had_records
+                else min(2 * self._look_every_s, self._probe_every_s)
+            )
+        # Without an answer yet (a busy broker) the next poll waits for the fetch in flight;
+        # aiokafka sends no second one meanwhile.
+        if caught_up and fresh:
+            self._rest()

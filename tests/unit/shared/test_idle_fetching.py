@@ -1,12 +1,15 @@
 """An idle engine stops fetching, fetches at once when a topic it reads is announced or when a
-probe of the partitions' end offsets finds records past its position."""
+probe of the partitions' end offsets finds records past its position. An engine that read its
+partitions to the end rests the same way, probing more often while records flow."""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
+from orderguard.shared.engine import Engine
 from orderguard.shared.engine.idle import IdleFetching, Wakeups
 
 TPS = {TopicPartition("inventory.events", 0), TopicPartition("inventory.events", 1)}
@@ -20,6 +23,8 @@ class FakeConsumer:
         self.positions = dict.fromkeys(TPS, 5)
         self.ends = dict.fromkeys(TPS, 5)
         self.probes = 0
+        # When the broker last answered a fetch (by default: during every poll).
+        self.answered_ms: int | None = 2**62
 
     def assignment(self) -> set[TopicPartition]:
         return set(TPS)
@@ -37,9 +42,12 @@ class FakeConsumer:
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
 
+    def last_poll_timestamp(self, tp: TopicPartition) -> int | None:
+        return self.answered_ms
+
 
 def idle_engine(
-    probe_every_s: float = 60.0, wakeups: Wakeups | None = None
+    probe_every_s: float = 60.0, wakeups: Wakeups | None = None, flowing_fetch_every_s: float = 0.0
 ) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
     consumer = FakeConsumer()
     wakeups = wakeups or Wakeups(probe_every_s)
@@ -49,6 +57,7 @@ def idle_engine(
         wakeups,
         idle_after_s=0.0,
         tick_s=0.05,
+        flowing_fetch_every_s=flowing_fetch_every_s,
     )
     return policy, consumer, wakeups
 
@@ -106,3 +115,126 @@ async def test_an_announcement_wakes_only_the_engines_reading_that_topic() -> No
 
     assert orders.is_set()
     assert not inventory.is_set()
+
+
+def flowing_engine(flowing_fetch_every_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
+    consumer = FakeConsumer()
+    wakeups = Wakeups(60.0)
+    policy = IdleFetching(
+        consumer,  # type: ignore[arg-type]
+        ["inventory.events"],
+        wakeups,
+        idle_after_s=60.0,
+        flowing_fetch_every_s=flowing_fetch_every_s,
+    )
+    return policy, consumer, wakeups
+
+
+async def test_an_engine_that_read_to_the_end_rests_until_an_announcement() -> None:
+    policy, consumer, wakeups = flowing_engine(flowing_fetch_every_s=60.0)
+    stop = asyncio.Event()
+    assert await policy.before_poll(stop) is True
+
+    policy.after_poll(had_records=True, caught_up=True)
+    # Paused at once: aiokafka's fetcher sends no fetch while the batch is applied.
+    assert consumer.paused_tps == TPS and not policy.idle
+
+    wakeups._published(None, 0, "orderguard_published", "inventory.events")
+    assert await policy.before_poll(stop) is True
+    assert consumer.paused_tps == set()
+
+
+async def test_while_records_flow_a_resting_engine_looks_for_records_of_outside_publishers() -> (
+    None
+):
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=0.001)
+    policy.after_poll(had_records=True, caught_up=True)
+    assert consumer.paused_tps == TPS
+
+    # Its next look (a fetch) is due within a millisecond; nothing was announced.
+    assert await policy.before_poll(asyncio.Event()) is True
+    assert consumer.paused_tps == set()
+    assert consumer.probes == 0  # a look is a fetch, not an end offsets request
+
+
+async def test_once_quiet_a_resting_engine_probes_end_offsets_instead_of_looking() -> None:
+    policy, consumer, _ = idle_engine(probe_every_s=0.0, flowing_fetch_every_s=60.0)
+
+    assert await policy.before_poll(asyncio.Event()) is False  # quiet: the log ends where it was
+    assert consumer.probes == 1 and policy.idle and consumer.paused_tps == TPS
+
+
+async def test_a_poll_that_leaves_records_waiting_fetches_again_at_once() -> None:
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=60.0)
+    assert await policy.before_poll(asyncio.Event()) is True
+
+    policy.after_poll(had_records=True, caught_up=False)  # a full batch, or a partition behind
+
+    assert consumer.paused_tps == set()
+    assert await policy.before_poll(asyncio.Event()) is True
+
+
+async def test_without_a_flowing_probe_an_engine_fetches_continuously_while_records_flow() -> None:
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=0.0)
+    assert await policy.before_poll(asyncio.Event()) is True
+
+    policy.after_poll(had_records=True, caught_up=True)
+
+    assert consumer.paused_tps == set()
+    assert await policy.before_poll(asyncio.Event()) is True
+
+
+def test_the_engine_rests_only_after_a_poll_that_read_every_partition_to_its_end() -> None:
+    class Consumer:
+        def highwater(self, tp: TopicPartition) -> int | None:
+            return {first: 10, second: 50}.get(tp)
+
+    class Handler:
+        name = "inventory.worker"
+        topics = ("inventory.events",)
+        event_types = frozenset({"inventory.stock_changed.v1"})
+
+    first, second = sorted(TPS)
+    engine = Engine(Handler.name, [Handler()], Consumer(), None, "s", batch_max=3)  # type: ignore[arg-type, list-item]
+
+    def records(tp: TopicPartition, *offsets: int) -> list[ConsumerRecord]:
+        return [
+            ConsumerRecord(tp.topic, tp.partition, o, 0, 0, None, b"", None, 0, 0, ())
+            for o in offsets
+        ]
+
+    assert engine._read_to_end({first: records(first, 8, 9)}, 2)
+    assert not engine._read_to_end({second: records(second, 8, 9)}, 2)  # 40 more wait there
+    assert not engine._read_to_end({first: records(first, 7, 8, 9)}, 3)  # a full batch: maybe more
+    assert engine._read_to_end({}, 0)
+
+
+async def test_looks_that_find_nothing_come_less_and_less_often_until_one_finds_records() -> None:
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=0.001)
+    policy.after_poll(had_records=True, caught_up=True)
+
+    assert await policy.before_poll(asyncio.Event()) is True  # a look
+    # the broker answered it: nothing there
+    policy.after_poll(had_records=False, caught_up=True)
+    assert policy._look_every_s == 0.002
+
+    assert await policy.before_poll(asyncio.Event()) is True  # the next look, later
+    consumer.answered_ms = None  # not answered within the poll: no conclusion
+    policy.after_poll(had_records=False, caught_up=True)
+    assert policy._look_every_s == 0.002
+    assert consumer.paused_tps == set()  # it polls again for the answer of that look
+
+    assert await policy.before_poll(asyncio.Event()) is True
+    consumer.answered_ms = 2**62
+    policy.after_poll(had_records=True, caught_up=True)  # an outside publisher writes again
+    assert policy._look_every_s == 0.001
+
+
+async def test_records_of_an_answer_kept_while_resting_are_followed_by_a_fetch_at_once() -> None:
+    policy, consumer, _ = flowing_engine(flowing_fetch_every_s=0.001)
+    assert await policy.before_poll(asyncio.Event()) is True
+    consumer.answered_ms = 0  # the records came from an answer that arrived before this poll
+
+    policy.after_poll(had_records=True, caught_up=True)
+
+    assert consumer.paused_tps == set()  # what was written since is fetched now
