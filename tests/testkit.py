@@ -500,3 +500,22 @@ async def served(runtime: Runtime) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+class CountingConnection:
+    """A connection that counts the statements sent through it (a batch's cost in round trips)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.conn, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+            return method
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.statements += 1
+            return await method(*args, **kwargs)
+
+        return counted

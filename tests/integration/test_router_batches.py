@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from testkit import CountingConnection
 
 from orderguard.services.notifier import repository
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
@@ -266,25 +267,6 @@ async def test_the_live_store_decides_each_batch_as_the_memory_store_does(pool: 
         for key, g in memory.groups.items()
         for fp, m in g.members.items()
     }
-
-
-class CountingConnection:
-    """A connection that counts the statements sent through it."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.statements = 0
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.conn, name)
-        if name not in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
-            return method
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.statements += 1
-            return await method(*args, **kwargs)
-
-        return counted
 
 
 async def test_a_batch_costs_the_same_statements_whatever_its_size(pool: Any) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from testkit import CountingConnection
 
 from orderguard.services.notifier.bootstrap import DEFINITION as NOTIFIER
 from orderguard.services.notifier.work_items.domain import SlaPolicy
@@ -55,23 +56,6 @@ def routed(fp: str, warehouse: str = "main", status: str = "firing", at: datetim
         group_key=f'warehouse-stock:{{warehouse="{warehouse}"}}',
     )
     return Routed("warehouse", event, f"ev-{fp}-{status}")
-
-
-class CountingConnection:
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.statements = 0
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.conn, name)
-        if name not in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
-            return method
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.statements += 1
-            return await method(*args, **kwargs)
-
-        return counted
 
 
 @pytest.fixture
