@@ -24,6 +24,7 @@ from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlac
 from orderguard.shared.outbox import OutboxRelay
 from orderguard.shared.runtime import Runtime, build_app
 from orderguard.shared.settings import Settings
+from orderguard.shared.uow import UnitOfWork
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Settings)
@@ -519,3 +520,23 @@ class CountingConnection:
             return await method(*args, **kwargs)
 
         return counted
+
+
+class CountsCancellations:
+    """An engine handler that appends one row per application to `cancellations`: a doubled
+    effect shows as two rows, the order of the rows is the order applied."""
+
+    event_types = frozenset({"order.cancelled.v1"})
+
+    def __init__(self, name: str, topic: str) -> None:
+        self.name = name
+        self.topics = [topic]
+
+    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
+        await uow.conn.executemany(
+            "INSERT INTO cancellations (order_id) VALUES ($1)",
+            [(event.data.order_id,) for event in events],  # type: ignore[attr-defined]
+        )
+
+    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
+        pass

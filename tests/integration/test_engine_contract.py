@@ -12,39 +12,21 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
-from aiokafka import TopicPartition
-from testkit import Record, engine_and_relay, publish, read_topic, wait_until
+from testkit import CountsCancellations, Record, engine_and_relay, publish, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.engine import Engine, Event
+from orderguard.shared.engine import Engine
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.kafka import create_topics, make_consumer, make_producer
 from orderguard.shared.settings import Settings
 from orderguard.shared.topics import Topics
-from orderguard.shared.uow import UnitOfWork
 
 SCHEMA = "enginecontract"
 KEY = b"one-partition"  # every record on one partition: the order of the test is the order applied
 
 
-class CountsCancellations:
-    """Appends one row per application: a doubled effect shows as two rows."""
-
-    name = "test.contract"
-    event_types = frozenset({"order.cancelled.v1"})
-
-    def __init__(self, topic: str) -> None:
-        self.topics = [topic]
-
-    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
-        await uow.conn.executemany(
-            "INSERT INTO cancellations (order_id) VALUES ($1)",
-            [(event.data.order_id,) for event in events],  # type: ignore[attr-defined]
-        )
-
-    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
-        pass
+GROUP = "test.contract"
 
 
 def cancellation(order_id: str, **envelope: str) -> Envelope:
@@ -76,7 +58,7 @@ class Harness:
     async def offsets_at(self, total: int) -> bool:
         stored = await self.pool.fetchval(
             "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = $1",
-            CountsCancellations.name,
+            GROUP,
         )
         return bool(stored == total)
 
@@ -84,14 +66,14 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running_engine(settings: Settings) -> AsyncIterator[Harness]:
     topic = settings.topic_prefix + "orders.events"
-    dead_letters = Topics.dead_letter(topic, CountsCancellations.name)
+    dead_letters = Topics.dead_letter(topic, GROUP)
     await create_topics(settings, [dead_letters])
     await apply_migrations(settings.database_url, SCHEMA, None)
     pool = await create_pool(settings.database_url, SCHEMA)
     await pool.execute("CREATE TABLE cancellations (id serial PRIMARY KEY, order_id text)")
     producer = make_producer(settings)
     await producer.start()
-    handler = CountsCancellations(topic)
+    handler = CountsCancellations(GROUP, topic)
     engine = Engine(handler.name, [handler], make_consumer(settings, handler.name), pool, SCHEMA)
     async with engine_and_relay(engine, pool, producer, SCHEMA):
         yield Harness(settings, topic, dead_letters, pool)
@@ -149,7 +131,7 @@ async def test_events_that_break_the_contract_are_dead_lettered_with_a_reason(
         assert b"subject must be the aggregate id, data.order_id" in found["wrong-subject"][1]
         # Dead letters are not recorded as applied: a re-drive after a fix applies them.
         recorded = await harness.pool.fetchval(
-            "SELECT count(*) FROM applied_events WHERE group_id = $1", CountsCancellations.name
+            "SELECT count(*) FROM applied_events WHERE group_id = $1", GROUP
         )
         assert recorded == 2
 

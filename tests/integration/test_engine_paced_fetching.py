@@ -7,39 +7,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiokafka import TopicPartition
-from testkit import engine_and_relay, wait_until
+from testkit import CountsCancellations, engine_and_relay, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.engine import Engine, Event
+from orderguard.shared.engine import Engine
 from orderguard.shared.engine.idle import IdleFetching, Wakeups
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.kafka import make_consumer, make_producer
 from orderguard.shared.outbox import OutboxMessage, write_outbox
 from orderguard.shared.settings import Settings
-from orderguard.shared.uow import UnitOfWork
 
 SCHEMA = "enginepaced"
 GROUP = "test.paced"
 KEY = b"one-partition"  # every record on one partition: the order published is the order applied
-
-
-class RecordsCancellations:
-    name = GROUP
-    event_types = frozenset({"order.cancelled.v1"})
-
-    def __init__(self, topic: str) -> None:
-        self.topics = [topic]
-
-    async def handle(self, uow: UnitOfWork, events: list[Event]) -> None:
-        await uow.conn.executemany(
-            "INSERT INTO cancellations (order_id) VALUES ($1)",
-            [(event.data.order_id,) for event in events],  # type: ignore[attr-defined]
-        )
-
-    def drop_cached_state(self, partitions: set[TopicPartition] | None) -> None:
-        pass
 
 
 def cancellation(topic: str, order_id: str) -> OutboxMessage:
@@ -68,7 +49,7 @@ async def test_a_paced_engine_applies_a_backlog_a_trickle_and_an_announced_event
     await producer.start()
     wakeups = Wakeups(probe_every_s=30.0)  # no probe finds the announced event: NOTIFY does
     await wakeups.start(settings.database_url)
-    handler = RecordsCancellations(topic)
+    handler = CountsCancellations(GROUP, topic)
     consumer = make_consumer(settings, GROUP)
     idle = IdleFetching(consumer, [topic], wakeups, idle_after_s=1.0, flowing_fetch_every_s=0.02)
     engine = Engine(GROUP, [handler], consumer, pool, SCHEMA, batch_max=40, idle=idle)
