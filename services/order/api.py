@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -273,7 +272,7 @@ class OrderView(OrderSummaryView):
                 "allowed_actions": [str(action) for action in order.allowed_actions],
                 "warehouse": order.warehouse,
                 "phone": mask_phone(order.phone),
-                "shipping_address": asdict(order.address),
+                "shipping_address": order.address.as_dict(),
                 "lines": [
                     {
                         "sku": line.sku,

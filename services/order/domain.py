@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -188,6 +188,18 @@ class Address:
     recipient: str
     postal_code: str | None = None
 
+    def as_dict(self) -> dict[str, str | None]:
+        """Its fields by name, for JSON: `dataclasses.asdict` copies recursively and cost
+        ~1% of a `GET /orders/{id}` or a `POST /orders` (py-spy)."""
+        return {
+            "province": self.province,
+            "city": self.city,
+            "district": self.district,
+            "street": self.street,
+            "recipient": self.recipient,
+            "postal_code": self.postal_code,
+        }
+
 
 class HoldReason(StrEnum):
     """Why an order is held; operators filter their queue by it."""
@@ -260,7 +272,7 @@ class Order:
             ],
             "total_amount": self.total_amount,
             "phone": self.phone,
-            "shipping_address": contract.ShippingAddress(**asdict(self.address)),
+            "shipping_address": contract.ShippingAddress(**self.address.as_dict()),
         }
 
     @property

@@ -7,7 +7,6 @@ with its lines and first timeline entries in one statement."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -91,7 +90,7 @@ async def add(
         order.warehouse,
         str(order.status),
         order.phone,
-        asdict(order.address),
+        order.address.as_dict(),
         order.total_amount,
         order.placed_at,
         order.updated_at,
