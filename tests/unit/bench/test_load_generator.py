@@ -9,6 +9,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 
@@ -47,27 +48,26 @@ async def closing_idle_server(idle_close_s: float) -> tuple[asyncio.Server, int,
     return server, server.sockets[0].getsockname()[1], accepted
 
 
-async def test_a_connection_the_server_closed_while_idle_is_replaced_not_reused() -> None:
-    load = load_module()
-    # Requests 0.5 s apart on a server that closes a connection idle for 0.1 s: every request
-    # after the first finds its connection closed.
-    server, port, accepted = await closing_idle_server(idle_close_s=0.1)
+async def four_requests(load: ModuleType, idle_close_s: float) -> tuple[Any, int]:
+    """Four requests 0.5 s apart on such a server: the result and the connections it accepted."""
+    server, port, accepted = await closing_idle_server(idle_close_s)
     async with server:
         result = await load.open_loop(
             port, rate=2, seconds=2, request=lambda i: load.http_request("GET", "/", port, {})
         )
-    assert (result.sent, result.ok, dict(result.errors)) == (4, 4, {})
-    assert len(accepted) == 4
+    return result, len(accepted)
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced_not_reused() -> None:
+    # The server closes a connection idle for 0.1 s: every request after the first finds its
+    # connection closed.
+    result, accepted = await four_requests(load_module(), idle_close_s=0.1)
+    assert (result.sent, result.ok, dict(result.errors), accepted) == (4, 4, {}, 4)
 
 
 async def test_a_connection_idle_past_the_expiry_is_not_reused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    load = load_module()
     # The server keeps connections open; the generator's own expiry retires them.
+    load = load_module()
     monkeypatch.setattr(load, "KEEPALIVE_EXPIRY_S", 0.2)
-    server, port, accepted = await closing_idle_server(idle_close_s=30)
-    async with server:
-        result = await load.open_loop(
-            port, rate=2, seconds=2, request=lambda i: load.http_request("GET", "/", port, {})
-        )
-    assert (result.sent, result.ok, dict(result.errors)) == (4, 4, {})
-    assert len(accepted) == 4
+    result, accepted = await four_requests(load, idle_close_s=30)
+    assert (result.sent, result.ok, dict(result.errors), accepted) == (4, 4, {}, 4)
