@@ -274,6 +274,13 @@ class Supervisor:
                 kafka_embedded_compat=True,
             )
             asyncio.run(create_topics(settings))
+            # The broker starts empty every time, but the database kept the last run's consumer
+            # offsets: they point past the new logs, and an engine would skip every record below
+            # them. Forgotten, as when the broker dies mid-run; the kept outbox rows go out again
+            # (consumers drop what they applied already, by event id).
+            republished = forget_broker_state(database_url)
+            if republished:
+                self._say(f"{republished} outbox row(s) kept from the last run to publish again")
             port = FIRST_SERVICE_PORT
             for name in SERVICES:
                 port = self._port(port)

@@ -8,13 +8,18 @@ not reserved twice although the outboxes are published again to the new, empty b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from upkit import consumed_duplicates, running_up, wait_all_ready, wait_while_up
+from orderflow import order_body
+from upkit import Up, consumed_duplicates, running_up, wait_all_ready, wait_while_up
 
 from orderguard.cli.embedded import EmbeddedPostgres
 
@@ -24,6 +29,58 @@ SKU = "SKU-R"
 pytestmark = pytest.mark.timeout(900)
 
 
+class Shop:
+    """The order and inventory APIs of a running `up`, as a user calls them."""
+
+    def __init__(self, status: dict[str, Any], up: subprocess.Popen[str]) -> None:
+        self.headers = {"X-API-Key": status["api_key"]}
+        self.order_url = status["services"]["order"]["url"]
+        self.inventory_metrics_url = f"{status['services']['inventory']['url']}/metrics"
+        self.stock_url = f"{status['services']['inventory']['url']}/stock/{SKU}"
+        self.up = up
+
+    def stock(self, on_hand: int) -> None:
+        put = httpx.put(
+            f"{self.stock_url}/main", json={"on_hand": on_hand}, headers=self.headers, timeout=10
+        )
+        assert put.status_code == 200, put.text
+
+    def reserved(self) -> int:
+        [stock] = httpx.get(self.stock_url, headers=self.headers, timeout=5).json()
+        return int(stock["reserved"])
+
+    def place(self, orders: int) -> None:
+        for _ in range(orders):
+            placed = httpx.post(
+                f"{self.order_url}/orders",
+                json=order_body("c-1", SKU),
+                headers=self.headers,
+                timeout=10,
+            )
+            assert placed.status_code == 201, placed.text
+
+    def wait_reserved(self, units: int) -> None:
+        wait_while_up(lambda: self.reserved() == units, 90, f"{units} unit(s) reserved", self.up)
+
+    def wait_dropped_as_applied(self, events: int) -> None:
+        """Until inventory has dropped `events` order events as applied already (re-published)."""
+        wait_while_up(
+            lambda: (
+                consumed_duplicates(
+                    httpx.get(self.inventory_metrics_url, timeout=5).text, "orders.events"
+                )
+                >= events
+            ),
+            90,
+            "inventory dropping the re-published order events",
+            self.up,
+        )
+
+    def place_and_wait_reserved(self, units: int) -> None:
+        self.place(1)
+        self.wait_reserved(units)
+
+
 def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
     tmp_path: Path,
 ) -> None:
@@ -31,40 +88,9 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
     with running_up(data_dir) as running:
         up = running.process
         status = wait_all_ready(data_dir, 180, "every service ready", up)
-        headers = {"X-API-Key": status["api_key"]}
-        order_url = status["services"]["order"]["url"]
-        stock_url = f"{status['services']['inventory']['url']}/stock/{SKU}"
-        put = httpx.put(f"{stock_url}/main", json={"on_hand": 100}, headers=headers, timeout=10)
-        assert put.status_code == 200, put.text
-
-        def reserved() -> int:
-            [stock] = httpx.get(stock_url, headers=headers, timeout=5).json()
-            return int(stock["reserved"])
-
-        def place_and_wait_reserved(units: int) -> None:
-            body = {
-                "customer_id": "c-1",
-                "phone": "13912345678",
-                "shipping_address": {
-                    "province": "广东省",
-                    "city": "深圳市",
-                    "district": "南山区",
-                    "street": "科技园 1 号",
-                    "recipient": "韩梅梅",
-                },
-                "lines": [{"sku": SKU, "quantity": 1, "unit_price": "10.00"}],
-                "channel": "app",
-            }
-            placed = httpx.post(f"{order_url}/orders", json=body, headers=headers, timeout=10)
-            assert placed.status_code == 201, placed.text
-            wait_while_up(
-                lambda: reserved() == units,
-                90,
-                f"{units} unit(s) reserved",
-                up,
-            )
-
-        place_and_wait_reserved(1)
+        shop = Shop(status, up)
+        shop.stock(100)
+        shop.place_and_wait_reserved(1)
 
         # The database: killed, started again by the supervisor; the services recover.
         pgdata = data_dir / "pgdata"
@@ -78,7 +104,7 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
             up,
         )
         status = wait_all_ready(data_dir, 180, "every service ready again", up)
-        place_and_wait_reserved(2)
+        shop.place_and_wait_reserved(2)
 
         # The broker: killed, started again empty; topics recreated, outboxes published again.
         broker_pid = status["broker"]["pid"]
@@ -90,20 +116,40 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
             up,
             also=lambda status: bool(status["broker"]["pid"] != broker_pid),
         )
-        place_and_wait_reserved(3)
+        shop.place_and_wait_reserved(3)
         # Every kept outbox row went out again: the two orders placed before the restart reached
         # inventory a second time, and it dropped them as applied already.
-        metrics_url = f"{status['services']['inventory']['url']}/metrics"
-        wait_while_up(
-            lambda: (
-                consumed_duplicates(httpx.get(metrics_url, timeout=5).text, "orders.events") >= 2
-            ),
-            90,
-            "inventory dropping the re-published order.placed events",
-            up,
-        )
-        assert reserved() == 3
+        shop.wait_dropped_as_applied(2)
+        assert shop.reserved() == 3
     output = running.output
     assert "PostgreSQL died; restarting it" in output, output
     assert "broker died; restarting it" in output, output
     assert up.returncode == 0, output
+
+
+@contextlib.contextmanager
+def shop_of_up(data_dir: Path, ready: str) -> Iterator[tuple[Up, Shop]]:
+    """`up` on `data_dir`, once every service is ready, and its shop."""
+    with running_up(data_dir) as running:
+        status = wait_all_ready(data_dir, 180, ready, running.process)
+        yield running, Shop(status, running.process)
+
+
+def test_up_started_again_on_its_data_dir_applies_what_is_placed_after(tmp_path: Path) -> None:
+    """Stopped and started again, `up` has a new, empty broker but the database of the last
+    run: the consumers must not skip the new broker's records below the offsets the last run's
+    broker had reached."""
+    data_dir = tmp_path / "og"
+    with shop_of_up(data_dir, "every service ready") as (running, shop):
+        shop.stock(1000)
+        # Enough orders that every partition of orders.events holds some (12 partitions).
+        shop.place(100)
+        shop.wait_reserved(100)
+    assert running.process.returncode == 0, running.output
+    with shop_of_up(data_dir, "every service ready again") as (running, shop):
+        shop.place(5)
+        shop.wait_reserved(105)
+        # The last run's order.placed events went out again and were dropped as applied.
+        shop.wait_dropped_as_applied(100)
+        assert shop.reserved() == 105
+    assert "outbox row(s) kept from the last run to publish again" in running.output
