@@ -3,7 +3,8 @@
 Real processes: the supervisor, PostgreSQL, Tansu and the five services. After each kill the
 supervisor starts what died; the services come back ready on their own and orders placed after
 the fault flow through Kafka to inventory as before. Orders placed before a broker restart are
-not reserved twice although the outboxes are published again to the new, empty broker.
+not reserved twice although the outboxes are published again to the new, empty broker. The same
+holds when `up` is stopped and started again on its data dir (its broker is new every time).
 """
 
 from __future__ import annotations
