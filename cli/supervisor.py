@@ -273,12 +273,9 @@ class Supervisor:
                 kafka_bootstrap=broker.bootstrap,
                 kafka_embedded_compat=True,
             )
-            asyncio.run(create_topics(settings))
-            # The broker starts empty every time, but the database kept the last run's consumer
-            # offsets: they point past the new logs, and an engine would skip every record below
-            # them. Forgotten, as when the broker dies mid-run; the kept outbox rows go out again
-            # (consumers drop what they applied already, by event id).
-            republished = forget_broker_state(database_url)
+            # The broker starts empty every time, but the database may hold an earlier run's
+            # offsets and sent outbox rows: the same reset as when the broker dies mid-run.
+            republished = self._fill_new_broker(settings)
             if republished:
                 self._say(f"{republished} outbox row(s) kept from the last run to publish again")
             port = FIRST_SERVICE_PORT
@@ -433,6 +430,14 @@ class Supervisor:
             if not service.running():
                 service.next_start = time.monotonic()
 
+    def _fill_new_broker(self, settings: Settings) -> int:
+        """On a broker that holds nothing (it keeps its logs in memory): create the topics, and
+        forget the consumer offsets stored in the database, which point into logs it no longer
+        has (an engine would skip every new record below them); the kept outbox rows go out
+        again (consumers drop what they applied already, by event id). How many rows that is."""
+        asyncio.run(create_topics(settings))
+        return forget_broker_state(self._database_url)
+
     def _recover_broker(
         self,
         broker: EmbeddedBroker,
@@ -454,8 +459,7 @@ class Supervisor:
         # Their state is in the database: a short grace, as their Kafka clients cannot leave cleanly.
         self._stop_services(services, timeout_s=5)
         broker.start()
-        asyncio.run(create_topics(settings))
-        republished = forget_broker_state(self._database_url)
+        republished = self._fill_new_broker(settings)
         self._say(
             f"broker is back; {republished} outbox row(s) to publish again; starting services"
         )

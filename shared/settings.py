@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         description="Prefixed to every topic, so deployments (or test runs) can share a cluster",
     )
     # 12, not 6: the embedded broker (Tansu, memory storage) lists every batch a partition ever
-    # stored to answer a fetch that finds records, so a fetch gets dearer with uptime; spread
+    # stored to answer fetches and offset lookups, so they get dearer with uptime; spread
     # over 12 partitions, detection delays after due fell from p95 1.18 s to 0.42-0.68 s on one
     # seed (bench/detection_quality.py; README). Kafka deployments set their own count.
     topic_partitions: int = Field(

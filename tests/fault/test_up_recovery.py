@@ -82,14 +82,20 @@ class Shop:
         self.wait_reserved(units)
 
 
+@contextlib.contextmanager
+def shop_of_up(data_dir: Path, ready: str) -> Iterator[tuple[Up, Shop]]:
+    """`up` on `data_dir`, once every service is ready, and its shop."""
+    with running_up(data_dir) as running:
+        status = wait_all_ready(data_dir, 180, ready, running.process)
+        yield running, Shop(status, running.process)
+
+
 def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "og"
-    with running_up(data_dir) as running:
+    with shop_of_up(data_dir, "every service ready") as (running, shop):
         up = running.process
-        status = wait_all_ready(data_dir, 180, "every service ready", up)
-        shop = Shop(status, up)
         shop.stock(100)
         shop.place_and_wait_reserved(1)
 
@@ -126,14 +132,6 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
     assert "PostgreSQL died; restarting it" in output, output
     assert "broker died; restarting it" in output, output
     assert up.returncode == 0, output
-
-
-@contextlib.contextmanager
-def shop_of_up(data_dir: Path, ready: str) -> Iterator[tuple[Up, Shop]]:
-    """`up` on `data_dir`, once every service is ready, and its shop."""
-    with running_up(data_dir) as running:
-        status = wait_all_ready(data_dir, 180, ready, running.process)
-        yield running, Shop(status, running.process)
 
 
 def test_up_started_again_on_its_data_dir_applies_what_is_placed_after(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 
 
@@ -65,7 +67,9 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced_not_reused(
     assert (result.sent, result.ok, dict(result.errors), accepted) == (4, 4, {}, 4)
 
 
-async def test_a_connection_idle_past_the_expiry_is_not_reused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_connection_idle_past_the_expiry_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The server keeps connections open; the generator's own expiry retires them.
     load = load_module()
     monkeypatch.setattr(load, "KEEPALIVE_EXPIRY_S", 0.2)
