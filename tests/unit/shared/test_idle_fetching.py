@@ -1,5 +1,5 @@
 """An idle engine stops fetching, fetches at once when a topic it reads is announced or when a
-probe of the partitions' end offsets finds records past its position. An engine that read its
+probe of the partitions' high watermarks finds records past its position. An engine that read its
 partitions to the end rests the same way, probing more often while records flow."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class FakeConsumer:
         self.positions = dict.fromkeys(TPS, 5)
         self.ends = dict.fromkeys(TPS, 5)
         self.probes = 0
+        # Where the last probe asked each partition's high watermark from.
+        self.asked_from: dict[TopicPartition, int] = {}
         # When the broker last answered a fetch (by default: during every poll).
         self.answered_ms: int | None = 2**62
 
@@ -35,9 +37,10 @@ class FakeConsumer:
     def resume(self, *tps: TopicPartition) -> None:
         self.paused_tps -= set(tps)
 
-    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    async def high_watermarks(self, since: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         self.probes += 1
-        return {tp: self.ends[tp] for tp in tps}
+        self.asked_from = dict(since)
+        return {tp: self.ends[tp] for tp in since if tp in self.ends}
 
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
@@ -46,11 +49,21 @@ class FakeConsumer:
         return self.answered_ms
 
 
+async def fake_high_watermarks(
+    consumer: FakeConsumer, since: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    return await consumer.high_watermarks(since)
+
+
+def probing(probe_every_s: float) -> Wakeups:
+    return Wakeups(probe_every_s, ask_ends=fake_high_watermarks)  # type: ignore[arg-type]
+
+
 def idle_engine(
     probe_every_s: float = 60.0, wakeups: Wakeups | None = None, flowing_fetch_every_s: float = 0.0
 ) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
     consumer = FakeConsumer()
-    wakeups = wakeups or Wakeups(probe_every_s)
+    wakeups = wakeups or probing(probe_every_s)
     policy = IdleFetching(
         consumer,  # type: ignore[arg-type]
         ["inventory.events"],
@@ -94,8 +107,32 @@ async def test_records_published_outside_orderguard_are_found_by_the_probe() -> 
     assert not policy.idle and consumer.paused_tps == set()
 
 
+async def test_a_probe_asks_each_partition_from_where_the_last_probe_found_its_end() -> None:
+    # A log that did not grow is asked from its end: the broker reads no record for it.
+    policy, consumer, _ = idle_engine(probe_every_s=0.0)
+    first, second = sorted(TPS)
+    consumer.positions[first] = 3  # behind: records waiting
+    consumer.ends[second] = 8
+
+    assert await policy._records_waiting() is True
+    assert consumer.asked_from == {first: 3, second: 5}  # nothing known yet: the positions
+    consumer.ends[second] = 9
+    await policy._records_waiting()
+    assert consumer.asked_from == {first: 5, second: 8}
+    await policy._records_waiting()
+    assert consumer.asked_from == {first: 5, second: 9}
+
+
+async def test_a_partition_the_probe_got_no_answer_for_is_fetched_from() -> None:
+    policy, consumer, _ = idle_engine(probe_every_s=0.0)
+    del consumer.ends[TopicPartition("inventory.events", 1)]  # answered with an error
+
+    assert await policy.before_poll(asyncio.Event()) is True
+    assert not policy.idle and consumer.paused_tps == set()
+
+
 async def test_the_engines_of_a_process_share_one_offsets_request_per_probe() -> None:
-    wakeups = Wakeups(probe_every_s=60.0)
+    wakeups = probing(probe_every_s=60.0)
     first, first_consumer, _ = idle_engine(wakeups=wakeups)
     second, second_consumer, _ = idle_engine(wakeups=wakeups)
     first._next_probe = second._next_probe = 0.0
@@ -119,7 +156,7 @@ async def test_an_announcement_wakes_only_the_engines_reading_that_topic() -> No
 
 def flowing_engine(flowing_fetch_every_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
     consumer = FakeConsumer()
-    wakeups = Wakeups(60.0)
+    wakeups = probing(60.0)
     policy = IdleFetching(
         consumer,  # type: ignore[arg-type]
         ["inventory.events"],
