@@ -16,9 +16,10 @@ relay of orderguard announces the topics it has just published on one PostgreSQL
 and fetch what is there. Publishers outside orderguard (a payment provider on Kafka) and a
 missed notification are covered while records flow by a look, one fetch every
 `flowing_fetch_every_s` (less often while looks find nothing), and after `idle_after_s` without
-records by a probe every `probe_every_s`: the partitions' high watermarks against the consumer's
-positions, read from one fetch at the offsets where the log ended at the last probe, held 1 ms
-and reading at most a byte (see `high_watermarks`). A backlog (a full batch, a partition behind its high watermark) is read without rest.
+records by a probe every `probe_every_s`: the partitions' high watermarks against the
+consumer's positions, from one fetch at the offsets where each log ended at the last probe,
+held 1 ms and reading at most a batch (see `high_watermarks`). A backlog (a full batch, a
+partition behind its high watermark) is read without rest.
 When the LISTEN connection is lost (PostgreSQL restarted), it is opened again, with backoff,
 and every resting engine looks once: what was announced meanwhile was told to no one.
 """
