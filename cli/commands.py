@@ -314,12 +314,23 @@ def up(
     demo_rate: Annotated[float, typer.Option(help="Demo events per second.")] = 20.0,
     demo_duration: Annotated[float, typer.Option(help="Seconds of demo orders.")] = 300.0,
     demo_seed: Annotated[int, typer.Option(help="The demo's seed.")] = 1,
+    background_nice: Annotated[
+        int,
+        typer.Option(
+            envvar="ORDERGUARD_UP_BACKGROUND_NICE",
+            min=0,
+            max=19,
+            help="How many nice steps below the order service (the front door) the other"
+            " services and the broker run: on a saturated machine customers' requests go first"
+            " and the reactions catch up after; 0: all alike.",
+        ),
+    ] = 10,
 ) -> None:
     """Start the whole system on embedded defaults: broker, PostgreSQL and the five services."""
     from orderguard.cli.supervisor import Demo, Supervisor
 
     scenario = Demo(demo_speedup, demo_rate, demo_duration, demo_seed) if demo else None
-    raise typer.Exit(Supervisor(data_dir.resolve(), scenario).run())
+    raise typer.Exit(Supervisor(data_dir.resolve(), scenario, background_nice).run())
 
 
 @app.command()

@@ -82,6 +82,29 @@ class Shop:
         self.wait_reserved(units)
 
 
+def nice_steps_below(pid: int, supervisor: int) -> tuple[int, int | None]:
+    """How far below the supervisor `pid` runs: its own nice, and its autogroup's where the
+    kernel has autogroups (a session's share of the CPU comes first there)."""
+    own = os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, supervisor)
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if not autogroup.exists():
+        return own, None
+    return own, int(autogroup.read_text().split()[-1])
+
+
+def assert_front_door_first(status: dict[str, Any]) -> None:
+    """The order service runs as the supervisor does; the other services and the broker 10
+    steps below (`up`'s default), each service in a session whose autogroup is lowered too."""
+    supervisor = status["supervisor_pid"]
+    services = status["services"]
+    order_own, order_group = nice_steps_below(services["order"]["pid"], supervisor)
+    assert order_own == 0
+    assert order_group in (None, 0)
+    for name in ("inventory", "logistics", "aftersales", "notifier"):
+        assert nice_steps_below(services[name]["pid"], supervisor) in ((10, None), (10, 10)), name
+    assert nice_steps_below(status["broker"]["pid"], supervisor)[0] == 10
+
+
 @contextlib.contextmanager
 def shop_of_up(data_dir: Path, ready: str) -> Iterator[tuple[Up, Shop]]:
     """`up` on `data_dir`, once every service is ready, and its shop."""
@@ -96,6 +119,7 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
     data_dir = tmp_path / "og"
     with shop_of_up(data_dir, "every service ready") as (running, shop):
         up = running.process
+        assert_front_door_first(wait_all_ready(data_dir, 10, "status", up))
         shop.stock(100)
         shop.place_and_wait_reserved(1)
 
@@ -116,13 +140,15 @@ def test_up_restarts_a_killed_database_and_broker_and_the_services_recover(
         # The broker: killed, started again empty; topics recreated, outboxes published again.
         broker_pid = status["broker"]["pid"]
         os.kill(broker_pid, signal.SIGKILL)
-        wait_all_ready(
+        status = wait_all_ready(
             data_dir,
             180,
             "every service ready on a new broker",
             up,
             also=lambda status: bool(status["broker"]["pid"] != broker_pid),
         )
+        # Started again, the broker and the services keep their places behind the front door.
+        assert_front_door_first(status)
         shop.place_and_wait_reserved(3)
         # Every kept outbox row went out again: the two orders placed before the restart reached
         # inventory a second time, and it dropped them as applied already.
