@@ -320,9 +320,9 @@ def up(
             envvar="ORDERGUARD_UP_BACKGROUND_NICE",
             min=0,
             max=19,
-            help="How many nice steps below the order service (the front door) the other"
-            " services and the broker run: on a saturated machine customers' requests go first"
-            " and the reactions catch up after; 0: all alike.",
+            help="How many nice steps below the order service (the front door) the other four"
+            " services run: on a saturated machine customers' requests go first and the"
+            " reactions catch up after; 0: all alike.",
         ),
     ] = 10,
 ) -> None:

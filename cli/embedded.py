@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import subprocess
 import time
@@ -76,9 +75,8 @@ def wait_for_port(
 class EmbeddedBroker:
     """Tansu in memory: fast to start, keeps nothing across restarts."""
 
-    def __init__(self, port: int, log_file: Path | None = None, nice: int = 0) -> None:
+    def __init__(self, port: int, log_file: Path | None = None) -> None:
         self.port = port
-        self.nice = nice
         self.bootstrap = f"127.0.0.1:{port}"
         self._log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
@@ -101,7 +99,6 @@ class EmbeddedBroker:
             ],
             stdout=output,
             stderr=output,
-            preexec_fn=(lambda: os.nice(self.nice)) if self.nice else None,
         )
         wait_for_port(self.port, timeout_s=10, process=self._process)
 

@@ -16,10 +16,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 import psycopg
@@ -41,8 +41,9 @@ READYZ_TIMEOUT_S = 10.0
 
 
 # The order service is the front door: customers place and read orders through it while they
-# wait. Every other service, and the broker, reacts to what it published and may fall behind for
-# a moment when the machine is saturated, then catch up (measured in README, "Performance").
+# wait. Every other service reacts to what it published and may fall behind for a moment when
+# the machine is saturated, then catch up. The broker and PostgreSQL stay at the supervisor's
+# priority: the front door's own writes and relay wait on them (README, "Performance").
 FRONT_DOOR = frozenset({"order"})
 
 
@@ -226,9 +227,7 @@ class Demo:
 
 
 class Supervisor:
-    def __init__(
-        self, data_dir: Path, demo: Demo | None = None, background_nice: int = 0
-    ) -> None:
+    def __init__(self, data_dir: Path, demo: Demo | None = None, background_nice: int = 0) -> None:
         self.data_dir = data_dir
         self.background_nice = background_nice
         self.logs = data_dir / "logs"
@@ -270,11 +269,7 @@ class Supervisor:
             signal.signal(sig, self._request_stop)
 
         postgres = EmbeddedPostgres(self.data_dir / "pgdata")
-        broker = EmbeddedBroker(
-            self._port(BROKER_PORT),
-            log_file=self.logs / "broker.log",
-            nice=self.background_nice,
-        )
+        broker = EmbeddedBroker(self._port(BROKER_PORT), log_file=self.logs / "broker.log")
         services: list[ServiceProcess] = []
         try:
             started = time.monotonic()

@@ -82,27 +82,36 @@ class Shop:
         self.wait_reserved(units)
 
 
-def nice_steps_below(pid: int, supervisor: int) -> tuple[int, int | None]:
-    """How far below the supervisor `pid` runs: its own nice, and its autogroup's where the
-    kernel has autogroups (a session's share of the CPU comes first there)."""
-    own = os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, supervisor)
-    autogroup = Path(f"/proc/{pid}/autogroup")
-    if not autogroup.exists():
-        return own, None
-    return own, int(autogroup.read_text().split()[-1])
+def nice_steps_below(pid: int, supervisor: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, supervisor)
+
+
+def autogroup(pid: int) -> tuple[str, int] | None:
+    """The autogroup (one per session) of `pid` and its nice, where the kernel has them: there
+    a session's share of the CPU comes before its processes' nice."""
+    path = Path(f"/proc/{pid}/autogroup")
+    if not path.exists():
+        return None
+    group, _, nice = path.read_text().split()
+    return group, int(nice)
 
 
 def assert_front_door_first(status: dict[str, Any]) -> None:
-    """The order service runs as the supervisor does; the other services and the broker 10
-    steps below (`up`'s default), each service in a session whose autogroup is lowered too."""
+    """The order service runs as the supervisor does, in a session of its own; the broker in
+    the supervisor's; the other services 10 steps below (`up`'s default), each in a session
+    whose autogroup is lowered too."""
     supervisor = status["supervisor_pid"]
     services = status["services"]
-    order_own, order_group = nice_steps_below(services["order"]["pid"], supervisor)
-    assert order_own == 0
-    assert order_group in (None, 0)
+    order, broker = services["order"]["pid"], status["broker"]["pid"]
+    assert nice_steps_below(order, supervisor) == nice_steps_below(broker, supervisor) == 0
+    assert autogroup(broker) == autogroup(supervisor)
     for name in ("inventory", "logistics", "aftersales", "notifier"):
-        assert nice_steps_below(services[name]["pid"], supervisor) in ((10, None), (10, 10)), name
-    assert nice_steps_below(status["broker"]["pid"], supervisor)[0] == 10
+        pid = services[name]["pid"]
+        assert nice_steps_below(pid, supervisor) == 10, name
+        group = autogroup(pid)
+        assert group is None or group[1] == 10, (name, group)
+    order_group = autogroup(order)
+    assert order_group is None or (order_group[1] == 0 and order_group != autogroup(supervisor))
 
 
 @contextlib.contextmanager
