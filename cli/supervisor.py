@@ -53,21 +53,32 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def child_setup(nice: int) -> Callable[[], None]:
+def autogroup_nice() -> int | None:
+    """The nice of this process's autogroup (its session's share of the CPU), where the kernel
+    has autogroups."""
+    try:
+        return int(Path("/proc/self/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def child_setup(nice: int, session_nice: int | None) -> Callable[[], None]:
     """What a service runs before exec (in its own session by then): die with the supervisor,
     and run `nice` steps below it.
 
     Linux with autogroups (most desktops and these machines) shares the CPU between sessions
-    before it looks at a process's nice, so the new session's nice is set too, or the process's
-    own would count for nothing."""
+    before it looks at a process's nice, so the new session gets the supervisor's session's
+    nice plus `nice` too, or the process's own would count for nothing (a new session starts
+    at 0 whatever its parent's is). A nice below 0 needs privileges: without them it stays 0."""
 
     def setup() -> None:
         die_with_parent()
         if nice:
             with contextlib.suppress(OSError):
                 os.nice(nice)
+        if session_nice is not None:
             with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
-                autogroup.write(str(nice))
+                autogroup.write(str(max(-20, min(19, session_nice + nice))))
 
     return setup
 
@@ -103,7 +114,7 @@ class ServiceProcess:
             # Its own session: a terminal Ctrl-C reaches only the supervisor, which stops
             # services first and the broker and database after them.
             start_new_session=True,
-            preexec_fn=child_setup(self.nice),
+            preexec_fn=child_setup(self.nice, autogroup_nice()),
         )
 
     def ready(self) -> bool:
