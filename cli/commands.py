@@ -317,7 +317,6 @@ def up(
     background_nice: Annotated[
         int,
         typer.Option(
-            envvar="ORDERGUARD_UP_BACKGROUND_NICE",
             min=0,
             max=19,
             help="How many nice steps below the order service (the front door) the other four"
