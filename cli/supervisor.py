@@ -53,13 +53,21 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def autogroup_nice() -> int | None:
-    """The nice of this process's autogroup (its session's share of the CPU), where the kernel
-    has autogroups."""
+def autogroup(pid: int | str = "self") -> tuple[str, int] | None:
+    """The autogroup (one per session) of process `pid` and its nice, where the kernel has
+    autogroups: there a session's share of the CPU comes before its processes' nice. None where
+    it has none, or shows an empty file (some sandboxed kernels do)."""
     try:
-        return int(Path("/proc/self/autogroup").read_text().split()[-1])
-    except (OSError, ValueError, IndexError):
+        group, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+        return group, int(nice)
+    except (OSError, ValueError):
         return None
+
+
+def autogroup_nice() -> int | None:
+    """The nice of this process's autogroup, where the kernel has autogroups."""
+    group = autogroup()
+    return None if group is None else group[1]
 
 
 def child_setup(nice: int, session_nice: int | None) -> Callable[[], None]:

@@ -23,6 +23,7 @@ from orderflow import order_body
 from upkit import Up, consumed_duplicates, running_up, wait_all_ready, wait_while_up
 
 from orderguard.cli.embedded import EmbeddedPostgres
+from orderguard.cli.supervisor import autogroup
 
 SKU = "SKU-R"
 # Two recoveries of the whole system: 45 s alone, 240 s at load 21, near the suite's 300 s
@@ -84,16 +85,6 @@ class Shop:
 
 def nice_steps_below(pid: int, supervisor: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, supervisor)
-
-
-def autogroup(pid: int) -> tuple[str, int] | None:
-    """The autogroup (one per session) of `pid` and its nice, where the kernel has them: there
-    a session's share of the CPU comes before its processes' nice."""
-    path = Path(f"/proc/{pid}/autogroup")
-    if not path.exists():
-        return None
-    group, _, nice = path.read_text().split()
-    return group, int(nice)
 
 
 def assert_front_door_first(status: dict[str, Any]) -> None:
