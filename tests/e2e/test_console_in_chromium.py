@@ -131,9 +131,14 @@ def sign_in(driver: Any, base: str, login: str) -> None:
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any]) -> Any:
+    """Until `condition` holds. An element found while a form's answer replaces the page goes
+    stale before it is read: look again rather than fail."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(condition)
+    return WebDriverWait(
+        driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(condition)
 
 
 def shot(driver: Any, name: str) -> None:
