@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from orderguard.cli.supervisor import BACKGROUND_NICE
 from orderguard.cli.users import users_app
 from orderguard.scenario.cli import scenario_app
 from orderguard.shared.settings import SERVICES, Settings
@@ -323,7 +324,7 @@ def up(
             " services run: on a saturated machine customers' requests go first and the"
             " reactions catch up after; 0: all alike.",
         ),
-    ] = 10,
+    ] = BACKGROUND_NICE,
 ) -> None:
     """Start the whole system on embedded defaults: broker, PostgreSQL and the five services."""
     from orderguard.cli.supervisor import Demo, Supervisor

@@ -45,6 +45,8 @@ READYZ_TIMEOUT_S = 10.0
 # the machine is saturated, then catch up. The broker and PostgreSQL stay at the supervisor's
 # priority: the front door's own writes and relay wait on them (README, "Performance").
 FRONT_DOOR = frozenset({"order"})
+# How many nice steps below the front door the other services run (`up --background-nice`).
+BACKGROUND_NICE = 10
 
 
 def die_with_parent() -> None:
@@ -246,7 +248,9 @@ class Demo:
 
 
 class Supervisor:
-    def __init__(self, data_dir: Path, demo: Demo | None = None, background_nice: int = 0) -> None:
+    def __init__(
+        self, data_dir: Path, demo: Demo | None = None, background_nice: int = BACKGROUND_NICE
+    ) -> None:
         self.data_dir = data_dir
         self.background_nice = background_nice
         self.logs = data_dir / "logs"
