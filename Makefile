@@ -5,7 +5,7 @@ VENV   ?= .venv
 UP_ARGS ?=
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint bench chaos check-deploy dashboards contract check-contract settings-doc clean
+.PHONY: install run test lint bench soak chaos check-deploy dashboards contract check-contract settings-doc clean
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,10 @@ chaos: install
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python bench/system.py $(BENCH_ARGS)
+
+# Orders at a constant rate for half an hour on one `up`: does it stay as quick (bench/soak.py)?
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from orderguard.shared.engine import Engine
-from orderguard.shared.engine.idle import IdleFetching, Wakeups
+from orderguard.shared.engine.idle import POLL_ROUND_TRIP_MS, IdleFetching, Wakeups
 
 TPS = {TopicPartition("inventory.events", 0), TopicPartition("inventory.events", 1)}
 
@@ -275,3 +275,22 @@ async def test_records_of_an_answer_kept_while_resting_are_followed_by_a_fetch_a
     policy.after_poll(had_records=True, caught_up=True)
 
     assert consumer.paused_tps == set()  # what was written since is fetched now
+
+
+async def test_a_wake_for_records_already_read_costs_one_fetch_then_rest() -> None:
+    """Each announcement wakes every engine reading its topic, often for records an earlier
+    poll read already. The woken poll lasts one fetch's answer (aiokafka's getmany would
+    otherwise fetch again and again until its timeout), and an empty answer means rest."""
+    policy, consumer, wakeups = flowing_engine(flowing_fetch_every_s=60.0)
+    stop = asyncio.Event()
+    assert await policy.before_poll(stop) is True
+    policy.after_poll(had_records=True, caught_up=True)
+    assert consumer.paused_tps == TPS
+
+    wakeups._published(None, 0, "orderguard_published", "inventory.events")
+    assert await policy.before_poll(stop) is True
+    assert consumer.paused_tps == set()
+    assert policy.poll_timeout_ms == 10 + POLL_ROUND_TRIP_MS  # the fetch wait and its answer
+
+    policy.after_poll(had_records=False, caught_up=True)  # answered: nothing new
+    assert consumer.paused_tps == TPS
