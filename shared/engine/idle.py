@@ -245,6 +245,11 @@ class IdleFetching:
         self.poll_timeout_ms = timeout_ms if self._flowing_fetch_every_s else WOKEN_POLL_TIMEOUT_MS
         return True
 
+    def _polling_one_answer(self) -> bool:
+        """The next poll fetches and lasts one fetch's answer (the broker holds an empty one
+        for the fetch wait); a poll that ends without an answer polls again (after_poll)."""
+        return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
+
     def active(self) -> None:
         """Fetch from now on, as while records flow (partitions were assigned, or woken)."""
         self._last_records = time.monotonic()
@@ -274,7 +279,7 @@ class IdleFetching:
                 self._woken.clear()  # this fetch reads what was announced until now
                 # One fetch's answer (Tansu holds an empty one for the fetch wait), not fetch
                 # after fetch; a later answer is polled for again.
-                return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
+                return self._polling_one_answer()
             self._rest()
         self.idle = quiet
         timeout = max(0.0, min(self._tick_s, self._next_probe - time.monotonic()))
@@ -296,7 +301,7 @@ class IdleFetching:
             # waiting 200 ms for records sent fetch after fetch meanwhile (Tansu answers an empty
             # one after its wait): in some runs, with orders trickling in at 10/s, twice the
             # broker's CPU per order and 40 % more of the whole system's.
-            return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
+            return self._polling_one_answer()
         if time.monotonic() < self._next_probe:
             return False
         if not self._quiet():
@@ -304,7 +309,7 @@ class IdleFetching:
             # on Tansu than asking for the end offsets, and what it finds is read at once).
             self._looking = True
             self._resume()
-            return self._polling(self._fetch_wait_ms + POLL_ROUND_TRIP_MS)
+            return self._polling_one_answer()
         self._next_probe = time.monotonic() + self._probe_every_s
         if await self._records_waiting():
             self.active()

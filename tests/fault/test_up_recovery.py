@@ -102,7 +102,8 @@ def assert_front_door_first(status: dict[str, Any]) -> None:
         pid = services[name]["pid"]
         assert nice_steps_below(pid, supervisor) == 10, name
         group = autogroup(pid)
-        assert supervisor_group is None or group is None or group[1] == supervisor_group[1] + 10
+        if supervisor_group is not None and group is not None:
+            assert group[1] == supervisor_group[1] + 10, (name, group, supervisor_group)
     order_group = autogroup(order)
     if supervisor_group is not None and order_group is not None:
         assert order_group[0] != supervisor_group[0]
