@@ -12,7 +12,11 @@ file scaled to `--speedup` (and the settings it needs), plays the labelled shop 
 through the services' HTTP APIs, payments.events and carrier scans, waits for every detection
 window to close and compares. Prints per seed, then per kind and overall over all seeds:
 recall, duplicates, early raises (before the due time), late ones, false alarms, and the
-detection delay after the due time (p50/p95/max, seconds), with the load average beside them.
+detection delay after the due time (p50/p95/max, seconds), with the load average beside them
+and the disk's stalls (`bench/disk.py`: durable 4 KB writes every 0.1 s in the seed's data dir;
+every commit of the embedded PostgreSQL waits for the disk, so a stall holds every service
+back at once): per seed, and per slow label the longest write between its due time and its
+detection; the delays of labels that waited beside a stall of 0.5 s or more are counted apart.
 `--seeds N` runs seeds `--seed` .. `--seed`+N-1; a comma-separated list runs those. Exit
 status 1 unless every anomaly was raised exactly once in time and nothing else was.
 `--json` is rewritten after each seed; `--summarize` prints the figures of such a file (the
@@ -41,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +62,13 @@ from orderguard.scenario.quality import (
 )
 from orderguard.scenario.runner import ScenarioOptions, Target, read_labels, run_scenario
 from orderguard.scenario.scale import SYSTEM_ENV
+
+sys.path.insert(0, str(Path(__file__).parent))
+from disk import DiskWatch
+
+# A detection whose wait after its due time saw a durable write of the disk take this long is
+# counted apart: every commit of the embedded PostgreSQL waited that long too.
+DISK_STALL_S = 0.5
 
 
 def start_system(data_dir: Path, options: ScenarioOptions, secret: str) -> subprocess.Popen[bytes]:
@@ -118,12 +129,21 @@ def load() -> str:
 
 @dataclass
 class SeedRun:
-    """One seed's report, with how far behind its plan the player ran and the load meanwhile."""
+    """One seed's report, with how far behind its plan the player ran, the load meanwhile, the
+    disk's durable writes (p50/p99/max seconds, how many stalled) and, per label detected, the
+    longest such write between its due time and its detection."""
 
     seed: int
     report: Report
     player_lag_s: dict[str, float]
     load: list[float]
+    disk: dict[str, float] = field(default_factory=dict)
+    disk_stall_s: dict[str, float] = field(default_factory=dict)
+
+    def beside_disk_stall(self, outcome: Outcome) -> bool:
+        """Whether the disk kept commits waiting `DISK_STALL_S` or more while this label
+        waited for its detection."""
+        return self.disk_stall_s.get(outcome.label.id, 0.0) >= DISK_STALL_S
 
     def of_record(self, lag_tolerance_s: float) -> bool:
         return player_kept_its_plan(self.player_lag_s, lag_tolerance_s)
@@ -134,6 +154,8 @@ class SeedRun:
             "seed": self.seed,
             "player_lag_s": self.player_lag_s,
             "load": self.load,
+            "disk": self.disk,
+            "disk_stall_s": self.disk_stall_s,
             "outcomes": [
                 {
                     **o.label.to_json(),
@@ -161,11 +183,23 @@ class SeedRun:
         ]
         # files written before the player's lag was kept: unknown, so not of record
         lag = run.get("player_lag_s", {"p50": math.inf, "p95": math.inf, "max": math.inf})
-        return cls(run["seed"], Report(outcomes, alarms, 0.0), lag, run.get("load", []))
+        return cls(
+            run["seed"],
+            Report(outcomes, alarms, 0.0),
+            lag,
+            run.get("load", []),
+            run.get("disk", {}),
+            run.get("disk_stall_s", {}),
+        )
 
 
 async def play(
-    args: argparse.Namespace, seed: int, status: dict, secret: str, data_dir: Path
+    args: argparse.Namespace,
+    seed: int,
+    status: dict,
+    secret: str,
+    data_dir: Path,
+    disk: DiskWatch,
 ) -> SeedRun:
     options = ScenarioOptions(
         seed=seed,
@@ -243,16 +277,37 @@ async def play(
             f" (tolerance {args.lag_tolerance:g} s): it played another shop than the labelled one",
             flush=True,
         )
+    disk_stall_s: dict[str, float] = {}
+    for outcome in report.outcomes:
+        if outcome.delay_s is not None:
+            due = outcome.label.due_at.timestamp()
+            longest = disk.longest_between(due, due + outcome.delay_s)
+            disk_stall_s[outcome.label.id] = round(longest, 3)
+    written = disk.summary(DISK_STALL_S)
+    print(
+        f"  disk: {written['writes']:.0f} durable 4 KB writes took p50 {written['p50'] * 1000:.1f}"
+        f" p99 {written['p99'] * 1000:.1f} max {written['max'] * 1000:.0f} ms;"
+        f" {written['stalls']:.0f} took {DISK_STALL_S:g} s or more",
+        flush=True,
+    )
     slowest = sorted(
         (o for o in report.outcomes if o.delay_s is not None), key=lambda o: -(o.delay_s or 0)
     )[:5]
     for outcome in slowest:
         print(
             f"  slowest: {outcome.delay_s:6.2f}s {outcome.label.kind} {outcome.label.id}"
-            f" {outcome.label.match}",
+            f" {outcome.label.match}; the disk's longest write meanwhile"
+            f" {disk_stall_s[outcome.label.id]:.2f} s",
             flush=True,
         )
-    return SeedRun(seed, report, lag, [round(value, 2) for value in os.getloadavg()])
+    return SeedRun(
+        seed,
+        report,
+        lag,
+        [round(value, 2) for value in os.getloadavg()],
+        written,
+        disk_stall_s,
+    )
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> SeedRun:
@@ -260,11 +315,15 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedRun:
     data_dir = Path(tempfile.mkdtemp(prefix=f"orderguard-quality-{seed}-"))
     secret = os.urandom(12).hex()
     up = start_system(data_dir, ScenarioOptions(speedup=args.speedup), secret)
+    disk: DiskWatch | None = None
     try:
         status = wait_ready(data_dir, up)
         print(f"bench {seed} | system up in {data_dir}; {load()}", flush=True)
-        return asyncio.run(play(args, seed, status, secret, data_dir))
+        disk = DiskWatch(data_dir).start()
+        return asyncio.run(play(args, seed, status, secret, data_dir, disk))
     finally:
+        if disk is not None:
+            disk.stop()
         try:
             stop_system(up)
         finally:
@@ -291,13 +350,17 @@ def print_figures(runs: list[SeedRun], lag_tolerance_s: float) -> Figures:
     """Per seed (with the player's lag and the load), then per kind and overall over the seeds
     of record; the figures of record are returned."""
     print(f"\nbench | per seed ({load()}; of record: player at most {lag_tolerance_s:g} s behind)")
-    print(f"{Figures.HEADER}  {'player lag p50/max':>19}  {'load 1/5/15 min':<17} record")
+    print(
+        f"{Figures.HEADER}  {'player lag p50/max':>19}  {'load 1/5/15 min':<17}"
+        f" {'disk max':>8} record"
+    )
     for run in runs:
         lag = run.player_lag_s
         print(
             Figures.row(f"seed {run.seed}", Figures.of([run.report]).overall)
             + f"  {lag.get('p50', math.inf):>8.1f} /{lag.get('max', math.inf):>8.1f}"
             + f"  {' '.join(f'{value:.1f}' for value in run.load):<17}"
+            + f" {run.disk.get('max', math.nan):>8.2f}"
             + (" yes" if run.of_record(lag_tolerance_s) else " NO")
         )
     of_record = [run for run in runs if run.of_record(lag_tolerance_s)]
@@ -313,7 +376,29 @@ def print_figures(runs: list[SeedRun], lag_tolerance_s: float) -> Figures:
     )
     for line in figures.lines():
         print(line)
+    print_disk_apart(of_record)
     return figures
+
+
+def print_disk_apart(runs: list[SeedRun]) -> None:
+    """The delays after due of the detections that waited beside a disk stall, and of the
+    others: a tail that is the disk's reads as the disk's (the figures above keep both)."""
+    beside: list[float] = []
+    others: list[float] = []
+    for run in runs:
+        if not run.disk:
+            continue  # written before the disk was watched
+        for outcome in run.report.outcomes:
+            if outcome.delay_s is not None:
+                (beside if run.beside_disk_stall(outcome) else others).append(outcome.delay_s)
+    if not beside and not others:
+        return
+    print(
+        f"  of which beside a disk stall (a durable 4 KB write took {DISK_STALL_S:g} s or more"
+        f" between due and detected): {len(beside)}"
+        + (f", delay max {max(beside):.2f} s" if beside else "")
+        + f"; the other {len(others)}: delay max {max(others, default=0.0):.2f} s"
+    )
 
 
 def stop_on_signals() -> None:
