@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable
 
 import structlog
 
@@ -57,3 +60,27 @@ def configure_logging(level: str = "INFO", fmt: str = "json", **bound: str) -> N
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
+
+
+class Repeats:
+    """For a line that repeats for one reason (a deployment with no channel for customers says
+    so for every message): `due(key)` is True the first time and then at most once per
+    `every_s` per key; `held(key)` is how many were not said since, then starts again."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._said_at: dict[Hashable, float] = {}
+        self._held: Counter[Hashable] = Counter()
+
+    def due(self, key: Hashable) -> bool:
+        now = self._clock()
+        said_at = self._said_at.get(key)
+        if said_at is not None and now - said_at < self._every_s:
+            self._held[key] += 1
+            return False
+        self._said_at[key] = now
+        return True
+
+    def held(self, key: Hashable) -> int:
+        return self._held.pop(key, 0)
