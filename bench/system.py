@@ -8,7 +8,8 @@ and beside it the baseline app (bench/baseline_app.py) on the same PostgreSQL; t
 
 - idle CPU of every process of `up` (supervisor, services, broker, PostgreSQL) after readiness;
 - `POST /orders` at 200 and 500 req/s and `GET /orders/{id}` at 1000 req/s, open loop
-  (bench/load.py), baseline and orderguard in the same run, with the ratio of their p99;
+  (bench/load.py), baseline and orderguard in the same run, with the ratio of their p99 and
+  the disk's longest durable write during each (bench/disk.py: every commit waits for it);
 - orders end to end at 300/s: every order reserved exactly once, then the time until every
   consumer's lag is 0 again;
 - service RSS and the time `up` takes to be ready;
@@ -42,6 +43,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pipeline
+from disk import DiskWatch
 from load import LoadResult, http_request, open_loop, run
 
 from orderguard.cli.embedded import free_port
@@ -333,13 +335,15 @@ def http_row(
     base: LoadResult,
     ours_cpu: CpuUse,
     base_cpu: CpuUse,
+    disk_ms: tuple[float, float],
     max_ratio: float = 1.5,
 ) -> Row:
     ratio = ours.p(0.99) / max(base.p(0.99), 0.1)
     return Row(
         what,
         f"orderguard {describe(ours)} | baseline {describe(base)} | p99 ratio {ratio:.2f}"
-        f" (generator send lag p99 {max(ours.send_lag_p99_ms, base.send_lag_p99_ms):.1f} ms)"
+        f" (generator send lag p99 {max(ours.send_lag_p99_ms, base.send_lag_p99_ms):.1f} ms;"
+        f" the disk's longest durable write {disk_ms[0]:.0f} vs {disk_ms[1]:.0f} ms)"
         f" | CPU ms per request reaching the server: {ours_cpu.per_request_ms(reached(ours))}"
         f" vs {base_cpu.per_request_ms(reached(base))}",
         f"all served, p99 <= {max_ratio}x baseline",
@@ -527,15 +531,26 @@ async def latency_row(seconds: float) -> Row:
 # --------------------------------------------------------------------------------------
 
 
-async def measured(cpu: CpuUse, load: Any) -> LoadResult:
-    """`load` (a coroutine of open_loop) with the CPU its processes spent meanwhile."""
+async def measured(cpu: CpuUse, load: Any, disk: DiskWatch, disk_ms: list[float]) -> LoadResult:
+    """`load` (a coroutine of open_loop) with the CPU its processes spent meanwhile; the disk's
+    longest durable write meanwhile (ms) is appended to `disk_ms`."""
+    began = time.time()
     await cpu.start()
     result: LoadResult = await load
     await cpu.stop()
+    disk_ms.append(disk.longest_between(began, time.time()) * 1000)
     return result
 
 
 async def http_rows(up: UpSystem, base: Baseline, http_s: float) -> list[Row]:
+    disk = DiskWatch(up.data_dir).start()
+    try:
+        return await _http_rows(up, base, http_s, disk)
+    finally:
+        disk.stop()
+
+
+async def _http_rows(up: UpSystem, base: Baseline, http_s: float, disk: DiskWatch) -> list[Row]:
     rows: list[Row] = []
     headers = {"X-API-Key": up.api_key}
     og, bl = up.port("order"), base.port
@@ -553,11 +568,15 @@ async def http_rows(up: UpSystem, base: Baseline, http_s: float) -> list[Row]:
     base_ids: list[str] = []
     for rate in (200, 500):
         tag = uuid.uuid4().hex[:6]
+        base_disk: list[float] = []
+        ours_disk: list[float] = []
         b = await measured(
             base_cpu,
             open_loop(
                 bl, rate, http_s, post_orders(bl, {}, tag, skus), ok_status=201, keep_bodies=True
             ),
+            disk,
+            base_disk,
         )
         await asyncio.sleep(1)
         o = await measured(
@@ -570,20 +589,42 @@ async def http_rows(up: UpSystem, base: Baseline, http_s: float) -> list[Row]:
                 ok_status=201,
                 keep_bodies=True,
             ),
+            disk,
+            ours_disk,
         )
         ours_ids += ids_of(o)
         base_ids += ids_of(b)
         rows.append(
-            http_row(f"POST /orders at {rate} req/s (load {load_avg()})", o, b, ours_cpu, base_cpu)
+            http_row(
+                f"POST /orders at {rate} req/s (load {load_avg()})",
+                o,
+                b,
+                ours_cpu,
+                base_cpu,
+                (ours_disk[0], base_disk[0]),
+            )
         )
         await asyncio.sleep(3)  # let the orders placed drain through the system
     if ours_ids and base_ids:
-        b = await measured(base_cpu, open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids)))
+        base_disk, ours_disk = [], []
+        b = await measured(
+            base_cpu, open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids)), disk, base_disk
+        )
         await asyncio.sleep(1)
-        o = await measured(ours_cpu, open_loop(og, 1000, http_s, get_orders(og, headers, ours_ids)))
+        o = await measured(
+            ours_cpu,
+            open_loop(og, 1000, http_s, get_orders(og, headers, ours_ids)),
+            disk,
+            ours_disk,
+        )
         rows.append(
             http_row(
-                f"GET /orders/{{id}} at 1000 req/s (load {load_avg()})", o, b, ours_cpu, base_cpu
+                f"GET /orders/{{id}} at 1000 req/s (load {load_avg()})",
+                o,
+                b,
+                ours_cpu,
+                base_cpu,
+                (ours_disk[0], base_disk[0]),
             )
         )
     return rows
