@@ -322,11 +322,11 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedRun:
         disk = DiskWatch(data_dir).start()
         return asyncio.run(play(args, seed, status, secret, data_dir, disk))
     finally:
-        if disk is not None:
-            disk.stop()
         try:
             stop_system(up)
         finally:
+            if disk is not None:
+                disk.stop()
             if args.keep:
                 print(f"bench {seed} | logs kept in {data_dir}")
             else:
