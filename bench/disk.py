@@ -18,18 +18,14 @@ import bisect
 import os
 import threading
 import time
+from itertools import islice
 from pathlib import Path
+
+from load import percentile
 
 BLOCK = b"\0" * 4096
 # Writes rotate over this many blocks: a file of 1 MB, not one that grows.
 BLOCKS = 256
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 class DiskWatch:
@@ -39,8 +35,9 @@ class DiskWatch:
     def __init__(self, directory: Path, every_s: float = 0.1) -> None:
         self._path = directory / "disk-watch.dat"
         self._every_s = every_s
-        self._starts: list[float] = []
-        self._took: list[float] = []
+        # (start, duration) of each write, in order; one append each, so a reader on another
+        # thread never sees half of one.
+        self._writes: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="disk-watch", daemon=True)
 
@@ -70,16 +67,15 @@ class DiskWatch:
 
     def record(self, began: float, took_s: float) -> None:
         """One durable write that began at `began` (wall time, s) and took `took_s`."""
-        self._starts.append(began)
-        self._took.append(took_s)
+        self._writes.append((began, took_s))
 
     def summary(self, stall_s: float = 0.5) -> dict[str, float]:
         """Writes made, p50/p99/max of their duration (s), and how many took `stall_s` or more."""
-        took = self._took
+        took = [took for _, took in self._writes]
         return {
             "writes": len(took),
-            "p50": percentile(took, 50),
-            "p99": percentile(took, 99),
+            "p50": percentile(took, 0.50),
+            "p99": percentile(took, 0.99),
             "max": max(took, default=0.0),
             "stalls": sum(1 for t in took if t >= stall_s),
         }
@@ -87,11 +83,11 @@ class DiskWatch:
     def longest_between(self, start: float, end: float) -> float:
         """The longest durable write in progress at any time between `start` and `end` (wall
         time, s): how long the disk kept a commit waiting meanwhile, at least."""
+        writes = self._writes
         longest = 0.0
-        # Writes start in order; one that began before `start` may still run into the span.
-        first = bisect.bisect_left(self._starts, start)
-        for i in range(max(0, first - 1), len(self._starts)):
-            began, took = self._starts[i], self._took[i]
+        # Writes follow one another; the one begun before `start` may still run into the span.
+        first = bisect.bisect_left(writes, start, key=lambda write: write[0])
+        for began, took in islice(writes, max(0, first - 1), None):
             if began > end:
                 break
             if began + took >= start:

@@ -531,15 +531,14 @@ async def latency_row(seconds: float) -> Row:
 # --------------------------------------------------------------------------------------
 
 
-async def measured(cpu: CpuUse, load: Any, disk: DiskWatch, disk_ms: list[float]) -> LoadResult:
-    """`load` (a coroutine of open_loop) with the CPU its processes spent meanwhile; the disk's
-    longest durable write meanwhile (ms) is appended to `disk_ms`."""
+async def measured(cpu: CpuUse, load: Any, disk: DiskWatch) -> tuple[LoadResult, float]:
+    """`load` (a coroutine of open_loop) with the CPU its processes spent meanwhile, and the
+    disk's longest durable write meanwhile (ms)."""
     began = time.time()
     await cpu.start()
     result: LoadResult = await load
     await cpu.stop()
-    disk_ms.append(disk.longest_between(began, time.time()) * 1000)
-    return result
+    return result, disk.longest_between(began, time.time()) * 1000
 
 
 async def http_rows(up: UpSystem, base: Baseline, http_s: float) -> list[Row]:
@@ -568,18 +567,15 @@ async def _http_rows(up: UpSystem, base: Baseline, http_s: float, disk: DiskWatc
     base_ids: list[str] = []
     for rate in (200, 500):
         tag = uuid.uuid4().hex[:6]
-        base_disk: list[float] = []
-        ours_disk: list[float] = []
-        b = await measured(
+        b, base_disk = await measured(
             base_cpu,
             open_loop(
                 bl, rate, http_s, post_orders(bl, {}, tag, skus), ok_status=201, keep_bodies=True
             ),
             disk,
-            base_disk,
         )
         await asyncio.sleep(1)
-        o = await measured(
+        o, ours_disk = await measured(
             ours_cpu,
             open_loop(
                 og,
@@ -590,7 +586,6 @@ async def _http_rows(up: UpSystem, base: Baseline, http_s: float, disk: DiskWatc
                 keep_bodies=True,
             ),
             disk,
-            ours_disk,
         )
         ours_ids += ids_of(o)
         base_ids += ids_of(b)
@@ -601,21 +596,17 @@ async def _http_rows(up: UpSystem, base: Baseline, http_s: float, disk: DiskWatc
                 b,
                 ours_cpu,
                 base_cpu,
-                (ours_disk[0], base_disk[0]),
+                (ours_disk, base_disk),
             )
         )
         await asyncio.sleep(3)  # let the orders placed drain through the system
     if ours_ids and base_ids:
-        base_disk, ours_disk = [], []
-        b = await measured(
-            base_cpu, open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids)), disk, base_disk
+        b, base_disk = await measured(
+            base_cpu, open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids)), disk
         )
         await asyncio.sleep(1)
-        o = await measured(
-            ours_cpu,
-            open_loop(og, 1000, http_s, get_orders(og, headers, ours_ids)),
-            disk,
-            ours_disk,
+        o, ours_disk = await measured(
+            ours_cpu, open_loop(og, 1000, http_s, get_orders(og, headers, ours_ids)), disk
         )
         rows.append(
             http_row(
@@ -624,7 +615,7 @@ async def _http_rows(up: UpSystem, base: Baseline, http_s: float, disk: DiskWatc
                 b,
                 ours_cpu,
                 base_cpu,
-                (ours_disk[0], base_disk[0]),
+                (ours_disk, base_disk),
             )
         )
     return rows

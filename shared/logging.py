@@ -64,8 +64,8 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 
 class Repeats:
     """For a line that repeats for one reason (a deployment with no channel for customers says
-    so for every message): `due(key)` is True the first time and then at most once per
-    `every_s` per key; `held(key)` is how many were not said since, then starts again."""
+    so for every message): `say(key)` is how many lines of that key were held back since it was
+    last said — the first time, and then at most once per `every_s` per key — else None."""
 
     def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._every_s = every_s
@@ -73,14 +73,11 @@ class Repeats:
         self._said_at: dict[Hashable, float] = {}
         self._held: Counter[Hashable] = Counter()
 
-    def due(self, key: Hashable) -> bool:
+    def say(self, key: Hashable) -> int | None:
         now = self._clock()
         said_at = self._said_at.get(key)
         if said_at is not None and now - said_at < self._every_s:
             self._held[key] += 1
-            return False
+            return None
         self._said_at[key] = now
-        return True
-
-    def held(self, key: Hashable) -> int:
         return self._held.pop(key, 0)

@@ -85,9 +85,12 @@ def publish_failed(
     # message (8,300 lines in one detection bench run): said once per kind of recipient and
     # template every NO_CHANNEL_SAID_EVERY_S, with how many were not. Each one is still on
     # notifications.dead and counted in orderguard_notifications_total.
-    repeated = (recipient_kind, template) if reason == "no_channel" else None
-    if repeated is not None and not NO_CHANNEL_SAID.due(repeated):
-        return
+    alike: dict[str, int] = {}
+    if reason == "no_channel":
+        held = NO_CHANNEL_SAID.say((recipient_kind, template))
+        if held is None:
+            return
+        alike["alike_not_logged"] = held
     log.warning(
         "notification failed",
         request_id=request_id,
@@ -98,7 +101,7 @@ def publish_failed(
         template=template,
         reason=reason,
         error=error,
-        **({"alike_not_logged": NO_CHANNEL_SAID.held(repeated)} if repeated else {}),
+        **alike,
     )
 
 

@@ -13,6 +13,7 @@ BENCH = Path(__file__).resolve().parents[3] / "bench"
 
 
 def load_module() -> ModuleType:
+    sys.path.insert(0, str(BENCH))  # as the bench scripts run it: beside load.py
     spec = importlib.util.spec_from_file_location("bench_disk", BENCH / "disk.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -16,19 +16,18 @@ class Clock:
 def test_said_first_then_held_until_the_period_passes_then_said_with_the_count() -> None:
     clock = Clock()
     repeats = Repeats(60.0, clock)
-    assert repeats.due("a") is True
-    assert repeats.held("a") == 0
+    assert repeats.say("a") == 0
     clock.now = 10.0
-    assert [repeats.due("a") for _ in range(3)] == [False, False, False]
+    assert [repeats.say("a") for _ in range(3)] == [None, None, None]
     clock.now = 60.0
-    assert repeats.due("a") is True
-    assert repeats.held("a") == 3
-    assert repeats.held("a") == 0  # counted again from here
+    assert repeats.say("a") == 3
+    clock.now = 120.0
+    assert repeats.say("a") == 0  # counted again from the last time it was said
 
 
 def test_each_key_has_its_own_period() -> None:
     clock = Clock()
     repeats = Repeats(60.0, clock)
-    assert repeats.due(("customer", "order.confirmed")) is True
-    assert repeats.due(("customer", "shipment.delayed")) is True
-    assert repeats.due(("customer", "order.confirmed")) is False
+    assert repeats.say(("customer", "order.confirmed")) == 0
+    assert repeats.say(("customer", "shipment.delayed")) == 0
+    assert repeats.say(("customer", "order.confirmed")) is None
