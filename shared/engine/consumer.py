@@ -10,6 +10,11 @@ bodies, so the two biggest costs of a batch overlap. On assignment the engine re
 the offsets in the database; it copies them to Kafka (at most once a second while records
 flow) only so that lag tools see progress.
 
+A batch with nothing for this group (every record's `ce_type` a known type none of its handlers
+applies: a worker reading a topic for a few of its types) opens no transaction: its offsets are
+stored later, at most once a second and at once when records stop (`_store_passed`). Read again
+after a crash, such records are only skipped again; a stored offset never moves back.
+
 A handler whose work also comes due with time (a `DeadlineSweeper`: detector deadlines) is
 swept after every batch and every empty poll, in a transaction of its own.
 
@@ -58,6 +63,15 @@ log = get_logger(__name__)
 
 # How often, at most, the offsets stored with the effects are copied to Kafka while records flow.
 KAFKA_COMMIT_INTERVAL_S = 1.0
+# The offsets upsert of every batch, and of records passed over. An offset never moves back: a
+# zombie owner's late write cannot undo a newer owner's progress.
+STORE_OFFSETS = (
+    "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+    " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
+    " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+    " SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),"
+    " updated_at = now()"
+)
 # How often, at most, a held take-over asks again whether the former groups have stopped.
 TAKEOVER_RECHECK_MAX_S = 10.0
 
@@ -280,6 +294,11 @@ class Engine:
         self._validators = {t.encode(): one_pass(t) for t in self.event_types if t in REGISTRY}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_due = 0.0
+        # The `ce_type` headers of known types no handler here applies: records skipped unread.
+        self._not_ours = frozenset(t.encode() for t in REGISTRY if t not in self.event_types)
+        # Next offsets of partitions read past records not ours, not yet stored (see
+        # `_store_passed`).
+        self._unstored: dict[TopicPartition, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -324,6 +343,7 @@ class Engine:
                 now = time.monotonic()
                 stopped = not records and (idle is None or idle.idle)
                 if self._uncommitted and (stopped or now >= self._commit_due):
+                    await self._store_passed()
                     await self._commit_to_kafka(self._uncommitted)
                     self._uncommitted = {}
                     self._commit_due = now + KAFKA_COMMIT_INTERVAL_S
@@ -332,6 +352,7 @@ class Engine:
         finally:
             try:
                 if self._uncommitted:
+                    await self._store_passed()
                     await self._commit_to_kafka(self._uncommitted)
             finally:
                 await self._consumer.stop()
@@ -409,6 +430,40 @@ class Engine:
         return sorted(
             (tp for tp in self.assigned if now - self._moved_at.get(tp, now) > after_s),
             key=lambda tp: (tp.topic, tp.partition),
+        )
+
+    async def _store_passed(self) -> None:
+        """Store the offsets of partitions read past records not ours (no transaction of their
+        own at the time). Not durable at commit (`synchronous_commit` off): lost in a crash, the
+        records are read and skipped again; so a slow disk does not hold this loop."""
+        unstored = {tp: o for tp, o in self._unstored.items() if tp in self.assigned}
+        if not unstored:
+            self._unstored = {}
+            return
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit TO off")
+                await self._store_offsets(conn, unstored)
+        except (asyncpg.InterfaceError, OSError):
+            raise  # the database is gone: let the process restart
+        except Exception as exc:  # kept for the next time: nothing depends on it meanwhile
+            log.warning(
+                "storing offsets of skipped records failed", group=self.group, error=repr(exc)
+            )
+            return
+        for tp, offset in unstored.items():
+            if self._unstored.get(tp) == offset:
+                del self._unstored[tp]
+
+    async def _store_offsets(
+        self, conn: Connection, next_offsets: dict[TopicPartition, int]
+    ) -> None:
+        await conn.execute(
+            STORE_OFFSETS,
+            self.group,
+            [tp.topic for tp in next_offsets],
+            [tp.partition for tp in next_offsets],
+            list(next_offsets.values()),
         )
 
     async def _commit_to_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
@@ -526,6 +581,8 @@ class Engine:
         """Apply a batch in one transaction; with `failure` (reason, error), dead-letter its events
         instead. Dead-lettered events are not recorded as applied, so a re-drive applies them."""
         started = time.perf_counter()
+        if failure is None and not self._floors and self._none_ours(records):
+            return self._pass_over(records, started)
         started_ns = telemetry.now_ns()
         async with UnitOfWork(self._pool, self._schema) as uow:
             conn = uow.conn
@@ -555,17 +612,10 @@ class Engine:
             next_offsets = {TopicPartition(*tp): last + 1 for tp, (_, last) in runs.items()}
             if self._floors:
                 await self._forget_former_offsets(uow, next_offsets)
-            await conn.execute(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-                " SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])"
-                " ON CONFLICT (group_id, topic, partition) DO UPDATE"
-                " SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                self.group,
-                [tp.topic for tp in next_offsets],
-                [tp.partition for tp in next_offsets],
-                list(next_offsets.values()),
-            )
+            await self._store_offsets(conn, next_offsets)
             await uow.commit()
+        for tp in next_offsets:
+            self._unstored.pop(tp, None)  # stored just now, further on
         if telemetry.enabled():
             telemetry.record_consumed(
                 ((e.topic, e.type, e.id, e.envelope.traceparent) for e in events),
@@ -576,6 +626,30 @@ class Engine:
         self._count(events, duplicates, skipped, dead)
         for route, count in handed:
             route.applied.inc(count)
+        metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(self.group).observe(len(records))
+        return next_offsets
+
+    def _none_ours(self, records: list[ConsumerRecord]) -> bool:
+        """Whether every record's `ce_type` names a known type none of this group's handlers
+        applies: the decode would skip each without reading its body."""
+        not_ours = self._not_ours
+        for record in records:
+            type_header = None
+            for key, value in record.headers or ():
+                if key == "ce_type":
+                    type_header = value  # the last one, as `_read_headers` takes it
+            if type_header not in not_ours:
+                return False
+        return True
+
+    def _pass_over(
+        self, records: list[ConsumerRecord], started: float
+    ) -> dict[TopicPartition, int]:
+        """A batch of records not ours: counted as skipped, its offsets kept to store later."""
+        next_offsets = {TopicPartition(*tp): last + 1 for tp, (_, last) in _runs(records).items()}
+        self._unstored.update(next_offsets)
+        self._count([], [], Counter(record.topic for record in records), [])
         metrics.BATCH_DURATION.labels(self.group).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(self.group).observe(len(records))
         return next_offsets
@@ -862,6 +936,7 @@ class Engine:
                         position = min(floors.values())
                 if floors:
                     self._floors[tp] = dict(floors)
+                self._unstored.pop(tp, None)  # read again from the stored offset
                 if position is not None:
                     self._consumer.seek(tp, position)
                     self._positions[tp] = position
@@ -935,7 +1010,13 @@ class Engine:
         self.assigned -= revoked
         self._held -= revoked
         for tp in revoked:
-            for progress in (self._positions, self._moved_at, self._last_seen, self._floors):
+            for progress in (
+                self._positions,
+                self._moved_at,
+                self._last_seen,
+                self._floors,
+                self._unstored,
+            ):
                 progress.pop(tp, None)
         self._drop_cached_state(revoked)
         # Another worker reports these partitions now; stale gauges here would fake a stall.

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
+from aiokafka import TopicPartition
 from testkit import CountsCancellations, Record, engine_and_relay, publish, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
@@ -158,6 +159,60 @@ async def test_copies_of_an_event_are_applied_once(settings: Settings) -> None:
         await wait_until(lambda: harness.offsets_at(9), what="the late copies consumed")
         assert await harness.applied() == ["order-1", "order-2", "order-3"]
         assert await read_topic(settings, harness.dead_letters) == []
+
+
+async def test_records_of_types_not_ours_are_skipped_and_their_offsets_stored(
+    settings: Settings,
+) -> None:
+    async with running_engine(settings) as harness:
+        # Placements: a known type this group does not apply, passed over unread (their
+        # bodies are not the point), before and after the one cancellation it does apply.
+        placed = [
+            Envelope(type="order.placed.v1", source="/test", subject=f"o-{n}", data={})
+            for n in range(6)
+        ]
+        for envelope in placed[:3]:
+            await harness.send_event(envelope)
+        await wait_until(lambda: harness.offsets_at(3), what="the first placements passed over")
+        await harness.send_event(cancellation("the-one"))
+        for envelope in placed[3:]:
+            await harness.send_event(envelope)
+        # The last three are stored without a batch of ours to carry them: once records stop.
+        await wait_until(lambda: harness.offsets_at(7), what="every record consumed")
+        assert await harness.applied() == ["the-one"]
+        recorded = await harness.pool.fetchval(
+            "SELECT count(*) FROM applied_events WHERE group_id = $1", GROUP
+        )
+        assert recorded == 1
+
+
+async def test_offsets_stored_for_skipped_records_never_move_back(settings: Settings) -> None:
+    """A zombie owner storing where it passed over records must not undo the progress of the
+    partition's new owner."""
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    topic = settings.topic_prefix + "orders.events"
+    ahead, behind = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    try:
+        await pool.execute(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+            " VALUES ($1, $2, 0, 50)",
+            GROUP,
+            topic,
+        )
+        zombie = Engine(GROUP, [CountsCancellations(GROUP, topic)], None, pool, SCHEMA)  # type: ignore[arg-type]
+        zombie.assigned = {ahead, behind}
+        zombie._unstored = {ahead: 7, behind: 3}
+
+        await zombie._store_passed()
+
+        rows = await pool.fetch(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", GROUP
+        )
+        assert {row["partition"]: row["next_offset"] for row in rows} == {0: 50, 1: 3}
+        assert zombie._unstored == {}
+    finally:
+        await pool.close()
 
 
 async def _at_least(settings: Settings, topic: str, count: int) -> list[Record] | None:
