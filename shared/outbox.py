@@ -62,6 +62,17 @@ class OutboxMessage:
 PUBLISHED_CHANNEL = "orderguard_published"
 
 
+def announcement(rows: Iterable[asyncpg.Record]) -> str:
+    """What a relay tells the engines it published: `topic:type` per event type and topic (just
+    `topic` for a row without `ce_type`), comma-separated; an engine wakes only for the types it
+    applies (Kafka topic names hold no `:`). Bounded by the known types, well under NOTIFY's 8 KB."""
+    published = set()
+    for row in rows:
+        event_type = next((value for name, value in row["headers"] if name == "ce_type"), None)
+        published.add(f"{row['topic']}:{event_type}" if event_type else row["topic"])
+    return ",".join(sorted(published))
+
+
 def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
@@ -247,12 +258,12 @@ class OutboxRelay:
             else:
                 sent.append(row)
         if sent:
-            # Marked sent, and the topics announced (PUBLISHED_CHANNEL).
+            # Marked sent, and what was published announced (PUBLISHED_CHANNEL).
             await conn.execute(
                 "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]))"
                 f" SELECT pg_notify('{PUBLISHED_CHANNEL}', $2)",
                 [row["id"] for row in sent],
-                ",".join({row["topic"] for row in sent}),
+                announcement(sent),
             )
         if parked:
             await self._park(conn, parked)

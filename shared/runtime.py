@@ -156,7 +156,9 @@ class Runtime:
                     batch_max=self.settings.consumer_batch_max,
                     max_retries=self.settings.consumer_max_retries,
                     retry_backoff_s=self.settings.consumer_retry_backoff_s,
-                    idle=self._idle_fetching(kafka, topics),
+                    idle=self._idle_fetching(
+                        kafka, topics, frozenset().union(*(c.event_types for c in consumers))
+                    ),
                     former_groups=former_groups(self.settings, self.pool),
                 )
                 self.engines.append(engine)
@@ -167,13 +169,16 @@ class Runtime:
                     f"job:{job.name}",
                 )
 
-    def _idle_fetching(self, kafka: AIOKafkaConsumer, topics: Sequence[str]) -> IdleFetching | None:
+    def _idle_fetching(
+        self, kafka: AIOKafkaConsumer, topics: Sequence[str], event_types: frozenset[str]
+    ) -> IdleFetching | None:
         if self.wakeups is None:
             return None
         return IdleFetching(
             kafka,
             topics,
             self.wakeups,
+            event_types,
             idle_after_s=self.settings.consumer_idle_after_s,
             flowing_fetch_every_s=self.settings.consumer_flowing_fetch_every_ms / 1000,
             fetch_wait_ms=self.settings.consumer_fetch_max_wait_ms,

@@ -332,7 +332,11 @@ class Engine:
                 records = [record for partition in batches.values() for record in partition]
                 if idle is not None:
                     # At once, before anything awaits: pausing now keeps the next fetch unsent.
-                    idle.after_poll(bool(records), self._read_to_end(batches, len(records)))
+                    # Records none of the handlers applies do not count as records flowing.
+                    idle.after_poll(
+                        bool(records) and not self._none_ours(records),
+                        self._read_to_end(batches, len(records)),
+                    )
                 if records:
                     next_offsets = await self._apply_with_retries(records)
                     self._positions.update(next_offsets)

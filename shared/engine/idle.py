@@ -11,9 +11,13 @@ So an engine rests, its partitions paused and no fetch sent, whenever a poll has
 partition to its end (with `flowing_fetch_every_s`; without it, only after `idle_after_s`
 without records). aiokafka's fetcher otherwise sends the next fetch the moment a batch is
 taken: a trickle of records cost a fetch, mostly empty, every 12-15 ms per worker. Every outbox
-relay of orderguard announces the topics it has just published on one PostgreSQL channel
-(`PUBLISHED_CHANNEL`); the engines of the process that read one of those topics resume at once
-and fetch what is there. Publishers outside orderguard (a payment provider on Kafka) and a
+relay of orderguard announces the topics and event types it has just published on one
+PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines of the process that apply one of those
+types from one of those topics resume at once and fetch what is there. An engine is not woken
+for the types it does not apply (a worker reading a topic for a few of its types: each fetch
+that finds records costs Tansu more the longer its log, see `high_watermarks`): it reads past
+them at its next look or probe, and records only of such types count as none for when it looks
+and when it is idle. Publishers outside orderguard (a payment provider on Kafka) and a
 missed notification are covered while records flow by a look, one fetch every
 `flowing_fetch_every_s` (less often while looks find nothing), and after `idle_after_s` without
 records by a probe every `probe_every_s`: the partitions' high watermarks against the
@@ -98,7 +102,8 @@ class Wakeups:
     ) -> None:
         self.probe_every_s = probe_every_s
         self._ask_ends = ask_ends
-        self._waiters: dict[str, list[asyncio.Event]] = {}
+        # Per topic: who to wake, and for which event types (None: any).
+        self._waiters: dict[str, list[tuple[asyncio.Event, frozenset[str] | None]]] = {}
         self._connect = connect
         self._database_url = ""
         self._conn: asyncpg.Connection | None = None
@@ -109,11 +114,14 @@ class Wakeups:
         self._ends_at = -1.0
         self._asking = asyncio.Lock()
 
-    def watch(self, topics: Iterable[str]) -> asyncio.Event:
-        """An event set whenever one of `topics` has been published to."""
+    def watch(
+        self, topics: Iterable[str], event_types: frozenset[str] | None = None
+    ) -> asyncio.Event:
+        """An event set whenever one of `topics` has been published to: with `event_types`,
+        only when an event of one of them was (or a relay did not say which types)."""
         event = asyncio.Event()
         for topic in topics:
-            self._waiters.setdefault(topic, []).append(event)
+            self._waiters.setdefault(topic, []).append((event, event_types))
         return event
 
     @property
@@ -156,18 +164,21 @@ class Wakeups:
                     continue
                 log.info("hearing publications again")
                 # Announcements made while no one listened are lost: every resting engine looks.
-                for events in self._waiters.values():
-                    for event in events:
+                for waiters in self._waiters.values():
+                    for event, _ in waiters:
                         event.set()
                 return
         finally:
             self._reconnecting = None
 
     def _published(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        # NOTIFY payloads are text: the comma-separated topics published to
-        for topic in str(payload).split(","):
-            for event in self._waiters.get(topic, ()):
-                event.set()
+        # NOTIFY payloads are text: comma-separated `topic:type` (`outbox.announcement`), or
+        # `topic` alone where the type is not known.
+        for published in str(payload).split(","):
+            topic, _, event_type = published.partition(":")
+            for event, event_types in self._waiters.get(topic, ()):
+                if not event_type or event_types is None or event_type in event_types:
+                    event.set()
 
     async def end_offsets(
         self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
@@ -211,6 +222,7 @@ class IdleFetching:
         consumer: AIOKafkaConsumer,
         topics: Iterable[str],
         wakeups: Wakeups,
+        event_types: frozenset[str] | None = None,
         idle_after_s: float = 1.0,
         tick_s: float = 1.0,
         flowing_fetch_every_s: float = 0.0,
@@ -218,7 +230,7 @@ class IdleFetching:
     ) -> None:
         self._consumer = consumer
         self._wakeups = wakeups
-        self._woken = wakeups.watch(topics)
+        self._woken = wakeups.watch(topics, event_types)
         self._idle_after_s = idle_after_s
         self._probe_every_s = wakeups.probe_every_s
         # While idle the engine's loop still turns this often (deadline sweeps, readiness).
@@ -343,7 +355,8 @@ class IdleFetching:
     def after_poll(self, had_records: bool, caught_up: bool = True) -> None:
         """After a poll, before anything awaits (aiokafka's fetcher sends its next fetch as soon
         as the loop turns): with `flowing_fetch_every_s`, an engine that has read every
-        partition to its end rests at once, so it sends no fetch until there may be records."""
+        partition to its end rests at once, so it sends no fetch until there may be records.
+        `had_records`: records the engine applies (or must read to know), not just any."""
         if had_records:
             self._last_records = time.monotonic()
         if not self._flowing_fetch_every_s:

@@ -154,6 +154,28 @@ async def test_an_announcement_wakes_only_the_engines_reading_that_topic() -> No
     assert not inventory.is_set()
 
 
+def test_an_announcement_wakes_only_the_engines_that_apply_a_type_published() -> None:
+    published = Wakeups()
+    placements = published.watch(["orders.events"], frozenset({"order.placed.v1"}))
+    cancellations = published.watch(["orders.events"], frozenset({"order.cancelled.v1"}))
+    everything = published.watch(["orders.events"])
+
+    published._published(None, 0, "orderguard_published", "orders.events:order.placed.v1")
+
+    assert placements.is_set() and everything.is_set()
+    assert not cancellations.is_set()
+
+
+def test_an_announcement_without_types_wakes_every_engine_reading_the_topic() -> None:
+    """A relay of an older release, or a row without `ce_type`, names the topic alone."""
+    published = Wakeups()
+    cancellations = published.watch(["orders.events"], frozenset({"order.cancelled.v1"}))
+
+    published._published(None, 0, "orderguard_published", "orders.events")
+
+    assert cancellations.is_set()
+
+
 def flowing_engine(flowing_fetch_every_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
     consumer = FakeConsumer()
     wakeups = probing(60.0)
