@@ -25,6 +25,7 @@ from aiokafka.errors import (
 from orderguard.shared import metrics
 from orderguard.shared.db import Connection
 from orderguard.shared.envelope import Envelope
+from orderguard.shared.events import REGISTRY
 from orderguard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -63,13 +64,15 @@ PUBLISHED_CHANNEL = "orderguard_published"
 
 
 def announcement(rows: Iterable[asyncpg.Record]) -> str:
-    """What a relay tells the engines it published: `topic:type` per event type and topic (just
-    `topic` for a row without `ce_type`), comma-separated; an engine wakes only for the types it
-    applies (Kafka topic names hold no `:`). Bounded by the known types, well under NOTIFY's 8 KB."""
+    """What a relay tells the engines it published, comma-separated: `topic:type` per known
+    event type and topic, so an engine wakes only for the types it applies (Kafka topic names
+    hold no `:`), and `topic` alone for a row of no known type (a dead letter keeps whatever
+    `ce_type` its record had): it wakes every reader of the topic. Bounded by the known types
+    and our topics, so it stays under NOTIFY's 8,000 bytes."""
     published = set()
     for row in rows:
         event_type = next((value for name, value in row["headers"] if name == "ce_type"), None)
-        published.add(f"{row['topic']}:{event_type}" if event_type else row["topic"])
+        published.add(f"{row['topic']}:{event_type}" if event_type in REGISTRY else row["topic"])
     return ",".join(sorted(published))
 
 

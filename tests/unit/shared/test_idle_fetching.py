@@ -11,6 +11,7 @@ from aiokafka.structs import ConsumerRecord
 
 from orderguard.shared.engine import Engine
 from orderguard.shared.engine.idle import POLL_ROUND_TRIP_MS, IdleFetching, Wakeups
+from orderguard.shared.outbox import announcement
 
 TPS = {TopicPartition("inventory.events", 0), TopicPartition("inventory.events", 1)}
 
@@ -174,6 +175,26 @@ def test_an_announcement_without_types_wakes_every_engine_reading_the_topic() ->
     published._published(None, 0, "orderguard_published", "orders.events")
 
     assert cancellations.is_set()
+
+
+def test_a_relay_announces_known_types_by_topic_and_other_rows_by_topic_alone() -> None:
+    rows = [
+        {"topic": "orders.events", "headers": [("ce_type", "order.placed.v1"), ("ce_id", "1")]},
+        {"topic": "orders.events", "headers": [("ce_id", "2"), ("ce_type", "order.placed.v1")]},
+        {"topic": "inventory.events", "headers": [("ce_type", "inventory.reserved.v1")]},
+        # A dead letter keeps its record's headers, whatever they said.
+        {"topic": "orders.events.dlq.x", "headers": [("ce_type", "garbage,:" * 1000)]},
+        {"topic": "queues.warehouse", "headers": []},
+    ]
+
+    said = announcement(rows)  # type: ignore[arg-type]
+
+    assert said.split(",") == [
+        "inventory.events:inventory.reserved.v1",
+        "orders.events.dlq.x",
+        "orders.events:order.placed.v1",
+        "queues.warehouse",
+    ]
 
 
 def flowing_engine(flowing_fetch_every_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
