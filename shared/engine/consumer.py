@@ -332,10 +332,12 @@ class Engine:
                 records = [record for partition in batches.values() for record in partition]
                 if idle is not None:
                     # At once, before anything awaits: pausing now keeps the next fetch unsent.
-                    # Records none of the handlers applies do not count as records flowing.
+                    # Records none of the handlers applies, once read to the end, do not count
+                    # as records flowing (a backlog of them is read without rest all the same).
+                    read_to_end = self._read_to_end(batches, len(records))
                     idle.after_poll(
-                        bool(records) and not self._none_ours(records),
-                        self._read_to_end(batches, len(records)),
+                        bool(records) and not (read_to_end and self._none_ours(records)),
+                        read_to_end,
                     )
                 if records:
                     next_offsets = await self._apply_with_retries(records)
