@@ -332,13 +332,8 @@ class Engine:
                 records = [record for partition in batches.values() for record in partition]
                 if idle is not None:
                     # At once, before anything awaits: pausing now keeps the next fetch unsent.
-                    # Records none of the handlers applies, once read to the end, do not count
-                    # as records flowing (a backlog of them is read without rest all the same).
                     read_to_end = self._read_to_end(batches, len(records))
-                    idle.after_poll(
-                        bool(records) and not (read_to_end and self._none_ours(records)),
-                        read_to_end,
-                    )
+                    idle.after_poll(self._flowing(records, read_to_end), read_to_end)
                 if records:
                     next_offsets = await self._apply_with_retries(records)
                     self._positions.update(next_offsets)
@@ -374,6 +369,13 @@ class Engine:
             if records and highwater is not None and records[-1].offset + 1 < highwater:
                 return False
         return True
+
+    def _flowing(self, records: list[ConsumerRecord], read_to_end: bool) -> bool:
+        """Whether a poll's records count as records flowing (for when the engine looks and
+        when it is idle): records it applies, or a backlog of any; not records it only reads
+        past once it has read to the end, or a worker that reads a topic for a few of its types
+        would keep looking as long as the others are published."""
+        return bool(records) and not (read_to_end and self._none_ours(records))
 
     @property
     def waiting_for_former_groups(self) -> bool:

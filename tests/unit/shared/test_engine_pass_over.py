@@ -2,7 +2,8 @@
 not want: a worker reads a topic for a few of its types) is passed over without a transaction:
 counted as skipped, its offsets kept to store later. Anything else still goes the transactional
 path, where the body is read (a record without a type header, an unknown type, one wanted
-record among the others, a partition taken over from former groups)."""
+record among the others, a partition taken over from former groups). Such records, once read to
+the end, do not count as records flowing for the engine's idle fetching; a backlog of them does."""
 
 from __future__ import annotations
 
@@ -49,8 +50,16 @@ def record(partition: int, offset: int, event_type: bytes | None) -> ConsumerRec
     return ConsumerRecord(ORDERS, partition, offset, 0, 0, None, b"{}", None, 0, 2, headers)
 
 
-def engine() -> Engine:
-    return Engine(GROUP, [Handler()], consumer=None, pool=Pool(), schema="s")  # type: ignore[arg-type]
+class Consumer:
+    def __init__(self, highwater: int) -> None:
+        self._highwater = highwater
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self._highwater
+
+
+def engine(highwater: int = 0) -> Engine:
+    return Engine(GROUP, [Handler()], Consumer(highwater), Pool(), "s")  # type: ignore[arg-type]
 
 
 def skipped_so_far() -> float:
@@ -102,3 +111,24 @@ def test_offsets_kept_for_a_revoked_partition_are_forgotten() -> None:
     passing.partitions_revoked({revoked})
 
     assert passing._unstored == {mine: 5}
+
+
+@pytest.mark.parametrize(
+    ("records", "highwater", "flowing"),
+    [
+        ([record(0, 4, NOT_OURS.encode())], 5, False),  # read past, to the end
+        ([record(0, 4, NOT_OURS.encode())], 900, True),  # a backlog: read on without rest
+        ([record(0, 4, NOT_OURS.encode()), record(0, 5, WANTED.encode())], 6, True),
+        ([], 5, False),
+    ],
+    ids=["not ours, at the end", "not ours, a backlog", "one of ours", "nothing"],
+)
+def test_records_only_read_past_do_not_count_as_flowing_once_read_to_the_end(
+    records: list[ConsumerRecord[Any, Any]], highwater: int, flowing: bool
+) -> None:
+    polled = engine(highwater)
+    batches = {TopicPartition(ORDERS, 0): records} if records else {}
+
+    read_to_end = polled._read_to_end(batches, len(records))
+
+    assert polled._flowing(records, read_to_end) is flowing
