@@ -356,7 +356,8 @@ class IdleFetching:
         """After a poll, before anything awaits (aiokafka's fetcher sends its next fetch as soon
         as the loop turns): with `flowing_fetch_every_s`, an engine that has read every
         partition to its end rests at once, so it sends no fetch until there may be records.
-        `had_records`: records the engine applies (or must read to know), not just any."""
+        `had_records`: records that count as flowing (`Engine._flowing`): not records the
+        engine only reads past, once it has read to the end."""
         if had_records:
             self._last_records = time.monotonic()
         if not self._flowing_fetch_every_s:
