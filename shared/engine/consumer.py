@@ -339,11 +339,13 @@ class Engine:
                     self._positions.update(next_offsets)
                     self._uncommitted.update(next_offsets)
                     self._observe_lag(batches)
-                # Kafka's copy of the offsets is for lag tools: once a second while records flow,
-                # at once when they stop (not a broker round trip per batch).
+                # The offsets of records passed over, and Kafka's copy of the offsets (for lag
+                # tools): once a second while records flow, at once when they stop (not a
+                # round trip per batch).
                 now = time.monotonic()
                 stopped = not records and (idle is None or idle.idle)
-                if self._uncommitted and (stopped or now >= self._commit_due):
+                pending = self._uncommitted or self._unstored  # the latter after a failed store
+                if pending and (stopped or now >= self._commit_due):
                     await self._store_passed()
                     await self._commit_to_kafka(self._uncommitted)
                     self._uncommitted = {}
@@ -352,7 +354,7 @@ class Engine:
                 await self._sweep_due(set(batches))
         finally:
             try:
-                if self._uncommitted:
+                if self._uncommitted or self._unstored:
                     await self._store_passed()
                     await self._commit_to_kafka(self._uncommitted)
             finally:

@@ -41,7 +41,7 @@ class TransactionOpened(Exception):
 class Pool:
     """A pool that fails the test's batch the moment a transaction is asked for."""
 
-    async def acquire(self) -> None:
+    def acquire(self) -> None:
         raise TransactionOpened
 
 
@@ -132,3 +132,15 @@ def test_records_only_read_past_do_not_count_as_flowing_once_read_to_the_end(
     read_to_end = polled._read_to_end(batches, len(records))
 
     assert polled._flowing(records, read_to_end) is flowing
+
+
+def test_offsets_kept_are_kept_again_when_storing_them_fails() -> None:
+    """Retried at the next store; meanwhile nothing depends on them (read again, skipped again)."""
+    passing = engine()
+    tp = TopicPartition(ORDERS, 0)
+    passing.assigned = {tp}
+    asyncio.run(passing._apply([record(0, 4, NOT_OURS.encode())]))
+
+    asyncio.run(passing._store_passed())  # the pool fails the transaction
+
+    assert passing._unstored == {tp: 5}
