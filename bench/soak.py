@@ -7,7 +7,8 @@ Starts `orderguard up` as `make bench` does (embedded defaults, its own data dir
 then places orders at a constant offered rate, open loop (bench/load.py), a customer per order
 on SKUs stocked for all of them, window after window. Per window it prints the orders served
 of those offered, p50/p99, the CPU each kind of process spent per order placed (broker,
-PostgreSQL, each service), the broker's RSS and the load average; and beside them the ratio of
+PostgreSQL, each service), the broker's RSS, the consumers' lag at the window's end (the sum of
+their lag gauges, records) and the load average; and beside them the ratio of
 the window's CPU per order and p99 to the first window's, since a cost that grows with uptime
 shows in a ratio however noisy the machine is. At the end it waits for every consumer's lag to
 be 0 and says how long that took.
@@ -73,7 +74,7 @@ async def soak(
         print(
             f"{'min':>5} {'served':>9} {'p50':>5} {'p99':>6} {'CPU/order ms':>12}"
             + "".join(f" {kind[:8]:>8}" for kind in KINDS)
-            + f" {'broker MB':>9} {'CPU x1st':>8} {'broker x1st':>11} {'p99 x1st':>8}  load"
+            + f" {'broker MB':>9} {'lag':>6} {'CPU x1st':>8} {'broker x1st':>11} {'p99 x1st':>8}  load"
         )
         started = time.monotonic()
         placed = 0
@@ -103,6 +104,9 @@ async def soak(
                 "cpu_ms_per_order": sum(per_order.values()),
                 "cpu_ms_per_order_by_kind": per_order,
                 "broker_rss_mb": broker.memory_info().rss / 2**20,
+                # The consumers' lag gauges summed at the window's end: the door may keep up
+                # while the work behind it falls behind.
+                "lag_records": await total_lag(up),
                 "load": load_avg(),
             }
             rows.append(row)
@@ -111,7 +115,7 @@ async def soak(
                 f"{row['minute']:5.1f} {result.ok:>4}/{row['offered']:<4} {row['p50_ms']:5.0f}"
                 f" {row['p99_ms']:6.0f} {row['cpu_ms_per_order']:12.2f}"
                 + "".join(f" {per_order.get(kind, 0.0):8.2f}" for kind in KINDS)
-                + f" {row['broker_rss_mb']:9.0f}"
+                + f" {row['broker_rss_mb']:9.0f} {row['lag_records']:6.0f}"
                 f" {ratio(row['cpu_ms_per_order'], first['cpu_ms_per_order']):>8}"
                 f" {ratio(per_order.get('broker', 0.0), first['cpu_ms_per_order_by_kind'].get('broker', 0.0)):>11}"
                 f" {ratio(row['p99_ms'], first['p99_ms']):>8}  {row['load']}",
