@@ -22,6 +22,38 @@ TOPIC_MAX_MESSAGE_BYTES = MAX_RECORD_BYTES + 64 * 1024
 CONSUMER_MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
 
+# How long a fetch may wait while records wait for the consumer (see `FetchWait`).
+BEHIND_FETCH_WAIT_MS = 1000
+
+
+class FetchWait:
+    """The wait of a consumer's next fetches: its own `fetch_max_wait_ms` while it has read
+    every partition to its end; `BEHIND_FETCH_WAIT_MS` while records wait for it.
+
+    Tansu (memory storage, which never deletes a batch) finds a partition's records past the
+    fetch offset by listing every batch the partition ever held, ~0.6 us a batch here, and stops
+    listing when the fetch's wait is over: it then answers that partition with its high
+    watermark and no records. At a 10 ms wait, a fetch at the end of 4 partitions of 10,000
+    batches each brought none of them (`bench/tansu_fetch.py`); half an hour into 100 orders/s,
+    some partitions went unread for tens of seconds while the others kept up. A long wait costs
+    nothing while records wait: a broker holds a fetch only while none of its partitions has
+    any (Tansu answers once it has listed them). aiokafka has no setter for it; its fetcher
+    reads the attribute whenever it builds a fetch."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self._behind = False
+
+    def follow(self, behind: bool) -> None:
+        """Set the wait of the fetches built from now on (before the event loop turns)."""
+        fetcher = self._consumer._fetcher
+        if behind == self._behind or fetcher is None:  # no fetcher: not started
+            return
+        wait_ms = self._consumer._fetch_max_wait_ms
+        fetcher._fetch_max_wait_ms = max(wait_ms, BEHIND_FETCH_WAIT_MS) if behind else wait_ms
+        self._behind = behind
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,

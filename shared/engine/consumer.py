@@ -36,6 +36,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 import asyncpg
 import prometheus_client
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
@@ -53,7 +54,7 @@ from orderguard.shared.engine.idle import IdleFetching
 from orderguard.shared.engine.takeover import FormerGroups
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY
-from orderguard.shared.kafka import MAX_RECORD_BYTES
+from orderguard.shared.kafka import MAX_RECORD_BYTES, FetchWait
 from orderguard.shared.logging import get_logger
 from orderguard.shared.outbox import OutboxMessage
 from orderguard.shared.uow import UnitOfWork
@@ -273,6 +274,7 @@ class Engine:
         self._held_check_at = 0.0
         # None: fetch continuously, however long nothing arrives.
         self._idle = idle
+        self._fetch_wait = FetchWait(consumer)
         self._consumer = consumer
         self._pool = pool
         self._schema = schema
@@ -316,6 +318,8 @@ class Engine:
             while not stop.is_set():
                 if self._held and time.monotonic() >= self._held_check_at:
                     await self._take_over_held()
+                if not self.assigned - self._held <= self._positions.keys():
+                    await self._learn_positions()
                 idle = self._idle
                 fetching = idle is None or await idle.before_poll(stop)
                 if self._held:
@@ -330,9 +334,11 @@ class Engine:
                 )
                 self.last_progress = time.monotonic()
                 records = [record for partition in batches.values() for record in partition]
+                # At once, before anything awaits: aiokafka's fetcher builds the next fetch as
+                # the loop turns (with the wait set here), and pausing now keeps it unsent.
+                read_to_end = self._read_to_end(batches, len(records))
+                self._fetch_wait.follow(behind=not read_to_end)
                 if idle is not None:
-                    # At once, before anything awaits: pausing now keeps the next fetch unsent.
-                    read_to_end = self._read_to_end(batches, len(records))
                     idle.after_poll(self._flowing(records, read_to_end), read_to_end)
                 if records:
                     next_offsets = await self._apply_with_retries(records)
@@ -362,15 +368,29 @@ class Engine:
                 log.info("engine stopped", group=self.group)
 
     def _read_to_end(self, batches: dict[TopicPartition, list[ConsumerRecord]], count: int) -> bool:
-        """Whether a poll left nothing waiting: not a full batch, and each partition it brought
-        records of ends at its high watermark (as of the fetch)."""
+        """Whether a poll left nothing waiting: not a full batch, and each partition ends, as of
+        its last fetch, where this poll leaves it. Each owned partition, not only those the poll
+        brought records of: Tansu answers a partition with its high watermark and no records
+        when listing the partition's batches outlasts the fetch's wait (see `FetchWait`)."""
         if count >= self._batch_max:
             return False
-        for tp, records in batches.items():
+        for tp in (self.assigned - self._held) | batches.keys():
             highwater = self._consumer.highwater(tp)
-            if records and highwater is not None and records[-1].offset + 1 < highwater:
+            records = batches.get(tp)
+            position = records[-1].offset + 1 if records else self._positions.get(tp)
+            if highwater is not None and position is not None and position < highwater:
                 return False
         return True
+
+    async def _learn_positions(self) -> None:
+        """Where the fetches of owned partitions without a stored offset start (aiokafka's
+        committed or earliest offset), so that `_read_to_end` sees records waiting there
+        before any is applied."""
+        for tp in self.assigned - self._held - self._positions.keys():
+            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                position = await self._consumer.position(tp)
+                if tp in self.assigned:
+                    self._positions[tp] = position
 
     def _flowing(self, records: list[ConsumerRecord], read_to_end: bool) -> bool:
         """Whether a poll's records count as records flowing (for when the engine looks and

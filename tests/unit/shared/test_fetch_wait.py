@@ -1,0 +1,107 @@
+"""An engine that a fetch answered with a partition's high watermark but none of its records
+(Tansu, when listing a long partition outlasts the fetch's wait) knows records wait there: it
+does not rest, and its next fetches wait long enough for the broker to find them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from orderguard.shared.engine import Engine
+from orderguard.shared.kafka import BEHIND_FETCH_WAIT_MS, FetchWait
+
+TOPIC = "inventory.events"
+ANSWERED, UNANSWERED, HELD = (TopicPartition(TOPIC, p) for p in range(3))
+
+
+class Handler:
+    name = "inventory.worker"
+    topics = (TOPIC,)
+    event_types = frozenset({"inventory.stock_changed.v1"})
+
+
+class Consumer:
+    def __init__(self, highwaters: dict[TopicPartition, int]) -> None:
+        self.highwaters = highwaters
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters.get(tp)
+
+
+def records(tp: TopicPartition, *offsets: int) -> list[ConsumerRecord[Any, Any]]:
+    return [
+        ConsumerRecord(tp.topic, tp.partition, o, 0, 0, None, b"", None, 0, 0, ()) for o in offsets
+    ]
+
+
+def owning(highwaters: dict[TopicPartition, int], positions: dict[TopicPartition, int]) -> Engine:
+    engine = Engine(Handler.name, [Handler()], Consumer(highwaters), None, "s", batch_max=100)  # type: ignore[arg-type, list-item]
+    engine.assigned = set(positions)
+    engine._positions.update(positions)
+    return engine
+
+
+def test_a_partition_answered_without_its_records_is_not_read_to_its_end() -> None:
+    engine = owning({ANSWERED: 10, UNANSWERED: 5_000}, {ANSWERED: 8, UNANSWERED: 4_990})
+
+    assert not engine._read_to_end({ANSWERED: records(ANSWERED, 8, 9)}, 2)
+
+
+def test_an_engine_whose_partitions_end_where_it_stands_has_read_to_the_end() -> None:
+    engine = owning({ANSWERED: 10, UNANSWERED: 4_990}, {ANSWERED: 8, UNANSWERED: 4_990})
+
+    assert engine._read_to_end({ANSWERED: records(ANSWERED, 8, 9)}, 2)
+    assert owning({ANSWERED: 10}, {ANSWERED: 10})._read_to_end({}, 0)
+
+
+def test_a_partition_held_for_a_take_over_does_not_count_as_waiting() -> None:
+    """Held partitions are paused (their former group still runs): not fetched, not waited on."""
+    engine = owning({ANSWERED: 10, HELD: 900}, {ANSWERED: 10, HELD: 0})
+    engine._held = {HELD}
+
+    assert engine._read_to_end({}, 0)
+
+
+class Fetcher:
+    _fetch_max_wait_ms = 10
+
+
+class StartedConsumer:
+    """The two attributes of aiokafka's consumer FetchWait sets and reads."""
+
+    def __init__(self, wait_ms: int) -> None:
+        self._fetch_max_wait_ms = wait_ms
+        self._fetcher: Fetcher | None = Fetcher()
+
+
+def test_fetches_wait_long_while_behind_and_as_configured_once_read_to_the_end() -> None:
+    consumer = StartedConsumer(10)
+    wait = FetchWait(consumer)  # type: ignore[arg-type]
+    assert consumer._fetcher is not None
+
+    wait.follow(behind=True)
+    assert consumer._fetcher._fetch_max_wait_ms == BEHIND_FETCH_WAIT_MS
+    wait.follow(behind=False)
+    assert consumer._fetcher._fetch_max_wait_ms == 10
+
+
+def test_a_configured_wait_longer_than_the_behind_wait_is_kept() -> None:
+    consumer = StartedConsumer(5_000)
+    wait = FetchWait(consumer)  # type: ignore[arg-type]
+    assert consumer._fetcher is not None
+
+    wait.follow(behind=True)
+    assert consumer._fetcher._fetch_max_wait_ms == 5_000
+
+
+def test_a_consumer_not_started_yet_is_left_alone() -> None:
+    consumer = StartedConsumer(10)
+    consumer._fetcher = None
+    wait = FetchWait(consumer)  # type: ignore[arg-type]
+
+    wait.follow(behind=True)  # no fetcher to set: nothing raised, and set once it starts
+    consumer._fetcher = Fetcher()
+    wait.follow(behind=True)
+    assert consumer._fetcher._fetch_max_wait_ms == BEHIND_FETCH_WAIT_MS
