@@ -145,10 +145,13 @@ class DeadLetter:
 
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:
+    """A record's header of that name; the last one if it has several (as Kafka's
+    `Headers.lastHeader`, and as `Engine._read_headers` takes them in one pass)."""
+    found = None
     for key, value in record.headers or ():
         if key == name:
-            return value
-    return None
+            found = value
+    return found
 
 
 def decode_record(record: ConsumerRecord, wanted: frozenset[str]) -> Event | DeadLetter | None:
@@ -664,14 +667,7 @@ class Engine:
         """Whether every record's `ce_type` names a known type none of this group's handlers
         applies: the decode would skip each without reading its body."""
         not_ours = self._not_ours
-        for record in records:
-            type_header = None
-            for key, value in record.headers or ():
-                if key == "ce_type":
-                    type_header = value  # the last one, as `_read_headers` takes it
-            if type_header not in not_ours:
-                return False
-        return True
+        return all(_header(record, "ce_type") in not_ours for record in records)
 
     def _pass_over(
         self, records: list[ConsumerRecord], started: float
