@@ -8,7 +8,7 @@ then places orders at a constant offered rate, open loop (bench/load.py), a cust
 on SKUs stocked for all of them, window after window. Per window it prints the orders served
 of those offered, p50/p99, the CPU each kind of process spent per order placed (broker,
 PostgreSQL, each service), the broker's RSS, the consumers' lag at the window's end (the sum of
-their lag gauges, records) and the load average; and beside them the ratio of
+their lag gauges, records) and the largest read every 5 s during it, and the load average; and beside them the ratio of
 the window's CPU per order and p99 to the first window's, since a cost that grows with uptime
 shows in a ratio however noisy the machine is. At the end it waits for every consumer's lag to
 be 0 and says how long that took.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -55,6 +56,33 @@ async def settle(up: UpSystem, within_s: float = 120.0) -> float | None:
     return None
 
 
+class LagWatch:
+    """The largest sum of the consumers' lag gauges seen, read every `every_s` while it runs:
+    a window's end alone can miss records that waited in the middle of it."""
+
+    def __init__(self, up: UpSystem, every_s: float = 5.0) -> None:
+        self._up = up
+        self._every_s = every_s
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.largest = 0.0
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.largest = max(self.largest, await total_lag(self._up))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._every_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def stop(self) -> float:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        return self.largest
+
+
 async def soak(
     rate: float, minutes: float, window_s: float, keep: bool
 ) -> tuple[list[dict[str, Any]], bool]:
@@ -74,7 +102,7 @@ async def soak(
         print(
             f"{'min':>5} {'served':>9} {'p50':>5} {'p99':>6} {'CPU/order ms':>12}"
             + "".join(f" {kind[:8]:>8}" for kind in KINDS)
-            + f" {'broker MB':>9} {'lag':>6} {'CPU x1st':>8} {'broker x1st':>11} {'p99 x1st':>8}  load"
+            + f" {'broker MB':>9} {'lag':>6} {'lag max':>7} {'CPU x1st':>8} {'broker x1st':>11} {'p99 x1st':>8}  load"
         )
         started = time.monotonic()
         placed = 0
@@ -82,6 +110,8 @@ async def soak(
         for window in range(max(1, round(minutes * 60 / window_s))):
             cpu = CpuUse(up, up.processes)
             await cpu.start()
+            lag = LagWatch(up)
+            lag.start()
             result = await open_loop(
                 port,
                 rate,
@@ -90,6 +120,7 @@ async def soak(
                 ok_status=201,
             )
             await cpu.stop()
+            lag_max = await lag.stop()
             placed += result.ok
             per_order = {
                 kind: 1000 * seconds / max(result.ok, 1) for kind, seconds in cpu.seconds.items()
@@ -107,6 +138,7 @@ async def soak(
                 # The consumers' lag gauges summed at the window's end: the door may keep up
                 # while the work behind it falls behind.
                 "lag_records": await total_lag(up),
+                "lag_max_records": lag_max,
                 "load": load_avg(),
             }
             rows.append(row)
@@ -115,7 +147,7 @@ async def soak(
                 f"{row['minute']:5.1f} {result.ok:>4}/{row['offered']:<4} {row['p50_ms']:5.0f}"
                 f" {row['p99_ms']:6.0f} {row['cpu_ms_per_order']:12.2f}"
                 + "".join(f" {per_order.get(kind, 0.0):8.2f}" for kind in KINDS)
-                + f" {row['broker_rss_mb']:9.0f} {row['lag_records']:6.0f}"
+                + f" {row['broker_rss_mb']:9.0f} {row['lag_records']:6.0f} {lag_max:7.0f}"
                 f" {ratio(row['cpu_ms_per_order'], first['cpu_ms_per_order']):>8}"
                 f" {ratio(per_order.get('broker', 0.0), first['cpu_ms_per_order_by_kind'].get('broker', 0.0)):>11}"
                 f" {ratio(row['p99_ms'], first['p99_ms']):>8}  {row['load']}",
