@@ -75,6 +75,8 @@ STORE_OFFSETS = (
 )
 # How often, at most, a held take-over asks again whether the former groups have stopped.
 TAKEOVER_RECHECK_MAX_S = 10.0
+# How long a turn of the loop waits for where a partition without a stored offset starts.
+POSITION_TIMEOUT_S = 1.0
 
 
 class RejectEvent(Exception):
@@ -390,8 +392,11 @@ class Engine:
         committed or earliest offset), so that `_read_to_end` sees records waiting there
         before any is applied."""
         for tp in self.assigned - self._held - self._positions.keys():
-            with contextlib.suppress(IllegalStateError):  # revoked meanwhile
-                position = await self._consumer.position(tp)
+            # Revoked meanwhile, or not known yet (the broker has not answered where to start):
+            # asked again at the next turn, so this loop's sweeps do not wait on the broker.
+            with contextlib.suppress(IllegalStateError, TimeoutError):
+                async with asyncio.timeout(POSITION_TIMEOUT_S):
+                    position = await self._consumer.position(tp)
                 if tp in self.assigned:
                     self._positions[tp] = position
 

@@ -4,12 +4,16 @@ does not rest, and its next fetches wait long enough for the broker to find them
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from orderguard.shared.engine import Engine
+from orderguard.shared.engine import consumer as consumer_module
 from orderguard.shared.kafka import BEHIND_FETCH_WAIT_MS, FetchWait
 
 TOPIC = "inventory.events"
@@ -105,3 +109,41 @@ def test_a_consumer_not_started_yet_is_left_alone() -> None:
     consumer._fetcher = Fetcher()
     wait.follow(behind=True)
     assert consumer._fetcher._fetch_max_wait_ms == BEHIND_FETCH_WAIT_MS
+
+
+class PositionedConsumer(Consumer):
+    """Where each partition's fetches start, as aiokafka answers `position()`: a number, an
+    answer that never comes (no broker yet), or revoked."""
+
+    def __init__(self, positions: dict[TopicPartition, int | Exception | None]) -> None:
+        super().__init__({})
+        self.positions = positions
+
+    async def position(self, tp: TopicPartition) -> int:
+        answer = self.positions[tp]
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is None:
+            await asyncio.Event().wait()
+        assert isinstance(answer, int)
+        return answer
+
+
+async def test_partitions_without_a_stored_offset_learn_where_their_fetches_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """So a partition the broker answers without records before any was applied counts as
+    waiting; a partition whose start is not known yet is asked again, without holding the loop."""
+    monkeypatch.setattr(consumer_module, "POSITION_TIMEOUT_S", 0.01)
+    stored, unknown, revoked = ANSWERED, UNANSWERED, HELD
+    kafka = PositionedConsumer({unknown: 0, revoked: IllegalStateError(), stored: None})
+    engine = Engine(Handler.name, [Handler()], kafka, None, "s")  # type: ignore[arg-type, list-item]
+    engine.assigned = {stored, unknown, revoked}
+    engine._positions[stored] = 4_990  # sought to its stored offset on assignment
+
+    await engine._learn_positions()
+
+    assert engine._positions == {stored: 4_990, unknown: 0}
+    del engine._positions[stored]
+    await engine._learn_positions()  # never answered: left for the next turn of the loop
+    assert stored not in engine._positions
