@@ -27,6 +27,7 @@ test: install
 # editable install's finder, so the folders are linked into $(VENV)/mypy/orderguard/ as package-dir says.
 lint: install
 	$(BIN)/ruff check cli scenario shared services tests bench
+	$(BIN)/ruff format --check cli scenario shared services tests bench
 	mkdir -p $(VENV)/mypy/orderguard
 	for d in cli scenario shared services; do ln -sfn ../../../$$d $(VENV)/mypy/orderguard/$$d; done
 	cd $(VENV)/mypy && ../bin/mypy --config-file ../../pyproject.toml

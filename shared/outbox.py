@@ -109,9 +109,7 @@ class OutboxRows:
         )
 
 
-async def write_outbox(
-    conn: Connection, schema: str, messages: Iterable[OutboxMessage]
-) -> int:
+async def write_outbox(conn: Connection, schema: str, messages: Iterable[OutboxMessage]) -> int:
     """Insert messages inside the caller's transaction; the relay is woken when it commits."""
     batch = list(messages)
     if not batch:

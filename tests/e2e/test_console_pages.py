@@ -275,7 +275,10 @@ async def test_only_admins_open_routing_silence_and_resend(
         assert (delivery["status"], delivery["deferred_reason"]) == ("pending", "resend")
         shown = (await root.get(f"/console/deliveries/{failed}")).text
         assert 'id="delivery-status">pending · resend' in shown and "No attempt yet." in shown
-        assert delivery["attempt_limit"] == 3 + settings.section(NotifierSettings).deliveries.max_attempts
+        assert (
+            delivery["attempt_limit"]
+            == 3 + settings.section(NotifierSettings).deliveries.max_attempts
+        )
         # Not failed any more: a new click is refused in words.
         refused = await root.post(
             f"/console/deliveries/{failed}/resend", data={"csrf_token": csrf, "form_token": "n"}

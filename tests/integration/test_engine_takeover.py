@@ -213,7 +213,9 @@ async def test_a_group_waits_for_its_handlers_former_groups_to_stop_before_takin
     names = ("test.a", "test.b")
     # The old version: each handler its own engine, its group named after it.
     old = [
-        Engine(name, [RecordsCancellations(name, topic)], make_consumer(settings, name), pool, SCHEMA)
+        Engine(
+            name, [RecordsCancellations(name, topic)], make_consumer(settings, name), pool, SCHEMA
+        )
         for name in names
     ]
     new = Engine(

@@ -213,9 +213,7 @@ class Planner:
         if channel not in CHANNEL_KINDS:
             return f"unknown channel {channel[:50]!r}; known: {', '.join(CHANNEL_KINDS)}"
         if channel not in self.configured:
-            return (
-                f"channel {channel} is not configured (ORDERGUARD_NOTIFIER__CHANNELS__{channel.upper()}__...)"
-            )
+            return f"channel {channel} is not configured (ORDERGUARD_NOTIFIER__CHANNELS__{channel.upper()}__...)"
         if channel in CONTACT_OF and not contact:
             return f"the recipient has no {CONTACT_OF[channel]} for {channel}"
         robots = getattr(self.channels, channel) if channel in IM_KINDS else None

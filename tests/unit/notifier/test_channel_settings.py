@@ -20,7 +20,8 @@ def test_channels_from_one_json_secret_and_per_field_variables(
         '{"webhook": {"url": "https://hooks.example/o", "secret": "whsec-1"}}',
     )
     monkeypatch.setenv(
-        "ORDERGUARD_NOTIFIER__CHANNELS__DINGTALK__URL", "https://oapi.dingtalk.com/robot/send?access_token=T"
+        "ORDERGUARD_NOTIFIER__CHANNELS__DINGTALK__URL",
+        "https://oapi.dingtalk.com/robot/send?access_token=T",
     )
     monkeypatch.setenv("ORDERGUARD_NOTIFIER__CHANNELS__DINGTALK__SECRET", "SEC-1")
     monkeypatch.setenv("ORDERGUARD_NOTIFIER__DELIVERIES__QUIET_HOURS__START", "21:30")

@@ -8,7 +8,9 @@ from orderguard.shared.runtime import Runtime
 
 
 def test_once_loads_a_named_piece_of_configuration_a_single_time() -> None:
-    runtime = Runtime(DEFINITION, OrderguardSettings(), frozenset({"api", "workers"}), rule_catalogue())
+    runtime = Runtime(
+        DEFINITION, OrderguardSettings(), frozenset({"api", "workers"}), rule_catalogue()
+    )
     loads: list[int] = []
 
     def load() -> object:
