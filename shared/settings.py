@@ -121,7 +121,8 @@ class Settings(BaseSettings):
         default=10,
         ge=0,
         description="How long a fetch waits for records (Tansu's fetch does not wake on new"
-        " data: latency follows this wait)",
+        " data: latency follows this wait); while records wait for an engine, 1 s (or this,"
+        " if longer), so that Tansu can list a long partition",
     )
     consumer_flowing_fetch_every_ms: int = Field(
         default=20,
