@@ -8,9 +8,9 @@ then places orders at a constant offered rate, open loop (bench/load.py), a cust
 on SKUs stocked for all of them, window after window. Per window it prints the orders served
 of those offered, p50/p99, the CPU each kind of process spent per order placed (broker,
 PostgreSQL, each service), the broker's RSS, the consumers' lag at the window's end (the sum of
-their lag gauges, records) and the largest read every 5 s during it, and the load average; and beside them the ratio of
-the window's CPU per order and p99 to the first window's, since a cost that grows with uptime
-shows in a ratio however noisy the machine is. At the end it waits for every consumer's lag to
+their lag gauges, records) and the largest read every 5 s during it, and the load average; and
+beside them the ratio of the window's CPU per order and p99 to the first window's, since a cost
+that grows with uptime shows in a ratio however noisy the machine is. At the end it waits for every consumer's lag to
 be 0 and says how long that took.
 
 Why: the embedded broker (Tansu, memory storage) keeps every record it was sent and answers a

@@ -68,6 +68,11 @@ async def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+async def at_once(value: T) -> T:
+    """`value` as something to await: `wait_until(lambda: at_once(engine.idle))`."""
+    return value
+
+
 @dataclass
 class Record:
     topic: str

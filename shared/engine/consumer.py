@@ -323,8 +323,9 @@ class Engine:
             while not stop.is_set():
                 if self._held and time.monotonic() >= self._held_check_at:
                     await self._take_over_held()
-                if not self.assigned - self._held <= self._positions.keys():
-                    await self._learn_positions()
+                unknown = self.assigned - self._held - self._positions.keys()
+                if unknown:
+                    await self._learn_positions(unknown)
                 idle = self._idle
                 fetching = idle is None or await idle.before_poll(stop)
                 if self._held:
@@ -380,18 +381,24 @@ class Engine:
         if count >= self._batch_max:
             return False
         for tp in (self.assigned - self._held) | batches.keys():
-            highwater = self._consumer.highwater(tp)
             records = batches.get(tp)
-            position = records[-1].offset + 1 if records else self._positions.get(tp)
-            if highwater is not None and position is not None and position < highwater:
+            if self._records_wait(tp, records[-1].offset + 1 if records else None):
                 return False
         return True
 
-    async def _learn_positions(self) -> None:
+    def _records_wait(self, tp: TopicPartition, position: int | None = None) -> bool:
+        """Whether `tp`'s high watermark, as of its last fetch, is past `position` (by default
+        the next offset to apply there)."""
+        highwater = self._consumer.highwater(tp)
+        if position is None:
+            position = self._positions.get(tp)
+        return highwater is not None and position is not None and position < highwater
+
+    async def _learn_positions(self, unknown: set[TopicPartition]) -> None:
         """Where the fetches of owned partitions without a stored offset start (aiokafka's
         committed or earliest offset), so that `_read_to_end` sees records waiting there
         before any is applied."""
-        for tp in self.assigned - self._held - self._positions.keys():
+        for tp in unknown:
             # Revoked meanwhile, or not known yet (the broker has not answered where to start):
             # asked again at the next turn, so this loop's sweeps do not wait on the broker.
             with contextlib.suppress(IllegalStateError, TimeoutError):
@@ -453,13 +460,7 @@ class Engine:
     def _behind(self) -> set[TopicPartition]:
         """Owned partitions whose high watermark, as of their last fetch, is past the next
         offset to apply: records wait there."""
-        behind = set()
-        for tp in self.assigned:
-            highwater = self._consumer.highwater(tp)
-            position = self._positions.get(tp)
-            if highwater is not None and position is not None and position < highwater:
-                behind.add(tp)
-        return behind
+        return {tp for tp in self.assigned if self._records_wait(tp)}
 
     def stalled_partitions(self, after_s: float) -> list[TopicPartition]:
         """Owned partitions with records waiting whose applied offset has not moved for

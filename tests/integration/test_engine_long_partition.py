@@ -13,7 +13,7 @@ first batch), and the engine rested on them for good."""
 from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
-from testkit import CountsCancellations, cancelled, engine_and_relay, wait_until
+from testkit import CountsCancellations, at_once, cancelled, engine_and_relay, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine
@@ -75,14 +75,10 @@ async def test_an_engine_reads_a_partition_longer_than_the_broker_lists_within_i
             await wait_until(lambda: at_least(BATCHES), timeout=60, what="the whole partition")
             # Resting at the end of the long partition, the engine is woken for one more record,
             # whose fetch at the engine's own wait the broker again answers without it.
-            await wait_until(lambda: _true(idle.idle), what="the engine resting while idle")
+            await wait_until(lambda: at_once(idle.idle), what="the engine resting while idle")
             async with pool.acquire() as conn, conn.transaction():
                 await write_outbox(conn, SCHEMA, [cancellation(topic, "announced")])
             await wait_until(lambda: at_least(BATCHES + 1), timeout=30, what="the announced one")
             assert await applied() == BATCHES + 1  # each applied once
     finally:
         await wakeups.close()
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from testkit import CountsCancellations, engine_and_relay, wait_until
+from testkit import CountsCancellations, at_once, engine_and_relay, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine
@@ -65,7 +65,7 @@ async def test_a_paced_engine_applies_a_backlog_a_trickle_and_an_announced_event
 
     try:
         async with engine_and_relay(engine, pool, producer, SCHEMA):
-            await wait_until(lambda: _true(engine.started.is_set()), what="the engine started")
+            await wait_until(lambda: at_once(engine.started.is_set()), what="the engine started")
             # A backlog of five full batches, published at once: read without rest.
             for n in range(200):
                 message = cancellation(topic, f"backlog-{n}")
@@ -82,7 +82,7 @@ async def test_a_paced_engine_applies_a_backlog_a_trickle_and_an_announced_event
                 sent.append(f"trickle-{n}")
             await wait_until(lambda: _at_least(applied, 210), what="the trickle")
             # A quiet spell: the engine pauses; a relay's announcement wakes it.
-            await wait_until(lambda: _true(idle.idle), what="the engine resting while idle")
+            await wait_until(lambda: at_once(idle.idle), what="the engine resting while idle")
             async with pool.acquire() as conn, conn.transaction():
                 await write_outbox(conn, SCHEMA, [cancellation(topic, "announced")])
             sent.append("announced")
@@ -90,10 +90,6 @@ async def test_a_paced_engine_applies_a_backlog_a_trickle_and_an_announced_event
             assert await applied() == sent
     finally:
         await wakeups.close()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _at_least(applied: Callable[[], Awaitable[list[str]]], count: int) -> bool:

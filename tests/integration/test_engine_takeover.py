@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import TopicPartition
-from testkit import publish_event, wait_until
+from testkit import at_once, publish_event, wait_until
 
 from orderguard.shared import metrics
 from orderguard.shared.db import apply_migrations, create_pool
@@ -277,7 +277,7 @@ async def test_a_group_waits_for_its_handlers_former_groups_to_stop_before_takin
             await wait_until(old_groups_store_offsets, timeout=30, what="both old groups applying")
             async with running(new):
                 await wait_until(
-                    lambda: _true(bool(new.assigned) and new.waiting_for_former_groups),
+                    lambda: at_once(bool(new.assigned) and new.waiting_for_former_groups),
                     timeout=30,
                     what="the new group assigned and holding its partitions",
                 )
@@ -295,7 +295,7 @@ async def test_a_group_waits_for_its_handlers_former_groups_to_stop_before_takin
                 )
                 await old_workers.aclose()  # the old workers stop; events keep coming
                 await wait_until(
-                    lambda: _true(not new.waiting_for_former_groups),
+                    lambda: at_once(not new.waiting_for_former_groups),
                     timeout=30,
                     what="the new group taking over",
                 )
@@ -322,10 +322,6 @@ async def test_a_group_waits_for_its_handlers_former_groups_to_stop_before_takin
         await pool.close()
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def _at_least(current: Callable[[], Awaitable[int]], wanted: int) -> bool:
     return await current() >= wanted
 
@@ -347,7 +343,7 @@ async def test_kafka_lists_a_former_group_with_members_as_running(settings: Sett
     members = GroupMembers(settings.kafka_bootstrap, settings.topic_prefix)
     try:
         async with running(old):
-            await wait_until(lambda: _true(bool(old.assigned)), timeout=30, what="a member")
+            await wait_until(lambda: at_once(bool(old.assigned)), timeout=30, what="a member")
             assert await members.still_running(["test.a", "test.never"]) == ["test.a"]
     finally:
         await pool.close()
