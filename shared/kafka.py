@@ -38,14 +38,24 @@ class FetchWait:
     half an hour into 100 orders/s, some partitions went unread for tens of seconds while the
     others kept up. A long wait costs nothing while records wait: a broker holds a fetch only
     while none of its partitions has any (Tansu answers once it has listed them). aiokafka has
-    no setter for it; its fetcher reads the attribute whenever it builds a fetch."""
+    no setter for it; its fetcher reads the attribute whenever it builds a fetch.
+
+    Only after a poll that was not full: such a poll took every record aiokafka held, so the
+    records that wait are on partitions the broker answered without them, and the next fetch
+    asks for those. After a full poll aiokafka may still hold records of some partitions, and
+    its next fetch (after 100 ms, its prefetch backoff) asks only for the others, perhaps all
+    read to their end: the broker would hold that fetch for the whole long wait, and every
+    partition's next fetch behind it (one fetch in flight per broker). Draining a backlog of 6
+    partitions, that stalled an engine for seconds as its first partitions reached their end."""
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
         self._behind = False
 
-    def follow(self, behind: bool) -> None:
-        """Set the wait of the fetches built from now on (before the event loop turns)."""
+    def follow(self, records_wait: bool, full_poll: bool) -> None:
+        """Set the wait of the fetches built from now on (before the event loop turns), after a
+        poll that left records waiting or not, and was full or not."""
+        behind = records_wait and not full_poll
         fetcher = self._consumer._fetcher
         if behind == self._behind or fetcher is None:  # no fetcher: not started
             return

@@ -343,7 +343,9 @@ class Engine:
                 # At once, before anything awaits: aiokafka's fetcher builds the next fetch as
                 # the loop turns (with the wait set here), and pausing now keeps it unsent.
                 read_to_end = self._read_to_end(batches, len(records))
-                self._fetch_wait.follow(behind=not read_to_end)
+                self._fetch_wait.follow(
+                    records_wait=not read_to_end, full_poll=len(records) >= self._batch_max
+                )
                 if idle is not None:
                     idle.after_poll(self._flowing(records, read_to_end), read_to_end)
                 if records:

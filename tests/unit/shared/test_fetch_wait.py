@@ -85,9 +85,24 @@ def test_fetches_wait_long_while_behind_and_as_configured_once_read_to_the_end()
     wait = FetchWait(consumer)  # type: ignore[arg-type]
     assert consumer._fetcher is not None
 
-    wait.follow(behind=True)
+    wait.follow(records_wait=True, full_poll=False)
     assert consumer._fetcher._fetch_max_wait_ms == BEHIND_FETCH_WAIT_MS
-    wait.follow(behind=False)
+    wait.follow(records_wait=False, full_poll=False)
+    assert consumer._fetcher._fetch_max_wait_ms == 10
+
+
+def test_after_a_full_poll_fetches_keep_the_configured_wait() -> None:
+    """aiokafka may still hold records after a full poll; its next fetch asks only for the
+    partitions it holds none of, perhaps all read to their end, and would be held for the whole
+    long wait with every other partition's fetch behind it."""
+    consumer = StartedConsumer(10)
+    wait = FetchWait(consumer)  # type: ignore[arg-type]
+    assert consumer._fetcher is not None
+
+    wait.follow(records_wait=True, full_poll=True)
+    assert consumer._fetcher._fetch_max_wait_ms == 10
+    wait.follow(records_wait=True, full_poll=False)
+    wait.follow(records_wait=True, full_poll=True)
     assert consumer._fetcher._fetch_max_wait_ms == 10
 
 
@@ -96,7 +111,7 @@ def test_a_configured_wait_longer_than_the_behind_wait_is_kept() -> None:
     wait = FetchWait(consumer)  # type: ignore[arg-type]
     assert consumer._fetcher is not None
 
-    wait.follow(behind=True)
+    wait.follow(records_wait=True, full_poll=False)
     assert consumer._fetcher._fetch_max_wait_ms == 5_000
 
 
@@ -105,9 +120,9 @@ def test_a_consumer_not_started_yet_is_left_alone() -> None:
     consumer._fetcher = None
     wait = FetchWait(consumer)  # type: ignore[arg-type]
 
-    wait.follow(behind=True)  # no fetcher to set: nothing raised, and set once it starts
+    wait.follow(records_wait=True, full_poll=False)  # no fetcher yet: nothing raised
     consumer._fetcher = Fetcher()
-    wait.follow(behind=True)
+    wait.follow(records_wait=True, full_poll=False)
     assert consumer._fetcher._fetch_max_wait_ms == BEHIND_FETCH_WAIT_MS
 
 
