@@ -112,6 +112,7 @@ class Wakeups:
         self._closed = False
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = -1.0
+        self._answer = 0  # which probe's answer `_ends` holds (the count of probes asked)
         self._asking = asyncio.Lock()
 
     def watch(
@@ -181,23 +182,33 @@ class Wakeups:
                     event.set()
 
     async def end_offsets(
-        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        """The end offsets of `partitions` the broker answered, at most one probe period old;
-        one engine asks for every partition the process has asked about, the others read its
-        answer. Each is asked from where it ended at the last probe (a partition not asked
+        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], after: int = 0
+    ) -> tuple[dict[TopicPartition, int], int]:
+        """The end offsets of `partitions` the broker answered, and which answer that was: one
+        asked after the caller's last (`after`, the answer it was given then), at most one
+        probe period old. One engine asks for every partition the process has asked about; the
+        others probing within the period read its answer, but an engine never reads the
+        answer of its own last probe again: that answer, asked a few ms after its probe was
+        due, was still "fresh" when the next probe came due, so with one engine every other
+        probe read the one before and found an outside publisher's records a period late.
+        Each partition is asked from where it ended at the last probe (a partition not asked
         about before: from this consumer's position), so a log that did not grow costs the
         broker no read."""
         wanted = set(partitions)
         async with self._asking:
-            fresh = time.monotonic() - self._ends_at < self.probe_every_s
-            if not (fresh and wanted <= self._ends.keys()):
+            fresh = (
+                self._answer > after
+                and time.monotonic() - self._ends_at < self.probe_every_s
+                and wanted <= self._ends.keys()
+            )
+            if not fresh:
                 since = dict(self._ends)
                 for tp in wanted - since.keys():
                     since[tp] = await consumer.position(tp)
                 self._ends = await self._ask_ends(consumer, since)
                 self._ends_at = time.monotonic()
-        return {tp: self._ends[tp] for tp in wanted if tp in self._ends}
+                self._answer += 1
+        return {tp: self._ends[tp] for tp in wanted if tp in self._ends}, self._answer
 
     async def close(self) -> None:
         self._closed = True
@@ -240,6 +251,7 @@ class IdleFetching:
         self._last_records = time.monotonic()
         # When a resting engine next looks (flowing) or probes (quiet).
         self._next_probe = 0.0
+        self._answer_read = 0  # which of the process's probe answers the last probe read
         # Paused until woken: idle, or (with flowing_fetch_every_s) read to the end.
         self._resting = False
         self.idle = False
@@ -335,7 +347,9 @@ class IdleFetching:
         if not assigned:
             return False
         try:
-            ends = await self._wakeups.end_offsets(self._consumer, assigned)
+            ends, self._answer_read = await self._wakeups.end_offsets(
+                self._consumer, assigned, self._answer_read
+            )
             for tp in assigned:
                 if tp not in ends or ends[tp] > await self._consumer.position(tp):
                     return True

@@ -144,6 +144,19 @@ async def test_the_engines_of_a_process_share_one_offsets_request_per_probe() ->
     assert first_consumer.probes + second_consumer.probes == 1
 
 
+async def test_an_engine_never_reads_the_answer_of_its_own_last_probe_again() -> None:
+    """A probe due a period after the last found that probe's answer still fresh (asked a few
+    ms after it was due) and read it: every other probe asked nothing, and records of an outside
+    publisher waited up to two periods."""
+    policy, consumer, _ = idle_engine(probe_every_s=60.0)
+
+    assert await policy._records_waiting() is False
+    consumer.ends[TopicPartition("inventory.events", 1)] = 6  # a producer we never hear from
+
+    assert await policy._records_waiting() is True
+    assert consumer.probes == 2
+
+
 async def test_an_announcement_wakes_only_the_engines_reading_that_topic() -> None:
     published = Wakeups()
     inventory = published.watch(["inventory.events"])
