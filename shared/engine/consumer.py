@@ -353,27 +353,27 @@ class Engine:
                     self._positions.update(next_offsets)
                     self._uncommitted.update(next_offsets)
                     self._observe_lag(batches)
-                # The offsets of records passed over, and Kafka's copy of the offsets (for lag
-                # tools): once a second while records flow, at once when they stop (not a
-                # round trip per batch).
-                now = time.monotonic()
-                stopped = not records and (idle is None or idle.idle)
-                pending = self._uncommitted or self._unstored  # the latter after a failed store
-                if pending and (stopped or now >= self._commit_due):
-                    await self._store_passed()
-                    await self._commit_to_kafka(self._uncommitted)
-                    self._uncommitted = {}
-                    self._commit_due = now + KAFKA_COMMIT_INTERVAL_S
+                await self._store_pending(stopped=not records and (idle is None or idle.idle))
                 self._note_progress()
                 await self._sweep_due(set(batches))
         finally:
             try:
-                if self._uncommitted or self._unstored:
-                    await self._store_passed()
-                    await self._commit_to_kafka(self._uncommitted)
+                await self._store_pending(stopped=True)
             finally:
                 await self._consumer.stop()
                 log.info("engine stopped", group=self.group)
+
+    async def _store_pending(self, stopped: bool) -> None:
+        """Store the offsets of records passed over, and copy the offsets to Kafka (for lag
+        tools): once a second while records flow, at once when they `stopped` (not a round trip
+        per batch). Offsets a failed store kept are stored at the next of these."""
+        now = time.monotonic()
+        pending = self._uncommitted or self._unstored
+        if pending and (stopped or now >= self._commit_due):
+            await self._store_passed()
+            await self._commit_to_kafka(self._uncommitted)
+            self._uncommitted = {}
+            self._commit_due = now + KAFKA_COMMIT_INTERVAL_S
 
     def _read_to_end(self, batches: dict[TopicPartition, list[ConsumerRecord]], count: int) -> bool:
         """Whether a poll left nothing waiting: not a full batch, and each partition ends, as of

@@ -134,13 +134,44 @@ def test_records_only_read_past_do_not_count_as_flowing_once_read_to_the_end(
     assert polled._flowing(records, read_to_end) is flowing
 
 
-def test_offsets_kept_are_kept_again_when_storing_them_fails() -> None:
-    """Retried at the next store; meanwhile nothing depends on them (read again, skipped again)."""
-    passing = engine()
+class FailingOnce:
+    """A pool whose first transaction fails; it records the statements of the later ones."""
+
+    def __init__(self) -> None:
+        self.failures = 1
+        self.statements: list[tuple[Any, ...]] = []
+
+    def acquire(self) -> FailingOnce:
+        return self
+
+    def transaction(self) -> FailingOnce:
+        return self
+
+    async def __aenter__(self) -> FailingOnce:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("could not serialize access")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def execute(self, statement: str, *args: Any) -> None:
+        self.statements.append(args)
+
+
+def test_offsets_a_failed_store_kept_are_stored_at_the_next_store() -> None:
+    """Meanwhile nothing depends on them (read again, they are skipped again); the engine's next
+    store of pending offsets stores them, even with no applied offsets pending beside them."""
+    pool = FailingOnce()
+    passing = Engine(GROUP, [Handler()], Consumer(0), pool, "s")  # type: ignore[arg-type]
     tp = TopicPartition(ORDERS, 0)
     passing.assigned = {tp}
     asyncio.run(passing._apply([record(0, 4, NOT_OURS.encode())]))
 
-    asyncio.run(passing._store_passed())  # the pool fails the transaction
+    asyncio.run(passing._store_pending(stopped=True))  # the transaction fails
+    assert passing._unstored == {tp: 5} and pool.statements == []
 
-    assert passing._unstored == {tp: 5}
+    asyncio.run(passing._store_pending(stopped=True))
+    assert passing._unstored == {}
+    assert (GROUP, [ORDERS], [0], [5]) in pool.statements
