@@ -184,16 +184,13 @@ class Wakeups:
     async def end_offsets(
         self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], after: int = 0
     ) -> tuple[dict[TopicPartition, int], int]:
-        """The end offsets of `partitions` the broker answered, and which answer that was: one
-        asked after the caller's last (`after`, the answer it was given then), at most one
-        probe period old. One engine asks for every partition the process has asked about; the
-        others probing within the period read its answer, but an engine never reads the
-        answer of its own last probe again: that answer, asked a few ms after its probe was
-        due, was still "fresh" when the next probe came due, so with one engine every other
-        probe read the one before and found an outside publisher's records a period late.
-        Each partition is asked from where it ended at the last probe (a partition not asked
-        about before: from this consumer's position), so a log that did not grow costs the
-        broker no read."""
+        """The end offsets of `partitions` the broker answered, and which answer that was (a
+        count). One engine asks for every partition the process has asked about; another
+        probing within the period reads that answer, but never the one it read at its last probe
+        (`after`): asked a few ms after that probe was due, it would still be fresh at the next,
+        and every other probe would ask nothing. Each partition is asked from where it ended at
+        the last probe (a partition not asked about before: from this consumer's position), so
+        a log that did not grow costs the broker no read."""
         wanted = set(partitions)
         async with self._asking:
             fresh = (
