@@ -154,6 +154,8 @@ def work_the_queue(driver: Any, base: str, mine: str, theirs: str) -> str:
     shot(driver, "1-queue-warehouse-operator")
     driver.find_element(By.CSS_SELECTOR, f'a[href$="/work-items/{mine}"]').click()
     wait_for(driver, lambda d: d.find_elements(By.ID, "claim")).pop().click()
+    # The claimed page, not the one before it (which has the reason field too and goes stale).
+    wait_for(driver, lambda d: d.find_element(By.ID, "item-state").text == "claimed")
     wait_for(driver, lambda d: d.find_elements(By.ID, "resolve-reason")).pop().send_keys(
         "restocked"
     )
