@@ -182,7 +182,7 @@ class Wakeups:
                     event.set()
 
     async def end_offsets(
-        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], after: int = 0
+        self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], after: int
     ) -> tuple[dict[TopicPartition, int], int]:
         """The end offsets of `partitions` the broker answered, and which answer that was (a
         count). One engine asks for every partition the process has asked about; another
