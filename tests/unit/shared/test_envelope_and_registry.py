@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 import uuid
 
 import orjson
@@ -82,12 +83,26 @@ def test_fingerprint_is_deterministic_and_order_independent() -> None:
     assert a != fingerprint("stock.low", {"sku": "B", "warehouse": "main"}, 1)
 
 
-def test_event_ids_are_distinct_version_4_uuids() -> None:
+def test_event_ids_are_distinct_version_7_uuids() -> None:
     ids = [new_event_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
     for event_id in ids[:1000]:
         parsed = uuid.UUID(event_id)
-        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, event_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, event_id)
+
+
+def test_event_ids_begin_with_the_millisecond_they_were_made_in() -> None:
+    """Time-ordered ids go to the end of every index they key (each group's applied_events)."""
+    before = time.time_ns() // 1_000_000
+    event_id = new_event_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= uuid.UUID(event_id).int >> 80 <= after
+    # Made a millisecond apart or more, they sort in the order they were made, as text too.
+    later = []
+    while len(later) < 3:
+        if time.time_ns() // 1_000_000 > (uuid.UUID((later or [event_id])[-1]).int >> 80):
+            later.append(new_event_id())
+    assert sorted([event_id, *later]) == [event_id, *later]
 
 
 def test_event_ids_do_not_repeat_when_someone_seeds_the_random_module() -> None:
