@@ -89,23 +89,21 @@ class UnitOfWork:
         self.now = datetime.now(UTC)
         self._committed = False
         self._after_commit: list[Callable[[], None]] = []
-        self._tx: Transaction | None = None
+        self._begins: _BeginsOnFirstUse | None = None
         self._last: LastStatement | None = None
         self._riders: list[Rider] = []
 
     async def __aenter__(self) -> UnitOfWork:
         self._acquired = await self._pool.acquire()
         self.session = self._acquired
+        self._begins = _BeginsOnFirstUse(self._acquired)
         # Typed as what it stands for: it has the statement methods use cases call.
-        self.conn = cast(Connection, _BeginsOnFirstUse(self))
+        self.conn = cast(Connection, self._begins)
         return self
 
-    async def _begun(self) -> PoolConnectionProxy:
-        if self._tx is None:
-            tx = self._acquired.transaction()
-            await tx.start()
-            self._tx = tx
-        return self._acquired
+    @property
+    def _tx(self) -> Transaction | None:
+        return None if self._begins is None else self._begins.tx
 
     def publish(
         self,
@@ -214,28 +212,40 @@ class UnitOfWork:
 
 
 class _BeginsOnFirstUse:
-    """`uow.conn`: the unit's connection, whose first statement begins the transaction."""
+    """`uow.conn`: the unit's connection, whose first statement begins the transaction.
 
-    __slots__ = ("_uow",)
+    It holds the connection and the transaction, not the unit: a reference back would make a
+    cycle, and each unit, with all a use case hung on it (the order, its events, closures),
+    would wait for the garbage collector instead of going when the request does. Under load
+    that made the door's collections pause it for 35-250 ms (docs/performance.md, session 16).
+    """
 
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
+    __slots__ = ("_conn", "tx")
+
+    def __init__(self, conn: PoolConnectionProxy) -> None:
+        self._conn = conn
+        self.tx: Transaction | None = None
+
+    async def _begun(self) -> PoolConnectionProxy:
+        if self.tx is None:
+            tx = self._conn.transaction()
+            await tx.start()
+            self.tx = tx
+        return self._conn
 
     async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
-        return await (await self._uow._begun()).execute(query, *args, timeout=timeout)
+        return await (await self._begun()).execute(query, *args, timeout=timeout)
 
     async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
-        await (await self._uow._begun()).executemany(command, args, timeout=timeout)
+        await (await self._begun()).executemany(command, args, timeout=timeout)
 
     async def fetch(self, query: str, *args: object, timeout: float | None = None) -> list[Any]:
-        return await (await self._uow._begun()).fetch(query, *args, timeout=timeout)
+        return await (await self._begun()).fetch(query, *args, timeout=timeout)
 
     async def fetchrow(self, query: str, *args: object, timeout: float | None = None) -> Any:
-        return await (await self._uow._begun()).fetchrow(query, *args, timeout=timeout)
+        return await (await self._begun()).fetchrow(query, *args, timeout=timeout)
 
     async def fetchval(
         self, query: str, *args: object, column: int = 0, timeout: float | None = None
     ) -> Any:
-        return await (await self._uow._begun()).fetchval(
-            query, *args, column=column, timeout=timeout
-        )
+        return await (await self._begun()).fetchval(query, *args, column=column, timeout=timeout)
