@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine import Engine, Event
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
@@ -28,6 +29,17 @@ from orderguard.shared.uow import UnitOfWork
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Settings)
+
+
+@contextlib.asynccontextmanager
+async def engine_pool(settings: Settings, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on `schema`, with the engine's tables (outbox, offsets, applied ids) in it."""
+    await apply_migrations(settings.database_url, schema, None)
+    pool = await create_pool(settings.database_url, schema)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def tuned(settings: S, **changes: Any) -> S:

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
+from testkit import engine_pool
 
 from orderguard.services.aftersales.rules import RepeatedRefunds
-from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.detection.config import RuleConfig
 from orderguard.shared.detection.consumer import DetectorConsumer
 from orderguard.shared.detection.deadlines import PartitionClocks
@@ -28,12 +28,8 @@ T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    await apply_migrations(settings.database_url, SCHEMA, None)
-    pool = await create_pool(settings.database_url, SCHEMA)
-    try:
+    async with engine_pool(settings, SCHEMA) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 def worker() -> DetectorConsumer:

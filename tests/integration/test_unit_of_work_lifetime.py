@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from testkit import engine_pool
 
-from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.events.orders import OrderCancelled
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
@@ -22,12 +22,8 @@ SCHEMA = "uowlifetime"
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    await apply_migrations(settings.database_url, SCHEMA, None)
-    pool = await create_pool(settings.database_url, SCHEMA)
-    try:
+    async with engine_pool(settings, SCHEMA) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def _work(pool: asyncpg.Pool, commit: bool) -> weakref.ref[UnitOfWork]:
