@@ -37,23 +37,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 from load import open_loop, run
-from system import CpuUse, UpSystem, load_avg, post_orders, seed_stock, total_lag
+from system import CpuUse, UpSystem, load_avg, post_orders, seed_stock, settle, total_lag
 
 KINDS = ("broker", "postgres", "order", "inventory", "logistics", "aftersales", "notifier")
 
 
 def ratio(value: float, first: float) -> str:
     return f"{value / first:.2f}x" if first > 0 else "-"
-
-
-async def settle(up: UpSystem, within_s: float = 120.0) -> float | None:
-    """Seconds until every consumer's lag is 0 again; None if not within `within_s`."""
-    stopped = time.monotonic()
-    while time.monotonic() - stopped < within_s:
-        if await total_lag(up) == 0:
-            return time.monotonic() - stopped
-        await asyncio.sleep(0.25)
-    return None
 
 
 class LagWatch:

@@ -388,6 +388,16 @@ async def total_lag(up: UpSystem) -> float:
     return sum(await asyncio.gather(*(asyncio.to_thread(scrape, url) for url in urls)))
 
 
+async def settle(up: UpSystem, within_s: float = 120.0) -> float | None:
+    """Seconds until every consumer's lag is 0 again; None if not within `within_s`."""
+    stopped = time.monotonic()
+    while time.monotonic() - stopped < within_s:
+        if await total_lag(up) == 0:
+            return time.monotonic() - stopped
+        await asyncio.sleep(0.25)
+    return None
+
+
 async def orders_end_to_end(up: UpSystem, rate: float, seconds: float) -> Row:
     """`rate` orders/s with distinct customers on fresh SKUs; then every order must be reserved
     exactly once (one reservation row each, and the SKUs' reserved units equal the units
@@ -599,7 +609,7 @@ async def _http_rows(up: UpSystem, base: Baseline, http_s: float, disk: DiskWatc
                 (ours_disk, base_disk),
             )
         )
-        await asyncio.sleep(3)  # let the orders placed drain through the system
+        await settle(up, within_s=60)  # the orders placed drain before the next row
     if ours_ids and base_ids:
         b, base_disk = await measured(
             base_cpu, open_loop(bl, 1000, http_s, get_orders(bl, {}, base_ids)), disk
