@@ -81,6 +81,8 @@ class UnitOfWork:
     # The pooled connection itself, outside the unit's transaction: for a read that must not
     # begin one (an idempotent request's stored answer, looked up before anything is done).
     session: Connection
+    # The connection as `conn` hands it out: the transaction, once begun, is its `tx`.
+    _begins: _BeginsOnFirstUse
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
@@ -89,7 +91,6 @@ class UnitOfWork:
         self.now = datetime.now(UTC)
         self._committed = False
         self._after_commit: list[Callable[[], None]] = []
-        self._begins: _BeginsOnFirstUse | None = None
         self._last: LastStatement | None = None
         self._riders: list[Rider] = []
 
@@ -100,10 +101,6 @@ class UnitOfWork:
         # Typed as what it stands for: it has the statement methods use cases call.
         self.conn = cast(Connection, self._begins)
         return self
-
-    @property
-    def _tx(self) -> Transaction | None:
-        return None if self._begins is None else self._begins.tx
 
     def publish(
         self,
@@ -182,8 +179,8 @@ class UnitOfWork:
             await self._last(self._acquired, self._riding())
         else:
             await self._riding().write(self._acquired)
-        if self._tx is not None:
-            await self._tx.commit()
+        if self._begins.tx is not None:
+            await self._begins.tx.commit()
         self._committed = True
         if telemetry.enabled():
             telemetry.record_published(
@@ -205,8 +202,8 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._tx is not None and not self._committed:
-                await self._tx.rollback()
+            if self._begins.tx is not None and not self._committed:
+                await self._begins.tx.rollback()
         finally:
             await self._pool.release(self._acquired)
 

@@ -30,7 +30,6 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.conn = None  # type: ignore[assignment]
         self._committed = False
         self._after_commit: list[Callable[[], None]] = []
-        self._begins = None
         self._last = None
         self._riders = []
 

@@ -98,11 +98,11 @@ def test_event_ids_begin_with_the_millisecond_they_were_made_in() -> None:
     after = time.time_ns() // 1_000_000
     assert before <= uuid.UUID(event_id).int >> 80 <= after
     # Made a millisecond apart or more, they sort in the order they were made, as text too.
-    later = []
-    while len(later) < 3:
-        if time.time_ns() // 1_000_000 > (uuid.UUID((later or [event_id])[-1]).int >> 80):
-            later.append(new_event_id())
-    assert sorted([event_id, *later]) == [event_id, *later]
+    ids = [event_id]
+    while len(ids) < 4:
+        if time.time_ns() // 1_000_000 > uuid.UUID(ids[-1]).int >> 80:
+            ids.append(new_event_id())
+    assert sorted(ids) == ids
 
 
 def test_event_ids_do_not_repeat_when_someone_seeds_the_random_module() -> None:
