@@ -139,6 +139,7 @@ class Runtime:
             self.schema,
             batch_max=self.settings.outbox_batch_max,
             poll_interval_s=self.settings.outbox_poll_interval_s,
+            linger_s=self.settings.outbox_relay_linger_ms / 1000,
         )
         self._spawn(self.relay.run(self._stop), "outbox-relay")
         if "workers" in self.roles:
@@ -182,6 +183,7 @@ class Runtime:
             idle_after_s=self.settings.consumer_idle_after_s,
             flowing_fetch_every_s=self.settings.consumer_flowing_fetch_every_ms / 1000,
             fetch_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            linger_s=self.settings.consumer_linger_ms / 1000,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -132,6 +132,14 @@ class Settings(BaseSettings):
         " for publishers outside orderguard, less often while its looks find nothing"
         " (0: fetch continuously while records flow, rest only once idle)",
     )
+    consumer_linger_ms: int = Field(
+        default=50,
+        ge=0,
+        description="An engine woken by a relay fetches at most this often: what is announced"
+        " sooner waits for the next fetch and is applied with it, in one batch, instead of in"
+        " many small ones (each a fetch and a transaction); an engine that fetched longer ago"
+        " fetches at once (0: always at once)",
+    )
     consumer_idle_after_s: float = Field(
         default=1.0,
         ge=0,
@@ -162,7 +170,16 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often the relay looks for rows nobody announced"
     )
     outbox_linger_ms: int = Field(
-        default=2, ge=0, description="How long the relay waits to fill a batch"
+        default=2,
+        ge=0,
+        description="How long the relay's Kafka producer waits to fill a batch (its linger_ms)",
+    )
+    outbox_relay_linger_ms: int = Field(
+        default=20,
+        ge=0,
+        description="The relay publishes at most this often: rows committed sooner wait for the"
+        " next publish and go out with it, instead of one produce request per commit; after a"
+        " quiet spell the first row goes at once (0: always at once)",
     )
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None,

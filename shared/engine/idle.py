@@ -13,7 +13,9 @@ without records). aiokafka's fetcher otherwise sends the next fetch the moment a
 taken: a trickle of records cost a fetch, mostly empty, every 12-15 ms per worker. Every outbox
 relay of orderguard announces the topics and event types it has just published on one
 PostgreSQL channel (`PUBLISHED_CHANNEL`); the engines of the process that apply one of those
-types from one of those topics resume at once and fetch what is there. An engine is not woken
+types from one of those topics resume and fetch what is there: at once, or, when their last
+fetch was less than `linger_s` ago, once it is that old, so that what a busy relay announces
+meanwhile comes in the same fetch and batch. An engine is not woken
 for the types it does not apply (a worker reading a topic for a few of its types: each fetch
 that finds records costs Tansu more the longer its log, see `high_watermarks`): it reads past
 them at its next look or probe, and records only of such types count as none for when it looks
@@ -235,6 +237,7 @@ class IdleFetching:
         tick_s: float = 1.0,
         flowing_fetch_every_s: float = 0.0,
         fetch_wait_ms: int = 10,
+        linger_s: float = 0.0,
     ) -> None:
         self._consumer = consumer
         self._wakeups = wakeups
@@ -245,6 +248,9 @@ class IdleFetching:
         self._tick_s = tick_s
         self._flowing_fetch_every_s = flowing_fetch_every_s
         self._fetch_wait_ms = fetch_wait_ms
+        # A woken engine's fetches at least this far apart (see `_linger`).
+        self._linger_s = linger_s
+        self._polled_at = -linger_s
         self._last_records = time.monotonic()
         # When a resting engine next looks (flowing) or probes (quiet).
         self._next_probe = 0.0
@@ -263,6 +269,7 @@ class IdleFetching:
     def _polling(self, timeout_ms: int) -> bool:
         """The next poll fetches, waiting up to `timeout_ms` for records."""
         self._poll_since_ms = time.time() * 1000
+        self._polled_at = time.monotonic()
         self.poll_timeout_ms = timeout_ms if self._flowing_fetch_every_s else WOKEN_POLL_TIMEOUT_MS
         return True
 
@@ -312,6 +319,7 @@ class IdleFetching:
             for task in pending:
                 task.cancel()
         if self._woken.is_set():
+            await self._linger(stop)
             # Cleared before fetching: what is announced after this fetch wakes us again.
             self._woken.clear()
             self.active()
@@ -336,6 +344,18 @@ class IdleFetching:
             self.active()
             return self._polling(WOKEN_POLL_TIMEOUT_MS)
         return False
+
+    async def _linger(self, stop: asyncio.Event) -> None:
+        """Hold a woken engine's fetch until `linger_s` after its last one: what is announced
+        meanwhile comes with it, applied in one batch (one fetch, one transaction, one relay
+        cycle after it) instead of one small batch per announcement. An engine fetching less
+        often than that (a quiet system, a trickle) fetches at once. At 200 orders/s a linger
+        of 50 ms took a third of the whole system's CPU per order (docs/performance.md,
+        session 17)."""
+        hold = self._polled_at + self._linger_s - time.monotonic()
+        if hold > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), hold)
 
     async def _records_waiting(self) -> bool:
         """Whether an owned partition ends past this consumer's position, or the broker did not

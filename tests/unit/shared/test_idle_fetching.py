@@ -350,3 +350,56 @@ async def test_a_wake_for_records_already_read_costs_one_fetch_then_rest() -> No
 
     policy.after_poll(had_records=False, caught_up=True)  # answered: nothing new
     assert consumer.paused_tps == TPS
+
+
+def lingering_engine(linger_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
+    consumer = FakeConsumer()
+    wakeups = probing(60.0)
+    policy = IdleFetching(
+        consumer,  # type: ignore[arg-type]
+        ["inventory.events"],
+        wakeups,
+        idle_after_s=60.0,
+        flowing_fetch_every_s=60.0,
+        linger_s=linger_s,
+    )
+    return policy, consumer, wakeups
+
+
+async def test_a_woken_engine_fetches_no_sooner_than_its_linger_after_its_last_fetch() -> None:
+    """Announcements that come while an engine lingers are fetched and applied together."""
+    policy, consumer, wakeups = lingering_engine(linger_s=0.2)
+    stop = asyncio.Event()
+    assert await policy.before_poll(stop) is True  # records flow: this poll fetches
+    polled = asyncio.get_running_loop().time()
+    policy.after_poll(had_records=True, caught_up=True)
+    assert consumer.paused_tps == TPS
+
+    wakeups._published(None, 0, "orderguard_published", "inventory.events")
+    assert await policy.before_poll(stop) is True
+    assert asyncio.get_running_loop().time() - polled >= 0.2
+    assert consumer.paused_tps == set()
+
+
+async def test_an_engine_that_fetched_longer_ago_than_its_linger_fetches_at_once() -> None:
+    policy, consumer, wakeups = lingering_engine(linger_s=60.0)
+    stop = asyncio.Event()
+    # Its last fetch was never (or a quiet spell ago): nothing to gather.
+    policy._rest()
+
+    wakeups._published(None, 0, "orderguard_published", "inventory.events")
+    assert await asyncio.wait_for(policy.before_poll(stop), timeout=5) is True
+    assert consumer.paused_tps == set()
+
+
+async def test_a_lingering_engine_stops_at_once_when_told_to() -> None:
+    policy, _, wakeups = lingering_engine(linger_s=60.0)
+    stop = asyncio.Event()
+    assert await policy.before_poll(stop) is True
+    policy.after_poll(had_records=True, caught_up=True)
+    wakeups._published(None, 0, "orderguard_published", "inventory.events")
+
+    lingering = asyncio.create_task(policy.before_poll(stop))
+    await asyncio.sleep(0)
+    stop.set()
+    await asyncio.wait_for(lingering, timeout=5)
