@@ -22,7 +22,7 @@ from orderguard.shared.envelope import Envelope
 from orderguard.shared.events.anomalies import AnomalyDetected, AnomalyRouted
 from orderguard.shared.events.inventory import StockChanged
 from orderguard.shared.events.orders import OrderCancelled, OrderLine, OrderPlaced, ShippingAddress
-from orderguard.shared.outbox import OutboxRelay
+from orderguard.shared.outbox import OutboxMessage, OutboxRelay
 from orderguard.shared.runtime import Runtime, build_app
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
@@ -279,6 +279,12 @@ class RunningService:
 
 
 # Events as the order service would publish them, for tests of its consumers.
+
+
+def outbox_message(topic: str, subject: str, event_type: str = "order.placed.v1") -> OutboxMessage:
+    """An outbox row of an event with no data (what a relay test publishes)."""
+    envelope = Envelope(type=event_type, source="/test", subject=subject, data={})
+    return OutboxMessage.of(topic, envelope)
 
 
 def placed(order_id: str, sku: str, quantity: int) -> Envelope:

@@ -9,17 +9,12 @@ import contextlib
 
 from orderguard.shared.db import apply_migrations, create_pool
 from orderguard.shared.engine.idle import Wakeups
-from orderguard.shared.envelope import Envelope
 from orderguard.shared.kafka import make_producer
-from orderguard.shared.outbox import OutboxMessage, OutboxRelay, write_outbox
+from orderguard.shared.outbox import OutboxRelay, write_outbox
 from orderguard.shared.settings import Settings
+from tests.testkit import outbox_message
 
 SCHEMA = "relayannounces"
-
-
-def message(topic: str, event_type: str, subject: str) -> OutboxMessage:
-    envelope = Envelope(type=event_type, source="/test", subject=subject, data={})
-    return OutboxMessage.of(topic, envelope)
 
 
 async def test_an_engine_is_woken_for_the_types_it_applies_only(settings: Settings) -> None:
@@ -41,8 +36,8 @@ async def test_an_engine_is_woken_for_the_types_it_applies_only(settings: Settin
                 conn,
                 SCHEMA,
                 [
-                    message(orders, "order.placed.v1", "o-1"),
-                    message(orders, "order.cancelled.v1", "o-2"),
+                    outbox_message(orders, "o-1", "order.placed.v1"),
+                    outbox_message(orders, "o-2", "order.cancelled.v1"),
                 ],
             )
         await asyncio.wait_for(placements.wait(), timeout=15)

@@ -8,35 +8,39 @@ import asyncio
 import contextlib
 from datetime import datetime
 
-from orderguard.shared.db import apply_migrations, create_pool
-from orderguard.shared.envelope import Envelope
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
 from orderguard.shared.kafka import make_producer
-from orderguard.shared.outbox import OutboxMessage, OutboxRelay, write_outbox
+from orderguard.shared.outbox import OutboxRelay, write_outbox
 from orderguard.shared.settings import Settings
-from tests.testkit import at_once, wait_until
+from tests.testkit import at_once, engine_pool, outbox_message, wait_until
 
 SCHEMA = "relaylinger"
 LINGER_S = 1.5
 
 
-def message(topic: str, subject: str) -> OutboxMessage:
-    envelope = Envelope(type="order.placed.v1", source="/test", subject=subject, data={})
-    return OutboxMessage.of(topic, envelope)
-
-
 async def test_rows_committed_while_the_relay_lingers_go_out_together(settings: Settings) -> None:
     orders = settings.topic_prefix + "orders.events"
-    await apply_migrations(settings.database_url, SCHEMA, None)
-    pool = await create_pool(settings.database_url, SCHEMA)
     producer = make_producer(settings)
     await producer.start()
+    async with engine_pool(settings, SCHEMA) as pool:
+        try:
+            await lingering_relay_publishes(pool, producer, orders)
+        finally:
+            await producer.stop()
+
+
+async def lingering_relay_publishes(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, orders: str
+) -> None:
     stop = asyncio.Event()
     relay = OutboxRelay(pool, producer, SCHEMA, poll_interval_s=30, linger_s=LINGER_S)
     running = asyncio.create_task(relay.run(stop))
 
     async def commit(subject: str) -> None:
         async with pool.acquire() as conn, conn.transaction():  # a commit of its own
-            await write_outbox(conn, SCHEMA, [message(orders, subject)])
+            await write_outbox(conn, SCHEMA, [outbox_message(orders, subject)])
 
     async def sent_at(subject: str) -> datetime | None:
         async with pool.acquire() as conn:
@@ -67,5 +71,3 @@ async def test_rows_committed_while_the_relay_lingers_go_out_together(settings: 
         stop.set()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(running, timeout=15)
-        await producer.stop()
-        await pool.close()

@@ -210,7 +210,9 @@ def test_a_relay_announces_known_types_by_topic_and_other_rows_by_topic_alone() 
     ]
 
 
-def flowing_engine(flowing_fetch_every_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
+def flowing_engine(
+    flowing_fetch_every_s: float, linger_s: float = 0.0
+) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
     consumer = FakeConsumer()
     wakeups = probing(60.0)
     policy = IdleFetching(
@@ -219,6 +221,7 @@ def flowing_engine(flowing_fetch_every_s: float) -> tuple[IdleFetching, FakeCons
         wakeups,
         idle_after_s=60.0,
         flowing_fetch_every_s=flowing_fetch_every_s,
+        linger_s=linger_s,
     )
     return policy, consumer, wakeups
 
@@ -352,23 +355,9 @@ async def test_a_wake_for_records_already_read_costs_one_fetch_then_rest() -> No
     assert consumer.paused_tps == TPS
 
 
-def lingering_engine(linger_s: float) -> tuple[IdleFetching, FakeConsumer, Wakeups]:
-    consumer = FakeConsumer()
-    wakeups = probing(60.0)
-    policy = IdleFetching(
-        consumer,  # type: ignore[arg-type]
-        ["inventory.events"],
-        wakeups,
-        idle_after_s=60.0,
-        flowing_fetch_every_s=60.0,
-        linger_s=linger_s,
-    )
-    return policy, consumer, wakeups
-
-
 async def test_a_woken_engine_fetches_no_sooner_than_its_linger_after_its_last_fetch() -> None:
     """Announcements that come while an engine lingers are fetched and applied together."""
-    policy, consumer, wakeups = lingering_engine(linger_s=0.2)
+    policy, consumer, wakeups = flowing_engine(flowing_fetch_every_s=60.0, linger_s=0.2)
     stop = asyncio.Event()
     assert await policy.before_poll(stop) is True  # records flow: this poll fetches
     polled = asyncio.get_running_loop().time()
@@ -382,7 +371,7 @@ async def test_a_woken_engine_fetches_no_sooner_than_its_linger_after_its_last_f
 
 
 async def test_an_engine_that_fetched_longer_ago_than_its_linger_fetches_at_once() -> None:
-    policy, consumer, wakeups = lingering_engine(linger_s=60.0)
+    policy, consumer, wakeups = flowing_engine(flowing_fetch_every_s=60.0, linger_s=60.0)
     stop = asyncio.Event()
     # Its last fetch was never (or a quiet spell ago): nothing to gather.
     policy._rest()
@@ -393,7 +382,7 @@ async def test_an_engine_that_fetched_longer_ago_than_its_linger_fetches_at_once
 
 
 async def test_a_lingering_engine_stops_at_once_when_told_to() -> None:
-    policy, _, wakeups = lingering_engine(linger_s=60.0)
+    policy, _, wakeups = flowing_engine(flowing_fetch_every_s=60.0, linger_s=60.0)
     stop = asyncio.Event()
     assert await policy.before_poll(stop) is True
     policy.after_poll(had_records=True, caught_up=True)
