@@ -171,7 +171,7 @@ class OutboxRelay:
                     error=str(exc),
                 )
                 self.is_leader = False
-                await _wait(stop, self._poll_interval_s)
+                await stopped_within(stop, self._poll_interval_s)
 
     async def _run_as_leader(self, stop: asyncio.Event) -> None:
         async with self._pool.acquire() as conn:
@@ -179,7 +179,7 @@ class OutboxRelay:
             while not await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1)", _lock_id(self._schema)
             ):
-                if await _wait(stop, self._poll_interval_s):
+                if await stopped_within(stop, self._poll_interval_s):
                     return
             self.is_leader = True
             # What this connection writes (rows marked sent or parked, old rows deleted) need not
@@ -217,7 +217,7 @@ class OutboxRelay:
                         # took 12 % of the whole system's CPU per order (docs/performance.md,
                         # session 17). After a quiet spell the first row goes at once.
                         hold = published_at + self._linger_s - loop.time()
-                        if hold > 0 and await _wait(stop, hold):
+                        if hold > 0 and await stopped_within(stop, hold):
                             break
                         stop_task = asyncio.ensure_future(stop.wait())
                         wake_task = asyncio.ensure_future(self._wake.wait())
@@ -326,8 +326,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when stop was set meanwhile."""
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when stop was set meanwhile (at once, then)."""
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
         return True

@@ -44,7 +44,7 @@ from aiokafka.errors import NoError, for_code
 from aiokafka.protocol.fetch import FetchRequest
 
 from orderguard.shared.logging import get_logger
-from orderguard.shared.outbox import PUBLISHED_CHANNEL
+from orderguard.shared.outbox import PUBLISHED_CHANNEL, stopped_within
 
 log = get_logger(__name__)
 
@@ -354,8 +354,7 @@ class IdleFetching:
         session 17)."""
         hold = self._polled_at + self._linger_s - time.monotonic()
         if hold > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), hold)
+            await stopped_within(stop, hold)
 
     async def _records_waiting(self) -> bool:
         """Whether an owned partition ends past this consumer's position, or the broker did not

@@ -62,9 +62,13 @@ async def lingering_relay_publishes(
         # take the database's clock against the relay's).
         assert (second - first).total_seconds() >= LINGER_S - 0.05
 
-        await asyncio.sleep(LINGER_S)  # a quiet spell, longer than the linger
-        async with pool.acquire() as conn:
-            committed = await conn.fetchval("SELECT clock_timestamp()")
+        async def quiet_since_second() -> datetime | None:
+            """The database's clock once a linger has passed since the last publish."""
+            async with pool.acquire() as conn:
+                now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+            return now if (now - second).total_seconds() >= LINGER_S else None
+
+        committed = await wait_until(quiet_since_second, what="a quiet spell past the linger")
         await commit("after the quiet spell")
         quiet = await wait_until(lambda: sent_at("after the quiet spell"), what="sent")
         assert (quiet - committed).total_seconds() < LINGER_S  # at once, not after a linger
