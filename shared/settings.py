@@ -82,12 +82,14 @@ class Settings(BaseSettings):
         default="",
         description="Prefixed to every topic, so deployments (or test runs) can share a cluster",
     )
-    # 12, not 6: the embedded broker (Tansu, memory storage) lists every batch a partition ever
-    # stored to answer fetches and offset lookups, so they get dearer with uptime; spread
-    # over 12 partitions, detection delays after due fell from p95 1.18 s to 0.42-0.68 s on one
-    # seed (bench/detection_quality.py; README). Kafka deployments set their own count.
+    # 3 for the embedded broker: every fetch and probe costs Tansu and aiokafka something per
+    # partition asked for, and an engine asks for every partition of its topics. 12 (session 8)
+    # spread Tansu's listing of a partition's batches, which grows with uptime; since batches
+    # gather (session 17) 3 cost no more there (5-minute soak, detection delays) and took the
+    # broker's CPU per order end to end from 1.6-1.7 to 0.9 ms (docs/performance.md, session
+    # 18). Kafka deployments set their own count (compose and Kubernetes: 6).
     topic_partitions: int = Field(
-        default=12, ge=1, description="Partitions of topics it creates (only when it creates them)"
+        default=3, ge=1, description="Partitions of topics it creates (only when it creates them)"
     )
     topic_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor of topics it creates"
