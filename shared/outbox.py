@@ -27,6 +27,7 @@ from orderguard.shared.db import Connection
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.events import REGISTRY
 from orderguard.shared.logging import get_logger
+from orderguard.shared.stopping import stopped_within
 
 log = get_logger(__name__)
 
@@ -324,12 +325,3 @@ class OutboxRelay:
 
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
-
-
-async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when stop was set meanwhile (at once, then)."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-        return True
-    except TimeoutError:
-        return False

@@ -12,7 +12,6 @@ anything twice. Anomalies that come from silence (no scan for N hours) are not j
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ import asyncpg
 
 from orderguard.shared import metrics
 from orderguard.shared.logging import get_logger
+from orderguard.shared.stopping import stopped_within
 from orderguard.shared.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -58,5 +58,4 @@ async def run_job(
             log.warning("scheduled job failed; retrying", job=job.name, error=str(exc))
         if handled >= job.batch_max:
             continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=job.every_s or every_s)
+        await stopped_within(stop, job.every_s or every_s)

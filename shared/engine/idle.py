@@ -44,7 +44,8 @@ from aiokafka.errors import NoError, for_code
 from aiokafka.protocol.fetch import FetchRequest
 
 from orderguard.shared.logging import get_logger
-from orderguard.shared.outbox import PUBLISHED_CHANNEL, stopped_within
+from orderguard.shared.outbox import PUBLISHED_CHANNEL
+from orderguard.shared.stopping import stopped_within
 
 log = get_logger(__name__)
 
