@@ -47,6 +47,24 @@ READYZ_TIMEOUT_S = 10.0
 FRONT_DOOR = frozenset({"order"})
 # How many nice steps below the front door the other services run (`up --background-nice`).
 BACKGROUND_NICE = 10
+# Partitions of the topics `up` creates on the embedded broker, unless ORDERGUARD_TOPIC_PARTITIONS
+# says otherwise (the settings' default, 3, is for a Kafka whose deployment does not say). Here
+# every service runs one worker, so more partitions share no work; and Tansu stores a produce
+# request as one batch per partition it touches and lists every batch of a partition for each
+# fetch that finds records there: one partition makes the fewest batches. At 200 orders/s it took
+# the broker's CPU per order from 0.92-0.96 to 0.51-0.52 ms (docs/performance.md, session 19).
+EMBEDDED_TOPIC_PARTITIONS = 1
+
+
+def embedded_settings(database_url: str, bootstrap: str) -> Settings:
+    """The settings of what `up` starts, from the environment: the embedded database and broker,
+    and EMBEDDED_TOPIC_PARTITIONS unless the environment names a count."""
+    settings = Settings(
+        database_url=database_url, kafka_bootstrap=bootstrap, kafka_embedded_compat=True
+    )
+    if "topic_partitions" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"topic_partitions": EMBEDDED_TOPIC_PARTITIONS})
 
 
 def die_with_parent() -> None:
@@ -306,11 +324,13 @@ class Supervisor:
             )
             api_key = self._read_api_key()
             self._api_key = api_key
+            settings = embedded_settings(database_url, broker.bootstrap)
             base_env = {
                 **os.environ,
                 "ORDERGUARD_DATABASE_URL": database_url,
                 "ORDERGUARD_KAFKA_BOOTSTRAP": broker.bootstrap,
                 "ORDERGUARD_KAFKA_EMBEDDED_COMPAT": "true",
+                "ORDERGUARD_TOPIC_PARTITIONS": str(settings.topic_partitions),
                 "ORDERGUARD_API_KEYS": json.dumps({api_key: ["*"]}),
                 "ORDERGUARD_HTTP_HOST": "127.0.0.1",
             }
@@ -320,11 +340,6 @@ class Supervisor:
                     f"demo: detectors scaled for speedup {self.demo.speedup:g}"
                     f" ({base_env['ORDERGUARD_DETECTORS_FILE']})"
                 )
-            settings = Settings(
-                database_url=database_url,
-                kafka_bootstrap=broker.bootstrap,
-                kafka_embedded_compat=True,
-            )
             # The broker starts empty every time, but the database may hold an earlier run's
             # offsets and sent outbox rows: the same reset as when the broker dies mid-run.
             republished = self._fill_new_broker(settings)

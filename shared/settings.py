@@ -82,14 +82,17 @@ class Settings(BaseSettings):
         default="",
         description="Prefixed to every topic, so deployments (or test runs) can share a cluster",
     )
-    # 3 for the embedded broker: every fetch and probe costs Tansu and aiokafka something per
-    # partition asked for, and an engine asks for every partition of its topics. 12 (session 8)
-    # spread Tansu's listing of a partition's batches, which grows with uptime; since batches
-    # gather (session 17) 3 cost no more there (5-minute soak, detection delays) and took the
-    # broker's CPU per order end to end from 1.6-1.7 to 0.9 ms (docs/performance.md, session
-    # 18). Kafka deployments set their own count (compose and Kubernetes: 6).
+    # 3 where a deployment does not say (compose and Kubernetes set 6): a few workers can share a
+    # topic, and every fetch and probe costs the broker and aiokafka something per partition asked
+    # for (an engine asks for every partition of its topics). `orderguard up` creates its topics
+    # on the embedded broker with 1 (cli/supervisor.py, EMBEDDED_TOPIC_PARTITIONS; session 19),
+    # as tests/conftest.py does with 3: 12 (session 8) and 3 (session 18) there are measured in
+    # docs/performance.md.
     topic_partitions: int = Field(
-        default=3, ge=1, description="Partitions of topics it creates (only when it creates them)"
+        default=3,
+        ge=1,
+        description="Partitions of topics it creates (only when it creates them);"
+        " `orderguard up` creates its topics with 1 unless this is set",
     )
     topic_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor of topics it creates"

@@ -1,7 +1,8 @@
 """The engine on the real broker and database, fed what producers really send: events without
 an id, with a lying `ce_type` header, with a subject that is not their aggregate id (each
 dead-lettered with a reason), and copies of events already applied (each applied once, with or
-without the `ce_id` header, back to back or after other events)."""
+without the `ce_id` header, back to back or after other events); and the batch of an owner the
+partition moved on from (applied only past the newer owner's offset)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 from testkit import CountsCancellations, Record, engine_and_relay, publish, read_topic, wait_until
 
 from orderguard.shared.db import apply_migrations, create_pool
@@ -218,3 +220,74 @@ async def test_offsets_stored_for_skipped_records_never_move_back(settings: Sett
 async def _at_least(settings: Settings, topic: str, count: int) -> list[Record] | None:
     found = await read_topic(settings, topic)
     return found if len(found) >= count else None
+
+
+async def test_a_batch_skips_what_a_newer_owner_of_its_partition_applied(
+    settings: Settings,
+) -> None:
+    """A zombie owner's batch (records it fetched before the partition moved on) applies only the
+    records past the offset stored by the partition's newer owner, records only their ids, and
+    leaves the stored offset where the newer owner put it when that is further."""
+    await apply_migrations(settings.database_url, SCHEMA, None)
+    pool = await create_pool(settings.database_url, SCHEMA)
+    topic = settings.topic_prefix + "orders.events"
+
+    def record(partition: int, offset: int, order_id: str) -> ConsumerRecord[bytes, bytes]:
+        envelope = cancellation(order_id)
+        value = envelope.to_json()
+        headers = [(k, v) for k, v in envelope.kafka_headers()]
+        return ConsumerRecord(
+            topic, partition, offset, 0, 0, None, value, None, 0, len(value), headers
+        )
+
+    async def offsets() -> dict[int, int]:
+        rows = await pool.fetch(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", GROUP
+        )
+        return {row["partition"]: row["next_offset"] for row in rows}
+
+    try:
+        await pool.execute("CREATE TABLE cancellations (id serial PRIMARY KEY, order_id text)")
+        # The newer owner applied offsets 0 and 1 of partition 0 (its ids are its own business).
+        await pool.execute(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+            " VALUES ($1, $2, 0, 2)",
+            GROUP,
+            topic,
+        )
+        zombie = Engine(GROUP, [CountsCancellations(GROUP, topic)], None, pool, SCHEMA)  # type: ignore[arg-type]
+        batch = [record(0, n, f"p0-{n}") for n in range(4)] + [
+            record(1, n, f"p1-{n}") for n in range(2)
+        ]
+
+        next_offsets = await zombie._apply(batch)
+
+        applied = [
+            row["order_id"]
+            for row in await pool.fetch("SELECT order_id FROM cancellations ORDER BY id")
+        ]
+        assert applied == ["p0-2", "p0-3", "p1-0", "p1-1"]
+        recorded = await pool.fetchval(
+            "SELECT count(*) FROM applied_events WHERE group_id = $1", GROUP
+        )
+        assert recorded == 4
+        assert await offsets() == {0: 4, 1: 2}
+        assert next_offsets == {TopicPartition(topic, 0): 4, TopicPartition(topic, 1): 2}
+
+        # The newer owner went on to offset 10: a later batch of the zombie's applies nothing
+        # there, records no id, and moves nothing back.
+        await pool.execute(
+            "UPDATE consumer_offsets SET next_offset = 10 WHERE group_id = $1 AND partition = 0",
+            GROUP,
+        )
+        next_offsets = await zombie._apply([record(0, n, f"late-{n}") for n in (4, 5)])
+
+        assert len(await pool.fetch("SELECT order_id FROM cancellations")) == 4
+        recorded = await pool.fetchval(
+            "SELECT count(*) FROM applied_events WHERE group_id = $1", GROUP
+        )
+        assert recorded == 4
+        assert await offsets() == {0: 10, 1: 2}
+        assert next_offsets == {}
+    finally:
+        await pool.close()
