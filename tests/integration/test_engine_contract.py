@@ -82,6 +82,27 @@ async def running_engine(settings: Settings) -> AsyncIterator[Harness]:
         yield Harness(settings, topic, dead_letters, pool)
 
 
+async def zombie_of_partition_0(pool: asyncpg.Pool, topic: str, newer_owners_offset: int) -> Engine:
+    """An engine of the group still at work on `topic` after its partition 0 moved on to a newer
+    owner, which stored `newer_owners_offset` there."""
+    await pool.execute(
+        "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+        " VALUES ($1, $2, 0, $3)",
+        GROUP,
+        topic,
+        newer_owners_offset,
+    )
+    return Engine(GROUP, [CountsCancellations(GROUP, topic)], None, pool, SCHEMA)  # type: ignore[arg-type]
+
+
+async def stored_offsets(pool: asyncpg.Pool) -> dict[int, int]:
+    """The group's stored next offsets by partition."""
+    rows = await pool.fetch(
+        "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", GROUP
+    )
+    return {row["partition"]: row["next_offset"] for row in rows}
+
+
 def reasons(letters: list[Record]) -> dict[str, tuple[bytes, bytes]]:
     """Dead letters by the order id in their body: (dlq_reason, dlq_error)."""
     return {
@@ -196,22 +217,13 @@ async def test_offsets_stored_for_skipped_records_never_move_back(settings: Sett
     topic = settings.topic_prefix + "orders.events"
     ahead, behind = TopicPartition(topic, 0), TopicPartition(topic, 1)
     try:
-        await pool.execute(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-            " VALUES ($1, $2, 0, 50)",
-            GROUP,
-            topic,
-        )
-        zombie = Engine(GROUP, [CountsCancellations(GROUP, topic)], None, pool, SCHEMA)  # type: ignore[arg-type]
+        zombie = await zombie_of_partition_0(pool, topic, newer_owners_offset=50)
         zombie.assigned = {ahead, behind}
         zombie._unstored = {ahead: 7, behind: 3}
 
         await zombie._store_passed()
 
-        rows = await pool.fetch(
-            "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", GROUP
-        )
-        assert {row["partition"]: row["next_offset"] for row in rows} == {0: 50, 1: 3}
+        assert await stored_offsets(pool) == {0: 50, 1: 3}
         assert zombie._unstored == {}
     finally:
         await pool.close()
@@ -240,22 +252,10 @@ async def test_a_batch_skips_what_a_newer_owner_of_its_partition_applied(
             topic, partition, offset, 0, 0, None, value, None, 0, len(value), headers
         )
 
-    async def offsets() -> dict[int, int]:
-        rows = await pool.fetch(
-            "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", GROUP
-        )
-        return {row["partition"]: row["next_offset"] for row in rows}
-
     try:
         await pool.execute("CREATE TABLE cancellations (id serial PRIMARY KEY, order_id text)")
         # The newer owner applied offsets 0 and 1 of partition 0 (its ids are its own business).
-        await pool.execute(
-            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
-            " VALUES ($1, $2, 0, 2)",
-            GROUP,
-            topic,
-        )
-        zombie = Engine(GROUP, [CountsCancellations(GROUP, topic)], None, pool, SCHEMA)  # type: ignore[arg-type]
+        zombie = await zombie_of_partition_0(pool, topic, newer_owners_offset=2)
         batch = [record(0, n, f"p0-{n}") for n in range(4)] + [
             record(1, n, f"p1-{n}") for n in range(2)
         ]
@@ -271,7 +271,7 @@ async def test_a_batch_skips_what_a_newer_owner_of_its_partition_applied(
             "SELECT count(*) FROM applied_events WHERE group_id = $1", GROUP
         )
         assert recorded == 4
-        assert await offsets() == {0: 4, 1: 2}
+        assert await stored_offsets(pool) == {0: 4, 1: 2}
         assert next_offsets == {TopicPartition(topic, 0): 4, TopicPartition(topic, 1): 2}
 
         # The newer owner went on to offset 10: a later batch of the zombie's applies nothing
@@ -287,7 +287,7 @@ async def test_a_batch_skips_what_a_newer_owner_of_its_partition_applied(
             "SELECT count(*) FROM applied_events WHERE group_id = $1", GROUP
         )
         assert recorded == 4
-        assert await offsets() == {0: 10, 1: 2}
+        assert await stored_offsets(pool) == {0: 10, 1: 2}
         assert next_offsets == {}
     finally:
         await pool.close()
