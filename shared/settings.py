@@ -85,9 +85,9 @@ class Settings(BaseSettings):
     # 3 where a deployment does not say (compose and Kubernetes set 6): a few workers can share a
     # topic, and every fetch and probe costs the broker and aiokafka something per partition asked
     # for (an engine asks for every partition of its topics). `orderguard up` creates its topics
-    # on the embedded broker with 1 (cli/supervisor.py, EMBEDDED_TOPIC_PARTITIONS; session 19),
-    # as tests/conftest.py does with 3: 12 (session 8) and 3 (session 18) there are measured in
-    # docs/performance.md.
+    # on the embedded broker with 1 (cli/supervisor.py, EMBEDDED_TOPIC_PARTITIONS), the tests
+    # with 3 (tests/conftest.py); docs/performance.md has 12 (session 8), 3 (18) and 1 (19)
+    # measured there.
     topic_partitions: int = Field(
         default=3,
         ge=1,

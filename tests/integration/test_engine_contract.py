@@ -247,9 +247,18 @@ async def test_a_batch_skips_what_a_newer_owner_of_its_partition_applied(
     def record(partition: int, offset: int, order_id: str) -> ConsumerRecord[bytes, bytes]:
         envelope = cancellation(order_id)
         value = envelope.to_json()
-        headers = [(k, v) for k, v in envelope.kafka_headers()]
         return ConsumerRecord(
-            topic, partition, offset, 0, 0, None, value, None, 0, len(value), headers
+            topic,
+            partition,
+            offset,
+            0,
+            0,
+            None,
+            value,
+            None,
+            0,
+            len(value),
+            envelope.kafka_headers(),
         )
 
     try:
