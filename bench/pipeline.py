@@ -205,13 +205,16 @@ class Infra:
 
     def settings(self, tag: str, **overrides: Any) -> Any:
         from orderguard.cli.services_registry import OrderguardSettings
+        from orderguard.cli.supervisor import EMBEDDED_TOPIC_PARTITIONS
 
         return OrderguardSettings(
             database_url=self.postgres.ensure_database(f"bench_{tag}"),
             kafka_bootstrap=self.broker.bootstrap,
             kafka_embedded_compat=True,
             topic_prefix=f"b{tag}.",
-            topic_partitions=6,
+            # As `orderguard up` creates them on this broker (6 until session 19: with 1, raw
+            # consume drains faster and the detection pipeline's hops are shorter).
+            topic_partitions=EMBEDDED_TOPIC_PARTITIONS,
             log_level="WARNING",
             log_format="console",
             **overrides,
