@@ -136,22 +136,25 @@ async def test_notifier_keeps_what_is_live_and_forgets_what_is_old(
         }
         ids = {name: uuid.uuid4() for name in deliveries}
         for name, (status, age) in deliveries.items():
-            await conn.execute(
-                "INSERT INTO deliveries (id, request_id, source_event_id, channel, recipient_kind,"
-                " recipient_id, template, language, dedup_key, status, attempt_limit, updated_at)"
-                " VALUES ($1, $2, $2, 'sms', 'customer', 'c-1', 't', 'zh-CN', $2, $3, 6,"
-                " now() - $4::interval)",
-                ids[name],
-                name,
-                status,
-                age,
-            )
-            await conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, number, outcome, started_at,"
-                " duration_s) VALUES ($1, 1, 'retryable', now() - $2::interval, 0.1)",
-                ids[name],
-                age,
-            )
+            # A delivery and its attempt in one transaction: the running service's retention
+            # job may delete an old delivery between two statements (seen once in CI).
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO deliveries (id, request_id, source_event_id, channel, recipient_kind,"
+                    " recipient_id, template, language, dedup_key, status, attempt_limit, updated_at)"
+                    " VALUES ($1, $2, $2, 'sms', 'customer', 'c-1', 't', 'zh-CN', $2, $3, 6,"
+                    " now() - $4::interval)",
+                    ids[name],
+                    name,
+                    status,
+                    age,
+                )
+                await conn.execute(
+                    "INSERT INTO delivery_attempts (delivery_id, number, outcome, started_at,"
+                    " duration_s) VALUES ($1, 1, 'retryable', now() - $2::interval, 0.1)",
+                    ids[name],
+                    age,
+                )
 
     async def settled() -> bool:
         return bool(
