@@ -81,17 +81,41 @@ def notify_channel(schema: str) -> str:
     return f"orderguard_outbox_{schema}"
 
 
+# The relay leading each schema's outbox in this process, if one does. A unit of work of this
+# process wakes it after committing rows of that schema, without a NOTIFY: PostgreSQL signals
+# every backend listening in the database for each NOTIFY, on whatever channel, and under `up`
+# ten listen (about 13.5 us of its CPU each, and the committing request waits for it:
+# docs/performance.md, session 20). Rows committed by another process (a second replica, the
+# API beside its worker) still NOTIFY; a wake lost to a change of leader is covered by the new
+# leader's poll every `poll_interval_s`.
+_leading_here: dict[str, OutboxRelay] = {}
+
+
+def relay_leads_here(schema: str) -> bool:
+    return schema in _leading_here
+
+
+def wake_relay_here(schema: str) -> None:
+    """Rows of `schema` were committed in this process: wake its relay if it leads here."""
+    relay = _leading_here.get(schema)
+    if relay is not None:
+        relay.wake()
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRows:
     """Messages for one schema's outbox, written in another statement: the unit of work's last
-    (a use case that stores its state and its events in one round trip, `UnitOfWork.write_last`)."""
+    (a use case that stores its state and its events in one round trip, `UnitOfWork.write_last`).
+    With `notify`, the statement also wakes the schema's relay, wherever it runs, on commit."""
 
     schema: str
     messages: list[OutboxMessage]
+    notify: bool = True
 
     def insert(self, first: int) -> tuple[str, str, list[Any]]:
         """(a data-modifying statement for a WITH clause, an expression for the final SELECT
-        that wakes the relay on commit, their parameters from ${first} on)."""
+        that wakes the relay on commit or "" without `notify`, their parameters from ${first}
+        on)."""
         return (
             "INSERT INTO outbox (topic, key, value, headers)"
             " SELECT topic, key, value, headers::jsonb"
@@ -99,13 +123,13 @@ class OutboxRows:
             f" ${first + 3}::text[]) WITH ORDINALITY AS m (topic, key, value, headers, n)"
             # In the given order: ids follow it, and the relay publishes by id.
             " ORDER BY n",
-            f"pg_notify(${first + 4}, '')",
+            f"pg_notify(${first + 4}, '')" if self.notify else "",
             [
                 [m.topic for m in self.messages],
                 [m.key for m in self.messages],
                 [m.value for m in self.messages],
                 [orjson.dumps([list(h) for h in m.headers]).decode() for m in self.messages],
-                notify_channel(self.schema),
+                *([notify_channel(self.schema)] if self.notify else []),
             ],
         )
 
@@ -191,6 +215,7 @@ class OutboxRelay:
             listener = lambda *_: self._wake.set()  # noqa: E731
             await conn.add_listener(notify_channel(self._schema), listener)
             try:
+                _leading_here[self._schema] = self
                 loop = asyncio.get_running_loop()
                 last_cleanup = last_measured = 0.0
                 published_at = -self._linger_s
@@ -231,6 +256,8 @@ class OutboxRelay:
                         wake_task.cancel()
             finally:
                 self.is_leader = False
+                if _leading_here.get(self._schema) is self:
+                    del _leading_here[self._schema]
                 await conn.remove_listener(notify_channel(self._schema), listener)
                 await conn.execute("RESET synchronous_commit")
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id(self._schema))

@@ -22,7 +22,7 @@ from orderguard.shared.events.notifications import (
     Recipient,
 )
 from orderguard.shared.events.registry import REGISTRY
-from orderguard.shared.outbox import OutboxMessage, OutboxRows
+from orderguard.shared.outbox import OutboxMessage, OutboxRows, relay_leads_here, wake_relay_here
 from orderguard.shared.tracing import child_of, current_traceparent
 
 
@@ -166,7 +166,11 @@ class UnitOfWork:
         self._riders.append(rider)
 
     def _riding(self) -> Riders:
-        outbox = [OutboxRows(self.schema, self.outbox)] if self.outbox else []
+        outbox = (
+            [OutboxRows(self.schema, self.outbox, notify=not relay_leads_here(self.schema))]
+            if self.outbox
+            else []
+        )
         return Riders((*outbox, *self._riders))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -182,6 +186,8 @@ class UnitOfWork:
         if self._begins.tx is not None:
             await self._begins.tx.commit()
         self._committed = True
+        if self.outbox:
+            wake_relay_here(self.schema)
         if telemetry.enabled():
             telemetry.record_published(
                 (
