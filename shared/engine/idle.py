@@ -98,7 +98,7 @@ class Wakeups:
 
     def __init__(
         self,
-        probe_every_s: float = 0.25,
+        probe_every_s: float = 0.1,
         reconnect_after_s: float = 0.5,
         connect: Callable[[str], Awaitable[asyncpg.Connection]] = asyncpg.connect,
         ask_ends: HighWatermarks = high_watermarks,
