@@ -87,17 +87,23 @@ def notify_channel(schema: str) -> str:
 # ten listen (about 13.5 us of its CPU each, and the committing request waits for it:
 # docs/performance.md, session 20). Rows committed by another process (a second replica, the
 # API beside its worker) still NOTIFY; a wake lost to a change of leader is covered by the new
-# leader's poll every `poll_interval_s`.
-_leading_here: dict[str, OutboxRelay] = {}
+# leader's poll every `poll_interval_s`. Kept with the relay's event loop: a relay of a loop
+# that ended without stopping it (a test's) must neither be woken nor stand for a leader.
+_leading_here: dict[str, tuple[OutboxRelay, asyncio.AbstractEventLoop]] = {}
+
+
+def _relay_here(schema: str) -> OutboxRelay | None:
+    relay, loop = _leading_here.get(schema, (None, None))
+    return relay if loop is asyncio.get_running_loop() else None
 
 
 def relay_leads_here(schema: str) -> bool:
-    return schema in _leading_here
+    return _relay_here(schema) is not None
 
 
 def wake_relay_here(schema: str) -> None:
     """Rows of `schema` were committed in this process: wake its relay if it leads here."""
-    relay = _leading_here.get(schema)
+    relay = _relay_here(schema)
     if relay is not None:
         relay.wake()
 
@@ -215,8 +221,8 @@ class OutboxRelay:
             listener = lambda *_: self._wake.set()  # noqa: E731
             await conn.add_listener(notify_channel(self._schema), listener)
             try:
-                _leading_here[self._schema] = self
                 loop = asyncio.get_running_loop()
+                _leading_here[self._schema] = (self, loop)
                 last_cleanup = last_measured = 0.0
                 published_at = -self._linger_s
                 while not stop.is_set():
@@ -256,7 +262,7 @@ class OutboxRelay:
                         wake_task.cancel()
             finally:
                 self.is_leader = False
-                if _leading_here.get(self._schema) is self:
+                if _leading_here.get(self._schema, (None,))[0] is self:
                     del _leading_here[self._schema]
                 await conn.remove_listener(notify_channel(self._schema), listener)
                 await conn.execute("RESET synchronous_commit")
