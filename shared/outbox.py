@@ -92,20 +92,10 @@ def notify_channel(schema: str) -> str:
 _leading_here: dict[str, tuple[OutboxRelay, asyncio.AbstractEventLoop]] = {}
 
 
-def _relay_here(schema: str) -> OutboxRelay | None:
+def relay_leading_here(schema: str) -> OutboxRelay | None:
+    """The relay leading `schema`'s outbox in this process and event loop, if one does."""
     relay, loop = _leading_here.get(schema, (None, None))
     return relay if loop is asyncio.get_running_loop() else None
-
-
-def relay_leads_here(schema: str) -> bool:
-    return _relay_here(schema) is not None
-
-
-def wake_relay_here(schema: str) -> None:
-    """Rows of `schema` were committed in this process: wake its relay if it leads here."""
-    relay = _relay_here(schema)
-    if relay is not None:
-        relay.wake()
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +252,7 @@ class OutboxRelay:
                         wake_task.cancel()
             finally:
                 self.is_leader = False
-                if _leading_here.get(self._schema, (None,))[0] is self:
+                if relay_leading_here(self._schema) is self:
                     del _leading_here[self._schema]
                 await conn.remove_listener(notify_channel(self._schema), listener)
                 await conn.execute("RESET synchronous_commit")

@@ -22,7 +22,7 @@ from orderguard.shared.events.notifications import (
     Recipient,
 )
 from orderguard.shared.events.registry import REGISTRY
-from orderguard.shared.outbox import OutboxMessage, OutboxRows, relay_leads_here, wake_relay_here
+from orderguard.shared.outbox import OutboxMessage, OutboxRelay, OutboxRows, relay_leading_here
 from orderguard.shared.tracing import child_of, current_traceparent
 
 
@@ -93,6 +93,7 @@ class UnitOfWork:
         self._after_commit: list[Callable[[], None]] = []
         self._last: LastStatement | None = None
         self._riders: list[Rider] = []
+        self._relay: OutboxRelay | None = None
 
     async def __aenter__(self) -> UnitOfWork:
         self._acquired = await self._pool.acquire()
@@ -166,11 +167,11 @@ class UnitOfWork:
         self._riders.append(rider)
 
     def _riding(self) -> Riders:
-        outbox = (
-            [OutboxRows(self.schema, self.outbox, notify=not relay_leads_here(self.schema))]
-            if self.outbox
-            else []
-        )
+        outbox = []
+        if self.outbox:
+            # A relay leading here is woken after the commit instead of by NOTIFY.
+            self._relay = relay_leading_here(self.schema)
+            outbox = [OutboxRows(self.schema, self.outbox, notify=self._relay is None)]
         return Riders((*outbox, *self._riders))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -186,8 +187,8 @@ class UnitOfWork:
         if self._begins.tx is not None:
             await self._begins.tx.commit()
         self._committed = True
-        if self.outbox:
-            wake_relay_here(self.schema)
+        if self._relay is not None:
+            self._relay.wake()
         if telemetry.enabled():
             telemetry.record_published(
                 (

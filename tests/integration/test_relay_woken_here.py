@@ -11,7 +11,7 @@ import asyncpg
 
 from orderguard.shared.envelope import Envelope
 from orderguard.shared.kafka import make_producer
-from orderguard.shared.outbox import OutboxRelay, notify_channel, relay_leads_here, write_outbox
+from orderguard.shared.outbox import OutboxRelay, notify_channel, relay_leading_here, write_outbox
 from orderguard.shared.settings import Settings
 from orderguard.shared.uow import UnitOfWork
 from tests.testkit import at_once, engine_pool, outbox_message, wait_until
@@ -50,7 +50,9 @@ async def test_a_commit_wakes_the_relay_leading_here_and_notifies_only_without_o
                 )
 
         try:
-            await wait_until(lambda: at_once(relay_leads_here(SCHEMA)), what="the relay leads")
+            await wait_until(
+                lambda: at_once(relay_leading_here(SCHEMA) is relay), what="the relay leads"
+            )
             await commit_unit("woken here")
             await wait_until(lambda: sent("woken here"), timeout=10, what="the row sent")
             # A writer outside a unit of work (as another process) always NOTIFYs: once its
@@ -63,7 +65,7 @@ async def test_a_commit_wakes_the_relay_leading_here_and_notifies_only_without_o
 
             stop.set()
             await asyncio.wait_for(running, timeout=15)
-            assert not relay_leads_here(SCHEMA)
+            assert relay_leading_here(SCHEMA) is None
             await commit_unit("no relay here")
             await wait_until(lambda: at_once(len(heard) == 2), what="the unit's NOTIFY")
         finally:
